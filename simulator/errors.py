@@ -1,0 +1,13 @@
+"""The one error type for bad user input.
+
+Raised anywhere input is validated (topology strings, sizes, collective options). The command line turns
+it into a single line on stderr and exit status 2; library users catch it like any ``ValueError``.
+"""
+
+
+class SpecError(ValueError):
+    """Invalid user input. The message names the field, the bad value and what is allowed."""
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        self.field, self.value, self.allowed = field, value, allowed
+        super().__init__(f"{field}: got {value!r}; {allowed}")

@@ -1,0 +1,289 @@
+"""A topology compiled for simulation: directed links as numpy arrays, hosts in rank order, ECMP routes.
+
+Semantics (shared/design/NETWORK.md): a cable is two directed links; switches forward, hosts never do;
+a flow follows one shortest path (fewest links); among equal-cost paths each switch picks a next hop by
+hashing (src, dst, flow_index, switch), so the spread is deterministic and per flow. Routes are computed
+in vectorized batches, one breadth-first search per destination host, and cached.
+
+>>> import networkx as nx
+>>> g = nx.Graph(hosts=["h0", "h1"])
+>>> g.add_nodes_from(["h0", "h1"], kind="host"); g.add_node("sw", kind="switch")
+>>> g.add_edge("h0", "sw", link_gbps=100, latency_us=1); g.add_edge("sw", "h1", link_gbps=100, latency_us=1)
+>>> fabric = Fabric(g)
+>>> route = fabric.route_ids([0], [1])[0]
+>>> float(fabric.route_latency_s[route]), float(fabric.route_bottleneck_Bps[route])
+(2e-06, 12500000000.0)
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from simulator.errors import SpecError
+from simulator.units import gbps_to_Bps, us_to_s
+
+_UNREACHED = np.iinfo(np.int16).max
+_ROUTE_CHUNK = 1 << 16
+_BFS_CHUNK = 256
+
+
+def gather_ranges(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate CSR segments ``ptr[r]:ptr[r+1]`` for each r in ``rows``.
+
+    Returns (positions, owner) where ``owner[j]`` is the index into ``rows`` that position j came from.
+    """
+    starts = ptr[rows]
+    lengths = ptr[rows + 1] - starts
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    if len(owner) == 0:
+        return np.zeros(0, dtype=np.int64), owner
+    offsets = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + offsets, owner
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer: a fast, well-spread integer hash (vectorized, wrapping uint64 arithmetic)."""
+    x = x.astype(np.uint64, copy=True)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+class Fabric:
+    """Directed links, hosts and cached ECMP routes of one topology graph.
+
+    Attributes (arrays indexed by link id): ``link_src``, ``link_dst`` (node ids), ``capacity_Bps``
+    (bytes/s), ``latency_s``. Routes are rows of ``route_links`` (link ids padded with -1), with
+    ``route_latency_s`` (sum over links, paid once per message) and ``route_bottleneck_Bps``.
+    """
+
+    def __init__(self, graph: nx.Graph | nx.DiGraph, ecmp_seed: int = 0) -> None:
+        self.graph = graph
+        self.node_names: list[str] = [str(n) for n in graph.nodes]
+        index = {n: i for i, n in enumerate(graph.nodes)}
+        hosts = graph.graph.get("hosts") or [n for n, d in graph.nodes(data=True) if d.get("kind") == "host"]
+        if not hosts:
+            raise SpecError("topology", graph.graph.get("spec", "graph"), "needs at least one host (kind: host)")
+        self.host_nodes = np.array([index[h] for h in hosts], dtype=np.int64)
+        self.n_nodes = len(index)
+        self.is_switch = np.array([graph.nodes[n].get("kind") != "host" for n in graph.nodes], dtype=bool)
+        self.is_switch[self.host_nodes] = False
+
+        src, dst, gbps, lat_us = [], [], [], []
+        directed = graph.is_directed()
+        for u, v, attrs in graph.edges(data=True):
+            bandwidth, latency = attrs.get("link_gbps"), attrs.get("latency_us", 0.0)
+            if bandwidth is None or not float(bandwidth) > 0:
+                raise SpecError(f"link {u}-{v}.link_gbps", bandwidth, "every link needs a bandwidth > 0")
+            if not float(latency) >= 0:
+                raise SpecError(f"link {u}-{v}.latency_us", latency, "latency must be >= 0")
+            pairs = [(u, v)] if directed else [(u, v), (v, u)]
+            for a, b in pairs:
+                src.append(index[a])
+                dst.append(index[b])
+                gbps.append(float(bandwidth))
+                lat_us.append(float(latency))
+        self.link_src = np.array(src, dtype=np.int64)
+        self.link_dst = np.array(dst, dtype=np.int64)
+        self.capacity_Bps = gbps_to_Bps(np.array(gbps, dtype=np.float64))
+        self.latency_s = us_to_s(np.array(lat_us, dtype=np.float64))
+        self.n_links = len(self.link_src)
+
+        to_switch = np.nonzero(self.is_switch[self.link_dst])[0]
+        order = to_switch[np.argsort(self.link_src[to_switch], kind="stable")]
+        self._out_sw_link = order
+        self._out_sw_ptr = np.searchsorted(self.link_src[order], np.arange(self.n_nodes + 1))
+        order = np.argsort(self.link_dst, kind="stable")
+        self._in_link = order
+        self._in_ptr = np.searchsorted(self.link_dst[order], np.arange(self.n_nodes + 1))
+        order = np.argsort(self.link_src, kind="stable")
+        self._by_src_dst = self.link_dst[order]
+        self._by_src_ptr = np.searchsorted(self.link_src[order], np.arange(self.n_nodes + 1))
+        pair_keys = self.link_src * self.n_nodes + self.link_dst
+        self._pair_order = np.argsort(pair_keys, kind="stable")
+        self._pair_keys = pair_keys[self._pair_order]
+
+        self._seed = np.uint64(ecmp_seed)
+        self._dist: dict[int, np.ndarray] = {}
+        self._route_keys = np.zeros(0, dtype=np.int64)
+        self._route_of_key = np.zeros(0, dtype=np.int64)
+        self.route_links = np.zeros((0, 1), dtype=np.int32)
+        self.route_latency_s = np.zeros(0)
+        self.route_bottleneck_Bps = np.zeros(0)
+        self.n_routes = 0
+        self._check_connected()
+
+    @property
+    def n_hosts(self) -> int:
+        return len(self.host_nodes)
+
+    def link_names(self) -> list[str]:
+        """``"u->v"`` for each directed link id."""
+        names = self.node_names
+        return [f"{names[u]}->{names[v]}" for u, v in zip(self.link_src, self.link_dst, strict=True)]
+
+    def _check_connected(self) -> None:
+        """Every host must reach every other host through switches."""
+        if self.n_hosts < 2:
+            return
+        dist = self._distances_to(int(self.host_nodes[0]))
+        unreachable = [self.node_names[h] for h in self.host_nodes if dist[h] == _UNREACHED]
+        if not unreachable and self.graph.is_directed():
+            first = self.host_nodes[0]
+            if any(self._distances_to(int(h))[first] == _UNREACHED for h in self.host_nodes):
+                unreachable = ["(some hosts cannot send to host 0)"]
+        if unreachable:
+            shown = ", ".join(unreachable[:5]) + (" ..." if len(unreachable) > 5 else "")
+            raise SpecError("topology", self.graph.graph.get("spec", "graph"),
+                            f"is disconnected: no path between {self.node_names[self.host_nodes[0]]} and {shown}")
+
+    def _distances_to(self, dst_node: int) -> np.ndarray:
+        """Hop count from every node to ``dst_node`` over paths whose inner nodes are switches (cached)."""
+        return self._distance_rows(np.array([dst_node]))[0]
+
+    def _distance_rows(self, dst_nodes: np.ndarray) -> np.ndarray:
+        """Stacked distance rows for ``dst_nodes``; computes missing ones in batched searches.
+
+        A host with a single incoming link reuses its switch's row (+1), so a fat-tree needs one search
+        per edge switch, not per host.
+        """
+        missing = [int(d) for d in np.unique(dst_nodes) if int(d) not in self._dist]
+        if missing:
+            single = {d: int(self.link_src[self._in_link[self._in_ptr[d]]]) for d in missing
+                      if self._in_ptr[d + 1] - self._in_ptr[d] == 1 and not self.is_switch[d]}
+            searched = sorted({single.get(d, d) for d in missing} - set(self._dist))
+            for i in range(0, len(searched), _BFS_CHUNK):
+                chunk = np.array(searched[i : i + _BFS_CHUNK])
+                for node, row in zip(chunk, self._bfs_rows(chunk), strict=True):
+                    self._dist[int(node)] = row
+            for d, switch in single.items():
+                via = self._dist[switch]
+                row = np.where(via == _UNREACHED, _UNREACHED, via + 1).astype(np.int16)
+                row[d] = 0
+                self._dist[d] = row
+        return np.stack([self._dist[int(d)] for d in dst_nodes])
+
+    def _bfs_rows(self, targets: np.ndarray) -> np.ndarray:
+        """Level-synchronous reverse BFS from many targets at once (boolean matrix per level)."""
+        dist = np.full((len(targets), self.n_nodes), _UNREACHED, dtype=np.int16)
+        rows = np.arange(len(targets))
+        dist[rows, targets] = 0
+        frontier = np.zeros((len(targets), self.n_nodes), dtype=bool)
+        frontier[rows, targets] = True
+        has_out = np.nonzero(np.diff(self._by_src_ptr) > 0)[0]
+        level = 0
+        while frontier.any():
+            level += 1
+            reached = np.zeros_like(frontier)
+            reached[:, has_out] = np.logical_or.reduceat(
+                frontier[:, self._by_src_dst], self._by_src_ptr[has_out], axis=1)
+            new = reached & (dist == _UNREACHED)
+            dist[new] = level
+            frontier = new & self.is_switch
+        return dist
+
+    def route_ids(self, src_rank: np.ndarray | list[int], dst_rank: np.ndarray | list[int],
+                  flow_index: np.ndarray | int = 0) -> np.ndarray:
+        """Route id for each (src rank, dst rank, flow index); computes and caches routes it has not seen."""
+        src = np.asarray(src_rank, dtype=np.int64)
+        dst = np.asarray(dst_rank, dtype=np.int64)
+        n = self.n_hosts
+        keys = (src * n + dst) * 65536 + np.asarray(flow_index, dtype=np.int64)
+        known = np.zeros(len(keys), dtype=bool)
+        if len(self._route_keys):
+            pos = np.minimum(np.searchsorted(self._route_keys, keys), len(self._route_keys) - 1)
+            known = self._route_keys[pos] == keys
+        if not np.all(known):
+            new_keys = np.unique(keys[~known])
+            new_ids = self._build_routes(new_keys)
+            merged = np.concatenate([self._route_keys, new_keys])
+            order = np.argsort(merged, kind="stable")
+            self._route_keys = merged[order]
+            self._route_of_key = np.concatenate([self._route_of_key, new_ids])[order]
+        return self._route_of_key[np.searchsorted(self._route_keys, keys)]
+
+    def _build_routes(self, keys: np.ndarray) -> np.ndarray:
+        """Compute, store and return ids of new routes for sorted unique keys (in chunks to bound memory)."""
+        chunks = [self._walk(keys[i : i + _ROUTE_CHUNK]) for i in range(0, len(keys), _ROUTE_CHUNK)]
+        width = max([self.route_links.shape[1]] + [c.shape[1] for c in chunks])
+        links = np.concatenate([_pad(c, width) for c in chunks])
+        first_id = self.n_routes
+        self.route_links = np.concatenate([_pad(self.route_links, width), links])
+        valid = links >= 0
+        safe = np.where(valid, links, 0)
+        self.route_latency_s = np.concatenate(
+            [self.route_latency_s, np.where(valid, self.latency_s[safe], 0.0).sum(axis=1)])
+        self.route_bottleneck_Bps = np.concatenate(
+            [self.route_bottleneck_Bps, np.where(valid, self.capacity_Bps[safe], np.inf).min(axis=1)])
+        self.n_routes += len(keys)
+        return np.arange(first_id, self.n_routes, dtype=np.int64)
+
+    def _walk(self, keys: np.ndarray) -> np.ndarray:
+        """Walk each (src, dst, flow) key hop by hop from source to destination, hashing among next hops.
+
+        Inner hops choose among switch neighbours one hop closer; the last hop is the direct link.
+        """
+        pair, _ = np.divmod(keys, 65536)
+        src_rank, dst_rank = np.divmod(pair, self.n_hosts)
+        cur = self.host_nodes[src_rank]
+        dst = self.host_nodes[dst_rank]
+        flow_hash = _mix64(keys.astype(np.uint64) ^ self._seed)
+        dst_unique, dst_row = np.unique(dst, return_inverse=True)
+        dist = self._distance_rows(dst_unique)
+        hops_needed = dist[dst_row, cur]
+        if np.any(hops_needed == _UNREACHED):
+            bad = int(np.argmax(hops_needed == _UNREACHED))
+            raise SpecError("topology", self.graph.graph.get("spec", "graph"),
+                            f"has no path from {self.node_names[cur[bad]]} to {self.node_names[dst[bad]]}")
+        max_hops = int(hops_needed.max()) if len(keys) else 0
+        links = np.full((len(keys), max(max_hops, 1)), -1, dtype=np.int32)
+
+        active = np.nonzero(cur != dst)[0]
+        hop = 0
+        while len(active):
+            node = cur[active]
+            remaining = dist[dst_row[active], node]
+            last = remaining == 1
+            if np.any(last):
+                pos = np.searchsorted(self._pair_keys, node[last] * self.n_nodes + dst[active[last]])
+                links[active[last], hop] = self._pair_order[pos]
+            inner = active[~last]
+            if len(inner):
+                node = cur[inner]
+                positions, owner = gather_ranges(self._out_sw_ptr, node)
+                cand_link = self._out_sw_link[positions]
+                row = dst_row[inner[owner]]
+                ok = dist[row, self.link_dst[cand_link]] == dist[row, node[owner]] - 1
+                cand_link, owner = cand_link[ok], owner[ok]
+                n_cand = np.bincount(owner, minlength=len(inner)).astype(np.uint64)
+                first = np.cumsum(n_cand) - n_cand
+                salt = _mix64(flow_hash[inner] + np.uint64(0x9E3779B97F4A7C15) * node.astype(np.uint64))
+                links[inner, hop] = cand_link[(first + salt % n_cand).astype(np.int64)]
+            cur[active] = self.link_dst[links[active, hop]]
+            active = active[cur[active] != dst[active]]
+            hop += 1
+        return links
+
+    def min_route_latency_s(self) -> float:
+        """Smallest latency of any host-to-host route: the lookahead of the flow backend."""
+        if self.n_hosts < 2:
+            return 0.0
+        from_host = ~self.is_switch[self.link_src]
+        into_host = ~self.is_switch[self.link_dst]
+        bound = self.latency_s[from_host].min() + self.latency_s[into_host].min()
+        direct = from_host & into_host
+        if np.any(direct):
+            bound = min(bound, self.latency_s[direct].min())
+        return float(bound)
+
+
+def _pad(matrix: np.ndarray, width: int) -> np.ndarray:
+    if matrix.shape[1] == width:
+        return matrix
+    out = np.full((matrix.shape[0], width), -1, dtype=np.int32)
+    out[:, : matrix.shape[1]] = matrix
+    return out

@@ -1,0 +1,340 @@
+"""The fluid (flow-level) state of a fabric: which flows move, at what max-min fair rate, until when.
+
+Exact semantics of shared/design/NETWORK.md, made fast by three observations:
+
+1. Lookahead. A flow that becomes ready at t starts moving at t + route latency >= t + L_min, where
+   L_min is the smallest route latency. So once the earliest pending event is at t0, every flow that
+   will move before t0 + L_min is already known, and the window [t0, t0 + L_min) can be processed as one
+   batch without waiting for the completions inside it.
+2. Isolation. A flow that shares no link with any other flow present during the window moves at its
+   route's bottleneck rate and finishes at a time known in closed form; such flows (a ring's, say) are
+   handled in vectorized batches. Only flows that share links ("coupled") need rate recomputation.
+3. Incremental max-min. When flows whose rates are >= lam leave, every flow below lam keeps its rate
+   (progressive filling reaches lam unchanged), so only flows at or above lam are recomputed, on the
+   capacity the others leave. A new flow on links with capacity c and n flows changes nothing below
+   min(c / n). Completions of the fastest flows, the common case, therefore touch few flows.
+
+Times within a relative 1e-12 of each other are one event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.fabric import Fabric
+from simulator.network.maxmin import max_min_rates
+
+TIME_REL_EPS = 1e-12
+
+
+def _eps(t: float) -> float:
+    return TIME_REL_EPS * abs(t) + 1e-18
+
+
+class _Table:
+    """Columnar store of flows with amortized O(1) appends and lazy deletion."""
+
+    FIELDS = {"route": np.int64, "size": np.float64, "owner": np.int64, "tag": np.int64, "t_act": np.float64,
+              "t_fin": np.float64, "rem": np.float64, "t_upd": np.float64, "rate": np.float64}
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.n_alive = 0
+        self.cols = {name: np.zeros(64, dtype=dt) for name, dt in self.FIELDS.items()}
+        self.alive = np.zeros(64, dtype=bool)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        cols = self.__dict__.get("cols")
+        if cols is not None and name in cols:
+            return cols[name][: self.n]
+        raise AttributeError(name)
+
+    def append(self, **values: np.ndarray) -> np.ndarray:
+        k = len(next(iter(values.values())))
+        need = self.n + k
+        if need > len(self.alive):
+            capacity = max(need, 2 * len(self.alive))
+            for name, col in self.cols.items():
+                self.cols[name] = np.resize(col, capacity)
+            self.alive = np.resize(self.alive, capacity)
+        rows = np.arange(self.n, need)
+        for name, value in values.items():
+            self.cols[name][rows] = value
+        self.alive[rows] = True
+        self.n = need
+        self.n_alive += k
+        return rows
+
+    def live_rows(self) -> np.ndarray:
+        return np.nonzero(self.alive[: self.n])[0]
+
+    def kill(self, rows: np.ndarray) -> None:
+        """Delete rows; their times become +inf and rates -inf so scans need no liveness mask."""
+        self.alive[rows] = False
+        self.n_alive -= len(rows)
+        self.cols["t_act"][rows] = np.inf
+        self.cols["t_fin"][rows] = np.inf
+        self.cols["rate"][rows] = -np.inf
+
+    def compact(self) -> np.ndarray | None:
+        """Drop dead rows when they are the majority; returns the old row of each new row, or None."""
+        if self.n < 256 or self.n_alive * 2 > self.n:
+            return None
+        keep = self.live_rows()
+        for name, col in self.cols.items():
+            col[: len(keep)] = col[keep]
+        self.alive[: len(keep)] = True
+        self.alive[len(keep) : self.n] = False
+        self.n = len(keep)
+        return keep
+
+
+@dataclass
+class Completions:
+    """Flows that finished in a window: owner id, owner's tag, finish time (s)."""
+
+    owner: np.ndarray
+    tag: np.ndarray
+    t_done: np.ndarray
+
+
+class FluidCore:
+    """Flows on a fabric under max-min fair sharing; advanced one lookahead window at a time."""
+
+    def __init__(self, fabric: Fabric, check_capacity: bool = False) -> None:
+        self.fabric = fabric
+        n_links = fabric.n_links
+        self.check_capacity = check_capacity
+        self.link_count = np.zeros(n_links, dtype=np.int64)
+        self.link_owner = np.full(n_links, -1, dtype=np.int64)
+        self.coupled_load_Bps = np.zeros(n_links)
+        self.link_busy_s = np.zeros(n_links)
+        self.link_peak_util = np.zeros(n_links)
+        self.pending = _Table()
+        self.iso = _Table()
+        self.cpl = _Table()
+        self._done_routes: list[np.ndarray] = []
+        self._done_sizes: list[np.ndarray] = []
+        self._t_last_event = 0.0
+        self.n_flows = 0
+        self.n_windows = 0
+        self.n_rate_solves = 0
+        self.n_rate_flows = 0
+
+    # ----- input and queries -------------------------------------------------------------------------
+    def add(self, route: np.ndarray, size: np.ndarray, t_act: np.ndarray, owner: np.ndarray,
+            tag: np.ndarray) -> None:
+        """Queue flows that start moving at ``t_act`` (ready time + route latency)."""
+        if len(route):
+            self.pending.append(route=route, size=size, t_act=t_act, owner=owner, tag=tag)
+            self.n_flows += len(route)
+
+    def next_event_time(self) -> float:
+        t = np.inf
+        for table, col in ((self.pending, "t_act"), (self.iso, "t_fin"), (self.cpl, "t_fin")):
+            if table.n_alive:
+                t = min(t, float(getattr(table, col).min()))
+        return t
+
+    @property
+    def idle(self) -> bool:
+        return self.pending.n_alive + self.iso.n_alive + self.cpl.n_alive == 0
+
+    def link_bytes(self) -> np.ndarray:
+        """Bytes carried by each directed link so far (completed flows)."""
+        fabric = self.fabric
+        if not self._done_routes:
+            return np.zeros(fabric.n_links)
+        routes = np.concatenate(self._done_routes)
+        per_route = np.bincount(routes, weights=np.concatenate(self._done_sizes), minlength=fabric.n_routes)
+        self._done_routes, self._done_sizes = [np.nonzero(per_route)[0]], [per_route[per_route > 0]]
+        links = fabric.route_links[self._done_routes[0]]
+        weights = np.repeat(self._done_sizes[0], links.shape[1]).reshape(links.shape)
+        valid = links >= 0
+        return np.bincount(links[valid], weights=weights[valid], minlength=fabric.n_links)
+
+    # ----- the window ---------------------------------------------------------------------------------
+    def run_window(self, t0: float, horizon: float) -> Completions:
+        """Process every event at time t0 or in [t0, horizon); return the flows that finished."""
+        self.n_windows += 1
+        limit = max(horizon, t0 + _eps(t0) * 2)
+        done: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        arrivals = self._classify_arrivals(t0, limit)
+        self._finish_isolated(limit, done)
+        self._run_coupled(t0, limit, arrivals, done)
+        if not done:
+            return Completions(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        return Completions(*(np.concatenate([d[i] for d in done]) for i in range(3)))
+
+    def _links_of(self, routes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Padded link matrix of routes and the flat list of its valid entries' row indices."""
+        links = self.fabric.route_links[routes]
+        return links, links >= 0
+
+    def _classify_arrivals(self, t0: float, limit: float) -> dict[str, np.ndarray]:
+        """Start this window's arrivals: alone on their links -> isolated; otherwise coupled, later."""
+        pend = self.pending
+        rows = np.nonzero(pend.t_act < limit)[0]
+        if not len(rows):
+            return {}
+        arr = {name: getattr(pend, name)[rows].copy() for name in ("route", "size", "t_act", "owner", "tag")}
+        pend.kill(rows)
+        pend.compact()
+
+        links, valid = self._links_of(arr["route"])
+        self.link_count += np.bincount(links[valid], minlength=self.fabric.n_links)
+        touched = np.where(valid, links, 0)
+        owners = self.link_owner[links[valid]]
+        owners = np.unique(owners[owners >= 0])
+        if len(owners):
+            self._isolated_to_coupled(owners, t0)
+        alone = np.all(~valid | (self.link_count[touched] == 1), axis=1)
+
+        iso_rows = np.nonzero(alone)[0]
+        if len(iso_rows):
+            cap = self.fabric.route_bottleneck_Bps[arr["route"][iso_rows]]
+            t_fin = arr["t_act"][iso_rows] + arr["size"][iso_rows] / cap
+            new_rows = self.iso.append(route=arr["route"][iso_rows], size=arr["size"][iso_rows],
+                                       t_act=arr["t_act"][iso_rows], t_fin=t_fin, owner=arr["owner"][iso_rows],
+                                       tag=arr["tag"][iso_rows])
+            il, iv = links[iso_rows], valid[iso_rows]
+            owner_rows = np.broadcast_to(new_rows[:, None], il.shape)
+            self.link_owner[il[iv]] = owner_rows[iv]
+            self._account_isolated(il, iv, cap, t_fin - arr["t_act"][iso_rows])
+        coupled = ~alone
+        order = np.argsort(arr["t_act"][coupled], kind="stable")
+        return {name: col[coupled][order] for name, col in arr.items()}
+
+    def _account_isolated(self, links: np.ndarray, valid: np.ndarray, rate: np.ndarray,
+                          duration: np.ndarray) -> None:
+        """Busy time and peak utilization of links carrying isolated flows (``duration`` may be negative)."""
+        flat = links[valid]
+        np.add.at(self.link_busy_s, flat, np.broadcast_to(duration[:, None], links.shape)[valid])
+        util = np.broadcast_to(rate[:, None], links.shape)[valid] / self.fabric.capacity_Bps[flat]
+        np.maximum.at(self.link_peak_util, flat, util)
+
+    def _isolated_to_coupled(self, rows: np.ndarray, t0: float) -> None:
+        """Isolated flows about to share a link become coupled, moving at their current rate from t0."""
+        iso = self.iso
+        route = iso.route[rows]
+        cap = self.fabric.route_bottleneck_Bps[route]
+        links, valid = self._links_of(route)
+        self.link_owner[links[valid]] = -1
+        t_fin = iso.t_fin[rows]
+        self._account_isolated(links, valid, cap, -(t_fin - t0))
+        self.cpl.append(route=route, size=iso.size[rows], owner=iso.owner[rows], tag=iso.tag[rows],
+                        t_act=iso.t_act[rows], t_fin=t_fin, rem=cap * (t_fin - t0), t_upd=np.full(len(rows), t0),
+                        rate=cap)
+        self.coupled_load_Bps += np.bincount(links[valid], weights=np.broadcast_to(cap[:, None], links.shape)[valid],
+                                             minlength=self.fabric.n_links)
+        iso.kill(rows)
+
+    def _finish_isolated(self, limit: float, done: list) -> None:
+        iso = self.iso
+        rows = np.nonzero(iso.t_fin < limit)[0]
+        if not len(rows):
+            return
+        route = iso.route[rows]
+        links, valid = self._links_of(route)
+        self.link_count -= np.bincount(links[valid], minlength=self.fabric.n_links)
+        self.link_owner[links[valid]] = -1
+        self._record_done(route, iso.size[rows])
+        done.append((iso.owner[rows].copy(), iso.tag[rows].copy(), iso.t_fin[rows].copy()))
+        iso.kill(rows)
+        old_rows = iso.compact()
+        if old_rows is not None:
+            live = np.arange(len(old_rows))
+            links, valid = self._links_of(iso.route[live])
+            self.link_owner[links[valid]] = np.broadcast_to(live[:, None], links.shape)[valid]
+
+    def _record_done(self, route: np.ndarray, size: np.ndarray) -> None:
+        self._done_routes.append(route.copy())
+        self._done_sizes.append(size.copy())
+
+    def _run_coupled(self, t0: float, limit: float, arrivals: dict[str, np.ndarray], done: list) -> None:
+        """Event loop over coupled flows inside the window: arrivals, completions, rate recomputation."""
+        cpl = self.cpl
+        n_arr = len(arrivals.get("route", ()))
+        next_arrival = 0
+        while True:
+            t_c = float(cpl.t_fin.min()) if cpl.n_alive else np.inf
+            t_a = float(arrivals["t_act"][next_arrival]) if next_arrival < n_arr else np.inf
+            t_e = min(t_c, t_a)
+            if not (t_e < limit):
+                break
+            self._account_coupled(t_e)
+            eps = _eps(t_e)
+            finished = np.nonzero(cpl.t_fin <= t_e + eps)[0]
+            restart = np.inf
+            if len(finished):
+                restart = float(cpl.rate[finished].min())
+                self._remove_coupled(finished, t_e, done)
+            new_rows = np.zeros(0, dtype=np.int64)
+            if next_arrival < n_arr and t_a <= t_e + eps:
+                end = int(np.searchsorted(arrivals["t_act"], t_e + eps, side="right"))
+                sl = slice(next_arrival, end)
+                next_arrival = end
+                count = end - sl.start
+                new_rows = cpl.append(route=arrivals["route"][sl], size=arrivals["size"][sl],
+                                      owner=arrivals["owner"][sl], tag=arrivals["tag"][sl],
+                                      t_act=arrivals["t_act"][sl], t_fin=np.full(count, np.inf),
+                                      rem=arrivals["size"][sl], t_upd=np.full(count, t_e), rate=np.zeros(count))
+                links, valid = self._links_of(arrivals["route"][sl])
+                touched = np.where(valid, links, 0)
+                share = np.where(valid, self.fabric.capacity_Bps[touched] / np.maximum(self.link_count[touched], 1),
+                                 np.inf)
+                restart = min(restart, float(share.min()))
+            if restart < np.inf:
+                self._resolve_rates(restart, new_rows, t_e)
+            cpl.compact()
+
+    def _remove_coupled(self, rows: np.ndarray, t_e: float, done: list) -> None:
+        cpl = self.cpl
+        route = cpl.route[rows]
+        links, valid = self._links_of(route)
+        self.link_count -= np.bincount(links[valid], minlength=self.fabric.n_links)
+        rate = np.broadcast_to(cpl.rate[rows][:, None], links.shape)[valid]
+        self.coupled_load_Bps -= np.bincount(links[valid], weights=rate, minlength=self.fabric.n_links)
+        self._record_done(route, cpl.size[rows])
+        done.append((cpl.owner[rows].copy(), cpl.tag[rows].copy(), np.full(len(rows), t_e)))
+        cpl.kill(rows)
+
+    def _resolve_rates(self, restart_Bps: float, new_rows: np.ndarray, t_e: float) -> None:
+        """Recompute max-min rates of coupled flows at or above ``restart_Bps`` (and new flows) at t_e."""
+        cpl = self.cpl
+        redo = np.union1d(np.nonzero(cpl.rate >= restart_Bps * (1 - 1e-9))[0], new_rows)
+        if not len(redo):
+            return
+        self.n_rate_solves += 1
+        self.n_rate_flows += len(redo)
+        cpl.rem[redo] -= cpl.rate[redo] * (t_e - cpl.t_upd[redo])
+        cpl.t_upd[redo] = t_e
+        links, valid = self._links_of(cpl.route[redo])
+        flat = links[valid]
+        n_links = self.fabric.n_links
+        old_rate = np.broadcast_to(cpl.rate[redo][:, None], links.shape)[valid]
+        if len(redo) == cpl.n_alive:
+            self.coupled_load_Bps[:] = 0.0
+        else:
+            self.coupled_load_Bps -= np.bincount(flat, weights=old_rate, minlength=n_links)
+        np.maximum(self.coupled_load_Bps, 0.0, out=self.coupled_load_Bps)
+        with np.errstate(divide="ignore"):
+            rate = max_min_rates(links, self.fabric.capacity_Bps - self.coupled_load_Bps)
+            cpl.t_fin[redo] = t_e + np.maximum(cpl.rem[redo], 0.0) / rate
+        cpl.rate[redo] = rate
+        new_rate = np.broadcast_to(rate[:, None], links.shape)[valid]
+        self.coupled_load_Bps += np.bincount(flat, weights=new_rate, minlength=n_links)
+        util = self.coupled_load_Bps / self.fabric.capacity_Bps
+        np.maximum(self.link_peak_util, util, out=self.link_peak_util)
+        if self.check_capacity and np.any(util > 1 + 1e-9):
+            worst = int(np.argmax(util))
+            raise AssertionError(f"link {worst} carries {util[worst]:.12f} of its capacity")
+
+    def _account_coupled(self, t_e: float) -> None:
+        """Busy time of links used by coupled flows since the previous coupled event."""
+        dt = t_e - self._t_last_event
+        if dt > 0:
+            self.link_busy_s[self.coupled_load_Bps > 1e-9 * self.fabric.capacity_Bps] += dt
+        self._t_last_event = t_e

@@ -1,0 +1,151 @@
+"""Per-rank progress through a Schedule: which messages may start, and when (vectorized over ranks).
+
+Rank r sits at step ``cursor[r]``: it has released its sends of that step and waits for every message
+it sends or receives in it. When they have all arrived it moves on, releasing its next step's sends at
+``rank_time_s[r]``, the moment its previous step ended. Steps in which a rank has nothing to do pass
+at once. Ranks drift apart by many steps on real topologies, so the steps in flight live in a ring
+buffer indexed (step mod W, rank) and every update is one vectorized operation across steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.fabric import gather_ranges
+from simulator.schedule import Schedule
+
+TAG_SHIFT = 32
+
+
+@dataclass
+class Released:
+    """Messages that may start: step number, message index in its pattern, ready time (s)."""
+
+    step: np.ndarray
+    message: np.ndarray
+    ready_s: np.ndarray
+
+
+class ScheduleProgress:
+    """Tracks one run of a schedule; the network feeds it completions and starts what it releases."""
+
+    def __init__(self, schedule: Schedule, start_s: float) -> None:
+        self.schedule = schedule
+        n = schedule.n_ranks
+        self.n_steps = schedule.n_steps
+        self.start_s = float(start_s)
+        self.cursor = np.zeros(n, dtype=np.int64)
+        self.rank_time_s = np.full(n, self.start_s)
+        self.sent_bytes = np.zeros(n)
+        self.received_bytes = np.zeros(n)
+        self._width = 8
+        self._outstanding = np.zeros((self._width, n), dtype=np.int64)
+        self._last_arrival_s = np.zeros((self._width, n))
+        self._slot_step = np.full(self._width, -1, dtype=np.int64)
+        self._out: list[Released] = []
+
+    @property
+    def done(self) -> bool:
+        return bool(np.all(self.cursor >= self.n_steps))
+
+    @property
+    def end_s(self) -> float:
+        return float(self.rank_time_s.max())
+
+    def start(self) -> Released:
+        """Release every rank's first step."""
+        ranks = np.arange(self.schedule.n_ranks)
+        if self.n_steps:
+            self._release(self.cursor[ranks], ranks)
+        self._advance(ranks)
+        return self._flush()
+
+    def complete(self, step: np.ndarray, message: np.ndarray, arrival_s: np.ndarray) -> Released:
+        """Record that messages arrived; return the messages this releases."""
+        src, dst, size = self._messages(step, message)
+        np.add.at(self.sent_bytes, src, size)
+        np.add.at(self.received_bytes, dst, size)
+        ends = np.concatenate([src, dst])
+        flat = (np.concatenate([step, step]) % self._width) * self.schedule.n_ranks + ends
+        np.subtract.at(self._outstanding.reshape(-1), flat, 1)
+        np.maximum.at(self._last_arrival_s.reshape(-1), flat, np.concatenate([arrival_s, arrival_s]))
+        self._advance(np.unique(ends))
+        return self._flush()
+
+    def _messages(self, step: np.ndarray, message: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Source, destination and size of (step, message) pairs, one gather per distinct pattern."""
+        entry = self.schedule.entry_of(step)
+        src = np.empty(len(step), dtype=np.int64)
+        dst = np.empty(len(step), dtype=np.int64)
+        size = np.empty(len(step))
+        for e in np.unique(entry):
+            sel = entry == e
+            pattern = self.schedule.steps[int(e)].pattern
+            m = message[sel]
+            src[sel], dst[sel], size[sel] = pattern.src[m], pattern.dst[m], pattern.size_bytes[m]
+        return src, dst, size
+
+    def _resident(self, steps: np.ndarray) -> None:
+        """Make sure each step (unique, sorted) has a ring-buffer slot, initialized on first use."""
+        lowest = int(self.cursor.min())
+        if len(steps) and int(steps[-1]) - lowest >= self._width:
+            self._grow(int(steps[-1]) - lowest + 1)
+        new = steps[self._slot_step[steps % self._width] != steps]
+        for k in new:
+            slot = int(k) % self._width
+            self._outstanding[slot] = self.schedule.pattern_at(int(k)).involvement
+            self._last_arrival_s[slot] = -np.inf
+            self._slot_step[slot] = k
+
+    def _grow(self, span: int) -> None:
+        width = self._width
+        while width < span:
+            width *= 2
+        outstanding = np.zeros((width, self.schedule.n_ranks), dtype=np.int64)
+        last_arrival = np.zeros((width, self.schedule.n_ranks))
+        slot_step = np.full(width, -1, dtype=np.int64)
+        live = np.nonzero(self._slot_step >= int(self.cursor.min()))[0]
+        steps = self._slot_step[live]
+        outstanding[steps % width] = self._outstanding[live]
+        last_arrival[steps % width] = self._last_arrival_s[live]
+        slot_step[steps % width] = steps
+        self._width, self._outstanding, self._last_arrival_s, self._slot_step = width, outstanding, last_arrival, slot_step
+
+    def _release(self, steps: np.ndarray, ranks: np.ndarray) -> None:
+        """Queue the sends of ``steps[i]`` by ``ranks[i]``, ready when each rank finished its previous step."""
+        self._resident(np.unique(steps))
+        entry = self.schedule.entry_of(steps)
+        for e in np.unique(entry):
+            sel = entry == e
+            order, ptr = self.schedule.steps[int(e)].pattern.by_sender
+            positions, owner = gather_ranges(ptr, ranks[sel])
+            if len(positions):
+                self._out.append(Released(steps[sel][owner], order[positions], self.rank_time_s[ranks[sel]][owner]))
+
+    def _advance(self, ranks: np.ndarray) -> None:
+        """Move ranks past every step they have completed, releasing the sends of each step entered."""
+        while True:
+            ranks = ranks[self.cursor[ranks] < self.n_steps]
+            if not len(ranks):
+                return
+            steps = self.cursor[ranks]
+            self._resident(np.unique(steps))
+            slot = steps % self._width
+            finished = self._outstanding[slot, ranks] == 0
+            ranks, slot = ranks[finished], slot[finished]
+            if not len(ranks):
+                return
+            self.rank_time_s[ranks] = np.maximum(self.rank_time_s[ranks], self._last_arrival_s[slot, ranks])
+            self.cursor[ranks] += 1
+            going = ranks[self.cursor[ranks] < self.n_steps]
+            if len(going):
+                self._release(self.cursor[going], going)
+
+    def _flush(self) -> Released:
+        parts, self._out = self._out, []
+        if not parts:
+            return Released(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        return Released(np.concatenate([p.step for p in parts]), np.concatenate([p.message for p in parts]),
+                        np.concatenate([p.ready_s for p in parts]))

@@ -1,0 +1,57 @@
+"""Unit conventions and parsing of human-written sizes.
+
+Names carry their units: ``*_gbps`` is 1e9 bits/s, ``*_us`` microseconds, ``*_bytes`` bytes, ``*_s``
+seconds. Internally the simulator works in bytes and seconds, so bandwidths become bytes/s (``*_Bps``).
+"""
+
+import re
+
+from simulator.errors import SpecError
+
+_SIZE_UNITS = {
+    "": 1, "B": 1,
+    "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
+}
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def gbps_to_Bps(link_gbps: float) -> float:
+    """Convert 1e9 bits/s to bytes/s."""
+    return link_gbps * 1e9 / 8.0
+
+
+def us_to_s(latency_us: float) -> float:
+    """Convert microseconds to seconds."""
+    return latency_us * 1e-6
+
+
+def parse_size_bytes(text: str | int | float, field: str = "size") -> int:
+    """Parse ``64MiB``, ``4KB`` (KB=1000, KiB=1024), ``1e9`` or a plain number into a positive byte count.
+
+    >>> parse_size_bytes("64MiB")
+    67108864
+    >>> parse_size_bytes("4KB")
+    4000
+    """
+    if isinstance(text, bool):
+        raise SpecError(field, text, "expected a size such as 64MiB, 4KB or 1e9")
+    if isinstance(text, int | float):
+        value, unit = float(text), ""
+    else:
+        match = _SIZE_RE.match(str(text))
+        if not match or match.group(2).upper() not in _SIZE_UNITS:
+            raise SpecError(field, text, "expected a size such as 64MiB, 4KB (1000), 4KiB (1024) or 1e9 bytes")
+        value, unit = float(match.group(1)), match.group(2).upper()
+    size = value * _SIZE_UNITS[unit]
+    if not size > 0 or size != size:
+        raise SpecError(field, text, "a size must be a positive number of bytes")
+    return round(size)
+
+
+def format_bytes(n_bytes: float) -> str:
+    """Human-readable binary size: ``format_bytes(67108864) == '64 MiB'``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n_bytes) >= scale:
+            return f"{n_bytes / scale:.4g} {unit}"
+    return f"{n_bytes:.4g} B"
