@@ -84,6 +84,13 @@ class Schedule:
         """Index into ``steps`` of each (expanded) step number."""
         return np.searchsorted(self._step_ends, step, side="right")
 
+    def by_entry(self, step: np.ndarray) -> list[tuple[Pattern, np.ndarray | slice]]:
+        """Group step numbers by the schedule entry they belong to: (pattern, selector) pairs."""
+        if len(self.steps) == 1:
+            return [(self.steps[0].pattern, slice(None))]
+        return [(self.steps[int(e)].pattern, sel) for e, sel in group_by(self.entry_of(step))]
+
+
     def pattern_at(self, step: int) -> Pattern:
         """The pattern of (expanded) step number ``step``."""
         return self.steps[int(self.entry_of(step))].pattern
@@ -94,3 +101,13 @@ class Schedule:
 
     def n_messages(self) -> int:
         return int(sum(s.repeat * len(s.pattern) for s in self.steps))
+
+
+def group_by(keys: np.ndarray) -> list[tuple[int, np.ndarray | slice]]:
+    """(key, selector) for each distinct key; the selector is ``slice(None)`` when all keys are equal."""
+    if len(keys) == 0:
+        return []
+    first = keys[0]
+    if np.all(keys == first):
+        return [(int(first), slice(None))]
+    return [(int(k), keys == k) for k in np.unique(keys)]

@@ -18,7 +18,7 @@ from simulator.fabric import Fabric
 from simulator.network.fluid import FluidCore
 from simulator.network.progress import TAG_SHIFT, Released, ScheduleProgress
 from simulator.network.result import RunResult
-from simulator.schedule import Pattern, Schedule
+from simulator.schedule import Pattern, Schedule, group_by
 
 
 @dataclass
@@ -69,11 +69,7 @@ class FlowNetwork:
         return routes
 
     def _submit(self, run: _Run, released: Released) -> None:
-        schedule = run.progress.schedule
-        entry = schedule.entry_of(released.step)
-        for e in np.unique(entry):
-            sel = entry == e
-            pattern = schedule.steps[int(e)].pattern
+        for pattern, sel in run.progress.schedule.by_entry(released.step):
             msgs = released.message[sel]
             route = self._routes(run, pattern)[msgs]
             t_act = released.ready_s[sel] + self.fabric.route_latency_s[route]
@@ -96,9 +92,8 @@ class FlowNetwork:
                     continue
             now = env.now
             done = self.core.run_window(now, now + self.lookahead_s)
-            for owner in np.unique(done.owner):
-                run = self._runs[int(owner)]
-                sel = done.owner == owner
+            for owner, sel in group_by(done.owner):
+                run = self._runs[owner]
                 tag = done.tag[sel]
                 released = run.progress.complete(tag >> TAG_SHIFT, tag & ((1 << TAG_SHIFT) - 1), done.t_done[sel])
                 self._submit(run, released)

@@ -20,6 +20,7 @@ Times within a relative 1e-12 of each other are one event.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -33,11 +34,19 @@ def _eps(t: float) -> float:
     return TIME_REL_EPS * abs(t) + 1e-18
 
 
+def _extended(array: np.ndarray, size: int) -> np.ndarray:
+    """A copy of ``array`` zero-extended to ``size`` elements."""
+    out = np.zeros(size, dtype=array.dtype)
+    out[: len(array)] = array
+    return out
+
+
 class _Table:
     """Columnar store of flows with amortized O(1) appends and lazy deletion."""
 
-    FIELDS = {"route": np.int64, "size": np.float64, "owner": np.int64, "tag": np.int64, "t_act": np.float64,
-              "t_fin": np.float64, "rem": np.float64, "t_upd": np.float64, "rate": np.float64}
+    FIELDS: ClassVar[dict[str, type]] = {
+        "route": np.int64, "size": np.float64, "owner": np.int64, "tag": np.int64, "t_act": np.float64,
+        "t_fin": np.float64, "rem": np.float64, "t_upd": np.float64, "rate": np.float64}
 
     def __init__(self) -> None:
         self.n = 0
@@ -57,8 +66,8 @@ class _Table:
         if need > len(self.alive):
             capacity = max(need, 2 * len(self.alive))
             for name, col in self.cols.items():
-                self.cols[name] = np.resize(col, capacity)
-            self.alive = np.resize(self.alive, capacity)
+                self.cols[name] = _extended(col, capacity)
+            self.alive = _extended(self.alive, capacity)
         rows = np.arange(self.n, need)
         for name, value in values.items():
             self.cols[name][rows] = value
@@ -83,7 +92,7 @@ class _Table:
         if self.n < 256 or self.n_alive * 2 > self.n:
             return None
         keep = self.live_rows()
-        for name, col in self.cols.items():
+        for col in self.cols.values():
             col[: len(keep)] = col[keep]
         self.alive[: len(keep)] = True
         self.alive[len(keep) : self.n] = False
@@ -115,8 +124,7 @@ class FluidCore:
         self.pending = _Table()
         self.iso = _Table()
         self.cpl = _Table()
-        self._done_routes: list[np.ndarray] = []
-        self._done_sizes: list[np.ndarray] = []
+        self._route_bytes = np.zeros(0)
         self._t_last_event = 0.0
         self.n_flows = 0
         self.n_windows = 0
@@ -144,16 +152,11 @@ class FluidCore:
 
     def link_bytes(self) -> np.ndarray:
         """Bytes carried by each directed link so far (completed flows)."""
-        fabric = self.fabric
-        if not self._done_routes:
-            return np.zeros(fabric.n_links)
-        routes = np.concatenate(self._done_routes)
-        per_route = np.bincount(routes, weights=np.concatenate(self._done_sizes), minlength=fabric.n_routes)
-        self._done_routes, self._done_sizes = [np.nonzero(per_route)[0]], [per_route[per_route > 0]]
-        links = fabric.route_links[self._done_routes[0]]
-        weights = np.repeat(self._done_sizes[0], links.shape[1]).reshape(links.shape)
+        used = np.nonzero(self._route_bytes)[0]
+        links = self.fabric.route_links[used]
+        weights = np.broadcast_to(self._route_bytes[used][:, None], links.shape)
         valid = links >= 0
-        return np.bincount(links[valid], weights=weights[valid], minlength=fabric.n_links)
+        return np.bincount(links[valid], weights=weights[valid], minlength=self.fabric.n_links)
 
     # ----- the window ---------------------------------------------------------------------------------
     def run_window(self, t0: float, horizon: float) -> Completions:
@@ -187,9 +190,9 @@ class FluidCore:
         self.link_count += np.bincount(links[valid], minlength=self.fabric.n_links)
         touched = np.where(valid, links, 0)
         owners = self.link_owner[links[valid]]
-        owners = np.unique(owners[owners >= 0])
-        if len(owners):
-            self._isolated_to_coupled(owners, t0)
+        owned = owners >= 0
+        if owned.any():
+            self._isolated_to_coupled(np.unique(owners[owned]), t0)
         alone = np.all(~valid | (self.link_count[touched] == 1), axis=1)
 
         iso_rows = np.nonzero(alone)[0]
@@ -250,8 +253,9 @@ class FluidCore:
             self.link_owner[links[valid]] = np.broadcast_to(live[:, None], links.shape)[valid]
 
     def _record_done(self, route: np.ndarray, size: np.ndarray) -> None:
-        self._done_routes.append(route.copy())
-        self._done_sizes.append(size.copy())
+        if len(self._route_bytes) < self.fabric.n_routes:
+            self._route_bytes = _extended(self._route_bytes, self.fabric.n_routes)
+        np.add.at(self._route_bytes, route, size)
 
     def _run_coupled(self, t0: float, limit: float, arrivals: dict[str, np.ndarray], done: list) -> None:
         """Event loop over coupled flows inside the window: arrivals, completions, rate recomputation."""

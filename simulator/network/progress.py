@@ -71,29 +71,31 @@ class ScheduleProgress:
         flat = (np.concatenate([step, step]) % self._width) * self.schedule.n_ranks + ends
         np.subtract.at(self._outstanding.reshape(-1), flat, 1)
         np.maximum.at(self._last_arrival_s.reshape(-1), flat, np.concatenate([arrival_s, arrival_s]))
-        self._advance(np.unique(ends))
+        touched = np.zeros(self.schedule.n_ranks, dtype=bool)
+        touched[ends] = True
+        self._advance(np.nonzero(touched)[0])
         return self._flush()
 
     def _messages(self, step: np.ndarray, message: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Source, destination and size of (step, message) pairs, one gather per distinct pattern."""
-        entry = self.schedule.entry_of(step)
         src = np.empty(len(step), dtype=np.int64)
         dst = np.empty(len(step), dtype=np.int64)
         size = np.empty(len(step))
-        for e in np.unique(entry):
-            sel = entry == e
-            pattern = self.schedule.steps[int(e)].pattern
+        for pattern, sel in self.schedule.by_entry(step):
             m = message[sel]
             src[sel], dst[sel], size[sel] = pattern.src[m], pattern.dst[m], pattern.size_bytes[m]
         return src, dst, size
 
     def _resident(self, steps: np.ndarray) -> None:
-        """Make sure each step (unique, sorted) has a ring-buffer slot, initialized on first use."""
+        """Make sure each step has a ring-buffer slot, initialized on first use."""
+        if not len(steps):
+            return
+        highest = int(steps.max())
         lowest = int(self.cursor.min())
-        if len(steps) and int(steps[-1]) - lowest >= self._width:
-            self._grow(int(steps[-1]) - lowest + 1)
+        if highest - lowest >= self._width:
+            self._grow(highest - lowest + 1)
         new = steps[self._slot_step[steps % self._width] != steps]
-        for k in new:
+        for k in np.unique(new):
             slot = int(k) % self._width
             self._outstanding[slot] = self.schedule.pattern_at(int(k)).involvement
             self._last_arrival_s[slot] = -np.inf
@@ -111,15 +113,14 @@ class ScheduleProgress:
         outstanding[steps % width] = self._outstanding[live]
         last_arrival[steps % width] = self._last_arrival_s[live]
         slot_step[steps % width] = steps
-        self._width, self._outstanding, self._last_arrival_s, self._slot_step = width, outstanding, last_arrival, slot_step
+        self._width, self._outstanding, self._last_arrival_s = width, outstanding, last_arrival
+        self._slot_step = slot_step
 
     def _release(self, steps: np.ndarray, ranks: np.ndarray) -> None:
         """Queue the sends of ``steps[i]`` by ``ranks[i]``, ready when each rank finished its previous step."""
-        self._resident(np.unique(steps))
-        entry = self.schedule.entry_of(steps)
-        for e in np.unique(entry):
-            sel = entry == e
-            order, ptr = self.schedule.steps[int(e)].pattern.by_sender
+        self._resident(steps)
+        for pattern, sel in self.schedule.by_entry(steps):
+            order, ptr = pattern.by_sender
             positions, owner = gather_ranges(ptr, ranks[sel])
             if len(positions):
                 self._out.append(Released(steps[sel][owner], order[positions], self.rank_time_s[ranks[sel]][owner]))
@@ -131,7 +132,7 @@ class ScheduleProgress:
             if not len(ranks):
                 return
             steps = self.cursor[ranks]
-            self._resident(np.unique(steps))
+            self._resident(steps)
             slot = steps % self._width
             finished = self._outstanding[slot, ranks] == 0
             ranks, slot = ranks[finished], slot[finished]
