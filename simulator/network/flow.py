@@ -35,10 +35,11 @@ class FlowNetwork:
 
     fidelity = "flow"
 
-    def __init__(self, fabric: Fabric, env: simpy.Environment | None = None, check_capacity: bool = False) -> None:
+    def __init__(self, fabric: Fabric, env: simpy.Environment | None = None, check_capacity: bool = False,
+                 incremental: bool = True) -> None:
         self.fabric = fabric
         self.env = env if env is not None else simpy.Environment()
-        self.core = FluidCore(fabric, check_capacity=check_capacity)
+        self.core = FluidCore(fabric, check_capacity=check_capacity, incremental=incremental)
         self.lookahead_s = fabric.min_route_latency_s()
         self._runs: dict[int, _Run] = {}
         self._next_id = 0
@@ -99,6 +100,10 @@ class FlowNetwork:
                 self._submit(run, released)
                 if run.progress.done:
                     self._finish(run)
+
+    def link_bytes(self) -> np.ndarray:
+        """Bytes carried by each directed link by completed messages."""
+        return self.core.link_bytes()
 
     def _finish(self, run: _Run) -> None:
         del self._runs[run.run_id]

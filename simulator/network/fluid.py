@@ -112,8 +112,11 @@ class Completions:
 class FluidCore:
     """Flows on a fabric under max-min fair sharing; advanced one lookahead window at a time."""
 
-    def __init__(self, fabric: Fabric, check_capacity: bool = False) -> None:
+    def __init__(self, fabric: Fabric, check_capacity: bool = False, incremental: bool = True) -> None:
+        """``check_capacity`` asserts after every rate change that no link exceeds its capacity;
+        ``incremental=False`` recomputes every coupled flow's rate at every event (for testing)."""
         self.fabric = fabric
+        self.incremental = incremental
         n_links = fabric.n_links
         self.check_capacity = check_capacity
         self.link_count = np.zeros(n_links, dtype=np.int64)
@@ -291,7 +294,7 @@ class FluidCore:
                                  np.inf)
                 restart = min(restart, float(share.min()))
             if restart < np.inf:
-                self._resolve_rates(restart, new_rows, t_e)
+                self._resolve_rates(restart if self.incremental else 0.0, new_rows, t_e)
             cpl.compact()
 
     def _remove_coupled(self, rows: np.ndarray, t_e: float, done: list) -> None:

@@ -1,0 +1,205 @@
+"""The flow and analytical backends against NETWORK.md's closed forms and fluid-model invariants."""
+
+import networkx as nx
+import numpy as np
+import pytest
+from conftest import fattree_graph, run_flow, star_graph
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator.collectives import build_schedule
+from simulator.fabric import Fabric
+from simulator.network.analytical import AnalyticalNetwork
+from simulator.network.maxmin import max_min_rates
+from simulator.schedule import Pattern, Schedule
+
+GBPS, LATENCY_US = 100.0, 1.0
+B = GBPS * 1e9 / 8  # bytes/s
+L = LATENCY_US * 1e-6  # s
+SIZES = [1e3, 1e6, 64 * 2**20]
+RANKS = [2, 3, 5, 8, 16]
+
+
+def closed_form_s(op: str, n: int, size: float, servers: int = 0) -> float:
+    """NETWORK.md, star of n hosts, one link of B bytes/s and latency L each."""
+    return {
+        "allreduce": 2 * (n - 1) * (2 * L + size / (n * B)),
+        "reducescatter": (n - 1) * (2 * L + size / (n * B)),
+        "allgather": (n - 1) * (2 * L + size / (n * B)),
+        "alltoall": 2 * L + (n - 1) * (size / n) / B,
+        "incast": 2 * L + (n - 1) * size / B,
+        "pushpull": 2 * (2 * L + max(size, (n - servers) * size / max(servers, 1)) / B),
+    }[op]
+
+
+ALGO = {"allreduce": "ring", "reducescatter": "ring", "allgather": "ring", "alltoall": "direct",
+        "incast": "direct"}
+
+
+@pytest.mark.parametrize("n", RANKS)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("op", list(ALGO))
+def test_both_backends_hit_closed_forms_on_stars(op: str, n: int, size: float) -> None:
+    fabric = Fabric(star_graph(n, GBPS, LATENCY_US))
+    schedule = build_schedule(op, ALGO[op], size, n)
+    result, _ = run_flow(fabric, schedule)
+    expected = closed_form_s(op, n, size)
+    assert result.time_s == pytest.approx(expected, rel=1e-9)
+    analytical_s, _ = AnalyticalNetwork(fabric).schedule_time_s(schedule)
+    assert analytical_s == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(("n", "servers"), [(3, 1), (5, 2), (8, 2), (9, 4), (16, 8), (16, 12)])
+@pytest.mark.parametrize("size", SIZES)
+def test_pushpull_closed_form(n: int, servers: int, size: float) -> None:
+    fabric = Fabric(star_graph(n, GBPS, LATENCY_US))
+    schedule = build_schedule("pushpull", "direct", size, n, servers=servers)
+    result, _ = run_flow(fabric, schedule)
+    assert result.time_s == pytest.approx(closed_form_s("pushpull", n, size, servers), rel=1e-9)
+    assert AnalyticalNetwork(fabric).schedule_time_s(schedule)[0] == pytest.approx(result.time_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_one_message(size: float) -> None:
+    fabric = Fabric(star_graph(4, GBPS, LATENCY_US))
+    schedule = Schedule(4)
+    schedule.add(Pattern.of(4, [1], [3], size))
+    result, network = run_flow(fabric, schedule)
+    assert result.time_s == pytest.approx(2 * L + size / B, rel=1e-9)
+    assert network.link_bytes().sum() == pytest.approx(2 * size)
+
+
+def test_two_flows_share_one_link_exactly() -> None:
+    fabric = Fabric(star_graph(3, GBPS, LATENCY_US))
+    size = 1e6
+    schedule = Schedule(3)
+    schedule.add(Pattern.of(3, [0, 1], [2, 2], size))
+    result, network = run_flow(fabric, schedule)
+    assert result.time_s == pytest.approx(2 * L + 2 * size / B, rel=1e-12)
+    assert result.rank_end_s[0] == pytest.approx(result.rank_end_s[1], rel=1e-12)
+    # The shared downlink ran at exactly its capacity, never more.
+    assert network.core.link_peak_util.max() == pytest.approx(1.0, rel=1e-12)
+
+
+def _two_paths_graph(short_us: float, long_us: float) -> nx.Graph:
+    """h0 and h1 both reach h2 through switch s; h1's access link is slower to cross (latency)."""
+    graph = nx.Graph(hosts=["h0", "h1", "h2"])
+    graph.add_nodes_from(["h0", "h1", "h2"], kind="host")
+    graph.add_node("s", kind="switch")
+    graph.add_edge("h0", "s", link_gbps=GBPS, latency_us=short_us)
+    graph.add_edge("h1", "s", link_gbps=GBPS, latency_us=long_us)
+    graph.add_edge("s", "h2", link_gbps=GBPS, latency_us=short_us)
+    return graph
+
+
+def test_unequal_route_latencies_start_and_finish_in_order() -> None:
+    short_us, long_us, size = 1.0, 3.0, 1e5
+    fabric = Fabric(_two_paths_graph(short_us, long_us))
+    schedule = Schedule(3)
+    schedule.add(Pattern.of(3, [0, 1], [2, 2], size))
+    result, _ = run_flow(fabric, schedule)
+    start_a, start_b = 2 * short_us * 1e-6, (short_us + long_us) * 1e-6
+    left_a = size - B * (start_b - start_a)  # A ran alone at full rate until B arrived
+    finish_a = start_b + 2 * left_a / B  # then both at B/2
+    left_b = size - (finish_a - start_b) * B / 2
+    finish_b = finish_a + left_b / B  # then B alone
+    assert result.rank_end_s[0] == pytest.approx(finish_a, rel=1e-12)
+    assert result.rank_end_s[1] == pytest.approx(finish_b, rel=1e-12)
+    assert finish_a < finish_b
+
+
+def test_ring_without_barriers_follows_slowest_neighbour() -> None:
+    """Per-rank dependencies: a ring step costs max over neighbours of (latency + chunk/B), not more."""
+    fabric = Fabric(fattree_graph(4))
+    n, size = fabric.n_hosts, 16e6
+    schedule = build_schedule("allreduce", "ring", size, n)
+    result, _ = run_flow(fabric, schedule)
+    ranks = np.arange(n)
+    latency = fabric.route_latency_s[fabric.route_ids(ranks, (ranks + 1) % n)].max()
+    assert result.time_s == pytest.approx(2 * (n - 1) * (latency + size / n / (400e9 / 8)), rel=1e-9)
+    assert AnalyticalNetwork(fabric).schedule_time_s(schedule)[0] == pytest.approx(result.time_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("op", ["allreduce", "alltoall", "broadcast"])
+@pytest.mark.parametrize("algo", ["ring", "tree", "direct", "halving-doubling"])
+def test_bytes_sent_equal_bytes_received_and_links_carry_hops(op: str, algo: str) -> None:
+    from simulator.collectives import SUPPORTED
+
+    if algo not in SUPPORTED[op]:
+        pytest.skip("unsupported pair")
+    fabric = Fabric(fattree_graph(4))
+    schedule = build_schedule(op, algo, 4e6, fabric.n_hosts)
+    result, network = run_flow(fabric, schedule)
+    assert result.sent_bytes.sum() == pytest.approx(schedule.total_bytes(), rel=1e-12)
+    assert result.received_bytes.sum() == pytest.approx(result.sent_bytes.sum(), rel=1e-12)
+    hop_bytes = 0.0
+    for step in schedule.steps:
+        p = step.pattern
+        hops = (fabric.route_links[fabric.route_ids(p.src, p.dst)] >= 0).sum(axis=1)
+        hop_bytes += step.repeat * float((hops * p.size_bytes).sum())
+    assert network.link_bytes().sum() == pytest.approx(hop_bytes, rel=1e-9)
+
+
+def test_contended_alltoall_never_exceeds_capacity_and_incremental_equals_full() -> None:
+    """Hash-ECMP collisions on a fat-tree: rates recomputed incrementally equal a full recomputation."""
+    fabric = Fabric(fattree_graph(4))
+    schedule = build_schedule("alltoall", "direct", 8e6, fabric.n_hosts)
+    fast, network = run_flow(fabric, schedule)  # check_capacity asserts at every rate change
+    full, _ = run_flow(fabric, schedule, incremental=False)
+    assert network.core.link_peak_util.max() <= 1 + 1e-9
+    assert np.allclose(fast.rank_end_s, full.rank_end_s, rtol=1e-9, atol=0)
+    no_contention = 6 * 1e-6 + (fabric.n_hosts - 1) * 8e6 / fabric.n_hosts / (400e9 / 8)
+    assert fast.time_s >= no_contention * (1 - 1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_random_traffic_incremental_equals_full(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    fabric = Fabric(fattree_graph(4, latency_us=float(rng.uniform(0.1, 2.0))))
+    n = fabric.n_hosts
+    schedule = Schedule(n)
+    for _ in range(3):
+        m = int(rng.integers(1, 40))
+        schedule.add(Pattern.of(n, rng.integers(0, n, m), rng.integers(0, n, m), rng.uniform(1e3, 1e6, m)))
+    fast, _ = run_flow(fabric, schedule)
+    full, _ = run_flow(fabric, schedule, incremental=False)
+    assert np.allclose(fast.rank_end_s, full.rank_end_s, rtol=1e-9, atol=0)
+
+
+def _reference_max_min(routes: list[list[int]], capacity: list[float]) -> list[float]:
+    """Textbook progressive filling, one flow at a time, in plain Python."""
+    rate = [0.0] * len(routes)
+    frozen = [not r for r in routes]
+    left = list(capacity)
+    while not all(frozen):
+        users = {link: [f for f, r in enumerate(routes) if link in r and not frozen[f]] for link in range(len(left))}
+        inc = min(left[link] / len(fs) for link, fs in users.items() if fs)
+        for f in range(len(routes)):
+            if not frozen[f]:
+                rate[f] += inc
+                for link in routes[f]:
+                    left[link] -= inc
+        for link, fs in users.items():
+            if fs and left[link] <= 1e-9 * capacity[link]:
+                for f in fs:
+                    frozen[f] = True
+    return [r if routes[f] else np.inf for f, r in enumerate(rate)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_max_min_matches_reference(data: st.DataObject) -> None:
+    n_links = data.draw(st.integers(1, 6))
+    capacity = data.draw(st.lists(st.floats(1.0, 100.0), min_size=n_links, max_size=n_links))
+    routes = data.draw(st.lists(st.lists(st.integers(0, n_links - 1), unique=True, max_size=n_links),
+                                min_size=1, max_size=10))
+    width = max(1, max(len(r) for r in routes))
+    matrix = np.array([r + [-1] * (width - len(r)) for r in routes])
+    got = max_min_rates(matrix, np.array(capacity))
+    assert np.allclose(got, _reference_max_min(routes, capacity), rtol=1e-7)
+    load = np.zeros(n_links)
+    for f, r in enumerate(routes):
+        for link in r:
+            load[link] += got[f]
+    assert np.all(load <= np.array(capacity) * (1 + 1e-9))
