@@ -6,11 +6,11 @@ import json
 import sys
 from typing import Annotated
 
-import click
 import pydantic
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import Abort, Exit, TyperException
 
 from simulator.errors import SpecError
 
@@ -114,10 +114,12 @@ def _one_line(error: pydantic.ValidationError) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``dessim`` console script."""
     try:
-        app(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
+        code = app(args=argv, standalone_mode=False)
+    except Abort:
         sys.exit(130)
-    except click.exceptions.ClickException as error:
+    except Exit as done:
+        sys.exit(done.exit_code)
+    except TyperException as error:
         typer.echo(f"dessim: error: {error.format_message()}", err=True)
         sys.exit(2)
     except SpecError as error:
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     except pydantic.ValidationError as error:
         typer.echo(f"dessim: error: {_one_line(error)}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,15 @@ class Fabric:
     ``route_latency_s`` (sum over links, paid once per message) and ``route_bottleneck_Bps``.
     """
 
-    def __init__(self, graph: nx.Graph | nx.DiGraph, ecmp_seed: int = 0) -> None:
+    def __init__(self, graph: nx.Graph | nx.DiGraph, ecmp: str | None = None, ecmp_seed: int = 0) -> None:
+        """``ecmp``: ``hash`` (per-flow hashing, the default) or ``dmodk`` (each multi-way hop picks
+        ``digit`` of the destination rank in mixed radix: the deterministic fat-tree spread of InfiniBand
+        static routing, collision-free for permutations and all-to-all on fat-trees). The graph attribute
+        ``ecmp`` gives the default."""
+        ecmp = ecmp or graph.graph.get("ecmp", "hash")
+        if ecmp not in ("hash", "dmodk"):
+            raise SpecError("ecmp", ecmp, "allowed: hash, dmodk")
+        self.ecmp = ecmp
         self.graph = graph
         self.node_names: list[str] = [str(n) for n in graph.nodes]
         index = {n: i for i, n in enumerate(graph.nodes)}
@@ -232,6 +240,7 @@ class Fabric:
         cur = self.host_nodes[src_rank]
         dst = self.host_nodes[dst_rank]
         flow_hash = _mix64(keys.astype(np.uint64) ^ self._seed)
+        digits = dst_rank.copy()
         dst_unique, dst_row = np.unique(dst, return_inverse=True)
         dist = self._distance_rows(dst_unique)
         hops_needed = dist[dst_row, cur]
@@ -259,10 +268,15 @@ class Fabric:
                 row = dst_row[inner[owner]]
                 ok = dist[row, self.link_dst[cand_link]] == dist[row, node[owner]] - 1
                 cand_link, owner = cand_link[ok], owner[ok]
-                n_cand = np.bincount(owner, minlength=len(inner)).astype(np.uint64)
+                n_cand = np.bincount(owner, minlength=len(inner))
                 first = np.cumsum(n_cand) - n_cand
-                salt = _mix64(flow_hash[inner] + np.uint64(0x9E3779B97F4A7C15) * node.astype(np.uint64))
-                links[inner, hop] = cand_link[(first + salt % n_cand).astype(np.int64)]
+                if self.ecmp == "dmodk":
+                    choice = digits[inner] % n_cand
+                    digits[inner] //= n_cand
+                else:
+                    salt = _mix64(flow_hash[inner] + np.uint64(0x9E3779B97F4A7C15) * node.astype(np.uint64))
+                    choice = (salt % n_cand.astype(np.uint64)).astype(np.int64)
+                links[inner, hop] = cand_link[first + choice]
             cur[active] = self.link_dst[links[active, hop]]
             active = active[cur[active] != dst[active]]
             hop += 1
