@@ -30,7 +30,9 @@ def _root(ctx: typer.Context) -> None:
 def collective(
     op: Annotated[str, typer.Option(help="allreduce|reducescatter|allgather|alltoall|broadcast|incast|pushpull")]
     = "allreduce",
-    algo: Annotated[str, typer.Option(help="ring|tree|halving-doubling|direct|hierarchical|auto")] = "ring",
+    algo: Annotated[str | None, typer.Option(help="ring|tree|halving-doubling|direct|hierarchical|auto "
+                                             "(default: ring for allreduce/reducescatter/allgather, tree for "
+                                             "broadcast, direct otherwise)")] = None,
     size: Annotated[str, typer.Option(help="bytes per rank as nccl-tests counts them: 64MiB, 4KB, 1e9")] = "64MiB",
     topology: Annotated[str, typer.Option(help="preset name, YAML/JSON file, or inline builder string")]
     = DEFAULT_TOPOLOGY,
@@ -41,12 +43,16 @@ def collective(
     = None,
 ) -> None:
     """Simulate one collective over every host of a topology (nccl-tests sizes and busbw)."""
+    from simulator.collectives import DEFAULT_ALGO, OPS
     from simulator.fabric import Fabric
     from simulator.network import FIDELITIES
     from simulator.simulate import simulate_collective
     from simulator.units import parse_size_bytes
     from topologies import load_topology
 
+    if op not in OPS:
+        raise SpecError("op", op, f"allowed: {', '.join(OPS)}")
+    algo = algo or DEFAULT_ALGO[op]
     size_bytes = parse_size_bytes(size, "size")
     if fidelity not in FIDELITIES:
         raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")

@@ -31,6 +31,8 @@ SUPPORTED: dict[str, tuple[str, ...]] = {
     "incast": ("direct",),
     "pushpull": ("direct",),
 }
+DEFAULT_ALGO = {"allreduce": "ring", "reducescatter": "ring", "allgather": "ring", "alltoall": "direct",
+                "broadcast": "tree", "incast": "direct", "pushpull": "direct"}
 PIPELINE_CHUNK_BYTES = 512 * 1024
 MAX_PIPELINE_CHUNKS = 64
 

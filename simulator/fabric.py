@@ -59,6 +59,7 @@ class Fabric:
     Attributes (arrays indexed by link id): ``link_src``, ``link_dst`` (node ids), ``capacity_Bps``
     (bytes/s), ``latency_s``. Routes are rows of ``route_links`` (link ids padded with -1), with
     ``route_latency_s`` (sum over links, paid once per message) and ``route_bottleneck_Bps``.
+    These arrays grow as new routes are computed: call ``route_ids`` first, then index them.
     """
 
     def __init__(self, graph: nx.Graph | nx.DiGraph, ecmp: str | None = None, ecmp_seed: int = 0) -> None:

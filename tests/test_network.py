@@ -115,7 +115,8 @@ def test_ring_without_barriers_follows_slowest_neighbour() -> None:
     schedule = build_schedule("allreduce", "ring", size, n)
     result, _ = run_flow(fabric, schedule)
     ranks = np.arange(n)
-    latency = fabric.route_latency_s[fabric.route_ids(ranks, (ranks + 1) % n)].max()
+    ids = fabric.route_ids(ranks, (ranks + 1) % n)
+    latency = fabric.route_latency_s[ids].max()
     assert result.time_s == pytest.approx(2 * (n - 1) * (latency + size / n / (400e9 / 8)), rel=1e-9)
     assert AnalyticalNetwork(fabric).schedule_time_s(schedule)[0] == pytest.approx(result.time_s, rel=1e-9)
 

@@ -1,196 +1,395 @@
-"""Topology builders: plain functions returning networkx graphs, with units in every parameter name.
+"""Topology builders: each returns an ``nx.Graph`` whose edges are full-duplex cables.
 
-Conventions (the simulator relies on them): an undirected edge is a full-duplex cable with
-``link_gbps`` (1e9 bits/s per direction) and ``latency_us``; nodes have ``kind`` ``host`` (a compute
-endpoint: GPU or server, never forwards) or ``switch``; ``G.graph["hosts"]`` lists hosts in rank order;
-``G.graph["spec"]`` is an inline string that rebuilds the graph.
+Conventions every builder follows (other packages depend on them):
 
->>> g = fattree(k=4, link_gbps=100)
->>> len(g.graph["hosts"]), g.number_of_nodes() - 16, g.number_of_edges()
-(16, 20, 48)
+- edge attributes ``link_gbps`` (1e9 bits/s per direction, > 0) and ``latency_us`` (microseconds, >= 0);
+- node attribute ``kind``: ``"host"`` (a compute endpoint, never forwards) or ``"switch"`` (forwards);
+- ``G.graph["hosts"]``: host names in rank order; ``G.graph["name"]``: the builder name;
+  ``G.graph["spec"]``: a canonical inline string that rebuilds the graph; ``G.graph["params"]``: the
+  validated parameters (``None`` where a value is derived from the others).
+
+Parameters are keyword-only and validated by a pydantic model generated from each signature
+(``PARAMS[name]``); bad input raises :class:`~simulator.errors.SpecError` naming ``topology.<param>``.
 """
 
-from __future__ import annotations
-
+import functools
+import inspect
 import itertools
+import math
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import networkx as nx
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from simulator.errors import SpecError
+
+Count = Annotated[int, Field(strict=True, gt=0)]
+NonNegCount = Annotated[int, Field(strict=True, ge=0)]
+Gbps = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+Micros = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+Flag = Annotated[bool, Field(strict=True)]
 
 
-def _graph(name: str, params: dict[str, object]) -> nx.Graph:
-    spec = name + ":" + ",".join(f"{k}={_fmt(v)}" for k, v in params.items() if v is not None)
-    return nx.Graph(name=name, spec=spec, hosts=[])
+def _dims_text(value: object) -> object:
+    """Normalize torus dims (``"4x4"``, ``"4X4x2"``, ``[4, 4]``) to ``"4x4"``; raise ValueError if invalid."""
+    allowed = "expected 2 or 3 sizes >= 2, such as 4x4, 4x4x4 or [4, 4]"
+    if isinstance(value, str):
+        parts = value.lower().split("x")
+        if not all(p.strip().isdigit() for p in parts):
+            raise ValueError(allowed)
+        sizes = [int(p) for p in parts]
+    elif isinstance(value, list | tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        sizes = list(value)
+    else:
+        raise ValueError(allowed)
+    if len(sizes) not in (2, 3) or min(sizes) < 2:
+        raise ValueError(allowed)
+    return "x".join(map(str, sizes))
 
 
-def _fmt(value: object) -> str:
+Dims = Annotated[str | list[int], BeforeValidator(_dims_text)]
+
+BUILDERS: dict[str, Callable[..., nx.Graph]] = {}
+PARAMS: dict[str, type[BaseModel]] = {}
+
+_ALLOWED_BY_TYPE: dict[str, str] = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "finite_number": "must be a finite number",
+}
+
+
+def format_value(value: object) -> str:
+    """Format one parameter value the way the inline parser reads it back (``true``, ``100``, ``0.5``)."""
     if isinstance(value, bool):
-        return str(value).lower()
+        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
-def _host(g: nx.Graph, name: str) -> str:
-    g.add_node(name, kind="host")
-    g.graph["hosts"].append(name)
-    return name
+def format_spec(name: str, params: dict[str, Any]) -> str:
+    """Canonical inline string ``name:key=value,...`` (``None`` values, meaning derived, are left out)."""
+    items = ",".join(f"{key}={format_value(value)}" for key, value in params.items() if value is not None)
+    return f"{name}:{items}" if items else name
 
 
-def _switch(g: nx.Graph, name: str) -> str:
-    g.add_node(name, kind="switch")
-    return name
+def validate_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate keyword parameters of builder ``name``; return them with defaults filled in.
 
-
-def _cable(g: nx.Graph, a: str, b: str, link_gbps: float, latency_us: float) -> None:
-    g.add_edge(a, b, link_gbps=float(link_gbps), latency_us=float(latency_us))
-
-
-def star(hosts: int = 8, link_gbps: float = 100.0, latency_us: float = 1.0) -> nx.Graph:
-    """``hosts`` hosts on one switch ``sw0``."""
-    g = _graph("star", {"hosts": hosts, "link_gbps": link_gbps, "latency_us": latency_us})
-    _switch(g, "sw0")
-    for i in range(hosts):
-        _cable(g, _host(g, f"h{i}"), "sw0", link_gbps, latency_us)
-    return g
-
-
-def ring(hosts: int = 8, link_gbps: float = 100.0, latency_us: float = 1.0) -> nx.Graph:
-    """One switch ``r{i}`` per host, switches cabled in a ring (a single cable when there are two)."""
-    g = _graph("ring", {"hosts": hosts, "link_gbps": link_gbps, "latency_us": latency_us})
-    for i in range(hosts):
-        _cable(g, _host(g, f"h{i}"), _switch(g, f"r{i}"), link_gbps, latency_us)
-    for i in range(hosts if hosts > 2 else hosts - 1):
-        _cable(g, f"r{i}", f"r{(i + 1) % hosts}", link_gbps, latency_us)
-    return g
-
-
-def leafspine(leaves: int = 4, hosts_per_leaf: int = 4, spines: int = 2, host_gbps: float = 100.0,
-              uplink_gbps: float = 200.0, latency_us: float = 1.0) -> nx.Graph:
-    """Hosts on leaves (``host_gbps``), every leaf cabled to every spine (``uplink_gbps``).
-
-    ``G.graph["oversubscription"] = hosts_per_leaf * host_gbps / (spines * uplink_gbps)``.
+    Raises SpecError naming ``topology.<param>``, the bad value and what is allowed.
     """
-    g = _graph("leafspine", {"leaves": leaves, "hosts_per_leaf": hosts_per_leaf, "spines": spines,
-                             "host_gbps": host_gbps, "uplink_gbps": uplink_gbps, "latency_us": latency_us})
-    for s in range(spines):
-        _switch(g, f"spine{s}")
-    for leaf in range(leaves):
-        _switch(g, f"leaf{leaf}")
-        for i in range(hosts_per_leaf):
-            _cable(g, _host(g, f"h{leaf * hosts_per_leaf + i}"), f"leaf{leaf}", host_gbps, latency_us)
-        for s in range(spines):
-            _cable(g, f"leaf{leaf}", f"spine{s}", uplink_gbps, latency_us)
-    g.graph["oversubscription"] = hosts_per_leaf * host_gbps / (spines * uplink_gbps) if spines else 0.0
-    return g
+    model = PARAMS[name]
+    try:
+        return model(**params).model_dump()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = str(err["loc"][0])
+        kind, ctx = err["type"], err.get("ctx", {})
+        if kind == "extra_forbidden":
+            allowed = f"unknown parameter of {name}; allowed: {', '.join(model.model_fields)}"
+        elif kind == "missing":
+            required = [k for k, f in model.model_fields.items() if f.is_required()]
+            allowed = f"required by {name}; required parameters: {', '.join(required)}"
+        elif kind in ("greater_than", "greater_than_equal"):
+            op, bound = (">", ctx["gt"]) if kind == "greater_than" else (">=", ctx["ge"])
+            allowed = f"must be {op} {bound:g}"
+        elif kind == "value_error":
+            allowed = str(ctx["error"])
+        else:
+            allowed = _ALLOWED_BY_TYPE.get(kind, err["msg"])
+        raise SpecError(f"topology.{param}", err.get("input"), allowed) from None
 
 
-def fattree(k: int = 4, link_gbps: float = 100.0, latency_us: float = 1.0, pods: int | None = None) -> nx.Graph:
-    """k-ary three-level fat-tree (k even): k pods of k/2 edge and k/2 aggregation switches, k/2 hosts per
-    edge switch, (k/2)^2 cores; aggregation switch a of every pod connects to cores a*k/2 .. a*k/2+k/2-1.
-    ``pods`` < k keeps only the first pods (all cores stay): ``fattree(k=32, pods=16)`` has 4,096 hosts."""
+def _builder(func: Callable[..., nx.Graph]) -> Callable[..., nx.Graph]:
+    """Register ``func`` in BUILDERS, derive its parameter model and validate every call through it."""
+    name = func.__name__
+    hints = typing.get_type_hints(func, include_extras=True)
+    fields: dict[str, Any] = {
+        key: (hints[key], ... if p.default is inspect.Parameter.empty else p.default)
+        for key, p in inspect.signature(func).parameters.items()
+    }
+    PARAMS[name] = create_model(f"{name.capitalize()}Params", __config__=ConfigDict(extra="forbid"), **fields)
+
+    @functools.wraps(func)
+    def build(**params: Any) -> nx.Graph:
+        checked = validate_params(name, params)
+        graph = func(**checked)
+        graph.graph.update(name=name, spec=format_spec(name, checked), params=checked)
+        return graph
+
+    BUILDERS[name] = build
+    return build
+
+
+def _add_hosts(graph: nx.Graph, hosts: list[str]) -> None:
+    graph.add_nodes_from(hosts, kind="host")
+    graph.graph["hosts"] = hosts
+
+
+@_builder
+def star(*, hosts: Count = 8, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0) -> nx.Graph:
+    """Hosts ``h0..`` on one switch ``sw0``; each cable ``link_gbps`` (1e9 bits/s), ``latency_us`` (µs).
+
+    >>> G = star(hosts=4, link_gbps=100)
+    >>> G.graph["hosts"], G.degree["sw0"], G.graph["spec"]
+    (['h0', 'h1', 'h2', 'h3'], 4, 'star:hosts=4,link_gbps=100,latency_us=1')
+    """
+    graph = nx.Graph()
+    _add_hosts(graph, [f"h{i}" for i in range(hosts)])
+    graph.add_node("sw0", kind="switch")
+    graph.add_edges_from(((h, "sw0") for h in graph.graph["hosts"]), link_gbps=link_gbps, latency_us=latency_us)
+    return graph
+
+
+@_builder
+def ring(*, hosts: Count = 8, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0) -> nx.Graph:
+    """Host ``h{i}`` on its own switch ``r{i}``; switches in a ring (``r{i}`` -- ``r{i+1 mod n}``).
+
+    Every cable (host and ring) has ``link_gbps`` (1e9 bits/s) and ``latency_us`` (µs). With 2 hosts the
+    ring is one cable.
+
+    >>> G = ring(hosts=4, link_gbps=100)
+    >>> G.number_of_edges(), nx.shortest_path(G, "h0", "h2")
+    (8, ['h0', 'r0', 'r1', 'r2', 'h2'])
+    """
+    graph = nx.Graph()
+    _add_hosts(graph, [f"h{i}" for i in range(hosts)])
+    switches = [f"r{i}" for i in range(hosts)]
+    graph.add_nodes_from(switches, kind="switch")
+    cables = list(zip(graph.graph["hosts"], switches, strict=True))
+    if hosts > 1:
+        cables += [(switches[i], switches[(i + 1) % hosts]) for i in range(hosts)]
+    graph.add_edges_from(cables, link_gbps=link_gbps, latency_us=latency_us)
+    return graph
+
+
+@_builder
+def leafspine(*, leaves: Count = 4, hosts_per_leaf: Count = 4, spines: NonNegCount = 2, host_gbps: Gbps = 100.0,
+              uplink_gbps: Gbps = 200.0, latency_us: Micros = 1.0) -> nx.Graph:
+    """Two-tier Clos: hosts on leaves ``leaf{l}`` (``host_gbps``), every leaf to every spine ``spine{s}``.
+
+    Uplinks carry ``uplink_gbps`` (1e9 bits/s); all cables ``latency_us`` (µs). Hosts ``h{i}`` leaf-major.
+    ``G.graph["oversubscription"]`` = hosts_per_leaf*host_gbps / (spines*uplink_gbps) (1.0 without spines,
+    which is allowed only with a single leaf).
+
+    >>> G = leafspine(leaves=4, hosts_per_leaf=4, spines=1, host_gbps=100, uplink_gbps=100)
+    >>> len(G.graph["hosts"]), G.graph["oversubscription"]
+    (16, 4.0)
+    """
+    if spines == 0 and leaves > 1:
+        raise SpecError("topology.spines", spines, f"must be >= 1 when there is more than one leaf ({leaves})")
+    graph = nx.Graph()
+    _add_hosts(graph, [f"h{i}" for i in range(leaves * hosts_per_leaf)])
+    leaf_names = [f"leaf{i}" for i in range(leaves)]
+    spine_names = [f"spine{i}" for i in range(spines)]
+    graph.add_nodes_from(leaf_names + spine_names, kind="switch")
+    graph.add_edges_from(((h, leaf_names[i // hosts_per_leaf]) for i, h in enumerate(graph.graph["hosts"])),
+                         link_gbps=host_gbps, latency_us=latency_us)
+    graph.add_edges_from(itertools.product(leaf_names, spine_names), link_gbps=uplink_gbps, latency_us=latency_us)
+    graph.graph["oversubscription"] = hosts_per_leaf * host_gbps / (spines * uplink_gbps) if spines else 1.0
+    return graph
+
+
+@_builder
+def fattree(*, k: Count = 4, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0, pods: Count | None = None) -> nx.Graph:
+    """Classic k-ary three-level fat-tree (k even); every cable ``link_gbps`` (1e9 bits/s), ``latency_us`` (µs).
+
+    k pods of k/2 edge switches ``pod{p}/edge{e}`` (k/2 hosts each) and k/2 aggregation switches
+    ``pod{p}/agg{a}``, all edge-agg pairs linked; agg j of every pod links to cores ``core{c}``,
+    c = j*k/2 .. j*k/2 + k/2 - 1. ``pods`` (1..k, default k) keeps only the first pods (all (k/2)^2 cores).
+    Full: k^3/4 hosts ``h{i}`` (pod-major, then edge, then host), 5k^2/4 switches, 3k^3/4 cables.
+
+    >>> G = fattree(k=4, link_gbps=100)
+    >>> len(G.graph["hosts"]), G.number_of_nodes() - 16, G.number_of_edges()
+    (16, 20, 48)
+    >>> len(fattree(k=32, link_gbps=400, pods=16).graph["hosts"])
+    4096
+    """
+    if k % 2:
+        raise SpecError("topology.k", k, "must be even")
     pods = k if pods is None else pods
-    g = _graph("fattree", {"k": k, "link_gbps": link_gbps, "latency_us": latency_us,
-                           "pods": pods if pods != k else None})
+    if pods > k:
+        raise SpecError("topology.pods", pods, f"must be between 1 and k={k}")
     half = k // 2
-    for c in range(half * half):
-        _switch(g, f"core{c}")
+    graph = nx.Graph()
+    _add_hosts(graph, [f"h{i}" for i in range(pods * half * half)])
+    cores = [f"core{c}" for c in range(half * half)]
+    graph.add_nodes_from(cores, kind="switch")
+    cables: list[tuple[str, str]] = []
     for p in range(pods):
-        for a in range(half):
-            _switch(g, f"pod{p}/agg{a}")
-            for j in range(half):
-                _cable(g, f"pod{p}/agg{a}", f"core{a * half + j}", link_gbps, latency_us)
-        for e in range(half):
-            edge = _switch(g, f"pod{p}/edge{e}")
-            for a in range(half):
-                _cable(g, edge, f"pod{p}/agg{a}", link_gbps, latency_us)
-            for i in range(half):
-                _cable(g, _host(g, f"h{(p * half + e) * half + i}"), edge, link_gbps, latency_us)
-    return g
+        edges = [f"pod{p}/edge{e}" for e in range(half)]
+        aggs = [f"pod{p}/agg{a}" for a in range(half)]
+        graph.add_nodes_from(edges + aggs, kind="switch")
+        cables += [(f"h{(p * half + e) * half + h}", edges[e]) for e in range(half) for h in range(half)]
+        cables += itertools.product(edges, aggs)
+        cables += [(aggs[a], cores[a * half + c]) for a in range(half) for c in range(half)]
+    graph.add_edges_from(cables, link_gbps=link_gbps, latency_us=latency_us)
+    return graph
 
 
-def dgx(nodes: int = 2, gpus_per_node: int = 8, nvlink_gbps: float = 3600.0, nic_gbps: float = 400.0,
-        rails: bool = True, spines: int | None = None, spine_gbps: float | None = None, latency_us: float = 1.0,
-        nvlink_latency_us: float = 0.5, nodes_per_leaf: int | None = None) -> nx.Graph:
-    """GPU cluster: per node, GPUs ``n{n}/gpu{g}`` on one NVSwitch (``nvlink_gbps`` each); one NIC per GPU,
-    modelled as the GPU's link to its leaf (``nic_gbps``). ``rails``: GPU g of every node goes to leaf
-    ``rail{g}``; otherwise all GPUs of a node go to ``leaf{n // nodes_per_leaf}``. Leaves connect to every
-    spine; by default spines are non-blocking (leaf uplink capacity = its NIC capacity)."""
-    g = _graph("dgx", {"nodes": nodes, "gpus_per_node": gpus_per_node, "nvlink_gbps": nvlink_gbps,
-                       "nic_gbps": nic_gbps, "rails": rails, "spines": spines, "spine_gbps": spine_gbps,
-                       "latency_us": latency_us, "nvlink_latency_us": nvlink_latency_us,
-                       "nodes_per_leaf": nodes_per_leaf})
-    g.graph["gpus_per_node"] = gpus_per_node
-    per_leaf = nodes_per_leaf or nodes
-    n_leaves = gpus_per_node if rails else -(-nodes // per_leaf)
-    leaf_names = [f"rail{i}" if rails else f"leaf{i}" for i in range(n_leaves)]
-    for leaf in leaf_names:
-        _switch(g, leaf)
-    for n in range(nodes):
-        nvswitch = _switch(g, f"n{n}/nvswitch")
-        for i in range(gpus_per_node):
-            gpu = _host(g, f"n{n}/gpu{i}")
-            _cable(g, gpu, nvswitch, nvlink_gbps, nvlink_latency_us)
-            _cable(g, gpu, leaf_names[i] if rails else leaf_names[n // per_leaf], nic_gbps, latency_us)
-    if n_leaves > 1:
-        n_spines = spines if spines is not None else (gpus_per_node if rails else n_leaves)
-        ports = nodes if rails else per_leaf * gpus_per_node
-        uplink = spine_gbps if spine_gbps is not None else nic_gbps * ports / max(n_spines, 1)
-        for s in range(n_spines):
-            _switch(g, f"spine{s}")
-            for leaf in leaf_names:
-                _cable(g, leaf, f"spine{s}", uplink, latency_us)
-    return g
+@_builder
+def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.0, nic_gbps: Gbps = 400.0,
+        rails: Flag = True, spines: NonNegCount | None = None, spine_gbps: Gbps | None = None,
+        latency_us: Micros = 1.0, nvlink_latency_us: Micros = 0.5, nodes_per_leaf: Count | None = None) -> nx.Graph:
+    """GPU cluster: GPUs ``n{n}/gpu{g}`` on an NVSwitch ``n{n}/nvswitch``, one NIC per GPU to a leaf.
+
+    NVLink cables: ``nvlink_gbps`` (1e9 bits/s), ``nvlink_latency_us`` (µs). NIC cables: ``nic_gbps``,
+    ``latency_us``. ``rails=True``: GPU g of every node on rail leaf ``rail{g}``; ``rails=False``: all GPUs of
+    node n on ``leaf{n // nodes_per_leaf}`` (default one leaf). Every leaf links to every spine ``spine{s}``
+    with ``spine_gbps`` (default non-blocking: nic_gbps * NIC ports per leaf / spines). Default spines:
+    gpus_per_node with rails, else the number of leaves, and none when there is a single leaf (0 spines is
+    allowed only then). Hosts node-major; ``G.graph["gpus_per_node"]`` is set for hierarchical collectives.
+
+    >>> G = dgx(nodes=4, gpus_per_node=8, nvlink_gbps=3600, nic_gbps=400, rails=True)
+    >>> len(G.graph["hosts"]), G["rail0"]["spine0"]["link_gbps"]
+    (32, 200.0)
+    """
+    if rails and nodes_per_leaf is not None:
+        raise SpecError("topology.nodes_per_leaf", nodes_per_leaf, "applies only with rails=false")
+    if rails:
+        leaves = [f"rail{g}" for g in range(gpus_per_node)]
+        ports_per_leaf = nodes
+    else:
+        per_leaf = min(nodes_per_leaf or nodes, nodes)
+        leaves = [f"leaf{i}" for i in range(math.ceil(nodes / per_leaf))]
+        ports_per_leaf = per_leaf * gpus_per_node
+    if spines is None:
+        spines = 0 if len(leaves) == 1 else gpus_per_node if rails else len(leaves)
+    if spines == 0 and len(leaves) > 1:
+        raise SpecError("topology.spines", spines, f"must be >= 1 when there is more than one leaf ({len(leaves)})")
+    if spine_gbps is None and spines:
+        spine_gbps = nic_gbps * ports_per_leaf / spines
+
+    graph = nx.Graph()
+    gpus = [[f"n{n}/gpu{g}" for g in range(gpus_per_node)] for n in range(nodes)]
+    _add_hosts(graph, [gpu for node in gpus for gpu in node])
+    spine_names = [f"spine{s}" for s in range(spines)]
+    graph.add_nodes_from([f"n{n}/nvswitch" for n in range(nodes)] + leaves + spine_names, kind="switch")
+    graph.add_edges_from(((gpu, f"n{n}/nvswitch") for n, node in enumerate(gpus) for gpu in node),
+                         link_gbps=nvlink_gbps, latency_us=nvlink_latency_us)
+    if rails:
+        nics = [(gpu, leaves[g]) for node in gpus for g, gpu in enumerate(node)]
+    else:
+        nics = [(gpu, leaves[n // per_leaf]) for n, node in enumerate(gpus) for gpu in node]
+    graph.add_edges_from(nics, link_gbps=nic_gbps, latency_us=latency_us)
+    graph.add_edges_from(itertools.product(leaves, spine_names), link_gbps=spine_gbps, latency_us=latency_us)
+    graph.graph["gpus_per_node"] = gpus_per_node
+    return graph
 
 
-def torus(dims: str | list[int] = "4x4", link_gbps: float = 100.0, latency_us: float = 1.0) -> nx.Graph:
-    """2D/3D torus of routers ``t{i}_{j}[_{k}]`` with wraparound, one host ``h{index}`` per router
-    (row-major order). A dimension of size 2 has a single cable between its two routers."""
-    shape = [int(d) for d in (dims.split("x") if isinstance(dims, str) else dims)]
-    g = _graph("torus", {"dims": "x".join(map(str, shape)), "link_gbps": link_gbps, "latency_us": latency_us})
+@_builder
+def torus(*, dims: Dims = "4x4", link_gbps: Gbps = 100.0, latency_us: Micros = 1.0) -> nx.Graph:
+    """2-D or 3-D torus: a router ``t{i}_{j}[_{k}]`` per coordinate with wraparound links to its neighbours.
 
-    def name(coord: tuple[int, ...]) -> str:
-        return "t" + "_".join(map(str, coord))
+    ``dims`` is ``"4x4"``, ``"4x4x4"`` or a list of sizes (each >= 2; a size-2 ring is one cable). One host
+    ``h{index}`` per router, in row-major coordinate order. Every cable ``link_gbps`` (1e9 bits/s),
+    ``latency_us`` (µs).
 
-    coords = list(itertools.product(*(range(d) for d in shape)))
-    for index, coord in enumerate(coords):
-        _cable(g, _host(g, f"h{index}"), _switch(g, name(coord)), link_gbps, latency_us)
-    for coord in coords:
-        for axis, size in enumerate(shape):
-            nxt = list(coord)
-            nxt[axis] = (coord[axis] + 1) % size
-            if size > 2 or coord[axis] == 0:
-                _cable(g, name(coord), name(tuple(nxt)), link_gbps, latency_us)
-    return g
+    >>> G = torus(dims="4x4", link_gbps=100)
+    >>> len(G.graph["hosts"]), G.number_of_edges(), G.degree["t0_0"]
+    (16, 48, 5)
+    """
+    sizes = [int(s) for s in str(dims).split("x")]
+    coords = list(itertools.product(*(range(s) for s in sizes)))
+    router = {c: "t" + "_".join(map(str, c)) for c in coords}
+    graph = nx.Graph()
+    _add_hosts(graph, [f"h{i}" for i in range(len(coords))])
+    graph.add_nodes_from(router.values(), kind="switch")
+    cables = list(zip(graph.graph["hosts"], router.values(), strict=True))
+    for c in coords:
+        for axis, size in enumerate(sizes):
+            neighbour = (*c[:axis], (c[axis] + 1) % size, *c[axis + 1 :])
+            cables.append((router[c], router[neighbour]))
+    graph.add_edges_from(cables, link_gbps=link_gbps, latency_us=latency_us)
+    return graph
 
 
-def dragonfly(groups: int = 4, routers_per_group: int = 4, hosts_per_router: int = 2,
-              global_links_per_router: int = 1, link_gbps: float = 100.0, global_gbps: float | None = None,
-              latency_us: float = 1.0, global_latency_us: float | None = None) -> nx.Graph:
-    """Dragonfly: routers ``g{g}/r{r}`` all-to-all inside a group; global cables between groups assigned
-    round-robin so every pair of groups is joined (needs groups <= routers_per_group *
-    global_links_per_router + 1); ``hosts_per_router`` hosts per router."""
-    g = _graph("dragonfly", {"groups": groups, "routers_per_group": routers_per_group,
-                             "hosts_per_router": hosts_per_router, "global_links_per_router": global_links_per_router,
-                             "link_gbps": link_gbps, "global_gbps": global_gbps, "latency_us": latency_us,
-                             "global_latency_us": global_latency_us})
-    global_gbps = global_gbps or link_gbps
+def _round_robin(n: int) -> list[list[tuple[int, int]]]:
+    """Circle-method schedule: rounds of disjoint pairs covering every pair of 0..n-1 once (odd n: byes)."""
+    teams = list(range(n + n % 2))
+    rounds = []
+    for _ in range(len(teams) - 1):
+        half = len(teams) // 2
+        rounds.append([(a, b) for a, b in zip(teams[:half], reversed(teams[half:]), strict=True) if max(a, b) < n])
+        teams = [teams[0], teams[-1], *teams[1:-1]]
+    return rounds
+
+
+def _global_cables(groups: int, ports: int) -> dict[int, list[tuple[int, int]]]:
+    """Group-pair global cables, evenly spread: each group uses at most ``ports`` cables.
+
+    Walks round-robin rounds cyclically, adding a cable for each pair whose groups both have a free port,
+    so every group spends its ports at the same pace and all pairs are covered when ports >= groups - 1.
+    Returns, for each group, its cables as (partner group, cable index) sorted by partner.
+    """
+    used = [0] * groups
+    count: dict[tuple[int, int], int] = {}
+    rounds = _round_robin(groups)
+    added = True
+    while added:
+        added = False
+        for pairs in rounds:
+            for a, b in pairs:
+                if used[a] < ports and used[b] < ports:
+                    used[a] += 1
+                    used[b] += 1
+                    count[a, b] = count.get((a, b), 0) + 1
+                    added = True
+    cables: dict[int, list[tuple[int, int]]] = {g: [] for g in range(groups)}
+    for (a, b), m in sorted(count.items()):
+        cables[a] += [(b, i) for i in range(m)]
+        cables[b] += [(a, i) for i in range(m)]
+    for g in cables:
+        cables[g].sort()
+    return cables
+
+
+@_builder
+def dragonfly(*, groups: Count = 5, routers_per_group: Count = 4, hosts_per_router: Count = 2,
+              global_links_per_router: Count = 1, link_gbps: Gbps = 100.0, global_gbps: Gbps | None = None,
+              latency_us: Micros = 1.0, global_latency_us: Micros | None = None) -> nx.Graph:
+    """Dragonfly: routers ``g{g}/r{r}`` all-to-all inside a group, global cables between groups.
+
+    Local and host cables: ``link_gbps`` (1e9 bits/s), ``latency_us`` (µs). Global cables: ``global_gbps``
+    and ``global_latency_us`` (default: the local values). Each router has up to
+    ``global_links_per_router`` global ports; cables are spread deterministically and evenly over group
+    pairs so every pair has at least one, which needs groups <= routers_per_group*global_links_per_router + 1.
+    Parallel cables between the same two routers are merged into one link with their summed bandwidth.
+    Hosts ``h{i}``: group-major, then router. ``G.graph["global_cables"]``: the number of global cables.
+
+    >>> G = dragonfly(groups=9, routers_per_group=4, hosts_per_router=2, global_links_per_router=2)
+    >>> len(G.graph["hosts"]), G.graph["global_cables"]
+    (72, 36)
+    """
+    ports = routers_per_group * global_links_per_router
+    if groups > ports + 1:
+        raise SpecError("topology.groups", groups,
+                        f"must be <= routers_per_group*global_links_per_router + 1 = {ports + 1} "
+                        "so that every pair of groups gets a global link")
+    global_gbps = link_gbps if global_gbps is None else global_gbps
     global_latency_us = latency_us if global_latency_us is None else global_latency_us
-    for grp in range(groups):
-        routers = [_switch(g, f"g{grp}/r{r}") for r in range(routers_per_group)]
-        for a, b in itertools.combinations(routers, 2):
-            _cable(g, a, b, link_gbps, latency_us)
-        for r, router in enumerate(routers):
-            for h in range(hosts_per_router):
-                _cable(g, _host(g, f"h{(grp * routers_per_group + r) * hosts_per_router + h}"), router,
-                       link_gbps, latency_us)
-    ports = {grp: 0 for grp in range(groups)}
-    for a, b in itertools.combinations(range(groups), 2):
-        ra, rb = ports[a] % routers_per_group, ports[b] % routers_per_group
-        ports[a] += 1
-        ports[b] += 1
-        _cable(g, f"g{a}/r{ra}", f"g{b}/r{rb}", global_gbps, global_latency_us)
-    return g
+    routers = [[f"g{g}/r{r}" for r in range(routers_per_group)] for g in range(groups)]
+    graph = nx.Graph()
+    _add_hosts(graph, [f"h{i}" for i in range(groups * routers_per_group * hosts_per_router)])
+    graph.add_nodes_from((r for group in routers for r in group), kind="switch")
+    flat = [r for group in routers for r in group]
+    local = [(h, flat[i // hosts_per_router]) for i, h in enumerate(graph.graph["hosts"])]
+    local += [pair for group in routers for pair in itertools.combinations(group, 2)]
+    graph.add_edges_from(local, link_gbps=link_gbps, latency_us=latency_us)
 
-
-BUILDERS = {"star": star, "ring": ring, "leafspine": leafspine, "fattree": fattree, "dgx": dgx,
-            "torus": torus, "dragonfly": dragonfly}
+    cables = _global_cables(groups, ports)
+    port_of = {(g, partner, i): p for g, lst in cables.items() for p, (partner, i) in enumerate(lst)}
+    bundle: dict[tuple[str, str], int] = {}
+    for (g, partner, i), p in port_of.items():
+        if g < partner:
+            q = port_of[partner, g, i]
+            key = (routers[g][p % routers_per_group], routers[partner][q % routers_per_group])
+            bundle[key] = bundle.get(key, 0) + 1
+    for (u, v), m in bundle.items():
+        graph.add_edge(u, v, link_gbps=m * global_gbps, latency_us=global_latency_us)
+    graph.graph["global_cables"] = sum(bundle.values())
+    return graph

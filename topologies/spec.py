@@ -1,188 +1,332 @@
-"""Turn a topology string into a validated graph: preset name, YAML/JSON/GraphML file, or inline builder.
+"""Turn a topology string into a validated graph: inline builder, preset name, or a YAML/JSON/GraphML file.
 
-Inline strings look like ``fattree:k=16,link_gbps=400,latency_us=1``. Parameters are validated with
-pydantic from the builder's signature: ``*_gbps`` > 0, ``*_us`` >= 0, counts >= 1, plus each builder's
-own rules. Every problem is a ``SpecError`` naming the field, the value and what is allowed.
+Inline strings are ``name:key=value,key=value`` (``fattree:k=16,link_gbps=400,latency_us=1``); a bare
+builder name uses its defaults. Every problem raises one :class:`~simulator.errors.SpecError` line naming
+the field, the bad value and what is allowed.
+
+Custom YAML graphs::
+
+    nodes: [{name: a, kind: host}, {name: b, kind: host}, {name: s, kind: switch}]
+    links: [{src: a, dst: s, link_gbps: 100, latency_us: 1}, {src: s, dst: b, link_gbps: 100}]
+    hosts: [b, a]          # optional rank order; default: host nodes in the order listed
+
+A link is a full-duplex cable unless ``directed: true`` (then the graph is an ``nx.DiGraph`` and undirected
+links become two directed ones); ``latency_us`` defaults to 0 in custom files.
 """
 
-from __future__ import annotations
-
-import inspect
 import json
-import typing
+import math
+import numbers
+import re
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
 import networkx as nx
-import pydantic
 import yaml
 
 from simulator.errors import SpecError
 from topologies.builders import BUILDERS
 
 PRESET_DIR = Path(__file__).parent / "presets"
-ZERO_OK = {"spines"}
+FILE_SUFFIXES = (".yaml", ".yml", ".json", ".graphml")
+_INT = re.compile(r"[+-]?\d+")
+_PRESET_KEYS = ("builder", "params", "description")
+_CUSTOM_KEYS = ("nodes", "links", "hosts", "description")
+_SHOWN = 5
 
 
 def list_presets() -> list[str]:
-    """Names of the YAML presets shipped with dessim."""
+    """Names of the YAML presets shipped in ``topologies/presets``."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def _model(name: str) -> type[pydantic.BaseModel]:
-    fields: dict[str, Any] = {}
-    hints = typing.get_type_hints(BUILDERS[name])
-    for param in inspect.signature(BUILDERS[name]).parameters.values():
-        annotation = hints[param.name]
-        if param.name.endswith("_gbps"):
-            constraint = {"gt": 0}
-        elif param.name.endswith("_us"):
-            constraint = {"ge": 0}
-        elif annotation in (int, int | None):
-            constraint = {"ge": 0 if param.name in ZERO_OK else 1}
-        else:
-            constraint = {}
-        fields[param.name] = (annotation, pydantic.Field(param.default, **constraint))
-    return pydantic.create_model(f"{name}_params", __config__=pydantic.ConfigDict(extra="forbid", strict=False),
-                                 **fields)
-
-
-def _check_rules(name: str, p: dict[str, Any]) -> None:
-    """Builder-specific rules that a per-field constraint cannot express."""
-    if name == "fattree":
-        if p["k"] % 2 or p["k"] < 2:
-            raise SpecError("topology.k", p["k"], "must be an even number >= 2")
-        if p["pods"] is not None and not 1 <= p["pods"] <= p["k"]:
-            raise SpecError("topology.pods", p["pods"], f"must be between 1 and k={p['k']}")
-    if name == "leafspine" and p["spines"] == 0 and p["leaves"] > 1:
-        raise SpecError("topology.spines", 0, "must be >= 1 when there is more than one leaf")
-    if name == "dgx" and p["spines"] == 0:
-        leaves = p["gpus_per_node"] if p["rails"] else -(-p["nodes"] // (p["nodes_per_leaf"] or p["nodes"]))
-        if leaves > 1:
-            raise SpecError("topology.spines", 0, "must be >= 1 when there is more than one leaf")
-    if name == "torus":
-        dims = p["dims"].split("x") if isinstance(p["dims"], str) else p["dims"]
-        if not 2 <= len(dims) <= 3 or not all(str(d).isdigit() and int(d) >= 2 for d in dims):
-            raise SpecError("topology.dims", p["dims"], "must be 2 or 3 sizes >= 2, like 4x4 or 4x4x4")
-    if name == "dragonfly":
-        bound = p["routers_per_group"] * p["global_links_per_router"] + 1
-        if p["groups"] > bound:
-            raise SpecError("topology.groups", p["groups"],
-                            f"must be <= routers_per_group * global_links_per_router + 1 = {bound}")
-
-
 def build(name: str, **params: Any) -> nx.Graph:
-    """Validate ``params`` for builder ``name`` and build the graph."""
+    """Build topology ``name`` from keyword parameters (validated; SpecError on unknown names or values)."""
     if name not in BUILDERS:
-        raise SpecError("topology", name, f"unknown builder; known: {', '.join(BUILDERS)}; presets: "
-                        f"{', '.join(list_presets())}")
+        raise SpecError("topology", name, f"unknown builder; known builders: {', '.join(BUILDERS)}")
+    return BUILDERS[name](**params)
+
+
+def parse_value(text: str) -> bool | int | float | str:
+    """``"true"`` -> True, ``"8"`` -> 8, ``"0.5"`` -> 0.5, anything else stays a string (``"4x4"``)."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if _INT.fullmatch(text):
+        return int(text)
     try:
-        values = _model(name)(**params).model_dump()
-    except pydantic.ValidationError as error:
-        first = error.errors()[0]
-        field = first["loc"][0] if first["loc"] else "?"
-        if first["type"] == "extra_forbidden":
-            allowed = ", ".join(inspect.signature(BUILDERS[name]).parameters)
-            raise SpecError(f"topology.{field}", first["input"],
-                            f"unknown parameter of {name}; allowed: {allowed}") from None
-        raise SpecError(f"topology.{field}", first.get("input"), first["msg"].lower()) from None
-    _check_rules(name, values)
-    return BUILDERS[name](**values)
+        return float(text)
+    except ValueError:
+        return text
 
 
-def parse_inline(text: str) -> tuple[str, dict[str, str]]:
-    """``"star:hosts=8,link_gbps=100"`` -> ``("star", {"hosts": "8", "link_gbps": "100"})``."""
+def parse_inline(text: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"star:hosts=8,link_gbps=100"`` into ``("star", {"hosts": 8, "link_gbps": 100})``.
+
+    >>> parse_inline("dgx:nodes=4,rails=true,nvlink_gbps=3600.5")
+    ('dgx', {'nodes': 4, 'rails': True, 'nvlink_gbps': 3600.5})
+    """
     name, _, rest = text.partition(":")
-    params: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip() or not value.strip():
-            raise SpecError("topology", text, f"malformed parameter {item!r}; expected key=value, e.g. "
-                            "star:hosts=8,link_gbps=100,latency_us=1")
-        params[key.strip()] = value.strip()
-    return name.strip(), params
+    name = name.strip()
+    if name not in BUILDERS:
+        raise SpecError("topology", name, f"unknown builder; known builders: {', '.join(BUILDERS)}")
+    params: dict[str, Any] = {}
+    for item in rest.split(",") if rest.strip() else []:
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not (eq and key and value):
+            raise SpecError("topology", text, f"malformed parameter {item.strip()!r}; expected "
+                            "name:key=value,key=value such as star:hosts=8,link_gbps=100")
+        if key in params:
+            raise SpecError(f"topology.{key}", value, "given more than once")
+        params[key] = parse_value(value)
+    return name, params
 
 
-def load_topology(text: str) -> nx.Graph:
-    """A validated graph from a preset name, a file path (.yaml/.yml/.json/.graphml) or an inline string."""
+def load_topology(text: str | Path) -> nx.Graph:
+    """A validated graph from an inline builder string, a bare builder name, a preset name or a file path.
+
+    Files: ``.yaml``/``.yml`` (preset format ``builder`` + ``params``, or a custom graph), ``.json``
+    (networkx node-link) and ``.graphml``.
+
+    >>> load_topology("star:hosts=4,link_gbps=100").graph["hosts"]
+    ['h0', 'h1', 'h2', 'h3']
+    >>> load_topology("fattree-4096-400g").number_of_edges()
+    12288
+    """
     text = str(text).strip()
-    if not text:
-        raise SpecError("topology", text, "give a preset name, a file, or an inline builder string")
     path = Path(text)
-    if path.suffix.lower() in (".yaml", ".yml", ".json", ".graphml"):
-        if not path.is_file():
-            raise SpecError("topology", text, "file not found")
+    if path.suffix.lower() in FILE_SUFFIXES or "/" in text or "\\" in text:
         return load_file(path)
+    if ":" in text or text in BUILDERS:
+        name, params = parse_inline(text)
+        return build(name, **params)
     if text in list_presets():
-        return load_file(PRESET_DIR / f"{text}.yaml")
-    name, params = parse_inline(text)
-    return build(name, **params)
+        graph = load_file(PRESET_DIR / f"{text}.yaml")
+        graph.graph["preset"] = text
+        return graph
+    raise SpecError("topology", text, f"unknown topology; give a builder ({', '.join(BUILDERS)}), "
+                    f"a preset ({', '.join(list_presets())}), name:key=value,... or a "
+                    f"{'/'.join(FILE_SUFFIXES)} file")
 
 
 def load_file(path: Path) -> nx.Graph:
-    """Load a preset-format YAML (``builder`` + ``params``), a custom graph YAML (``nodes``, ``links``,
-    optional ``hosts``), networkx node-link JSON, or GraphML."""
+    """Load a preset-format or custom-graph YAML, a node-link JSON or a GraphML file, and validate it."""
+    source = str(path)
     try:
-        if path.suffix.lower() == ".graphml":
-            graph = nx.read_graphml(path)
-        elif path.suffix.lower() == ".json":
-            graph = nx.node_link_graph(json.loads(path.read_text()), edges="links")
-        else:
-            doc = yaml.safe_load(path.read_text())
-            if not isinstance(doc, dict):
-                raise SpecError("topology", str(path), "YAML must be a mapping with builder/params or nodes/links")
-            if "builder" in doc:
-                return build(str(doc["builder"]), **(doc.get("params") or {}))
-            graph = _custom_graph(doc)
-    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, nx.NetworkXError) as error:
-        if isinstance(error, SpecError):
-            raise
-        raise SpecError("topology", str(path), f"cannot be read: {error}") from None
-    graph.graph.setdefault("spec", str(path))
-    validate_graph(graph)
-    return graph
+        content = path.read_text()
+    except FileNotFoundError:
+        raise SpecError("topology", source, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError("topology", source, f"cannot read file: {exc}") from None
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _finish(_from_node_link(content, source), source)
+    if suffix == ".graphml":
+        return _finish(_from_graphml(path, source), source)
+    try:
+        doc = yaml.safe_load(content)
+    except yaml.YAMLError as exc:
+        raise SpecError("topology", source, f"invalid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(doc, dict):
+        raise SpecError("topology", source, "YAML must be a mapping with builder + params, or nodes + links")
+    if "builder" in doc:
+        _check_keys(doc, _PRESET_KEYS, f"{source}:")
+        params = doc.get("params") or {}
+        if not isinstance(params, dict):
+            raise SpecError(f"{source}:params", params, "must be a mapping of builder parameters")
+        graph = build(str(doc["builder"]), **params)
+        if "description" in doc:
+            graph.graph["description"] = str(doc["description"])
+        return graph
+    _check_keys(doc, _CUSTOM_KEYS, f"{source}:")
+    return _finish(_from_mapping(doc, source), source)
 
 
-def _custom_graph(doc: dict[str, Any]) -> nx.Graph:
-    directed = any(link.get("directed") for link in doc.get("links", []))
-    graph: nx.Graph = nx.DiGraph() if directed else nx.Graph()
-    for node in doc.get("nodes", []):
-        graph.add_node(str(node["name"]), kind=node.get("kind", "switch"))
-    for link in doc.get("links", []):
-        attrs = {k: v for k, v in link.items() if k not in ("src", "dst", "directed")}
-        graph.add_edge(str(link["src"]), str(link["dst"]), **attrs)
-        if directed and not link.get("directed"):
-            graph.add_edge(str(link["dst"]), str(link["src"]), **attrs)
+def _check_keys(doc: dict[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
+    unknown = [key for key in doc if key not in allowed]
+    if unknown:
+        raise SpecError(f"{prefix}{unknown[0]}", doc[unknown[0]], f"unknown key; allowed: {', '.join(allowed)}")
+
+
+def _entries(doc: dict[str, Any], key: str, source: str, required: tuple[str, ...],
+             allowed: tuple[str, ...]) -> list[dict[str, Any]]:
+    items = doc.get(key)
+    if not isinstance(items, list):
+        raise SpecError(f"{source}:{key}", items, "must be a list of mappings")
+    for i, item in enumerate(items):
+        where = f"{source}:{key}[{i}]"
+        if not isinstance(item, dict):
+            raise SpecError(where, item, f"must be a mapping with {', '.join(required)}")
+        missing = [k for k in required if k not in item]
+        if missing:
+            raise SpecError(f"{where}.{missing[0]}", None, f"required; each entry needs {', '.join(required)}")
+        _check_keys(item, allowed, f"{where}.")
+    return items
+
+
+def _from_mapping(doc: dict[str, Any], source: str) -> nx.Graph:
+    """Custom graph from a YAML mapping of ``nodes``, ``links`` and optional ``hosts``."""
+    nodes = _entries(doc, "nodes", source, ("name", "kind"), ("name", "kind"))
+    links = _entries(doc, "links", source, ("src", "dst"), ("src", "dst", "link_gbps", "latency_us", "directed"))
+    for i, link in enumerate(links):
+        if not isinstance(link.get("directed", False), bool):
+            raise SpecError(f"{source}:links[{i}].directed", link["directed"], "must be true or false")
+    graph: nx.Graph = nx.DiGraph() if any(link.get("directed") for link in links) else nx.Graph()
+    for i, node in enumerate(nodes):
+        name = str(node["name"])
+        if name in graph:
+            raise SpecError(f"{source}:nodes[{i}].name", name, "duplicate node name")
+        graph.add_node(name, kind=node["kind"])
+    for i, link in enumerate(links):
+        ends = [str(link["src"]), str(link["dst"])]
+        for end, name in zip(("src", "dst"), ends, strict=True):
+            if name not in graph:
+                raise SpecError(f"{source}:links[{i}].{end}", name, "not a declared node")
+        attrs = {"link_gbps": link.get("link_gbps"), "latency_us": link.get("latency_us", 0.0)}
+        pairs = [ends] if link.get("directed") or not graph.is_directed() else [ends, ends[::-1]]
+        for u, v in pairs:
+            if graph.has_edge(u, v):
+                raise SpecError(f"{source}:links[{i}]", f"{u}-{v}", "duplicate link")
+            graph.add_edge(u, v, **attrs)
     if "hosts" in doc:
+        if not isinstance(doc["hosts"], list):
+            raise SpecError(f"{source}:hosts", doc["hosts"], "must be a list of host names in rank order")
         graph.graph["hosts"] = [str(h) for h in doc["hosts"]]
     return graph
 
 
+def _from_node_link(content: str, source: str) -> nx.Graph:
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise SpecError("topology", source, f"invalid JSON: {exc}") from None
+    if not isinstance(data, dict) or "nodes" not in data:
+        raise SpecError("topology", source, "expected a networkx node-link document (nodes, edges or links)")
+    if data.get("multigraph"):
+        raise SpecError("topology", source, "multigraphs are not supported; merge parallel links into one")
+    try:
+        return nx.node_link_graph(data, directed=False, multigraph=False,
+                                  edges="links" if "links" in data else "edges")
+    except (KeyError, TypeError, nx.NetworkXError) as exc:
+        raise SpecError("topology", source, f"not a networkx node-link document: {exc!r}") from None
+
+
+def _from_graphml(path: Path, source: str) -> nx.Graph:
+    try:
+        graph = nx.read_graphml(path)
+    except (ParseError, nx.NetworkXError) as exc:
+        raise SpecError("topology", source, f"invalid GraphML: {exc}") from None
+    if graph.is_multigraph():
+        raise SpecError("topology", source, "multigraphs are not supported; merge parallel links into one")
+    hosts = graph.graph.get("hosts")
+    if isinstance(hosts, str):
+        graph.graph["hosts"] = hosts.replace(",", " ").split()
+    return graph
+
+
+def _finish(graph: nx.Graph, source: str) -> nx.Graph:
+    """Normalize a custom graph (string names, default latency 0 and rank order), validate, return it."""
+    if any(not isinstance(node, str) for node in graph):
+        graph = nx.relabel_nodes(graph, str)
+        if isinstance(graph.graph.get("hosts"), list):
+            graph.graph["hosts"] = [str(h) for h in graph.graph["hosts"]]
+    for _, _, attrs in graph.edges(data=True):
+        attrs.setdefault("latency_us", 0.0)
+    graph.graph.setdefault("hosts", [n for n, kind in graph.nodes(data="kind") if kind == "host"])
+    graph.graph.setdefault("name", "custom")
+    graph.graph["spec"] = source
+    validate_graph(graph)
+    for _, _, attrs in graph.edges(data=True):
+        attrs["link_gbps"], attrs["latency_us"] = float(attrs["link_gbps"]), float(attrs["latency_us"])
+    return graph
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def validate_graph(graph: nx.Graph) -> None:
-    """Check a graph's conventions: hosts exist, every link has a bandwidth > 0 and latency >= 0, connected."""
-    hosts = graph.graph.get("hosts") or [n for n, d in graph.nodes(data=True) if d.get("kind") == "host"]
-    if not hosts:
-        raise SpecError("topology.hosts", [], "no hosts: mark compute endpoints with kind: host")
-    missing = [h for h in hosts if h not in graph]
-    if missing:
-        raise SpecError("topology.hosts", missing[:5], "hosts must be nodes of the graph")
-    for h in hosts:
-        graph.nodes[h]["kind"] = "host"
-    graph.graph["hosts"] = list(hosts)
+    """Check the topology conventions; raise SpecError on the first violation.
+
+    Every node has ``kind`` host or switch; every link has ``link_gbps`` > 0 and ``latency_us`` >= 0 and joins
+    two different nodes; ``graph.graph["hosts"]`` lists every host node exactly once; every host reaches
+    every other host through switches only (hosts never forward).
+    """
+    if graph.is_multigraph():
+        raise SpecError("topology", graph.graph.get("spec", "graph"), "multigraphs are not supported")
+    for node, kind in graph.nodes(data="kind"):
+        if kind not in ("host", "switch"):
+            raise SpecError(f"node {node}.kind", kind, "must be 'host' or 'switch'")
     for u, v, attrs in graph.edges(data=True):
-        gbps, latency = attrs.get("link_gbps"), attrs.get("latency_us", 0.0)
-        try:
-            ok_bw, ok_lat = float(gbps) > 0, float(latency) >= 0
-        except (TypeError, ValueError):
-            ok_bw = ok_lat = False
-        if not ok_bw:
-            raise SpecError(f"link {u}-{v}.link_gbps", gbps, "every link needs a bandwidth > 0")
-        if not ok_lat:
-            raise SpecError(f"link {u}-{v}.latency_us", latency, "latency must be a number >= 0")
-        attrs["link_gbps"], attrs["latency_us"] = float(gbps), float(latency)
-    connected = nx.is_weakly_connected(graph) if graph.is_directed() else nx.is_connected(graph)
-    if not connected:
-        component = nx.node_connected_component(graph.to_undirected(as_view=True), hosts[0])
-        cut_off = [h for h in hosts if h not in component]
+        if u == v:
+            raise SpecError(f"link {u}-{v}", u, "a link must join two different nodes")
+        gbps, latency = attrs.get("link_gbps"), attrs.get("latency_us")
+        if not (_is_number(gbps) and gbps > 0):
+            raise SpecError(f"link {u}-{v}.link_gbps", gbps, "every link needs a bandwidth > 0 (1e9 bits/s)")
+        if not (_is_number(latency) and latency >= 0):
+            raise SpecError(f"link {u}-{v}.latency_us", latency, "must be a number >= 0 (microseconds)")
+    host_nodes = [n for n, kind in graph.nodes(data="kind") if kind == "host"]
+    if not host_nodes:
+        raise SpecError("topology.hosts", [], "no hosts: mark compute endpoints with kind: host")
+    hosts = graph.graph.get("hosts")
+    if not isinstance(hosts, list):
+        raise SpecError("topology.hosts", hosts, "graph.graph['hosts'] must list the host nodes in rank order")
+    listed = set()
+    for h in hosts:
+        if not isinstance(h, str) or graph.nodes.get(h, {}).get("kind") != "host":
+            raise SpecError("topology.hosts", h, "every entry must be a node of kind host")
+        if h in listed:
+            raise SpecError("topology.hosts", h, "listed more than once")
+        listed.add(h)
+    unlisted = [n for n in host_nodes if n not in listed]
+    if unlisted:
+        raise SpecError("topology.hosts", unlisted[:_SHOWN], "every host node must be listed (rank order)")
+    cut = _unreachable(graph, hosts)
+    if cut:
+        source, missing = cut
+        shown = ", ".join(missing[:_SHOWN]) + (f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else "")
         raise SpecError("topology", graph.graph.get("spec", "graph"),
-                        f"is disconnected: {', '.join(cut_off[:5])} cannot reach {hosts[0]}")
+                        f"is disconnected: {source} cannot reach {shown} (hosts do not forward traffic)")
+
+
+def _unreachable(graph: nx.Graph, hosts: list[str]) -> tuple[str, list[str]] | None:
+    """The first host that cannot reach some other host through switches, with those hosts; else None."""
+    if len(hosts) < 2:
+        return None
+    if graph.is_directed():
+        return _unreachable_directed(graph, hosts)
+    switches = [n for n, kind in graph.nodes(data="kind") if kind == "switch"]
+    component: dict[str, int] = {}
+    for i, members in enumerate(nx.connected_components(graph.subgraph(switches))):
+        component.update(dict.fromkeys(members, i))
+    attached = {h: {component[n] for n in graph[h] if n in component} for h in hosts}
+    hosts_on: dict[int, set[str]] = defaultdict(set)
+    for h, comps in attached.items():
+        for c in comps:
+            hosts_on[c].add(h)
+    if any(len(members) == len(hosts) for members in hosts_on.values()):
+        return None
+    for h in hosts:
+        reach = set().union(*(hosts_on[c] for c in attached[h])) | set(graph[h])
+        missing = [other for other in hosts if other != h and other not in reach]
+        if missing:
+            return h, missing
+    return None
+
+
+def _unreachable_directed(graph: nx.DiGraph, hosts: list[str]) -> tuple[str, list[str]] | None:
+    """Directed check: a breadth-first search from every host, expanding only through switches."""
+    for h in hosts:
+        seen, frontier = {h}, [h]
+        while frontier:
+            node = frontier.pop()
+            for succ in graph.successors(node):
+                if succ not in seen:
+                    seen.add(succ)
+                    if graph.nodes[succ]["kind"] == "switch":
+                        frontier.append(succ)
+        missing = [other for other in hosts if other not in seen]
+        if missing:
+            return h, missing
+    return None
