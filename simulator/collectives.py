@@ -77,7 +77,7 @@ def build_schedule(op: str, algo: str, size_bytes: float, n_ranks: int, servers:
 
     >>> s = build_schedule("allreduce", "ring", 8e6, 4)
     >>> s.n_steps, s.total_bytes()
-    (6, 24000000.0)
+    (6, 48000000.0)
     """
     check_request(op, algo, n_ranks, servers, ranks_per_node)
     if algo == "auto":

@@ -130,11 +130,6 @@ class Fabric:
     def n_hosts(self) -> int:
         return len(self.host_nodes)
 
-    def link_names(self) -> list[str]:
-        """``"u->v"`` for each directed link id."""
-        names = self.node_names
-        return [f"{names[u]}->{names[v]}" for u, v in zip(self.link_src, self.link_dst, strict=True)]
-
     def _check_connected(self) -> None:
         """Every host must reach every other host through switches."""
         if self.n_hosts < 2:

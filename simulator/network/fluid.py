@@ -149,10 +149,6 @@ class FluidCore:
                 t = min(t, float(getattr(table, col).min()))
         return t
 
-    @property
-    def idle(self) -> bool:
-        return self.pending.n_alive + self.iso.n_alive + self.cpl.n_alive == 0
-
     def link_bytes(self) -> np.ndarray:
         """Bytes carried by each directed link so far (completed flows)."""
         used = np.nonzero(self._route_bytes)[0]
