@@ -38,6 +38,8 @@ def collective(
     = DEFAULT_TOPOLOGY,
     fidelity: Annotated[str, typer.Option(help="flow (max-min fair, event driven) | analytical")] = "flow",
     servers: Annotated[int, typer.Option(help="pushpull: the last P endpoints are servers")] = 0,
+    ecmp: Annotated[str, typer.Option(help="equal-cost next hop: hash (per flow) | dmodk (fat-tree static)")]
+    = "hash",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     links_out: Annotated[str | None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")]
     = None,
@@ -56,7 +58,7 @@ def collective(
     size_bytes = parse_size_bytes(size, "size")
     if fidelity not in FIDELITIES:
         raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
-    fabric = Fabric(load_topology(topology))
+    fabric = Fabric(load_topology(topology), ecmp=ecmp)
     report, links = simulate_collective(op, algo, size_bytes, fabric, fidelity, servers)
     if links_out:
         _write_table(links, links_out)

@@ -53,6 +53,18 @@ def test_pushpull_auto_and_links_table(capsys, tmp_path) -> None:
     assert doc["algo"] in doc["auto_times_s"] and doc["auto_times_s"][doc["algo"]] == min(doc["auto_times_s"].values())
 
 
+def test_dmodk_removes_alltoall_contention_on_a_fat_tree(capsys) -> None:
+    times = {}
+    for ecmp in ("hash", "dmodk"):
+        code, out, _ = run(capsys, "collective", "--op", "alltoall", "--size", "16MiB", "--ecmp", ecmp,
+                           "--topology", "fattree:k=4,link_gbps=400,latency_us=1", "--json")
+        assert code == 0
+        times[ecmp] = json.loads(out)["time_s"]
+    n, size = 16, 16 * 2**20
+    assert times["dmodk"] <= (6e-6 + (n - 1) * size / n / 50e9) * (1 + 1e-9)
+    assert times["hash"] > times["dmodk"]
+
+
 def test_list(capsys) -> None:
     code, out, _ = run(capsys, "list", "topologies")
     assert code == 0 and "fattree" in out and "dgx-h100-4node" in out
@@ -71,6 +83,7 @@ def test_list(capsys) -> None:
     (["--fidelity", "packet"], "fidelity: got 'packet'"),
     (["--algo", "hierarchical", "--topology", "star8"], "hierarchical needs nodes"),
     (["--nonsense"], "No such option"),
+    (["--ecmp", "random"], "ecmp: got 'random'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args: list[str], needle: str) -> None:
     code, _out, err = run(capsys, "collective", *args)
