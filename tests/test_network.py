@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from simulator.collectives import build_schedule
 from simulator.fabric import Fabric
 from simulator.network.analytical import AnalyticalNetwork
-from simulator.network.maxmin import max_min_rates
+from simulator.network.maxmin import by_levels, by_local_minima
 from simulator.schedule import Pattern, Schedule
 
 GBPS, LATENCY_US = 100.0, 1.0
@@ -197,10 +197,12 @@ def test_max_min_matches_reference(data: st.DataObject) -> None:
                                 min_size=1, max_size=10))
     width = max(1, max(len(r) for r in routes))
     matrix = np.array([r + [-1] * (width - len(r)) for r in routes])
-    got = max_min_rates(matrix, np.array(capacity))
-    assert np.allclose(got, _reference_max_min(routes, capacity), rtol=1e-7)
-    load = np.zeros(n_links)
-    for f, r in enumerate(routes):
-        for link in r:
-            load[link] += got[f]
-    assert np.all(load <= np.array(capacity) * (1 + 1e-9))
+    expected = _reference_max_min(routes, capacity)
+    for solver in (by_levels, by_local_minima):
+        got = solver(matrix, np.array(capacity))
+        assert np.allclose(got, expected, rtol=1e-7)
+        load = np.zeros(n_links)
+        for f, r in enumerate(routes):
+            for link in r:
+                load[link] += got[f]
+        assert np.all(load <= np.array(capacity) * (1 + 1e-9))
