@@ -124,6 +124,15 @@ def _n_chunks(size: float) -> int:
     return int(min(MAX_PIPELINE_CHUNKS, max(1, math.ceil(size / PIPELINE_CHUNK_BYTES))))
 
 
+def pipeline_chunks(op: str, algo: str, size_bytes: float) -> int | None:
+    """Chunks of a pipelined algorithm (its shape changes with size); None when sizes only scale."""
+    if algo == "tree" and op == "allreduce":
+        return _n_chunks(size_bytes / 2)
+    if op == "broadcast" and algo in ("tree", "ring"):
+        return _n_chunks(size_bytes)
+    return None
+
+
 def _pipelined(n: int, edges: list[tuple[np.ndarray, np.ndarray, np.ndarray]], chunks: int,
                chunk_bytes: float) -> Schedule:
     """Pipelined transfers: edge set e = (src, dst, first_step) sends chunk c at step first_step + c."""

@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from simulator.collectives import SUPPORTED, build_schedule, busbw_factor, check_request
+from simulator.collectives import SUPPORTED, build_schedule, busbw_factor, check_request, pipeline_chunks
 from simulator.fabric import Fabric
 from simulator.network import AnalyticalNetwork, make_network
+from simulator.network.analytical import StepProfile, profile_link_bytes, profile_time_s
 from simulator.results import link_table
 
 
@@ -45,16 +46,47 @@ def ranks_per_node(fabric: Fabric) -> int | None:
     return int(value) if value else None
 
 
-def choose_algorithm(op: str, size_bytes: float, fabric: Fabric, servers: int = 0) -> tuple[str, dict[str, float]]:
+@dataclass
+class _Profiled:
+    """A collective's analytical step profiles at a reference size, reusable at any size of the same shape."""
+
+    size_bytes: float
+    profile: list[tuple[int, StepProfile]]
+    total_bytes: float
+    steps: int
+    messages: int
+
+
+def analytical_collective(network: AnalyticalNetwork, op: str, algo: str, size_bytes: float, servers: int = 0,
+                          ranks_per_node: int | None = None) -> tuple[float, np.ndarray, _Profiled]:
+    """(time s, bytes per link, profile) of a collective on the analytical backend, memoized per shape.
+
+    Sizes in a collective's patterns are proportional to S, so the profile built at one size serves all
+    sizes with the same pipeline shape: a size sweep builds and routes each schedule once.
+    """
+    n = network.fabric.n_hosts
+    key = (op, algo, n, servers, ranks_per_node, pipeline_chunks(op, algo, size_bytes))
+    entry = network.memo.get(key)
+    if entry is None:
+        schedule = build_schedule(op, algo, size_bytes, n, servers, ranks_per_node)
+        entry = _Profiled(size_bytes, network.schedule_profile(schedule), schedule.total_bytes(), schedule.n_steps,
+                          schedule.n_messages())
+        network.memo[key] = entry
+    scale = size_bytes / entry.size_bytes
+    return (profile_time_s(entry.profile, scale), profile_link_bytes(entry.profile, network.fabric.n_links, scale),
+            entry)
+
+
+def choose_algorithm(op: str, size_bytes: float, fabric: Fabric, servers: int = 0,
+                     network: AnalyticalNetwork | None = None) -> tuple[str, dict[str, float]]:
     """The fastest supported algorithm for ``op`` at this size on this fabric (analytical model)."""
-    network = AnalyticalNetwork(fabric)
+    network = network or AnalyticalNetwork(fabric)
     per_node = ranks_per_node(fabric)
     times: dict[str, float] = {}
     for algo in SUPPORTED[op]:
         if algo == "hierarchical" and not (per_node and per_node > 1 and fabric.n_hosts % per_node == 0):
             continue
-        schedule = build_schedule(op, algo, size_bytes, fabric.n_hosts, servers, per_node)
-        times[algo] = network.schedule_time_s(schedule)[0]
+        times[algo] = analytical_collective(network, op, algo, size_bytes, servers, per_node)[0]
     return min(times, key=times.__getitem__), times
 
 
@@ -65,26 +97,30 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
     n = fabric.n_hosts
     per_node = ranks_per_node(fabric)
     check_request(op, algo, n, servers, per_node)
+    network = make_network(fabric, fidelity)
+    analytical = network if isinstance(network, AnalyticalNetwork) else None
     auto_times = None
     if algo == "auto":
-        algo, auto_times = choose_algorithm(op, size_bytes, fabric, servers)
-    schedule = build_schedule(op, algo, size_bytes, n, servers, per_node)
-    network = make_network(fabric, fidelity)
-    done = network.start(schedule)
-    network.env.run(until=done)
-    result = done.value
-    link_bytes = network.link_bytes()
-    if isinstance(network, AnalyticalNetwork):
+        algo, auto_times = choose_algorithm(op, size_bytes, fabric, servers, analytical)
+    if analytical is not None:
+        time_s, link_bytes, entry = analytical_collective(analytical, op, algo, size_bytes, servers, per_node)
+        wire_bytes = entry.total_bytes * size_bytes / entry.size_bytes
+        steps, messages = entry.steps, entry.messages
         busy_s, peak = link_bytes / fabric.capacity_Bps, np.full(fabric.n_links, np.nan)
     else:
+        schedule = build_schedule(op, algo, size_bytes, n, servers, per_node)
+        done = network.start(schedule)
+        network.env.run(until=done)
+        time_s, wire_bytes = done.value.time_s, float(done.value.sent_bytes.sum())
+        steps, messages = schedule.n_steps, schedule.n_messages()
+        link_bytes = network.link_bytes()
         busy_s, peak = network.core.link_busy_s, network.core.link_peak_util
-    links = link_table(fabric, link_bytes, busy_s, peak, result.time_s)
-    algbw = size_bytes / result.time_s / 1e9
+    links = link_table(fabric, link_bytes, busy_s, peak, time_s)
+    algbw = size_bytes / time_s / 1e9
     report = CollectiveReport(
-        op=op, algo=algo, ranks=n, size_bytes=float(size_bytes), time_s=result.time_s,
-        bytes_on_wire=float(result.sent_bytes.sum()), algbw_GBps=algbw,
-        busbw_GBps=algbw * busbw_factor(op, n, servers), fidelity=fidelity,
-        topology=str(fabric.graph.graph.get("spec", "custom")), servers=servers, steps=schedule.n_steps,
-        messages=schedule.n_messages(), max_link_bytes=float(link_bytes.max(initial=0.0)),
+        op=op, algo=algo, ranks=n, size_bytes=float(size_bytes), time_s=time_s, bytes_on_wire=wire_bytes,
+        algbw_GBps=algbw, busbw_GBps=algbw * busbw_factor(op, n, servers), fidelity=fidelity,
+        topology=str(fabric.graph.graph.get("spec", "custom")), servers=servers, steps=steps,
+        messages=messages, max_link_bytes=float(link_bytes.max(initial=0.0)),
         wall_s=time.perf_counter() - started, auto_times_s=auto_times)
     return report, links

@@ -206,3 +206,21 @@ def test_max_min_matches_reference(data: st.DataObject) -> None:
             for link in r:
                 load[link] += got[f]
         assert np.all(load <= np.array(capacity) * (1 + 1e-9))
+
+
+@pytest.mark.parametrize(("op", "algo"), [("allreduce", "ring"), ("allreduce", "tree"), ("alltoall", "direct"),
+                                          ("allreduce", "halving-doubling"), ("broadcast", "ring"),
+                                          ("pushpull", "direct")])
+def test_memoized_analytical_profiles_scale_exactly_with_size(op: str, algo: str) -> None:
+    from simulator.simulate import analytical_collective
+
+    fabric = Fabric(fattree_graph(4))
+    servers = 4 if op == "pushpull" else 0
+    network = AnalyticalNetwork(fabric)
+    analytical_collective(network, op, algo, 3e6, servers)  # profile built at another size first
+    for size in (2e6, 5e6, 64 * 2**20):
+        memo_s, memo_bytes, _ = analytical_collective(network, op, algo, size, servers)
+        direct_s, direct_bytes = AnalyticalNetwork(fabric).schedule_time_s(
+            build_schedule(op, algo, size, fabric.n_hosts, servers))
+        assert memo_s == pytest.approx(direct_s, rel=1e-12)
+        assert np.allclose(memo_bytes, direct_bytes, rtol=1e-12)

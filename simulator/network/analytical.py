@@ -12,6 +12,7 @@ cached per pattern, so a sweep that reuses a schedule costs a few numpy operatio
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import simpy
@@ -19,6 +20,35 @@ import simpy
 from simulator.fabric import Fabric
 from simulator.network.result import RunResult
 from simulator.schedule import Pattern, Schedule
+
+
+@dataclass
+class StepProfile:
+    """A step's messages reduced to distinct (route latency, drain time) pairs, plus its bytes per link.
+
+    The step takes ``max(latency_s + drain_s)``. Every size in a collective's pattern is proportional to
+    the collective's size S, so at S' the step takes ``max(latency_s + drain_s * S'/S)`` and moves
+    ``link_bytes * S'/S``: one profile serves a whole size sweep.
+    """
+
+    latency_s: np.ndarray
+    drain_s: np.ndarray
+    link_bytes: np.ndarray
+
+    def time_s(self, scale: float = 1.0) -> float:
+        return float((self.latency_s + scale * self.drain_s).max())
+
+
+def profile_time_s(profile: list[tuple[int, StepProfile]], scale: float = 1.0) -> float:
+    """Time of a schedule from its step profiles, with every message size multiplied by ``scale``."""
+    return sum(repeat * step.time_s(scale) for repeat, step in profile)
+
+
+def profile_link_bytes(profile: list[tuple[int, StepProfile]], n_links: int, scale: float = 1.0) -> np.ndarray:
+    total = np.zeros(n_links)
+    for repeat, step in profile:
+        total += repeat * scale * step.link_bytes
+    return total
 
 
 class AnalyticalNetwork:
@@ -30,38 +60,38 @@ class AnalyticalNetwork:
         self.fabric = fabric
         self.env = env if env is not None else simpy.Environment()
         self._link_bytes = np.zeros(fabric.n_links)
-        self._cache: weakref.WeakKeyDictionary[Pattern, dict[bytes, tuple[float, np.ndarray]]] = (
-            weakref.WeakKeyDictionary())
+        self.memo: dict[object, object] = {}  # callers' cache of schedule profiles (see simulate.py)
+        self._cache: weakref.WeakKeyDictionary[Pattern, dict[bytes, StepProfile]] = weakref.WeakKeyDictionary()
 
-    def step_profile(self, pattern: Pattern, hosts: np.ndarray) -> tuple[float, np.ndarray]:
-        """(step time in s, bytes per link) of one round of ``pattern`` on ``hosts``."""
+    def step_profile(self, pattern: Pattern, hosts: np.ndarray) -> StepProfile:
+        """Distinct (latency, drain time) pairs of a pattern's messages and its bytes per link (cached)."""
         by_hosts = self._cache.setdefault(pattern, {})
         key = hosts.tobytes()
         if key in by_hosts:
             return by_hosts[key]
         fabric = self.fabric
         if not len(pattern):
-            return 0.0, np.zeros(fabric.n_links)
+            return StepProfile(np.zeros(1), np.zeros(1), np.zeros(fabric.n_links))
         routes = fabric.route_ids(hosts[pattern.src], hosts[pattern.dst])
         links = fabric.route_links[routes]
         valid = links >= 0
         sizes = np.broadcast_to(pattern.size_bytes[:, None], links.shape)
         load = np.bincount(links[valid], weights=sizes[valid], minlength=fabric.n_links)
         drain_s = np.where(valid, (load / fabric.capacity_Bps)[np.where(valid, links, 0)], 0.0).max(axis=1)
-        profile = (float((fabric.route_latency_s[routes] + drain_s).max()), load)
+        pairs = np.unique(np.stack([fabric.route_latency_s[routes], drain_s]), axis=1)
+        profile = StepProfile(pairs[0], pairs[1], load)
         by_hosts[key] = profile
         return profile
 
+    def schedule_profile(self, schedule: Schedule, hosts: np.ndarray | None = None) -> list[tuple[int, StepProfile]]:
+        """(repeat, profile) of each schedule entry."""
+        hosts = np.arange(schedule.n_ranks) if hosts is None else np.asarray(hosts, dtype=np.int64)
+        return [(step.repeat, self.step_profile(step.pattern, hosts)) for step in schedule.steps]
+
     def schedule_time_s(self, schedule: Schedule, hosts: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """(time in s, bytes per link) of a whole schedule."""
-        hosts = np.arange(schedule.n_ranks) if hosts is None else np.asarray(hosts, dtype=np.int64)
-        total_s = 0.0
-        link_bytes = np.zeros(self.fabric.n_links)
-        for step in schedule.steps:
-            step_s, load = self.step_profile(step.pattern, hosts)
-            total_s += step.repeat * step_s
-            link_bytes += step.repeat * load
-        return total_s, link_bytes
+        profile = self.schedule_profile(schedule, hosts)
+        return profile_time_s(profile), profile_link_bytes(profile, self.fabric.n_links)
 
     def start(self, schedule: Schedule, hosts: np.ndarray | None = None) -> simpy.Event:
         """Start a schedule now; the returned event fires at its end with a ``RunResult``."""
