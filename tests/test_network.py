@@ -224,3 +224,33 @@ def test_memoized_analytical_profiles_scale_exactly_with_size(op: str, algo: str
             build_schedule(op, algo, size, fabric.n_hosts, servers))
         assert memo_s == pytest.approx(direct_s, rel=1e-12)
         assert np.allclose(memo_bytes, direct_bytes, rtol=1e-12)
+
+
+def test_run_started_later_by_another_process_shares_exactly() -> None:
+    """A simpy process starts a second run mid-flight; the first must slow down exactly when it joins."""
+    import simpy
+
+    from simulator.network.flow import FlowNetwork
+
+    fabric = Fabric(star_graph(3, GBPS, LATENCY_US))
+    network = FlowNetwork(fabric, simpy.Environment(), check_capacity=True)
+    size, join_s = 1e6, 30e-6
+    first, second = Schedule(3), Schedule(3)
+    first.add(Pattern.of(3, [0], [2], size))
+    second.add(Pattern.of(3, [1], [2], size))
+    results = {}
+
+    def starter(env: simpy.Environment):
+        results["a"] = network.start(first)
+        yield env.timeout(join_s)
+        results["b"] = network.start(second)
+
+    network.env.process(starter(network.env))
+    network.env.run()
+    a, b = results["a"].value, results["b"].value
+    b_moves = join_s + 2 * L  # B starts moving after its route latency
+    a_left = size - B * (b_moves - 2 * L)
+    a_end = b_moves + 2 * a_left / B
+    assert a.end_s == pytest.approx(a_end, rel=1e-12)
+    assert b.start_s == pytest.approx(join_s, rel=1e-12)
+    assert b.end_s == pytest.approx(a_end + (size - (a_end - b_moves) * B / 2) / B, rel=1e-12)

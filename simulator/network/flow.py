@@ -15,7 +15,7 @@ import numpy as np
 import simpy
 
 from simulator.fabric import Fabric
-from simulator.network.fluid import FluidCore
+from simulator.network.fluid import FluidCore, time_eps
 from simulator.network.progress import TAG_SHIFT, Released, ScheduleProgress
 from simulator.network.result import RunResult
 from simulator.schedule import Pattern, Schedule, group_by
@@ -81,7 +81,7 @@ class FlowNetwork:
         env = self.env
         while True:
             t_next = self.core.next_event_time()
-            if t_next > env.now:
+            if t_next > env.now + time_eps(env.now):
                 wake = self._wakeup
                 if t_next == np.inf:
                     yield wake
@@ -89,7 +89,7 @@ class FlowNetwork:
                     yield env.timeout(t_next - env.now) | wake
                 if wake.triggered:
                     self._wakeup = env.event()
-                if self.core.next_event_time() > env.now:
+                if self.core.next_event_time() > env.now + time_eps(env.now):
                     continue
             now = env.now
             done = self.core.run_window(now, now + self.lookahead_s)

@@ -30,7 +30,8 @@ from simulator.network.maxmin import max_min_rates
 TIME_REL_EPS = 1e-12
 
 
-def _eps(t: float) -> float:
+def time_eps(t: float) -> float:
+    """Times closer than this to t are the same instant."""
     return TIME_REL_EPS * abs(t) + 1e-18
 
 
@@ -161,7 +162,7 @@ class FluidCore:
     def run_window(self, t0: float, horizon: float) -> Completions:
         """Process every event at time t0 or in [t0, horizon); return the flows that finished."""
         self.n_windows += 1
-        limit = max(horizon, t0 + _eps(t0) * 2)
+        limit = max(horizon, t0 + time_eps(t0) * 2)
         done: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         arrivals = self._classify_arrivals(t0, limit)
         self._finish_isolated(limit, done)
@@ -171,7 +172,7 @@ class FluidCore:
         return Completions(*(np.concatenate([d[i] for d in done]) for i in range(3)))
 
     def _links_of(self, routes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Padded link matrix of routes and the flat list of its valid entries' row indices."""
+        """Padded link matrix of ``routes`` and the mask of its real (non-padding) entries."""
         links = self.fabric.route_links[routes]
         return links, links >= 0
 
@@ -268,7 +269,7 @@ class FluidCore:
             if not (t_e < limit):
                 break
             self._account_coupled(t_e)
-            eps = _eps(t_e)
+            eps = time_eps(t_e)
             finished = np.nonzero(cpl.t_fin <= t_e + eps)[0]
             restart = np.inf
             if len(finished):
