@@ -90,7 +90,7 @@ def build_schedule(op: str, algo: str, size_bytes: float, n_ranks: int, servers:
 
 
 def _all_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    src, dst = np.divmod(np.arange(n * n), n)
+    src, dst = np.divmod(np.arange(n * n, dtype=np.int32), n)
     return src, dst
 
 

@@ -217,14 +217,27 @@ class Fabric:
         links = np.concatenate([_pad(c, width) for c in chunks])
         first_id = self.n_routes
         self.route_links = np.concatenate([_pad(self.route_links, width), links])
-        valid = links >= 0
-        safe = np.where(valid, links, 0)
-        self.route_latency_s = np.concatenate(
-            [self.route_latency_s, np.where(valid, self.latency_s[safe], 0.0).sum(axis=1)])
-        self.route_bottleneck_Bps = np.concatenate(
-            [self.route_bottleneck_Bps, np.where(valid, self.capacity_Bps[safe], np.inf).min(axis=1)])
+        latency_s, bottleneck_Bps = self.route_metrics(links)
+        self.route_latency_s = np.concatenate([self.route_latency_s, latency_s])
+        self.route_bottleneck_Bps = np.concatenate([self.route_bottleneck_Bps, bottleneck_Bps])
         self.n_routes += len(keys)
         return np.arange(first_id, self.n_routes, dtype=np.int64)
+
+    def route_metrics(self, links: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(latency s, bottleneck bytes/s) of each row of a padded link matrix."""
+        valid = links >= 0
+        safe = np.where(valid, links, 0)
+        return (np.where(valid, self.latency_s[safe], 0.0).sum(axis=1),
+                np.where(valid, self.capacity_Bps[safe], np.inf).min(axis=1))
+
+    def uncached_routes(self, src_rank: np.ndarray, dst_rank: np.ndarray) -> np.ndarray:
+        """Padded link matrix (int32) for each pair, computed without touching the cache.
+
+        For one-off batches of millions of pairs (an all-to-all's analytical profile), where caching
+        every route would cost gigabytes. Same choices as ``route_ids`` with flow index 0.
+        """
+        keys = (np.asarray(src_rank, dtype=np.int64) * self.n_hosts + np.asarray(dst_rank, dtype=np.int64)) * 65536
+        return self._walk(keys)
 
     def _walk(self, keys: np.ndarray) -> np.ndarray:
         """Walk each (src, dst, flow) key hop by hop from source to destination, hashing among next hops.

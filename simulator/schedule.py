@@ -31,8 +31,8 @@ class Pattern:
     @staticmethod
     def of(n_ranks: int, src: np.ndarray | list[int], dst: np.ndarray | list[int],
            size_bytes: np.ndarray | list[float] | float) -> Pattern:
-        src_a = np.asarray(src, dtype=np.int64)
-        dst_a = np.asarray(dst, dtype=np.int64)
+        src_a = np.asarray(src, dtype=np.int32)
+        dst_a = np.asarray(dst, dtype=np.int32)
         size_a = np.broadcast_to(np.asarray(size_bytes, dtype=np.float64), src_a.shape)
         keep = src_a != dst_a
         return Pattern(n_ranks, src_a[keep], dst_a[keep], np.array(size_a[keep]))

@@ -254,3 +254,17 @@ def test_run_started_later_by_another_process_shares_exactly() -> None:
     assert a.end_s == pytest.approx(a_end, rel=1e-12)
     assert b.start_s == pytest.approx(join_s, rel=1e-12)
     assert b.end_s == pytest.approx(a_end + (size - (a_end - b_moves) * B / 2) / B, rel=1e-12)
+
+
+def test_streamed_analytical_profile_equals_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Huge patterns are routed chunk by chunk without caching; the answer must not change."""
+    import simulator.network.analytical as analytical
+
+    schedule = build_schedule("alltoall", "direct", 64e6, 16)
+    cached = AnalyticalNetwork(Fabric(fattree_graph(4))).schedule_time_s(schedule)
+    monkeypatch.setattr(analytical, "STREAM_MESSAGES", 7)
+    fabric = Fabric(fattree_graph(4))
+    streamed = AnalyticalNetwork(fabric).schedule_time_s(schedule)
+    assert fabric.n_routes == 0  # nothing was cached
+    assert streamed[0] == cached[0]
+    assert np.allclose(streamed[1], cached[1], rtol=1e-12)

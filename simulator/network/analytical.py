@@ -51,6 +51,9 @@ def profile_link_bytes(profile: list[tuple[int, StepProfile]], n_links: int, sca
     return total
 
 
+STREAM_MESSAGES = 1 << 20
+
+
 class AnalyticalNetwork:
     """Closed-form network model over a fabric; same ``start`` interface as the flow backend."""
 
@@ -69,19 +72,42 @@ class AnalyticalNetwork:
         key = hosts.tobytes()
         if key in by_hosts:
             return by_hosts[key]
-        fabric = self.fabric
         if not len(pattern):
-            return StepProfile(np.zeros(1), np.zeros(1), np.zeros(fabric.n_links))
-        routes = fabric.route_ids(hosts[pattern.src], hosts[pattern.dst])
-        links = fabric.route_links[routes]
-        valid = links >= 0
-        sizes = np.broadcast_to(pattern.size_bytes[:, None], links.shape)
-        load = np.bincount(links[valid], weights=sizes[valid], minlength=fabric.n_links)
-        drain_s = np.where(valid, (load / fabric.capacity_Bps)[np.where(valid, links, 0)], 0.0).max(axis=1)
-        pairs = np.unique(np.stack([fabric.route_latency_s[routes], drain_s]), axis=1)
-        profile = StepProfile(pairs[0], pairs[1], load)
+            return StepProfile(np.zeros(1), np.zeros(1), np.zeros(self.fabric.n_links))
+        profile = self._profile(pattern, hosts)
         by_hosts[key] = profile
         return profile
+
+    def _profile(self, pattern: Pattern, hosts: np.ndarray) -> StepProfile:
+        """Two passes over message chunks: bytes per link, then each message's latency and drain time.
+
+        Small patterns use the fabric's route cache; huge ones (an all-to-all on thousands of ranks) are
+        routed chunk by chunk without caching, keeping only int32 link rows, so memory stays bounded.
+        """
+        fabric = self.fabric
+        cached = len(pattern) <= STREAM_MESSAGES
+        chunks = []
+        load = np.zeros(fabric.n_links)
+        for start in range(0, len(pattern), STREAM_MESSAGES):
+            part = slice(start, start + STREAM_MESSAGES)
+            src, dst = hosts[pattern.src[part]], hosts[pattern.dst[part]]
+            if cached:
+                ids = fabric.route_ids(src, dst)  # first: it may grow the route arrays
+                links = fabric.route_links[ids]
+            else:
+                links = fabric.uncached_routes(src, dst)
+            valid = links >= 0
+            load += np.bincount(links[valid], weights=np.broadcast_to(pattern.size_bytes[part, None],
+                                                                      links.shape)[valid], minlength=fabric.n_links)
+            chunks.append(links)
+        drain_per_byte = load / fabric.capacity_Bps
+        pairs = []
+        for links in chunks:
+            valid = links >= 0
+            drain_s = np.where(valid, drain_per_byte[np.where(valid, links, 0)], 0.0).max(axis=1)
+            pairs.append(np.unique(np.stack([fabric.route_metrics(links)[0], drain_s]), axis=1))
+        distinct = np.unique(np.concatenate(pairs, axis=1), axis=1)
+        return StepProfile(distinct[0], distinct[1], load)
 
     def schedule_profile(self, schedule: Schedule, hosts: np.ndarray | None = None) -> list[tuple[int, StepProfile]]:
         """(repeat, profile) of each schedule entry."""
