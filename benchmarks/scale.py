@@ -44,24 +44,26 @@ def run_case(op: str, algo: str, size: str, topology: str, fidelity: str) -> dic
     n = fabric.n_hosts
     servers = n // 8 if op == "pushpull" else 0
     size_bytes = parse_size_bytes(size)
-    schedule = build_schedule(op, algo, size_bytes, n, servers)
     setup_s = time.perf_counter() - started
     network = make_network(fabric, fidelity)
     t0 = time.perf_counter()
     if fidelity == "flow":
+        schedule = build_schedule(op, algo, size_bytes, n, servers)
+        flows = schedule.n_messages()
         done = network.start(schedule)
         network.env.run(until=done)
         sim_s = done.value.time_s
         run_s = time.perf_counter() - t0
         events = f"{network.core.n_windows} windows / {network.core.n_rate_solves} solves"
     else:  # cold: first profile (routing included); warm: the same collective at another size, as a sweep
-        sim_s = analytical_collective(network, op, algo, size_bytes, servers)[0]
+        sim_s, _, entry = analytical_collective(network, op, algo, size_bytes, servers)
         run_s = time.perf_counter() - t0
+        flows = entry.messages
         t1 = time.perf_counter()
         analytical_collective(network, op, algo, size_bytes / 2, servers)
         events = f"warm {1e3 * (time.perf_counter() - t1):.3f} ms"
     return {"op": op, "algo": algo, "size": size, "topology": topology, "fidelity": fidelity, "ranks": n,
-            "servers": servers, "flows": schedule.n_messages(), "events": events, "sim_time_s": sim_s,
+            "servers": servers, "flows": flows, "events": events, "sim_time_s": sim_s,
             "setup_s": round(setup_s, 3), "wall_s": round(run_s, 4),
             "peak_rss_MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 

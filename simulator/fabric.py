@@ -212,9 +212,9 @@ class Fabric:
 
     def _build_routes(self, keys: np.ndarray) -> np.ndarray:
         """Compute, store and return ids of new routes for sorted unique keys (in chunks to bound memory)."""
-        chunks = [self._walk(keys[i : i + _ROUTE_CHUNK]) for i in range(0, len(keys), _ROUTE_CHUNK)]
-        width = max([self.route_links.shape[1]] + [c.shape[1] for c in chunks])
-        links = np.concatenate([_pad(c, width) for c in chunks])
+        links = self._walk_chunked(keys)
+        width = max(self.route_links.shape[1], links.shape[1])
+        links = _pad(links, width)
         first_id = self.n_routes
         self.route_links = np.concatenate([_pad(self.route_links, width), links])
         latency_s, bottleneck_Bps = self.route_metrics(links)
@@ -237,7 +237,13 @@ class Fabric:
         every route would cost gigabytes. Same choices as ``route_ids`` with flow index 0.
         """
         keys = (np.asarray(src_rank, dtype=np.int64) * self.n_hosts + np.asarray(dst_rank, dtype=np.int64)) * 65536
-        return self._walk(keys)
+        return self._walk_chunked(keys)
+
+    def _walk_chunked(self, keys: np.ndarray) -> np.ndarray:
+        """``_walk`` in bounded-memory chunks, rows padded to a common width."""
+        chunks = [self._walk(keys[i : i + _ROUTE_CHUNK]) for i in range(0, len(keys), _ROUTE_CHUNK)]
+        width = max(c.shape[1] for c in chunks)
+        return np.concatenate([_pad(c, width) for c in chunks])
 
     def _walk(self, keys: np.ndarray) -> np.ndarray:
         """Walk each (src, dst, flow) key hop by hop from source to destination, hashing among next hops.
