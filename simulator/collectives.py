@@ -107,7 +107,8 @@ def _ring_allreduce(size: float, n: int) -> Schedule:
     return _ring(n, size / n, 2 * (n - 1))
 
 
-def _ring_reducescatter(size: float, n: int) -> Schedule:
+def _ring_pass(size: float, n: int) -> Schedule:
+    """N-1 rounds of S/N chunks around the ring: reduce-scatter and all-gather alike."""
     return _ring(n, size / n, n - 1)
 
 
@@ -293,8 +294,8 @@ def _hierarchical(op: str, size: float, n: int, per_node: int) -> Schedule:
 
 _BUILDERS = {
     ("allreduce", "ring"): _ring_allreduce,
-    ("reducescatter", "ring"): _ring_reducescatter,
-    ("allgather", "ring"): _ring_reducescatter,
+    ("reducescatter", "ring"): _ring_pass,
+    ("allgather", "ring"): _ring_pass,
     ("alltoall", "ring"): _ring_alltoall,
     ("broadcast", "ring"): _ring_broadcast,
     ("allreduce", "tree"): _tree_allreduce,
