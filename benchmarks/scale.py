@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from simulator.network.fluid import DEFAULT_RATE_TOLERANCE
+
 TOPOLOGIES = {
     ("fattree", 64): "fattree:k=8,pods=4,link_gbps=400,latency_us=1",
     ("fattree", 256): "fattree:k=16,pods=4,link_gbps=400,latency_us=1",
@@ -30,7 +32,7 @@ TOPOLOGIES = {
 CASES = [("allreduce", "ring", "64MiB"), ("alltoall", "direct", "64MiB"), ("pushpull", "direct", "64MiB")]
 
 
-def run_case(op: str, algo: str, size: str, topology: str, fidelity: str) -> dict:
+def run_case(op: str, algo: str, size: str, topology: str, fidelity: str, rate_tolerance: float) -> dict:
     """Run one case in this process and return its measurements."""
     from simulator.collectives import build_schedule
     from simulator.fabric import Fabric
@@ -45,7 +47,7 @@ def run_case(op: str, algo: str, size: str, topology: str, fidelity: str) -> dic
     servers = n // 8 if op == "pushpull" else 0
     size_bytes = parse_size_bytes(size)
     setup_s = time.perf_counter() - started
-    network = make_network(fabric, fidelity)
+    network = make_network(fabric, fidelity, rate_tolerance=rate_tolerance)
     t0 = time.perf_counter()
     if fidelity == "flow":
         schedule = build_schedule(op, algo, size_bytes, n, servers)
@@ -63,6 +65,7 @@ def run_case(op: str, algo: str, size: str, topology: str, fidelity: str) -> dic
         analytical_collective(network, op, algo, size_bytes / 2, servers)
         events = f"warm {1e3 * (time.perf_counter() - t1):.3f} ms"
     return {"op": op, "algo": algo, "size": size, "topology": topology, "fidelity": fidelity, "ranks": n,
+            "rate_tolerance": rate_tolerance if fidelity == "flow" else None,
             "servers": servers, "flows": flows, "events": events, "sim_time_s": sim_s,
             "setup_s": round(setup_s, 3), "wall_s": round(run_s, 4),
             "peak_rss_MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -75,6 +78,8 @@ def main() -> None:
     parser.add_argument("--fidelities", nargs="*", default=["flow", "analytical"])
     parser.add_argument("--ops", nargs="*", default=[c[0] for c in CASES])
     parser.add_argument("--budget-s", type=float, default=600.0, help="wall-clock limit per case")
+    parser.add_argument("--rate-tolerance", type=float, default=DEFAULT_RATE_TOLERANCE,
+                        help="flow backend's completion batching (0 = exact event order)")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -90,7 +95,7 @@ def main() -> None:
         for family in args.families:
             for ranks in args.ranks:
                 for fidelity in args.fidelities:
-                    case = [op, algo, size, TOPOLOGIES[(family, ranks)], fidelity]
+                    case = [op, algo, size, TOPOLOGIES[(family, ranks)], fidelity, args.rate_tolerance]
                     try:
                         out = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], text=True,
                                              capture_output=True, timeout=args.budget_s, check=True)

@@ -13,6 +13,7 @@ from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
 
 from simulator.errors import SpecError
+from simulator.network.fluid import DEFAULT_RATE_TOLERANCE
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="dessim: simulate distributed-training "
                   "communication (PS vs DES and friends) over cluster topologies.")
@@ -40,6 +41,9 @@ def collective(
     servers: Annotated[int, typer.Option(help="pushpull: the last P endpoints are servers")] = 0,
     ecmp: Annotated[str, typer.Option(help="equal-cost next hop: hash (per flow) | dmodk (fat-tree static)")]
     = "hash",
+    rate_tolerance: Annotated[float, typer.Option(
+        help="flow: completions within this fraction of a flow's age share one rate recomputation "
+             "(0 = exact event order)")] = DEFAULT_RATE_TOLERANCE,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     links_out: Annotated[str | None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")]
     = None,
@@ -59,7 +63,7 @@ def collective(
     if fidelity not in FIDELITIES:
         raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
     fabric = Fabric(load_topology(topology), ecmp=ecmp)
-    report, links = simulate_collective(op, algo, size_bytes, fabric, fidelity, servers)
+    report, links = simulate_collective(op, algo, size_bytes, fabric, fidelity, servers, rate_tolerance)
     if links_out:
         _write_table(links, links_out)
     if as_json:

@@ -90,7 +90,6 @@ class Schedule:
             return [(self.steps[0].pattern, slice(None))]
         return [(self.steps[int(e)].pattern, sel) for e, sel in group_by(self.entry_of(step))]
 
-
     def pattern_at(self, step: int) -> Pattern:
         """The pattern of (expanded) step number ``step``."""
         return self.steps[int(self.entry_of(step))].pattern
@@ -101,6 +100,15 @@ class Schedule:
 
     def n_messages(self) -> int:
         return int(sum(s.repeat * len(s.pattern) for s in self.steps))
+
+    def bytes_by_rank(self) -> tuple[np.ndarray, np.ndarray]:
+        """(bytes sent, bytes received) by each rank over all steps."""
+        sent, received = np.zeros(self.n_ranks), np.zeros(self.n_ranks)
+        for step in self.steps:
+            p = step.pattern
+            sent += step.repeat * np.bincount(p.src, weights=p.size_bytes, minlength=self.n_ranks)
+            received += step.repeat * np.bincount(p.dst, weights=p.size_bytes, minlength=self.n_ranks)
+        return sent, received
 
 
 def group_by(keys: np.ndarray) -> list[tuple[int, np.ndarray | slice]]:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from simulator.collectives import SUPPORTED, build_schedule, busbw_factor, check_request, pipeline_chunks
 from simulator.fabric import Fabric
-from simulator.network import AnalyticalNetwork, make_network
+from simulator.network import DEFAULT_RATE_TOLERANCE, AnalyticalNetwork, make_network
 from simulator.network.analytical import StepProfile, profile_link_bytes, profile_time_s
 from simulator.results import link_table
 
@@ -34,6 +34,7 @@ class CollectiveReport:
     messages: int
     max_link_bytes: float
     wall_s: float
+    rate_tolerance: float | None = None
     auto_times_s: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
@@ -91,13 +92,17 @@ def choose_algorithm(op: str, size_bytes: float, fabric: Fabric, servers: int = 
 
 
 def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, fidelity: str = "flow",
-                        servers: int = 0) -> tuple[CollectiveReport, pd.DataFrame]:
-    """Simulate ``op`` over all hosts of ``fabric``; returns the report and the per-link table."""
+                        servers: int = 0, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
+                        ) -> tuple[CollectiveReport, pd.DataFrame]:
+    """Simulate ``op`` over all hosts of ``fabric``; returns the report and the per-link table.
+
+    ``rate_tolerance`` is the flow backend's (see ``make_network``); the report records it.
+    """
     started = time.perf_counter()
     n = fabric.n_hosts
     per_node = ranks_per_node(fabric)
     check_request(op, algo, n, servers, per_node)
-    network = make_network(fabric, fidelity)
+    network = make_network(fabric, fidelity, rate_tolerance=rate_tolerance)
     analytical = network if isinstance(network, AnalyticalNetwork) else None
     auto_times = None
     if algo == "auto":
@@ -122,5 +127,6 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
         algbw_GBps=algbw, busbw_GBps=algbw * busbw_factor(op, n, servers), fidelity=fidelity,
         topology=str(fabric.graph.graph.get("spec", "custom")), servers=servers, steps=steps,
         messages=messages, max_link_bytes=float(link_bytes.max(initial=0.0)),
-        wall_s=time.perf_counter() - started, auto_times_s=auto_times)
+        wall_s=time.perf_counter() - started, auto_times_s=auto_times,
+        rate_tolerance=None if analytical is not None else rate_tolerance)
     return report, links

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from simulator.collectives import build_schedule
 from simulator.fabric import Fabric
 from simulator.network.analytical import AnalyticalNetwork
-from simulator.network.maxmin import by_levels, by_local_minima
+from simulator.network.maxmin import by_candidate_minima, by_local_minima
 from simulator.schedule import Pattern, Schedule
 
 GBPS, LATENCY_US = 100.0, 1.0
@@ -153,9 +153,7 @@ def test_contended_alltoall_never_exceeds_capacity_and_incremental_equals_full()
     assert fast.time_s >= no_contention * (1 - 1e-9)
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**31 - 1))
-def test_random_traffic_incremental_equals_full(seed: int) -> None:
+def _random_traffic(seed: int) -> tuple[Fabric, Schedule]:
     rng = np.random.default_rng(seed)
     fabric = Fabric(fattree_graph(4, latency_us=float(rng.uniform(0.1, 2.0))))
     n = fabric.n_hosts
@@ -163,9 +161,48 @@ def test_random_traffic_incremental_equals_full(seed: int) -> None:
     for _ in range(3):
         m = int(rng.integers(1, 40))
         schedule.add(Pattern.of(n, rng.integers(0, n, m), rng.integers(0, n, m), rng.uniform(1e3, 1e6, m)))
-    fast, _ = run_flow(fabric, schedule)
-    full, _ = run_flow(fabric, schedule, incremental=False)
+    return fabric, schedule
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.0, 1e-3]))
+def test_random_traffic_incremental_equals_full(seed: int, rate_tolerance: float) -> None:
+    fabric, schedule = _random_traffic(seed)
+    fast, _ = run_flow(fabric, schedule, rate_tolerance=rate_tolerance)
+    full, _ = run_flow(fabric, schedule, incremental=False, rate_tolerance=rate_tolerance)
     assert np.allclose(fast.rank_end_s, full.rank_end_s, rtol=1e-9, atol=0)
+
+
+def test_rate_tolerance_batches_completions_closed_form() -> None:
+    """Two flows into one host, sizes S and S(1 + d): exact and batched completions, in closed form.
+
+    Exact: the first ends at 2S/B, then the second runs alone: 2S/B + dS/B. With a tolerance t >= d the
+    second ends within t x its age of the first, so it keeps rate B/2: 2S(1 + d)/B.
+    """
+    size, d = 1e6, 4e-4
+    fabric = Fabric(star_graph(3, GBPS, LATENCY_US))
+    schedule = Schedule(3)
+    schedule.add(Pattern.of(3, np.array([0, 1]), np.array([2, 2]), np.array([size, size * (1 + d)])))
+    exact, _ = run_flow(fabric, schedule, rate_tolerance=0.0)
+    assert exact.time_s == pytest.approx(2 * L + (2 + d) * size / B, rel=1e-12)
+    batched, network = run_flow(fabric, schedule, rate_tolerance=1e-3)
+    assert batched.time_s == pytest.approx(2 * L + 2 * size * (1 + d) / B, rel=1e-12)
+    assert network.core.n_rate_solves == 1  # both arrivals at once; the two completions batched
+    assert batched.time_s - exact.time_s == pytest.approx(d * size / B, rel=1e-6)
+    assert 0 < batched.time_s / exact.time_s - 1 < 1e-3
+    below, _ = run_flow(fabric, schedule, rate_tolerance=1e-4)  # d > t: not batched, exact again
+    assert below.time_s == pytest.approx(exact.time_s, rel=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_rate_tolerance_stays_within_its_bound_on_random_traffic(seed: int) -> None:
+    """The default tolerance moves every rank's end by less than that fraction; bytes are unchanged."""
+    fabric, schedule = _random_traffic(seed)
+    exact, _ = run_flow(fabric, schedule, rate_tolerance=0.0)
+    batched, network = run_flow(fabric, schedule)  # check_capacity is on: never over capacity
+    assert np.allclose(batched.rank_end_s, exact.rank_end_s, rtol=network.core.rate_tolerance, atol=0)
+    assert np.array_equal(batched.sent_bytes, exact.sent_bytes)
 
 
 def _reference_max_min(routes: list[list[int]], capacity: list[float]) -> list[float]:
@@ -198,7 +235,7 @@ def test_max_min_matches_reference(data: st.DataObject) -> None:
     width = max(1, max(len(r) for r in routes))
     matrix = np.array([r + [-1] * (width - len(r)) for r in routes])
     expected = _reference_max_min(routes, capacity)
-    for solver in (by_levels, by_local_minima):
+    for solver in (by_candidate_minima, by_local_minima):
         got = solver(matrix, np.array(capacity))
         assert np.allclose(got, expected, rtol=1e-7)
         load = np.zeros(n_links)
@@ -206,6 +243,19 @@ def test_max_min_matches_reference(data: st.DataObject) -> None:
             for link in r:
                 load[link] += got[f]
         assert np.all(load <= np.array(capacity) * (1 + 1e-9))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_max_min_solvers_agree_on_instances_larger_than_a_candidate_batch(seed: int) -> None:
+    """60 links and 200 flows: by_candidate_minima freezes batches of the lowest shares, not all links."""
+    rng = np.random.default_rng(seed)
+    n_links = 60
+    capacity = rng.uniform(1.0, 100.0, n_links).round(1).tolist()
+    routes = [rng.choice(n_links, int(rng.integers(1, 6)), replace=False).tolist() for _ in range(200)]
+    matrix = np.array([r + [-1] * (5 - len(r)) for r in routes])
+    expected = _reference_max_min(routes, capacity)
+    for solver in (by_candidate_minima, by_local_minima):
+        assert np.allclose(solver(matrix, np.array(capacity)), expected, rtol=1e-7)
 
 
 @pytest.mark.parametrize(("op", "algo"), [("allreduce", "ring"), ("allreduce", "tree"), ("alltoall", "direct"),

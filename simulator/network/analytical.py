@@ -18,7 +18,7 @@ import numpy as np
 import simpy
 
 from simulator.fabric import Fabric
-from simulator.network.result import RunResult
+from simulator.network.result import RankCallback, RunResult
 from simulator.schedule import Pattern, Schedule
 
 
@@ -54,6 +54,18 @@ def profile_link_bytes(profile: list[tuple[int, StepProfile]], n_links: int, sca
 STREAM_MESSAGES = 1 << 20
 
 
+@dataclass
+class _Pending:
+    """A started schedule waiting for its ranks to join."""
+
+    time_s: float
+    ready_s: np.ndarray
+    sent_bytes: np.ndarray
+    received_bytes: np.ndarray
+    start_s: float
+    on_rank_done: RankCallback | None
+
+
 class AnalyticalNetwork:
     """Closed-form network model over a fabric; same ``start`` interface as the flow backend."""
 
@@ -63,6 +75,7 @@ class AnalyticalNetwork:
         self.fabric = fabric
         self.env = env if env is not None else simpy.Environment()
         self._link_bytes = np.zeros(fabric.n_links)
+        self._pending: dict[simpy.Event, _Pending] = {}
         self.memo: dict[object, object] = {}  # callers' cache of schedule profiles (see simulate.py)
         self._cache: weakref.WeakKeyDictionary[Pattern, dict[bytes, StepProfile]] = weakref.WeakKeyDictionary()
 
@@ -119,20 +132,38 @@ class AnalyticalNetwork:
         profile = self.schedule_profile(schedule, hosts)
         return profile_time_s(profile), profile_link_bytes(profile, self.fabric.n_links)
 
-    def start(self, schedule: Schedule, hosts: np.ndarray | None = None) -> simpy.Event:
-        """Start a schedule now; the returned event fires at its end with a ``RunResult``."""
+    def start(self, schedule: Schedule, hosts: np.ndarray | None = None, ready_s: np.ndarray | None = None,
+              on_rank_done: RankCallback | None = None) -> simpy.Event:
+        """Start a schedule; same contract as ``FlowNetwork.start``.
+
+        With no per-rank timing in closed form, the schedule begins when its last rank joins and every
+        rank ends together, ``time`` later.
+        """
         time_s, link_bytes = self.schedule_time_s(schedule, hosts)
         self._link_bytes += link_bytes
         n = schedule.n_ranks
-        sent, received = np.zeros(n), np.zeros(n)
-        for step in schedule.steps:
-            pattern = step.pattern
-            sent += step.repeat * np.bincount(pattern.src, weights=pattern.size_bytes, minlength=n)
-            received += step.repeat * np.bincount(pattern.dst, weights=pattern.size_bytes, minlength=n)
-        now = self.env.now
-        result = RunResult(start_s=now, end_s=now + time_s, rank_end_s=np.full(n, now + time_s),
-                           sent_bytes=sent, received_bytes=received)
-        return self.env.timeout(time_s, value=result)
+        sent, received = schedule.bytes_by_rank()
+        event = self.env.event()
+        self._pending[event] = _Pending(time_s, np.full(n, np.inf), sent, received, self.env.now, on_rank_done)
+        ready_s = np.full(n, self.env.now) if ready_s is None else np.asarray(ready_s, dtype=np.float64)
+        joined = np.nonzero(np.isfinite(ready_s))[0]
+        self.release(event, joined, ready_s[joined])
+        return event
+
+    def release(self, run_event: simpy.Event, ranks: np.ndarray, ready_s: np.ndarray) -> None:
+        """Ranks of a started run join at ``ready_s`` (>= now)."""
+        run = self._pending[run_event]
+        run.ready_s[ranks] = np.maximum(ready_s, self.env.now)
+        if not np.all(np.isfinite(run.ready_s)):
+            return
+        del self._pending[run_event]
+        end_s = float(run.ready_s.max()) + run.time_s
+        n = len(run.ready_s)
+        if run.on_rank_done is not None:
+            run.on_rank_done(np.arange(n), np.full(n, end_s))
+        result = RunResult(start_s=run.start_s, end_s=end_s, rank_end_s=np.full(n, end_s),
+                           sent_bytes=run.sent_bytes, received_bytes=run.received_bytes)
+        self.env.timeout(end_s - self.env.now).callbacks.append(lambda _event: run_event.succeed(result))
 
     def link_bytes(self) -> np.ndarray:
         return self._link_bytes.copy()

@@ -15,9 +15,9 @@ import numpy as np
 import simpy
 
 from simulator.fabric import Fabric
-from simulator.network.fluid import FluidCore, time_eps
+from simulator.network.fluid import DEFAULT_RATE_TOLERANCE, FluidCore, time_eps
 from simulator.network.progress import TAG_SHIFT, Released, ScheduleProgress
-from simulator.network.result import RunResult
+from simulator.network.result import RankCallback, RunResult
 from simulator.schedule import Pattern, Schedule, group_by
 
 
@@ -27,6 +27,8 @@ class _Run:
     progress: ScheduleProgress
     hosts: np.ndarray
     event: simpy.Event
+    start_s: float
+    on_rank_done: RankCallback | None = None
     routes: dict[int, np.ndarray] = field(default_factory=dict)
 
 
@@ -36,31 +38,47 @@ class FlowNetwork:
     fidelity = "flow"
 
     def __init__(self, fabric: Fabric, env: simpy.Environment | None = None, check_capacity: bool = False,
-                 incremental: bool = True) -> None:
+                 incremental: bool = True, rate_tolerance: float = DEFAULT_RATE_TOLERANCE) -> None:
         self.fabric = fabric
         self.env = env if env is not None else simpy.Environment()
-        self.core = FluidCore(fabric, check_capacity=check_capacity, incremental=incremental)
+        self.core = FluidCore(fabric, check_capacity=check_capacity, incremental=incremental,
+                               rate_tolerance=rate_tolerance)
         self.lookahead_s = fabric.min_route_latency_s()
         self._runs: dict[int, _Run] = {}
+        self._run_of_event: dict[simpy.Event, _Run] = {}
         self._next_id = 0
         self._wakeup = self.env.event()
         self.env.process(self._loop())
 
-    def start(self, schedule: Schedule, hosts: np.ndarray | None = None) -> simpy.Event:
-        """Start a schedule now; ``hosts[r]`` is the fabric host index of schedule rank r (default r).
+    def start(self, schedule: Schedule, hosts: np.ndarray | None = None, ready_s: np.ndarray | None = None,
+              on_rank_done: RankCallback | None = None) -> simpy.Event:
+        """Start a schedule; ``hosts[r]`` is the fabric host index of schedule rank r (default r).
 
-        Returns a simpy event whose value is the ``RunResult``, triggered when the last rank finishes.
+        Rank r joins at ``ready_s[r]`` (>= now; default now; ``inf``: later, through ``release``).
+        Returns a simpy event whose value is the ``RunResult``, triggered when the last rank finishes;
+        ``on_rank_done`` hears of ranks as they finish, possibly before the clock reaches their end.
         """
-        hosts = np.arange(schedule.n_ranks) if hosts is None else np.asarray(hosts, dtype=np.int64)
-        run = _Run(self._next_id, ScheduleProgress(schedule, self.env.now), hosts, self.env.event())
+        n = schedule.n_ranks
+        hosts = np.arange(n) if hosts is None else np.asarray(hosts, dtype=np.int64)
+        run = _Run(self._next_id, ScheduleProgress(schedule), hosts, self.env.event(), self.env.now, on_rank_done)
         self._next_id += 1
         self._runs[run.run_id] = run
-        self._submit(run, run.progress.start())
-        if run.progress.done:
-            self._finish(run)
-        elif not self._wakeup.triggered:
-            self._wakeup.succeed()
+        self._run_of_event[run.event] = run
+        ready_s = np.full(n, self.env.now) if ready_s is None else np.asarray(ready_s, dtype=np.float64)
+        now_ranks = np.nonzero(np.isfinite(ready_s))[0]
+        self.release(run.event, now_ranks, ready_s[now_ranks])
         return run.event
+
+    def release(self, run_event: simpy.Event, ranks: np.ndarray, ready_s: np.ndarray) -> None:
+        """Ranks of a started run join at ``ready_s`` (>= now), each exactly once."""
+        run = self._run_of_event[run_event]
+        ready_s = np.asarray(ready_s, dtype=np.float64)
+        if len(ready_s) and ready_s.min() < self.env.now - time_eps(self.env.now):
+            raise ValueError(f"a rank joins at {ready_s.min()} s, before now ({self.env.now} s)")
+        self._submit(run, run.progress.release(ranks, np.maximum(ready_s, self.env.now)))
+        self._report(run)
+        if not self._wakeup.triggered:
+            self._wakeup.succeed()
 
     def _routes(self, run: _Run, pattern: Pattern) -> np.ndarray:
         routes = run.routes.get(id(pattern))
@@ -98,18 +116,26 @@ class FlowNetwork:
                 tag = done.tag[sel]
                 released = run.progress.complete(tag >> TAG_SHIFT, tag & ((1 << TAG_SHIFT) - 1), done.t_done[sel])
                 self._submit(run, released)
-                if run.progress.done:
-                    self._finish(run)
+                self._report(run)
 
     def link_bytes(self) -> np.ndarray:
         """Bytes carried by each directed link by completed messages."""
         return self.core.link_bytes()
 
+    def _report(self, run: _Run) -> None:
+        """Tell the run's owner which ranks finished; finish the run when all have."""
+        ranks = run.progress.take_finished()
+        if len(ranks) and run.on_rank_done is not None:
+            run.on_rank_done(ranks, run.progress.rank_time_s[ranks])
+        if run.progress.done and run.run_id in self._runs:
+            self._finish(run)
+
     def _finish(self, run: _Run) -> None:
         del self._runs[run.run_id]
+        del self._run_of_event[run.event]
         progress = run.progress
         result = RunResult(
-            start_s=float(progress.start_s), end_s=progress.end_s, rank_end_s=progress.rank_time_s.copy(),
+            start_s=run.start_s, end_s=progress.end_s, rank_end_s=progress.rank_time_s.copy(),
             sent_bytes=progress.sent_bytes, received_bytes=progress.received_bytes)
         delay = max(result.end_s - self.env.now, 0.0)
         self.env.timeout(delay).callbacks.append(lambda _event: run.event.succeed(result))

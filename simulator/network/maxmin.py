@@ -9,11 +9,13 @@ Two exact implementations, picked by size (measured on a 2-core machine):
 - ``by_local_minima``: each iteration freezes every *locally minimal* link at once, i.e. a link whose
   fair share (capacity left / unfrozen flows) is no larger than the share of any other link its flows
   cross. Such a link saturates exactly at its share (none of its flows can freeze earlier, since shares
-  only grow as flows freeze elsewhere). Iterations = depth of the bottleneck chain; each costs O(entries).
-  Best for the many small solves of the flow backend (alltoall on 128 hosts: 0.98 s vs 1.83 s).
-- ``by_levels``: classic one-level-at-a-time filling over a link-sorted incidence list; each level costs
-  O(links) and each incidence is touched a constant number of times. Best for huge solves (1 M flows,
-  3,248 levels: 1.6 s vs 8.8 s).
+  only grow as flows freeze elsewhere), and two such links share no unfrozen flow unless their shares
+  are equal. Iterations = depth of the bottleneck chain; each costs O(entries). Best for small solves.
+- ``by_candidate_minima``: the same test applied only to the ``batch`` links of lowest share, so an
+  iteration costs O(links + entries of those links). The lowest link always passes, so this is never
+  worse than one level per iteration; ``batch`` doubles while all candidates pass and halves when fewer
+  than half do. Best for large solves (1 M flows on a 1,024-host fat-tree: 0.53 s, against 1.1 s one
+  level at a time and 7.2 s for ``by_local_minima``).
 """
 
 import numpy as np
@@ -21,7 +23,7 @@ import numpy as np
 from simulator.fabric import gather_ranges
 
 REL_TOL = 1e-12
-LARGE_SOLVE_ENTRIES = 200_000
+LARGE_SOLVE_ENTRIES = 15_000
 
 
 def max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
@@ -34,8 +36,16 @@ def max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarra
     [2.0, 2.0, 6.0]
     """
     if flow_links.size > LARGE_SOLVE_ENTRIES:
-        return by_levels(flow_links, capacity_Bps)
+        return by_candidate_minima(flow_links, capacity_Bps)
     return by_local_minima(flow_links, capacity_Bps)
+
+
+def _local_link_ids(entries: np.ndarray, n_links: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct link ids in ``entries`` (sorted) and each entry's index among them; no sort needed."""
+    count = np.bincount(entries, minlength=n_links)
+    links = np.nonzero(count)[0]
+    local = (np.cumsum(count > 0) - 1)[entries]
+    return links, local
 
 
 def by_local_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
@@ -45,7 +55,7 @@ def by_local_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndar
     valid = flow_links >= 0
     if not valid.any():
         return rate
-    links, local = np.unique(flow_links[valid], return_inverse=True)
+    links, local = _local_link_ids(flow_links[valid], len(capacity_Bps))
     matrix = np.full(flow_links.shape, len(links), dtype=np.int64)  # padding -> a sentinel link
     matrix[valid] = local
     remaining_Bps = np.append(np.maximum(capacity_Bps[links].astype(np.float64), 0.0), np.inf)
@@ -76,38 +86,63 @@ def by_local_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndar
     return rate
 
 
-def by_levels(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
-    """``max_min_rates`` one rate level per iteration, over a link-sorted incidence list."""
+def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
+    """``max_min_rates`` freezing, per iteration, every locally minimal link among the lowest shares."""
     n_flows = flow_links.shape[0]
     rate = np.full(n_flows, np.inf)
     valid = flow_links >= 0
     if not valid.any():
         return rate
-    links, local = np.unique(flow_links[valid], return_inverse=True)
+    links, local = _local_link_ids(flow_links[valid], len(capacity_Bps))
+    n_links = len(links)
     local_links = np.full(flow_links.shape, -1, dtype=np.int64)
     local_links[valid] = local
     entry_flow = np.nonzero(valid)[0]
-    order = np.argsort(local, kind="stable")
+    order = np.argsort(local.astype(np.uint16) if n_links <= 1 << 16 else local, kind="stable")
     link_flows = entry_flow[order]
-    link_ptr = np.searchsorted(local[order], np.arange(len(links) + 1))
+    link_ptr = np.searchsorted(local[order], np.arange(n_links + 1))
     remaining_Bps = np.maximum(capacity_Bps[links].astype(np.float64), 0.0)
     unfrozen = np.diff(link_ptr).astype(np.float64)
     frozen = np.zeros(n_flows, dtype=bool)
-    share = np.empty(len(links))
+    stamp = np.zeros(n_flows, dtype=np.int64)
+    share = np.full(n_links + 1, np.inf)  # the last entry is read by padding (-1)
+    batch = 16
     while True:
-        share.fill(np.inf)
-        np.divide(remaining_Bps, unfrozen, out=share, where=unfrozen > 0)
-        level = share.min()
-        if level == np.inf:
+        share[:-1] = np.inf
+        np.divide(remaining_Bps, unfrozen, out=share[:-1], where=unfrozen > 0)
+        if batch < n_links:
+            cand = np.argpartition(share[:-1], batch)[:batch]
+            cand = cand[share[cand] < np.inf]
+        else:
+            cand = np.nonzero(share[:-1] < np.inf)[0]
+        if not len(cand):
             return rate
-        saturated = np.nonzero(share <= level * (1 + REL_TOL))[0]
-        positions, _ = gather_ranges(link_ptr, saturated)
-        newly = link_flows[positions]
-        newly = np.unique(newly[~frozen[newly]])
-        rate[newly] = level
+        positions, owner = gather_ranges(link_ptr, cand)
+        flows = link_flows[positions]
+        live = ~frozen[flows]
+        flows, owner = flows[live], owner[live]
+        flow_min = share[local_links[flows]].min(axis=1)
+        starts = np.searchsorted(owner, np.arange(len(cand)))
+        link_floor = np.minimum.reduceat(flow_min, starts)
+        ok = share[cand] <= link_floor * (1 + REL_TOL)
+        sel = ok[owner]
+        newly, newly_rate = flows[sel], share[cand][owner[sel]]
+        seq = np.arange(len(newly))
+        stamp[newly] = seq
+        keep = stamp[newly] == seq
+        newly, newly_rate = newly[keep], newly_rate[keep]
+        rate[newly] = newly_rate
         frozen[newly] = True
         touched = local_links[newly]
-        counts = np.bincount(touched[touched >= 0], minlength=len(links))
-        remaining_Bps = np.maximum(remaining_Bps - level * counts, 0.0)
+        tv = touched >= 0
+        counts = np.bincount(touched[tv], minlength=n_links)
+        used = np.bincount(touched[tv], weights=np.broadcast_to(newly_rate[:, None], touched.shape)[tv],
+                           minlength=n_links)
+        remaining_Bps = np.maximum(remaining_Bps - used, 0.0)
         unfrozen -= counts
-        unfrozen[saturated] = 0
+        unfrozen[cand[ok]] = 0
+        n_ok = int(ok.sum())
+        if n_ok == len(cand):
+            batch *= 2
+        elif 2 * n_ok < len(cand):
+            batch = max(1, batch // 2)

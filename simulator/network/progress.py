@@ -1,6 +1,7 @@
 """Per-rank progress through a Schedule: which messages may start, and when (vectorized over ranks).
 
-Rank r sits at step ``cursor[r]``: it has released its sends of that step and waits for every message
+A rank takes part once it is released (at its own time: the moment its inputs are ready). Rank r
+then sits at step ``cursor[r]``: it has released its sends of that step and waits for every message
 it sends or receives in it. When they have all arrived it moves on, releasing its next step's sends at
 ``rank_time_s[r]``, the moment its previous step ended. Steps in which a rank has nothing to do pass
 at once. Ranks drift apart by many steps on real topologies, so the steps in flight live in a ring
@@ -31,13 +32,13 @@ class Released:
 class ScheduleProgress:
     """Tracks one run of a schedule; the network feeds it completions and starts what it releases."""
 
-    def __init__(self, schedule: Schedule, start_s: float) -> None:
+    def __init__(self, schedule: Schedule) -> None:
         self.schedule = schedule
         n = schedule.n_ranks
         self.n_steps = schedule.n_steps
-        self.start_s = float(start_s)
+        self.released = np.zeros(n, dtype=bool)
         self.cursor = np.zeros(n, dtype=np.int64)
-        self.rank_time_s = np.full(n, self.start_s)
+        self.rank_time_s = np.full(n, np.inf)
         self.sent_bytes = np.zeros(n)
         self.received_bytes = np.zeros(n)
         self._width = 8
@@ -45,22 +46,34 @@ class ScheduleProgress:
         self._last_arrival_s = np.zeros((self._width, n))
         self._slot_step = np.full(self._width, -1, dtype=np.int64)
         self._out: list[Released] = []
+        self._finished: list[np.ndarray] = []
 
     @property
     def done(self) -> bool:
-        return bool(np.all(self.cursor >= self.n_steps))
+        return bool(np.all(self.released) and np.all(self.cursor >= self.n_steps))
 
     @property
     def end_s(self) -> float:
         return float(self.rank_time_s.max())
 
-    def start(self) -> Released:
-        """Release every rank's first step."""
-        ranks = np.arange(self.schedule.n_ranks)
+    def release(self, ranks: np.ndarray, ready_s: np.ndarray) -> Released:
+        """Ranks join at ``ready_s`` (each at most once): release their first step's sends."""
+        ranks = np.asarray(ranks, dtype=np.int64)
+        if np.any(self.released[ranks]):
+            raise ValueError("a rank was released twice")
+        self.released[ranks] = True
+        self.rank_time_s[ranks] = ready_s
         if self.n_steps:
             self._release(self.cursor[ranks], ranks)
+        else:
+            self._finished.append(ranks)
         self._advance(ranks)
         return self._flush()
+
+    def take_finished(self) -> np.ndarray:
+        """Ranks that finished their last step since the previous call (their end: ``rank_time_s``)."""
+        parts, self._finished = self._finished, []
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def complete(self, step: np.ndarray, message: np.ndarray, arrival_s: np.ndarray) -> Released:
         """Record that messages arrived; return the messages this releases."""
@@ -128,7 +141,7 @@ class ScheduleProgress:
     def _advance(self, ranks: np.ndarray) -> None:
         """Move ranks past every step they have completed, releasing the sends of each step entered."""
         while True:
-            ranks = ranks[self.cursor[ranks] < self.n_steps]
+            ranks = ranks[self.released[ranks] & (self.cursor[ranks] < self.n_steps)]
             if not len(ranks):
                 return
             steps = self.cursor[ranks]
@@ -140,9 +153,11 @@ class ScheduleProgress:
                 return
             self.rank_time_s[ranks] = np.maximum(self.rank_time_s[ranks], self._last_arrival_s[slot, ranks])
             self.cursor[ranks] += 1
-            going = ranks[self.cursor[ranks] < self.n_steps]
-            if len(going):
-                self._release(self.cursor[going], going)
+            going = self.cursor[ranks] < self.n_steps
+            if not going.all():
+                self._finished.append(ranks[~going])
+            if going.any():
+                self._release(self.cursor[ranks[going]], ranks[going])
 
     def _flush(self) -> Released:
         parts, self._out = self._out, []

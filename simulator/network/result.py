@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+RankCallback = Callable[[np.ndarray, np.ndarray], None]
+"""``on_rank_done(ranks, end_s)``: those schedule ranks finished their part (times may lie ahead of now)."""
 
 
 @dataclass
