@@ -52,7 +52,7 @@ class Engine:
         self._succ: list[list[tuple[int, np.ndarray]]] = [[] for _ in ops]
         self._stream_next = [np.full(len(op.ranks), -1, dtype=np.int64) for op in ops]
         self._waiting = [np.zeros(len(op.ranks), dtype=np.int64) for op in ops]
-        last = {stream: np.full(graph.n_ranks, -1, dtype=np.int64) for stream in ("compute", "comm")}
+        last = {op.stream: np.full(graph.n_ranks, -1, dtype=np.int64) for op in ops}
         for op in ops:
             waiting = self._waiting[op.index]
             for d in op.deps:

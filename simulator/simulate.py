@@ -12,7 +12,7 @@ from simulator.collectives import SUPPORTED, build_schedule, busbw_factor, check
 from simulator.fabric import Fabric
 from simulator.network import DEFAULT_RATE_TOLERANCE, AnalyticalNetwork, make_network
 from simulator.network.analytical import StepProfile, profile_link_bytes, profile_time_s
-from simulator.results import link_table
+from simulator.results import link_table, network_links
 
 
 @dataclass
@@ -111,16 +111,16 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
         time_s, link_bytes, entry = analytical_collective(analytical, op, algo, size_bytes, servers, per_node)
         wire_bytes = entry.total_bytes * size_bytes / entry.size_bytes
         steps, messages = entry.steps, entry.messages
-        busy_s, peak = link_bytes / fabric.capacity_Bps, np.full(fabric.n_links, np.nan)
+        links = link_table(fabric, link_bytes, link_bytes / fabric.capacity_Bps, np.full(fabric.n_links, np.nan),
+                           time_s)
     else:
         schedule = build_schedule(op, algo, size_bytes, n, servers, per_node)
         done = network.start(schedule)
         network.env.run(until=done)
         time_s, wire_bytes = done.value.time_s, float(done.value.sent_bytes.sum())
         steps, messages = schedule.n_steps, schedule.n_messages()
-        link_bytes = network.link_bytes()
-        busy_s, peak = network.core.link_busy_s, network.core.link_peak_util
-    links = link_table(fabric, link_bytes, busy_s, peak, time_s)
+        links = network_links(network, time_s)
+        link_bytes = links["bytes"].to_numpy()
     algbw = size_bytes / time_s / 1e9
     report = CollectiveReport(
         op=op, algo=algo, ranks=n, size_bytes=float(size_bytes), time_s=time_s, bytes_on_wire=wire_bytes,

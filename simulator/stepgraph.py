@@ -4,8 +4,9 @@ Every op runs on a set of ranks (the cluster's compute endpoints, numbered as th
 A compute op costs each of its ranks a duration; a communication op is a point-to-point ``Schedule``
 over its ranks (schedule rank i is ``ranks[i]``). Dependencies are per rank: op B waits on rank r for
 op A only if A also runs on r; ranks meet only inside communication ops, exactly as in a real program.
-Each rank also runs its ops of one stream (``compute`` or ``comm``) in the order they were added, like
-CUDA streams, so communication overlaps compute wherever dependencies allow and no further.
+Each rank also runs its ops of one stream (``compute``, ``comm``, or another a strategy names, such as a
+PS server's CPU) in the order they were added, like CUDA streams, so communication overlaps compute
+wherever dependencies allow and no further.
 
 The graph knows nothing of simpy or networks; ``simulator.engine`` runs it.
 """
@@ -33,12 +34,9 @@ class Op:
     ranks: np.ndarray
     deps: tuple[int, ...]
     step: int
+    stream: str
     duration_s: np.ndarray | None = None
     schedule: Schedule | None = None
-
-    @property
-    def stream(self) -> str:
-        return "compute" if self.kind == "compute" else "comm"
 
     def bytes_by_rank(self) -> tuple[np.ndarray, np.ndarray]:
         """(sent, received) bytes of each of the op's ranks; zero for compute."""
@@ -59,13 +57,14 @@ class StepGraph:
     ops: list[Op] = field(default_factory=list)
 
     def compute(self, name: str, category: str, ranks: np.ndarray, duration_s: np.ndarray | float,
-                deps: tuple[int, ...] = (), step: int = 0) -> int:
+                deps: tuple[int, ...] = (), step: int = 0, stream: str = "compute") -> int:
         """Add a compute op costing ``duration_s`` (per rank, or one value for all); returns its index."""
         ranks = np.asarray(ranks, dtype=np.int64)
         duration = np.broadcast_to(np.asarray(duration_s, dtype=np.float64), ranks.shape).copy()
         if np.any(duration < 0) or not np.all(np.isfinite(duration)):
             raise ValueError(f"op {name}: durations must be finite and >= 0")
-        return self._add(Op(len(self.ops), name, "compute", category, ranks, tuple(deps), step, duration_s=duration))
+        return self._add(Op(len(self.ops), name, "compute", category, ranks, tuple(deps), step, stream,
+                            duration_s=duration))
 
     def comm(self, name: str, category: str, ranks: np.ndarray, schedule: Schedule,
              deps: tuple[int, ...] = (), step: int = 0, kind: OpKind = "collective") -> int:
@@ -73,7 +72,7 @@ class StepGraph:
         ranks = np.asarray(ranks, dtype=np.int64)
         if schedule.n_ranks != len(ranks):
             raise ValueError(f"op {name}: schedule has {schedule.n_ranks} ranks, op has {len(ranks)}")
-        return self._add(Op(len(self.ops), name, kind, category, ranks, tuple(deps), step, schedule=schedule))
+        return self._add(Op(len(self.ops), name, kind, category, ranks, tuple(deps), step, "comm", schedule=schedule))
 
     def _add(self, op: Op) -> int:
         if len(np.unique(op.ranks)) != len(op.ranks) or (len(op.ranks) and (op.ranks.min() < 0
