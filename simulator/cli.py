@@ -91,9 +91,178 @@ def collective(
     console.print(table)
 
 
+DEFAULT_WORKLOAD = "dlrm-criteo-tb"
+DEFAULT_STEP_TOPOLOGY = "leafspine:leaves=4,hosts_per_leaf=4,spines=2,host_gbps=100,uplink_gbps=200,latency_us=1"
+
+WorkloadOpt = Annotated[str, typer.Option(help="preset name, YAML file, or inline builder (dlrm:batch=2048)")]
+TopologyOpt = Annotated[str, typer.Option(help="preset name, YAML/JSON file, or inline builder string")]
+FidelityOpt = Annotated[str, typer.Option(help="flow (max-min fair, event driven) | analytical")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="workload override key=value (repeatable)")]
+DeviceOpt = Annotated[str, typer.Option(help="worker device preset (v100, a100, h100, h200) or YAML file")]
+ServerDeviceOpt = Annotated[str, typer.Option(help="PS server device preset or YAML file")]
+WorkersOpt = Annotated[int | None, typer.Option(help="workers (default: every host not a dedicated server)")]
+ServersOpt = Annotated[int | None, typer.Option(help="PS servers (default: one per worker co-located, "
+                                                    "or hosts/8 dedicated)")]
+PlacementOpt = Annotated[str, typer.Option(help="PS servers: colocated (on worker hosts) | dedicated")]
+StepsOpt = Annotated[int, typer.Option(help="training steps to simulate (summary is per step)")]
+PsModeOpt = Annotated[str, typer.Option(help="ps: sync | async | ssp")]
+StalenessOpt = Annotated[int, typer.Option(help="ps --ps-mode ssp: staleness bound in steps")]
+DenseOpt = Annotated[str, typer.Option(help="ps: dense parameters on the servers (ps) or all-reduced")]
+DesInputOpt = Annotated[str, typer.Option(help="des: gathered (all-gather IDs) | replicated input")]
+ColumnShardsOpt = Annotated[int, typer.Option(help="cw: column blocks per table")]
+CalibrationOpt = Annotated[str | None, typer.Option(help="calibration profile JSON (dessim calibrate)")]
+ToleranceOpt = Annotated[float, typer.Option(help="flow: completion batching tolerance (0 = exact)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
+TraceOutOpt = Annotated[str | None, typer.Option("--trace-out", help="write the trace (.csv/.parquet)")]
+LinksOutOpt = Annotated[str | None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")]
+
+
+def _step_reports(workload: str, topology: str, strategies: list[str], fidelity: str, overrides: list[str] | None,
+                  device: str, server_device: str, workers: int | None, servers: int | None, placement: str,
+                  steps: int, ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int,
+                  calibration: str | None, rate_tolerance: float) -> list:
+    """Load, validate and simulate every strategy; returns their StepReports."""
+    from simulator.compute import apply_calibration, load_calibration, load_device
+    from simulator.fabric import Fabric
+    from simulator.network import FIDELITIES
+    from simulator.strategies import STRATEGIES, StrategyOptions
+    from simulator.strategies.des import DESOptions
+    from simulator.strategies.ps import PSOptions
+    from simulator.strategies.torchrec import ShardingOptions
+    from simulator.training import make_cluster, simulate_step
+    from topologies import load_topology
+    from workloads import load_workload
+
+    for name in strategies:
+        if name not in STRATEGIES:
+            raise SpecError("strategy", name, f"allowed: {', '.join(STRATEGIES)}")
+    if fidelity not in FIDELITIES:
+        raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
+    spec = load_workload(workload, overrides or [])
+    options = StrategyOptions(PSOptions(mode=ps_mode, staleness=staleness, dense=dense),
+                              DESOptions(input=des_input), ShardingOptions(column_shards=column_shards))
+    worker_device, host_device = load_device(device), load_device(server_device)
+    if calibration:
+        profile = load_calibration(calibration)
+        worker_device, host_device = apply_calibration(worker_device, profile), apply_calibration(host_device, profile)
+    fabric = Fabric(load_topology(topology))
+    reports = []
+    for name in strategies:
+        cluster = make_cluster(fabric, name, worker_device, host_device, workers, servers, placement)
+        reports.append(simulate_step(spec, cluster, name, fidelity, steps, options, rate_tolerance))
+    return reports
+
+
+def _print_summary(reports: list, title: str) -> None:
+    from simulator.training import comparison_table
+
+    table = comparison_table(reports)
+    console = Console()
+    first = reports[0].summary
+    console.print(f"{title}: [bold]{first['workload']}[/bold] ({first['model']}) on {first['workers']} workers of "
+                  f"[bold]{first['topology']}[/bold] at {first['fidelity']} fidelity, batch "
+                  f"{first['batch_per_worker']} per worker.")
+    out = Table(show_header=True)
+    for column in ("strategy", "step", "samples/s", "on wire", "per worker", "exposed comm", "memory"):
+        out.add_column(column)
+    for _, row in table.iterrows():
+        out.add_row(row["strategy"], _seconds(row["step_time_s"]), f"{row['samples_per_s']:.3g}",
+                    _bytes(row["bytes_on_wire"]), _bytes(row["bytes_per_worker_max"]),
+                    _seconds(row["exposed_comm_s"]), "fits" if row["fits_memory"] else "DOES NOT FIT")
+    console.print(out)
+    for report in reports:
+        for role, used in report.summary["memory"].items():
+            if not used["fits"]:
+                console.print(f"{report.summary['strategy']}: {role} memory: {used['reason']}")
+    base = table.iloc[0]
+    for _, row in table.iloc[1:].iterrows():
+        ratios = [f"step time x{row['step_time_s'] / base['step_time_s']:.3g}"]
+        if base["bytes_on_wire"]:
+            ratios.append(f"bytes on wire x{row['bytes_on_wire'] / base['bytes_on_wire']:.3g}")
+        console.print(f"{row['strategy']} vs {base['strategy']}: " + ", ".join(ratios))
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1e3:.4g} ms" if value < 1 else f"{value:.4g} s"
+
+
+def _bytes(value: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} B"
+
+
+def _write_step_outputs(reports: list, trace_out: str | None, links_out: str | None) -> None:
+    import pandas as pd
+
+    if trace_out:
+        _write_table(pd.concat([r.trace.assign(strategy=r.summary["strategy"]) for r in reports],
+                               ignore_index=True), trace_out, "trace-out")
+    if links_out:
+        _write_table(pd.concat([r.links.assign(strategy=r.summary["strategy"]) for r in reports],
+                               ignore_index=True), links_out, "links-out")
+
+
+@app.command()
+def run(
+    workload: WorkloadOpt = DEFAULT_WORKLOAD, topology: TopologyOpt = DEFAULT_STEP_TOPOLOGY,
+    strategy: Annotated[str, typer.Option(help="ps | des | des-rs | des-a2a | dp | tw | cw | rw")] = "des",
+    fidelity: FidelityOpt = "flow", overrides: SetOpt = None, device: DeviceOpt = "h100",
+    server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
+    placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",
+    staleness: StalenessOpt = 1, dense: DenseOpt = "ps", des_input: DesInputOpt = "gathered",
+    column_shards: ColumnShardsOpt = 4, calibration: CalibrationOpt = None,
+    rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
+    links_out: LinksOutOpt = None,
+) -> None:
+    """Simulate one training step of a workload under one strategy."""
+    reports = _step_reports(workload, topology, [strategy], fidelity, overrides, device, server_device, workers,
+                            servers, placement, steps, ps_mode, staleness, dense, des_input, column_shards,
+                            calibration, rate_tolerance)
+    _write_step_outputs(reports, trace_out, links_out)
+    if as_json:
+        typer.echo(json.dumps(reports[0].summary))
+        return
+    _print_summary(reports, f"Ran {strategy}")
+
+
+@app.command()
+def compare(
+    workload: WorkloadOpt = DEFAULT_WORKLOAD, topology: TopologyOpt = DEFAULT_STEP_TOPOLOGY,
+    strategies: Annotated[str, typer.Option(help="comma-separated; savings are against the first")] = "ps,des",
+    fidelity: FidelityOpt = "flow", overrides: SetOpt = None, device: DeviceOpt = "h100",
+    server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
+    placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",
+    staleness: StalenessOpt = 1, dense: DenseOpt = "ps", des_input: DesInputOpt = "gathered",
+    column_shards: ColumnShardsOpt = 4, calibration: CalibrationOpt = None,
+    rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
+    links_out: LinksOutOpt = None,
+) -> None:
+    """Simulate one training step under several strategies side by side (default: PS vs DES)."""
+    from simulator.training import SAVING_KEYS, comparison_table
+
+    names = [name.strip() for name in strategies.split(",") if name.strip()]
+    if not names:
+        raise SpecError("strategies", strategies, "allowed: a comma-separated list such as ps,des")
+    reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers, servers,
+                            placement, steps, ps_mode, staleness, dense, des_input, column_shards, calibration,
+                            rate_tolerance)
+    _write_step_outputs(reports, trace_out, links_out)
+    if as_json:
+        table = comparison_table(reports)
+        savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}
+                   for _, row in table.iterrows()}
+        typer.echo(json.dumps({"baseline": names[0], "strategies": [r.summary for r in reports],
+                               "savings": savings}))
+        return
+    _print_summary(reports, "Compared " + ", ".join(names))
+
+
 @app.command("list")
-def list_things(what: Annotated[str, typer.Argument(help="topologies | collectives")] = "topologies") -> None:
-    """List topology builders and presets, or collectives and their algorithms."""
+def list_things(what: Annotated[str, typer.Argument(
+        help="topologies | collectives | workloads | hardware | strategies")] = "topologies") -> None:
+    """List topologies, collectives, workloads, hardware presets or strategies."""
     if what == "topologies":
         from topologies import BUILDERS, list_presets
 
@@ -104,17 +273,32 @@ def list_things(what: Annotated[str, typer.Argument(help="topologies | collectiv
 
         for op, algos in SUPPORTED.items():
             typer.echo(f"{op}: {', '.join((*algos, 'auto'))}")
+    elif what == "workloads":
+        from workloads import MODELS, list_presets
+
+        typer.echo("builders: " + ", ".join(MODELS))
+        typer.echo("presets:  " + ", ".join(list_presets()))
+    elif what == "hardware":
+        from simulator.compute import list_devices, load_device
+
+        for name in list_devices():
+            typer.echo(f"{name}: {load_device(name).description}")
+    elif what == "strategies":
+        from simulator.strategies import DESCRIPTIONS
+
+        for name, text in DESCRIPTIONS.items():
+            typer.echo(f"{name}: {text}")
     else:
-        raise SpecError("list", what, "allowed: topologies, collectives")
+        raise SpecError("list", what, "allowed: topologies, collectives, workloads, hardware, strategies")
 
 
-def _write_table(frame: object, path: str) -> None:
+def _write_table(frame: object, path: str, option: str = "links-out") -> None:
+    if not path.endswith((".parquet", ".csv")):
+        raise SpecError(option, path, "must end in .csv or .parquet")
     if path.endswith(".parquet"):
         frame.to_parquet(path)  # type: ignore[attr-defined]
-    elif path.endswith(".csv"):
-        frame.to_csv(path, index=False)  # type: ignore[attr-defined]
     else:
-        raise SpecError("links-out", path, "must end in .csv or .parquet")
+        frame.to_csv(path, index=False)  # type: ignore[attr-defined]
 
 
 def _one_line(error: pydantic.ValidationError) -> str:

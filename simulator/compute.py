@@ -35,7 +35,7 @@ import yaml
 from numpy.typing import ArrayLike
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.errors import SpecError
+from simulator.errors import SpecError, read_text
 from simulator.units import parse_size_bytes
 
 PRESET_DIR = Path(__file__).parent / "devices"
@@ -194,17 +194,8 @@ def load_device(spec: str | Path) -> Device:
                                     f"or a {'/'.join(FILE_SUFFIXES)} file of Device fields")
 
 
-def _read(path: Path, field: str) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        raise SpecError(field, str(path), "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(field, str(path), f"cannot read file: {exc}") from None
-
-
 def _load_device_file(path: Path) -> Device:
-    content, source = _read(path, "device"), str(path)
+    content, source = read_text(path, "device"), str(path)
     try:
         doc = json.loads(content) if path.suffix.lower() == ".json" else yaml.safe_load(content)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -223,7 +214,7 @@ def load_calibration(path: str | Path) -> CalibrationProfile:
     path = Path(path)
     source = str(path)
     try:
-        doc = json.loads(_read(path, "calibration"))
+        doc = json.loads(read_text(path, "calibration"))
     except json.JSONDecodeError as exc:
         raise SpecError("calibration", source, f"invalid JSON: {exc}") from None
     if not isinstance(doc, dict):

@@ -77,11 +77,15 @@ class Engine:
     def run(self) -> EngineResult:
         """Run the graph from the current simulated time to its end."""
         t0 = self.env.now
-        for op in self.graph.ops:
-            self._ready_s[op.index][:] = t0
-            idle = np.nonzero(self._waiting[op.index] == 0)[0]
-            if len(idle):
-                self._start(op.index, idle)
+        for ready in self._ready_s:
+            ready[:] = t0
+        # Collected before any start: starting one op may complete others (and start what they release).
+        free = [(op.index, np.nonzero(self._waiting[op.index] == 0)[0]) for op in self.graph.ops]
+        self._draining = True
+        for index, pos in free:
+            if len(pos):
+                self._start(index, pos)
+        self._draining = False
         self._drain()
         if self._remaining:
             self.env.run(until=self._all_done)

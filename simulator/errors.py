@@ -4,6 +4,8 @@ Raised anywhere input is validated (topology strings, sizes, collective options)
 it into a single line on stderr and exit status 2; library users catch it like any ``ValueError``.
 """
 
+from pathlib import Path
+
 
 class SpecError(ValueError):
     """Invalid user input. The message names the field, the bad value and what is allowed."""
@@ -11,3 +13,13 @@ class SpecError(ValueError):
     def __init__(self, field: str, value: object, allowed: str) -> None:
         self.field, self.value, self.allowed = field, value, allowed
         super().__init__(f"{field}: got {value!r}; {allowed}")
+
+
+def read_text(path: Path, field: str) -> str:
+    """The text of a user's file, or a SpecError naming ``field`` when it cannot be read."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise SpecError(field, str(path), "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(field, str(path), f"cannot read file: {' '.join(str(exc).split())}") from None

@@ -63,13 +63,13 @@ def step_summary(trace: pd.DataFrame, graph: StepGraph, makespan_s: float) -> di
     """
     steps = graph.steps
     comm = trace[trace.kind != "compute"]
-    on_workers = trace[trace.rank.isin(graph.workers)]
-    traffic = (on_workers.bytes_sent + on_workers.bytes_received).groupby(on_workers.rank).sum()
+    on_workers = trace[trace["rank"].isin(graph.workers)]
+    traffic = (on_workers.bytes_sent + on_workers.bytes_received).groupby(on_workers["rank"]).sum()
     traffic = traffic.reindex(graph.workers, fill_value=0.0) / steps
     by_category = comm.groupby("category", observed=True).bytes_sent.sum() / steps
     ends = on_workers.groupby("rank").end_s.max()
     critical = int(ends.idxmax())
-    mine = on_workers[on_workers.rank == critical]
+    mine = on_workers[on_workers["rank"] == critical]
     busy = mine[mine.kind == "compute"]
     talk = mine[mine.kind != "compute"]
     compute_union = _union_s(busy.start_s.to_numpy(), busy.end_s.to_numpy())

@@ -26,7 +26,7 @@ from xml.etree.ElementTree import ParseError
 import networkx as nx
 import yaml
 
-from simulator.errors import SpecError
+from simulator.errors import SpecError, read_text
 from topologies.builders import BUILDERS
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -113,12 +113,7 @@ def load_topology(text: str | Path) -> nx.Graph:
 def load_file(path: Path) -> nx.Graph:
     """Load a preset-format or custom-graph YAML, a node-link JSON or a GraphML file, and validate it."""
     source = str(path)
-    try:
-        content = path.read_text()
-    except FileNotFoundError:
-        raise SpecError("topology", source, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError("topology", source, f"cannot read file: {exc}") from None
+    content = read_text(path, "topology")
     suffix = path.suffix.lower()
     if suffix == ".json":
         return _finish(_from_node_link(content, source), source)

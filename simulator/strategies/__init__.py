@@ -1,0 +1,65 @@
+"""Strategies: each lowers a workload onto a cluster into a ``StepGraph`` plus its memory per device.
+
+| name | what crosses the network per step |
+|---|---|
+| ``ps`` | worker <-> server: keys, rows, row gradients (and dense values/gradients or a dense all-reduce) |
+| ``des``, ``des-rs``, ``des-a2a`` | IDs and partial results (and their gradients); dense all-reduce |
+| ``dp`` | all-reduce of every table's gradient and of dense gradients |
+| ``tw``, ``cw``, ``rw`` | TorchRec input/output distribution of IDs and pooled embeddings; dense all-reduce |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.errors import SpecError
+from simulator.strategies.base import Cluster, Lowered
+from simulator.strategies.des import VARIANTS, DESOptions, lower_des
+from simulator.strategies.dp import lower_dp
+from simulator.strategies.ps import PSOptions, lower_ps
+from simulator.strategies.torchrec import SHARDINGS, ShardingOptions, lower_sharded
+from workloads import Workload
+
+STRATEGIES = ("ps", *VARIANTS, "dp", *SHARDINGS)
+DESCRIPTIONS = {
+    "ps": "parameter server: pull rows, push gradients (sync, async or bounded staleness)",
+    "des": "Distributed Equivalent Substitution: all-gather IDs, all-reduce partial results",
+    "des-rs": "DES with a reduce-scatter of partial results (half the forward bytes of des)",
+    "des-a2a": "DES with IDs and partial results routed to and from owners by all-to-all",
+    "dp": "data parallel: tables replicated, every table gradient all-reduced",
+    "tw": "TorchRec table-wise sharding (all-to-all of IDs and pooled embeddings)",
+    "cw": "TorchRec column-wise sharding",
+    "rw": "TorchRec row-wise sharding (all-to-all of IDs, reduce-scatter of pooled embeddings)",
+}
+
+
+@dataclass
+class StrategyOptions:
+    """Options of every strategy, each used by the strategies it concerns."""
+
+    ps: PSOptions
+    des: DESOptions
+    sharding: ShardingOptions
+
+    @staticmethod
+    def default() -> StrategyOptions:
+        return StrategyOptions(PSOptions(), DESOptions(), ShardingOptions())
+
+
+def needs_servers(strategy: str) -> bool:
+    return strategy == "ps"
+
+
+def lower(strategy: str, workload: Workload, cluster: Cluster, steps: int = 1,
+          options: StrategyOptions | None = None) -> Lowered:
+    """Lower ``workload`` onto ``cluster`` with ``strategy`` for ``steps`` training steps."""
+    opts = options or StrategyOptions.default()
+    if strategy == "ps":
+        return lower_ps(workload, cluster, steps, opts.ps)
+    if strategy in VARIANTS:
+        return lower_des(workload, cluster, steps, opts.des, variant=strategy)
+    if strategy == "dp":
+        return lower_dp(workload, cluster, steps)
+    if strategy in SHARDINGS:
+        return lower_sharded(workload, cluster, strategy, steps, opts.sharding)
+    raise SpecError("strategy", strategy, f"allowed: {', '.join(STRATEGIES)}")

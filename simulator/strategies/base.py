@@ -1,0 +1,141 @@
+"""What every strategy shares: the cluster it runs on, the IDs a step touches, and op helpers.
+
+A strategy lowers (workload, cluster) to a ``StepGraph`` and a memory breakdown. The IDs a step touches
+come from ``workloads.ids``: expected counts (``ids=expected``) or the actual IDs drawn by the seeded
+generator the executor also uses (``ids=sampled``). Rows are owned by ``shard_of(id, parts)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.collectives import DEFAULT_ALGO, build_schedule
+from simulator.compute import Device
+from simulator.fabric import Fabric
+from simulator.schedule import Pattern, Schedule
+from simulator.stepgraph import StepGraph
+from workloads import Workload
+from workloads.ids import expected_unique, make_rng, sample_batch_ids
+
+
+def shard_of(ids: np.ndarray, parts: int) -> np.ndarray:
+    """The owner (0..parts-1) of each row id: ``id mod parts``, as the executor shards tables."""
+    return np.asarray(ids, dtype=np.int64) % parts
+
+
+@dataclass
+class Cluster:
+    """Where a step runs: host indices of workers and PS servers (may overlap: co-located), devices."""
+
+    fabric: Fabric
+    workers: np.ndarray
+    device: Device
+    servers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    server_device: Device | None = None
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.workers)
+
+
+@dataclass
+class Demand:
+    """Rows one step touches, per table t (columns) and worker w (rows of 2-D arrays).
+
+    ``lookups[t]``: IDs a worker looks up per step (b x fields x hotness). ``unique[w, t]``: distinct IDs in
+    worker w's batch. ``unique_global[t]``: distinct IDs in the global batch. ``ids[w][t]``: the sampled IDs
+    (None for expected counts).
+    """
+
+    lookups: np.ndarray
+    unique: np.ndarray
+    unique_global: np.ndarray
+    ids: list[list[np.ndarray]] | None = None
+
+    def split(self, parts: int, unique: bool = True) -> np.ndarray:
+        """(workers, parts, tables): a worker's distinct IDs (or all its lookups) owned by each part.
+
+        Expected counts split evenly (a uniform hash); sampled IDs are counted by ``shard_of``.
+        """
+        n_workers, n_tables = self.unique.shape
+        if self.ids is None:
+            per = self.unique if unique else np.broadcast_to(self.lookups, self.unique.shape)
+            return np.repeat(per[:, None, :] / parts, parts, axis=1)
+        out = np.zeros((n_workers, parts, n_tables))
+        for w, tables in enumerate(self.ids):
+            for t, ids in enumerate(tables):
+                ids = np.unique(ids) if unique else ids.ravel()
+                out[w, :, t] = np.bincount(shard_of(ids, parts), minlength=parts)
+        return out
+
+    def owned_global(self, parts: int) -> np.ndarray:
+        """(parts, tables): distinct IDs of the global batch owned by each part."""
+        if self.ids is None:
+            return np.repeat(self.unique_global[None, :] / parts, parts, axis=0)
+        n_tables = len(self.unique_global)
+        out = np.zeros((parts, n_tables))
+        for t in range(n_tables):
+            ids = np.unique(np.concatenate([tables[t].ravel() for tables in self.ids]))
+            out[:, t] = np.bincount(shard_of(ids, parts), minlength=parts)
+        return out
+
+
+def demand(workload: Workload, n_workers: int, step: int = 0) -> Demand:
+    """The rows step ``step`` touches on ``n_workers`` workers of ``batch_per_worker`` samples each."""
+    b = workload.batch_per_worker
+    lookups = np.array([float(b * t.fields * t.hotness) for t in workload.tables])
+    if workload.ids == "expected":
+        unique = np.array([expected_unique(t.rows, n, t.popularity, t.zipf_alpha)
+                           for t, n in zip(workload.tables, lookups, strict=True)])
+        unique_global = np.array([expected_unique(t.rows, n_workers * n, t.popularity, t.zipf_alpha)
+                                  for t, n in zip(workload.tables, lookups, strict=True)])
+        return Demand(lookups, np.repeat(unique[None, :], n_workers, axis=0), unique_global)
+    ids = []
+    for w in range(n_workers):
+        batch = sample_batch_ids(workload, b, make_rng(workload.seed, w, step))
+        ids.append([np.asarray(batch[t.name]) for t in workload.tables])
+    unique = np.array([[len(np.unique(x)) for x in tables] for tables in ids], dtype=np.float64)
+    unique_global = np.array([len(np.unique(np.concatenate([tables[t].ravel() for tables in ids])))
+                              for t in range(len(workload.tables))], dtype=np.float64)
+    return Demand(lookups, unique, unique_global, ids)
+
+
+def collective(graph: StepGraph, name: str, category: str, op: str, size_bytes: float, ranks: np.ndarray,
+               deps: tuple[int, ...], step: int, algo: str | None = None) -> tuple[int, ...]:
+    """Add an nccl-sized collective over ``ranks``; returns its op index as deps (none if < 2 ranks)."""
+    if len(ranks) < 2 or size_bytes <= 0:
+        return deps
+    schedule = build_schedule(op, algo or DEFAULT_ALGO[op], size_bytes, len(ranks))
+    return (graph.comm(name, category, ranks, schedule, deps=deps, step=step),)
+
+
+def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: np.ndarray,
+             size_bytes: np.ndarray, deps: tuple[int, ...], step: int) -> tuple[int, ...]:
+    """Add one round of point-to-point messages between hosts (``src[i] -> dst[i]``, ``size_bytes[i]``)."""
+    keep = (size_bytes > 0) & (src != dst)
+    src, dst, size_bytes = src[keep], dst[keep], size_bytes[keep]
+    if not len(src):
+        return deps
+    ranks = np.unique(np.concatenate([src, dst]))
+    pos = np.searchsorted(ranks, np.concatenate([src, dst]))
+    pattern = Pattern.of(len(ranks), pos[: len(src)], pos[len(src):], size_bytes)
+    schedule = Schedule(len(ranks))
+    schedule.add(pattern)
+    return (graph.comm(name, category, ranks, schedule, deps=deps, step=step, kind="p2p"),)
+
+
+@dataclass
+class Lowered:
+    """A strategy's step graph and memory per device: role ("worker", "server") -> component -> bytes."""
+
+    graph: StepGraph
+    memory: dict[str, dict[str, float]]
+
+
+def worker_memory(workload: Workload, dense_copies: float, **buffers_bytes: float) -> dict[str, float]:
+    """A worker's memory: dense parameters (``dense_copies`` x: weights, gradients, optimizer state),
+    activations of its batch, and strategy-specific buffers (bytes)."""
+    return {"dense": workload.dense_params * workload.dtype_bytes * dense_copies,
+            "activations": workload.batch_per_worker * workload.activation_bytes_per_sample, **buffers_bytes}

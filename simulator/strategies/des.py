@@ -1,0 +1,98 @@
+"""Distributed Equivalent Substitution (TRAINING.md, "DES"): sub-operators on the workers owning the rows.
+
+Rows are hash-partitioned over the N workers (``shard_of``); dense weights are replicated. Per step, with
+B = N b samples, m IDs per sample and r partial values per sample (``Workload.partial_width``):
+- ``des`` (all-reduce): ``des.ids`` all-gathers the global batch's IDs (B m ``id_bytes``; none with
+  ``input=replicated``); each worker computes the partials of its rows for all B samples; ``des.partials``
+  all-reduces B r values; after the dense forward/backward on its b samples, ``des.partials_grad``
+  all-gathers the B r partial gradients; each worker updates its own rows; ``dense.allreduce`` sums P_d.
+- ``des-rs``: the forward sum is a reduce-scatter (each worker keeps only its b rows): half the bytes.
+- ``des-a2a``: IDs go to their owners by all-to-all (each worker's b m IDs, by owner), owners send each
+  worker the b r partial rows of its samples by all-to-all, and backward sends the b r partial gradients
+  back to every owner (owners kept the IDs). This is TorchRec's row-wise sharding with pooled outputs.
+Sparse rows and their gradients never cross the network; only IDs and partial results do.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from simulator.stepgraph import StepGraph
+from simulator.strategies import costs
+from simulator.strategies.base import Cluster, Lowered, collective, demand, exchange, worker_memory
+from workloads import Workload
+
+VARIANTS = ("des", "des-rs", "des-a2a")
+
+
+class DESOptions(BaseModel):
+    """``input``: gathered (IDs exchanged) or replicated (every worker reads the global batch's IDs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: Literal["gathered", "replicated"] = "gathered"
+
+
+def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DESOptions | None = None,
+              variant: str = "des") -> Lowered:
+    """The DES step graph (``variant``: des | des-rs | des-a2a) of ``steps`` steps on the cluster's workers."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown DES variant {variant!r}")
+    opts = options or DESOptions()
+    workers = cluster.workers
+    n = len(workers)
+    s, key = workload.dtype_bytes, workload.id_bytes
+    b, r, m = workload.batch_per_worker, workload.partial_width, workload.ids_per_sample
+    big_b = n * b
+    partial_bytes = big_b * r * s  # B x r values
+    dense_bytes = workload.dense_params * s
+    graph = StepGraph(cluster.fabric.n_hosts, workers, steps=steps)
+    device = cluster.device
+    fwd_s, bwd_s = costs.dense_forward_s(workload, device, b), costs.dense_backward_s(workload, device, b)
+    src, dst = np.repeat(workers, n), np.tile(workers, n)
+    stats = demand(workload, n) if workload.ids == "expected" else None
+    for k in range(steps):
+        dem = stats or demand(workload, n, k)
+        lookups = dem.split(n, unique=False)  # (requester, owner, tables)
+        owned_lookups = lookups.sum(axis=0)  # (owner, tables): IDs of the global batch each owner serves
+        owned_rows = dem.owned_global(n)
+
+        if variant == "des-a2a":
+            ids = exchange(graph, "des.ids", "des.ids", src, dst, lookups.sum(axis=2).ravel() * key, (), k)
+        elif opts.input == "gathered":
+            ids = collective(graph, "des.ids", "des.ids", "allgather", big_b * m * key, workers, (), k)
+        else:
+            ids = ()
+        partial = graph.compute("des.partial_forward", "compute.partial", workers,
+                                costs.lookup_s(workload, device, owned_lookups, owned_rows), deps=ids, step=k)
+        if variant == "des":
+            summed = collective(graph, "des.partials", "des.partials", "allreduce", partial_bytes, workers,
+                                (partial,), k)
+        elif variant == "des-rs":
+            summed = collective(graph, "des.partials", "des.partials", "reducescatter", partial_bytes, workers,
+                                (partial,), k)
+        else:  # owner -> requester: the b x r partial rows of the requester's samples
+            summed = exchange(graph, "des.partials", "des.partials", dst, src, np.full(n * n, b * r * s),
+                              (partial,), k)
+        fwd = graph.compute("forward", "compute.forward", workers, fwd_s, deps=summed, step=k)
+        bwd = graph.compute("backward", "compute.backward", workers, bwd_s, deps=(fwd,), step=k)
+        if variant == "des-a2a":
+            grads = exchange(graph, "des.partials_grad", "des.partials_grad", src, dst, np.full(n * n, b * r * s),
+                             (bwd,), k)
+        else:
+            grads = collective(graph, "des.partials_grad", "des.partials_grad", "allgather", partial_bytes,
+                               workers, (bwd,), k)
+        graph.compute("des.partial_backward", "compute.update", workers,
+                      costs.lookup_s(workload, device, owned_lookups, owned_rows)
+                      + costs.sparse_update_s(workload, device, owned_rows), deps=grads, step=k)
+        reduced = collective(graph, "dense.allreduce", "dense.allreduce", "allreduce", dense_bytes, workers,
+                             (bwd,), k)
+        graph.compute("dense.update", "compute.update", workers,
+                      costs.dense_update_s(workload, device, workload.dense_params), deps=reduced, step=k)
+
+    buffers = {"sparse_shard": workload.sparse_bytes * (1 + workload.optimizer_slots) / n,
+               "partials": 2.0 * (partial_bytes if variant != "des-a2a" else n * b * r * s),
+               "ids": big_b * m * key if variant != "des-a2a" or opts.input == "replicated" else b * m * key}
+    return Lowered(graph, {"worker": worker_memory(workload, 2 + workload.optimizer_slots, **buffers)})

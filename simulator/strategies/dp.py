@@ -1,0 +1,37 @@
+"""Data parallel (TRAINING.md baseline ``dp``): every worker holds every table; gradients are all-reduced.
+
+As PyTorch DDP does with dense embedding gradients, the whole table gradient is all-reduced each step
+(``sparse.allreduce``, sum of rows x params_per_id values), then dense gradients (``dense.allreduce``).
+Only feasible for small tables: the memory check says so when the replicas do not fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.stepgraph import StepGraph
+from simulator.strategies import costs
+from simulator.strategies.base import Cluster, Lowered, collective, demand, worker_memory
+from workloads import Workload
+
+
+def lower_dp(workload: Workload, cluster: Cluster, steps: int = 1) -> Lowered:
+    """The data-parallel step graph of ``steps`` steps on the cluster's workers."""
+    workers, device = cluster.workers, cluster.device
+    n, b, s = len(workers), workload.batch_per_worker, workload.dtype_bytes
+    graph = StepGraph(cluster.fabric.n_hosts, workers, steps=steps)
+    fwd_s, bwd_s = costs.dense_forward_s(workload, device, b), costs.dense_backward_s(workload, device, b)
+    update_s = costs.dense_update_s(workload, device, workload.dense_params + workload.sparse_params)
+    stats = demand(workload, n) if workload.ids == "expected" else None
+    for k in range(steps):
+        dem = stats or demand(workload, n, k)
+        pool_s = costs.lookup_s(workload, device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique)
+        fwd = graph.compute("forward", "compute.forward", workers, pool_s + fwd_s, step=k)
+        bwd = graph.compute("backward", "compute.backward", workers, pool_s + bwd_s, deps=(fwd,), step=k)
+        sparse = collective(graph, "sparse.allreduce", "sparse.allreduce", "allreduce", workload.sparse_bytes,
+                            workers, (bwd,), k)
+        dense = collective(graph, "dense.allreduce", "dense.allreduce", "allreduce", workload.dense_params * s,
+                           workers, (bwd,), k)
+        graph.compute("update", "compute.update", workers, update_s, deps=sparse + dense, step=k)
+    replicas = workload.sparse_bytes * (2 + workload.optimizer_slots)
+    return Lowered(graph, {"worker": worker_memory(workload, 2 + workload.optimizer_slots, tables=replicas)})

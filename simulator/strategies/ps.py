@@ -1,0 +1,105 @@
+"""Parameter server (TRAINING.md, "PS"): workers pull the rows their batch needs and push their gradients.
+
+Per step, worker w with U_w distinct IDs (split over P servers by ``shard_of``):
+- ``sparse.pull``: U_w keys out (``id_bytes`` each), U_w rows back (``params_per_id x dtype_bytes``);
+- forward and backward on its b samples;
+- ``sparse.push``: U_w keys + U_w row gradients out;
+- dense parameters on the servers (``dense=ps``: ``dense.pull`` P_d values at the start of a step,
+  ``dense.push`` P_d gradients at its end, range-partitioned) or all-reduced among workers
+  (``dense=allreduce``, PERSIA-like);
+- each server merges the gradients of its rows and applies the optimizer on its CPU.
+Synchronous (BSP): a server answers step k+1's pulls after applying step k's update.
+Asynchronous (``mode=async``) and bounded staleness (``mode=ssp``, bound s): step k+1's pulls wait
+for no update, or only for step k - s's. A server answers requests concurrently with its updates
+(its lookups and updates run on separate CPU streams).
+
+Simplification: a server answers a step's pulls once every worker's keys of that step are in (one
+request round per step, as a server batching requests does). So ``async`` and ``ssp`` remove the wait
+for updates, not the coupling of workers through that round.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from simulator.stepgraph import StepGraph
+from simulator.strategies import costs
+from simulator.strategies.base import Cluster, Lowered, collective, demand, exchange, worker_memory
+from workloads import Workload
+
+
+class PSOptions(BaseModel):
+    """``mode``: sync (BSP), async (ASP) or ssp (bounded staleness ``staleness``); ``dense``: ps | allreduce."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["sync", "async", "ssp"] = "sync"
+    staleness: int = Field(1, ge=0)
+    dense: Literal["ps", "allreduce"] = "ps"
+
+
+def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOptions | None = None) -> Lowered:
+    """The PS step graph of ``steps`` steps on ``cluster`` (which must have servers)."""
+    opts = options or PSOptions()
+    workers, servers = cluster.workers, cluster.servers
+    n, p = len(workers), len(servers)
+    if p == 0:
+        raise ValueError("the ps strategy needs at least one server")
+    server_device = cluster.server_device or cluster.device
+    s, key = workload.dtype_bytes, workload.id_bytes
+    values = np.array([t.params_per_id for t in workload.tables], dtype=np.float64) * s
+    b, slots = workload.batch_per_worker, workload.optimizer_slots
+    dense_bytes = workload.dense_params * s
+    graph = StepGraph(cluster.fabric.n_hosts, workers, servers, steps)
+    src, dst = np.repeat(workers, p), np.tile(servers, n)
+    updates: list[int] = []
+    fwd_s = costs.dense_forward_s(workload, cluster.device, b)
+    bwd_s = costs.dense_backward_s(workload, cluster.device, b)
+    stats = demand(workload, n) if workload.ids == "expected" else None
+    for k in range(steps):
+        dem = stats or demand(workload, n, k)
+        keys = dem.split(p)  # (workers, servers, tables): distinct IDs of each worker held by each server
+        keys_ws = keys.sum(axis=2).ravel()
+        rows_ws = (keys * values).sum(axis=2).ravel()
+        waits = _update_to_wait_for(updates, k, opts)
+
+        pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys_ws * key, waits, k)
+        lookup = graph.compute("server.lookup", "server.lookup", servers,
+                               costs.lookup_s(workload, server_device, keys.sum(axis=0), keys.sum(axis=0)),
+                               deps=pull, step=k, stream="server.lookup")
+        pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows_ws, (lookup,), k)
+        if opts.dense == "ps":
+            pulled += exchange(graph, "dense.pull", "dense.pull", dst, src, np.full(n * p, dense_bytes / p), waits, k)
+        # Pooling the pulled rows forward, and scattering gradients into them backward: the same gather.
+        pool_s = costs.lookup_s(workload, cluster.device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique)
+        fwd = graph.compute("forward", "compute.forward", workers, pool_s + fwd_s, deps=pulled, step=k)
+        bwd = graph.compute("backward", "compute.backward", workers, pool_s + bwd_s, deps=(fwd,), step=k)
+        pushed = exchange(graph, "push", "sparse.push", src, dst, keys_ws * key + rows_ws, (bwd,), k)
+        server_s = costs.server_update_s(workload, server_device, dem.owned_global(p))
+        if opts.dense == "ps":
+            pushed += exchange(graph, "dense.push", "dense.push", src, dst, np.full(n * p, dense_bytes / p), (bwd,), k)
+            server_s = server_s + costs.dense_update_s(workload, server_device, workload.dense_params / p)
+        else:
+            reduced = collective(graph, "dense.allreduce", "dense.allreduce", "allreduce", dense_bytes, workers,
+                                 (bwd,), k)
+            graph.compute("dense.update", "compute.update", workers,
+                          costs.dense_update_s(workload, cluster.device, workload.dense_params), deps=reduced, step=k)
+        updates.append(graph.compute("server.update", "server.update", servers, server_s, deps=pushed, step=k,
+                                     stream="server.update"))
+
+    pulled_bytes = float(((stats or demand(workload, n)).unique * values).sum(axis=1).max()) * 2  # rows, grads
+    dense_copies = 2 if opts.dense == "ps" else 2 + slots
+    memory = {"worker": worker_memory(workload, dense_copies, pulled_rows=pulled_bytes),
+              "server": {"sparse_shard": workload.sparse_bytes * (1 + slots) / p,
+                         "dense_shard": dense_bytes * (1 + slots) / p if opts.dense == "ps" else 0.0}}
+    return Lowered(graph, memory)
+
+
+def _update_to_wait_for(updates: list[int], step: int, opts: PSOptions) -> tuple[int, ...]:
+    """The server update step ``step``'s pulls wait for: the previous one (sync), step - 1 - s (ssp), none."""
+    lag = {"sync": 0, "ssp": opts.staleness, "async": None}[opts.mode]
+    if lag is None or step - 1 - lag < 0:
+        return ()
+    return (updates[step - 1 - lag],)

@@ -1,0 +1,112 @@
+"""One training step of a workload on a cluster under a strategy: lower, run, summarize.
+
+This is what ``dessim run`` and ``dessim compare`` call; notebooks call it too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from simulator.compute import Device, fits
+from simulator.engine import Engine
+from simulator.errors import SpecError
+from simulator.fabric import Fabric
+from simulator.network import DEFAULT_RATE_TOLERANCE, make_network
+from simulator.results import network_links, step_summary
+from simulator.strategies import StrategyOptions, lower, needs_servers
+from simulator.strategies.base import Cluster
+from workloads import Workload
+
+PLACEMENTS = ("colocated", "dedicated")
+
+
+@dataclass
+class StepReport:
+    """A simulated training step: summary (ARCHITECTURE.md's keys), trace and link table."""
+
+    summary: dict
+    trace: pd.DataFrame = field(repr=False)
+    links: pd.DataFrame = field(repr=False)
+
+
+def make_cluster(fabric: Fabric, strategy: str, device: Device, server_device: Device,
+                 workers: int | None = None, servers: int | None = None, placement: str = "colocated") -> Cluster:
+    """Workers and PS servers on the fabric's hosts (in host order).
+
+    ``colocated``: workers on the first ``workers`` hosts (default all), servers on the first ``servers`` of
+    them (default one per worker). ``dedicated``: servers on the last ``servers`` hosts (default one per
+    eight hosts), workers on the first ``workers`` of the rest (default all of them).
+    """
+    hosts = fabric.n_hosts
+    if placement not in PLACEMENTS:
+        raise SpecError("placement", placement, f"allowed: {', '.join(PLACEMENTS)}")
+    p = 0
+    if needs_servers(strategy):
+        default = max(1, hosts // 8) if placement == "dedicated" else (workers or hosts)
+        p = servers if servers is not None else default
+        limit = hosts - 1 if placement == "dedicated" else (workers or hosts)
+        if not 1 <= p <= limit:
+            raise SpecError("servers", p, f"allowed: 1 to {limit} ({placement} servers on {hosts} hosts)")
+    free = hosts - p if placement == "dedicated" else hosts
+    n = workers if workers is not None else free
+    if not 1 <= n <= free:
+        raise SpecError("workers", n, f"allowed: 1 to {free} on this topology")
+    worker_hosts = np.arange(n)
+    server_hosts = np.arange(hosts - p, hosts) if placement == "dedicated" else np.arange(p)
+    return Cluster(fabric, worker_hosts, device, server_hosts, server_device)
+
+
+def simulate_step(workload: Workload, cluster: Cluster, strategy: str, fidelity: str = "flow", steps: int = 1,
+                  options: StrategyOptions | None = None,
+                  rate_tolerance: float = DEFAULT_RATE_TOLERANCE) -> StepReport:
+    """Simulate ``steps`` training steps; the summary is per step."""
+    if steps < 1:
+        raise SpecError("steps", steps, "allowed: >= 1")
+    started = time.perf_counter()
+    lowered = lower(strategy, workload, cluster, steps, options)
+    network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance)
+    result = Engine(lowered.graph, network).run()
+    links = network_links(network, result.makespan_s)
+    memory = {}
+    for role, parts in lowered.memory.items():
+        device = cluster.server_device if role == "server" and cluster.server_device else cluster.device
+        ok, reason = fits(device, parts)
+        memory[role] = {"bytes": float(sum(parts.values())), "parts": parts, "device": device.name,
+                        "fits": ok, "reason": reason}
+    summary = {"strategy": strategy, "workload": workload.name, "model": workload.model,
+               "topology": str(cluster.fabric.graph.graph.get("spec", "custom")), "fidelity": fidelity,
+               "workers": cluster.n_workers, "servers": len(cluster.servers) if needs_servers(strategy) else 0,
+               "batch_per_worker": workload.batch_per_worker, "steps": steps,
+               **step_summary(result.trace, lowered.graph, result.makespan_s),
+               "memory_per_device_bytes": {role: m["bytes"] for role, m in memory.items()},
+               "fits_memory": all(m["fits"] for m in memory.values()), "memory": memory,
+               "wall_s": time.perf_counter() - started}
+    summary["samples_per_s"] = cluster.n_workers * workload.batch_per_worker / summary["step_time_s"]
+    return StepReport(summary, result.trace, links)
+
+
+SAVING_KEYS = ("step_time_s", "bytes_on_wire", "bytes_per_worker_max")
+
+
+def comparison_table(reports: list[StepReport]) -> pd.DataFrame:
+    """One row per strategy: the scalar summary figures and each one's saving against the first strategy
+    (``saving_<key>`` = 1 - value / first's value; positive = better than the first)."""
+    rows = pd.DataFrame([flat_summary(r.summary) for r in reports])
+    for key in SAVING_KEYS:
+        base = float(rows[key].iloc[0])
+        rows[f"saving_{key}"] = 1 - rows[key] / base if base > 0 else 0.0
+    return rows
+
+
+def flat_summary(summary: dict) -> dict:
+    """The summary's scalars, with ``bytes_per_worker`` and memory flattened to ``*_max``/``*_mean``/per role."""
+    flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    flat["bytes_per_worker_max"] = summary["bytes_per_worker"]["max"]
+    flat["bytes_per_worker_mean"] = summary["bytes_per_worker"]["mean"]
+    for role, used in summary["memory_per_device_bytes"].items():
+        flat[f"memory_{role}_bytes"] = used
+    return flat

@@ -1,0 +1,79 @@
+"""``dessim run`` and ``dessim compare``: the JSON contract, output files, and one-line errors (exit 2)."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from test_cli import run
+
+SUMMARY_KEYS = ("step_time_s", "samples_per_s", "bytes_on_wire", "bytes_per_worker", "bytes_by_category",
+                "compute_s", "exposed_comm_s", "memory_per_device_bytes", "fits_memory")
+SMALL = ["--workload", "dlrm-small", "--topology", "star:hosts=4,link_gbps=100,latency_us=1"]
+
+
+def test_default_compare_is_ps_vs_des_on_a_16_gpu_leaf_spine() -> None:
+    """The README's main command, as a user runs it (real process)."""
+    out = subprocess.run([sys.executable, "-m", "simulator.cli", "compare", "--json"], capture_output=True,
+                         text=True, check=True).stdout
+    doc = json.loads(out)
+    assert doc["baseline"] == "ps" and [s["strategy"] for s in doc["strategies"]] == ["ps", "des"]
+    for summary in doc["strategies"]:
+        for key in SUMMARY_KEYS:
+            assert key in summary
+        assert summary["workers"] == 16 and "leafspine" in summary["topology"]
+    ps, des = doc["strategies"]
+    saving = doc["savings"]["des"]["bytes_on_wire"]
+    assert saving == pytest.approx(1 - des["bytes_on_wire"] / ps["bytes_on_wire"])
+    assert doc["savings"]["ps"]["step_time_s"] == 0
+
+
+def test_compare_table_and_trace_and_links_files(capsys, tmp_path) -> None:
+    trace, links = tmp_path / "trace.parquet", tmp_path / "links.csv"
+    code, out, _ = run(capsys, "compare", *SMALL, "--strategies", "ps,des,des-rs", "--trace-out", str(trace),
+                       "--links-out", str(links))
+    assert code == 0
+    assert "Compared ps, des, des-rs" in out and "des-rs vs ps: step time x" in out
+    frame = pd.read_parquet(trace)
+    assert set(frame.strategy) == {"ps", "des", "des-rs"}
+    assert {"rank", "op", "kind", "category", "start_s", "end_s", "bytes_sent"} <= set(frame.columns)
+    assert set(pd.read_csv(links).strategy) == {"ps", "des", "des-rs"}
+
+
+def test_run_json_and_overrides(capsys) -> None:
+    code, out, _ = run(capsys, "run", *SMALL, "--strategy", "des", "--fidelity", "analytical", "--set",
+                       "batch=512", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["batch_per_worker"] == 512 and doc["fidelity"] == "analytical"
+    assert doc["samples_per_s"] == pytest.approx(4 * 512 / doc["step_time_s"])
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--strategy", "allreduce-everything"], "strategy: got 'allreduce-everything'"),
+    (["--workload", "gpt5"], "workload: got 'gpt5'"),
+    (["--set", "batch_per_worker=-3"], "batch_per_worker"),
+    (["--set", "dim=0"], "dim"),
+    (["--set", "zipf_alpha=0"], "zipf_alpha"),
+    (["--set", "colour=blue"], "set"),
+    (["--strategy", "ps", "--servers", "9"], "servers: got 9"),
+    (["--strategy", "ps", "--placement", "dedicated", "--servers", "4"], "servers: got 4"),
+    (["--workers", "0"], "workers: got 0"),
+    (["--device", "tpu9"], "device: got 'tpu9'"),
+    (["--ps-mode", "eventually"], "mode"),
+    (["--steps", "0"], "steps: got 0"),
+    (["--fidelity", "packet"], "fidelity: got 'packet'"),
+    (["--trace-out", "trace.txt"], "trace-out"),
+])
+def test_bad_step_input_is_one_line_and_exit_2(capsys, args: list[str], needle: str) -> None:
+    code, _out, err = run(capsys, "run", *SMALL, *args)
+    assert code == 2, err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_hotness_above_rows_without_replacement_is_refused(capsys, tmp_path) -> None:
+    code, _out, err = run(capsys, "run", *SMALL, "--set", "tables.t0.replacement=false", "--set",
+                          "tables.t0.rows=4", "--set", "tables.t0.hotness=8")
+    assert code == 2 and "hotness" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,161 @@
+"""Each strategy's bytes per category against TRAINING.md's formulas, computed here independently."""
+
+import numpy as np
+import pytest
+from conftest import star_graph
+
+from simulator.compute import load_device
+from simulator.fabric import Fabric
+from simulator.strategies import STRATEGIES, StrategyOptions
+from simulator.strategies.des import DESOptions
+from simulator.strategies.ps import PSOptions
+from simulator.strategies.torchrec import ShardingOptions
+from simulator.training import make_cluster, simulate_step
+from workloads import Table, Workload
+from workloads.ids import make_rng, sample_batch_ids
+
+ROWS, DIM, FIELDS, HOT, BATCH = 5_000, 16, 3, 2, 64
+S, KEY = 4, 8  # dtype bytes, id bytes
+
+
+def workload(ids: str = "expected", model: str = "dnn", rows: int = ROWS, batch: int = BATCH,
+             popularity: str = "uniform") -> Workload:
+    table = Table(name="t0", rows=rows, dim=DIM, params_per_id=DIM, fields=FIELDS, hotness=HOT,
+                  popularity=popularity, zipf_alpha=1.1)
+    return Workload(name="test", model=model, tables=[table], dense_features=4, bottom_mlp=[8], top_mlp=[16, 1],
+                    interaction="concat", batch_per_worker=batch, dtype_bytes=S, id_bytes=KEY, ids=ids, seed=3)
+
+
+def run(wl: Workload, strategy: str, hosts: int, *, servers: int | None = None, placement: str = "colocated",
+        workers: int | None = None, dense: str = "ps", fidelity: str = "analytical", steps: int = 1,
+        des_input: str = "gathered") -> dict:
+    fabric = Fabric(star_graph(hosts))
+    cluster = make_cluster(fabric, strategy, load_device("h100"), load_device("cpu-server"), workers, servers,
+                           placement)
+    options = StrategyOptions(PSOptions(dense=dense), DESOptions(input=des_input), ShardingOptions())
+    return simulate_step(wl, cluster, strategy, fidelity, steps, options)
+
+
+def uniform_unique(rows: int, draws: float) -> float:
+    return rows * (1 - (1 - 1 / rows) ** draws)
+
+
+def per_worker(report, category: str, column: str = "bytes_sent") -> np.ndarray:
+    """Bytes of ``category`` per worker (workers are hosts 0..workers-1 in every test here)."""
+    trace = report.trace
+    rows = trace[(trace.category == category) & (trace["rank"] < report.summary["workers"])]
+    return rows.groupby("rank")[column].sum().to_numpy()
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_ps_bytes_match_the_formulas_and_do_not_grow_with_workers(n: int) -> None:
+    """Dedicated servers: a worker pulls U keys and U rows, pushes U keys and U row gradients."""
+    p = 2
+    wl = workload()
+    report = run(wl, "ps", n + p, servers=p, placement="dedicated")
+    u = uniform_unique(ROWS, BATCH * FIELDS * HOT)  # one table shared by 3 fields: their draws pool
+    assert np.allclose(per_worker(report, "sparse.pull"), u * KEY)
+    assert np.allclose(per_worker(report, "sparse.pull", "bytes_received"), u * DIM * S)
+    assert np.allclose(per_worker(report, "sparse.push"), u * (KEY + DIM * S))
+    dense = wl.dense_params * S
+    assert np.allclose(per_worker(report, "dense.push"), dense)
+    assert np.allclose(per_worker(report, "dense.pull", "bytes_received"), dense)
+    by_cat = report.summary["bytes_by_category"]
+    assert by_cat["sparse.pull"] == pytest.approx(n * u * (KEY + DIM * S))
+    assert by_cat["sparse.push"] == pytest.approx(n * u * (KEY + DIM * S))
+    # Independent of N at a fixed local batch:
+    expected_worker = 2 * u * (KEY + DIM * S) + 2 * dense
+    assert report.summary["bytes_per_worker"]["max"] == pytest.approx(expected_worker)
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+@pytest.mark.parametrize("variant", ["des", "des-rs"])
+def test_des_bytes_grow_as_n_minus_1_over_n_times_global_batch(n: int, variant: str) -> None:
+    wl = workload()
+    report = run(wl, variant, n)
+    big_b, r, m = n * BATCH, wl.partial_width, wl.ids_per_sample
+    assert r == FIELDS * DIM and m == FIELDS * HOT
+    share = (n - 1) / n
+    forward = (2 if variant == "des" else 1) * share * big_b * r * S
+    assert np.allclose(per_worker(report, "des.partials"), forward)
+    assert np.allclose(per_worker(report, "des.partials_grad"), share * big_b * r * S)
+    assert np.allclose(per_worker(report, "des.ids"), share * big_b * m * KEY)
+    assert np.allclose(per_worker(report, "dense.allreduce"), 2 * share * wl.dense_params * S)
+    assert "sparse.pull" not in report.summary["bytes_by_category"]
+
+
+def test_des_rs_sends_half_the_forward_bytes_of_des() -> None:
+    wl = workload()
+    des = run(wl, "des", 4).summary["bytes_by_category"]["des.partials"]
+    rs = run(wl, "des-rs", 4).summary["bytes_by_category"]["des.partials"]
+    assert rs == pytest.approx(des / 2)
+
+
+def test_des_with_replicated_input_sends_no_ids() -> None:
+    report = run(workload(), "des", 4, des_input="replicated")
+    assert "des.ids" not in report.summary["bytes_by_category"]
+
+
+@pytest.mark.parametrize("strategy", ["ps", "des", "des-rs", "des-a2a", "dp", "tw", "cw", "rw"])
+def test_one_worker_sends_nothing(strategy: str) -> None:
+    report = run(workload(), strategy, 1, servers=1 if strategy == "ps" else None)
+    assert report.summary["bytes_on_wire"] == 0
+    assert report.summary["step_time_s"] > 0
+    assert report.summary["exposed_comm_s"] == pytest.approx(0, abs=1e-12)
+
+
+def test_ps_with_sampled_ids_counts_the_drawn_ids() -> None:
+    """ids=sampled: keys per (worker, server) are the distinct drawn IDs with id mod P == server."""
+    n, p = 3, 2
+    wl = workload(ids="sampled", popularity="zipf")
+    report = run(wl, "ps", n + p, servers=p, placement="dedicated")
+    trace = report.trace
+    pulls = trace[(trace.op == "pull.keys")].set_index("rank")["bytes_sent"]
+    for w in range(n):
+        ids = sample_batch_ids(wl, BATCH, make_rng(wl.seed, w, 0))["t0"]
+        assert pulls[w] == pytest.approx(len(np.unique(ids)) * KEY)
+    servers_got = trace[(trace.op == "pull.keys") & (trace["rank"] >= n)].sort_values("rank")["bytes_received"]
+    expected = np.zeros(p)
+    for w in range(n):
+        unique = np.unique(sample_batch_ids(wl, BATCH, make_rng(wl.seed, w, 0))["t0"])
+        expected += np.bincount(unique % p, minlength=p) * KEY
+    assert np.allclose(servers_got.to_numpy(), expected)
+
+
+def test_des_a2a_sampled_ids_go_to_their_owners() -> None:
+    n = 4
+    wl = workload(ids="sampled")
+    report = run(wl, "des-a2a", n)
+    trace = report.trace
+    sent = trace[trace.op == "des.ids"].set_index("rank")["bytes_sent"]
+    for w in range(n):
+        ids = sample_batch_ids(wl, BATCH, make_rng(wl.seed, w, 0))["t0"].ravel()
+        assert sent[w] == pytest.approx(np.sum(ids % n != w) * KEY)
+    assert np.allclose(per_worker(report, "des.partials"), (n - 1) * BATCH * wl.partial_width * S)
+
+
+def test_dp_all_reduces_every_table() -> None:
+    wl = workload()
+    report = run(wl, "dp", 4)
+    assert np.allclose(per_worker(report, "sparse.allreduce"), 2 * 3 / 4 * ROWS * DIM * S)
+
+
+def test_step_time_is_the_trace_critical_path_and_overlap_is_visible() -> None:
+    """DES: the dense all-reduce runs while the sparse backward computes."""
+    report = run(workload(batch=4096), "des", 4, fidelity="flow")
+    trace = report.trace
+    assert report.summary["step_time_s"] == pytest.approx(trace.end_s.max())
+    assert report.summary["overlap_s"] > 0
+    worker = report.summary["critical_worker"]
+    mine = trace[trace["rank"] == worker]
+    compute_s = (mine[mine.kind == "compute"].end_s - mine[mine.kind == "compute"].start_s).sum()
+    assert report.summary["compute_s"] == pytest.approx(compute_s)
+    assert report.summary["exposed_comm_s"] == pytest.approx(trace.end_s.max() - compute_s)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_runs_at_both_fidelities(strategy: str) -> None:
+    for fidelity in ("flow", "analytical"):
+        report = run(workload(), strategy, 4, fidelity=fidelity, servers=2 if strategy == "ps" else None)
+        assert report.summary["step_time_s"] > 0
+        assert report.summary["fits_memory"]
