@@ -85,6 +85,9 @@ def build_schedule(op: str, algo: str, size_bytes: float, n_ranks: int, servers:
     n, size = n_ranks, float(size_bytes)
     if algo == "hierarchical":
         return _hierarchical(op, size, n, int(ranks_per_node or 0))
+    order = ring_order(n, ranks_per_node)
+    if algo == "ring" and op in ("allreduce", "reducescatter", "allgather") and order is not None:
+        return _ring(n, size / n, 2 * (n - 1) if op == "allreduce" else n - 1, order)
     builder = _BUILDERS[(op, algo)]
     return builder(size, n, servers) if op == "pushpull" else builder(size, n)
 
@@ -101,6 +104,21 @@ def _ring(n: int, chunk: float, steps: int, order: np.ndarray | None = None) -> 
     ranks = np.arange(n) if order is None else order
     schedule.add(Pattern.of(n, ranks, np.roll(ranks, -1), chunk), steps)
     return schedule
+
+
+def ring_order(n: int, ranks_per_node: int | None) -> np.ndarray | None:
+    """The ring's rank order on nodes of ``ranks_per_node`` consecutive ranks: a snake (node 0 in order,
+    node 1 reversed, ...), so every hop between nodes joins ranks of the same local index, i.e. the same
+    rail, as NCCL builds its rings. None (plain order) without nodes or on a single node.
+
+    >>> ring_order(8, 2).tolist()
+    [0, 1, 3, 2, 4, 5, 7, 6]
+    """
+    if not ranks_per_node or ranks_per_node < 2 or n % ranks_per_node or n == ranks_per_node:
+        return None
+    grid = np.arange(n).reshape(n // ranks_per_node, ranks_per_node)
+    grid[1::2] = grid[1::2, ::-1]
+    return grid.ravel()
 
 
 def _ring_allreduce(size: float, n: int) -> Schedule:

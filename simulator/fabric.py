@@ -127,6 +127,12 @@ class Fabric:
         self._check_connected()
 
     @property
+    def ranks_per_node(self) -> int | None:
+        """GPUs per node when the topology has nodes (the dgx builder says so), else None."""
+        value = self.graph.graph.get("gpus_per_node")
+        return int(value) if value else None
+
+    @property
     def n_hosts(self) -> int:
         return len(self.host_nodes)
 

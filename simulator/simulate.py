@@ -41,12 +41,6 @@ class CollectiveReport:
         return asdict(self)
 
 
-def ranks_per_node(fabric: Fabric) -> int | None:
-    """GPUs per node when the topology has nodes (dgx builder), else None."""
-    value = fabric.graph.graph.get("gpus_per_node")
-    return int(value) if value else None
-
-
 @dataclass
 class _Profiled:
     """A collective's analytical step profiles at a reference size, reusable at any size of the same shape."""
@@ -82,7 +76,7 @@ def choose_algorithm(op: str, size_bytes: float, fabric: Fabric, servers: int = 
                      network: AnalyticalNetwork | None = None) -> tuple[str, dict[str, float]]:
     """The fastest supported algorithm for ``op`` at this size on this fabric (analytical model)."""
     network = network or AnalyticalNetwork(fabric)
-    per_node = ranks_per_node(fabric)
+    per_node = fabric.ranks_per_node
     times: dict[str, float] = {}
     for algo in SUPPORTED[op]:
         if algo == "hierarchical" and not (per_node and per_node > 1 and fabric.n_hosts % per_node == 0):
@@ -100,7 +94,7 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
     """
     started = time.perf_counter()
     n = fabric.n_hosts
-    per_node = ranks_per_node(fabric)
+    per_node = fabric.ranks_per_node
     check_request(op, algo, n, servers, per_node)
     network = make_network(fabric, fidelity, rate_tolerance=rate_tolerance)
     analytical = network if isinstance(network, AnalyticalNetwork) else None

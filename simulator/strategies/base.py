@@ -102,13 +102,20 @@ def demand(workload: Workload, n_workers: int, step: int = 0) -> Demand:
     return Demand(lookups, unique, unique_global, ids)
 
 
-def collective(graph: StepGraph, name: str, category: str, op: str, size_bytes: float, ranks: np.ndarray,
-               deps: tuple[int, ...], step: int, algo: str | None = None) -> tuple[int, ...]:
-    """Add an nccl-sized collective over ``ranks``; returns its op index as deps (none if < 2 ranks)."""
+def collective(graph: StepGraph, cluster: Cluster, category: str, op: str, size_bytes: float, ranks: np.ndarray,
+               deps: tuple[int, ...], step: int, name: str | None = None) -> tuple[int, ...]:
+    """Add an nccl-sized collective over ``ranks`` (op name: ``name`` or the category); returns its op index
+    as deps (or ``deps`` unchanged when there is nothing to send: < 2 ranks or no bytes).
+
+    Over whole nodes (consecutive hosts from a node boundary) rings follow the rails (``ring_order``).
+    """
     if len(ranks) < 2 or size_bytes <= 0:
         return deps
-    schedule = build_schedule(op, algo or DEFAULT_ALGO[op], size_bytes, len(ranks))
-    return (graph.comm(name, category, ranks, schedule, deps=deps, step=step),)
+    per_node = cluster.fabric.ranks_per_node
+    if per_node is not None and not (ranks[0] % per_node == 0 and np.all(np.diff(ranks) == 1)):
+        per_node = None
+    schedule = build_schedule(op, DEFAULT_ALGO[op], size_bytes, len(ranks), ranks_per_node=per_node)
+    return (graph.comm(name or category, category, ranks, schedule, deps=deps, step=step),)
 
 
 def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: np.ndarray,

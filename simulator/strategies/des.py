@@ -62,16 +62,16 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
         if variant == "des-a2a":
             ids = exchange(graph, "des.ids", "des.ids", src, dst, lookups.sum(axis=2).ravel() * key, (), k)
         elif opts.input == "gathered":
-            ids = collective(graph, "des.ids", "des.ids", "allgather", big_b * m * key, workers, (), k)
+            ids = collective(graph, cluster, "des.ids", "allgather", big_b * m * key, workers, (), k)
         else:
             ids = ()
         partial = graph.compute("des.partial_forward", "compute.partial", workers,
                                 costs.lookup_s(workload, device, owned_lookups, owned_rows), deps=ids, step=k)
         if variant == "des":
-            summed = collective(graph, "des.partials", "des.partials", "allreduce", partial_bytes, workers,
+            summed = collective(graph, cluster, "des.partials", "allreduce", partial_bytes, workers,
                                 (partial,), k)
         elif variant == "des-rs":
-            summed = collective(graph, "des.partials", "des.partials", "reducescatter", partial_bytes, workers,
+            summed = collective(graph, cluster, "des.partials", "reducescatter", partial_bytes, workers,
                                 (partial,), k)
         else:  # owner -> requester: the b x r partial rows of the requester's samples
             summed = exchange(graph, "des.partials", "des.partials", dst, src, np.full(n * n, b * r * s),
@@ -82,12 +82,12 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
             grads = exchange(graph, "des.partials_grad", "des.partials_grad", src, dst, np.full(n * n, b * r * s),
                              (bwd,), k)
         else:
-            grads = collective(graph, "des.partials_grad", "des.partials_grad", "allgather", partial_bytes,
+            grads = collective(graph, cluster, "des.partials_grad", "allgather", partial_bytes,
                                workers, (bwd,), k)
         graph.compute("des.partial_backward", "compute.update", workers,
                       costs.lookup_s(workload, device, owned_lookups, owned_rows)
                       + costs.sparse_update_s(workload, device, owned_rows), deps=grads, step=k)
-        reduced = collective(graph, "dense.allreduce", "dense.allreduce", "allreduce", dense_bytes, workers,
+        reduced = collective(graph, cluster, "dense.allreduce", "allreduce", dense_bytes, workers,
                              (bwd,), k)
         graph.compute("dense.update", "compute.update", workers,
                       costs.dense_update_s(workload, device, workload.dense_params), deps=reduced, step=k)

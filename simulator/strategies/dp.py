@@ -28,9 +28,9 @@ def lower_dp(workload: Workload, cluster: Cluster, steps: int = 1) -> Lowered:
         pool_s = costs.lookup_s(workload, device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique)
         fwd = graph.compute("forward", "compute.forward", workers, pool_s + fwd_s, step=k)
         bwd = graph.compute("backward", "compute.backward", workers, pool_s + bwd_s, deps=(fwd,), step=k)
-        sparse = collective(graph, "sparse.allreduce", "sparse.allreduce", "allreduce", workload.sparse_bytes,
+        sparse = collective(graph, cluster, "sparse.allreduce", "allreduce", workload.sparse_bytes,
                             workers, (bwd,), k)
-        dense = collective(graph, "dense.allreduce", "dense.allreduce", "allreduce", workload.dense_params * s,
+        dense = collective(graph, cluster, "dense.allreduce", "allreduce", workload.dense_params * s,
                            workers, (bwd,), k)
         graph.compute("update", "compute.update", workers, update_s, deps=sparse + dense, step=k)
     replicas = workload.sparse_bytes * (2 + workload.optimizer_slots)

@@ -82,7 +82,7 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
             pushed += exchange(graph, "dense.push", "dense.push", src, dst, np.full(n * p, dense_bytes / p), (bwd,), k)
             server_s = server_s + costs.dense_update_s(workload, server_device, workload.dense_params / p)
         else:
-            reduced = collective(graph, "dense.allreduce", "dense.allreduce", "allreduce", dense_bytes, workers,
+            reduced = collective(graph, cluster, "dense.allreduce", "allreduce", dense_bytes, workers,
                                  (bwd,), k)
             graph.compute("dense.update", "compute.update", workers,
                           costs.dense_update_s(workload, cluster.device, workload.dense_params), deps=reduced, step=k)

@@ -96,19 +96,20 @@ def lower_sharded(workload: Workload, cluster: Cluster, sharding: str, steps: in
         pool = graph.compute("embedding.forward", "compute.embedding", workers, lookup_s, deps=ids, step=k)
         if sharding == "rw":
             out_bytes = n * b * float((fields * dims).sum()) * s
-            got = collective(graph, "output_dist", "sparse.pooled", "reducescatter", out_bytes, workers, (pool,), k)
+            got = collective(graph, cluster, "sparse.pooled", "reducescatter", out_bytes, workers, (pool,), k,
+                             name="output_dist")
         else:
             got = exchange(graph, "output_dist", "sparse.pooled", dst, src, pooled.ravel() * b * s, (pool,), k)
         fwd = graph.compute("forward", "compute.forward", workers, fwd_s, deps=got, step=k)
         bwd = graph.compute("backward", "compute.backward", workers, bwd_s, deps=(fwd,), step=k)
         if sharding == "rw":
-            grads = collective(graph, "output_dist.grad", "sparse.pooled_grad", "allgather", out_bytes, workers,
-                               (bwd,), k)
+            grads = collective(graph, cluster, "sparse.pooled_grad", "allgather", out_bytes, workers, (bwd,), k,
+                               name="output_dist.grad")
         else:
             grads = exchange(graph, "output_dist.grad", "sparse.pooled_grad", src, dst, pooled.ravel() * b * s,
                              (bwd,), k)
         graph.compute("embedding.backward", "compute.update", workers, lookup_s + update_s, deps=grads, step=k)
-        reduced = collective(graph, "dense.allreduce", "dense.allreduce", "allreduce", workload.dense_params * s,
+        reduced = collective(graph, cluster, "dense.allreduce", "allreduce", workload.dense_params * s,
                              workers, (bwd,), k)
         graph.compute("dense.update", "compute.update", workers,
                       costs.dense_update_s(workload, device, workload.dense_params), deps=reduced, step=k)
