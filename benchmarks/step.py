@@ -2,7 +2,8 @@
 
 Each case runs in its own process (peak memory is that case's) and prints strategy, fidelity, workers,
 ops in the step graph, simulated step time, wall seconds and peak RSS. The throughput case times
-``--configs`` analytical step simulations of varied batch sizes on one topology, as a sweep runs them.
+analytical step simulations of varied batch sizes on one topology, as a sweep runs them (``--configs``
+at 64 GPUs, proportionally fewer on larger clusters).
 
     .venv/bin/python benchmarks/step.py                       # the cases
     .venv/bin/python benchmarks/step.py --gpus 128 --configs 200
@@ -71,7 +72,8 @@ def main() -> None:
     parser.add_argument("--workload", default="dlrm-criteo-tb")
     parser.add_argument("--strategies", nargs="*", default=["des", "ps"])
     parser.add_argument("--fidelities", nargs="*", default=["flow", "analytical"])
-    parser.add_argument("--configs", type=int, default=300, help="configurations for the throughput case")
+    parser.add_argument("--configs", type=int, default=300, help="configurations per throughput case")
+    parser.add_argument("--throughput-gpus", type=int, nargs="*", default=[64, 256, 1024])
     parser.add_argument("--budget-s", type=float, default=600.0)
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -81,7 +83,7 @@ def main() -> None:
         print(json.dumps(run_case(*rest) if kind == "step" else run_throughput(*rest)))
         return
     cases = [["step", s, f, args.gpus, args.workload] for s in args.strategies for f in args.fidelities]
-    cases.append(["throughput", args.gpus, args.workload, args.configs])
+    cases += [["throughput", gpus, args.workload, max(3, args.configs * 64 // gpus)] for gpus in args.throughput_gpus]
     rows = []
     for case in cases:
         try:

@@ -27,11 +27,44 @@ TRACE_COLUMNS = ["rank", "op", "kind", "category", "step", "start_s", "end_s", "
 
 @dataclass
 class EngineResult:
-    """The trace (one row per op per rank) and the network's bytes per directed link."""
+    """What a run produced: per (op, rank) arrays, the network's bytes per directed link, the makespan.
 
-    trace: pd.DataFrame
+    ``rows`` holds equal-length numpy columns: ``op`` (index into ``graph.ops``), ``rank``, ``start_s``,
+    ``end_s``, ``bytes_sent``, ``bytes_received``. ``trace`` is the same as a pandas table, with the op's
+    name, kind, category and step (built on first use: sweeps that only need a summary skip it).
+    """
+
+    graph: StepGraph
+    rows: dict[str, np.ndarray]
     link_bytes: np.ndarray
     makespan_s: float
+    _trace: pd.DataFrame | None = None
+
+    @property
+    def trace(self) -> pd.DataFrame:
+        if self._trace is None:
+            self._trace = trace_frame(self.graph, self.rows)
+        return self._trace
+
+
+def trace_frame(graph: StepGraph, rows: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per op per rank (``TRACE_COLUMNS``); times in s, bytes per rank."""
+    ops = graph.ops
+    index = rows["op"]
+
+    def per_op(values: list, categorical: bool = True) -> pd.Series | np.ndarray:
+        if not categorical:
+            return np.asarray(values)[index]
+        labels = list(dict.fromkeys(values))
+        codes = np.array([labels.index(v) for v in values], dtype=np.int32)
+        return pd.Categorical.from_codes(codes[index] if len(index) else codes[:0], categories=labels)
+
+    return pd.DataFrame({
+        "rank": rows["rank"], "op": per_op([op.name for op in ops]), "kind": per_op([op.kind for op in ops]),
+        "category": per_op([op.category for op in ops]),
+        "step": per_op([op.step for op in ops], categorical=False) if ops else np.zeros(0, dtype=np.int64),
+        "start_s": rows["start_s"], "end_s": rows["end_s"], "bytes_sent": rows["bytes_sent"],
+        "bytes_received": rows["bytes_received"]}, columns=TRACE_COLUMNS)
 
 
 class Engine:
@@ -91,24 +124,19 @@ class Engine:
             self.env.run(until=self._all_done)
         if self._remaining:
             raise RuntimeError("step graph deadlocked: some ops never became ready")
-        return EngineResult(self.trace(), self.network.link_bytes(), float(max(
-            (e.max() for e in self.end_s if len(e)), default=t0)) - t0)
+        end = float(max((e.max() for e in self.end_s if len(e)), default=t0))
+        return EngineResult(self.graph, self.rows(), self.network.link_bytes(), end - t0)
 
-    def trace(self) -> pd.DataFrame:
-        """One row per op per rank (see ``TRACE_COLUMNS``); times in s, bytes per rank."""
-        parts = []
-        for op in self.graph.ops:
-            sent, received = op.bytes_by_rank()
-            parts.append(pd.DataFrame({
-                "rank": op.ranks, "op": op.name, "kind": op.kind, "category": op.category, "step": op.step,
-                "start_s": self.start_s[op.index], "end_s": self.end_s[op.index], "bytes_sent": sent,
-                "bytes_received": received}))
-        if not parts:
-            return pd.DataFrame(columns=TRACE_COLUMNS)
-        trace = pd.concat(parts, ignore_index=True)
-        for column in ("op", "kind", "category"):
-            trace[column] = trace[column].astype("category")
-        return trace
+    def rows(self) -> dict[str, np.ndarray]:
+        """Per (op, rank) columns of the run (see ``EngineResult``)."""
+        ops = self.graph.ops
+        if not ops:
+            return {name: np.zeros(0) for name in ("op", "rank", "start_s", "end_s", "bytes_sent", "bytes_received")}
+        sent, received = zip(*(op.bytes_by_rank() for op in ops), strict=True)
+        return {"op": np.repeat(np.arange(len(ops)), [len(op.ranks) for op in ops]),
+                "rank": np.concatenate([op.ranks for op in ops]), "start_s": np.concatenate(self.start_s),
+                "end_s": np.concatenate(self.end_s), "bytes_sent": np.concatenate(sent),
+                "bytes_received": np.concatenate(received)}
 
     # ----- scheduling -------------------------------------------------------------------------------
     def _start(self, index: int, pos: np.ndarray) -> None:

@@ -55,32 +55,35 @@ def _overlap_s(one: list[tuple[float, float]], other: list[tuple[float, float]])
     return sum(max(0.0, min(b, d) - max(a, c)) for a, b in one for c, d in other)
 
 
-def step_summary(trace: pd.DataFrame, graph: StepGraph, makespan_s: float) -> dict:
-    """Per-step figures of a trace (divided by the graph's step count): time, bytes, compute, exposure.
+def step_summary(rows: dict[str, np.ndarray], graph: StepGraph, makespan_s: float) -> dict:
+    """Per-step figures of a run's (op, rank) rows (see ``EngineResult``), divided by the graph's step count.
 
-    ``exposed_comm_s`` is the time the critical worker (the one ending last) spends with its compute
-    stream idle; ``overlap_s`` the time it communicates while computing.
+    ``bytes_on_wire`` counts bytes sent by every rank; ``bytes_per_worker`` a worker's bytes sent plus
+    received. ``exposed_comm_s`` is the time the critical worker (the one ending last) spends with its
+    compute stream idle; ``overlap_s`` the time it communicates while computing.
     """
-    steps = graph.steps
-    comm = trace[trace.kind != "compute"]
-    on_workers = trace[trace["rank"].isin(graph.workers)]
-    traffic = (on_workers.bytes_sent + on_workers.bytes_received).groupby(on_workers["rank"]).sum()
-    traffic = traffic.reindex(graph.workers, fill_value=0.0) / steps
-    by_category = comm.groupby("category", observed=True).bytes_sent.sum() / steps
-    ends = on_workers.groupby("rank").end_s.max()
-    critical = int(ends.idxmax())
-    mine = on_workers[on_workers["rank"] == critical]
-    busy = mine[mine.kind == "compute"]
-    talk = mine[mine.kind != "compute"]
-    compute_union = _union_s(busy.start_s.to_numpy(), busy.end_s.to_numpy())
-    compute_s = sum(b - a for a, b in compute_union)
+    steps, n_ranks = graph.steps, graph.n_ranks
+    op, rank, start, end = rows["op"], rows["rank"], rows["start_s"], rows["end_s"]
+    sent = rows["bytes_sent"]
+    categories = sorted({o.category for o in graph.ops if o.kind != "compute"})
+    category_of = np.array([categories.index(o.category) if o.kind != "compute" else -1 for o in graph.ops],
+                           dtype=np.int64)[op]
+    comm = category_of >= 0
+    by_category = np.bincount(category_of[comm], weights=sent[comm], minlength=len(categories)) / steps
+    traffic = np.bincount(rank, weights=sent + rows["bytes_received"], minlength=n_ranks)[graph.workers] / steps
+    ends = np.full(n_ranks, -np.inf)
+    np.maximum.at(ends, rank, end)
+    critical = int(graph.workers[np.argmax(ends[graph.workers])])
+    mine = rank == critical
+    busy = _union_s(start[mine & ~comm], end[mine & ~comm])
+    compute_s = sum(b - a for a, b in busy)
     return {
         "step_time_s": makespan_s / steps,
-        "bytes_on_wire": float(comm.bytes_sent.sum()) / steps,
+        "bytes_on_wire": float(sent[comm].sum()) / steps,
         "bytes_per_worker": {"max": float(traffic.max()), "mean": float(traffic.mean())},
-        "bytes_by_category": {str(k): float(v) for k, v in by_category.items() if v > 0},
+        "bytes_by_category": {c: float(v) for c, v in zip(categories, by_category, strict=True) if v > 0},
         "compute_s": compute_s / steps,
-        "exposed_comm_s": (float(ends.max()) - compute_s) / steps,
-        "overlap_s": _overlap_s(compute_union, _union_s(talk.start_s.to_numpy(), talk.end_s.to_numpy())) / steps,
+        "exposed_comm_s": (float(ends[critical]) - compute_s) / steps,
+        "overlap_s": _overlap_s(busy, _union_s(start[mine & comm], end[mine & comm])) / steps,
         "critical_worker": critical,
     }

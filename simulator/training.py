@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from simulator.compute import Device, fits
-from simulator.engine import Engine
+from simulator.engine import Engine, EngineResult
 from simulator.errors import SpecError
 from simulator.fabric import Fabric
-from simulator.network import DEFAULT_RATE_TOLERANCE, make_network
+from simulator.network import DEFAULT_RATE_TOLERANCE, Network, make_network
 from simulator.results import network_links, step_summary
 from simulator.strategies import StrategyOptions, lower, needs_servers
 from simulator.strategies.base import Cluster
@@ -26,11 +27,21 @@ PLACEMENTS = ("colocated", "dedicated")
 
 @dataclass
 class StepReport:
-    """A simulated training step: summary (ARCHITECTURE.md's keys), trace and link table."""
+    """A simulated training step: summary (ARCHITECTURE.md's keys), and on demand its trace and link table."""
 
     summary: dict
-    trace: pd.DataFrame = field(repr=False)
-    links: pd.DataFrame = field(repr=False)
+    result: EngineResult = field(repr=False)
+    network: Network = field(repr=False)
+
+    @property
+    def trace(self) -> pd.DataFrame:
+        """One row per op per rank: rank, op, kind, category, step, start_s, end_s, bytes sent/received."""
+        return self.result.trace
+
+    @cached_property
+    def links(self) -> pd.DataFrame:
+        """One row per directed link: bytes carried, busy time, peak and mean utilization."""
+        return network_links(self.network, self.result.makespan_s)
 
 
 def make_cluster(fabric: Fabric, strategy: str, device: Device, server_device: Device,
@@ -70,7 +81,6 @@ def simulate_step(workload: Workload, cluster: Cluster, strategy: str, fidelity:
     lowered = lower(strategy, workload, cluster, steps, options)
     network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance)
     result = Engine(lowered.graph, network).run()
-    links = network_links(network, result.makespan_s)
     memory = {}
     for role, parts in lowered.memory.items():
         device = cluster.server_device if role == "server" and cluster.server_device else cluster.device
@@ -81,12 +91,12 @@ def simulate_step(workload: Workload, cluster: Cluster, strategy: str, fidelity:
                "topology": str(cluster.fabric.graph.graph.get("spec", "custom")), "fidelity": fidelity,
                "workers": cluster.n_workers, "servers": len(cluster.servers) if needs_servers(strategy) else 0,
                "batch_per_worker": workload.batch_per_worker, "steps": steps,
-               **step_summary(result.trace, lowered.graph, result.makespan_s),
+               **step_summary(result.rows, lowered.graph, result.makespan_s),
                "memory_per_device_bytes": {role: m["bytes"] for role, m in memory.items()},
                "fits_memory": all(m["fits"] for m in memory.values()), "memory": memory,
                "wall_s": time.perf_counter() - started}
     summary["samples_per_s"] = cluster.n_workers * workload.batch_per_worker / summary["step_time_s"]
-    return StepReport(summary, result.trace, links)
+    return StepReport(summary, result, network)
 
 
 SAVING_KEYS = ("step_time_s", "bytes_on_wire", "bytes_per_worker_max")

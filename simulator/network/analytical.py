@@ -11,7 +11,9 @@ cached per pattern, so a sweep that reuses a schedule costs a few numpy operatio
 
 from __future__ import annotations
 
+import hashlib
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +54,9 @@ def profile_link_bytes(profile: list[tuple[int, StepProfile]], n_links: int, sca
 
 
 STREAM_MESSAGES = 1 << 20
+PROFILE_CACHE_ENTRIES = 1024
+# Step profiles at unit scale, per fabric, by pattern content: shared by every AnalyticalNetwork on it.
+_PROFILES: weakref.WeakKeyDictionary[Fabric, OrderedDict[bytes, StepProfile]] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -77,19 +82,29 @@ class AnalyticalNetwork:
         self._link_bytes = np.zeros(fabric.n_links)
         self._pending: dict[simpy.Event, _Pending] = {}
         self.memo: dict[object, object] = {}  # callers' cache of schedule profiles (see simulate.py)
-        self._cache: weakref.WeakKeyDictionary[Pattern, dict[bytes, StepProfile]] = weakref.WeakKeyDictionary()
 
     def step_profile(self, pattern: Pattern, hosts: np.ndarray) -> StepProfile:
-        """Distinct (latency, drain time) pairs of a pattern's messages and its bytes per link (cached)."""
-        by_hosts = self._cache.setdefault(pattern, {})
-        key = hosts.tobytes()
-        if key in by_hosts:
-            return by_hosts[key]
+        """Distinct (latency, drain time) pairs of a pattern's messages and its bytes per link.
+
+        Cached per fabric by content, at sizes relative to the largest message, so a sweep that rebuilds
+        the same exchange at other sizes (another batch, another dim) reuses it.
+        """
         if not len(pattern):
             return StepProfile(np.zeros(1), np.zeros(1), np.zeros(self.fabric.n_links))
-        profile = self._profile(pattern, hosts)
-        by_hosts[key] = profile
-        return profile
+        scale = float(pattern.size_bytes.max())
+        key = hashlib.blake2b(b"".join((pattern.src.tobytes(), pattern.dst.tobytes(),
+                                        (pattern.size_bytes / scale).tobytes(), hosts.tobytes())),
+                              digest_size=16).digest()
+        cache = _PROFILES.setdefault(self.fabric, OrderedDict())
+        unit = cache.get(key)
+        if unit is None:
+            unit = self._profile(Pattern(pattern.n_ranks, pattern.src, pattern.dst, pattern.size_bytes / scale), hosts)
+            cache[key] = unit
+            if len(cache) > PROFILE_CACHE_ENTRIES:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        return StepProfile(unit.latency_s, unit.drain_s * scale, unit.link_bytes * scale)
 
     def _profile(self, pattern: Pattern, hosts: np.ndarray) -> StepProfile:
         """Two passes over message chunks: bytes per link, then each message's latency and drain time.

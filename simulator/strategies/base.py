@@ -125,9 +125,11 @@ def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: n
     src, dst, size_bytes = src[keep], dst[keep], size_bytes[keep]
     if not len(src):
         return deps
-    ranks = np.unique(np.concatenate([src, dst]))
-    pos = np.searchsorted(ranks, np.concatenate([src, dst]))
-    pattern = Pattern.of(len(ranks), pos[: len(src)], pos[len(src):], size_bytes)
+    present = np.zeros(graph.n_ranks, dtype=bool)
+    present[src] = present[dst] = True
+    ranks = np.nonzero(present)[0]
+    position = np.cumsum(present) - 1  # host -> index among the op's ranks, without sorting
+    pattern = Pattern.of(len(ranks), position[src], position[dst], size_bytes)
     schedule = Schedule(len(ranks))
     schedule.add(pattern)
     return (graph.comm(name, category, ranks, schedule, deps=deps, step=step, kind="p2p"),)
