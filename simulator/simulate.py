@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -53,19 +54,22 @@ class _Profiled:
 
 
 def analytical_collective(network: AnalyticalNetwork, op: str, algo: str, size_bytes: float, servers: int = 0,
-                          ranks_per_node: int | None = None) -> tuple[float, np.ndarray, _Profiled]:
-    """(time s, bytes per link, profile) of a collective on the analytical backend, memoized per shape.
+                          ranks_per_node: int | None = None, hosts: np.ndarray | None = None,
+                          ) -> tuple[float, np.ndarray, _Profiled]:
+    """(time s, bytes per link, profile) of a collective over ``hosts`` (default: every host) on the
+    analytical backend, memoized per shape.
 
     Sizes in a collective's patterns are proportional to S, so the profile built at one size serves all
     sizes with the same pipeline shape: a size sweep builds and routes each schedule once.
     """
-    n = network.fabric.n_hosts
-    key = (op, algo, n, servers, ranks_per_node, pipeline_chunks(op, algo, size_bytes))
+    hosts = np.arange(network.fabric.n_hosts) if hosts is None else np.asarray(hosts, dtype=np.int64)
+    n = len(hosts)
+    key = (op, algo, hosts.tobytes(), servers, ranks_per_node, pipeline_chunks(op, algo, size_bytes))
     entry = network.memo.get(key)
     if entry is None:
         schedule = build_schedule(op, algo, size_bytes, n, servers, ranks_per_node)
-        entry = _Profiled(size_bytes, network.schedule_profile(schedule), schedule.total_bytes(), schedule.n_steps,
-                          schedule.n_messages())
+        entry = _Profiled(size_bytes, network.schedule_profile(schedule, hosts), schedule.total_bytes(),
+                          schedule.n_steps, schedule.n_messages())
         network.memo[key] = entry
     scale = size_bytes / entry.size_bytes
     return (profile_time_s(entry.profile, scale), profile_link_bytes(entry.profile, network.fabric.n_links, scale),
@@ -73,16 +77,34 @@ def analytical_collective(network: AnalyticalNetwork, op: str, algo: str, size_b
 
 
 def choose_algorithm(op: str, size_bytes: float, fabric: Fabric, servers: int = 0,
-                     network: AnalyticalNetwork | None = None) -> tuple[str, dict[str, float]]:
-    """The fastest supported algorithm for ``op`` at this size on this fabric (analytical model)."""
-    network = network or AnalyticalNetwork(fabric)
-    per_node = fabric.ranks_per_node
+                     network: AnalyticalNetwork | None = None, hosts: np.ndarray | None = None,
+                     ranks_per_node: int | None = None) -> tuple[str, dict[str, float]]:
+    """The fastest supported algorithm for ``op`` at this size over ``hosts`` (default: every host, with the
+    fabric's nodes) by the analytical model, as NCCL's tuner picks one; returns it and every candidate's time.
+    """
+    network = network or _chooser(fabric)
+    if hosts is None:
+        per_node = fabric.ranks_per_node
+        n = fabric.n_hosts
+    else:
+        per_node, n = ranks_per_node, len(hosts)
     times: dict[str, float] = {}
     for algo in SUPPORTED[op]:
-        if algo == "hierarchical" and not (per_node and per_node > 1 and fabric.n_hosts % per_node == 0):
+        if algo == "hierarchical" and not (per_node and 1 < per_node < n and n % per_node == 0):
             continue
-        times[algo] = analytical_collective(network, op, algo, size_bytes, servers, per_node)[0]
+        times[algo] = analytical_collective(network, op, algo, size_bytes, servers, per_node, hosts)[0]
     return min(times, key=times.__getitem__), times
+
+
+_CHOOSERS: weakref.WeakKeyDictionary[Fabric, AnalyticalNetwork] = weakref.WeakKeyDictionary()
+
+
+def _chooser(fabric: Fabric) -> AnalyticalNetwork:
+    """One analytical network per fabric whose memo serves every algorithm choice on it."""
+    network = _CHOOSERS.get(fabric)
+    if network is None:
+        network = _CHOOSERS[fabric] = AnalyticalNetwork(fabric)
+    return network
 
 
 def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, fidelity: str = "flow",

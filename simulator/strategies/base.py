@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.collectives import DEFAULT_ALGO, build_schedule
+from simulator.collectives import build_schedule
 from simulator.compute import Device
 from simulator.fabric import Fabric
 from simulator.schedule import Pattern, Schedule
+from simulator.simulate import choose_algorithm
 from simulator.stepgraph import StepGraph
 from workloads import Workload
 from workloads.ids import expected_unique, make_rng, sample_batch_ids
@@ -107,14 +108,17 @@ def collective(graph: StepGraph, cluster: Cluster, category: str, op: str, size_
     """Add an nccl-sized collective over ``ranks`` (op name: ``name`` or the category); returns its op index
     as deps (or ``deps`` unchanged when there is nothing to send: < 2 ranks or no bytes).
 
-    Over whole nodes (consecutive hosts from a node boundary) rings follow the rails (``ring_order``).
+    The algorithm is the fastest by the analytical model (``choose_algorithm``, as NCCL's tuner picks).
+    Over whole nodes (consecutive hosts from a node boundary) rings follow the rails (``ring_order``) and
+    the hierarchical algorithm is a candidate.
     """
     if len(ranks) < 2 or size_bytes <= 0:
         return deps
     per_node = cluster.fabric.ranks_per_node
     if per_node is not None and not (ranks[0] % per_node == 0 and np.all(np.diff(ranks) == 1)):
         per_node = None
-    schedule = build_schedule(op, DEFAULT_ALGO[op], size_bytes, len(ranks), ranks_per_node=per_node)
+    algo, _ = choose_algorithm(op, size_bytes, cluster.fabric, hosts=ranks, ranks_per_node=per_node)
+    schedule = build_schedule(op, algo, size_bytes, len(ranks), ranks_per_node=per_node)
     return (graph.comm(name or category, category, ranks, schedule, deps=deps, step=step),)
 
 
