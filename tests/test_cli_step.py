@@ -77,3 +77,21 @@ def test_hotness_above_rows_without_replacement_is_refused(capsys, tmp_path) -> 
     code, _out, err = run(capsys, "run", *SMALL, "--set", "tables.t0.replacement=false", "--set",
                           "tables.t0.rows=4", "--set", "tables.t0.hotness=8")
     assert code == 2 and "hotness" in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibration_profile_changes_the_compute_model(capsys, tmp_path) -> None:
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"devices": {"h100": {"eff_flops": 0.006, "eff_mem": 0.008, "eff_gather": 0.003}}}))
+    base_args = ["run", *SMALL, "--fidelity", "analytical", "--json"]
+    _, out, _ = run(capsys, *base_args)
+    _, slow, _ = run(capsys, *base_args, "--calibration", str(profile))
+    assert json.loads(slow)["compute_s"] > 5 * json.loads(out)["compute_s"]
+    code, _, err = run(capsys, *base_args, "--calibration", str(tmp_path / "missing.json"))
+    assert code == 2 and "file not found" in err
+
+
+def test_list_workloads_hardware_strategies(capsys) -> None:
+    assert "dlrm-criteo-tb" in run(capsys, "list", "workloads")[1]
+    assert "h100" in run(capsys, "list", "hardware")[1]
+    out = run(capsys, "list", "strategies")[1]
+    assert all(name in out for name in ("ps:", "des:", "des-rs:", "des-a2a:", "dp:", "tw:", "cw:", "rw:"))

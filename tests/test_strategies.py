@@ -19,20 +19,21 @@ S, KEY = 4, 8  # dtype bytes, id bytes
 
 
 def workload(ids: str = "expected", model: str = "dnn", rows: int = ROWS, batch: int = BATCH,
-             popularity: str = "uniform") -> Workload:
-    table = Table(name="t0", rows=rows, dim=DIM, params_per_id=DIM, fields=FIELDS, hotness=HOT,
-                  popularity=popularity, zipf_alpha=1.1)
-    return Workload(name="test", model=model, tables=[table], dense_features=4, bottom_mlp=[8], top_mlp=[16, 1],
+             popularity: str = "uniform", tables: int = 1) -> Workload:
+    specs = [Table(name=f"t{i}", rows=rows, dim=DIM, params_per_id=DIM, fields=FIELDS, hotness=HOT,
+                   popularity=popularity, zipf_alpha=1.1) for i in range(tables)]
+    return Workload(name="test", model=model, tables=specs, dense_features=4, bottom_mlp=[8], top_mlp=[16, 1],
                     interaction="concat", batch_per_worker=batch, dtype_bytes=S, id_bytes=KEY, ids=ids, seed=3)
 
 
 def run(wl: Workload, strategy: str, hosts: int, *, servers: int | None = None, placement: str = "colocated",
         workers: int | None = None, dense: str = "ps", fidelity: str = "analytical", steps: int = 1,
-        des_input: str = "gathered") -> dict:
+        des_input: str = "gathered", mode: str = "sync", column_shards: int = 4, device: str = "h100"):
     fabric = Fabric(star_graph(hosts))
-    cluster = make_cluster(fabric, strategy, load_device("h100"), load_device("cpu-server"), workers, servers,
+    cluster = make_cluster(fabric, strategy, load_device(device), load_device("cpu-server"), workers, servers,
                            placement)
-    options = StrategyOptions(PSOptions(dense=dense), DESOptions(input=des_input), ShardingOptions())
+    options = StrategyOptions(PSOptions(dense=dense, mode=mode), DESOptions(input=des_input),
+                              ShardingOptions(column_shards=column_shards))
     return simulate_step(wl, cluster, strategy, fidelity, steps, options)
 
 
@@ -159,3 +160,62 @@ def test_every_strategy_runs_at_both_fidelities(strategy: str) -> None:
         report = run(workload(), strategy, 4, fidelity=fidelity, servers=2 if strategy == "ps" else None)
         assert report.summary["step_time_s"] > 0
         assert report.summary["fits_memory"]
+
+
+def test_ps_with_dense_all_reduced_among_workers() -> None:
+    n, p = 4, 2
+    wl = workload()
+    report = run(wl, "ps", n + p, servers=p, placement="dedicated", dense="allreduce")
+    by_cat = report.summary["bytes_by_category"]
+    assert "dense.push" not in by_cat and "dense.pull" not in by_cat
+    assert np.allclose(per_worker(report, "dense.allreduce"), 2 * (n - 1) / n * wl.dense_params * S)
+
+
+def test_table_wise_sends_ids_to_owners_and_gets_pooled_rows_back() -> None:
+    """4 equal tables on 2 workers: each owns 2; a worker sends the other's 2 tables' IDs, gets 2 pooled."""
+    wl = workload(tables=4)
+    report = run(wl, "tw", 2)
+    ids_per_table, pooled_per_table = BATCH * FIELDS * HOT * KEY, BATCH * FIELDS * DIM * S
+    assert np.allclose(per_worker(report, "sparse.ids"), 2 * ids_per_table)
+    assert np.allclose(per_worker(report, "sparse.pooled", "bytes_received"), 2 * pooled_per_table)
+    assert np.allclose(per_worker(report, "sparse.pooled_grad"), 2 * pooled_per_table)
+
+
+def test_column_wise_splits_each_table_across_workers() -> None:
+    """One table cut into 2 column blocks on 2 workers: IDs go to both, each returns half the columns."""
+    wl = workload()
+    report = run(wl, "cw", 2, column_shards=2)
+    assert np.allclose(per_worker(report, "sparse.ids"), BATCH * FIELDS * HOT * KEY)
+    assert np.allclose(per_worker(report, "sparse.pooled", "bytes_received"), BATCH * FIELDS * DIM // 2 * S)
+
+
+def test_row_wise_is_ids_by_all_to_all_and_a_reduce_scatter_of_pooled_rows() -> None:
+    n = 4
+    wl = workload()
+    report = run(wl, "rw", n)
+    share = (n - 1) / n
+    assert np.allclose(per_worker(report, "sparse.ids"), share * BATCH * FIELDS * HOT * KEY)
+    assert np.allclose(per_worker(report, "sparse.pooled"), share * n * BATCH * FIELDS * DIM * S)
+
+
+def test_data_parallel_does_not_fit_when_tables_outgrow_the_device() -> None:
+    report = run(workload(rows=400_000_000), "dp", 2, device="v100")
+    assert not report.summary["fits_memory"]
+    worker = report.summary["memory"]["worker"]
+    assert not worker["fits"] and "tables" in worker["reason"] and "v100" in worker["reason"]
+    assert worker["bytes"] > 32e9
+
+
+def test_async_ps_does_not_wait_for_the_update_and_sync_does() -> None:
+    """Sync: a server answers step k+1's keys only after applying step k's update; async: right away."""
+    n, p = 4, 2
+    wl = workload(batch=1024)
+    results = {mode: run(wl, "ps", n + p, servers=p, placement="dedicated", mode=mode, steps=3, fidelity="flow")
+               for mode in ("sync", "async")}
+    for mode, report in results.items():
+        trace = report.trace
+        on_servers = trace[trace["rank"] >= n]
+        update_end = on_servers[(on_servers.op == "server.update") & (on_servers.step == 0)].end_s.min()
+        next_pull = on_servers[(on_servers.op == "pull.keys") & (on_servers.step == 1)].start_s.min()
+        assert (next_pull >= update_end - 1e-12) == (mode == "sync")
+    assert results["async"].summary["step_time_s"] <= results["sync"].summary["step_time_s"]
