@@ -207,7 +207,7 @@ def _write_step_outputs(reports: list, trace_out: str | None, links_out: str | N
 @app.command()
 def run(
     workload: WorkloadOpt = DEFAULT_WORKLOAD, topology: TopologyOpt = DEFAULT_STEP_TOPOLOGY,
-    strategy: Annotated[str, typer.Option(help="ps | des | des-rs | des-a2a | dp | tw | cw | rw")] = "des",
+    strategy: Annotated[str, typer.Option(help="ps | des | des-rs | des-a2a | dp | tw | cw | rw | twrw")] = "des",
     fidelity: FidelityOpt = "flow", overrides: SetOpt = None, device: DeviceOpt = "h100",
     server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
     placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",

@@ -202,7 +202,7 @@ def test_rate_tolerance_stays_within_its_bound_on_random_traffic(seed: int) -> N
     exact, _ = run_flow(fabric, schedule, rate_tolerance=0.0)
     batched, network = run_flow(fabric, schedule)  # check_capacity is on: never over capacity
     assert np.allclose(batched.rank_end_s, exact.rank_end_s, rtol=network.core.rate_tolerance, atol=0)
-    assert np.array_equal(batched.sent_bytes, exact.sent_bytes)
+    assert np.allclose(batched.sent_bytes, exact.sent_bytes, rtol=1e-12)  # summed in another order
 
 
 def _reference_max_min(routes: list[list[int]], capacity: list[float]) -> list[float]:

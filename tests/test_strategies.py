@@ -97,7 +97,7 @@ def test_des_with_replicated_input_sends_no_ids() -> None:
     assert "des.ids" not in report.summary["bytes_by_category"]
 
 
-@pytest.mark.parametrize("strategy", ["ps", "des", "des-rs", "des-a2a", "dp", "tw", "cw", "rw"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_one_worker_sends_nothing(strategy: str) -> None:
     report = run(workload(), strategy, 1, servers=1 if strategy == "ps" else None)
     assert report.summary["bytes_on_wire"] == 0
@@ -219,3 +219,20 @@ def test_async_ps_does_not_wait_for_the_update_and_sync_does() -> None:
         next_pull = on_servers[(on_servers.op == "pull.keys") & (on_servers.step == 1)].start_s.min()
         assert (next_pull >= update_end - 1e-12) == (mode == "sync")
     assert results["async"].summary["step_time_s"] <= results["sync"].summary["step_time_s"]
+
+
+def test_table_wise_row_wise_splits_rows_inside_nodes_and_crosses_nodes_on_rails() -> None:
+    """2 nodes x 2 GPUs, 2 equal tables: one per node, rows split over its 2 GPUs (by id mod 2)."""
+    from topologies import load_topology
+
+    wl = workload(tables=2)
+    fabric = Fabric(load_topology("dgx:nodes=2,gpus_per_node=2,nvlink_gbps=3600,nic_gbps=400,rails=true"))
+    cluster = make_cluster(fabric, "twrw", load_device("h100"), load_device("cpu-server"))
+    trace = simulate_step(wl, cluster, "twrw", "flow").trace
+    ids, pooled = BATCH * FIELDS * HOT * KEY, BATCH * FIELDS * DIM * S
+    sent = trace.groupby(["op", "rank"], observed=True).bytes_sent.sum()
+    for rank in range(4):
+        assert sent[("input_dist", rank)] == pytest.approx(1.5 * ids)  # half its own node's table, all the other's
+        assert sent[("output_dist.intra", rank)] == pytest.approx(2 * pooled)  # (2-1)/2 of B = 4 b samples
+        assert sent[("output_dist.cross", rank)] == pytest.approx(pooled)  # to the same local rank of the other node
+        assert sent[("output_dist.grad.cross", rank)] == pytest.approx(pooled)

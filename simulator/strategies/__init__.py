@@ -5,7 +5,7 @@
 | ``ps`` | worker <-> server: keys, rows, row gradients (and dense values/gradients or a dense all-reduce) |
 | ``des``, ``des-rs``, ``des-a2a`` | IDs and partial results (and their gradients); dense all-reduce |
 | ``dp`` | all-reduce of every table's gradient and of dense gradients |
-| ``tw``, ``cw``, ``rw`` | TorchRec input/output distribution of IDs and pooled embeddings; dense all-reduce |
+| ``tw``, ``cw``, ``rw``, ``twrw`` | TorchRec input/output distribution of IDs and pooled embeddings; dense all-reduce |
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ DESCRIPTIONS = {
     "tw": "TorchRec table-wise sharding (all-to-all of IDs and pooled embeddings)",
     "cw": "TorchRec column-wise sharding",
     "rw": "TorchRec row-wise sharding (all-to-all of IDs, reduce-scatter of pooled embeddings)",
+    "twrw": "TorchRec table-wise-row-wise sharding (tables on nodes, rows over a node's GPUs)",
 }
 
 

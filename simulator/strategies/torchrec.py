@@ -1,4 +1,4 @@
-"""TorchRec-style embedding sharding baselines (TRAINING.md): ``tw``, ``cw`` and ``rw``.
+"""TorchRec-style embedding sharding baselines (TRAINING.md): ``tw``, ``cw``, ``rw`` and ``twrw``.
 
 Each lowers to TorchRec's input distribution (IDs to the ranks holding their rows, by all-to-all) and
 output distribution (pooled embeddings back to the ranks owning the samples), mirrored in backward:
@@ -10,6 +10,10 @@ output distribution (pooled embeddings back to the ranks owning the samples), mi
 - ``rw`` row-wise: rows hash-partitioned over all workers; IDs by all-to-all to row owners; each worker
   pools partial embeddings of its rows for the whole global batch, and a reduce-scatter of
   B x sum(fields x dim) values gives each worker its samples; backward all-gathers the gradients.
+- ``twrw`` table-wise-row-wise: each table on one node (greedy, by size), its rows split over the
+  node's ranks; IDs go to the row owners inside that node; pooled partials are reduce-scattered inside
+  the node (NVLink), then sent across nodes by a rail-aligned all-to-all; backward in reverse. Without
+  nodes (one rank per host) it is ``tw``.
 Dense gradients are all-reduced as in every synchronous strategy.
 """
 
@@ -20,10 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
-from simulator.strategies.base import Cluster, Lowered, collective, demand, exchange, worker_memory
+from simulator.strategies.base import Cluster, Demand, Lowered, collective, demand, exchange, worker_memory
 from workloads import Workload
 
-SHARDINGS = ("tw", "cw", "rw")
+SHARDINGS = ("tw", "cw", "rw", "twrw")
 
 
 class ShardingOptions(BaseModel):
@@ -57,67 +61,136 @@ def place_shards(workload: Workload, n_workers: int, column_shards: int = 1) -> 
 
 def lower_sharded(workload: Workload, cluster: Cluster, sharding: str, steps: int = 1,
                   options: ShardingOptions | None = None) -> Lowered:
-    """The step graph of TorchRec sharding ``sharding`` (tw | cw | rw)."""
+    """The step graph of TorchRec sharding ``sharding`` (tw | cw | rw | twrw)."""
     if sharding not in SHARDINGS:
         raise ValueError(f"unknown sharding {sharding!r}")
     opts = options or ShardingOptions()
     workers, device = cluster.workers, cluster.device
-    n, b, s, key = len(workers), workload.batch_per_worker, workload.dtype_bytes, workload.id_bytes
+    n, b, s = len(workers), workload.batch_per_worker, workload.dtype_bytes
     graph = StepGraph(cluster.fabric.n_hosts, workers, steps=steps)
     fwd_s, bwd_s = costs.dense_forward_s(workload, device, b), costs.dense_backward_s(workload, device, b)
-    src, dst = np.repeat(workers, n), np.tile(workers, n)
-    fields = np.array([t.fields for t in workload.tables], dtype=np.float64)
-    dims = np.array([t.dim for t in workload.tables], dtype=np.float64)
-    shard_table, shard_width, shard_owner = place_shards(workload, n, opts.column_shards if sharding == "cw" else 1)
+    plan = _Plan(workload, cluster, sharding, opts)
     stats = demand(workload, n) if workload.ids == "expected" else None
-    shard_bytes = np.zeros(n)
     for k in range(steps):
         dem = stats or demand(workload, n, k)
-        if sharding == "rw":
-            lookups = dem.split(n, unique=False)
-            ids_bytes = lookups.sum(axis=2).ravel() * key
-            owned_lookups, owned_rows = lookups.sum(axis=0), dem.owned_global(n)
-            lookup_s = costs.lookup_s(workload, device, owned_lookups, owned_rows)
-            update_s = costs.sparse_update_s(workload, device, owned_rows)
-        else:
-            # ids[w, o]: IDs worker w sends to owner o; pooled[w, o]: values o returns to w per sample.
-            ids_count, pooled = np.zeros((n, n)), np.zeros((n, n))
-            owner_lookups, owner_rows = np.zeros((n, len(workload.tables))), np.zeros((n, len(workload.tables)))
-            for t, width, o in zip(shard_table, shard_width, shard_owner, strict=True):
-                ids_count[:, o] += dem.lookups[t]
-                pooled[:, o] += fields[t] * width
-                frac = width / dims[t]  # a column block moves that fraction of each row's bytes
-                owner_lookups[o, t] += n * dem.lookups[t] * frac
-                owner_rows[o, t] += dem.unique_global[t] * frac
-            ids_bytes = ids_count.ravel() * key
-            lookup_s = costs.lookup_s(workload, device, owner_lookups, owner_rows)
-            update_s = costs.sparse_update_s(workload, device, owner_rows)
-        ids = exchange(graph, "input_dist", "sparse.ids", src, dst, ids_bytes, (), k)
+        ids_bytes, lookups, rows = plan.input_dist(dem)
+        lookup_s = costs.lookup_s(workload, device, lookups, rows)
+        ids = exchange(graph, "input_dist", "sparse.ids", plan.src, plan.dst, ids_bytes, (), k)
         pool = graph.compute("embedding.forward", "compute.embedding", workers, lookup_s, deps=ids, step=k)
-        if sharding == "rw":
-            out_bytes = n * b * float((fields * dims).sum()) * s
-            got = collective(graph, cluster, "sparse.pooled", "reducescatter", out_bytes, workers, (pool,), k,
-                             name="output_dist")
-        else:
-            got = exchange(graph, "output_dist", "sparse.pooled", dst, src, pooled.ravel() * b * s, (pool,), k)
+        got = plan.output_dist(graph, (pool,), k, backward=False)
         fwd = graph.compute("forward", "compute.forward", workers, fwd_s, deps=got, step=k)
         bwd = graph.compute("backward", "compute.backward", workers, bwd_s, deps=(fwd,), step=k)
-        if sharding == "rw":
-            grads = collective(graph, cluster, "sparse.pooled_grad", "allgather", out_bytes, workers, (bwd,), k,
-                               name="output_dist.grad")
-        else:
-            grads = exchange(graph, "output_dist.grad", "sparse.pooled_grad", src, dst, pooled.ravel() * b * s,
-                             (bwd,), k)
-        graph.compute("embedding.backward", "compute.update", workers, lookup_s + update_s, deps=grads, step=k)
+        grads = plan.output_dist(graph, (bwd,), k, backward=True)
+        graph.compute("embedding.backward", "compute.update", workers,
+                      lookup_s + costs.sparse_update_s(workload, device, rows), deps=grads, step=k)
         reduced = collective(graph, cluster, "dense.allreduce", "allreduce", workload.dense_params * s,
                              workers, (bwd,), k)
         graph.compute("dense.update", "compute.update", workers,
                       costs.dense_update_s(workload, device, workload.dense_params), deps=reduced, step=k)
     slots = workload.optimizer_slots
-    if sharding == "rw":
-        shard_bytes[:] = workload.sparse_bytes / n
-    else:
-        rows = np.array([workload.tables[t].rows for t in shard_table], dtype=np.float64)
-        np.add.at(shard_bytes, shard_owner, rows * shard_width * s)
-    memory = worker_memory(workload, 2 + slots, sparse_shard=float(shard_bytes.max()) * (1 + slots))
+    memory = worker_memory(workload, 2 + slots, sparse_shard=plan.max_shard_bytes() * (1 + slots))
     return Lowered(graph, {"worker": memory})
+
+
+class _Plan:
+    """Where each sharding puts rows, and the bytes its input and output distributions move."""
+
+    def __init__(self, workload: Workload, cluster: Cluster, sharding: str, opts: ShardingOptions) -> None:
+        self.workload, self.cluster, self.sharding = workload, cluster, sharding
+        workers = cluster.workers
+        n = len(workers)
+        self.src, self.dst = np.repeat(workers, n), np.tile(workers, n)
+        self.fields = np.array([t.fields for t in workload.tables], dtype=np.float64)
+        self.dims = np.array([t.dim for t in workload.tables], dtype=np.float64)
+        self.row_counts = np.array([t.rows for t in workload.tables], dtype=np.float64)
+        if sharding == "twrw":
+            per_node = cluster.fabric.ranks_per_node or 1
+            self.group = per_node if n % per_node == 0 else 1  # ranks of a node share each of its tables' rows
+            self.nodes = workers.reshape(n // self.group, self.group)
+            self.table_node = place_shards(workload, len(self.nodes))[2]
+        elif sharding in ("tw", "cw"):
+            self.shards = place_shards(workload, n, opts.column_shards if sharding == "cw" else 1)
+
+    def input_dist(self, dem: Demand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(IDs bytes w -> o flattened w-major, lookups per (worker, table), rows touched per (worker, table))."""
+        n, n_tables = len(self.cluster.workers), len(self.workload.tables)
+        key = self.workload.id_bytes
+        if self.sharding == "rw":
+            lookups = dem.split(n, unique=False)
+            return lookups.sum(axis=2).ravel() * key, lookups.sum(axis=0), dem.owned_global(n)
+        ids, own_lookups, own_rows = np.zeros((n, n)), np.zeros((n, n_tables)), np.zeros((n, n_tables))
+        if self.sharding == "twrw":
+            by_row = dem.split(self.group, unique=False)  # (worker, local rank, table): row buckets of a node
+            rows = dem.owned_global(self.group)
+            for t, node in enumerate(self.table_node):
+                ranks = np.searchsorted(self.cluster.workers, self.nodes[node])
+                ids[:, ranks] += by_row[:, :, t]
+                own_lookups[ranks, t] = by_row[:, :, t].sum(axis=0)
+                own_rows[ranks, t] = rows[:, t]
+            return ids.ravel() * key, own_lookups, own_rows
+        for t, width, o in zip(*self.shards, strict=True):
+            frac = width / self.dims[t]  # a column block moves that fraction of each row's bytes
+            ids[:, o] += dem.lookups[t]
+            own_lookups[o, t] += n * dem.lookups[t] * frac
+            own_rows[o, t] += dem.unique_global[t] * frac
+        return ids.ravel() * key, own_lookups, own_rows
+
+    def output_dist(self, graph: StepGraph, deps: tuple[int, ...], step: int, backward: bool) -> tuple[int, ...]:
+        """Pooled rows to the workers owning the samples (or their gradients back, ``backward``)."""
+        workload, cluster = self.workload, self.cluster
+        workers, b, s = cluster.workers, workload.batch_per_worker, workload.dtype_bytes
+        n = len(workers)
+        category = "sparse.pooled_grad" if backward else "sparse.pooled"
+        name = "output_dist.grad" if backward else "output_dist"
+        if self.sharding == "rw":
+            size = n * b * float((self.fields * self.dims).sum()) * s
+            return collective(graph, cluster, category, "allgather" if backward else "reducescatter", size, workers,
+                              deps, step, name=name)
+        if self.sharding == "twrw":
+            return self._twrw_output(graph, deps, step, backward, category, name)
+        pooled = np.zeros((n, n))  # values owner o returns to worker w per sample
+        for t, width, o in zip(*self.shards, strict=True):
+            pooled[:, o] += self.fields[t] * width
+        src, dst = (self.src, self.dst) if backward else (self.dst, self.src)
+        return exchange(graph, name, category, src, dst, pooled.ravel() * b * s, deps, step)
+
+    def _twrw_output(self, graph: StepGraph, deps: tuple[int, ...], step: int, backward: bool, category: str,
+                     name: str) -> tuple[int, ...]:
+        """Reduce-scatter of B x width inside each node, then rail-aligned all-to-all across nodes: local
+        rank i of a node holds the samples of every worker with local index i (TorchRec's TwRw dist);
+        backward runs it in reverse (all-to-all, then all-gather inside the node)."""
+        workload, cluster = self.workload, self.cluster
+        b, s = workload.batch_per_worker, workload.dtype_bytes
+        n_nodes, group = self.nodes.shape
+        width = np.zeros(n_nodes)
+        np.add.at(width, self.table_node, self.fields * self.dims)
+        # rank (o, i) <-> every worker (o', i): b x width[o] values each
+        dst = np.concatenate([np.tile(self.nodes[:, i], n_nodes) for i in range(group)])
+        src = np.concatenate([np.repeat(self.nodes[:, i], n_nodes) for i in range(group)])
+        sizes = np.concatenate([np.repeat(width, n_nodes) for _ in range(group)]) * b * s
+
+        def inside(deps_in: tuple[int, ...]) -> tuple[int, ...]:
+            out: tuple[int, ...] = ()
+            for node, ranks in enumerate(self.nodes):
+                out += collective(graph, cluster, category, "allgather" if backward else "reducescatter",
+                                  n_nodes * group * b * width[node] * s, ranks, deps_in, step, name=f"{name}.intra")
+            return out or deps_in
+
+        if backward:
+            return inside(exchange(graph, f"{name}.cross", category, dst, src, sizes, deps, step))
+        return exchange(graph, f"{name}.cross", category, src, dst, sizes, inside(deps), step)
+
+    def max_shard_bytes(self) -> float:
+        """The most table bytes any worker holds."""
+        workload = self.workload
+        n, s = len(self.cluster.workers), workload.dtype_bytes
+        if self.sharding == "rw":
+            return workload.sparse_bytes / n
+        if self.sharding == "twrw":
+            per_node = np.zeros(len(self.nodes))
+            np.add.at(per_node, self.table_node, self.row_counts * self.dims * s)
+            return float(per_node.max()) / self.group
+        table, width, owner = self.shards
+        held = np.zeros(n)
+        np.add.at(held, owner, self.row_counts[table] * width * s)
+        return float(held.max())
