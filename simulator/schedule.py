@@ -102,12 +102,16 @@ class Schedule:
         return int(sum(s.repeat * len(s.pattern) for s in self.steps))
 
     def bytes_by_rank(self) -> tuple[np.ndarray, np.ndarray]:
-        """(bytes sent, bytes received) by each rank over all steps."""
+        """(bytes sent, bytes received) by each rank over all steps (computed once per set of steps)."""
+        cached = self.__dict__.get("_bytes_by_rank")
+        if cached is not None and cached[0] == len(self.steps):
+            return cached[1]
         sent, received = np.zeros(self.n_ranks), np.zeros(self.n_ranks)
         for step in self.steps:
             p = step.pattern
             sent += step.repeat * np.bincount(p.src, weights=p.size_bytes, minlength=self.n_ranks)
             received += step.repeat * np.bincount(p.dst, weights=p.size_bytes, minlength=self.n_ranks)
+        self.__dict__["_bytes_by_rank"] = (len(self.steps), (sent, received))
         return sent, received
 
 

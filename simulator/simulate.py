@@ -53,6 +53,9 @@ class _Profiled:
     messages: int
 
 
+DIRECT_MAX_RANKS = 64
+
+
 def analytical_collective(network: AnalyticalNetwork, op: str, algo: str, size_bytes: float, servers: int = 0,
                           ranks_per_node: int | None = None, hosts: np.ndarray | None = None,
                           ) -> tuple[float, np.ndarray, _Profiled]:
@@ -81,6 +84,7 @@ def choose_algorithm(op: str, size_bytes: float, fabric: Fabric, servers: int = 
                      ranks_per_node: int | None = None) -> tuple[str, dict[str, float]]:
     """The fastest supported algorithm for ``op`` at this size over ``hosts`` (default: every host, with the
     fabric's nodes) by the analytical model, as NCCL's tuner picks one; returns it and every candidate's time.
+    All-pairs ``direct`` reductions and gathers are candidates up to ``DIRECT_MAX_RANKS`` ranks.
     """
     network = network or _chooser(fabric)
     if hosts is None:
@@ -92,6 +96,8 @@ def choose_algorithm(op: str, size_bytes: float, fabric: Fabric, servers: int = 
     for algo in SUPPORTED[op]:
         if algo == "hierarchical" and not (per_node and 1 < per_node < n and n % per_node == 0):
             continue
+        if algo == "direct" and op not in ("alltoall", "incast", "pushpull") and n > DIRECT_MAX_RANKS:
+            continue  # all pairs: N^2 messages to route, and never the fastest at this scale
         times[algo] = analytical_collective(network, op, algo, size_bytes, servers, per_node, hosts)[0]
     return min(times, key=times.__getitem__), times
 

@@ -71,6 +71,19 @@ class Demand:
                 out[w, :, t] = np.bincount(shard_of(ids, parts), minlength=parts)
         return out
 
+    def split_totals(self, parts: int, unique: bool = True, weights: np.ndarray | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """``split``'s two reductions without its (workers, parts, tables) array where counts are expected:
+        (workers, parts) sums over tables weighted by ``weights`` (default 1), and (parts, tables) sums
+        over workers."""
+        w = np.ones(len(self.lookups)) if weights is None else weights
+        if self.ids is None:
+            per = self.unique if unique else np.broadcast_to(self.lookups, self.unique.shape)
+            by_pair = np.repeat((per @ w)[:, None] / parts, parts, axis=1)
+            return by_pair, np.repeat(per.sum(axis=0)[None, :] / parts, parts, axis=0)
+        counts = self.split(parts, unique)
+        return counts @ w, counts.sum(axis=0)
+
     def owned_global(self, parts: int) -> np.ndarray:
         """(parts, tables): distinct IDs of the global batch owned by each part."""
         if self.ids is None:

@@ -55,12 +55,12 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
     stats = demand(workload, n) if workload.ids == "expected" else None
     for k in range(steps):
         dem = stats or demand(workload, n, k)
-        lookups = dem.split(n, unique=False)  # (requester, owner, tables)
-        owned_lookups = lookups.sum(axis=0)  # (owner, tables): IDs of the global batch each owner serves
+        # IDs each requester sends each owner; IDs of the global batch each owner serves, per table.
+        ids_to_owner, owned_lookups = dem.split_totals(n, unique=False)
         owned_rows = dem.owned_global(n)
 
         if variant == "des-a2a":
-            ids = exchange(graph, "des.ids", "des.ids", src, dst, lookups.sum(axis=2).ravel() * key, (), k)
+            ids = exchange(graph, "des.ids", "des.ids", src, dst, ids_to_owner.ravel() * key, (), k)
         elif opts.input == "gathered":
             ids = collective(graph, cluster, "des.ids", "allgather", big_b * m * key, workers, (), k)
         else:

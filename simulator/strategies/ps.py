@@ -60,14 +60,15 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
     stats = demand(workload, n) if workload.ids == "expected" else None
     for k in range(steps):
         dem = stats or demand(workload, n, k)
-        keys = dem.split(p)  # (workers, servers, tables): distinct IDs of each worker held by each server
-        keys_ws = keys.sum(axis=2).ravel()
-        rows_ws = (keys * values).sum(axis=2).ravel()
+        # Distinct IDs of each worker held by each server, and each server's requested rows per table.
+        keys_ws, requested = dem.split_totals(p)
+        keys_ws = keys_ws.ravel()
+        rows_ws = dem.split_totals(p, weights=values)[0].ravel()
         waits = _update_to_wait_for(updates, k, opts)
 
         pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys_ws * key, waits, k)
         lookup = graph.compute("server.lookup", "server.lookup", servers,
-                               costs.lookup_s(workload, server_device, keys.sum(axis=0), keys.sum(axis=0)),
+                               costs.lookup_s(workload, server_device, requested, requested),
                                deps=pull, step=k, stream="server.lookup")
         pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows_ws, (lookup,), k)
         if opts.dense == "ps":

@@ -116,8 +116,8 @@ class _Plan:
         n, n_tables = len(self.cluster.workers), len(self.workload.tables)
         key = self.workload.id_bytes
         if self.sharding == "rw":
-            lookups = dem.split(n, unique=False)
-            return lookups.sum(axis=2).ravel() * key, lookups.sum(axis=0), dem.owned_global(n)
+            ids_to_owner, owned_lookups = dem.split_totals(n, unique=False)
+            return ids_to_owner.ravel() * key, owned_lookups, dem.owned_global(n)
         ids, own_lookups, own_rows = np.zeros((n, n)), np.zeros((n, n_tables)), np.zeros((n, n_tables))
         if self.sharding == "twrw":
             by_row = dem.split(self.group, unique=False)  # (worker, local rank, table): row buckets of a node
