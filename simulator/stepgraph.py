@@ -67,12 +67,12 @@ class StepGraph:
                             duration_s=duration))
 
     def comm(self, name: str, category: str, ranks: np.ndarray, schedule: Schedule,
-             deps: tuple[int, ...] = (), step: int = 0, kind: OpKind = "collective") -> int:
+             deps: tuple[int, ...] = (), step: int = 0, kind: OpKind = "collective", stream: str = "comm") -> int:
         """Add a communication op running ``schedule`` over ``ranks``; returns its index."""
         ranks = np.asarray(ranks, dtype=np.int64)
         if schedule.n_ranks != len(ranks):
             raise ValueError(f"op {name}: schedule has {schedule.n_ranks} ranks, op has {len(ranks)}")
-        return self._add(Op(len(self.ops), name, kind, category, ranks, tuple(deps), step, "comm", schedule=schedule))
+        return self._add(Op(len(self.ops), name, kind, category, ranks, tuple(deps), step, stream, schedule=schedule))
 
     def _add(self, op: Op) -> int:
         if len(np.unique(op.ranks)) != len(op.ranks) or (len(op.ranks) and (op.ranks.min() < 0

@@ -236,3 +236,25 @@ def test_table_wise_row_wise_splits_rows_inside_nodes_and_crosses_nodes_on_rails
         assert sent[("output_dist.intra", rank)] == pytest.approx(2 * pooled)  # (2-1)/2 of B = 4 b samples
         assert sent[("output_dist.cross", rank)] == pytest.approx(pooled)  # to the same local rank of the other node
         assert sent[("output_dist.grad.cross", rank)] == pytest.approx(pooled)
+
+
+def test_async_and_bounded_staleness_give_each_worker_its_own_request_stream() -> None:
+    """ssp (bound s=1): a step-3 pull waits for every worker's step-1 update, not step 2's.
+    async: a worker's next pull leaves when its own push is done, whatever the others do."""
+    n, p = 3, 2
+    wl = workload(ids="sampled", popularity="zipf", batch=2048)  # workers differ: distinct IDs differ
+    ssp = run(wl, "ps", n + p, servers=p, placement="dedicated", mode="ssp", steps=4, fidelity="flow")
+    trace = ssp.trace
+    servers = trace["rank"] >= n
+    step1_updates = trace[servers & (trace.op == "server.update") & (trace.step == 1)].end_s.max()
+    step3_pulls = trace[servers & (trace.op == "pull.keys") & (trace.step == 3)]
+    assert len(step3_pulls) == n * p  # one request stream per worker, on every server
+    assert step3_pulls.start_s.min() >= step1_updates - 1e-12
+
+    trace = run(wl, "ps", n + p, servers=p, placement="dedicated", mode="async", steps=2, fidelity="flow").trace
+    mine = trace[trace["rank"] < n]
+    for w in range(n):
+        push_end = mine[(mine["rank"] == w) & (mine.op == "push") & (mine.step == 0)].end_s.max()
+        dense_end = mine[(mine["rank"] == w) & (mine.op == "dense.push") & (mine.step == 0)].end_s.max()
+        next_pull = mine[(mine["rank"] == w) & (mine.op == "pull.keys") & (mine.step == 1)].start_s.min()
+        assert next_pull == pytest.approx(max(push_end, dense_end), rel=1e-12)

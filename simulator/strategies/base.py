@@ -84,6 +84,12 @@ class Demand:
         counts = self.split(parts, unique)
         return counts @ w, counts.sum(axis=0)
 
+    def requested(self, parts: int, workers: np.ndarray) -> np.ndarray:
+        """(parts, tables): distinct IDs of each of ``workers``' batches owned by each part, summed."""
+        if self.ids is None:
+            return np.repeat(self.unique[workers].sum(axis=0)[None, :] / parts, parts, axis=0)
+        return self.split(parts)[workers].sum(axis=0)
+
     def owned_global(self, parts: int) -> np.ndarray:
         """(parts, tables): distinct IDs of the global batch owned by each part."""
         if self.ids is None:
@@ -136,7 +142,7 @@ def collective(graph: StepGraph, cluster: Cluster, category: str, op: str, size_
 
 
 def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: np.ndarray,
-             size_bytes: np.ndarray, deps: tuple[int, ...], step: int) -> tuple[int, ...]:
+             size_bytes: np.ndarray, deps: tuple[int, ...], step: int, stream: str = "comm") -> tuple[int, ...]:
     """Add one round of point-to-point messages between hosts (``src[i] -> dst[i]``, ``size_bytes[i]``)."""
     keep = (size_bytes > 0) & (src != dst)
     src, dst, size_bytes = src[keep], dst[keep], size_bytes[keep]
@@ -149,7 +155,7 @@ def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: n
     pattern = Pattern.of(len(ranks), position[src], position[dst], size_bytes)
     schedule = Schedule(len(ranks))
     schedule.add(pattern)
-    return (graph.comm(name, category, ranks, schedule, deps=deps, step=step, kind="p2p"),)
+    return (graph.comm(name, category, ranks, schedule, deps=deps, step=step, kind="p2p", stream=stream),)
 
 
 @dataclass

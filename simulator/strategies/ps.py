@@ -8,14 +8,11 @@ Per step, worker w with U_w distinct IDs (split over P servers by ``shard_of``):
   ``dense.push`` P_d gradients at its end, range-partitioned) or all-reduced among workers
   (``dense=allreduce``, PERSIA-like);
 - each server merges the gradients of its rows and applies the optimizer on its CPU.
-Synchronous (BSP): a server answers step k+1's pulls after applying step k's update.
-Asynchronous (``mode=async``) and bounded staleness (``mode=ssp``, bound s): step k+1's pulls wait
-for no update, or only for step k - s's. A server answers requests concurrently with its updates
-(its lookups and updates run on separate CPU streams).
-
-Simplification: a server answers a step's pulls once every worker's keys of that step are in (one
-request round per step, as a server batching requests does). So ``async`` and ``ssp`` remove the wait
-for updates, not the coupling of workers through that round.
+Synchronous (BSP): one request round per step; a server answers step k+1's pulls after applying every
+worker's step-k gradients. Asynchronous (``mode=async``) and bounded staleness (``mode=ssp``, bound s):
+every worker has its own request stream; a server serves and updates for each worker separately (its
+requests in order, other workers' concurrently), and step k+1's pulls wait for no update (async) or for
+every worker's step k - s update (ssp). A fast worker runs ahead of a slow one by at most s steps.
 """
 
 from __future__ import annotations
@@ -53,42 +50,56 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
     b, slots = workload.batch_per_worker, workload.optimizer_slots
     dense_bytes = workload.dense_params * s
     graph = StepGraph(cluster.fabric.n_hosts, workers, servers, steps)
-    src, dst = np.repeat(workers, p), np.tile(servers, n)
-    updates: list[int] = []
+    # Sync: one request round of every worker per step. Async/ssp: each worker has its own request stream
+    # (its ops, and the servers' part in them, are ordered per worker only).
+    groups = [np.arange(n)] if opts.mode == "sync" else [np.array([w]) for w in range(n)]
+    updates: list[tuple[int, ...]] = []  # per step: the server update ops of every group
     fwd_s = costs.dense_forward_s(workload, cluster.device, b)
     bwd_s = costs.dense_backward_s(workload, cluster.device, b)
     stats = demand(workload, n) if workload.ids == "expected" else None
     for k in range(steps):
         dem = stats or demand(workload, n, k)
-        # Distinct IDs of each worker held by each server, and each server's requested rows per table.
-        keys_ws, requested = dem.split_totals(p)
-        keys_ws = keys_ws.ravel()
-        rows_ws = dem.split_totals(p, weights=values)[0].ravel()
-        waits = _update_to_wait_for(updates, k, opts)
-
-        pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys_ws * key, waits, k)
-        lookup = graph.compute("server.lookup", "server.lookup", servers,
-                               costs.lookup_s(workload, server_device, requested, requested),
-                               deps=pull, step=k, stream="server.lookup")
-        pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows_ws, (lookup,), k)
-        if opts.dense == "ps":
-            pulled += exchange(graph, "dense.pull", "dense.pull", dst, src, np.full(n * p, dense_bytes / p), waits, k)
+        keys_ws = dem.split_totals(p)[0]  # (workers, servers): distinct IDs of each worker held by each server
+        rows_ws = dem.split_totals(p, weights=values)[0]
         # Pooling the pulled rows forward, and scattering gradients into them backward: the same gather.
         pool_s = costs.lookup_s(workload, cluster.device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique)
-        fwd = graph.compute("forward", "compute.forward", workers, pool_s + fwd_s, deps=pulled, step=k)
-        bwd = graph.compute("backward", "compute.backward", workers, pool_s + bwd_s, deps=(fwd,), step=k)
-        pushed = exchange(graph, "push", "sparse.push", src, dst, keys_ws * key + rows_ws, (bwd,), k)
-        server_s = costs.server_update_s(workload, server_device, dem.owned_global(p))
-        if opts.dense == "ps":
-            pushed += exchange(graph, "dense.push", "dense.push", src, dst, np.full(n * p, dense_bytes / p), (bwd,), k)
-            server_s = server_s + costs.dense_update_s(workload, server_device, workload.dense_params / p)
-        else:
+        waits = _updates_to_wait_for(updates, k, opts)
+        step_updates, backwards = [], []
+        for members in groups:
+            own = len(groups) > 1
+            comm, server_stream = (f"ps.w{members[0]}", f"server.w{members[0]}") if own else ("comm", "server")
+            hosts = workers[members]
+            src, dst = np.repeat(hosts, p), np.tile(servers, len(members))
+            keys = keys_ws[members].ravel() * key
+            rows = rows_ws[members].ravel()
+            requested = dem.requested(p, members)
+            pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys, waits, k, comm)
+            lookup = graph.compute("server.lookup", "server.lookup", servers,
+                                   costs.lookup_s(workload, server_device, requested, requested),
+                                   deps=pull, step=k, stream=server_stream)
+            pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows, (lookup,), k, comm)
+            if opts.dense == "ps":
+                pulled += exchange(graph, "dense.pull", "dense.pull", dst, src,
+                                   np.full(len(src), dense_bytes / p), waits, k, comm)
+            fwd = graph.compute("forward", "compute.forward", hosts, pool_s[members] + fwd_s, deps=pulled, step=k)
+            bwd = graph.compute("backward", "compute.backward", hosts, pool_s[members] + bwd_s, deps=(fwd,), step=k)
+            backwards.append(bwd)
+            pushed = exchange(graph, "push", "sparse.push", src, dst, keys + rows, (bwd,), k, comm)
+            # A server merges the gradients of the rows it received: distinct across the round's workers.
+            merged = requested if own else dem.owned_global(p)
+            server_s = costs.server_update_s(workload, server_device, merged)
+            if opts.dense == "ps":
+                pushed += exchange(graph, "dense.push", "dense.push", src, dst, np.full(len(src), dense_bytes / p),
+                                   (bwd,), k, comm)
+                server_s = server_s + costs.dense_update_s(workload, server_device, workload.dense_params / p)
+            step_updates.append(graph.compute("server.update", "server.update", servers, server_s, deps=pushed,
+                                              step=k, stream=server_stream))
+        if opts.dense == "allreduce":
             reduced = collective(graph, cluster, "dense.allreduce", "allreduce", dense_bytes, workers,
-                                 (bwd,), k)
+                                 tuple(backwards), k)
             graph.compute("dense.update", "compute.update", workers,
                           costs.dense_update_s(workload, cluster.device, workload.dense_params), deps=reduced, step=k)
-        updates.append(graph.compute("server.update", "server.update", servers, server_s, deps=pushed, step=k,
-                                     stream="server.update"))
+        updates.append(tuple(step_updates))
 
     pulled_bytes = float(((stats or demand(workload, n)).unique * values).sum(axis=1).max()) * 2  # rows, grads
     dense_copies = 2 if opts.dense == "ps" else 2 + slots
@@ -98,9 +109,10 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
     return Lowered(graph, memory)
 
 
-def _update_to_wait_for(updates: list[int], step: int, opts: PSOptions) -> tuple[int, ...]:
-    """The server update step ``step``'s pulls wait for: the previous one (sync), step - 1 - s (ssp), none."""
+def _updates_to_wait_for(updates: list[tuple[int, ...]], step: int, opts: PSOptions) -> tuple[int, ...]:
+    """The server updates step ``step``'s pulls wait for: the previous step's (sync), step - 1 - s's (ssp),
+    none (async)."""
     lag = {"sync": 0, "ssp": opts.staleness, "async": None}[opts.mode]
     if lag is None or step - 1 - lag < 0:
         return ()
-    return (updates[step - 1 - lag],)
+    return updates[step - 1 - lag]
