@@ -79,7 +79,7 @@ class Engine:
         ops = graph.ops
         self._pos = []
         for op in ops:
-            pos = np.full(graph.n_ranks, -1, dtype=np.int64)
+            pos = np.full(graph.n_ranks, -1, dtype=np.int32)
             pos[op.ranks] = np.arange(len(op.ranks))
             self._pos.append(pos)
         self._succ: list[list[tuple[int, np.ndarray]]] = [[] for _ in ops]
