@@ -92,9 +92,10 @@ def test_des_rs_sends_half_the_forward_bytes_of_des() -> None:
     assert rs == pytest.approx(des / 2)
 
 
-def test_des_with_replicated_input_sends_no_ids() -> None:
-    report = run(workload(), "des", 4, des_input="replicated")
-    assert "des.ids" not in report.summary["bytes_by_category"]
+@pytest.mark.parametrize("variant", ["des", "des-rs", "des-a2a"])
+def test_des_with_replicated_input_sends_no_ids(variant: str) -> None:
+    by_cat = run(workload(), variant, 4, des_input="replicated").summary["bytes_by_category"]
+    assert "des.ids" not in by_cat and by_cat["des.partials"] > 0
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -54,21 +54,25 @@ class Demand:
     unique: np.ndarray
     unique_global: np.ndarray
     ids: list[list[np.ndarray]] | None = None
+    _splits: dict[tuple[int, bool], np.ndarray] = field(default_factory=dict, repr=False)
 
     def split(self, parts: int, unique: bool = True) -> np.ndarray:
         """(workers, parts, tables): a worker's distinct IDs (or all its lookups) owned by each part.
 
-        Expected counts split evenly (a uniform hash); sampled IDs are counted by ``shard_of``.
+        Expected counts split evenly (a uniform hash); sampled IDs are counted by ``shard_of`` (once).
         """
         n_workers, n_tables = self.unique.shape
         if self.ids is None:
             per = self.unique if unique else np.broadcast_to(self.lookups, self.unique.shape)
             return np.repeat(per[:, None, :] / parts, parts, axis=1)
-        out = np.zeros((n_workers, parts, n_tables))
-        for w, tables in enumerate(self.ids):
-            for t, ids in enumerate(tables):
-                ids = np.unique(ids) if unique else ids.ravel()
-                out[w, :, t] = np.bincount(shard_of(ids, parts), minlength=parts)
+        out = self._splits.get((parts, unique))
+        if out is None:
+            out = np.zeros((n_workers, parts, n_tables))
+            for w, tables in enumerate(self.ids):
+                for t, ids in enumerate(tables):
+                    ids = np.unique(ids) if unique else ids.ravel()
+                    out[w, :, t] = np.bincount(shard_of(ids, parts), minlength=parts)
+            self._splits[(parts, unique)] = out
         return out
 
     def split_totals(self, parts: int, unique: bool = True, weights: np.ndarray | None = None,

@@ -29,7 +29,8 @@ VARIANTS = ("des", "des-rs", "des-a2a")
 
 
 class DESOptions(BaseModel):
-    """``input``: gathered (IDs exchanged) or replicated (every worker reads the global batch's IDs)."""
+    """``input``: gathered (IDs exchanged: all-gathered, or sent to owners for ``des-a2a``) or replicated
+    (every worker reads the global batch's IDs itself)."""
 
     model_config = ConfigDict(extra="forbid")
     input: Literal["gathered", "replicated"] = "gathered"
@@ -59,12 +60,12 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
         ids_to_owner, owned_lookups = dem.split_totals(n, unique=False)
         owned_rows = dem.owned_global(n)
 
-        if variant == "des-a2a":
+        if opts.input == "replicated":
+            ids: tuple[int, ...] = ()
+        elif variant == "des-a2a":
             ids = exchange(graph, "des.ids", "des.ids", src, dst, ids_to_owner.ravel() * key, (), k)
-        elif opts.input == "gathered":
-            ids = collective(graph, cluster, "des.ids", "allgather", big_b * m * key, workers, (), k)
         else:
-            ids = ()
+            ids = collective(graph, cluster, "des.ids", "allgather", big_b * m * key, workers, (), k)
         partial = graph.compute("des.partial_forward", "compute.partial", workers,
                                 costs.lookup_s(workload, device, owned_lookups, owned_rows), deps=ids, step=k)
         if variant == "des":
