@@ -159,8 +159,10 @@ def _print_summary(reports: list, title: str) -> None:
     table = comparison_table(reports)
     console = Console()
     first = reports[0].summary
-    console.print(f"{title}: [bold]{first['workload']}[/bold] ({first['model']}) on {first['workers']} workers of "
-                  f"[bold]{first['topology']}[/bold] at {first['fidelity']} fidelity, batch "
+    servers = max(r.summary["servers"] for r in reports)
+    with_servers = f" (ps: {servers} servers)" if servers else ""
+    console.print(f"{title}: [bold]{first['workload']}[/bold] ({first['model']}) on {first['workers']} workers"
+                  f"{with_servers} of [bold]{first['topology']}[/bold] at {first['fidelity']} fidelity, batch "
                   f"{first['batch_per_worker']} per worker.")
     out = Table(show_header=True)
     for column in ("strategy", "step", "samples/s", "on wire", "per worker", "exposed comm", "memory"):
