@@ -259,3 +259,14 @@ def test_async_and_bounded_staleness_give_each_worker_its_own_request_stream() -
         dense_end = mine[(mine["rank"] == w) & (mine.op == "dense.push") & (mine.step == 0)].end_s.max()
         next_pull = mine[(mine["rank"] == w) & (mine.op == "pull.keys") & (mine.step == 1)].start_s.min()
         assert next_pull == pytest.approx(max(push_end, dense_end), rel=1e-12)
+
+
+@pytest.mark.parametrize("strategy", ["ps", "des", "des-rs", "tw", "rw"])
+def test_flow_and_analytical_agree_on_a_star(strategy: str) -> None:
+    """On a star every ring hop and bipartite exchange shares links evenly: the two backends agree."""
+    wl = workload(tables=2)
+    kwargs = {"servers": 2, "placement": "dedicated"} if strategy == "ps" else {}
+    flow = run(wl, strategy, 6, fidelity="flow", **kwargs).summary
+    analytical = run(wl, strategy, 6, fidelity="analytical", **kwargs).summary
+    assert flow["step_time_s"] == pytest.approx(analytical["step_time_s"], rel=1e-9)
+    assert flow["bytes_on_wire"] == pytest.approx(analytical["bytes_on_wire"], rel=1e-12)
