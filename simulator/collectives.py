@@ -83,13 +83,17 @@ def build_schedule(op: str, algo: str, size_bytes: float, n_ranks: int, servers:
     if algo == "auto":
         raise SpecError("algo", algo, "resolve 'auto' with simulator.simulate.choose_algorithm first")
     n, size = n_ranks, float(size_bytes)
-    if algo == "hierarchical":
-        return _hierarchical(op, size, n, int(ranks_per_node or 0))
     order = ring_order(n, ranks_per_node)
-    if algo == "ring" and op in ("allreduce", "reducescatter", "allgather") and order is not None:
-        return _ring(n, size / n, 2 * (n - 1) if op == "allreduce" else n - 1, order)
-    builder = _BUILDERS[(op, algo)]
-    return builder(size, n, servers) if op == "pushpull" else builder(size, n)
+    if algo == "hierarchical":
+        schedule = _hierarchical(op, size, n, int(ranks_per_node or 0))
+    elif algo == "ring" and op in ("allreduce", "reducescatter", "allgather") and order is not None:
+        schedule = _ring(n, size / n, 2 * (n - 1) if op == "allreduce" else n - 1, order)
+    else:
+        builder = _BUILDERS[(op, algo)]
+        schedule = builder(size, n, servers) if op == "pushpull" else builder(size, n)
+    schedule.shape = (op, algo, n, servers, ranks_per_node, pipeline_chunks(op, algo, size))
+    schedule.size_bytes = size
+    return schedule
 
 
 def _all_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -62,10 +62,17 @@ class Step:
 
 @dataclass
 class Schedule:
-    """Steps of point-to-point messages over ``n_ranks`` ranks, with per-rank dependencies."""
+    """Steps of point-to-point messages over ``n_ranks`` ranks, with per-rank dependencies.
+
+    ``shape`` (optional) names what built the schedule such that every message size is proportional to
+    ``size_bytes``: two schedules of one shape differ only by that scale (collectives set it), which lets
+    the analytical backend reuse one profile for both.
+    """
 
     n_ranks: int
     steps: list[Step] = field(default_factory=list)
+    shape: tuple | None = None
+    size_bytes: float = 0.0
 
     def add(self, pattern: Pattern, repeat: int = 1) -> None:
         if repeat > 0:

@@ -57,6 +57,9 @@ STREAM_MESSAGES = 1 << 20
 PROFILE_CACHE_ENTRIES = 1024
 # Step profiles at unit scale, per fabric, by pattern content: shared by every AnalyticalNetwork on it.
 _PROFILES: weakref.WeakKeyDictionary[Fabric, OrderedDict[bytes, StepProfile]] = weakref.WeakKeyDictionary()
+# Whole-schedule profiles per fabric by (schedule shape, hosts), at a reference size.
+_SHAPES: weakref.WeakKeyDictionary[Fabric, dict[tuple, tuple[float, list[tuple[int, StepProfile]]]]] = (
+    weakref.WeakKeyDictionary())
 
 
 @dataclass
@@ -143,9 +146,21 @@ class AnalyticalNetwork:
         return [(step.repeat, self.step_profile(step.pattern, hosts)) for step in schedule.steps]
 
     def schedule_time_s(self, schedule: Schedule, hosts: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-        """(time in s, bytes per link) of a whole schedule."""
-        profile = self.schedule_profile(schedule, hosts)
-        return profile_time_s(profile), profile_link_bytes(profile, self.fabric.n_links)
+        """(time in s, bytes per link) of a whole schedule.
+
+        A schedule with a ``shape`` is profiled once per shape and hosts, then scaled by its size.
+        """
+        if schedule.shape is None or schedule.size_bytes <= 0:
+            profile, scale = self.schedule_profile(schedule, hosts), 1.0
+        else:
+            hosts = np.arange(schedule.n_ranks) if hosts is None else np.asarray(hosts, dtype=np.int64)
+            cache = _SHAPES.setdefault(self.fabric, {})
+            key = (schedule.shape, hosts.tobytes())
+            if key not in cache:
+                cache[key] = (schedule.size_bytes, self.schedule_profile(schedule, hosts))
+            reference_bytes, profile = cache[key]
+            scale = schedule.size_bytes / reference_bytes
+        return profile_time_s(profile, scale), profile_link_bytes(profile, self.fabric.n_links, scale)
 
     def start(self, schedule: Schedule, hosts: np.ndarray | None = None, ready_s: np.ndarray | None = None,
               on_rank_done: RankCallback | None = None) -> simpy.Event:
