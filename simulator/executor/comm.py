@@ -1,0 +1,117 @@
+"""The one instrumented communicator every executor strategy talks through.
+
+It wraps torch.distributed and counts, per rank and per category (the simulator's names:
+``sparse.pull``, ``des.partials``, ...), the payload bytes sent and received and the wall time spent.
+
+Byte convention, the simulator's reference algorithms (nccl-tests' bus bytes), so that predicted and
+measured counts can be compared exactly:
+- all-reduce of S bytes: 2(N-1)/N x S sent and received per rank (ring);
+- all-gather to S bytes: (N-1)/N x S; reduce-scatter of S bytes: (N-1)/N x S (ring);
+- all-to-all and point-to-point: exactly the bytes addressed to other ranks (self-copies are free).
+Counts are computed from the tensors actually passed, never estimated; metadata (the sizes an uneven
+all-to-all exchanges first) is not payload and is not counted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+
+
+# torch >= 2.13 renamed reduce_scatter_tensor (the old name warns); older releases only have the old one.
+_REDUCE_SCATTER = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+
+
+def payload_bytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+class Communicator:
+    """Collectives and point-to-point transfers on a process group, with byte and time counters."""
+
+    def __init__(self, group: dist.ProcessGroup | None = None) -> None:
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self.world = dist.get_world_size(group)
+        self.sent: dict[str, float] = defaultdict(float)
+        self.received: dict[str, float] = defaultdict(float)
+        self.time_s: dict[str, float] = defaultdict(float)
+
+    def counters(self) -> dict[str, dict[str, float]]:
+        """Per category: bytes sent, bytes received and seconds spent on this rank."""
+        return {c: {"bytes_sent": self.sent[c], "bytes_received": self.received[c], "time_s": self.time_s[c]}
+                for c in sorted(set(self.sent) | set(self.received) | set(self.time_s))}
+
+    def reset(self) -> None:
+        self.sent.clear()
+        self.received.clear()
+        self.time_s.clear()
+
+    @contextmanager
+    def _timed(self, category: str, sent: float, received: float) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.time_s[category] += time.perf_counter() - started
+        self.sent[category] += sent
+        self.received[category] += received
+
+    def all_reduce(self, tensor: torch.Tensor, category: str) -> torch.Tensor:
+        """Sum ``tensor`` over ranks, in place."""
+        moved = 2 * (self.world - 1) / self.world * payload_bytes(tensor)
+        with self._timed(category, moved, moved):
+            dist.all_reduce(tensor, group=self.group)
+        return tensor
+
+    def all_gather(self, tensor: torch.Tensor, category: str) -> torch.Tensor:
+        """Every rank's ``tensor`` (same shape on all ranks), concatenated along dim 0 in rank order."""
+        out = torch.empty((self.world * tensor.shape[0], *tensor.shape[1:]), dtype=tensor.dtype)
+        moved = (self.world - 1) * payload_bytes(tensor)
+        with self._timed(category, moved, moved):
+            dist.all_gather_into_tensor(out, tensor.contiguous(), group=self.group)
+        return out
+
+    def reduce_scatter(self, tensor: torch.Tensor, category: str) -> torch.Tensor:
+        """Sum over ranks of ``tensor`` (dim 0 divisible by the world size); this rank's chunk of it."""
+        if tensor.shape[0] % self.world:
+            raise ValueError(f"reduce_scatter: dim 0 ({tensor.shape[0]}) is not a multiple of {self.world}")
+        out = torch.empty((tensor.shape[0] // self.world, *tensor.shape[1:]), dtype=tensor.dtype)
+        moved = (self.world - 1) / self.world * payload_bytes(tensor)
+        with self._timed(category, moved, moved):
+            _REDUCE_SCATTER(out, tensor.contiguous(), group=self.group)
+        return out
+
+    def all_to_all(self, chunks: list[torch.Tensor], category: str) -> list[torch.Tensor]:
+        """Send ``chunks[r]`` to rank r (any lengths along dim 0, same trailing shape); returns what each
+        rank sent here, in rank order."""
+        if len(chunks) != self.world:
+            raise ValueError(f"all_to_all: {len(chunks)} chunks for {self.world} ranks")
+        send_counts = torch.tensor([c.shape[0] for c in chunks], dtype=torch.int64)
+        recv_counts = torch.empty_like(send_counts)
+        dist.all_to_all_single(recv_counts, send_counts, group=self.group)  # metadata, not payload
+        trailing = chunks[0].shape[1:]
+        out = torch.empty((int(recv_counts.sum()), *trailing), dtype=chunks[0].dtype)
+        row_bytes = chunks[0].element_size() * math.prod(trailing)
+        others = [r for r in range(self.world) if r != self.rank]
+        sent = sum(int(send_counts[r]) for r in others) * row_bytes
+        received = sum(int(recv_counts[r]) for r in others) * row_bytes
+        with self._timed(category, sent, received):
+            dist.all_to_all_single(out, torch.cat(chunks).contiguous(), recv_counts.tolist(), send_counts.tolist(),
+                                   group=self.group)
+        return list(out.split(recv_counts.tolist()))
+
+    def exchange(self, sends: dict[int, torch.Tensor], receives: dict[int, torch.Tensor], category: str) -> None:
+        """Point-to-point: send ``sends[peer]`` and receive into ``receives[peer]`` (preallocated), all at once."""
+        ops = [dist.P2POp(dist.isend, t.contiguous(), peer, group=self.group) for peer, t in sends.items()]
+        ops += [dist.P2POp(dist.irecv, t, peer, group=self.group) for peer, t in receives.items()]
+        sent = sum(payload_bytes(t) for t in sends.values())
+        received = sum(payload_bytes(t) for t in receives.values())
+        with self._timed(category, sent, received):
+            if ops:
+                for request in dist.batch_isend_irecv(ops):
+                    request.wait()
