@@ -23,7 +23,6 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-
 # torch >= 2.13 renamed reduce_scatter_tensor (the old name warns); older releases only have the old one.
 _REDUCE_SCATTER = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
