@@ -35,6 +35,7 @@ class Cluster:
     device: Device
     servers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     server_device: Device | None = None
+    collective_algorithm: str | None = None  # None: the fastest (as NCCL's tuner); a name forces it (NCCL_ALGO)
 
     @property
     def n_workers(self) -> int:
@@ -140,7 +141,8 @@ def collective(graph: StepGraph, cluster: Cluster, category: str, op: str, size_
     per_node = cluster.fabric.ranks_per_node
     if per_node is not None and not (ranks[0] % per_node == 0 and np.all(np.diff(ranks) == 1)):
         per_node = None
-    algo, _ = choose_algorithm(op, size_bytes, cluster.fabric, hosts=ranks, ranks_per_node=per_node)
+    algo = cluster.collective_algorithm or choose_algorithm(op, size_bytes, cluster.fabric, hosts=ranks,
+                                                            ranks_per_node=per_node)[0]
     schedule = build_schedule(op, algo, size_bytes, len(ranks), ranks_per_node=per_node)
     return (graph.comm(name or category, category, ranks, schedule, deps=deps, step=step),)
 

@@ -1,0 +1,128 @@
+"""Logistic regression, for real: the single-process reference and DES (``des``, ``des-rs``) on ranks.
+
+The data is the simulator's: worker w's batch at step k holds the IDs ``workloads.ids.sample_batch_ids``
+draws from ``make_rng(seed, w, k)`` (labels from a separate generator, so IDs match the simulator's
+``ids=sampled`` exactly); the global batch is the workers' batches in rank order. The loss is the sum of
+binary cross-entropies over the global batch divided by B, so the reference's gradient is exactly the
+sum of the workers' gradients. Optimizer: plain SGD.
+
+DES: worker r owns the rows with ``id mod N == r`` of every table (``simulator.strategies.base.shard_of``),
+stored at ``id // N``. It all-gathers the batch's IDs (``des.ids``), sums the weights it owns for every
+sample of the global batch (its sub-operator), and the partial sums are added across workers
+(``des.partials``: all-reduce, or reduce-scatter for ``des-rs``); each worker keeps its b logits. Backward
+all-gathers the b logit gradients (``des.partials_grad``) so every worker updates its own rows; the bias
+gradient is all-reduced (``dense.allreduce``). No weight ever crosses the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from simulator.executor.comm import Communicator
+from workloads import Workload
+from workloads.ids import make_rng, sample_batch_ids
+
+LEARNING_RATE = 0.5
+
+
+@dataclass
+class Batch:
+    """One worker's (or the global) batch: per table an (n, fields x hotness) ID array, and labels."""
+
+    ids: list[np.ndarray]
+    labels: np.ndarray
+
+
+def worker_batch(workload: Workload, worker: int, step: int) -> Batch:
+    b = workload.batch_per_worker
+    drawn = sample_batch_ids(workload, b, make_rng(workload.seed, worker, step))
+    labels = np.random.default_rng([workload.seed, worker, step, 1]).integers(0, 2, b).astype(np.float32)
+    return Batch([drawn[t.name] for t in workload.tables], labels)
+
+
+def global_batch(workload: Workload, world: int, step: int) -> Batch:
+    parts = [worker_batch(workload, w, step) for w in range(world)]
+    return Batch([np.concatenate([p.ids[t] for p in parts]) for t in range(len(workload.tables))],
+                 np.concatenate([p.labels for p in parts]))
+
+
+def initial_weights(workload: Workload) -> list[np.ndarray]:
+    """Every table's weights (one per ID) before training, from the workload's seed."""
+    return [np.random.default_rng([workload.seed, 7, t]).normal(0.0, 0.1, spec.rows).astype(np.float32)
+            for t, spec in enumerate(workload.tables)]
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, global_batch_size: int) -> torch.Tensor:
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / global_batch_size
+
+
+def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np.ndarray], float, list[float]]:
+    """Single-process training on the global batches: (tables, bias, loss per step)."""
+    tables = [torch.tensor(w, requires_grad=True) for w in initial_weights(workload)]
+    bias = torch.zeros((), requires_grad=True)
+    losses = []
+    for step in range(steps):
+        batch = global_batch(workload, world, step)
+        logits = bias + sum(table[torch.from_numpy(ids)].sum(dim=1) for table, ids in zip(tables, batch.ids,
+                                                                                          strict=True))
+        loss = _loss(logits, torch.from_numpy(batch.labels), len(batch.labels))
+        loss.backward()
+        with torch.no_grad():
+            for param in (*tables, bias):
+                param -= LEARNING_RATE * param.grad
+                param.grad = None
+        losses.append(float(loss.detach()))
+    return [t.detach().numpy() for t in tables], float(bias), losses
+
+
+class _SumPartials(torch.autograd.Function):
+    """Forward: sum the B partial results over workers, keep this worker's b. Backward: all-gather the b
+    gradients, so every worker gets the gradient of all B of its partials."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, partial: torch.Tensor, comm: Communicator,
+                reduce_scatter: bool) -> torch.Tensor:
+        ctx.comm = comm
+        if reduce_scatter:
+            return comm.reduce_scatter(partial, "des.partials")
+        summed = comm.all_reduce(partial.clone(), "des.partials")
+        b = len(partial) // comm.world
+        return summed[comm.rank * b:(comm.rank + 1) * b].clone()
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return ctx.comm.all_gather(grad.contiguous(), "des.partials_grad"), None, None
+
+
+def train_des(rank: int, world: int, workload: Workload, steps: int, variant: str = "des") -> dict:
+    """One DES worker's training; returns its rows (owned IDs and weights), bias, losses and counters."""
+    comm = Communicator()
+    owned = [np.arange(rank, spec.rows, world) for spec in workload.tables]
+    tables = [torch.tensor(w[rank::world], requires_grad=True) for w in initial_weights(workload)]
+    bias = torch.zeros((), requires_grad=True)
+    losses = []
+    for step in range(steps):
+        mine = worker_batch(workload, rank, step)
+        ids = [comm.all_gather(torch.from_numpy(x), "des.ids") for x in mine.ids]  # the global batch's IDs
+        big_b = world * workload.batch_per_worker
+        partial = torch.zeros(big_b)
+        for table, table_ids in zip(tables, ids, strict=True):
+            here = table_ids % world == rank
+            samples = torch.arange(big_b).unsqueeze(1).expand_as(table_ids)[here]
+            partial = partial.index_add(0, samples, table[table_ids[here] // world])
+        logits = _SumPartials.apply(partial, comm, variant == "des-rs") + bias
+        loss = _loss(logits, torch.from_numpy(mine.labels), big_b)
+        loss.backward()
+        with torch.no_grad():
+            bias_grad = comm.all_reduce(bias.grad.reshape(1).clone(), "dense.allreduce")[0]
+            for table in tables:
+                table -= LEARNING_RATE * table.grad
+                table.grad = None
+            bias -= LEARNING_RATE * bias_grad
+            bias.grad = None
+        losses.append(float(comm.all_reduce(loss.detach().reshape(1).clone(), "metrics")[0]))
+    return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "bias": float(bias),
+            "losses": losses, "counters": comm.counters()}

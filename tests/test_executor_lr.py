@@ -1,0 +1,50 @@
+"""DES logistic regression on real gloo ranks: the same model as single-process training, and exactly the
+bytes the simulator predicts for the same workload and IDs."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import star_graph  # noqa: E402
+
+from simulator.compute import load_device  # noqa: E402
+from simulator.executor.launch import run_local  # noqa: E402
+from simulator.executor.lr import train_des, train_reference  # noqa: E402
+from simulator.fabric import Fabric  # noqa: E402
+from simulator.training import make_cluster, simulate_step  # noqa: E402
+from workloads import lr  # noqa: E402
+
+STEPS = 3
+
+
+def small_lr(batch: int = 16) -> object:
+    return lr(n_tables=3, rows=1000, hotness=2, batch_per_worker=batch, ids="sampled", seed=5,
+              popularity="zipf", zipf_alpha=1.1)
+
+
+def _simulated_bytes(workload: object, world: int, strategy: str) -> dict[tuple[str, int], float]:
+    fabric = Fabric(star_graph(world))
+    cluster = make_cluster(fabric, strategy, load_device("h100"), load_device("cpu-server"))
+    cluster.collective_algorithm = "ring"  # the communicator counts ring (bus) bytes
+    trace = simulate_step(workload, cluster, strategy, "analytical", steps=STEPS).trace
+    comm = trace[trace.kind != "compute"]
+    return {key: float(v) for key, v in comm.groupby(["category", "rank"], observed=True).bytes_sent.sum().items()}
+
+
+@pytest.mark.parametrize(("world", "variant"), [(2, "des"), (4, "des-rs")])
+def test_des_equals_single_process_training_and_the_predicted_bytes(world: int, variant: str) -> None:
+    workload = small_lr()
+    ranks = run_local(train_des, world, workload, STEPS, variant, timeout_s=60)
+    tables, bias, losses = train_reference(workload, world, STEPS)
+    for out in ranks:
+        assert np.allclose(out["losses"], losses, rtol=1e-5, atol=1e-7)
+        assert out["bias"] == pytest.approx(bias, rel=1e-5, abs=1e-7)
+        for owned, weights, full in zip(out["owned"], out["weights"], tables, strict=True):
+            assert np.allclose(weights, full[owned], rtol=1e-5, atol=1e-7)
+    predicted = _simulated_bytes(workload, world, variant)
+    measured = {(category, rank): c["bytes_sent"] for rank, out in enumerate(ranks)
+                for category, c in out["counters"].items() if category != "metrics"}
+    assert measured.keys() == predicted.keys()
+    for key, value in predicted.items():
+        assert measured[key] == pytest.approx(value, rel=1e-12), key
