@@ -48,3 +48,36 @@ def test_des_equals_single_process_training_and_the_predicted_bytes(world: int, 
     assert measured.keys() == predicted.keys()
     for key, value in predicted.items():
         assert measured[key] == pytest.approx(value, rel=1e-12), key
+
+
+def test_synchronous_ps_equals_single_process_training_and_the_predicted_bytes() -> None:
+    """3 workers and 2 dedicated servers; the bias all-reduced among workers."""
+    from simulator.executor.lr import train_ps
+    from simulator.strategies import StrategyOptions
+    from simulator.strategies.ps import PSOptions
+
+    workers, servers = 3, 2
+    workload = small_lr()
+    ranks = run_local(train_ps, workers + servers, workload, STEPS, servers, timeout_s=60)
+    tables, bias, losses = train_reference(workload, workers, STEPS)
+    full = np.concatenate(tables)
+    for out in ranks[:workers]:
+        assert np.allclose(out["losses"], losses, rtol=1e-5, atol=1e-7)
+        assert out["bias"] == pytest.approx(bias, rel=1e-5, abs=1e-7)
+    for out in ranks[workers:]:
+        assert np.allclose(out["weights"], full[out["owned"]], rtol=1e-5, atol=1e-7)
+
+    fabric = Fabric(star_graph(workers + servers))
+    cluster = make_cluster(fabric, "ps", load_device("h100"), load_device("cpu-server"), servers=servers,
+                           placement="dedicated")
+    cluster.collective_algorithm = "ring"
+    options = StrategyOptions.default()
+    options.ps = PSOptions(dense="allreduce")
+    trace = simulate_step(workload, cluster, "ps", "analytical", steps=STEPS, options=options).trace
+    comm = trace[trace.kind != "compute"]
+    predicted = comm.groupby(["category", "rank"], observed=True).bytes_sent.sum()
+    measured = {(category, rank): c["bytes_sent"] for rank, out in enumerate(ranks)
+                for category, c in out["counters"].items() if category != "metrics"}
+    for key, value in predicted.items():
+        assert measured.get(key, 0.0) == pytest.approx(float(value), rel=1e-12), key
+    assert all(key in predicted.index or value == 0 for key, value in measured.items())

@@ -114,3 +114,18 @@ class Communicator:
             if ops:
                 for request in dist.batch_isend_irecv(ops):
                     request.wait()
+
+    def exchange_variable(self, sends: dict[int, torch.Tensor], sources: list[int], category: str,
+                          dtype: torch.dtype = torch.int64) -> dict[int, torch.Tensor]:
+        """Point-to-point with sizes unknown to the receivers: send ``sends[peer]`` (1-D) and return what each
+        of ``sources`` sent here (as ``dtype``). The lengths go first, as metadata (not counted)."""
+        lengths = {peer: torch.tensor([len(t)], dtype=torch.int64) for peer, t in sends.items()}
+        incoming = {peer: torch.empty(1, dtype=torch.int64) for peer in sources}
+        ops = [dist.P2POp(dist.isend, t, peer, group=self.group) for peer, t in lengths.items()]
+        ops += [dist.P2POp(dist.irecv, t, peer, group=self.group) for peer, t in incoming.items()]
+        if ops:
+            for request in dist.batch_isend_irecv(ops):
+                request.wait()
+        receives = {peer: torch.empty(int(n[0]), dtype=dtype) for peer, n in incoming.items()}
+        self.exchange(sends, receives, category)
+        return receives
