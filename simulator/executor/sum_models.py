@@ -1,4 +1,9 @@
-"""Logistic regression, for real: the single-process reference and DES (``des``, ``des-rs``) on ranks.
+"""Models whose sparse part is a sum over IDs, for real: LR and FM, single-process and on ranks (DES, PS).
+
+Each ID's row (``params_per_id`` values) maps to a partial vector of width r = ``Workload.partial_width``,
+and a sample's partial result is the sum over its IDs (TRAINING.md): LR, the weight (r = 1); FM, the
+vector v and the scalar w - |v|^2 / 2 (r = k + 1). The rest is dense: LR's logit is the sum plus a bias,
+FM's is bias + (the scalar) + |sum of v|^2 / 2. That sum is what DES splits over row owners.
 
 The data is the simulator's: worker w's batch at step k holds the IDs ``workloads.ids.sample_batch_ids``
 draws from ``make_rng(seed, w, k)`` (labels from a separate generator, so IDs match the simulator's
@@ -7,11 +12,11 @@ binary cross-entropies over the global batch divided by B, so the reference's gr
 sum of the workers' gradients. Optimizer: plain SGD.
 
 DES: worker r owns the rows with ``id mod N == r`` of every table (``simulator.strategies.base.shard_of``),
-stored at ``id // N``. It all-gathers the batch's IDs (``des.ids``), sums the weights it owns for every
-sample of the global batch (its sub-operator), and the partial sums are added across workers
-(``des.partials``: all-reduce, or reduce-scatter for ``des-rs``); each worker keeps its b logits. Backward
-all-gathers the b logit gradients (``des.partials_grad``) so every worker updates its own rows; the bias
-gradient is all-reduced (``dense.allreduce``). No weight ever crosses the network.
+stored at ``id // N``. It all-gathers the batch's IDs (``des.ids``), sums the partials of the rows it owns
+for every sample of the global batch (its sub-operator), and the partial sums are added across workers
+(``des.partials``: all-reduce, or reduce-scatter for ``des-rs``); each worker keeps its b rows. Backward
+all-gathers the b partial gradients (``des.partials_grad``) so every worker updates its own rows; the bias
+gradient is all-reduced (``dense.allreduce``). No row ever crosses the network.
 """
 
 from __future__ import annotations
@@ -49,10 +54,31 @@ def global_batch(workload: Workload, world: int, step: int) -> Batch:
                  np.concatenate([p.labels for p in parts]))
 
 
-def initial_weights(workload: Workload) -> list[np.ndarray]:
-    """Every table's weights (one per ID) before training, from the workload's seed."""
-    return [np.random.default_rng([workload.seed, 7, t]).normal(0.0, 0.1, spec.rows).astype(np.float32)
-            for t, spec in enumerate(workload.tables)]
+MODELS = ("lr", "fm")
+
+
+def initial_rows(workload: Workload) -> list[np.ndarray]:
+    """Every table's rows, (rows, params_per_id), before training, from the workload's seed."""
+    if workload.model not in MODELS:
+        raise ValueError(f"sum_models runs {', '.join(MODELS)}, not {workload.model}")
+    return [np.random.default_rng([workload.seed, 7, t]).normal(0.0, 0.1, (spec.rows, spec.params_per_id))
+            .astype(np.float32) for t, spec in enumerate(workload.tables)]
+
+
+def per_id(model: str, rows: torch.Tensor) -> torch.Tensor:
+    """Each row's partial vector (last axis): LR its weight; FM (v, w - |v|^2 / 2)."""
+    if model == "lr":
+        return rows
+    v = rows[..., 1:]
+    return torch.cat([v, rows[..., :1] - 0.5 * (v * v).sum(dim=-1, keepdim=True)], dim=-1)
+
+
+def head(model: str, summed: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Logits from the summed partials (n, r)."""
+    if model == "lr":
+        return summed[:, 0] + bias
+    v = summed[:, :-1]
+    return bias + summed[:, -1] + 0.5 * (v * v).sum(dim=1)
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor, global_batch_size: int) -> torch.Tensor:
@@ -60,14 +86,15 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, global_batch_size: int) ->
 
 
 def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np.ndarray], float, list[float]]:
-    """Single-process training on the global batches: (tables, bias, loss per step)."""
-    tables = [torch.tensor(w, requires_grad=True) for w in initial_weights(workload)]
+    """Single-process training on the global batches: (tables' rows, bias, loss per step)."""
+    tables = [torch.tensor(w, requires_grad=True) for w in initial_rows(workload)]
     bias = torch.zeros((), requires_grad=True)
     losses = []
     for step in range(steps):
         batch = global_batch(workload, world, step)
-        logits = bias + sum(table[torch.from_numpy(ids)].sum(dim=1) for table, ids in zip(tables, batch.ids,
-                                                                                          strict=True))
+        summed = sum(per_id(workload.model, table[torch.from_numpy(ids)]).sum(dim=1)
+                     for table, ids in zip(tables, batch.ids, strict=True))
+        logits = head(workload.model, summed, bias)
         loss = _loss(logits, torch.from_numpy(batch.labels), len(batch.labels))
         loss.backward()
         with torch.no_grad():
@@ -101,19 +128,19 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     """One DES worker's training; returns its rows (owned IDs and weights), bias, losses and counters."""
     comm = Communicator()
     owned = [np.arange(rank, spec.rows, world) for spec in workload.tables]
-    tables = [torch.tensor(w[rank::world], requires_grad=True) for w in initial_weights(workload)]
+    tables = [torch.tensor(w[rank::world], requires_grad=True) for w in initial_rows(workload)]
     bias = torch.zeros((), requires_grad=True)
     losses = []
     for step in range(steps):
         mine = worker_batch(workload, rank, step)
         ids = [comm.all_gather(torch.from_numpy(x), "des.ids") for x in mine.ids]  # the global batch's IDs
         big_b = world * workload.batch_per_worker
-        partial = torch.zeros(big_b)
+        partial = torch.zeros(big_b, workload.partial_width)
         for table, table_ids in zip(tables, ids, strict=True):
             here = table_ids % world == rank
             samples = torch.arange(big_b).unsqueeze(1).expand_as(table_ids)[here]
-            partial = partial.index_add(0, samples, table[table_ids[here] // world])
-        logits = _SumPartials.apply(partial, comm, variant == "des-rs") + bias
+            partial = partial.index_add(0, samples, per_id(workload.model, table[table_ids[here] // world]))
+        logits = head(workload.model, _SumPartials.apply(partial, comm, variant == "des-rs"), bias)
         loss = _loss(logits, torch.from_numpy(mine.labels), big_b)
         loss.backward()
         with torch.no_grad():
@@ -142,6 +169,7 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
         return _serve(comm, rank - n, n, workload, steps)
     dense = Communicator(workers_group)
     offsets = _table_offsets(workload)
+    width = _row_width(workload)
     bias = torch.zeros((), requires_grad=True)
     losses = []
     for step in range(steps):
@@ -151,15 +179,16 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
         keys = {n + s: torch.from_numpy(np.unique(gids[owner == s])) for s in range(servers)}
         comm.exchange_variable(keys, [], "sparse.pull")
         rows = comm.exchange_variable({}, list(keys), "sparse.pull", torch.float32)
-        pulled = {peer: rows[peer].clone().requires_grad_(True) for peer in keys}
+        pulled = {peer: rows[peer].reshape(len(keys[peer]), width).clone().requires_grad_(True) for peer in keys}
         order = np.concatenate([keys[peer].numpy() for peer in keys])
         sorter = np.argsort(order)
         where = torch.from_numpy(sorter[np.searchsorted(order[sorter], gids)])
-        logits = bias + torch.cat([pulled[peer] for peer in keys])[where].sum(dim=1)
+        summed = per_id(workload.model, torch.cat([pulled[peer] for peer in keys])[where]).sum(dim=1)
+        logits = head(workload.model, summed, bias)
         loss = _loss(logits, torch.from_numpy(mine.labels), n * workload.batch_per_worker)
         loss.backward()
         comm.exchange_variable(keys, [], "sparse.push")
-        comm.exchange_variable({peer: pulled[peer].grad for peer in keys}, [], "sparse.push")
+        comm.exchange_variable({peer: pulled[peer].grad.reshape(-1) for peer in keys}, [], "sparse.push")
         with torch.no_grad():
             bias -= LEARNING_RATE * dense.all_reduce(bias.grad.reshape(1).clone(), "dense.allreduce")[0]
             bias.grad = None
@@ -167,6 +196,13 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
     counters = comm.counters()
     counters.update(dense.counters())
     return {"bias": float(bias.detach()), "losses": losses, "counters": counters}
+
+
+def _row_width(workload: Workload) -> int:
+    widths = {t.params_per_id for t in workload.tables}
+    if len(widths) != 1:
+        raise ValueError("the PS executor needs one row width across tables")
+    return widths.pop()
 
 
 def _table_offsets(workload: Workload) -> np.ndarray:
@@ -178,7 +214,8 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
     """A PS server: answer every worker's pull, then apply the summed pushed gradients (per step)."""
     servers = comm.world - n
     offsets = _table_offsets(workload)
-    full = np.concatenate(initial_weights(workload))
+    full = np.concatenate(initial_rows(workload))
+    width = full.shape[1]
     table_of = np.repeat(np.arange(len(workload.tables)), [t.rows for t in workload.tables])
     ids_all = np.arange(len(full)) - offsets[table_of]
     owned = np.nonzero(ids_all % servers == server)[0]  # global rows this server holds
@@ -187,11 +224,12 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
     for _ in range(steps):
         keys = comm.exchange_variable({}, workers, "sparse.pull")
         local = {w: np.searchsorted(owned, keys[w].numpy()) for w in workers}
-        comm.exchange_variable({w: torch.from_numpy(weights[local[w]]) for w in workers}, [], "sparse.pull")
+        comm.exchange_variable({w: torch.from_numpy(weights[local[w]].reshape(-1)) for w in workers}, [],
+                               "sparse.pull")
         pushed_keys = comm.exchange_variable({}, workers, "sparse.push")
         grads = comm.exchange_variable({}, workers, "sparse.push", torch.float32)
         total = np.zeros_like(weights)
         for w in workers:
-            np.add.at(total, np.searchsorted(owned, pushed_keys[w].numpy()), grads[w].numpy())
+            np.add.at(total, np.searchsorted(owned, pushed_keys[w].numpy()), grads[w].numpy().reshape(-1, width))
         weights -= LEARNING_RATE * total
     return {"owned": owned, "weights": weights, "counters": comm.counters()}

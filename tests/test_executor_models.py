@@ -1,5 +1,5 @@
-"""DES logistic regression on real gloo ranks: the same model as single-process training, and exactly the
-bytes the simulator predicts for the same workload and IDs."""
+"""LR and FM on real gloo ranks under DES and synchronous PS: the same model as single-process training,
+and exactly the bytes the simulator predicts for the same workload and IDs."""
 
 import numpy as np
 import pytest
@@ -10,17 +10,19 @@ from conftest import star_graph  # noqa: E402
 
 from simulator.compute import load_device  # noqa: E402
 from simulator.executor.launch import run_local  # noqa: E402
-from simulator.executor.lr import train_des, train_reference  # noqa: E402
+from simulator.executor.sum_models import train_des, train_reference  # noqa: E402
 from simulator.fabric import Fabric  # noqa: E402
 from simulator.training import make_cluster, simulate_step  # noqa: E402
-from workloads import lr  # noqa: E402
+from workloads import fm, lr  # noqa: E402
 
 STEPS = 3
 
 
-def small_lr(batch: int = 16) -> object:
-    return lr(n_tables=3, rows=1000, hotness=2, batch_per_worker=batch, ids="sampled", seed=5,
-              popularity="zipf", zipf_alpha=1.1)
+def small(model: str) -> object:
+    if model == "lr":
+        return lr(n_tables=3, rows=1000, hotness=2, batch_per_worker=16, ids="sampled", seed=5, popularity="zipf",
+                  zipf_alpha=1.1)
+    return fm(n_tables=2, rows=500, dim=4, hotness=3, batch_per_worker=16, ids="sampled", seed=6)
 
 
 def _simulated_bytes(workload: object, world: int, strategy: str) -> dict[tuple[str, int], float]:
@@ -32,16 +34,16 @@ def _simulated_bytes(workload: object, world: int, strategy: str) -> dict[tuple[
     return {key: float(v) for key, v in comm.groupby(["category", "rank"], observed=True).bytes_sent.sum().items()}
 
 
-@pytest.mark.parametrize(("world", "variant"), [(2, "des"), (4, "des-rs")])
-def test_des_equals_single_process_training_and_the_predicted_bytes(world: int, variant: str) -> None:
-    workload = small_lr()
+@pytest.mark.parametrize(("model", "world", "variant"), [("lr", 2, "des"), ("lr", 4, "des-rs"), ("fm", 3, "des")])
+def test_des_equals_single_process_training_and_the_predicted_bytes(model: str, world: int, variant: str) -> None:
+    workload = small(model)
     ranks = run_local(train_des, world, workload, STEPS, variant, timeout_s=60)
     tables, bias, losses = train_reference(workload, world, STEPS)
     for out in ranks:
         assert np.allclose(out["losses"], losses, rtol=1e-5, atol=1e-7)
         assert out["bias"] == pytest.approx(bias, rel=1e-5, abs=1e-7)
-        for owned, weights, full in zip(out["owned"], out["weights"], tables, strict=True):
-            assert np.allclose(weights, full[owned], rtol=1e-5, atol=1e-7)
+        for owned, rows, full in zip(out["owned"], out["weights"], tables, strict=True):
+            assert np.allclose(rows, full[owned], rtol=1e-5, atol=1e-6)
     predicted = _simulated_bytes(workload, world, variant)
     measured = {(category, rank): c["bytes_sent"] for rank, out in enumerate(ranks)
                 for category, c in out["counters"].items() if category != "metrics"}
@@ -50,14 +52,15 @@ def test_des_equals_single_process_training_and_the_predicted_bytes(world: int, 
         assert measured[key] == pytest.approx(value, rel=1e-12), key
 
 
-def test_synchronous_ps_equals_single_process_training_and_the_predicted_bytes() -> None:
+@pytest.mark.parametrize("model", ["lr", "fm"])
+def test_synchronous_ps_equals_single_process_training_and_the_predicted_bytes(model: str) -> None:
     """3 workers and 2 dedicated servers; the bias all-reduced among workers."""
-    from simulator.executor.lr import train_ps
+    from simulator.executor.sum_models import train_ps
     from simulator.strategies import StrategyOptions
     from simulator.strategies.ps import PSOptions
 
     workers, servers = 3, 2
-    workload = small_lr()
+    workload = small(model)
     ranks = run_local(train_ps, workers + servers, workload, STEPS, servers, timeout_s=60)
     tables, bias, losses = train_reference(workload, workers, STEPS)
     full = np.concatenate(tables)
