@@ -1,5 +1,5 @@
-"""LR and FM on real gloo ranks under DES and synchronous PS: the same model as single-process training,
-and exactly the bytes the simulator predicts for the same workload and IDs."""
+"""LR and FM on real gloo ranks under DES (three variants), DP and synchronous PS: the same model as
+single-process training, and exactly the bytes the simulator predicts for the same workload and IDs."""
 
 import numpy as np
 import pytest
@@ -34,10 +34,20 @@ def _simulated_bytes(workload: object, world: int, strategy: str) -> dict[tuple[
     return {key: float(v) for key, v in comm.groupby(["category", "rank"], observed=True).bytes_sent.sum().items()}
 
 
-@pytest.mark.parametrize(("model", "world", "variant"), [("lr", 2, "des"), ("lr", 4, "des-rs"), ("fm", 3, "des")])
-def test_des_equals_single_process_training_and_the_predicted_bytes(model: str, world: int, variant: str) -> None:
+def _train(strategy: str) -> tuple:
+    """The executor function and extra arguments of a synchronous, owner-sharded strategy."""
+    from simulator.executor.sum_models import train_des_a2a, train_dp
+
+    return {"des": (train_des, "des"), "des-rs": (train_des, "des-rs"), "des-a2a": (train_des_a2a,),
+            "dp": (train_dp,)}[strategy]
+
+
+@pytest.mark.parametrize(("model", "world", "variant"), [("lr", 2, "des"), ("lr", 4, "des-rs"), ("fm", 3, "des"),
+                                                         ("fm", 3, "des-a2a"), ("lr", 2, "dp")])
+def test_des_and_dp_equal_single_process_training_and_the_predicted_bytes(model: str, world: int, variant: str) -> None:
     workload = small(model)
-    ranks = run_local(train_des, world, workload, STEPS, variant, timeout_s=60)
+    fn, *extra = _train(variant)
+    ranks = run_local(fn, world, workload, STEPS, *extra, timeout_s=60)
     tables, bias, losses = train_reference(workload, world, STEPS)
     for out in ranks:
         assert np.allclose(out["losses"], losses, rtol=1e-5, atol=1e-7)
@@ -46,7 +56,7 @@ def test_des_equals_single_process_training_and_the_predicted_bytes(model: str, 
             assert np.allclose(rows, full[owned], rtol=1e-5, atol=1e-6)
     predicted = _simulated_bytes(workload, world, variant)
     measured = {(category, rank): c["bytes_sent"] for rank, out in enumerate(ranks)
-                for category, c in out["counters"].items() if category != "metrics"}
+                for category, c in out["counters"].items() if category not in ("metrics", "metadata")}
     assert measured.keys() == predicted.keys()
     for key, value in predicted.items():
         assert measured[key] == pytest.approx(value, rel=1e-12), key

@@ -85,9 +85,9 @@ class Communicator:
             _REDUCE_SCATTER(out, tensor.contiguous(), group=self.group)
         return out
 
-    def all_to_all(self, chunks: list[torch.Tensor], category: str) -> list[torch.Tensor]:
+    def all_to_all(self, chunks: list[torch.Tensor], category: str | None) -> list[torch.Tensor]:
         """Send ``chunks[r]`` to rank r (any lengths along dim 0, same trailing shape); returns what each
-        rank sent here, in rank order."""
+        rank sent here, in rank order. ``category`` None marks metadata (lengths), which is not counted."""
         if len(chunks) != self.world:
             raise ValueError(f"all_to_all: {len(chunks)} chunks for {self.world} ranks")
         send_counts = torch.tensor([c.shape[0] for c in chunks], dtype=torch.int64)
@@ -99,7 +99,7 @@ class Communicator:
         others = [r for r in range(self.world) if r != self.rank]
         sent = sum(int(send_counts[r]) for r in others) * row_bytes
         received = sum(int(recv_counts[r]) for r in others) * row_bytes
-        with self._timed(category, sent, received):
+        with self._timed(category or "metadata", sent if category else 0, received if category else 0):
             dist.all_to_all_single(out, torch.cat(chunks).contiguous(), recv_counts.tolist(), send_counts.tolist(),
                                    group=self.group)
         return list(out.split(recv_counts.tolist()))

@@ -233,3 +233,74 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
             np.add.at(total, np.searchsorted(owned, pushed_keys[w].numpy()), grads[w].numpy().reshape(-1, width))
         weights -= LEARNING_RATE * total
     return {"owned": owned, "weights": weights, "counters": comm.counters()}
+
+
+def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict:
+    """DES with all-to-all (``des-a2a``): each worker sends every owner the IDs of its b samples that owner
+    holds (``des.ids``; per-sample lengths go as metadata), owners return the b x r partial rows of each
+    requester's samples (``des.partials``), and backward sends each owner the b x r partial gradients
+    (``des.partials_grad``); owners kept the IDs and backpropagate into their rows."""
+    comm = Communicator()
+    model, b = workload.model, workload.batch_per_worker
+    owned = [np.arange(rank, spec.rows, world) for spec in workload.tables]
+    tables = [torch.tensor(w[rank::world], requires_grad=True) for w in initial_rows(workload)]
+    bias = torch.zeros((), requires_grad=True)
+    losses = []
+    for step in range(steps):
+        mine = worker_batch(workload, rank, step)
+        # Per requester: this owner's (b, r) partial rows for its samples, with their graph to our rows.
+        partials = [torch.zeros(b, workload.partial_width) for _ in range(world)]
+        for table, ids in zip(tables, mine.ids, strict=True):
+            owner = ids % world
+            ids_to = [torch.from_numpy(ids[owner == o]) for o in range(world)]  # sample-major order
+            lengths = [torch.from_numpy((owner == o).sum(axis=1)) for o in range(world)]
+            got_ids = comm.all_to_all(ids_to, "des.ids")
+            got_lengths = comm.all_to_all(lengths, None)
+            for r in range(world):
+                samples = torch.repeat_interleave(torch.arange(b), got_lengths[r])
+                rows = per_id(model, table[got_ids[r] // world])
+                partials[r] = partials[r].index_add(0, samples, rows)
+        returned = comm.all_to_all([p.detach() for p in partials], "des.partials")
+        summed = torch.stack(returned).sum(dim=0).requires_grad_(True)
+        loss = _loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * b)
+        loss.backward()
+        grads = comm.all_to_all([summed.grad] * world, "des.partials_grad")
+        torch.autograd.backward(partials, grads)
+        with torch.no_grad():
+            bias_grad = comm.all_reduce(bias.grad.reshape(1).clone(), "dense.allreduce")[0]
+            for table in tables:
+                table -= LEARNING_RATE * table.grad
+                table.grad = None
+            bias -= LEARNING_RATE * bias_grad
+            bias.grad = None
+        losses.append(float(comm.all_reduce(loss.detach().reshape(1).clone(), "metrics")[0]))
+    return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()),
+            "losses": losses, "counters": comm.counters()}
+
+
+def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
+    """Data parallel (``dp``): every worker holds every table; the whole table gradients are all-reduced
+    (``sparse.allreduce``), then the bias's (``dense.allreduce``)."""
+    comm = Communicator()
+    model = workload.model
+    tables = [torch.tensor(w, requires_grad=True) for w in initial_rows(workload)]
+    bias = torch.zeros((), requires_grad=True)
+    losses = []
+    for step in range(steps):
+        mine = worker_batch(workload, rank, step)
+        summed = sum(per_id(model, table[torch.from_numpy(ids)]).sum(dim=1)
+                     for table, ids in zip(tables, mine.ids, strict=True))
+        loss = _loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * workload.batch_per_worker)
+        loss.backward()
+        with torch.no_grad():
+            flat = comm.all_reduce(torch.cat([t.grad.reshape(-1) for t in tables]), "sparse.allreduce")
+            bias_grad = comm.all_reduce(bias.grad.reshape(1).clone(), "dense.allreduce")[0]
+            for table, grad in zip(tables, flat.split([t.numel() for t in tables]), strict=True):
+                table -= LEARNING_RATE * grad.reshape(table.shape)
+                table.grad = None
+            bias -= LEARNING_RATE * bias_grad
+            bias.grad = None
+        losses.append(float(comm.all_reduce(loss.detach().reshape(1).clone(), "metrics")[0]))
+    return {"owned": [np.arange(spec.rows) for spec in workload.tables],
+            "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()), "losses": losses,
+            "counters": comm.counters()}
