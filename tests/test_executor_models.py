@@ -94,3 +94,32 @@ def test_synchronous_ps_equals_single_process_training_and_the_predicted_bytes(m
     for key, value in predicted.items():
         assert measured.get(key, 0.0) == pytest.approx(float(value), rel=1e-12), key
     assert all(key in predicted.index or value == 0 for key, value in measured.items())
+
+
+@pytest.mark.parametrize(("model", "variant"), [("dlrm", "des"), ("dnn", "des-rs")])
+def test_pooled_models_under_des_equal_single_process_training_and_the_predicted_bytes(model: str,
+                                                                                       variant: str) -> None:
+    """DLRM (dot interaction) and DNN (concat): MLP heads built from the workload match its dense_params."""
+    from simulator.executor.pooled_models import train_des as train_pooled
+    from simulator.executor.pooled_models import train_reference as reference_pooled
+    from workloads import dlrm, dnn
+
+    world = 2
+    if model == "dlrm":
+        workload = dlrm(n_tables=3, rows=300, dim=4, bottom_mlp=[8, 4], top_mlp=[8, 1], batch_per_worker=8,
+                        ids="sampled", seed=9)
+    else:
+        workload = dnn(n_tables=2, rows=300, dim=4, hotness=2, top_mlp=[8, 1], batch_per_worker=8, ids="sampled",
+                       seed=9)
+    ranks = run_local(train_pooled, world, workload, STEPS, variant, timeout_s=60)
+    tables, losses = reference_pooled(workload, world, STEPS)
+    for out in ranks:
+        assert np.allclose(out["losses"], losses, rtol=1e-5, atol=1e-7)
+        for owned, rows, full in zip(out["owned"], out["weights"], tables, strict=True):
+            assert np.allclose(rows, full[owned], rtol=1e-4, atol=1e-6)
+    predicted = _simulated_bytes(workload, world, variant)
+    measured = {(category, rank): c["bytes_sent"] for rank, out in enumerate(ranks)
+                for category, c in out["counters"].items() if category not in ("metrics", "metadata")}
+    assert measured.keys() == predicted.keys()
+    for key, value in predicted.items():
+        assert measured[key] == pytest.approx(value, rel=1e-12), key
