@@ -96,21 +96,23 @@ def test_synchronous_ps_equals_single_process_training_and_the_predicted_bytes(m
     assert all(key in predicted.index or value == 0 for key, value in measured.items())
 
 
-@pytest.mark.parametrize(("model", "variant"), [("dlrm", "des"), ("dnn", "des-rs")])
+@pytest.mark.parametrize(("model", "variant"), [("dlrm", "des"), ("dnn", "des-rs"), ("widedeep", "des"),
+                                                ("deepfm", "des-rs")])
 def test_pooled_models_under_des_equal_single_process_training_and_the_predicted_bytes(model: str,
                                                                                        variant: str) -> None:
-    """DLRM (dot interaction) and DNN (concat): MLP heads built from the workload match its dense_params."""
+    """DLRM (dot), DNN (concat), W&D (wide + deep) and DeepFM (FM + deep): heads built from the workload's
+    layers match its dense_params; first-order sums travel with the pooled vectors."""
     from simulator.executor.pooled_models import train_des as train_pooled
     from simulator.executor.pooled_models import train_reference as reference_pooled
-    from workloads import dlrm, dnn
+    from workloads import deepfm, dlrm, dnn, widedeep
 
     world = 2
     if model == "dlrm":
         workload = dlrm(n_tables=3, rows=300, dim=4, bottom_mlp=[8, 4], top_mlp=[8, 1], batch_per_worker=8,
                         ids="sampled", seed=9)
     else:
-        workload = dnn(n_tables=2, rows=300, dim=4, hotness=2, top_mlp=[8, 1], batch_per_worker=8, ids="sampled",
-                       seed=9)
+        workload = {"dnn": dnn, "widedeep": widedeep, "deepfm": deepfm}[model](
+            n_tables=2, rows=300, dim=4, hotness=2, top_mlp=[8, 1], batch_per_worker=8, ids="sampled", seed=9)
     ranks = run_local(train_pooled, world, workload, STEPS, variant, timeout_s=60)
     tables, losses = reference_pooled(workload, world, STEPS)
     for out in ranks:

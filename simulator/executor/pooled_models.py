@@ -1,15 +1,21 @@
-"""Models with pooled embeddings and an MLP, for real: DNN and DLRM, single-process and on ranks (DES, DP).
+"""Models with pooled embeddings and an MLP, for real: DNN, DLRM, Wide&Deep, DeepFM, single-process and
+under DES on ranks.
 
-The sparse part pools each field's IDs (sum) into a k-vector; a sample's partial result is all its
-pooled vectors, r = sum(fields x dim) = ``Workload.partial_width``, which DES sums over row owners. The
-dense part is built from ``Workload.linear_layers`` so its parameter count is the simulator's
-``dense_params`` exactly (checked): a bottom MLP over the dense features, the interaction (``concat``, or
-DLRM's ``dot``: pairwise dot products of the bottom output and the pooled vectors, upper triangle, then
-the bottom output), the top MLP (ReLU between layers). Data and loss as in ``sum_models``; dense
+The sparse part pools each field's IDs (sum) into a k-vector; W&D and DeepFM rows also hold a
+first-order weight (row = (w, v)), summed over the sample's IDs. A sample's partial result is all its
+pooled vectors plus that sum: r = ``Workload.partial_width`` (E, or E + 1), which DES sums over row owners.
+The dense part is built from ``Workload.linear_layers`` so its parameter count is the simulator's
+``dense_params`` exactly (checked): a bottom MLP over the dense features; for W&D and DeepFM a linear term
+over them; the interaction (``concat``; DLRM's ``dot``: pairwise dot products of the bottom output and the
+pooled vectors, upper triangle, then the bottom output; DeepFM's ``fm``: the second-order FM term over the
+field vectors, its deep tower on the concatenation); the top MLP (ReLU between layers). The logit adds the
+first-order sum and the linear term where the model has them. Data and loss as in ``sum_models``; dense
 features are seeded per (worker, step). Dense gradients are all-reduced (``dense.allreduce``).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -19,7 +25,8 @@ from simulator.executor.comm import Communicator
 from simulator.executor.sum_models import LEARNING_RATE, _loss, _SumPartials, global_batch, worker_batch
 from workloads import Workload
 
-MODELS = ("dnn", "dlrm")
+MODELS = ("dnn", "dlrm", "widedeep", "deepfm")
+FIRST_ORDER = ("widedeep", "deepfm")  # rows hold (w, v); the logit adds sum w and a linear term
 
 
 def dense_features(workload: Workload, workers: list[int], step: int) -> torch.Tensor:
@@ -36,19 +43,28 @@ class DenseHead(nn.Module):
         if workload.model not in MODELS:
             raise ValueError(f"pooled_models runs {', '.join(MODELS)}, not {workload.model}")
         torch.manual_seed(workload.seed)
-        layers = [nn.Linear(i, o) for i, o in workload.linear_layers]
+        with warnings.catch_warnings():  # DeepFM without dense features: its linear term is Linear(0, 1), a bias
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            layers = [nn.Linear(i, o) for i, o in workload.linear_layers]
         bottom = len(workload.bottom_mlp) if workload.dense_features else 0
         self.bottom = nn.ModuleList(layers[:bottom])
-        self.top = nn.ModuleList(layers[bottom:])
+        self.linear = layers[bottom] if workload.model in FIRST_ORDER else None
+        self.top = nn.ModuleList(layers[bottom + (self.linear is not None):])
         self.interaction = workload.interaction
         if sum(p.numel() for p in self.parameters()) != workload.dense_params:
             raise ValueError("the torch head does not match the workload's dense parameter count")
 
-    def forward(self, pooled: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """Logits from pooled vectors (n, F, k) and dense features (n, D)."""
+    def forward(self, pooled: torch.Tensor, dense: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from pooled vectors (n, F, k), dense features (n, D) and first-order sums (n,)."""
         x = dense
         for layer in self.bottom:
             x = torch.relu(layer(x))
+        extra = 0.0
+        if self.linear is not None:
+            extra = first + self.linear(x).squeeze(1)
+        if self.interaction == "fm":
+            total = pooled.sum(dim=1)
+            extra = extra + 0.5 * ((total * total).sum(dim=1) - (pooled * pooled).sum(dim=(1, 2)))
         if self.interaction == "dot":
             vectors = torch.cat([x.unsqueeze(1), pooled], dim=1)
             dots = vectors @ vectors.transpose(1, 2)
@@ -60,18 +76,21 @@ class DenseHead(nn.Module):
             x = layer(x)
             if i < len(self.top) - 1:
                 x = torch.relu(x)
-        return x.squeeze(1)
+        return x.squeeze(1) + extra
 
 
 def initial_tables(workload: Workload) -> list[np.ndarray]:
-    return [np.random.default_rng([workload.seed, 7, t]).normal(0.0, 0.1, (spec.rows, spec.dim)).astype(np.float32)
-            for t, spec in enumerate(workload.tables)]
+    return [np.random.default_rng([workload.seed, 7, t]).normal(0.0, 0.1, (spec.rows, spec.params_per_id))
+            .astype(np.float32) for t, spec in enumerate(workload.tables)]
 
 
-def _pool(rows: torch.Tensor, fields: int) -> torch.Tensor:
-    """(n, fields x hotness, k) looked-up rows -> (n, fields, k) sums per field."""
-    n, columns, k = rows.shape
-    return rows.reshape(n, fields, columns // fields, k).sum(dim=2)
+def _partial(rows: torch.Tensor, fields: int, first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Looked-up rows (n, fields x hotness, width) -> pooled vectors (n, fields, k) and first-order sums (n,)."""
+    n, columns, _ = rows.shape
+    vectors = rows[..., 1:] if first_order else rows
+    pooled = vectors.reshape(n, fields, columns // fields, -1).sum(dim=2)
+    first = rows[..., 0].sum(dim=1) if first_order else torch.zeros(n)
+    return pooled, first
 
 
 def _step(head: DenseHead, tables: list[torch.Tensor], comm: Communicator | None) -> None:
@@ -94,11 +113,13 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
     head = DenseHead(workload)
     tables = [torch.tensor(w, requires_grad=True) for w in initial_tables(workload)]
     losses = []
+    first_order = workload.model in FIRST_ORDER
     for step in range(steps):
         batch = global_batch(workload, world, step)
-        pooled = torch.cat([_pool(table[torch.from_numpy(ids)], spec.fields)
-                            for table, ids, spec in zip(tables, batch.ids, workload.tables, strict=True)], dim=1)
-        loss = _loss(head(pooled, dense_features(workload, list(range(world)), step)),
+        parts = [_partial(table[torch.from_numpy(ids)], spec.fields, first_order)
+                 for table, ids, spec in zip(tables, batch.ids, workload.tables, strict=True)]
+        pooled, first = torch.cat([p for p, _ in parts], dim=1), sum(f for _, f in parts)
+        loss = _loss(head(pooled, dense_features(workload, list(range(world)), step), first),
                      torch.from_numpy(batch.labels), len(batch.labels))
         loss.backward()
         _step(head, tables, None)
@@ -113,6 +134,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     owned = [np.arange(rank, spec.rows, world) for spec in workload.tables]
     tables = [torch.tensor(w[rank::world], requires_grad=True) for w in initial_tables(workload)]
     big_b = world * workload.batch_per_worker
+    first_order = workload.model in FIRST_ORDER
     losses = []
     for step in range(steps):
         mine = worker_batch(workload, rank, step)
@@ -120,11 +142,15 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         for table, ids, spec in zip(tables, mine.ids, workload.tables, strict=True):
             ids = comm.all_gather(torch.from_numpy(ids), "des.ids")
             here = ids % world == rank
-            rows = torch.zeros((*ids.shape, spec.dim)).index_put((here,), table[ids[here] // world])
-            parts.append(_pool(rows, spec.fields))
-        partial = torch.cat(parts, dim=1)  # (B, F, k): this worker's rows' share of every pooled vector
-        summed = _SumPartials.apply(partial.flatten(1), comm, variant == "des-rs").reshape(-1, *partial.shape[1:])
-        loss = _loss(head(summed, dense_features(workload, [rank], step)), torch.from_numpy(mine.labels), big_b)
+            rows = torch.zeros((*ids.shape, spec.params_per_id)).index_put((here,), table[ids[here] // world])
+            parts.append(_partial(rows, spec.fields, first_order))
+        pooled = torch.cat([p for p, _ in parts], dim=1)  # (B, F, k): this worker's share of each pooled vector
+        columns = [pooled.flatten(1)] + ([sum(f for _, f in parts).unsqueeze(1)] if first_order else [])
+        summed = _SumPartials.apply(torch.cat(columns, dim=1), comm, variant == "des-rs")
+        vectors = summed[:, :pooled.shape[1] * pooled.shape[2]].reshape(-1, *pooled.shape[1:])
+        first = summed[:, -1] if first_order else None
+        loss = _loss(head(vectors, dense_features(workload, [rank], step), first), torch.from_numpy(mine.labels),
+                     big_b)
         loss.backward()
         _step(head, tables, comm)
         losses.append(float(comm.all_reduce(loss.detach().reshape(1).clone(), "metrics")[0]))
