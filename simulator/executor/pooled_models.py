@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from simulator.executor.comm import Communicator
-from simulator.executor.sum_models import LEARNING_RATE, _loss, _SumPartials, global_batch, worker_batch
+from simulator.executor.sum_models import LEARNING_RATE, SumPartials, bce_loss, global_batch, global_loss, worker_batch
 from workloads import Workload
 
 MODELS = ("dnn", "dlrm", "widedeep", "deepfm")
@@ -119,7 +119,7 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
         parts = [_partial(table[torch.from_numpy(ids)], spec.fields, first_order)
                  for table, ids, spec in zip(tables, batch.ids, workload.tables, strict=True)]
         pooled, first = torch.cat([p for p, _ in parts], dim=1), sum(f for _, f in parts)
-        loss = _loss(head(pooled, dense_features(workload, list(range(world)), step), first),
+        loss = bce_loss(head(pooled, dense_features(workload, list(range(world)), step), first),
                      torch.from_numpy(batch.labels), len(batch.labels))
         loss.backward()
         _step(head, tables, None)
@@ -146,13 +146,13 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
             parts.append(_partial(rows, spec.fields, first_order))
         pooled = torch.cat([p for p, _ in parts], dim=1)  # (B, F, k): this worker's share of each pooled vector
         columns = [pooled.flatten(1)] + ([sum(f for _, f in parts).unsqueeze(1)] if first_order else [])
-        summed = _SumPartials.apply(torch.cat(columns, dim=1), comm, variant == "des-rs")
+        summed = SumPartials.apply(torch.cat(columns, dim=1), comm, variant == "des-rs")
         vectors = summed[:, :pooled.shape[1] * pooled.shape[2]].reshape(-1, *pooled.shape[1:])
         first = summed[:, -1] if first_order else None
-        loss = _loss(head(vectors, dense_features(workload, [rank], step), first), torch.from_numpy(mine.labels),
+        loss = bce_loss(head(vectors, dense_features(workload, [rank], step), first), torch.from_numpy(mine.labels),
                      big_b)
         loss.backward()
         _step(head, tables, comm)
-        losses.append(float(comm.all_reduce(loss.detach().reshape(1).clone(), "metrics")[0]))
+        losses.append(global_loss(loss, comm))
     return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "losses": losses,
             "counters": comm.counters()}

@@ -81,7 +81,7 @@ def head(model: str, summed: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return bias + summed[:, -1] + 0.5 * (v * v).sum(dim=1)
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor, global_batch_size: int) -> torch.Tensor:
+def bce_loss(logits: torch.Tensor, labels: torch.Tensor, global_batch_size: int) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / global_batch_size
 
 
@@ -95,7 +95,7 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
         summed = sum(per_id(workload.model, table[torch.from_numpy(ids)]).sum(dim=1)
                      for table, ids in zip(tables, batch.ids, strict=True))
         logits = head(workload.model, summed, bias)
-        loss = _loss(logits, torch.from_numpy(batch.labels), len(batch.labels))
+        loss = bce_loss(logits, torch.from_numpy(batch.labels), len(batch.labels))
         loss.backward()
         with torch.no_grad():
             for param in (*tables, bias):
@@ -105,7 +105,23 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
     return [t.detach().numpy() for t in tables], float(bias.detach()), losses
 
 
-class _SumPartials(torch.autograd.Function):
+def _sgd(tables: list[torch.Tensor], grads: list[torch.Tensor], bias: torch.Tensor, comm: Communicator) -> None:
+    """SGD on a worker's rows (with ``grads``) and on the bias, whose gradient is all-reduced first."""
+    with torch.no_grad():
+        bias_grad = comm.all_reduce(bias.grad.reshape(1).clone(), "dense.allreduce")[0]
+        for table, grad in zip(tables, grads, strict=True):
+            table -= LEARNING_RATE * grad
+            table.grad = None
+        bias -= LEARNING_RATE * bias_grad
+        bias.grad = None
+
+
+def global_loss(loss: torch.Tensor, comm: Communicator) -> float:
+    """The global batch's loss: the workers' parts summed (a metric, counted apart from the model's traffic)."""
+    return float(comm.all_reduce(loss.detach().reshape(1).clone(), "metrics")[0])
+
+
+class SumPartials(torch.autograd.Function):
     """Forward: sum the B partial results over workers, keep this worker's b. Backward: all-gather the b
     gradients, so every worker gets the gradient of all B of its partials."""
 
@@ -140,17 +156,11 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
             here = table_ids % world == rank
             samples = torch.arange(big_b).unsqueeze(1).expand_as(table_ids)[here]
             partial = partial.index_add(0, samples, per_id(workload.model, table[table_ids[here] // world]))
-        logits = head(workload.model, _SumPartials.apply(partial, comm, variant == "des-rs"), bias)
-        loss = _loss(logits, torch.from_numpy(mine.labels), big_b)
+        logits = head(workload.model, SumPartials.apply(partial, comm, variant == "des-rs"), bias)
+        loss = bce_loss(logits, torch.from_numpy(mine.labels), big_b)
         loss.backward()
-        with torch.no_grad():
-            bias_grad = comm.all_reduce(bias.grad.reshape(1).clone(), "dense.allreduce")[0]
-            for table in tables:
-                table -= LEARNING_RATE * table.grad
-                table.grad = None
-            bias -= LEARNING_RATE * bias_grad
-            bias.grad = None
-        losses.append(float(comm.all_reduce(loss.detach().reshape(1).clone(), "metrics")[0]))
+        _sgd(tables, [t.grad for t in tables], bias, comm)
+        losses.append(global_loss(loss, comm))
     return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()),
             "losses": losses, "counters": comm.counters()}
 
@@ -185,14 +195,12 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
         where = torch.from_numpy(sorter[np.searchsorted(order[sorter], gids)])
         summed = per_id(workload.model, torch.cat([pulled[peer] for peer in keys])[where]).sum(dim=1)
         logits = head(workload.model, summed, bias)
-        loss = _loss(logits, torch.from_numpy(mine.labels), n * workload.batch_per_worker)
+        loss = bce_loss(logits, torch.from_numpy(mine.labels), n * workload.batch_per_worker)
         loss.backward()
         comm.exchange_variable(keys, [], "sparse.push")
         comm.exchange_variable({peer: pulled[peer].grad.reshape(-1) for peer in keys}, [], "sparse.push")
-        with torch.no_grad():
-            bias -= LEARNING_RATE * dense.all_reduce(bias.grad.reshape(1).clone(), "dense.allreduce")[0]
-            bias.grad = None
-        losses.append(float(dense.all_reduce(loss.detach().reshape(1).clone(), "metrics")[0]))
+        _sgd([], [], bias, dense)
+        losses.append(global_loss(loss, dense))
     counters = comm.counters()
     counters.update(dense.counters())
     return {"bias": float(bias.detach()), "losses": losses, "counters": counters}
@@ -262,18 +270,12 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
                 partials[r] = partials[r].index_add(0, samples, rows)
         returned = comm.all_to_all([p.detach() for p in partials], "des.partials")
         summed = torch.stack(returned).sum(dim=0).requires_grad_(True)
-        loss = _loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * b)
+        loss = bce_loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * b)
         loss.backward()
         grads = comm.all_to_all([summed.grad] * world, "des.partials_grad")
         torch.autograd.backward(partials, grads)
-        with torch.no_grad():
-            bias_grad = comm.all_reduce(bias.grad.reshape(1).clone(), "dense.allreduce")[0]
-            for table in tables:
-                table -= LEARNING_RATE * table.grad
-                table.grad = None
-            bias -= LEARNING_RATE * bias_grad
-            bias.grad = None
-        losses.append(float(comm.all_reduce(loss.detach().reshape(1).clone(), "metrics")[0]))
+        _sgd(tables, [t.grad for t in tables], bias, comm)
+        losses.append(global_loss(loss, comm))
     return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()),
             "losses": losses, "counters": comm.counters()}
 
@@ -290,17 +292,12 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
         mine = worker_batch(workload, rank, step)
         summed = sum(per_id(model, table[torch.from_numpy(ids)]).sum(dim=1)
                      for table, ids in zip(tables, mine.ids, strict=True))
-        loss = _loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * workload.batch_per_worker)
+        loss = bce_loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * workload.batch_per_worker)
         loss.backward()
-        with torch.no_grad():
-            flat = comm.all_reduce(torch.cat([t.grad.reshape(-1) for t in tables]), "sparse.allreduce")
-            bias_grad = comm.all_reduce(bias.grad.reshape(1).clone(), "dense.allreduce")[0]
-            for table, grad in zip(tables, flat.split([t.numel() for t in tables]), strict=True):
-                table -= LEARNING_RATE * grad.reshape(table.shape)
-                table.grad = None
-            bias -= LEARNING_RATE * bias_grad
-            bias.grad = None
-        losses.append(float(comm.all_reduce(loss.detach().reshape(1).clone(), "metrics")[0]))
+        flat = comm.all_reduce(torch.cat([t.grad.reshape(-1) for t in tables]), "sparse.allreduce")
+        _sgd(tables, [g.reshape(t.shape) for t, g in zip(tables, flat.split([t.numel() for t in tables]),
+                                                        strict=True)], bias, comm)
+        losses.append(global_loss(loss, comm))
     return {"owned": [np.arange(spec.rows) for spec in workload.tables],
             "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()), "losses": losses,
             "counters": comm.counters()}
