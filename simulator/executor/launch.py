@@ -10,14 +10,17 @@ never a hang. Under torchrun, ``init_from_env`` sets up the same group from the 
 from __future__ import annotations
 
 import os
+import signal
 import socket
-import traceback
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+GRACE_S = 2.0  # after a first failure, how long the other ranks get to report theirs
 
 
 class ExecutorError(RuntimeError):
@@ -40,9 +43,9 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, timeout_s: f
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
         dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout_s))
-        results.put((rank, True, fn(rank, world_size, *args)))
+        results.put((rank, True, fn(rank, world_size, *args), time.time()))
     except BaseException as error:  # reported to the parent, which fails the run with it
-        results.put((rank, False, f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"))
+        results.put((rank, False, f"{type(error).__name__}: {' '.join(str(error).split())}", time.time()))
         raise SystemExit(1) from None
     finally:
         if dist.is_initialized():
@@ -53,35 +56,48 @@ def run_local(fn: Callable[..., Any], world_size: int, *args: Any, backend: str 
               timeout_s: float = 60.0) -> list[Any]:
     """``fn(rank, world_size, *args)`` on ``world_size`` local ranks; their results in rank order.
 
-    ``fn`` must be importable (a module-level function) and its result picklable.
+    ``fn`` must be importable (a module-level function) and its result picklable. When something fails,
+    the others get ``GRACE_S`` to report, then the cause is named: a rank that died without a word first
+    (its peers' errors are only echoes of it), else the rank that failed first.
     """
     context = mp.get_context("spawn")
     results = context.SimpleQueue()
-    processes = mp.start_processes(_rank_main, args=(world_size, free_port(), backend, timeout_s, results, fn, args),
-                                   nprocs=world_size, join=False, start_method="spawn")
-    outcome: dict[int, tuple[bool, Any]] = {}
+    port = free_port()
+    processes = [context.Process(target=_rank_main, args=(rank, world_size, port, backend, timeout_s, results, fn,
+                                                          args), daemon=True) for rank in range(world_size)]
+    for process in processes:
+        process.start()
+    outcome: dict[int, tuple[bool, Any, float]] = {}
+    give_up = None
     try:
-        while not processes.join(timeout=0.2):
+        while True:
             while not results.empty():
-                rank, ok, value = results.get()
-                outcome[rank] = (ok, value)
-                if not ok:
-                    raise ExecutorError(f"rank {rank} failed: {value.splitlines()[0]}")
-    except mp.ProcessExitedException as exited:
-        while not results.empty():
-            rank, ok, value = results.get()
-            if not ok:
-                raise ExecutorError(f"rank {rank} failed: {value.splitlines()[0]}") from None
-        raise ExecutorError(f"rank {exited.error_index} died (exit code {exited.exit_code})") from None
-    except mp.ProcessRaisedException as raised:
-        raise ExecutorError(f"rank {raised.error_index} failed: {str(raised).strip().splitlines()[-1]}") from None
+                rank, ok, value, at = results.get()
+                outcome[rank] = (ok, value, at)
+            failing = any(not ok for ok, _, _ in outcome.values()) or any(
+                p.exitcode not in (None, 0) for p in processes)
+            if failing and give_up is None:
+                give_up = time.monotonic() + GRACE_S
+            if all(not p.is_alive() for p in processes) or (give_up is not None and time.monotonic() > give_up):
+                break
+            time.sleep(0.05)
     finally:
-        for process in processes.processes:
+        for process in processes:
             if process.is_alive():
                 process.kill()
+            process.join()
     while not results.empty():
-        rank, ok, value = results.get()
-        outcome[rank] = (ok, value)
+        rank, ok, value, at = results.get()
+        outcome[rank] = (ok, value, at)
+    silent = [r for r, p in enumerate(processes) if p.exitcode not in (0, None) and r not in outcome]
+    if silent and give_up is not None:
+        code = processes[silent[0]].exitcode
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        raise ExecutorError(f"rank {silent[0]} died ({how})")
+    failures = sorted((at, r, value) for r, (ok, value, at) in outcome.items() if not ok)
+    if failures:
+        _, rank, value = failures[0]
+        raise ExecutorError(f"rank {rank} failed: {value}")
     missing = [r for r in range(world_size) if r not in outcome]
     if missing:
         raise ExecutorError(f"ranks {missing} returned no result")
