@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from simulator.executor.comm import Communicator
-from simulator.executor.sum_models import LEARNING_RATE, SumPartials, bce_loss, global_batch, global_loss, worker_batch
+from simulator.executor.sum_models import SumPartials, bce_loss, global_batch, global_loss, sgd, worker_batch
 from workloads import Workload
 
 MODELS = ("dnn", "dlrm", "widedeep", "deepfm")
@@ -93,21 +93,6 @@ def _partial(rows: torch.Tensor, fields: int, first_order: bool) -> tuple[torch.
     return pooled, first
 
 
-def _step(head: DenseHead, tables: list[torch.Tensor], comm: Communicator | None) -> None:
-    """SGD on the head (gradients all-reduced when ``comm``) and on the given tables."""
-    with torch.no_grad():
-        params = list(head.parameters())
-        grads = torch.cat([p.grad.reshape(-1) for p in params])
-        if comm is not None:
-            grads = comm.all_reduce(grads, "dense.allreduce")
-        for p, g in zip(params, grads.split([p.numel() for p in params]), strict=True):
-            p -= LEARNING_RATE * g.reshape(p.shape)
-            p.grad = None
-        for table in tables:
-            table -= LEARNING_RATE * table.grad
-            table.grad = None
-
-
 def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np.ndarray], list[float]]:
     """Single-process training on the global batches: (tables, loss per step)."""
     head = DenseHead(workload)
@@ -122,7 +107,7 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
         loss = bce_loss(head(pooled, dense_features(workload, list(range(world)), step), first),
                      torch.from_numpy(batch.labels), len(batch.labels))
         loss.backward()
-        _step(head, tables, None)
+        sgd(tables, [t.grad for t in tables], list(head.parameters()), None)
         losses.append(float(loss.detach()))
     return [t.detach().numpy() for t in tables], losses
 
@@ -152,7 +137,28 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         loss = bce_loss(head(vectors, dense_features(workload, [rank], step), first), torch.from_numpy(mine.labels),
                      big_b)
         loss.backward()
-        _step(head, tables, comm)
+        sgd(tables, [t.grad for t in tables], list(head.parameters()), comm)
         losses.append(global_loss(loss, comm))
     return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "losses": losses,
             "counters": comm.counters()}
+
+
+class PooledHead:
+    """The dense part of a pooled model for a PS worker: rows looked up per (sample, ID slot) -> logits."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.head = DenseHead(workload)
+        self.first_order = workload.model in FIRST_ORDER
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.head.parameters())
+
+    def __call__(self, rows: torch.Tensor, worker: int, step: int) -> torch.Tensor:
+        parts, start = [], 0
+        for spec in self.workload.tables:
+            columns = spec.fields * spec.hotness
+            parts.append(_partial(rows[:, start:start + columns], spec.fields, self.first_order))
+            start += columns
+        pooled, first = torch.cat([p for p, _ in parts], dim=1), sum(f for _, f in parts)
+        return self.head(pooled, dense_features(self.workload, [worker], step), first if self.first_order else None)

@@ -105,15 +105,21 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
     return [t.detach().numpy() for t in tables], float(bias.detach()), losses
 
 
-def _sgd(tables: list[torch.Tensor], grads: list[torch.Tensor], bias: torch.Tensor, comm: Communicator) -> None:
-    """SGD on a worker's rows (with ``grads``) and on the bias, whose gradient is all-reduced first."""
+def sgd(tables: list[torch.Tensor], grads: list[torch.Tensor], dense: list[torch.Tensor],
+        comm: Communicator | None) -> None:
+    """SGD on a worker's rows (with ``grads``) and on the dense parameters, whose gradients are first
+    all-reduced as one flat tensor (``dense.allreduce``) when ``comm`` is given."""
     with torch.no_grad():
-        bias_grad = comm.all_reduce(bias.grad.reshape(1).clone(), "dense.allreduce")[0]
+        if dense:
+            flat = torch.cat([p.grad.reshape(-1) for p in dense])
+            if comm is not None:
+                flat = comm.all_reduce(flat, "dense.allreduce")
+            for param, grad in zip(dense, flat.split([p.numel() for p in dense]), strict=True):
+                param -= LEARNING_RATE * grad.reshape(param.shape)
+                param.grad = None
         for table, grad in zip(tables, grads, strict=True):
             table -= LEARNING_RATE * grad
             table.grad = None
-        bias -= LEARNING_RATE * bias_grad
-        bias.grad = None
 
 
 def global_loss(loss: torch.Tensor, comm: Communicator) -> float:
@@ -159,88 +165,10 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         logits = head(workload.model, SumPartials.apply(partial, comm, variant == "des-rs"), bias)
         loss = bce_loss(logits, torch.from_numpy(mine.labels), big_b)
         loss.backward()
-        _sgd(tables, [t.grad for t in tables], bias, comm)
+        sgd(tables, [t.grad for t in tables], [bias], comm)
         losses.append(global_loss(loss, comm))
     return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()),
             "losses": losses, "counters": comm.counters()}
-
-
-def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int) -> dict:
-    """Synchronous PS: ranks 0..N-1 are workers; the last ``servers`` ranks are servers, server s owning the
-    rows with ``id mod P == s`` of every table (``shard_of``). Per step a worker sends each server the keys
-    of its batch's distinct IDs that server owns and gets the rows back (``sparse.pull``), computes, and
-    pushes the keys with the row gradients (``sparse.push``); a server sums each row's gradients over the
-    workers and applies them before the next step's pulls (BSP). The bias is all-reduced among workers
-    (``dense.allreduce``, PERSIA-like). Keys travel as global row numbers (table offset + id)."""
-    n = world - servers
-    comm = Communicator()
-    workers_group = torch.distributed.new_group(list(range(n)))  # created by every rank, used by workers
-    if rank >= n:
-        return _serve(comm, rank - n, n, workload, steps)
-    dense = Communicator(workers_group)
-    offsets = _table_offsets(workload)
-    width = _row_width(workload)
-    bias = torch.zeros((), requires_grad=True)
-    losses = []
-    for step in range(steps):
-        mine = worker_batch(workload, rank, step)
-        gids = np.concatenate([offsets[t] + ids for t, ids in enumerate(mine.ids)], axis=1)  # (b, m)
-        owner = np.concatenate([ids % servers for ids in mine.ids], axis=1)
-        keys = {n + s: torch.from_numpy(np.unique(gids[owner == s])) for s in range(servers)}
-        comm.exchange_variable(keys, [], "sparse.pull")
-        rows = comm.exchange_variable({}, list(keys), "sparse.pull", torch.float32)
-        pulled = {peer: rows[peer].reshape(len(keys[peer]), width).clone().requires_grad_(True) for peer in keys}
-        order = np.concatenate([keys[peer].numpy() for peer in keys])
-        sorter = np.argsort(order)
-        where = torch.from_numpy(sorter[np.searchsorted(order[sorter], gids)])
-        summed = per_id(workload.model, torch.cat([pulled[peer] for peer in keys])[where]).sum(dim=1)
-        logits = head(workload.model, summed, bias)
-        loss = bce_loss(logits, torch.from_numpy(mine.labels), n * workload.batch_per_worker)
-        loss.backward()
-        comm.exchange_variable(keys, [], "sparse.push")
-        comm.exchange_variable({peer: pulled[peer].grad.reshape(-1) for peer in keys}, [], "sparse.push")
-        _sgd([], [], bias, dense)
-        losses.append(global_loss(loss, dense))
-    counters = comm.counters()
-    counters.update(dense.counters())
-    return {"bias": float(bias.detach()), "losses": losses, "counters": counters}
-
-
-def _row_width(workload: Workload) -> int:
-    widths = {t.params_per_id for t in workload.tables}
-    if len(widths) != 1:
-        raise ValueError("the PS executor needs one row width across tables")
-    return widths.pop()
-
-
-def _table_offsets(workload: Workload) -> np.ndarray:
-    """Global row number of each table's row 0 (tables in workload order)."""
-    return np.concatenate([[0], np.cumsum([t.rows for t in workload.tables])[:-1]]).astype(np.int64)
-
-
-def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: int) -> dict:
-    """A PS server: answer every worker's pull, then apply the summed pushed gradients (per step)."""
-    servers = comm.world - n
-    offsets = _table_offsets(workload)
-    full = np.concatenate(initial_rows(workload))
-    width = full.shape[1]
-    table_of = np.repeat(np.arange(len(workload.tables)), [t.rows for t in workload.tables])
-    ids_all = np.arange(len(full)) - offsets[table_of]
-    owned = np.nonzero(ids_all % servers == server)[0]  # global rows this server holds
-    weights = full[owned].copy()
-    workers = list(range(n))
-    for _ in range(steps):
-        keys = comm.exchange_variable({}, workers, "sparse.pull")
-        local = {w: np.searchsorted(owned, keys[w].numpy()) for w in workers}
-        comm.exchange_variable({w: torch.from_numpy(weights[local[w]].reshape(-1)) for w in workers}, [],
-                               "sparse.pull")
-        pushed_keys = comm.exchange_variable({}, workers, "sparse.push")
-        grads = comm.exchange_variable({}, workers, "sparse.push", torch.float32)
-        total = np.zeros_like(weights)
-        for w in workers:
-            np.add.at(total, np.searchsorted(owned, pushed_keys[w].numpy()), grads[w].numpy().reshape(-1, width))
-        weights -= LEARNING_RATE * total
-    return {"owned": owned, "weights": weights, "counters": comm.counters()}
 
 
 def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict:
@@ -274,7 +202,7 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
         loss.backward()
         grads = comm.all_to_all([summed.grad] * world, "des.partials_grad")
         torch.autograd.backward(partials, grads)
-        _sgd(tables, [t.grad for t in tables], bias, comm)
+        sgd(tables, [t.grad for t in tables], [bias], comm)
         losses.append(global_loss(loss, comm))
     return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()),
             "losses": losses, "counters": comm.counters()}
@@ -295,9 +223,23 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
         loss = bce_loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * workload.batch_per_worker)
         loss.backward()
         flat = comm.all_reduce(torch.cat([t.grad.reshape(-1) for t in tables]), "sparse.allreduce")
-        _sgd(tables, [g.reshape(t.shape) for t, g in zip(tables, flat.split([t.numel() for t in tables]),
-                                                        strict=True)], bias, comm)
+        sgd(tables, [g.reshape(t.shape) for t, g in zip(tables, flat.split([t.numel() for t in tables]), strict=True)],
+            [bias], comm)
         losses.append(global_loss(loss, comm))
     return {"owned": [np.arange(spec.rows) for spec in workload.tables],
             "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()), "losses": losses,
             "counters": comm.counters()}
+
+
+class SumHead:
+    """The dense part of LR or FM for a PS worker: rows looked up per (sample, ID slot) -> logits."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.model = workload.model
+        self.bias = torch.zeros((), requires_grad=True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.bias]
+
+    def __call__(self, rows: torch.Tensor, worker: int, step: int) -> torch.Tensor:
+        return head(self.model, per_id(self.model, rows).sum(dim=1), self.bias)
