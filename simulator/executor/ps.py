@@ -30,8 +30,8 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
     rows with ``id mod P == s`` of every table (``shard_of``). Per step a worker sends each server the keys
     of its batch's distinct IDs that server owns and gets the rows back (``sparse.pull``), computes, and
     pushes the keys with the row gradients (``sparse.push``); a server sums each row's gradients over the
-    workers and applies them before the next step's pulls (BSP). The bias is all-reduced among workers
-    (``dense.allreduce``, PERSIA-like). Keys travel as global row numbers (table offset + id)."""
+    workers and applies them before the next step's pulls (BSP). Dense parameters are all-reduced among
+    workers (``dense.allreduce``, PERSIA-like). Keys travel as global row numbers (table offset + id)."""
     n = world - servers
     comm = Communicator()
     workers_group = torch.distributed.new_group(list(range(n)))  # created by every rank, used by workers
