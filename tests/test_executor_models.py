@@ -34,6 +34,15 @@ def _simulated_bytes(workload: object, world: int, strategy: str) -> dict[tuple[
     return {key: float(v) for key, v in comm.groupby(["category", "rank"], observed=True).bytes_sent.sum().items()}
 
 
+def _assert_bytes_as_predicted(ranks: list[dict], predicted: dict[tuple[str, int], float]) -> None:
+    """Every rank's counted bytes per category equal the simulator's, and nothing else was sent."""
+    measured = {(category, rank): c["bytes_sent"] for rank, out in enumerate(ranks)
+                for category, c in out["counters"].items() if category not in ("metrics", "metadata")}
+    assert measured.keys() == predicted.keys()
+    for key, value in predicted.items():
+        assert measured[key] == pytest.approx(value, rel=1e-12), key
+
+
 def _train(strategy: str) -> tuple:
     """The executor function and extra arguments of a synchronous, owner-sharded strategy."""
     from simulator.executor.sum_models import train_des_a2a, train_dp
@@ -54,12 +63,7 @@ def test_des_and_dp_equal_single_process_training_and_the_predicted_bytes(model:
         assert out["bias"] == pytest.approx(bias, rel=1e-5, abs=1e-7)
         for owned, rows, full in zip(out["owned"], out["weights"], tables, strict=True):
             assert np.allclose(rows, full[owned], rtol=1e-5, atol=1e-6)
-    predicted = _simulated_bytes(workload, world, variant)
-    measured = {(category, rank): c["bytes_sent"] for rank, out in enumerate(ranks)
-                for category, c in out["counters"].items() if category not in ("metrics", "metadata")}
-    assert measured.keys() == predicted.keys()
-    for key, value in predicted.items():
-        assert measured[key] == pytest.approx(value, rel=1e-12), key
+    _assert_bytes_as_predicted(ranks, _simulated_bytes(workload, world, variant))
 
 
 @pytest.mark.parametrize("model", ["lr", "fm", "dlrm"])
@@ -125,9 +129,4 @@ def test_pooled_models_under_des_equal_single_process_training_and_the_predicted
         assert np.allclose(out["losses"], losses, rtol=1e-5, atol=1e-7)
         for owned, rows, full in zip(out["owned"], out["weights"], tables, strict=True):
             assert np.allclose(rows, full[owned], rtol=1e-4, atol=1e-6)
-    predicted = _simulated_bytes(workload, world, variant)
-    measured = {(category, rank): c["bytes_sent"] for rank, out in enumerate(ranks)
-                for category, c in out["counters"].items() if category not in ("metrics", "metadata")}
-    assert measured.keys() == predicted.keys()
-    for key, value in predicted.items():
-        assert measured[key] == pytest.approx(value, rel=1e-12), key
+    _assert_bytes_as_predicted(ranks, _simulated_bytes(workload, world, variant))

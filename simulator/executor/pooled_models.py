@@ -22,7 +22,16 @@ import torch
 from torch import nn
 
 from simulator.executor.comm import Communicator
-from simulator.executor.sum_models import SumPartials, bce_loss, global_batch, global_loss, sgd, worker_batch
+from simulator.executor.sum_models import (
+    SumPartials,
+    bce_loss,
+    global_batch,
+    global_loss,
+    owned_shard,
+    sgd,
+    shard_result,
+    worker_batch,
+)
 from workloads import Workload
 
 MODELS = ("dnn", "dlrm", "widedeep", "deepfm")
@@ -116,8 +125,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     """A DES worker: owned rows pooled for the whole global batch, partials summed across workers."""
     comm = Communicator()
     head = DenseHead(workload)
-    owned = [np.arange(rank, spec.rows, world) for spec in workload.tables]
-    tables = [torch.tensor(w[rank::world], requires_grad=True) for w in initial_tables(workload)]
+    owned, tables = owned_shard(initial_tables(workload), rank, world)
     big_b = world * workload.batch_per_worker
     first_order = workload.model in FIRST_ORDER
     losses = []
@@ -139,8 +147,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         loss.backward()
         sgd(tables, [t.grad for t in tables], list(head.parameters()), comm)
         losses.append(global_loss(loss, comm))
-    return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "losses": losses,
-            "counters": comm.counters()}
+    return shard_result(owned, tables, losses, comm)
 
 
 class PooledHead:

@@ -146,11 +146,24 @@ class SumPartials(torch.autograd.Function):
         return ctx.comm.all_gather(grad.contiguous(), "des.partials_grad"), None, None
 
 
+def owned_shard(rows: list[np.ndarray], rank: int, world: int) -> tuple[list[np.ndarray], list[torch.Tensor]]:
+    """The rows worker ``rank`` of ``world`` owns (``id mod world == rank``): their IDs, and them as trainable
+    tensors indexed by ``id // world``."""
+    owned = [np.arange(rank, len(table), world) for table in rows]
+    return owned, [torch.tensor(table[rank::world], requires_grad=True) for table in rows]
+
+
+def shard_result(owned: list[np.ndarray], tables: list[torch.Tensor], losses: list[float],
+                 comm: Communicator) -> dict:
+    """What an owner-sharded worker reports: its rows' IDs and values, the losses, its byte counters."""
+    return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "losses": losses,
+            "counters": comm.counters()}
+
+
 def train_des(rank: int, world: int, workload: Workload, steps: int, variant: str = "des") -> dict:
     """One DES worker's training; returns its rows (owned IDs and weights), bias, losses and counters."""
     comm = Communicator()
-    owned = [np.arange(rank, spec.rows, world) for spec in workload.tables]
-    tables = [torch.tensor(w[rank::world], requires_grad=True) for w in initial_rows(workload)]
+    owned, tables = owned_shard(initial_rows(workload), rank, world)
     bias = torch.zeros((), requires_grad=True)
     losses = []
     for step in range(steps):
@@ -167,8 +180,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         loss.backward()
         sgd(tables, [t.grad for t in tables], [bias], comm)
         losses.append(global_loss(loss, comm))
-    return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()),
-            "losses": losses, "counters": comm.counters()}
+    return {**shard_result(owned, tables, losses, comm), "bias": float(bias.detach())}
 
 
 def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict:
@@ -178,8 +190,7 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
     (``des.partials_grad``); owners kept the IDs and backpropagate into their rows."""
     comm = Communicator()
     model, b = workload.model, workload.batch_per_worker
-    owned = [np.arange(rank, spec.rows, world) for spec in workload.tables]
-    tables = [torch.tensor(w[rank::world], requires_grad=True) for w in initial_rows(workload)]
+    owned, tables = owned_shard(initial_rows(workload), rank, world)
     bias = torch.zeros((), requires_grad=True)
     losses = []
     for step in range(steps):
@@ -204,8 +215,7 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
         torch.autograd.backward(partials, grads)
         sgd(tables, [t.grad for t in tables], [bias], comm)
         losses.append(global_loss(loss, comm))
-    return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()),
-            "losses": losses, "counters": comm.counters()}
+    return {**shard_result(owned, tables, losses, comm), "bias": float(bias.detach())}
 
 
 def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
