@@ -47,6 +47,10 @@ class Communicator:
         return {c: {"bytes_sent": self.sent[c], "bytes_received": self.received[c], "time_s": self.time_s[c]}
                 for c in sorted(set(self.sent) | set(self.received) | set(self.time_s))}
 
+    def barrier(self) -> None:
+        """Wait for every rank (no payload; used to line up step timings)."""
+        dist.barrier(group=self.group)
+
     def reset(self) -> None:
         self.sent.clear()
         self.received.clear()

@@ -15,6 +15,7 @@ features are seeded per (worker, step). Dense gradients are all-reduced (``dense
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -128,8 +129,10 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     owned, tables = owned_shard(initial_tables(workload), rank, world)
     big_b = world * workload.batch_per_worker
     first_order = workload.model in FIRST_ORDER
-    losses = []
+    losses, step_s = [], []
     for step in range(steps):
+        comm.barrier()
+        started = time.perf_counter()
         mine = worker_batch(workload, rank, step)
         parts = []
         for table, ids, spec in zip(tables, mine.ids, workload.tables, strict=True):
@@ -146,8 +149,9 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
                      big_b)
         loss.backward()
         sgd(tables, [t.grad for t in tables], list(head.parameters()), comm)
+        step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
-    return shard_result(owned, tables, losses, comm)
+    return shard_result(owned, tables, losses, step_s, comm)
 
 
 class PooledHead:

@@ -7,6 +7,8 @@ worker computes from the rows of its batch's ID slots.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -41,8 +43,10 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
     offsets = _table_offsets(workload)
     width = _row_width(workload)
     model = dense_head(workload)
-    losses = []
+    losses, step_s = [], []
     for step in range(steps):
+        comm.barrier()
+        started = time.perf_counter()
         mine = worker_batch(workload, rank, step)
         gids = np.concatenate([offsets[t] + ids for t, ids in enumerate(mine.ids)], axis=1)  # (b, m)
         owner = np.concatenate([ids % servers for ids in mine.ids], axis=1)
@@ -59,10 +63,11 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
         comm.exchange_variable(keys, [], "sparse.push")
         comm.exchange_variable({peer: pulled[peer].grad.reshape(-1) for peer in keys}, [], "sparse.push")
         sgd([], [], model.parameters(), dense)
+        step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, dense))
     counters = comm.counters()
     counters.update(dense.counters())
-    return {"losses": losses, "counters": counters}
+    return {"losses": losses, "step_s": step_s, "counters": counters}
 
 
 def _row_width(workload: Workload) -> int:
@@ -89,6 +94,7 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
     weights = full[owned].copy()
     workers = list(range(n))
     for _ in range(steps):
+        comm.barrier()
         keys = comm.exchange_variable({}, workers, "sparse.pull")
         local = {w: np.searchsorted(owned, keys[w].numpy()) for w in workers}
         comm.exchange_variable({w: torch.from_numpy(weights[local[w]].reshape(-1)) for w in workers}, [],

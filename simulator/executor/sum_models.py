@@ -21,6 +21,7 @@ gradient is all-reduced (``dense.allreduce``). No row ever crosses the network.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,10 +154,11 @@ def owned_shard(rows: list[np.ndarray], rank: int, world: int) -> tuple[list[np.
     return owned, [torch.tensor(table[rank::world], requires_grad=True) for table in rows]
 
 
-def shard_result(owned: list[np.ndarray], tables: list[torch.Tensor], losses: list[float],
+def shard_result(owned: list[np.ndarray], tables: list[torch.Tensor], losses: list[float], step_s: list[float],
                  comm: Communicator) -> dict:
-    """What an owner-sharded worker reports: its rows' IDs and values, the losses, its byte counters."""
-    return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "losses": losses,
+    """What an owner-sharded worker reports: its rows' IDs and values, the losses, its wall seconds per step
+    (from a barrier to the end of its update, the loss metric excluded) and its byte counters."""
+    return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "losses": losses, "step_s": step_s,
             "counters": comm.counters()}
 
 
@@ -165,8 +167,10 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     comm = Communicator()
     owned, tables = owned_shard(initial_rows(workload), rank, world)
     bias = torch.zeros((), requires_grad=True)
-    losses = []
+    losses, step_s = [], []
     for step in range(steps):
+        comm.barrier()
+        started = time.perf_counter()
         mine = worker_batch(workload, rank, step)
         ids = [comm.all_gather(torch.from_numpy(x), "des.ids") for x in mine.ids]  # the global batch's IDs
         big_b = world * workload.batch_per_worker
@@ -179,8 +183,9 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         loss = bce_loss(logits, torch.from_numpy(mine.labels), big_b)
         loss.backward()
         sgd(tables, [t.grad for t in tables], [bias], comm)
+        step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
-    return {**shard_result(owned, tables, losses, comm), "bias": float(bias.detach())}
+    return {**shard_result(owned, tables, losses, step_s, comm), "bias": float(bias.detach())}
 
 
 def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict:
@@ -192,8 +197,10 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
     model, b = workload.model, workload.batch_per_worker
     owned, tables = owned_shard(initial_rows(workload), rank, world)
     bias = torch.zeros((), requires_grad=True)
-    losses = []
+    losses, step_s = [], []
     for step in range(steps):
+        comm.barrier()
+        started = time.perf_counter()
         mine = worker_batch(workload, rank, step)
         # Per requester: this owner's (b, r) partial rows for its samples, with their graph to our rows.
         partials = [torch.zeros(b, workload.partial_width) for _ in range(world)]
@@ -214,8 +221,9 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
         grads = comm.all_to_all([summed.grad] * world, "des.partials_grad")
         torch.autograd.backward(partials, grads)
         sgd(tables, [t.grad for t in tables], [bias], comm)
+        step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
-    return {**shard_result(owned, tables, losses, comm), "bias": float(bias.detach())}
+    return {**shard_result(owned, tables, losses, step_s, comm), "bias": float(bias.detach())}
 
 
 def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
@@ -225,8 +233,10 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
     model = workload.model
     tables = [torch.tensor(w, requires_grad=True) for w in initial_rows(workload)]
     bias = torch.zeros((), requires_grad=True)
-    losses = []
+    losses, step_s = [], []
     for step in range(steps):
+        comm.barrier()
+        started = time.perf_counter()
         mine = worker_batch(workload, rank, step)
         summed = sum(per_id(model, table[torch.from_numpy(ids)]).sum(dim=1)
                      for table, ids in zip(tables, mine.ids, strict=True))
@@ -235,10 +245,11 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
         flat = comm.all_reduce(torch.cat([t.grad.reshape(-1) for t in tables]), "sparse.allreduce")
         sgd(tables, [g.reshape(t.shape) for t, g in zip(tables, flat.split([t.numel() for t in tables]), strict=True)],
             [bias], comm)
+        step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
     return {"owned": [np.arange(spec.rows) for spec in workload.tables],
             "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()), "losses": losses,
-            "counters": comm.counters()}
+            "step_s": step_s, "counters": comm.counters()}
 
 
 class SumHead:
