@@ -162,6 +162,28 @@ def shard_result(owned: list[np.ndarray], tables: list[torch.Tensor], losses: li
             "counters": comm.counters()}
 
 
+def gather_ids(ids: list[np.ndarray], comm: Communicator) -> list[torch.Tensor]:
+    """Every table's (B, columns) IDs of the global batch, from this worker's (b, columns) ones: one
+    all-gather of all tables at once (``des.ids``)."""
+    widths = [x.shape[1] for x in ids]
+    return list(comm.all_gather(torch.from_numpy(np.concatenate(ids, axis=1)), "des.ids").split(widths, dim=1))
+
+
+def route_ids(ids: list[np.ndarray], comm: Communicator) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Each worker sends every owner (``id mod N``) the IDs of its (b, columns) tables that owner holds, in
+    one all-to-all (``des.ids``; how many per sample and table go first, as metadata). Per requester r, per
+    table: (the requester's sample of each ID, the IDs) as received here."""
+    owners = [x % comm.world for x in ids]
+    b = len(ids[0])
+    to = [torch.from_numpy(np.concatenate([x[own == o] for x, own in zip(ids, owners, strict=True)]))
+          for o in range(comm.world)]  # per table, sample-major
+    counts = [torch.from_numpy(np.stack([(own == o).sum(axis=1) for own in owners], axis=1)) for o in range(comm.world)]
+    got_ids, got_counts = comm.all_to_all(to, "des.ids"), comm.all_to_all(counts, None)  # counts: (b, tables)
+    return [[(torch.repeat_interleave(torch.arange(b), per_sample), table_ids) for per_sample, table_ids in
+             zip(got_counts[r].T, got_ids[r].split(got_counts[r].sum(dim=0).tolist()), strict=True)]
+            for r in range(comm.world)]
+
+
 def train_des(rank: int, world: int, workload: Workload, steps: int, variant: str = "des") -> dict:
     """One DES worker's training; returns its rows (owned IDs and weights), bias, losses and counters."""
     comm = Communicator()
@@ -172,7 +194,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         comm.barrier()
         started = time.perf_counter()
         mine = worker_batch(workload, rank, step)
-        ids = [comm.all_gather(torch.from_numpy(x), "des.ids") for x in mine.ids]  # the global batch's IDs
+        ids = gather_ids(mine.ids, comm)
         big_b = world * workload.batch_per_worker
         partial = torch.zeros(big_b, workload.partial_width)
         for table, table_ids in zip(tables, ids, strict=True):
@@ -204,16 +226,9 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
         mine = worker_batch(workload, rank, step)
         # Per requester: this owner's (b, r) partial rows for its samples, with their graph to our rows.
         partials = [torch.zeros(b, workload.partial_width) for _ in range(world)]
-        for table, ids in zip(tables, mine.ids, strict=True):
-            owner = ids % world
-            ids_to = [torch.from_numpy(ids[owner == o]) for o in range(world)]  # sample-major order
-            lengths = [torch.from_numpy((owner == o).sum(axis=1)) for o in range(world)]
-            got_ids = comm.all_to_all(ids_to, "des.ids")
-            got_lengths = comm.all_to_all(lengths, None)
-            for r in range(world):
-                samples = torch.repeat_interleave(torch.arange(b), got_lengths[r])
-                rows = per_id(model, table[got_ids[r] // world])
-                partials[r] = partials[r].index_add(0, samples, rows)
+        for r, routed in enumerate(route_ids(mine.ids, comm)):
+            for table, (samples, ids) in zip(tables, routed, strict=True):
+                partials[r] = partials[r].index_add(0, samples, per_id(model, table[ids // world]))
         returned = comm.all_to_all([p.detach() for p in partials], "des.partials")
         summed = torch.stack(returned).sum(dim=0).requires_grad_(True)
         loss = bce_loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * b)

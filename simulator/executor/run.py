@@ -1,0 +1,194 @@
+"""One executor configuration, for real: a model's small workload, a strategy, a world size -> what every
+rank sent (per category) and how long its steps took.
+
+Local ranks (the spawner)::
+
+    python -m simulator.executor.run --model dlrm --strategy des --world 4 --steps 5
+
+Across machines, the same module under torchrun (gloo, or NCCL when CUDA is present)::
+
+    torchrun --nnodes 2 --nproc-per-node 4 ... -m simulator.executor.run --model dlrm --strategy des
+
+``world`` counts workers; ``ps`` and ``ps-async`` add ``servers`` ranks (default: half the workers, at
+least one) after them, as dedicated servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from simulator.executor import pooled_models, ps, sum_models
+from simulator.executor.launch import ExecutorError, init_from_env, run_local
+from workloads import Workload, deepfm, dlrm, dnn, fm, lr, widedeep
+
+MODELS = ("lr", "fm", "widedeep", "deepfm", "dnn", "dlrm")
+STRATEGIES = ("ps", "ps-async", "des", "des-rs", "des-a2a", "dp")
+NOT_COUNTED = ("metrics", "metadata")  # the loss metric and message lengths: not the model's traffic
+
+
+def small_workload(model: str, batch_per_worker: int = 256, seed: int = 0) -> Workload:
+    """The executor-sized workload of ``model``: a few tables of 20k-50k rows, sampled IDs, SGD (fp32)."""
+    common = {"batch_per_worker": batch_per_worker, "ids": "sampled", "seed": seed, "optimizer": "sgd"}
+    if model == "lr":
+        return lr(n_tables=8, rows=50_000, hotness=4, popularity="zipf", zipf_alpha=1.1, **common)
+    if model == "fm":
+        return fm(n_tables=8, rows=20_000, dim=16, hotness=2, **common)
+    if model == "dlrm":
+        return dlrm(n_tables=8, rows=20_000, dim=16, bottom_mlp=[64, 16], top_mlp=[64, 32, 1], **common)
+    if model in ("widedeep", "deepfm", "dnn"):
+        build = {"widedeep": widedeep, "deepfm": deepfm, "dnn": dnn}[model]
+        return build(n_tables=8, rows=20_000, dim=16, hotness=2, top_mlp=[64, 32], **common)
+    raise ValueError(f"model {model!r}: allowed: {', '.join(MODELS)}")
+
+
+def default_servers(world: int) -> int:
+    return max(1, world // 2)
+
+
+def ranks_needed(strategy: str, world: int, servers: int | None = None) -> int:
+    return world + (servers or default_servers(world)) if strategy.startswith("ps") else world
+
+
+def train(rank: int, ranks: int, workload: Workload, strategy: str, steps: int, servers: int) -> dict:
+    """Rank ``rank`` of ``ranks`` trains ``steps`` steps of ``workload`` with ``strategy``; its report."""
+    if strategy in ("ps", "ps-async"):
+        return ps.train_ps(rank, ranks, workload, steps, servers, "async" if strategy == "ps-async" else "sync")
+    module = pooled_models if workload.model in pooled_models.MODELS else sum_models
+    if strategy in ("des", "des-rs"):
+        return module.train_des(rank, ranks, workload, steps, strategy)
+    if strategy == "des-a2a":
+        return module.train_des_a2a(rank, ranks, workload, steps)
+    if strategy == "dp":
+        return module.train_dp(rank, ranks, workload, steps)
+    raise ValueError(f"strategy {strategy!r}: allowed: {', '.join(STRATEGIES)}")
+
+
+@dataclass
+class Measurement:
+    """What one run measured. ``counters``: one row per (rank, category) with bytes_sent, bytes_received
+    and time_s summed over all steps; ``step_s``: (worker ranks, steps) wall seconds."""
+
+    strategy: str
+    workers: int
+    servers: int
+    steps: int
+    counters: pd.DataFrame
+    step_s: np.ndarray
+
+    def bytes_per_step(self) -> pd.Series:
+        """Bytes sent per step, per (category, rank), the model's traffic only."""
+        rows = self.counters[~self.counters.category.isin(NOT_COUNTED)]
+        return rows.groupby(["category", "rank"]).bytes_sent.sum() / self.steps
+
+    def median_step_s(self, warmup: int = 1) -> float:
+        """Median over the steps after ``warmup`` of the slowest worker's step time (synchronous
+        strategies), or of every worker's own steps (``ps-async``, where workers do not wait for each other)."""
+        measured = self.step_s[:, warmup:]
+        return float(np.median(measured if self.strategy == "ps-async" else measured.max(axis=0)))
+
+
+def measurement(strategy: str, workers: int, servers: int, steps: int, reports: list[dict]) -> Measurement:
+    counters = pd.DataFrame([{"rank": rank, "category": category, **values} for rank, report in enumerate(reports)
+                             for category, values in report["counters"].items()],
+                            columns=["rank", "category", "bytes_sent", "bytes_received", "time_s"])
+    return Measurement(strategy, workers, servers, steps, counters,
+                       np.array([report["step_s"] for report in reports[:workers]]))
+
+
+def execute(workload: Workload, strategy: str, world: int, steps: int, servers: int | None = None,
+            backend: str = "gloo", timeout_s: float = 60.0) -> Measurement:
+    """Train ``steps`` steps on ``world`` local worker ranks (plus servers for PS); what they measured."""
+    return execute_many([(workload, strategy)], world, steps, servers, backend, timeout_s)[0]
+
+
+def execute_many(configs: list[tuple[Workload, str]], world: int, steps: int, servers: int | None = None,
+                 backend: str = "gloo", timeout_s: float = 60.0) -> list[Measurement]:
+    """Each (workload, strategy) trained for ``steps`` steps, one after the other, on ranks started once:
+    ``world`` workers, plus ``servers`` (default ``default_servers``) when the strategies are PS (then all
+    of them must be)."""
+    for _, strategy in configs:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy {strategy!r}: allowed: {', '.join(STRATEGIES)}")
+    with_servers = {strategy.startswith("ps") for _, strategy in configs}
+    if len(with_servers) > 1:
+        raise ValueError("execute_many: PS and non-PS strategies need different ranks; run them apart")
+    p = (servers or default_servers(world)) if with_servers.pop() else 0
+    reports = run_local(_spawned, world + p, configs, steps, p, backend, backend=backend, timeout_s=timeout_s)
+    return [measurement(strategy, world, p, steps, [rank[i] for rank in reports])
+            for i, (_, strategy) in enumerate(configs)]
+
+
+def _spawned(rank: int, ranks: int, configs: list[tuple[Workload, str]], steps: int, servers: int,
+             backend: str) -> list[dict]:
+    use_device(backend, rank)
+    return [train(rank, ranks, workload, strategy, steps, servers) for workload, strategy in configs]
+
+
+def use_device(backend: str, local_rank: int) -> None:
+    """One thread per rank on the CPU (ranks share the cores); with NCCL, this rank's GPU as the default."""
+    if backend == "nccl":
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        torch.set_default_device(device)
+    else:
+        torch.set_num_threads(1)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m simulator.executor.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=MODELS, default="dlrm")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="des")
+    parser.add_argument("--world", type=int, default=2, help="worker ranks (local runs; under torchrun, every rank "
+                        "but the servers is a worker)")
+    parser.add_argument("--servers", type=int, default=None, help="PS server ranks (default: half the workers; "
+                        "under torchrun, 1: the last rank)")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=256, help="samples per worker per step")
+    parser.add_argument("--backend", choices=("gloo", "nccl"), default="nccl" if torch.cuda.is_available() else "gloo")
+    parser.add_argument("--timeout-s", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=None, help="write the measurement as JSON here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    workload = small_workload(args.model, args.batch)
+    try:
+        if "RANK" in os.environ:  # under torchrun: this process is one rank
+            init_from_env(args.backend, args.timeout_s)
+            rank, ranks = dist.get_rank(), dist.get_world_size()
+            servers = (args.servers or 1) if args.strategy.startswith("ps") else 0
+            use_device(args.backend, int(os.environ.get("LOCAL_RANK", rank)))
+            report = train(rank, ranks, workload, args.strategy, args.steps, servers)
+            reports = [None] * ranks if rank == 0 else None
+            dist.gather_object(report, reports)
+            dist.destroy_process_group()
+            if rank:
+                return
+            result = measurement(args.strategy, ranks - servers, servers, args.steps, reports)
+        else:
+            result = execute(workload, args.strategy, args.world, args.steps, args.servers, args.backend,
+                             args.timeout_s)
+    except ExecutorError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    summary = {"model": args.model, "strategy": args.strategy, "workers": result.workers,
+               "servers": result.servers, "steps": args.steps, "median_step_s": result.median_step_s(),
+               "bytes_per_step": {f"{c}@{r}": v for (c, r), v in result.bytes_per_step().items()}}
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
