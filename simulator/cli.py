@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
 
-from simulator.errors import SpecError
+from simulator.errors import ExecutorError, SpecError
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="dessim: simulate distributed-training "
@@ -261,6 +261,136 @@ def compare(
     _print_summary(reports, "Compared " + ", ".join(names))
 
 
+def _names(text: str, option: str, allowed: tuple[str, ...]) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names or [text]:
+        if name not in allowed:
+            raise SpecError(option, name, f"allowed: a comma-separated list of {', '.join(allowed)}")
+    return names
+
+
+def _worlds(text: str, option: str = "worlds") -> list[int]:
+    try:
+        worlds = [int(w) for w in text.split(",")]
+    except ValueError:
+        worlds = []
+    if not worlds or any(not 1 <= w <= 64 for w in worlds):
+        raise SpecError(option, text, "allowed: a comma-separated list of world sizes from 1 to 64, such as 2,4,8")
+    return worlds
+
+
+def _executor() -> None:
+    """Fail with one line when the executor's extra (torch) is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SpecError("executor", "torch", "not installed; install the extra: pip install -e '.[torch]'") from None
+
+
+BackendOpt = Annotated[str, typer.Option(help="gloo (CPU) | nccl (CUDA GPUs)")]
+
+
+@app.command()
+def calibrate(
+    out: Annotated[str, typer.Option(help="where to write the profile (JSON)")] = "profile.json",
+    backend: BackendOpt = "gloo",
+    worlds: Annotated[str, typer.Option(help="rank counts to measure at (comma-separated); the first is the "
+                                              "profile's default")] = "2,4,8",
+    device: Annotated[str | None, typer.Option(help="the device preset the profile calibrates "
+                                                    "(default: cpu-server on gloo, h100 on nccl)")] = None,
+    timeout_s: Annotated[float, typer.Option(help="timeout of every collective (s)")] = 60.0,
+) -> None:
+    """Microbenchmark the local backend (collectives, GEMMs, gathers) and fit the simulator's parameters."""
+    from pathlib import Path
+
+    from simulator.compute import load_device
+
+    _executor()
+    if backend not in ("gloo", "nccl"):
+        raise SpecError("backend", backend, "allowed: gloo, nccl")
+    sizes = _worlds(worlds)
+    preset = load_device(device or ("h100" if backend == "nccl" else "cpu-server")).name
+    if not out.endswith(".json"):
+        raise SpecError("out", out, "must end in .json")
+    from simulator.executor.calibrate import calibrate as run_calibration
+
+    profile, quality = run_calibration(sizes, preset, backend, timeout_s)
+    Path(out).write_text(json.dumps(profile, indent=1))
+    table = Table(title=f"Fit quality ({backend}, worlds {worlds}, device {preset})")
+    for column in ("ranks", "group", "op", "points", "median error", "max error"):
+        table.add_column(column, justify="left" if column in ("group", "op") else "right")
+    for row in quality.itertuples():
+        table.add_row(str(row.ranks), row.group, row.op, str(row.points), f"{row.median_error:.1%}",
+                      f"{row.max_error:.1%}")
+    console = Console()
+    console.print(table)
+    for ranks, fields in profile["ranks"].items():
+        fitted = fields["devices"][preset]
+        console.print(f"{ranks} ranks: link {fields['meta']['fitted_link_gbps']:.2f} Gb/s (efficiency "
+                      f"{fields['link_efficiency']:.3f}), extra latency {fields['latency_us_extra']:.1f} us per "
+                      f"message; launch {fitted['launch_overhead_us']:.1f} us, eff_flops {fitted['eff_flops']:.4f}, "
+                      f"eff_gather {fitted['eff_gather']:.4f}, eff_mem {fitted['eff_mem']:.4f}, "
+                      f"backward factor {fields['backward_factor']:.2f}")
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def validate(
+    profile: Annotated[str | None, typer.Option(help="calibration profile (dessim calibrate)")] = None,
+    models: Annotated[str, typer.Option(help="comma-separated executor models")] = "lr,fm,widedeep,deepfm,dlrm",
+    strategies: Annotated[str, typer.Option(help="comma-separated executor strategies")] = (
+        "ps,ps-async,des,des-rs,des-a2a,dp"),
+    worlds: Annotated[str, typer.Option(help="worker counts (comma-separated; PS adds half as many servers)")] = (
+        "2,4,8"),
+    steps: Annotated[int, typer.Option(help="steps per run (the first is warm-up)")] = 6,
+    batch: Annotated[int, typer.Option(help="samples per worker per step")] = 256,
+    device: Annotated[str, typer.Option(help="the device preset the local ranks are modelled as")] = "cpu-server",
+    timeout_s: Annotated[float, typer.Option(help="timeout of every collective (s)")] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the rows as one JSON list")] = False,
+    out: Annotated[str | None, typer.Option(help="also write the rows (.csv/.parquet)")] = None,
+) -> None:
+    """Run a grid of models x strategies x world sizes on the real executor and on the simulator: predicted
+    and measured bytes and step time, side by side, with their errors."""
+    from simulator.compute import load_calibration, load_device
+
+    _executor()
+    from simulator.executor.run import MODELS, STRATEGIES
+    from simulator.validation import validate as run_validation
+
+    grid = (_names(models, "models", MODELS), _names(strategies, "strategies", STRATEGIES), _worlds(worlds))
+    if steps < 2:
+        raise SpecError("steps", steps, "allowed: >= 2 (the first step is warm-up)")
+    if not 1 <= batch <= 65536:
+        raise SpecError("batch", batch, "allowed: 1 to 65536")
+    if out is not None and not out.endswith((".parquet", ".csv")):
+        raise SpecError("out", out, "must end in .csv or .parquet")
+    calibration = load_calibration(profile) if profile else None
+    load_device(device)
+    console = Console(stderr=as_json)
+    rows = run_validation(*grid, steps=steps, profile=calibration, device=device, batch_per_worker=batch,
+                          timeout_s=timeout_s, progress=None if as_json else lambda row: console.print(
+                              f"{row['model']:>8} {row['strategy']:>8} x{row['workers']}: bytes error "
+                              f"{row['bytes_error']:.2g}, step {row['measured_step_s'] * 1e3:.1f} ms measured, "
+                              f"{row['step_time_error']:+.1%} predicted"))
+    if out:
+        _write_table(rows, out, "out")
+    if as_json:
+        typer.echo(json.dumps(rows.to_dict(orient="records")))
+        return
+    table = Table(title="Predicted vs measured" + (f" (profile {profile})" if profile else " (uncalibrated)"))
+    for column in ("model", "strategy", "workers", "servers", "bytes pred", "bytes meas", "bytes err",
+                   "step pred", "step meas", "step err"):
+        table.add_column(column, justify="left" if column in ("model", "strategy") else "right")
+    for r in rows.itertuples():
+        table.add_row(r.model, r.strategy, str(r.workers), str(r.servers), _bytes(r.predicted_bytes),
+                      _bytes(r.measured_bytes), f"{r.bytes_error:.2g}", _seconds(r.predicted_step_s),
+                      _seconds(r.measured_step_s), f"{r.step_time_error:+.1%}")
+    console.print(table)
+    errors = rows.step_time_error.abs()
+    console.print(f"bytes error: max {rows.bytes_error.max():.2g}; step-time error |pred/meas - 1|: "
+                  f"mean {errors.mean():.1%}, max {errors.max():.1%} over {len(rows)} runs")
+
+
 @app.command("list")
 def list_things(what: Annotated[str, typer.Argument(
         help="topologies | collectives | workloads | hardware | strategies")] = "topologies") -> None:
@@ -326,6 +456,9 @@ def main(argv: list[str] | None = None) -> None:
     except pydantic.ValidationError as error:
         typer.echo(f"dessim: error: {_one_line(error)}", err=True)
         sys.exit(2)
+    except ExecutorError as error:
+        typer.echo(f"dessim: run failed: {error}", err=True)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

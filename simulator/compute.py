@@ -16,8 +16,10 @@ Calibration profile (JSON, written by ``dessim calibrate``; every key optional):
 
 ``devices`` overrides any Device field but ``name`` of the named preset (case-insensitive; ``peak_tflops``
 entries are merged per dtype); ``backward_factor`` applies to every device unless a device overrides it;
-``link_efficiency`` and ``latency_us_extra`` are network fields reserved for the network model; ``meta`` is
-free-form provenance. Every problem is one :class:`~simulator.errors.SpecError` line.
+``link_efficiency`` (achieved fraction of each link's rate) and ``latency_us_extra`` (added per message) are
+network fields: ``dessim validate`` applies them to its local fabric; ``meta`` is free-form provenance;
+``ranks`` maps a rank count to a whole profile measured with that many ranks on one machine (see
+``CalibrationProfile.for_ranks``). Every problem is one :class:`~simulator.errors.SpecError` line.
 
 >>> h100 = load_device("H100")
 >>> f"{op_time_s(h100, 1e12, 0.0, dtype='bf16') * 1e3:.4f} ms"  # 1e12 / (989.4e12 x 0.6) + 5 us
@@ -134,11 +136,19 @@ class CalibrationProfile(BaseModel):
     devices: dict[str, DeviceOverrides] = Field(
         default_factory=dict, description="a mapping of device name -> overrides of Device fields")
     backward_factor: Positive | None = Field(None, description="backward / forward time of dense layers, > 0")
-    link_efficiency: Fraction | None = Field(None, description="achieved fraction of link bandwidth, 0 < x <= 1 "
-                                                               "(reserved for the network model)")
-    latency_us_extra: NonNegative | None = Field(None, description="extra per-message latency in microseconds, "
-                                                                   ">= 0 (reserved for the network model)")
+    link_efficiency: Fraction | None = Field(None, description="achieved fraction of link bandwidth, 0 < x <= 1")
+    latency_us_extra: NonNegative | None = Field(None, description="extra per-message latency in microseconds, >= 0")
     meta: dict[str, Any] = Field(default_factory=dict, description="a mapping of free-form provenance")
+    ranks: dict[int, "CalibrationProfile"] = Field(
+        default_factory=dict, description="a mapping of rank count -> a whole profile measured with that many "
+                                          "ranks sharing the calibrated machine")
+
+    def for_ranks(self, ranks: int) -> "CalibrationProfile":
+        """The profile measured with the rank count closest to ``ranks`` (ratio-wise), else this one. Ranks
+        that share one machine share its cores and loopback: what they achieve depends on how many there are."""
+        if not self.ranks:
+            return self
+        return self.ranks[min(self.ranks, key=lambda n: (abs(math.log(n / ranks)), n))]
 
     @field_validator("devices")
     @classmethod

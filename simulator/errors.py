@@ -1,7 +1,9 @@
-"""The one error type for bad user input.
+"""The error types: bad user input (``SpecError``) and a failed real run (``ExecutorError``).
 
-Raised anywhere input is validated (topology strings, sizes, collective options). The command line turns
-it into a single line on stderr and exit status 2; library users catch it like any ``ValueError``.
+``SpecError`` is raised anywhere input is validated (topology strings, sizes, collective options). The
+command line turns it into a single line on stderr and exit status 2; library users catch it like any
+``ValueError``. ``ExecutorError`` (a distributed executor run failed: which rank, why) is one line and
+exit status 1.
 """
 
 from pathlib import Path
@@ -13,6 +15,10 @@ class SpecError(ValueError):
     def __init__(self, field: str, value: object, allowed: str) -> None:
         self.field, self.value, self.allowed = field, value, allowed
         super().__init__(f"{field}: got {value!r}; {allowed}")
+
+
+class ExecutorError(RuntimeError):
+    """A distributed run failed: which rank, and why."""
 
 
 def read_text(path: Path, field: str) -> str:

@@ -83,9 +83,6 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
     """
     from simulator.executor.run import execute_many, small_workload
 
-    calibrated = load_device(device)
-    if profile is not None:
-        calibrated = apply_calibration(calibrated, profile)
     strategies = list(strategies)
     families = [[s for s in strategies if not s.startswith("ps")], [s for s in strategies if s.startswith("ps")]]
     rows = []
@@ -96,8 +93,9 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
                 continue
             for (workload, strategy), measured in zip(configs, execute_many(configs, world, steps,
                                                                             timeout_s=timeout_s), strict=True):
-                predicted, predicted_s = predict(workload, strategy, world, measured.servers, steps, calibrated,
-                                                 profile)
+                ranks = profile.for_ranks(world + measured.servers) if profile else None
+                modelled = apply_calibration(load_device(device), ranks) if ranks else load_device(device)
+                predicted, predicted_s = predict(workload, strategy, world, measured.servers, steps, modelled, ranks)
                 measured_bytes = measured.bytes_per_step()
                 measured_s = measured.median_step_s(WARMUP_STEPS)
                 row = {"model": workload.model, "strategy": strategy, "workers": world, "servers": measured.servers,

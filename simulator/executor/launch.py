@@ -20,11 +20,9 @@ from typing import Any
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from simulator.errors import ExecutorError
+
 GRACE_S = 2.0  # after a first failure, how long the other ranks get to report theirs
-
-
-class ExecutorError(RuntimeError):
-    """A distributed run failed: which rank, and why."""
 
 
 def free_port() -> int:

@@ -1,5 +1,5 @@
 """Models with pooled embeddings and an MLP, for real: DNN, DLRM, Wide&Deep, DeepFM, single-process and
-under DES on ranks.
+on ranks under DES (``des``, ``des-rs``, ``des-a2a``) and DP.
 
 The sparse part pools each field's IDs (sum) into a k-vector; W&D and DeepFM rows also hold a
 first-order weight (row = (w, v)), summed over the sample's IDs. A sample's partial result is all its
@@ -11,6 +11,9 @@ pooled vectors, upper triangle, then the bottom output; DeepFM's ``fm``: the sec
 field vectors, its deep tower on the concatenation); the top MLP (ReLU between layers). The logit adds the
 first-order sum and the linear term where the model has them. Data and loss as in ``sum_models``; dense
 features are seeded per (worker, step). Dense gradients are all-reduced (``dense.allreduce``).
+
+On the wire a sample's partial result is one row of r values: the pooled vectors field by field (tables in
+workload order, k values each), then the first-order sum for W&D and DeepFM.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from simulator.executor.comm import Communicator
 from simulator.executor.sum_models import (
     SumPartials,
     bce_loss,
+    gather_ids,
     global_batch,
     global_loss,
     owned_shard,
+    route_ids,
     sgd,
     shard_result,
     worker_batch,
@@ -94,13 +99,35 @@ def initial_tables(workload: Workload) -> list[np.ndarray]:
             .astype(np.float32) for t, spec in enumerate(workload.tables)]
 
 
+def _pool(sums: torch.Tensor, first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows summed per field (n, fields, width) -> pooled vectors (n, fields, k) and first-order sums (n,)."""
+    if not first_order:
+        return sums, torch.zeros(len(sums))
+    return sums[..., 1:], sums[..., 0].sum(dim=1)
+
+
 def _partial(rows: torch.Tensor, fields: int, first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Looked-up rows (n, fields x hotness, width) -> pooled vectors (n, fields, k) and first-order sums (n,)."""
-    n, columns, _ = rows.shape
-    vectors = rows[..., 1:] if first_order else rows
-    pooled = vectors.reshape(n, fields, columns // fields, -1).sum(dim=2)
-    first = rows[..., 0].sum(dim=1) if first_order else torch.zeros(n)
-    return pooled, first
+    n, columns, width = rows.shape
+    return _pool(rows.reshape(n, fields, columns // fields, width).sum(dim=2), first_order)
+
+
+def _join(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-table (pooled, first) -> all fields' pooled vectors (n, F, k) and the first-order sums (n,)."""
+    return torch.cat([p for p, _ in parts], dim=1), sum(f for _, f in parts)
+
+
+def _columns(pooled: torch.Tensor, first: torch.Tensor, first_order: bool) -> torch.Tensor:
+    """The partial result as sent, (n, r): pooled vectors flattened, then the first-order sum if any."""
+    return torch.cat([pooled.flatten(1), first.unsqueeze(1)], dim=1) if first_order else pooled.flatten(1)
+
+
+def _logits_from_partials(head: DenseHead, summed: torch.Tensor, workload: Workload, worker: int,
+                          step: int) -> torch.Tensor:
+    """Logits of ``worker``'s b samples at ``step`` from their summed partial results (b, r)."""
+    vectors = summed[:, :workload.embedding_width].reshape(len(summed), workload.n_fields, -1)
+    first = summed[:, -1] if workload.model in FIRST_ORDER else None
+    return head(vectors, dense_features(workload, [worker], step), first)
 
 
 def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np.ndarray], list[float]]:
@@ -113,7 +140,7 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
         batch = global_batch(workload, world, step)
         parts = [_partial(table[torch.from_numpy(ids)], spec.fields, first_order)
                  for table, ids, spec in zip(tables, batch.ids, workload.tables, strict=True)]
-        pooled, first = torch.cat([p for p, _ in parts], dim=1), sum(f for _, f in parts)
+        pooled, first = _join(parts)
         loss = bce_loss(head(pooled, dense_features(workload, list(range(world)), step), first),
                      torch.from_numpy(batch.labels), len(batch.labels))
         loss.backward()
@@ -135,18 +162,60 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         started = time.perf_counter()
         mine = worker_batch(workload, rank, step)
         parts = []
-        for table, ids, spec in zip(tables, mine.ids, workload.tables, strict=True):
-            ids = comm.all_gather(torch.from_numpy(ids), "des.ids")
+        for table, ids, spec in zip(tables, gather_ids(mine.ids, comm), workload.tables, strict=True):
             here = ids % world == rank
             rows = torch.zeros((*ids.shape, spec.params_per_id)).index_put((here,), table[ids[here] // world])
             parts.append(_partial(rows, spec.fields, first_order))
-        pooled = torch.cat([p for p, _ in parts], dim=1)  # (B, F, k): this worker's share of each pooled vector
-        columns = [pooled.flatten(1)] + ([sum(f for _, f in parts).unsqueeze(1)] if first_order else [])
-        summed = SumPartials.apply(torch.cat(columns, dim=1), comm, variant == "des-rs")
-        vectors = summed[:, :pooled.shape[1] * pooled.shape[2]].reshape(-1, *pooled.shape[1:])
-        first = summed[:, -1] if first_order else None
-        loss = bce_loss(head(vectors, dense_features(workload, [rank], step), first), torch.from_numpy(mine.labels),
-                     big_b)
+        partial = _columns(*_join(parts), first_order)  # (B, r): this worker's share of every sample's partial
+        summed = SumPartials.apply(partial, comm, variant == "des-rs")
+        loss = bce_loss(_logits_from_partials(head, summed, workload, rank, step), torch.from_numpy(mine.labels),
+                        big_b)
+        loss.backward()
+        sgd(tables, [t.grad for t in tables], list(head.parameters()), comm)
+        step_s.append(time.perf_counter() - started)
+        losses.append(global_loss(loss, comm))
+    return shard_result(owned, tables, losses, step_s, comm)
+
+
+class ExchangePartials(torch.autograd.Function):
+    """``des-a2a``'s sum. Forward: send each requester the (b, r) partial rows this owner computed for its
+    samples (``des.partials``) and sum the rows every owner sent here. Backward: send every owner the (b, r)
+    gradient of this worker's sum (``des.partials_grad``), so each owner gets its requesters' gradients."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, comm: Communicator,
+                *partials: torch.Tensor) -> torch.Tensor:
+        ctx.comm = comm
+        return torch.stack(comm.all_to_all(list(partials), "des.partials")).sum(dim=0)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        return None, *ctx.comm.all_to_all([grad.contiguous()] * ctx.comm.world, "des.partials_grad")
+
+
+def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict:
+    """DES with all-to-all (``des-a2a``): per table, each worker sends every owner the IDs of its b samples
+    that owner holds (``des.ids``, in (sample, field, slot) order; per-(sample, field) counts go as metadata),
+    owners pool them into (b, r) partial rows per requester and return them (``des.partials``), and backward
+    sends each owner the (b, r) partial gradients (``des.partials_grad``, :class:`ExchangePartials`); owners
+    kept the IDs and backpropagate into their rows. Dense gradients are all-reduced (``dense.allreduce``)."""
+    comm = Communicator()
+    head = DenseHead(workload)
+    owned, tables = owned_shard(initial_tables(workload), rank, world)
+    b, first_order = workload.batch_per_worker, workload.model in FIRST_ORDER
+    losses, step_s = [], []
+    for step in range(steps):
+        comm.barrier()
+        started = time.perf_counter()
+        mine = worker_batch(workload, rank, step)
+        parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(world)]  # per requester, table
+        for requester, routed in enumerate(route_ids(mine.ids, comm, [spec.fields for spec in workload.tables])):
+            for table, (segment, ids), spec in zip(tables, routed, workload.tables, strict=True):
+                sums = torch.zeros(b * spec.fields, spec.params_per_id).index_add(0, segment, table[ids // world])
+                parts[requester].append(_pool(sums.reshape(b, spec.fields, -1), first_order))
+        summed = ExchangePartials.apply(comm, *(_columns(*_join(p), first_order) for p in parts))
+        loss = bce_loss(_logits_from_partials(head, summed, workload, rank, step), torch.from_numpy(mine.labels),
+                        world * b)
         loss.backward()
         sgd(tables, [t.grad for t in tables], list(head.parameters()), comm)
         step_s.append(time.perf_counter() - started)
@@ -155,7 +224,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
 
 
 class PooledHead:
-    """The dense part of a pooled model for a PS worker: rows looked up per (sample, ID slot) -> logits."""
+    """The dense part of a pooled model for a PS or DP worker: rows looked up per (sample, ID slot) -> logits."""
 
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
@@ -171,5 +240,29 @@ class PooledHead:
             columns = spec.fields * spec.hotness
             parts.append(_partial(rows[:, start:start + columns], spec.fields, self.first_order))
             start += columns
-        pooled, first = torch.cat([p for p, _ in parts], dim=1), sum(f for _, f in parts)
+        pooled, first = _join(parts)
         return self.head(pooled, dense_features(self.workload, [worker], step), first if self.first_order else None)
+
+
+def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
+    """Data parallel (``dp``), as the simulator's ``lower_dp`` accounts it: every worker holds every table;
+    the whole tables' gradients are all-reduced as one flat tensor (``sparse.allreduce``, ``sparse_params``
+    values), then the dense gradients apart (``dense.allreduce``, ``dense_params`` values). "owned" is every
+    row of every table."""
+    comm = Communicator()
+    model = PooledHead(workload)
+    tables = [torch.tensor(w, requires_grad=True) for w in initial_tables(workload)]
+    losses, step_s = [], []
+    for step in range(steps):
+        comm.barrier()
+        started = time.perf_counter()
+        mine = worker_batch(workload, rank, step)
+        rows = torch.cat([table[torch.from_numpy(ids)] for table, ids in zip(tables, mine.ids, strict=True)], dim=1)
+        loss = bce_loss(model(rows, rank, step), torch.from_numpy(mine.labels), world * workload.batch_per_worker)
+        loss.backward()
+        flat = comm.all_reduce(torch.cat([t.grad.reshape(-1) for t in tables]), "sparse.allreduce")
+        grads = [g.reshape(t.shape) for t, g in zip(tables, flat.split([t.numel() for t in tables]), strict=True)]
+        sgd(tables, grads, model.parameters(), comm)
+        step_s.append(time.perf_counter() - started)
+        losses.append(global_loss(loss, comm))
+    return shard_result([np.arange(spec.rows) for spec in workload.tables], tables, losses, step_s, comm)

@@ -169,19 +169,27 @@ def gather_ids(ids: list[np.ndarray], comm: Communicator) -> list[torch.Tensor]:
     return list(comm.all_gather(torch.from_numpy(np.concatenate(ids, axis=1)), "des.ids").split(widths, dim=1))
 
 
-def route_ids(ids: list[np.ndarray], comm: Communicator) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+def route_ids(ids: list[np.ndarray], comm: Communicator,
+              groups: list[int] | None = None) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
     """Each worker sends every owner (``id mod N``) the IDs of its (b, columns) tables that owner holds, in
-    one all-to-all (``des.ids``; how many per sample and table go first, as metadata). Per requester r, per
-    table: (the requester's sample of each ID, the IDs) as received here."""
+    one all-to-all (``des.ids``, row-major); how many per sample and group of columns (``groups[t]`` equal
+    groups per table: its fields; default one per table) go first, as metadata. Per requester r, per table:
+    (the segment of each received ID: sample x groups + group, the IDs) as received here."""
+    groups = groups or [1] * len(ids)
     owners = [x % comm.world for x in ids]
     b = len(ids[0])
     to = [torch.from_numpy(np.concatenate([x[own == o] for x, own in zip(ids, owners, strict=True)]))
-          for o in range(comm.world)]  # per table, sample-major
-    counts = [torch.from_numpy(np.stack([(own == o).sum(axis=1) for own in owners], axis=1)) for o in range(comm.world)]
-    got_ids, got_counts = comm.all_to_all(to, "des.ids"), comm.all_to_all(counts, None)  # counts: (b, tables)
-    return [[(torch.repeat_interleave(torch.arange(b), per_sample), table_ids) for per_sample, table_ids in
-             zip(got_counts[r].T, got_ids[r].split(got_counts[r].sum(dim=0).tolist()), strict=True)]
-            for r in range(comm.world)]
+          for o in range(comm.world)]
+    counts = [torch.from_numpy(np.concatenate([(own == o).reshape(b, g, -1).sum(axis=2) for own, g in
+                                               zip(owners, groups, strict=True)], axis=1)) for o in range(comm.world)]
+    got_ids, got_counts = comm.all_to_all(to, "des.ids"), comm.all_to_all(counts, None)  # counts: (b, sum groups)
+    routed = []
+    for r in range(comm.world):
+        per_table = got_counts[r].split(groups, dim=1)
+        id_parts = got_ids[r].split([int(c.sum()) for c in per_table])
+        routed.append([(torch.repeat_interleave(torch.arange(c.numel()), c.reshape(-1)), table_ids)
+                       for c, table_ids in zip(per_table, id_parts, strict=True)])
+    return routed
 
 
 def train_des(rank: int, world: int, workload: Workload, steps: int, variant: str = "des") -> dict:
