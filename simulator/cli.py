@@ -366,7 +366,8 @@ def validate(
         raise SpecError("out", out, "must end in .csv or .parquet")
     calibration = load_calibration(profile) if profile else None
     load_device(device)
-    console = Console(stderr=as_json)
+    stream = sys.stderr if as_json else sys.stdout
+    console = Console(stderr=as_json, width=None if stream.isatty() else 150)  # the table, unwrapped in files
     rows = run_validation(*grid, steps=steps, profile=calibration, device=device, batch_per_worker=batch,
                           timeout_s=timeout_s, progress=None if as_json else lambda row: console.print(
                               f"{row['model']:>8} {row['strategy']:>8} x{row['workers']}: bytes error "

@@ -158,9 +158,9 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     first_order = workload.model in FIRST_ORDER
     losses, step_s = [], []
     for step in range(steps):
+        mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        mine = worker_batch(workload, rank, step)
         parts = []
         for table, ids, spec in zip(tables, gather_ids(mine.ids, comm), workload.tables, strict=True):
             here = ids % world == rank
@@ -205,9 +205,9 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
     b, first_order = workload.batch_per_worker, workload.model in FIRST_ORDER
     losses, step_s = [], []
     for step in range(steps):
+        mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        mine = worker_batch(workload, rank, step)
         parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(world)]  # per requester, table
         for requester, routed in enumerate(route_ids(mine.ids, comm, [spec.fields for spec in workload.tables])):
             for table, (segment, ids), spec in zip(tables, routed, workload.tables, strict=True):
@@ -254,9 +254,9 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
     tables = [torch.tensor(w, requires_grad=True) for w in initial_tables(workload)]
     losses, step_s = [], []
     for step in range(steps):
+        mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        mine = worker_batch(workload, rank, step)
         rows = torch.cat([table[torch.from_numpy(ids)] for table, ids in zip(tables, mine.ids, strict=True)], dim=1)
         loss = bce_loss(model(rows, rank, step), torch.from_numpy(mine.labels), world * workload.batch_per_worker)
         loss.backward()

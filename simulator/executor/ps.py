@@ -1,22 +1,40 @@
-"""Synchronous parameter server, for real: worker and server ranks for every executor model.
+"""Parameter server, for real: worker and server ranks for every executor model, synchronous (BSP) or
+asynchronous (ASP).
 
 Ranks 0..N-1 are workers, the last P ranks servers; server s owns the rows with ``id mod P == s`` of every
 table (``simulator.strategies.base.shard_of``). Models plug in their dense part (``dense_head``): what a
-worker computes from the rows of its batch's ID slots.
+worker computes from the rows of its batch's ID slots. Keys travel as global row numbers (table offset + id).
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
-from simulator.executor.comm import Communicator
+from simulator.executor.comm import Communicator, payload_bytes
 from simulator.executor.pooled_models import MODELS as POOLED_MODELS
 from simulator.executor.pooled_models import PooledHead, initial_tables
-from simulator.executor.sum_models import LEARNING_RATE, SumHead, bce_loss, global_loss, initial_rows, sgd, worker_batch
+from simulator.executor.sum_models import (
+    LEARNING_RATE,
+    Batch,
+    SumHead,
+    bce_loss,
+    global_loss,
+    initial_rows,
+    sgd,
+    worker_batch,
+)
 from workloads import Workload
+
+MODES = ("sync", "async")
+HEADER_TAG, PAYLOAD_TAG = 1, 2  # ASP point-to-point tags: a server's receive-from-any matches headers only
+PULL, PUSH = 0, 1  # ASP request kinds
+
+Transfer = tuple[int, torch.Tensor, str | None]  # (peer rank, tensor, category; None: metadata, not counted)
 
 
 def dense_head(workload: Workload) -> SumHead | PooledHead:
@@ -27,37 +45,41 @@ def _initial(workload: Workload) -> list[np.ndarray]:
     return initial_tables(workload) if workload.model in POOLED_MODELS else initial_rows(workload)
 
 
-def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int) -> dict:
-    """Synchronous PS: ranks 0..N-1 are workers; the last ``servers`` ranks are servers, server s owning the
-    rows with ``id mod P == s`` of every table (``shard_of``). Per step a worker sends each server the keys
-    of its batch's distinct IDs that server owns and gets the rows back (``sparse.pull``), computes, and
-    pushes the keys with the row gradients (``sparse.push``); a server sums each row's gradients over the
-    workers and applies them before the next step's pulls (BSP). Dense parameters are all-reduced among
-    workers (``dense.allreduce``, PERSIA-like). Keys travel as global row numbers (table offset + id)."""
+def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int, mode: str = "sync") -> dict:
+    """A PS rank: ranks 0..N-1 are workers; the last ``servers`` ranks are servers, server s owning the rows
+    with ``id mod P == s`` of every table (``shard_of``). Per step a worker sends each server the keys of its
+    batch's distinct IDs that server owns and gets the rows back (``sparse.pull``), computes, and pushes the
+    keys with the row gradients (``sparse.push``).
+
+    ``mode="sync"`` (BSP): a server sums each row's gradients over the workers and applies them before the
+    next step's pulls; dense parameters are all-reduced among workers (``dense.allreduce``, PERSIA-like);
+    the loss is the global batch's (workers' losses summed, category ``metrics``).
+    ``mode="async"`` (ASP): see ``_work_async`` and ``_serve_async``; dense parameters live on the servers.
+
+    Workers return ``losses``, ``step_s`` (wall seconds per step) and ``counters``; servers ``owned``
+    (the global rows they hold), ``weights`` (those rows) and ``counters``."""
+    if mode not in MODES:
+        raise ValueError(f"train_ps runs mode {' or '.join(MODES)}, not {mode}")
     n = world - servers
     comm = Communicator()
-    workers_group = torch.distributed.new_group(list(range(n)))  # created by every rank, used by workers
+    if mode == "async":
+        return _serve_async(comm, rank - n, n, workload, steps) if rank >= n else _work_async(
+            comm, rank, n, workload, steps)
+    workers_group = dist.new_group(list(range(n)))  # created by every rank, used by workers
     if rank >= n:
         return _serve(comm, rank - n, n, workload, steps)
     dense = Communicator(workers_group)
-    offsets = _table_offsets(workload)
     width = _row_width(workload)
     model = dense_head(workload)
     losses, step_s = [], []
     for step in range(steps):
+        mine, gids, keys = _batch_keys(workload, rank, step, n, servers)  # input loading: not part of the step
         comm.barrier()
         started = time.perf_counter()
-        mine = worker_batch(workload, rank, step)
-        gids = np.concatenate([offsets[t] + ids for t, ids in enumerate(mine.ids)], axis=1)  # (b, m)
-        owner = np.concatenate([ids % servers for ids in mine.ids], axis=1)
-        keys = {n + s: torch.from_numpy(np.unique(gids[owner == s])) for s in range(servers)}
         comm.exchange_variable(keys, [], "sparse.pull")
         rows = comm.exchange_variable({}, list(keys), "sparse.pull", torch.float32)
         pulled = {peer: rows[peer].reshape(len(keys[peer]), width).clone().requires_grad_(True) for peer in keys}
-        order = np.concatenate([keys[peer].numpy() for peer in keys])
-        sorter = np.argsort(order)
-        where = torch.from_numpy(sorter[np.searchsorted(order[sorter], gids)])
-        logits = model(torch.cat([pulled[peer] for peer in keys])[where], rank, step)
+        logits = model(_arrange(pulled, keys, gids), rank, step)
         loss = bce_loss(logits, torch.from_numpy(mine.labels), n * workload.batch_per_worker)
         loss.backward()
         comm.exchange_variable(keys, [], "sparse.push")
@@ -82,16 +104,38 @@ def _table_offsets(workload: Workload) -> np.ndarray:
     return np.concatenate([[0], np.cumsum([t.rows for t in workload.tables])[:-1]]).astype(np.int64)
 
 
-def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: int) -> dict:
-    """A PS server: answer every worker's pull, then apply the summed pushed gradients (per step)."""
-    servers = comm.world - n
+def _batch_keys(workload: Workload, rank: int, step: int, n: int,
+                servers: int) -> tuple[Batch, np.ndarray, dict[int, torch.Tensor]]:
+    """Worker ``rank``'s batch at ``step``, its global row numbers per (sample, ID slot), and per server
+    rank (n + s) the sorted distinct keys of the batch that server owns."""
+    offsets = _table_offsets(workload)
+    mine = worker_batch(workload, rank, step)
+    gids = np.concatenate([offsets[t] + ids for t, ids in enumerate(mine.ids)], axis=1)  # (b, m)
+    owner = np.concatenate([ids % servers for ids in mine.ids], axis=1)
+    return mine, gids, {n + s: torch.from_numpy(np.unique(gids[owner == s])) for s in range(servers)}
+
+
+def _arrange(pulled: dict[int, torch.Tensor], keys: dict[int, torch.Tensor], gids: np.ndarray) -> torch.Tensor:
+    """The pulled rows (per server, in its keys' order) placed per (sample, ID slot): (b, m, width)."""
+    order = np.concatenate([keys[peer].numpy() for peer in keys])
+    sorter = np.argsort(order)
+    where = torch.from_numpy(sorter[np.searchsorted(order[sorter], gids)])
+    return torch.cat([pulled[peer] for peer in keys])[where]
+
+
+def _shard(workload: Workload, server: int, servers: int) -> tuple[np.ndarray, np.ndarray]:
+    """The global rows server ``server`` of ``servers`` holds (sorted) and their initial values."""
     offsets = _table_offsets(workload)
     full = np.concatenate(_initial(workload))
-    width = full.shape[1]
     table_of = np.repeat(np.arange(len(workload.tables)), [t.rows for t in workload.tables])
-    ids_all = np.arange(len(full)) - offsets[table_of]
-    owned = np.nonzero(ids_all % servers == server)[0]  # global rows this server holds
-    weights = full[owned].copy()
+    owned = np.nonzero((np.arange(len(full)) - offsets[table_of]) % servers == server)[0]
+    return owned, full[owned].copy()
+
+
+def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: int) -> dict:
+    """A BSP server: answer every worker's pull, then apply the summed pushed gradients (per step)."""
+    owned, weights = _shard(workload, server, comm.world - n)
+    width = weights.shape[1]
     workers = list(range(n))
     for _ in range(steps):
         comm.barrier()
@@ -108,3 +152,108 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
     return {"owned": owned, "weights": weights, "counters": comm.counters()}
 
 
+def _dense_range(size: int, server: int, servers: int) -> tuple[int, int]:
+    """Server ``server``'s contiguous range of the ``size`` flat dense parameters (``model.parameters()``
+    order), whole values as the simulator splits them (``simulator.strategies.ps``)."""
+    return size * server // servers, size * (server + 1) // servers
+
+
+def _transfer(comm: Communicator, sends: list[Transfer], receives: list[Transfer]) -> None:
+    """Point-to-point, counted: post every receive and then every send at once (non-blocking, so neither
+    side waits on the other's order), then wait for them category by category, timing each and counting
+    its payload bytes under its category. Empty tensors are not sent (the receiver knows their length).
+    Metadata (category None) is a request header: sent under its own tag, waited for, never counted.
+    Every wait is bounded by the process group's timeout."""
+    pending: dict[str | None, list[dist.Work]] = defaultdict(list)
+    moved: dict[str | None, list[float]] = defaultdict(lambda: [0.0, 0.0])  # bytes sent, received
+    for post, transfers, side in ((dist.irecv, receives, 1), (dist.isend, sends, 0)):
+        for peer, tensor, category in transfers:
+            if tensor.numel():
+                tag = HEADER_TAG if category is None else PAYLOAD_TAG
+                pending[category].append(post(tensor, peer, group=comm.group, tag=tag))
+                moved[category][side] += payload_bytes(tensor)
+    for work in pending.pop(None, []):
+        work.wait()
+    for category, works in pending.items():
+        with comm._timed(category, *moved[category]):
+            for work in works:
+                work.wait()
+
+
+def _header(kind: int, keys: int) -> torch.Tensor:
+    """An ASP request header (metadata): its kind (PULL, PUSH) and number of keys."""
+    return torch.tensor([kind, keys], dtype=torch.int64)
+
+
+def _flat_dense(model: SumHead | PooledHead) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def _work_async(comm: Communicator, rank: int, n: int, workload: Workload, steps: int) -> dict:
+    """An ASP worker: its own request stream, never waiting for another worker. Per step it pulls from
+    every server the rows of its batch's distinct IDs that server owns (``sparse.pull``) and the server's
+    range of the dense parameters (``dense.pull``), computes, and pushes the keys with the row gradients
+    (``sparse.push``) and the dense gradients' ranges (``dense.push``): the simulator's ``dense=ps``. The
+    loss is this worker's own, over its b samples (each push is one SGD step on its minibatch, so one
+    worker trains exactly like single-process SGD). A step's wall time runs from its start to the end of
+    its push; there is no barrier."""
+    servers = comm.world - n
+    width = _row_width(workload)
+    model = dense_head(workload)
+    params = model.parameters()
+    ranges = {n + s: _dense_range(sum(p.numel() for p in params), s, servers) for s in range(servers)}
+    losses, step_s = [], []
+    for step in range(steps):
+        mine, gids, keys = _batch_keys(workload, rank, step, n, servers)
+        started = time.perf_counter()
+        rows = {peer: torch.empty(len(k), width) for peer, k in keys.items()}
+        dense = {peer: torch.empty(hi - lo) for peer, (lo, hi) in ranges.items()}
+        _transfer(comm, [(peer, _header(PULL, len(k)), None) for peer, k in keys.items()]
+                  + [(peer, k, "sparse.pull") for peer, k in keys.items()],
+                  [(peer, r, "sparse.pull") for peer, r in rows.items()]
+                  + [(peer, d, "dense.pull") for peer, d in dense.items()])
+        with torch.no_grad():
+            for param, value in zip(params, torch.cat(list(dense.values())).split([p.numel() for p in params]),
+                                    strict=True):
+                param.copy_(value.reshape(param.shape))
+        pulled = {peer: r.requires_grad_(True) for peer, r in rows.items()}
+        loss = bce_loss(model(_arrange(pulled, keys, gids), rank, step), torch.from_numpy(mine.labels),
+                        workload.batch_per_worker)
+        loss.backward()
+        dense_grad = torch.cat([p.grad.reshape(-1) for p in params])
+        for param in params:
+            param.grad = None
+        _transfer(comm, [(peer, _header(PUSH, len(k)), None) for peer, k in keys.items()]
+                  + [(peer, k, "sparse.push") for peer, k in keys.items()]
+                  + [(peer, pulled[peer].grad.reshape(-1), "sparse.push") for peer in keys]
+                  + [(peer, dense_grad[lo:hi], "dense.push") for peer, (lo, hi) in ranges.items()], [])
+        step_s.append(time.perf_counter() - started)
+        losses.append(float(loss.detach()))
+    return {"losses": losses, "step_s": step_s, "counters": comm.counters()}
+
+
+def _serve_async(comm: Communicator, server: int, n: int, workload: Workload, steps: int) -> dict:
+    """An ASP server: serves requests one at a time in arrival order (a receive from any worker), each
+    worker's in the order it sent them, and applies a push's gradients (rows and its dense range) as soon
+    as it has them. Every worker sends it one pull and one push per step: it stops after 2 N steps'."""
+    owned, weights = _shard(workload, server, comm.world - n)
+    width = weights.shape[1]
+    initial = _flat_dense(dense_head(workload))
+    lo, hi = _dense_range(len(initial), server, comm.world - n)
+    dense = initial[lo:hi].clone()
+    header = torch.empty(2, dtype=torch.int64)
+    for _ in range(2 * n * steps):
+        worker = dist.recv(header, src=None, group=comm.group, tag=HEADER_TAG)  # metadata, bounded by the timeout
+        kind, count = header.tolist()
+        keys = torch.empty(count, dtype=torch.int64)
+        if kind == PULL:
+            _transfer(comm, [], [(worker, keys, "sparse.pull")])
+            rows = torch.from_numpy(weights[np.searchsorted(owned, keys.numpy())].reshape(-1))
+            _transfer(comm, [(worker, rows, "sparse.pull"), (worker, dense, "dense.pull")], [])
+        else:
+            grads, dense_grad = torch.empty(count * width), torch.empty(hi - lo)
+            _transfer(comm, [], [(worker, keys, "sparse.push"), (worker, grads, "sparse.push"),
+                                 (worker, dense_grad, "dense.push")])
+            weights[np.searchsorted(owned, keys.numpy())] -= LEARNING_RATE * grads.numpy().reshape(-1, width)
+            dense -= LEARNING_RATE * dense_grad
+    return {"owned": owned, "weights": weights, "counters": comm.counters()}

@@ -157,7 +157,8 @@ def owned_shard(rows: list[np.ndarray], rank: int, world: int) -> tuple[list[np.
 def shard_result(owned: list[np.ndarray], tables: list[torch.Tensor], losses: list[float], step_s: list[float],
                  comm: Communicator) -> dict:
     """What an owner-sharded worker reports: its rows' IDs and values, the losses, its wall seconds per step
-    (from a barrier to the end of its update, the loss metric excluded) and its byte counters."""
+    (from a barrier to the end of its update; input loading and the loss metric excluded) and its byte
+    counters."""
     return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "losses": losses, "step_s": step_s,
             "counters": comm.counters()}
 
@@ -199,9 +200,9 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     bias = torch.zeros((), requires_grad=True)
     losses, step_s = [], []
     for step in range(steps):
+        mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        mine = worker_batch(workload, rank, step)
         ids = gather_ids(mine.ids, comm)
         big_b = world * workload.batch_per_worker
         partial = torch.zeros(big_b, workload.partial_width)
@@ -229,9 +230,9 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
     bias = torch.zeros((), requires_grad=True)
     losses, step_s = [], []
     for step in range(steps):
+        mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        mine = worker_batch(workload, rank, step)
         # Per requester: this owner's (b, r) partial rows for its samples, with their graph to our rows.
         partials = [torch.zeros(b, workload.partial_width) for _ in range(world)]
         for r, routed in enumerate(route_ids(mine.ids, comm)):
@@ -258,9 +259,9 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
     bias = torch.zeros((), requires_grad=True)
     losses, step_s = [], []
     for step in range(steps):
+        mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        mine = worker_batch(workload, rank, step)
         summed = sum(per_id(model, table[torch.from_numpy(ids)]).sum(dim=1)
                      for table, ids in zip(tables, mine.ids, strict=True))
         loss = bce_loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * workload.batch_per_worker)

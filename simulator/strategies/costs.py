@@ -63,5 +63,5 @@ def server_update_s(workload: Workload, server: Device, rows: np.ndarray) -> np.
     return np.sum(per_table, axis=-1)
 
 
-def dense_update_s(workload: Workload, device: Device, params: float) -> float:
-    return float(compute.dense_update_s(device, params, workload.dtype_bytes, workload.optimizer_slots))
+def dense_update_s(workload: Workload, device: Device, params: float | np.ndarray) -> float | np.ndarray:
+    return compute.dense_update_s(device, params, workload.dtype_bytes, workload.optimizer_slots)

@@ -5,7 +5,8 @@ Per step, worker w with U_w distinct IDs (split over P servers by ``shard_of``):
 - forward and backward on its b samples;
 - ``sparse.push``: U_w keys + U_w row gradients out;
 - dense parameters on the servers (``dense=ps``: ``dense.pull`` P_d values at the start of a step,
-  ``dense.push`` P_d gradients at its end, range-partitioned) or all-reduced among workers
+  ``dense.push`` P_d gradients at its end, range-partitioned in whole values: server j holds
+  [P_d j // P, P_d (j+1) // P)) or all-reduced among workers
   (``dense=allreduce``, PERSIA-like);
 - each server merges the gradients of its rows and applies the optimizer on its CPU.
 Synchronous (BSP): one request round per step; a server answers step k+1's pulls after applying every
@@ -49,6 +50,8 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
     values = np.array([t.params_per_id for t in workload.tables], dtype=np.float64) * s
     b, slots = workload.batch_per_worker, workload.optimizer_slots
     dense_bytes = workload.dense_params * s
+    # dense=ps: server j holds the whole values [D j // P, D (j+1) // P) of the flattened dense parameters
+    dense_shard = np.diff(workload.dense_params * np.arange(p + 1) // p).astype(np.float64)
     graph = StepGraph(cluster.fabric.n_hosts, workers, servers, steps)
     # Sync: one request round of every worker per step. Async/ssp: each worker has its own request stream
     # (its ops, and the servers' part in them, are ordered per worker only).
@@ -79,8 +82,8 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
                                    deps=pull, step=k, stream=server_stream)
             pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows, (lookup,), k, comm)
             if opts.dense == "ps":
-                pulled += exchange(graph, "dense.pull", "dense.pull", dst, src,
-                                   np.full(len(src), dense_bytes / p), waits, k, comm)
+                pulled += exchange(graph, "dense.pull", "dense.pull", dst, src, np.tile(dense_shard * s, len(members)),
+                                   waits, k, comm)
             fwd = graph.compute("forward", "compute.forward", hosts, pool_s[members] + fwd_s, deps=pulled, step=k)
             bwd = graph.compute("backward", "compute.backward", hosts, pool_s[members] + bwd_s, deps=(fwd,), step=k)
             backwards.append(bwd)
@@ -89,9 +92,9 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
             merged = requested if own else dem.owned_global(p)
             server_s = costs.server_update_s(workload, server_device, merged)
             if opts.dense == "ps":
-                pushed += exchange(graph, "dense.push", "dense.push", src, dst, np.full(len(src), dense_bytes / p),
+                pushed += exchange(graph, "dense.push", "dense.push", src, dst, np.tile(dense_shard * s, len(members)),
                                    (bwd,), k, comm)
-                server_s = server_s + costs.dense_update_s(workload, server_device, workload.dense_params / p)
+                server_s = server_s + costs.dense_update_s(workload, server_device, dense_shard)
             step_updates.append(graph.compute("server.update", "server.update", servers, server_s, deps=pushed,
                                               step=k, stream=server_stream))
         if opts.dense == "allreduce":

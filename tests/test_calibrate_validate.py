@@ -1,0 +1,131 @@
+"""``dessim calibrate`` and ``dessim validate``: the fits recover known parameters, a profile round-trips
+into the simulator, and the validation grid's bytes match the executor's counts exactly."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from test_cli import run  # noqa: E402
+
+from simulator.compute import CalibrationProfile, load_calibration, load_device, op_time_s  # noqa: E402
+from simulator.executor.calibrate import COLLECTIVES, fit_compute, fit_network  # noqa: E402
+from simulator.simulate import simulate_collective  # noqa: E402
+from simulator.validation import LOOPBACK_GBPS, LOOPBACK_LATENCY_US, local_fabric  # noqa: E402
+
+
+def test_network_fit_recovers_the_link_efficiency_and_latency_the_points_were_made_with() -> None:
+    truth = CalibrationProfile(link_efficiency=0.05, latency_us_extra=180.0)
+    rows = []
+    for world in (2, 4):
+        for op, algo in COLLECTIVES.items():
+            for size in (4096.0, 262144.0, 4194304.0):
+                time_s = simulate_collective(op, algo, size, local_fabric(world, truth), "analytical")[0].time_s
+                rows.append({"group": "collective", "op": op, "world": world, "size_bytes": size, "time_s": time_s})
+    fitted, points = fit_network(pd.DataFrame(rows), LOOPBACK_GBPS, LOOPBACK_LATENCY_US)
+    assert fitted["link_efficiency"] == pytest.approx(0.05, rel=1e-6)
+    assert fitted["latency_us_extra"] == pytest.approx(180.0, rel=1e-6)
+    assert np.allclose(points.predicted_s, points.time_s, rtol=1e-6)
+
+
+def test_compute_fit_recovers_launch_efficiencies_and_backward_factor() -> None:
+    device = load_device("cpu-server")
+    truth = device.model_copy(update={"launch_overhead_us": 12.0, "eff_flops": 0.02, "eff_gather": 0.004,
+                                      "eff_mem": 0.05})
+    rows = []
+    for n in (64, 256, 512):
+        flops, moved = 2.0 * n**3, 12.0 * n * n
+        rows.append({"group": "gemm", "op": "matmul", "flops": flops, "bytes": moved,
+                     "time_s": 12e-6 + flops / (device.peak_tflops["fp32"] * 1e12 * 0.02)})
+    for k in (1e4, 1e5, 1e6):
+        rows.append({"group": "gather", "op": "index_select", "flops": 0.0, "bytes": k,
+                     "time_s": 12e-6 + k / (device.mem_bandwidth_GBps * 1e9 * 0.004)})
+        rows.append({"group": "stream", "op": "add", "flops": 0.0, "bytes": 3 * k,
+                     "time_s": op_time_s(truth, 0.0, 3 * k)})  # the simulator's own roofline: bytes at eff_mem
+    rows.append({"group": "backward", "op": "linear", "flops": 0.0, "bytes": 0.0, "time_s": 1e-3, "both_s": 2.4e-3})
+    fitted, points = fit_compute(pd.DataFrame(rows), device)
+    assert fitted["launch_overhead_us"] == pytest.approx(12.0, rel=1e-6)
+    assert fitted["eff_flops"] == pytest.approx(0.02, rel=1e-6)
+    assert fitted["eff_gather"] == pytest.approx(0.004, rel=1e-6)
+    assert fitted["eff_mem"] == pytest.approx(0.05, rel=1e-6)
+    assert fitted["backward_factor"] == pytest.approx(1.4)
+    assert np.allclose(points.predicted_s, points.time_s, rtol=1e-6)
+
+
+def test_profile_for_ranks_picks_the_closest_rank_count() -> None:
+    profile = CalibrationProfile(link_efficiency=0.5, ranks={2: {"link_efficiency": 0.2}, 8: {"link_efficiency": 0.1}})
+    assert profile.for_ranks(3).link_efficiency == 0.2
+    assert profile.for_ranks(6).link_efficiency == 0.1
+    assert profile.for_ranks(4).link_efficiency == 0.2  # a tie (ratio 2 either way) goes to the smaller count
+    assert CalibrationProfile(link_efficiency=0.5).for_ranks(4).link_efficiency == 0.5
+
+
+def test_calibrate_writes_a_profile_the_simulator_loads(capsys, tmp_path) -> None:
+    out = tmp_path / "profile.json"
+    code, printed, _ = run(capsys, "calibrate", "--worlds", "2", "--out", str(out))
+    assert code == 0
+    assert "Fit quality" in printed and "allreduce" in printed and "matmul" in printed
+    profile = load_calibration(out)
+    device = profile.devices["cpu-server"]
+    assert 0 < profile.link_efficiency <= 1 and profile.latency_us_extra >= 0
+    assert device.launch_overhead_us > 0 and 0 < device.eff_flops <= 1 and profile.backward_factor > 0
+    assert set(profile.ranks) == {2}
+    doc = json.loads(out.read_text())
+    measured = pd.DataFrame(doc["meta"]["points"])
+    assert set(measured.op) >= {"allreduce", "allgather", "reducescatter", "alltoall", "matmul", "index_select"}
+    assert (measured.time_s > 0).all()
+
+
+def test_validate_json_rows_have_zero_byte_error(capsys, tmp_path) -> None:
+    table = tmp_path / "rows.csv"
+    code, out, _ = run(capsys, "validate", "--models", "lr,dlrm", "--strategies", "des,ps", "--worlds", "2",
+                       "--steps", "3", "--batch", "32", "--json", "--out", str(table))
+    assert code == 0
+    rows = json.loads(out)
+    assert isinstance(rows, list) and len(rows) == 4
+    assert {(r["model"], r["strategy"]) for r in rows} == {("lr", "des"), ("dlrm", "des"), ("lr", "ps"),
+                                                           ("dlrm", "ps")}
+    for row in rows:
+        assert row["bytes_error"] == 0.0 and row["predicted_bytes"] == row["measured_bytes"] > 0
+        assert row["measured_step_s"] > 0 and row["predicted_step_s"] > 0
+        assert row["step_time_error"] == pytest.approx(row["predicted_step_s"] / row["measured_step_s"] - 1)
+        assert row["servers"] == (1 if row["strategy"] == "ps" else 0)
+    assert len(pd.read_csv(table)) == 4
+
+
+def test_validate_table_ends_with_mean_and_max_error(capsys) -> None:
+    code, out, _ = run(capsys, "validate", "--models", "fm", "--strategies", "des-rs", "--worlds", "2", "--steps",
+                       "2", "--batch", "16")
+    assert code == 0
+    assert "Predicted vs measured (uncalibrated)" in out
+    last = out.strip().splitlines()[-1]
+    assert "bytes error: max 0" in out and "over 1 runs" in last
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (["validate", "--worlds", "0"], "worlds: got '0'"),
+    (["validate", "--worlds", "2,x"], "worlds: got '2,x'"),
+    (["validate", "--models", "lr,gpt"], "models: got 'gpt'"),
+    (["validate", "--strategies", "tw"], "strategies: got 'tw'"),
+    (["validate", "--steps", "1"], "steps: got 1"),
+    (["validate", "--out", "rows.txt"], "out: got 'rows.txt'"),
+    (["validate", "--profile", "missing.json"], "calibration: got 'missing.json'"),
+    (["calibrate", "--backend", "mpi"], "backend: got 'mpi'"),
+    (["calibrate", "--out", "profile.yaml"], "out: got 'profile.yaml'"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, args: list[str], field: str) -> None:
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and field in err
+
+
+def test_fit_clips_a_negative_latency_to_the_nominal() -> None:
+    """Points a pure bandwidth model explains with a negative latency: no negative extra is written."""
+    rows = [{"group": "collective", "op": "allreduce", "world": 2, "size_bytes": s, "time_s": s / 1e9}
+            for s in (1e5, 1e6, 1e7)]
+    fitted, _ = fit_network(pd.DataFrame(rows), LOOPBACK_GBPS, LOOPBACK_LATENCY_US)
+    assert fitted["latency_us_extra"] == 0.0 and math.isfinite(fitted["fitted_link_gbps"])
