@@ -290,6 +290,15 @@ def _executor() -> None:
 BackendOpt = Annotated[str, typer.Option(help="gloo (CPU) | nccl (CUDA GPUs)")]
 
 
+def _backend(backend: str) -> None:
+    if backend not in ("gloo", "nccl"):
+        raise SpecError("backend", backend, "allowed: gloo, nccl")
+    import torch
+
+    if backend == "nccl" and not torch.cuda.is_available():
+        raise SpecError("backend", backend, "needs CUDA GPUs; none is visible (use gloo on the CPU)")
+
+
 @app.command()
 def calibrate(
     out: Annotated[str, typer.Option(help="where to write the profile (JSON)")] = "profile.json",
@@ -306,8 +315,7 @@ def calibrate(
     from simulator.compute import load_device
 
     _executor()
-    if backend not in ("gloo", "nccl"):
-        raise SpecError("backend", backend, "allowed: gloo, nccl")
+    _backend(backend)
     sizes = _worlds(worlds)
     preset = load_device(device or ("h100" if backend == "nccl" else "cpu-server")).name
     if not out.endswith(".json"):
@@ -345,6 +353,7 @@ def validate(
     steps: Annotated[int, typer.Option(help="steps per run (the first is warm-up)")] = 6,
     batch: Annotated[int, typer.Option(help="samples per worker per step")] = 256,
     device: Annotated[str, typer.Option(help="the device preset the local ranks are modelled as")] = "cpu-server",
+    backend: BackendOpt = "gloo",
     timeout_s: Annotated[float, typer.Option(help="timeout of every collective (s)")] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the rows as one JSON list")] = False,
     out: Annotated[str | None, typer.Option(help="also write the rows (.csv/.parquet)")] = None,
@@ -358,6 +367,9 @@ def validate(
     from simulator.validation import validate as run_validation
 
     grid = (_names(models, "models", MODELS), _names(strategies, "strategies", STRATEGIES), _worlds(worlds))
+    _backend(backend)
+    if backend == "nccl" and "ps-async" in grid[1]:
+        raise SpecError("strategies", "ps-async", "needs gloo (its servers receive from any worker; NCCL cannot)")
     if steps < 2:
         raise SpecError("steps", steps, "allowed: >= 2 (the first step is warm-up)")
     if not 1 <= batch <= 65536:
@@ -369,7 +381,7 @@ def validate(
     stream = sys.stderr if as_json else sys.stdout
     console = Console(stderr=as_json, width=None if stream.isatty() else 150)  # the table, unwrapped in files
     rows = run_validation(*grid, steps=steps, profile=calibration, device=device, batch_per_worker=batch,
-                          timeout_s=timeout_s, progress=None if as_json else lambda row: console.print(
+                          timeout_s=timeout_s, backend=backend, progress=None if as_json else lambda row: console.print(
                               f"{row['model']:>8} {row['strategy']:>8} x{row['workers']}: bytes error "
                               f"{row['bytes_error']:.2g}, step {row['measured_step_s'] * 1e3:.1f} ms measured, "
                               f"{row['step_time_error']:+.1%} predicted"))

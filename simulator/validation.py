@@ -75,8 +75,9 @@ def bytes_error(predicted: pd.Series, measured: pd.Series) -> float:
 
 def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[int], steps: int = 6,
              profile: CalibrationProfile | None = None, device: str = "cpu-server", batch_per_worker: int = 256,
-             timeout_s: float = 60.0, progress: Callable[[dict], None] | None = None) -> pd.DataFrame:
-    """Run the grid on the executor (gloo, local ranks) and the simulator; one row per configuration.
+             timeout_s: float = 60.0, backend: str = "gloo",
+             progress: Callable[[dict], None] | None = None) -> pd.DataFrame:
+    """Run the grid on the executor (local ranks on ``backend``) and the simulator; one row per configuration.
 
     Every world size starts its ranks once for all non-PS configurations, and once (with the servers) for
     the PS ones. ``progress`` is called with each row as it is done.
@@ -91,8 +92,8 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
             configs = [(small_workload(m, batch_per_worker), s) for m in models for s in family]
             if not configs:
                 continue
-            for (workload, strategy), measured in zip(configs, execute_many(configs, world, steps,
-                                                                            timeout_s=timeout_s), strict=True):
+            measurements = execute_many(configs, world, steps, backend=backend, timeout_s=timeout_s)
+            for (workload, strategy), measured in zip(configs, measurements, strict=True):
                 ranks = profile.for_ranks(world + measured.servers) if profile else None
                 modelled = apply_calibration(load_device(device), ranks) if ranks else load_device(device)
                 predicted, predicted_s = predict(workload, strategy, world, measured.servers, steps, modelled, ranks)

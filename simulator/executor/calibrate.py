@@ -40,19 +40,22 @@ GEMM_N = (32, 64, 128, 256, 384, 512)
 GATHER_ROWS = (1024, 4096, 16384, 65536, 262144)
 GATHER_WIDTH = 16  # fp32 values per row (64 B): an embedding row of the executor's models
 STREAM_ELEMENTS = (2 ** 12, 2 ** 15, 2 ** 18, 2 ** 21)
-REPEATS = 7  # timed repetitions per point (after 2 warm-ups); the median is kept
+REPEATS = 5  # timed repetitions per point (after 2 warm-ups); the median is kept
+COLLECTIVE_BACK_TO_BACK = 5  # collectives timed per repetition
 
 
-def _median_s(run: Callable[[], object], comm: Communicator | None = None) -> float:
-    """Median wall time of ``run`` over REPEATS (ranks lined up by a barrier before each, if ``comm``)."""
+def _median_s(run: Callable[[], object], comm: Communicator, back_to_back: int = 1) -> float:
+    """Median over REPEATS (after 2 warm-ups) of the mean wall time of ``back_to_back`` calls of ``run``,
+    the ranks lined up by a barrier before each repetition. Back-to-back calls (as nccl-tests times them)
+    keep the skew with which ranks leave the barrier out of a collective's time."""
     times = []
     for i in range(REPEATS + 2):
-        if comm is not None:
-            comm.barrier()
+        comm.barrier()
         started = time.perf_counter()
-        run()
+        for _ in range(back_to_back):
+            run()
         if i >= 2:
-            times.append(time.perf_counter() - started)
+            times.append((time.perf_counter() - started) / back_to_back)
     return float(np.median(times))
 
 
@@ -71,7 +74,7 @@ def _rank_benchmarks(rank: int, world: int, backend: str) -> list[dict]:
                     "reducescatter": lambda x=x: comm.reduce_scatter(x, "bench"),
                     "alltoall": lambda chunks=chunks: comm.all_to_all(chunks, "bench")}[op]
             rows.append({"group": "collective", "op": op, "world": world, "size_bytes": 4.0 * n,
-                         "time_s": _median_s(call, comm)})
+                         "time_s": _median_s(call, comm, COLLECTIVE_BACK_TO_BACK)})
     return rows + _compute_benchmarks(comm)
 
 

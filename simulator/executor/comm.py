@@ -20,11 +20,17 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 # torch >= 2.13 renamed reduce_scatter_tensor (the old name warns); older releases only have the old one.
 _REDUCE_SCATTER = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+
+
+def on_device(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a tensor on the default device (this rank's GPU under NCCL, see ``run.use_device``)."""
+    return torch.from_numpy(array).to(torch.get_default_device())
 
 
 def payload_bytes(tensor: torch.Tensor) -> int:

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from simulator.executor.comm import Communicator
+from simulator.executor.comm import Communicator, on_device
 from simulator.executor.sum_models import (
     SumPartials,
     bce_loss,
     gather_ids,
     global_batch,
     global_loss,
+    lookup,
     owned_shard,
     route_ids,
     sgd,
@@ -46,7 +47,7 @@ FIRST_ORDER = ("widedeep", "deepfm")  # rows hold (w, v); the logit adds sum w a
 
 def dense_features(workload: Workload, workers: list[int], step: int) -> torch.Tensor:
     """The dense features of those workers' batches at ``step`` (rows in worker order)."""
-    return torch.cat([torch.from_numpy(np.random.default_rng([workload.seed, w, step, 2]).normal(
+    return torch.cat([on_device(np.random.default_rng([workload.seed, w, step, 2]).normal(
         0.0, 1.0, (workload.batch_per_worker, workload.dense_features)).astype(np.float32)) for w in workers])
 
 
@@ -112,6 +113,14 @@ def _partial(rows: torch.Tensor, fields: int, first_order: bool) -> tuple[torch.
     return _pool(rows.reshape(n, fields, columns // fields, width).sum(dim=2), first_order)
 
 
+def _pool_owned(table: torch.Tensor, n: int, fields: int, segment: torch.Tensor, rows: torch.Tensor,
+                first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """An owner's share of n samples' pooled vectors and first-order sums: its ``rows`` (local row numbers)
+    summed per segment (sample x fields + field)."""
+    sums = torch.zeros(n * fields, table.shape[1]).index_add(0, segment, lookup(table, rows))
+    return _pool(sums.reshape(n, fields, -1), first_order)
+
+
 def _join(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-table (pooled, first) -> all fields' pooled vectors (n, F, k) and the first-order sums (n,)."""
     return torch.cat([p for p, _ in parts], dim=1), sum(f for _, f in parts)
@@ -138,15 +147,15 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
     first_order = workload.model in FIRST_ORDER
     for step in range(steps):
         batch = global_batch(workload, world, step)
-        parts = [_partial(table[torch.from_numpy(ids)], spec.fields, first_order)
+        parts = [_partial(table[on_device(ids)], spec.fields, first_order)
                  for table, ids, spec in zip(tables, batch.ids, workload.tables, strict=True)]
         pooled, first = _join(parts)
         loss = bce_loss(head(pooled, dense_features(workload, list(range(world)), step), first),
-                     torch.from_numpy(batch.labels), len(batch.labels))
+                     on_device(batch.labels), len(batch.labels))
         loss.backward()
         sgd(tables, [t.grad for t in tables], list(head.parameters()), None)
         losses.append(float(loss.detach()))
-    return [t.detach().numpy() for t in tables], losses
+    return [t.detach().cpu().numpy() for t in tables], losses
 
 
 def train_des(rank: int, world: int, workload: Workload, steps: int, variant: str = "des") -> dict:
@@ -163,12 +172,12 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         started = time.perf_counter()
         parts = []
         for table, ids, spec in zip(tables, gather_ids(mine.ids, comm), workload.tables, strict=True):
-            here = ids % world == rank
-            rows = torch.zeros((*ids.shape, spec.params_per_id)).index_put((here,), table[ids[here] // world])
-            parts.append(_partial(rows, spec.fields, first_order))
+            sample, column = torch.nonzero(ids % world == rank, as_tuple=True)  # the IDs this worker owns
+            segment = sample * spec.fields + column // spec.hotness
+            parts.append(_pool_owned(table, big_b, spec.fields, segment, ids[sample, column] // world, first_order))
         partial = _columns(*_join(parts), first_order)  # (B, r): this worker's share of every sample's partial
         summed = SumPartials.apply(partial, comm, variant == "des-rs")
-        loss = bce_loss(_logits_from_partials(head, summed, workload, rank, step), torch.from_numpy(mine.labels),
+        loss = bce_loss(_logits_from_partials(head, summed, workload, rank, step), on_device(mine.labels),
                         big_b)
         loss.backward()
         sgd(tables, [t.grad for t in tables], list(head.parameters()), comm)
@@ -211,10 +220,9 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
         parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(world)]  # per requester, table
         for requester, routed in enumerate(route_ids(mine.ids, comm, [spec.fields for spec in workload.tables])):
             for table, (segment, ids), spec in zip(tables, routed, workload.tables, strict=True):
-                sums = torch.zeros(b * spec.fields, spec.params_per_id).index_add(0, segment, table[ids // world])
-                parts[requester].append(_pool(sums.reshape(b, spec.fields, -1), first_order))
+                parts[requester].append(_pool_owned(table, b, spec.fields, segment, ids // world, first_order))
         summed = ExchangePartials.apply(comm, *(_columns(*_join(p), first_order) for p in parts))
-        loss = bce_loss(_logits_from_partials(head, summed, workload, rank, step), torch.from_numpy(mine.labels),
+        loss = bce_loss(_logits_from_partials(head, summed, workload, rank, step), on_device(mine.labels),
                         world * b)
         loss.backward()
         sgd(tables, [t.grad for t in tables], list(head.parameters()), comm)
@@ -257,8 +265,8 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        rows = torch.cat([table[torch.from_numpy(ids)] for table, ids in zip(tables, mine.ids, strict=True)], dim=1)
-        loss = bce_loss(model(rows, rank, step), torch.from_numpy(mine.labels), world * workload.batch_per_worker)
+        rows = torch.cat([table[on_device(ids)] for table, ids in zip(tables, mine.ids, strict=True)], dim=1)
+        loss = bce_loss(model(rows, rank, step), on_device(mine.labels), world * workload.batch_per_worker)
         loss.backward()
         flat = comm.all_reduce(torch.cat([t.grad.reshape(-1) for t in tables]), "sparse.allreduce")
         grads = [g.reshape(t.shape) for t, g in zip(tables, flat.split([t.numel() for t in tables]), strict=True)]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from simulator.executor.comm import Communicator, payload_bytes
+from simulator.executor.comm import Communicator, on_device, payload_bytes
 from simulator.executor.pooled_models import MODELS as POOLED_MODELS
 from simulator.executor.pooled_models import PooledHead, initial_tables
 from simulator.executor.sum_models import (
@@ -80,7 +80,7 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
         rows = comm.exchange_variable({}, list(keys), "sparse.pull", torch.float32)
         pulled = {peer: rows[peer].reshape(len(keys[peer]), width).clone().requires_grad_(True) for peer in keys}
         logits = model(_arrange(pulled, keys, gids), rank, step)
-        loss = bce_loss(logits, torch.from_numpy(mine.labels), n * workload.batch_per_worker)
+        loss = bce_loss(logits, on_device(mine.labels), n * workload.batch_per_worker)
         loss.backward()
         comm.exchange_variable(keys, [], "sparse.push")
         comm.exchange_variable({peer: pulled[peer].grad.reshape(-1) for peer in keys}, [], "sparse.push")
@@ -112,14 +112,14 @@ def _batch_keys(workload: Workload, rank: int, step: int, n: int,
     mine = worker_batch(workload, rank, step)
     gids = np.concatenate([offsets[t] + ids for t, ids in enumerate(mine.ids)], axis=1)  # (b, m)
     owner = np.concatenate([ids % servers for ids in mine.ids], axis=1)
-    return mine, gids, {n + s: torch.from_numpy(np.unique(gids[owner == s])) for s in range(servers)}
+    return mine, gids, {n + s: on_device(np.unique(gids[owner == s])) for s in range(servers)}
 
 
 def _arrange(pulled: dict[int, torch.Tensor], keys: dict[int, torch.Tensor], gids: np.ndarray) -> torch.Tensor:
     """The pulled rows (per server, in its keys' order) placed per (sample, ID slot): (b, m, width)."""
-    order = np.concatenate([keys[peer].numpy() for peer in keys])
+    order = np.concatenate([keys[peer].cpu().numpy() for peer in keys])
     sorter = np.argsort(order)
-    where = torch.from_numpy(sorter[np.searchsorted(order[sorter], gids)])
+    where = on_device(sorter[np.searchsorted(order[sorter], gids)])
     return torch.cat([pulled[peer] for peer in keys])[where]
 
 
@@ -140,14 +140,15 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
     for _ in range(steps):
         comm.barrier()
         keys = comm.exchange_variable({}, workers, "sparse.pull")
-        local = {w: np.searchsorted(owned, keys[w].numpy()) for w in workers}
-        comm.exchange_variable({w: torch.from_numpy(weights[local[w]].reshape(-1)) for w in workers}, [],
+        local = {w: np.searchsorted(owned, keys[w].cpu().numpy()) for w in workers}
+        comm.exchange_variable({w: on_device(weights[local[w]].reshape(-1)) for w in workers}, [],
                                "sparse.pull")
         pushed_keys = comm.exchange_variable({}, workers, "sparse.push")
         grads = comm.exchange_variable({}, workers, "sparse.push", torch.float32)
         total = np.zeros_like(weights)
         for w in workers:
-            np.add.at(total, np.searchsorted(owned, pushed_keys[w].numpy()), grads[w].numpy().reshape(-1, width))
+            rows = np.searchsorted(owned, pushed_keys[w].cpu().numpy())
+            np.add.at(total, rows, grads[w].cpu().numpy().reshape(-1, width))
         weights -= LEARNING_RATE * total
     return {"owned": owned, "weights": weights, "counters": comm.counters()}
 
@@ -217,7 +218,7 @@ def _work_async(comm: Communicator, rank: int, n: int, workload: Workload, steps
                                     strict=True):
                 param.copy_(value.reshape(param.shape))
         pulled = {peer: r.requires_grad_(True) for peer, r in rows.items()}
-        loss = bce_loss(model(_arrange(pulled, keys, gids), rank, step), torch.from_numpy(mine.labels),
+        loss = bce_loss(model(_arrange(pulled, keys, gids), rank, step), on_device(mine.labels),
                         workload.batch_per_worker)
         loss.backward()
         dense_grad = torch.cat([p.grad.reshape(-1) for p in params])
@@ -248,12 +249,13 @@ def _serve_async(comm: Communicator, server: int, n: int, workload: Workload, st
         keys = torch.empty(count, dtype=torch.int64)
         if kind == PULL:
             _transfer(comm, [], [(worker, keys, "sparse.pull")])
-            rows = torch.from_numpy(weights[np.searchsorted(owned, keys.numpy())].reshape(-1))
+            rows = on_device(weights[np.searchsorted(owned, keys.cpu().numpy())].reshape(-1))
             _transfer(comm, [(worker, rows, "sparse.pull"), (worker, dense, "dense.pull")], [])
         else:
             grads, dense_grad = torch.empty(count * width), torch.empty(hi - lo)
             _transfer(comm, [], [(worker, keys, "sparse.push"), (worker, grads, "sparse.push"),
                                  (worker, dense_grad, "dense.push")])
-            weights[np.searchsorted(owned, keys.numpy())] -= LEARNING_RATE * grads.numpy().reshape(-1, width)
+            rows = np.searchsorted(owned, keys.cpu().numpy())
+            weights[rows] -= LEARNING_RATE * grads.cpu().numpy().reshape(-1, width)
             dense -= LEARNING_RATE * dense_grad
     return {"owned": owned, "weights": weights, "counters": comm.counters()}

@@ -51,6 +51,14 @@ def small_workload(model: str, batch_per_worker: int = 256, seed: int = 0) -> Wo
     raise ValueError(f"model {model!r}: allowed: {', '.join(MODELS)}")
 
 
+def check(strategy: str, backend: str) -> None:
+    """A ValueError unless ``strategy`` runs on ``backend``."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy {strategy!r}: allowed: {', '.join(STRATEGIES)}")
+    if strategy == "ps-async" and backend == "nccl":
+        raise ValueError("strategy 'ps-async': needs gloo (its servers receive from any worker; NCCL cannot)")
+
+
 def default_servers(world: int) -> int:
     return max(1, world // 2)
 
@@ -117,8 +125,7 @@ def execute_many(configs: list[tuple[Workload, str]], world: int, steps: int, se
     ``world`` workers, plus ``servers`` (default ``default_servers``) when the strategies are PS (then all
     of them must be)."""
     for _, strategy in configs:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy {strategy!r}: allowed: {', '.join(STRATEGIES)}")
+        check(strategy, backend)
     with_servers = {strategy.startswith("ps") for _, strategy in configs}
     if len(with_servers) > 1:
         raise ValueError("execute_many: PS and non-PS strategies need different ranks; run them apart")
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     workload = small_workload(args.model, args.batch)
     try:
+        check(args.strategy, args.backend)
         if "RANK" in os.environ:  # under torchrun: this process is one rank
             init_from_env(args.backend, args.timeout_s)
             rank, ranks = dist.get_rank(), dist.get_world_size()
@@ -179,9 +187,9 @@ def main(argv: list[str] | None = None) -> None:
         else:
             result = execute(workload, args.strategy, args.world, args.steps, args.servers, args.backend,
                              args.timeout_s)
-    except ExecutorError as error:
+    except (ExecutorError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(2 if isinstance(error, ValueError) else 1) from None
     summary = {"model": args.model, "strategy": args.strategy, "workers": result.workers,
                "servers": result.servers, "steps": args.steps, "median_step_s": result.median_step_s(),
                "bytes_per_step": {f"{c}@{r}": v for (c, r), v in result.bytes_per_step().items()}}

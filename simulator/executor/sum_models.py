@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from simulator.executor.comm import Communicator
+from simulator.executor.comm import Communicator, on_device
 from workloads import Workload
 from workloads.ids import make_rng, sample_batch_ids
 
@@ -93,22 +93,28 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
     losses = []
     for step in range(steps):
         batch = global_batch(workload, world, step)
-        summed = sum(per_id(workload.model, table[torch.from_numpy(ids)]).sum(dim=1)
+        summed = sum(per_id(workload.model, table[on_device(ids)]).sum(dim=1)
                      for table, ids in zip(tables, batch.ids, strict=True))
         logits = head(workload.model, summed, bias)
-        loss = bce_loss(logits, torch.from_numpy(batch.labels), len(batch.labels))
+        loss = bce_loss(logits, on_device(batch.labels), len(batch.labels))
         loss.backward()
         with torch.no_grad():
             for param in (*tables, bias):
                 param -= LEARNING_RATE * param.grad
                 param.grad = None
         losses.append(float(loss.detach()))
-    return [t.detach().numpy() for t in tables], float(bias.detach()), losses
+    return [t.detach().cpu().numpy() for t in tables], float(bias.detach()), losses
+
+
+def lookup(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Rows ``ids`` of ``table``, with a sparse gradient: backward and the update touch only those rows
+    (as the simulator's embedding update of unique rows), never the whole table."""
+    return torch.nn.functional.embedding(ids, table, sparse=True)
 
 
 def sgd(tables: list[torch.Tensor], grads: list[torch.Tensor], dense: list[torch.Tensor],
         comm: Communicator | None) -> None:
-    """SGD on a worker's rows (with ``grads``) and on the dense parameters, whose gradients are first
+    """SGD on a worker's rows (with ``grads``, dense or sparse) and on the dense parameters, whose gradients are first
     all-reduced as one flat tensor (``dense.allreduce``) when ``comm`` is given."""
     with torch.no_grad():
         if dense:
@@ -119,7 +125,11 @@ def sgd(tables: list[torch.Tensor], grads: list[torch.Tensor], dense: list[torch
                 param -= LEARNING_RATE * grad.reshape(param.shape)
                 param.grad = None
         for table, grad in zip(tables, grads, strict=True):
-            table -= LEARNING_RATE * grad
+            if grad.is_sparse:  # touched rows only (``lookup``), duplicates summed
+                grad = grad.coalesce()
+                table.index_add_(0, grad.indices()[0], grad.values(), alpha=-LEARNING_RATE)
+            else:
+                table -= LEARNING_RATE * grad
             table.grad = None
 
 
@@ -159,7 +169,7 @@ def shard_result(owned: list[np.ndarray], tables: list[torch.Tensor], losses: li
     """What an owner-sharded worker reports: its rows' IDs and values, the losses, its wall seconds per step
     (from a barrier to the end of its update; input loading and the loss metric excluded) and its byte
     counters."""
-    return {"owned": owned, "weights": [t.detach().numpy() for t in tables], "losses": losses, "step_s": step_s,
+    return {"owned": owned, "weights": [t.detach().cpu().numpy() for t in tables], "losses": losses, "step_s": step_s,
             "counters": comm.counters()}
 
 
@@ -167,7 +177,7 @@ def gather_ids(ids: list[np.ndarray], comm: Communicator) -> list[torch.Tensor]:
     """Every table's (B, columns) IDs of the global batch, from this worker's (b, columns) ones: one
     all-gather of all tables at once (``des.ids``)."""
     widths = [x.shape[1] for x in ids]
-    return list(comm.all_gather(torch.from_numpy(np.concatenate(ids, axis=1)), "des.ids").split(widths, dim=1))
+    return list(comm.all_gather(on_device(np.concatenate(ids, axis=1)), "des.ids").split(widths, dim=1))
 
 
 def route_ids(ids: list[np.ndarray], comm: Communicator,
@@ -179,9 +189,9 @@ def route_ids(ids: list[np.ndarray], comm: Communicator,
     groups = groups or [1] * len(ids)
     owners = [x % comm.world for x in ids]
     b = len(ids[0])
-    to = [torch.from_numpy(np.concatenate([x[own == o] for x, own in zip(ids, owners, strict=True)]))
+    to = [on_device(np.concatenate([x[own == o] for x, own in zip(ids, owners, strict=True)]))
           for o in range(comm.world)]
-    counts = [torch.from_numpy(np.concatenate([(own == o).reshape(b, g, -1).sum(axis=2) for own, g in
+    counts = [on_device(np.concatenate([(own == o).reshape(b, g, -1).sum(axis=2) for own, g in
                                                zip(owners, groups, strict=True)], axis=1)) for o in range(comm.world)]
     got_ids, got_counts = comm.all_to_all(to, "des.ids"), comm.all_to_all(counts, None)  # counts: (b, sum groups)
     routed = []
@@ -209,9 +219,9 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         for table, table_ids in zip(tables, ids, strict=True):
             here = table_ids % world == rank
             samples = torch.arange(big_b).unsqueeze(1).expand_as(table_ids)[here]
-            partial = partial.index_add(0, samples, per_id(workload.model, table[table_ids[here] // world]))
+            partial = partial.index_add(0, samples, per_id(workload.model, lookup(table, table_ids[here] // world)))
         logits = head(workload.model, SumPartials.apply(partial, comm, variant == "des-rs"), bias)
-        loss = bce_loss(logits, torch.from_numpy(mine.labels), big_b)
+        loss = bce_loss(logits, on_device(mine.labels), big_b)
         loss.backward()
         sgd(tables, [t.grad for t in tables], [bias], comm)
         step_s.append(time.perf_counter() - started)
@@ -237,10 +247,10 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
         partials = [torch.zeros(b, workload.partial_width) for _ in range(world)]
         for r, routed in enumerate(route_ids(mine.ids, comm)):
             for table, (samples, ids) in zip(tables, routed, strict=True):
-                partials[r] = partials[r].index_add(0, samples, per_id(model, table[ids // world]))
+                partials[r] = partials[r].index_add(0, samples, per_id(model, lookup(table, ids // world)))
         returned = comm.all_to_all([p.detach() for p in partials], "des.partials")
         summed = torch.stack(returned).sum(dim=0).requires_grad_(True)
-        loss = bce_loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * b)
+        loss = bce_loss(head(model, summed, bias), on_device(mine.labels), world * b)
         loss.backward()
         grads = comm.all_to_all([summed.grad] * world, "des.partials_grad")
         torch.autograd.backward(partials, grads)
@@ -262,9 +272,9 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        summed = sum(per_id(model, table[torch.from_numpy(ids)]).sum(dim=1)
+        summed = sum(per_id(model, table[on_device(ids)]).sum(dim=1)
                      for table, ids in zip(tables, mine.ids, strict=True))
-        loss = bce_loss(head(model, summed, bias), torch.from_numpy(mine.labels), world * workload.batch_per_worker)
+        loss = bce_loss(head(model, summed, bias), on_device(mine.labels), world * workload.batch_per_worker)
         loss.backward()
         flat = comm.all_reduce(torch.cat([t.grad.reshape(-1) for t in tables]), "sparse.allreduce")
         sgd(tables, [g.reshape(t.shape) for t, g in zip(tables, flat.split([t.numel() for t in tables]), strict=True)],
@@ -272,7 +282,7 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
         step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
     return {"owned": [np.arange(spec.rows) for spec in workload.tables],
-            "weights": [t.detach().numpy() for t in tables], "bias": float(bias.detach()), "losses": losses,
+            "weights": [t.detach().cpu().numpy() for t in tables], "bias": float(bias.detach()), "losses": losses,
             "step_s": step_s, "counters": comm.counters()}
 
 

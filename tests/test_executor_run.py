@@ -1,0 +1,45 @@
+"""One executor configuration: the local spawner and torchrun run the same ranks and count the same bytes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from simulator.executor.run import Measurement, execute, execute_many, small_workload  # noqa: E402
+
+
+def test_torchrun_counts_the_bytes_the_local_spawner_counts(tmp_path) -> None:
+    """2 workers and 1 server under torchrun (three processes, rendezvous on localhost) vs the spawner."""
+    torchrun = Path(sys.executable).with_name("torchrun")  # torch installs it next to the interpreter
+    out = tmp_path / "run.json"
+    subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "3", "-m", "simulator.executor.run",
+                    "--model", "fm", "--strategy", "ps", "--servers", "1", "--steps", "2", "--batch", "16",
+                    "--backend", "gloo", "--out", str(out)], check=True, capture_output=True, timeout=300)
+    launched = json.loads(out.read_text())
+    local = execute(small_workload("fm", 16), "ps", 2, 2, servers=1)
+    assert (launched["workers"], launched["servers"]) == (2, 1)
+    expected = {f"{c}@{r}": v for (c, r), v in local.bytes_per_step().items()}
+    assert launched["bytes_per_step"] == pytest.approx(expected, rel=1e-12)
+    assert launched["median_step_s"] > 0
+
+
+def test_a_grid_shares_ranks_and_reports_each_configuration_apart() -> None:
+    lr, dlrm = small_workload("lr", 16), small_workload("dlrm", 16)
+    runs = execute_many([(lr, "des"), (dlrm, "des-a2a"), (lr, "dp")], 2, 3)
+    assert [m.strategy for m in runs] == ["des", "des-a2a", "dp"]
+    for m in runs:
+        assert isinstance(m, Measurement) and m.step_s.shape == (2, 3) and (m.step_s > 0).all()
+        assert m.median_step_s(warmup=1) == pytest.approx(np.median(m.step_s[:, 1:].max(axis=0)))
+    # DP all-reduces whole tables: far more bytes than DES's IDs and partial results
+    assert runs[2].bytes_per_step().sum() > 10 * runs[0].bytes_per_step().sum()
+    assert set(runs[0].bytes_per_step().index.get_level_values("category")) == {
+        "des.ids", "des.partials", "des.partials_grad", "dense.allreduce"}
+    with pytest.raises(ValueError, match="PS and non-PS"):
+        execute_many([(lr, "des"), (lr, "ps")], 2, 2)
+    with pytest.raises(ValueError, match="strategy 'tw'"):
+        execute(lr, "tw", 2, 2)
