@@ -334,10 +334,13 @@ def calibrate(
     console.print(table)
     for ranks, fields in profile["ranks"].items():
         fitted = fields["devices"][preset]
-        console.print(f"{ranks} ranks: link {fields['meta']['fitted_link_gbps']:.2f} Gb/s (efficiency "
-                      f"{fields['link_efficiency']:.3f}), extra latency {fields['latency_us_extra']:.1f} us per "
-                      f"message; launch {fitted['launch_overhead_us']:.1f} us, eff_flops {fitted['eff_flops']:.4f}, "
+        network = (f"link {fields['meta']['fitted_link_gbps']:.2f} Gb/s (efficiency {fields['link_efficiency']:.3f}),"
+                   f" extra latency {fields['latency_us_extra']:.1f} us per message; " if "link_efficiency" in fields
+                   else "")
+        console.print(f"{ranks} ranks: {network}launch {fitted['launch_overhead_us']:.1f} us, "
+                      f"eff_flops {fitted['eff_flops']:.4f}, "
                       f"eff_gather {fitted['eff_gather']:.4f}, eff_mem {fitted['eff_mem']:.4f}, "
+                      f"lookup {fitted['lookup_ns']:.1f} ns, "
                       f"backward factor {fields['backward_factor']:.2f}")
     console.print(f"wrote {out}")
 

@@ -95,6 +95,8 @@ class Device(BaseModel):
                                              "gathers/scatters, 0 < x <= 1")
     backward_factor: Positive = Field(DEFAULT_BACKWARD_FACTOR,
                                       description="backward / forward time of dense layers, a number > 0")
+    lookup_ns: NonNegative = Field(0.0, description="index handling per looked-up ID (read, route, scatter) in "
+                                                    "nanoseconds, >= 0; 0 in presets (ignored), calibrated")
     description: str = Field("", description="free text")
 
     def __init__(self, **data: Any) -> None:
@@ -125,6 +127,7 @@ class DeviceOverrides(BaseModel):
     eff_mem: Fraction | None = None
     eff_gather: Fraction | None = None
     backward_factor: Positive | None = None
+    lookup_ns: NonNegative | None = None
     description: str | None = None
 
 
@@ -343,12 +346,14 @@ def embedding_lookup_s(device: Device, lookups: ArrayLike, unique_rows: ArrayLik
 
     Bytes: read ``unique_rows x row_bytes`` at ``eff_gather`` (repeated IDs hit in cache) + write
     ``pooled_rows x row_bytes`` of output at ``eff_mem``; ``pooled_rows`` defaults to ``lookups`` (no pooling:
-    the upper bound). Index reads are ignored. Plus one launch; 0 when there is nothing to look up.
+    the upper bound). Plus ``lookups x lookup_ns`` of index handling (0 unless calibrated: narrow rows on a
+    CPU are index-bound) and one launch; 0 when there is nothing to look up.
     """
     row = _array(row_bytes, "row_bytes")
-    written = _array(lookups if pooled_rows is None else pooled_rows, "pooled_rows") * row
+    ids = _array(lookups, "lookups")
+    written = (ids if pooled_rows is None else _array(pooled_rows, "pooled_rows")) * row
     mem_s = _mem_s(device, _array(unique_rows, "unique_rows") * row, device.eff_gather) + _mem_s(
-        device, written, device.eff_mem)
+        device, written, device.eff_mem) + ids * device.lookup_ns * 1e-9
     return _result(_roofline_s(device, 0.0, mem_s, "fp32"))
 
 

@@ -32,26 +32,29 @@ def test_network_fit_recovers_the_link_efficiency_and_latency_the_points_were_ma
     assert np.allclose(points.predicted_s, points.time_s, rtol=1e-6)
 
 
-def test_compute_fit_recovers_launch_efficiencies_and_backward_factor() -> None:
+def test_compute_fit_recovers_launch_efficiencies_lookup_cost_and_backward_factor() -> None:
+    """Points made with the simulator's own cost functions and known parameters: the fit returns them."""
+    from simulator.compute import embedding_lookup_s
+
     device = load_device("cpu-server")
     truth = device.model_copy(update={"launch_overhead_us": 12.0, "eff_flops": 0.02, "eff_gather": 0.004,
-                                      "eff_mem": 0.05})
+                                      "eff_mem": 0.05, "lookup_ns": 30.0})
     rows = []
     for n in (64, 256, 512):
-        flops, moved = 2.0 * n**3, 12.0 * n * n
-        rows.append({"group": "gemm", "op": "matmul", "flops": flops, "bytes": moved,
-                     "time_s": 12e-6 + flops / (device.peak_tflops["fp32"] * 1e12 * 0.02)})
+        flops = 2.0 * n**3
+        rows.append({"group": "gemm", "op": "matmul", "flops": flops, "time_s": op_time_s(truth, flops, 0.0)})
+    for width in (1, 16, 64):
+        for lookups in (1e3, 1e4, 1e5):
+            unique, pooled = 0.8 * lookups, lookups / 4
+            rows.append({"group": "gather", "op": "lookup+pool", "lookups": lookups, "unique_rows": unique,
+                         "pooled_rows": pooled, "row_bytes": 4.0 * width,
+                         "time_s": embedding_lookup_s(truth, lookups, unique, 4.0 * width, pooled)})
     for k in (1e4, 1e5, 1e6):
-        rows.append({"group": "gather", "op": "index_select", "flops": 0.0, "bytes": k,
-                     "time_s": 12e-6 + k / (device.mem_bandwidth_GBps * 1e9 * 0.004)})
-        rows.append({"group": "stream", "op": "add", "flops": 0.0, "bytes": 3 * k,
-                     "time_s": op_time_s(truth, 0.0, 3 * k)})  # the simulator's own roofline: bytes at eff_mem
-    rows.append({"group": "backward", "op": "linear", "flops": 0.0, "bytes": 0.0, "time_s": 1e-3, "both_s": 2.4e-3})
+        rows.append({"group": "stream", "op": "add", "bytes": 3 * k, "time_s": op_time_s(truth, 0.0, 3 * k)})
+    rows.append({"group": "backward", "op": "linear", "time_s": 1e-3, "both_s": 2.4e-3})
     fitted, points = fit_compute(pd.DataFrame(rows), device)
-    assert fitted["launch_overhead_us"] == pytest.approx(12.0, rel=1e-6)
-    assert fitted["eff_flops"] == pytest.approx(0.02, rel=1e-6)
-    assert fitted["eff_gather"] == pytest.approx(0.004, rel=1e-6)
-    assert fitted["eff_mem"] == pytest.approx(0.05, rel=1e-6)
+    for key in ("launch_overhead_us", "eff_flops", "eff_gather", "eff_mem", "lookup_ns"):
+        assert fitted[key] == pytest.approx(getattr(truth, key), rel=1e-6), key
     assert fitted["backward_factor"] == pytest.approx(1.4)
     assert np.allclose(points.predicted_s, points.time_s, rtol=1e-6)
 
@@ -76,7 +79,7 @@ def test_calibrate_writes_a_profile_the_simulator_loads(capsys, tmp_path) -> Non
     assert set(profile.ranks) == {2}
     doc = json.loads(out.read_text())
     measured = pd.DataFrame(doc["meta"]["points"])
-    assert set(measured.op) >= {"allreduce", "allgather", "reducescatter", "alltoall", "matmul", "index_select"}
+    assert set(measured.op) >= {"allreduce", "allgather", "reducescatter", "alltoall", "matmul", "lookup+pool"}
     assert (measured.time_s > 0).all()
 
 

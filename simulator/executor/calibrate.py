@@ -2,16 +2,17 @@
 
 Measured, on every rank at once (as in a training step, the ranks share the machine):
 - collective sweeps: all-reduce, all-gather, reduce-scatter and all-to-all over sizes, at each world size;
-- compute: fp32 GEMMs (n x n x n), embedding-row gathers (``index_select`` of random rows) and a streaming
-  elementwise add over sizes, and a linear layer's forward and forward + backward.
+- compute: fp32 GEMMs (n x n x n), embedding lookups as the executor pools them (random rows of several
+  widths gathered and summed per segment), a streaming elementwise add over sizes, and a linear layer's
+  forward and forward + backward.
 
 Fitted, by least squares on relative errors (every model below is linear in its unknowns):
 - network: the simulator's own time of each collective on a star of the world's ranks is
   ``A x latency + B / bandwidth`` (A, B read off the analytical backend at two settings), giving one link
   efficiency (of ``LOOPBACK_GBPS``) and one extra latency per message for all ops and sizes;
-- compute: ``launch + FLOPs / (peak x eff_flops)`` (GEMM), ``launch + bytes / (bandwidth x eff_gather)``
-  (gathers) and ``launch + bytes / (bandwidth x eff_mem)`` (streams), one shared launch overhead; the
-  backward factor is (forward + backward) / forward - 1 of the linear layer.
+- compute: the simulator's own cost models (see ``fit_compute``), one shared launch overhead, the
+  per-ID index cost ``lookup_ns`` separated from the per-byte cost by the row widths; the backward factor
+  is (forward + backward) / forward - 1 of the linear layer.
 
 The profile (JSON) is what ``simulator.compute.load_calibration`` reads; its ``meta.fit`` keeps every
 measured point with the fitted prediction, and the fit's quality per group.
@@ -37,8 +38,10 @@ from simulator.executor.run import use_device
 COLLECTIVES = {"allreduce": "ring", "allgather": "ring", "reducescatter": "ring", "alltoall": "direct"}
 COLLECTIVE_BYTES = tuple(4 ** k * 1024 for k in range(7))  # 1 KiB .. 4 MiB, the buffer size (nccl-tests' S)
 GEMM_N = (32, 64, 128, 256, 384, 512)
-GATHER_ROWS = (1024, 4096, 16384, 65536, 262144)
-GATHER_WIDTH = 16  # fp32 values per row (64 B): an embedding row of the executor's models
+GATHER_LOOKUPS = (1024, 4096, 16384, 65536)
+GATHER_WIDTHS = (1, 16, 64)  # fp32 values per row: LR's weight, the executor models' vectors, a wide one
+GATHER_TABLE_ROWS = 262144
+GATHER_POOLED = 4  # lookups summed into one pooled row
 STREAM_ELEMENTS = (2 ** 12, 2 ** 15, 2 ** 18, 2 ** 21)
 REPEATS = 5  # timed repetitions per point (after 2 warm-ups); the median is kept
 COLLECTIVE_BACK_TO_BACK = 5  # collectives timed per repetition
@@ -64,7 +67,7 @@ def _rank_benchmarks(rank: int, world: int, backend: str) -> list[dict]:
     use_device(backend, rank)
     comm = Communicator()
     rows = []
-    for op in COLLECTIVES:
+    for op in COLLECTIVES if world > 1 else ():  # one rank has no network
         for size in COLLECTIVE_BYTES:
             n = max(world, size // 4 // world * world)  # fp32 elements, divisible by the world
             x = torch.ones(n)
@@ -86,11 +89,16 @@ def _compute_benchmarks(comm: Communicator) -> list[dict]:
         rows.append({"group": "gemm", "op": "matmul", "flops": 2.0 * n ** 3, "bytes": 12.0 * n * n,
                      "time_s": _median_s(lambda a=a, b=b: a @ b, comm)})
     generator = torch.Generator().manual_seed(comm.rank)
-    table = torch.randn(1_000_000, GATHER_WIDTH)
-    for k in GATHER_ROWS:
-        index = torch.randint(0, len(table), (k,), generator=generator)
-        rows.append({"group": "gather", "op": "index_select", "flops": 0.0, "bytes": 4.0 * GATHER_WIDTH * k,
-                     "time_s": _median_s(lambda index=index: table.index_select(0, index), comm)})
+    for width in GATHER_WIDTHS:
+        table = torch.randn(GATHER_TABLE_ROWS, width)
+        for k in GATHER_LOOKUPS:  # the executor's pooling: looked-up rows summed per (sample, field) segment
+            index = torch.randint(0, GATHER_TABLE_ROWS, (k,), generator=generator)
+            segment = torch.arange(k) // GATHER_POOLED
+            rows.append({"group": "gather", "op": "lookup+pool", "lookups": float(k),
+                         "unique_rows": float(index.unique().numel()), "pooled_rows": float(k // GATHER_POOLED),
+                         "row_bytes": 4.0 * width, "time_s": _median_s(
+                             lambda t=table, i=index, g=segment, n=k // GATHER_POOLED: torch.zeros(
+                                 n, t.shape[1]).index_add_(0, g, t.index_select(0, i)), comm)})
     for k in STREAM_ELEMENTS:
         a, b = torch.randn(k), torch.randn(k)
         rows.append({"group": "stream", "op": "add", "flops": float(k), "bytes": 12.0 * k,
@@ -108,9 +116,12 @@ def measure(world: int, backend: str = "gloo", timeout_s: float = 60.0) -> pd.Da
     slowest rank's time; compute: every rank's point)."""
     ranks = run_local(_rank_benchmarks, world, backend, backend=backend, timeout_s=timeout_s)
     frame = pd.concat([pd.DataFrame(r).assign(rank=i) for i, r in enumerate(ranks)], ignore_index=True)
+    compute = frame[frame.group != "collective"].assign(world=world)
+    if world == 1:
+        return compute.reset_index(drop=True)
     collectives = frame[frame.group == "collective"].groupby(["group", "op", "world", "size_bytes"],
                                                              as_index=False).time_s.max()
-    return pd.concat([collectives, frame[frame.group != "collective"].assign(world=world)], ignore_index=True)
+    return pd.concat([collectives, compute], ignore_index=True)
 
 
 def _relative_lstsq(columns: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -152,21 +163,27 @@ def fit_network(points: pd.DataFrame, nominal_gbps: float, nominal_latency_us: f
 
 
 def fit_compute(points: pd.DataFrame, device: Device) -> tuple[dict, pd.DataFrame]:
-    """Launch overhead, eff_flops, eff_gather, eff_mem and the backward factor of ``device``."""
-    timed = points[points.group.isin(["gemm", "gather", "stream"])]
+    """Launch overhead, eff_flops, eff_gather, eff_mem, lookup_ns and the backward factor of ``device``, with
+    the simulator's own cost models (``simulator.compute``): GEMMs ``launch + flops / (peak x eff_flops)``;
+    lookups ``launch + unique_rows x row_bytes / (bw x eff_gather) + pooled_rows x row_bytes / (bw x eff_mem)
+    + lookups x lookup_ns``; streams ``launch + bytes / (bw x eff_mem)``."""
+    timed = points[points.group.isin(["gemm", "gather", "stream"])].fillna(0.0)
     peak = device.peak_tflops["fp32"] * 1e12
     bandwidth = device.mem_bandwidth_GBps * 1e9
+    gemm, gather, stream = (timed.group == g for g in ("gemm", "gather", "stream"))
     columns = np.column_stack([np.ones(len(timed)),
-                               np.where(timed.group == "gemm", timed.flops / peak, 0.0),
-                               np.where(timed.group == "gather", timed.bytes / bandwidth, 0.0),
-                               np.where(timed.group == "stream", timed.bytes / bandwidth, 0.0)])
-    launch_s, *inverse = _relative_lstsq(columns, timed.time_s.to_numpy())
+                               np.where(gemm, timed.flops / peak, 0.0),
+                               np.where(gather, timed.unique_rows * timed.row_bytes / bandwidth, 0.0),
+                               np.where(stream, timed.bytes, np.where(gather, timed.pooled_rows * timed.row_bytes,
+                                                                      0.0)) / bandwidth,
+                               np.where(gather, timed.lookups * 1e-9, 0.0)])
+    launch_s, *inverse, lookup_ns = _relative_lstsq(columns, timed.time_s.to_numpy())
     eff = [min(1.0, 1.0 / i) if i > 0 else 1.0 for i in inverse]
-    fitted = columns @ np.array([launch_s, *(1.0 / e for e in eff)])
+    fitted = columns @ np.array([launch_s, *(1.0 / e for e in eff), lookup_ns])
     linear = points[points.group == "backward"]
     backward_factor = float(np.median(linear.both_s / linear.time_s - 1.0))
     return ({"launch_overhead_us": launch_s * 1e6, "eff_flops": eff[0], "eff_gather": eff[1], "eff_mem": eff[2],
-             "backward_factor": backward_factor}, timed.assign(predicted_s=fitted))
+             "lookup_ns": lookup_ns, "backward_factor": backward_factor}, timed.assign(predicted_s=fitted))
 
 
 def quality(fitted: pd.DataFrame) -> pd.DataFrame:
@@ -182,14 +199,17 @@ def calibrate_ranks(world: int, device: Device, backend: str = "gloo",
     from simulator.validation import LOOPBACK_GBPS, LOOPBACK_LATENCY_US
 
     points = measure(world, backend, timeout_s)
-    network, network_fit = fit_network(points[points.group == "collective"], LOOPBACK_GBPS, LOOPBACK_LATENCY_US)
     compute, compute_fit = fit_compute(points[points.group != "collective"], device)
-    backward_factor = compute.pop("backward_factor")
-    fields = {"devices": {device.name: compute}, "backward_factor": backward_factor,
-              "link_efficiency": network["link_efficiency"], "latency_us_extra": network["latency_us_extra"],
-              "meta": {"fitted_link_gbps": network["fitted_link_gbps"],
-                       "fitted_hop_latency_us": network["fitted_hop_latency_us"]}}
-    return fields, pd.concat([network_fit, compute_fit], ignore_index=True).assign(ranks=world)
+    fields = {"devices": {device.name: compute}, "backward_factor": compute.pop("backward_factor"), "meta": {}}
+    fitted = [compute_fit]
+    if world > 1:
+        network, network_fit = fit_network(points[points.group == "collective"], LOOPBACK_GBPS,
+                                           LOOPBACK_LATENCY_US)
+        fields.update(link_efficiency=network["link_efficiency"], latency_us_extra=network["latency_us_extra"],
+                      meta={"fitted_link_gbps": network["fitted_link_gbps"],
+                            "fitted_hop_latency_us": network["fitted_hop_latency_us"]})
+        fitted.insert(0, network_fit)
+    return fields, pd.concat(fitted, ignore_index=True).assign(ranks=world)
 
 
 def calibrate(worlds: list[int], device_name: str, backend: str = "gloo",

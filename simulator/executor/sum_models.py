@@ -125,9 +125,9 @@ def sgd(tables: list[torch.Tensor], grads: list[torch.Tensor], dense: list[torch
                 param -= LEARNING_RATE * grad.reshape(param.shape)
                 param.grad = None
         for table, grad in zip(tables, grads, strict=True):
-            if grad.is_sparse:  # touched rows only (``lookup``), duplicates summed
-                grad = grad.coalesce()
-                table.index_add_(0, grad.indices()[0], grad.values(), alpha=-LEARNING_RATE)
+            if grad.is_sparse:  # touched rows only (``lookup``); index_add sums duplicates without a sort
+                # (scaled first: index_add_'s alpha takes a path ~20x slower on the CPU, torch 2.13)
+                table.index_add_(0, grad._indices()[0], grad._values() * -LEARNING_RATE)
             else:
                 table -= LEARNING_RATE * grad
             table.grad = None
