@@ -42,7 +42,7 @@ GATHER_LOOKUPS = (1024, 4096, 16384, 65536)
 GATHER_WIDTHS = (1, 16, 64)  # fp32 values per row: LR's weight, the executor models' vectors, a wide one
 GATHER_TABLE_ROWS = 262144
 GATHER_POOLED = 4  # lookups summed into one pooled row
-STREAM_ELEMENTS = (2 ** 12, 2 ** 15, 2 ** 18, 2 ** 21)
+STREAM_ELEMENTS = (2 ** 12, 2 ** 15, 2 ** 18, 2 ** 21, 2 ** 23)  # up to 32 MiB arrays: DRAM, not cache
 REPEATS = 5  # timed repetitions per point (after 2 warm-ups); the median is kept
 COLLECTIVE_BACK_TO_BACK = 5  # collectives timed per repetition
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from simulator.executor.comm import Communicator, on_device
 from simulator.executor.sum_models import (
+    ReplicatedTables,
     SumPartials,
     bce_loss,
     gather_ids,
@@ -117,7 +118,7 @@ def _pool_owned(table: torch.Tensor, n: int, fields: int, segment: torch.Tensor,
                 first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """An owner's share of n samples' pooled vectors and first-order sums: its ``rows`` (local row numbers)
     summed per segment (sample x fields + field)."""
-    sums = torch.zeros(n * fields, table.shape[1]).index_add(0, segment, lookup(table, rows))
+    sums = torch.zeros(n * fields, table.shape[1]).index_add_(0, segment, lookup(table, rows))
     return _pool(sums.reshape(n, fields, -1), first_order)
 
 
@@ -255,22 +256,22 @@ class PooledHead:
 def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
     """Data parallel (``dp``), as the simulator's ``lower_dp`` accounts it: every worker holds every table;
     the whole tables' gradients are all-reduced as one flat tensor (``sparse.allreduce``, ``sparse_params``
-    values), then the dense gradients apart (``dense.allreduce``, ``dense_params`` values). "owned" is every
-    row of every table."""
+    values, :class:`~simulator.executor.sum_models.ReplicatedTables`), then the dense gradients apart
+    (``dense.allreduce``, ``dense_params`` values). "owned" is every row of every table."""
     comm = Communicator()
     model = PooledHead(workload)
-    tables = [torch.tensor(w, requires_grad=True) for w in initial_tables(workload)]
+    replicated = ReplicatedTables(initial_tables(workload))
     losses, step_s = [], []
     for step in range(steps):
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        rows = torch.cat([table[on_device(ids)] for table, ids in zip(tables, mine.ids, strict=True)], dim=1)
+        rows = torch.cat([lookup(table, on_device(ids)) for table, ids in zip(replicated.tables, mine.ids,
+                                                                                strict=True)], dim=1)
         loss = bce_loss(model(rows, rank, step), on_device(mine.labels), world * workload.batch_per_worker)
         loss.backward()
-        flat = comm.all_reduce(torch.cat([t.grad.reshape(-1) for t in tables]), "sparse.allreduce")
-        grads = [g.reshape(t.shape) for t, g in zip(tables, flat.split([t.numel() for t in tables]), strict=True)]
-        sgd(tables, grads, model.parameters(), comm)
+        replicated.all_reduce_and_update(comm)
+        sgd([], [], model.parameters(), comm)
         step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
-    return shard_result([np.arange(spec.rows) for spec in workload.tables], tables, losses, step_s, comm)
+    return shard_result([np.arange(spec.rows) for spec in workload.tables], replicated.tables, losses, step_s, comm)

@@ -148,7 +148,7 @@ class SumPartials(torch.autograd.Function):
         ctx.comm = comm
         if reduce_scatter:
             return comm.reduce_scatter(partial, "des.partials")
-        summed = comm.all_reduce(partial.clone(), "des.partials")
+        summed = comm.all_reduce(partial, "des.partials")  # in place: a fresh tensor, not saved for backward
         b = len(partial) // comm.world
         return summed[comm.rank * b:(comm.rank + 1) * b].clone()
 
@@ -219,7 +219,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         for table, table_ids in zip(tables, ids, strict=True):
             here = table_ids % world == rank
             samples = torch.arange(big_b).unsqueeze(1).expand_as(table_ids)[here]
-            partial = partial.index_add(0, samples, per_id(workload.model, lookup(table, table_ids[here] // world)))
+            partial.index_add_(0, samples, per_id(workload.model, lookup(table, table_ids[here] // world)))
         logits = head(workload.model, SumPartials.apply(partial, comm, variant == "des-rs"), bias)
         loss = bce_loss(logits, on_device(mine.labels), big_b)
         loss.backward()
@@ -247,7 +247,7 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
         partials = [torch.zeros(b, workload.partial_width) for _ in range(world)]
         for r, routed in enumerate(route_ids(mine.ids, comm)):
             for table, (samples, ids) in zip(tables, routed, strict=True):
-                partials[r] = partials[r].index_add(0, samples, per_id(model, lookup(table, ids // world)))
+                partials[r].index_add_(0, samples, per_id(model, lookup(table, ids // world)))
         returned = comm.all_to_all([p.detach() for p in partials], "des.partials")
         summed = torch.stack(returned).sum(dim=0).requires_grad_(True)
         loss = bce_loss(head(model, summed, bias), on_device(mine.labels), world * b)
@@ -260,30 +260,52 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
     return {**shard_result(owned, tables, losses, step_s, comm), "bias": float(bias.detach())}
 
 
+class ReplicatedTables:
+    """DP's tables: every table's rows in one flat buffer (the tables are leaves sharing its storage), and
+    one flat gradient buffer into which the tables' sparse gradients are added, all-reduced in place
+    (``sparse.allreduce``, as DDP's buckets) and applied in one pass."""
+
+    def __init__(self, rows: list[np.ndarray]) -> None:
+        sizes = [r.size for r in rows]
+        self.flat = on_device(np.concatenate([r.reshape(-1) for r in rows]))
+        self.tables = [part.view(r.shape).requires_grad_(True) for part, r in zip(self.flat.split(sizes), rows,
+                                                                                   strict=True)]
+        self.grad = torch.zeros_like(self.flat)
+        self.grads = [part.view(r.shape) for part, r in zip(self.grad.split(sizes), rows, strict=True)]
+
+    def all_reduce_and_update(self, comm: Communicator) -> None:
+        with torch.no_grad():
+            self.grad.zero_()
+            for table, grad in zip(self.tables, self.grads, strict=True):
+                grad.index_add_(0, table.grad._indices()[0], table.grad._values())
+                table.grad = None
+            comm.all_reduce(self.grad, "sparse.allreduce")
+            self.flat.add_(self.grad, alpha=-LEARNING_RATE)
+
+
 def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
     """Data parallel (``dp``): every worker holds every table; the whole table gradients are all-reduced
-    (``sparse.allreduce``), then the bias's (``dense.allreduce``)."""
+    (``sparse.allreduce``, :class:`ReplicatedTables`), then the bias's (``dense.allreduce``)."""
     comm = Communicator()
     model = workload.model
-    tables = [torch.tensor(w, requires_grad=True) for w in initial_rows(workload)]
+    replicated = ReplicatedTables(initial_rows(workload))
     bias = torch.zeros((), requires_grad=True)
     losses, step_s = [], []
     for step in range(steps):
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        summed = sum(per_id(model, table[on_device(ids)]).sum(dim=1)
-                     for table, ids in zip(tables, mine.ids, strict=True))
+        summed = sum(per_id(model, lookup(table, on_device(ids))).sum(dim=1)
+                     for table, ids in zip(replicated.tables, mine.ids, strict=True))
         loss = bce_loss(head(model, summed, bias), on_device(mine.labels), world * workload.batch_per_worker)
         loss.backward()
-        flat = comm.all_reduce(torch.cat([t.grad.reshape(-1) for t in tables]), "sparse.allreduce")
-        sgd(tables, [g.reshape(t.shape) for t, g in zip(tables, flat.split([t.numel() for t in tables]), strict=True)],
-            [bias], comm)
+        replicated.all_reduce_and_update(comm)
+        sgd([], [], [bias], comm)
         step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
     return {"owned": [np.arange(spec.rows) for spec in workload.tables],
-            "weights": [t.detach().cpu().numpy() for t in tables], "bias": float(bias.detach()), "losses": losses,
-            "step_s": step_s, "counters": comm.counters()}
+            "weights": [t.detach().cpu().numpy() for t in replicated.tables], "bias": float(bias.detach()),
+            "losses": losses, "step_s": step_s, "counters": comm.counters()}
 
 
 class SumHead:
