@@ -75,7 +75,7 @@ def _rank_benchmarks(rank: int, world: int, backend: str) -> list[dict]:
             call = {"allreduce": lambda x=x: comm.all_reduce(x, "bench"),
                     "allgather": lambda x=x, n=n: comm.all_gather(x[:n // world], "bench"),
                     "reducescatter": lambda x=x: comm.reduce_scatter(x, "bench"),
-                    "alltoall": lambda chunks=chunks: comm.all_to_all(chunks, "bench")}[op]
+                    "alltoall": lambda chunks=chunks: comm.all_to_all(chunks, "bench", [len(chunks[0])] * world)}[op]
             rows.append({"group": "collective", "op": op, "world": world, "size_bytes": 4.0 * n,
                          "time_s": _median_s(call, comm, COLLECTIVE_BACK_TO_BACK)})
     return rows + _compute_benchmarks(comm)

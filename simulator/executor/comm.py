@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import numpy as np
@@ -31,6 +31,13 @@ _REDUCE_SCATTER = getattr(dist, "reduce_scatter_single", None) or dist.reduce_sc
 def on_device(array: np.ndarray) -> torch.Tensor:
     """``array`` as a tensor on the default device (this rank's GPU under NCCL, see ``run.use_device``)."""
     return torch.from_numpy(array).to(torch.get_default_device())
+
+
+Tensors = torch.Tensor | list[torch.Tensor]
+
+
+def _listed(tensors: Tensors) -> list[torch.Tensor]:
+    return tensors if isinstance(tensors, list) else [tensors]
 
 
 def payload_bytes(tensor: torch.Tensor) -> int:
@@ -95,31 +102,38 @@ class Communicator:
             _REDUCE_SCATTER(out, tensor.contiguous(), group=self.group)
         return out
 
-    def all_to_all(self, chunks: list[torch.Tensor], category: str | None) -> list[torch.Tensor]:
+    def all_to_all(self, chunks: list[torch.Tensor], category: str | None,
+                   receive_counts: list[int] | None = None) -> list[torch.Tensor]:
         """Send ``chunks[r]`` to rank r (any lengths along dim 0, same trailing shape); returns what each
-        rank sent here, in rank order. ``category`` None marks metadata (lengths), which is not counted."""
+        rank sent here, in rank order. ``receive_counts``: how many rows each rank sends here, when this rank
+        knows; else they are exchanged first, as metadata. ``category`` None marks metadata, not counted."""
         if len(chunks) != self.world:
             raise ValueError(f"all_to_all: {len(chunks)} chunks for {self.world} ranks")
-        send_counts = torch.tensor([c.shape[0] for c in chunks], dtype=torch.int64)
-        recv_counts = torch.empty_like(send_counts)
-        dist.all_to_all_single(recv_counts, send_counts, group=self.group)  # metadata, not payload
+        send_counts = [c.shape[0] for c in chunks]
+        if receive_counts is None:
+            received_counts = torch.empty(self.world, dtype=torch.int64)
+            dist.all_to_all_single(received_counts, torch.tensor(send_counts, dtype=torch.int64), group=self.group)
+            receive_counts = received_counts.tolist()
         trailing = chunks[0].shape[1:]
-        out = torch.empty((int(recv_counts.sum()), *trailing), dtype=chunks[0].dtype)
+        out = torch.empty((sum(receive_counts), *trailing), dtype=chunks[0].dtype)
         row_bytes = chunks[0].element_size() * math.prod(trailing)
         others = [r for r in range(self.world) if r != self.rank]
-        sent = sum(int(send_counts[r]) for r in others) * row_bytes
-        received = sum(int(recv_counts[r]) for r in others) * row_bytes
+        sent = sum(send_counts[r] for r in others) * row_bytes
+        received = sum(receive_counts[r] for r in others) * row_bytes
         with self._timed(category or "metadata", sent if category else 0, received if category else 0):
-            dist.all_to_all_single(out, torch.cat(chunks).contiguous(), recv_counts.tolist(), send_counts.tolist(),
+            dist.all_to_all_single(out, torch.cat(chunks).contiguous(), receive_counts, send_counts,
                                    group=self.group)
-        return list(out.split(recv_counts.tolist()))
+        return list(out.split(receive_counts))
 
-    def exchange(self, sends: dict[int, torch.Tensor], receives: dict[int, torch.Tensor], category: str) -> None:
-        """Point-to-point: send ``sends[peer]`` and receive into ``receives[peer]`` (preallocated), all at once."""
-        ops = [dist.P2POp(dist.isend, t.contiguous(), peer, group=self.group) for peer, t in sends.items()]
-        ops += [dist.P2POp(dist.irecv, t, peer, group=self.group) for peer, t in receives.items()]
-        sent = sum(payload_bytes(t) for t in sends.values())
-        received = sum(payload_bytes(t) for t in receives.values())
+    def exchange(self, sends: Mapping[int, Tensors], receives: Mapping[int, Tensors], category: str) -> None:
+        """Point-to-point: send ``sends[peer]`` and receive into ``receives[peer]`` (preallocated; a tensor or a
+        list of them, in the same order on both sides), all posted at once: one round."""
+        outgoing = [(peer, t) for peer, ts in sends.items() for t in _listed(ts)]
+        incoming = [(peer, t) for peer, ts in receives.items() for t in _listed(ts)]
+        ops = [dist.P2POp(dist.isend, t.contiguous(), peer, group=self.group) for peer, t in outgoing]
+        ops += [dist.P2POp(dist.irecv, t, peer, group=self.group) for peer, t in incoming]
+        sent = sum(payload_bytes(t) for _, t in outgoing)
+        received = sum(payload_bytes(t) for _, t in incoming)
         with self._timed(category, sent, received):
             if ops:
                 for request in dist.batch_isend_irecv(ops):

@@ -196,11 +196,13 @@ class ExchangePartials(torch.autograd.Function):
     def forward(ctx: torch.autograd.function.FunctionCtx, comm: Communicator,
                 *partials: torch.Tensor) -> torch.Tensor:
         ctx.comm = comm
-        return torch.stack(comm.all_to_all(list(partials), "des.partials")).sum(dim=0)
+        b = len(partials[0])
+        return torch.stack(comm.all_to_all(list(partials), "des.partials", [b] * comm.world)).sum(dim=0)
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        return None, *ctx.comm.all_to_all([grad.contiguous()] * ctx.comm.world, "des.partials_grad")
+        return None, *ctx.comm.all_to_all([grad.contiguous()] * ctx.comm.world, "des.partials_grad",
+                                          [len(grad)] * ctx.comm.world)
 
 
 def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict:

@@ -76,14 +76,16 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
         mine, gids, keys = _batch_keys(workload, rank, step, n, servers)  # input loading: not part of the step
         comm.barrier()
         started = time.perf_counter()
-        comm.exchange_variable(keys, [], "sparse.pull")
-        rows = comm.exchange_variable({}, list(keys), "sparse.pull", torch.float32)
-        pulled = {peer: rows[peer].reshape(len(keys[peer]), width).clone().requires_grad_(True) for peer in keys}
+        comm.exchange_variable(keys, [], "sparse.pull")  # the key counts go first (metadata)
+        pulled = {peer: torch.empty(len(k), width) for peer, k in keys.items()}
+        comm.exchange({}, pulled, "sparse.pull")  # the rows: their count is known
+        for rows in pulled.values():
+            rows.requires_grad_(True)
         logits = model(_arrange(pulled, keys, gids), rank, step)
         loss = bce_loss(logits, on_device(mine.labels), n * workload.batch_per_worker)
         loss.backward()
-        comm.exchange_variable(keys, [], "sparse.push")
-        comm.exchange_variable({peer: pulled[peer].grad.reshape(-1) for peer in keys}, [], "sparse.push")
+        # the push carries the pulled keys again (as ps-lite's do), with their gradients, in one round
+        comm.exchange({peer: [keys[peer], pulled[peer].grad.reshape(-1)] for peer in keys}, {}, "sparse.push")
         sgd([], [], model.parameters(), dense)
         step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, dense))
@@ -141,14 +143,14 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
         comm.barrier()
         keys = comm.exchange_variable({}, workers, "sparse.pull")
         local = {w: np.searchsorted(owned, keys[w].cpu().numpy()) for w in workers}
-        comm.exchange_variable({w: on_device(weights[local[w]].reshape(-1)) for w in workers}, [],
-                               "sparse.pull")
-        pushed_keys = comm.exchange_variable({}, workers, "sparse.push")
-        grads = comm.exchange_variable({}, workers, "sparse.push", torch.float32)
+        comm.exchange({w: on_device(weights[local[w]].reshape(-1)) for w in workers}, {}, "sparse.pull")
+        pushed = {w: [torch.empty_like(keys[w]), torch.empty(len(keys[w]) * width)] for w in workers}
+        comm.exchange({}, pushed, "sparse.push")
         total = np.zeros_like(weights)
-        for w in workers:
-            rows = np.searchsorted(owned, pushed_keys[w].cpu().numpy())
-            np.add.at(total, rows, grads[w].cpu().numpy().reshape(-1, width))
+        for w, (pushed_keys, grads) in pushed.items():
+            if not torch.equal(pushed_keys, keys[w]):
+                raise RuntimeError(f"worker {w} pushed other keys than it pulled")
+            np.add.at(total, local[w], grads.cpu().numpy().reshape(-1, width))
         weights -= LEARNING_RATE * total
     return {"owned": owned, "weights": weights, "counters": comm.counters()}
 

@@ -193,7 +193,8 @@ def route_ids(ids: list[np.ndarray], comm: Communicator,
           for o in range(comm.world)]
     counts = [on_device(np.concatenate([(own == o).reshape(b, g, -1).sum(axis=2) for own, g in
                                                zip(owners, groups, strict=True)], axis=1)) for o in range(comm.world)]
-    got_ids, got_counts = comm.all_to_all(to, "des.ids"), comm.all_to_all(counts, None)  # counts: (b, sum groups)
+    got_counts = comm.all_to_all(counts, None, [b] * comm.world)  # (b, sum of groups) from each rank: metadata
+    got_ids = comm.all_to_all(to, "des.ids", [int(c.sum()) for c in got_counts])
     routed = []
     for r in range(comm.world):
         per_table = got_counts[r].split(groups, dim=1)
@@ -248,11 +249,11 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
         for r, routed in enumerate(route_ids(mine.ids, comm)):
             for table, (samples, ids) in zip(tables, routed, strict=True):
                 partials[r].index_add_(0, samples, per_id(model, lookup(table, ids // world)))
-        returned = comm.all_to_all([p.detach() for p in partials], "des.partials")
+        returned = comm.all_to_all([p.detach() for p in partials], "des.partials", [b] * world)
         summed = torch.stack(returned).sum(dim=0).requires_grad_(True)
         loss = bce_loss(head(model, summed, bias), on_device(mine.labels), world * b)
         loss.backward()
-        grads = comm.all_to_all([summed.grad] * world, "des.partials_grad")
+        grads = comm.all_to_all([summed.grad] * world, "des.partials_grad", [b] * world)
         torch.autograd.backward(partials, grads)
         sgd(tables, [t.grad for t in tables], [bias], comm)
         step_s.append(time.perf_counter() - started)
