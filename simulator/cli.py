@@ -354,7 +354,7 @@ def validate(
     worlds: Annotated[str, typer.Option(help="worker counts (comma-separated; PS adds half as many servers)")] = (
         "2,4,8"),
     steps: Annotated[int, typer.Option(help="steps per run (the first is warm-up)")] = 6,
-    batch: Annotated[int, typer.Option(help="samples per worker per step")] = 256,
+    batch: Annotated[int, typer.Option(help="samples per worker per step")] = 1024,
     device: Annotated[str, typer.Option(help="the device preset the local ranks are modelled as")] = "cpu-server",
     backend: BackendOpt = "gloo",
     timeout_s: Annotated[float, typer.Option(help="timeout of every collective (s)")] = 60.0,

@@ -132,3 +132,18 @@ def test_fit_clips_a_negative_latency_to_the_nominal() -> None:
             for s in (1e5, 1e6, 1e7)]
     fitted, _ = fit_network(pd.DataFrame(rows), LOOPBACK_GBPS, LOOPBACK_LATENCY_US)
     assert fitted["latency_us_extra"] == 0.0 and math.isfinite(fitted["fitted_link_gbps"])
+
+
+def test_every_model_and_strategy_counts_exactly_the_predicted_bytes() -> None:
+    """The whole grid at 2 workers (PS: plus 1 server), small batches: every (category, rank) count equals
+    the simulator's prediction for the same workload and IDs."""
+    from simulator.executor.run import MODELS, STRATEGIES
+    from simulator.validation import validate
+
+    rows = validate(MODELS, STRATEGIES, [2], steps=2, batch_per_worker=32)
+    assert len(rows) == len(MODELS) * len(STRATEGIES)
+    assert (rows.bytes_error == 0).all(), rows[rows.bytes_error != 0]
+    assert (rows.measured_bytes > 0).all()
+    by = rows.set_index(["model", "strategy"]).measured_bytes
+    for model in MODELS:  # DP moves whole tables; DES only IDs and partial results
+        assert by[(model, "dp")] > by[(model, "des")]

@@ -14,8 +14,8 @@ Fitted, by least squares on relative errors (every model below is linear in its 
   per-ID index cost ``lookup_ns`` separated from the per-byte cost by the row widths; the backward factor
   is (forward + backward) / forward - 1 of the linear layer.
 
-The profile (JSON) is what ``simulator.compute.load_calibration`` reads; its ``meta.fit`` keeps every
-measured point with the fitted prediction, and the fit's quality per group.
+The profile (JSON) is what ``simulator.compute.load_calibration`` reads; its ``meta.points`` keeps every
+measured point with the fitted prediction, ``meta.quality`` the fit's quality per group.
 """
 
 from __future__ import annotations
@@ -134,18 +134,15 @@ def _relative_lstsq(columns: np.ndarray, measured: np.ndarray) -> np.ndarray:
 
 def fit_network(points: pd.DataFrame, nominal_gbps: float, nominal_latency_us: float) -> tuple[dict, pd.DataFrame]:
     """Link efficiency and extra latency per message that make the simulator's collective times match."""
+    from simulator.fabric import Fabric
     from simulator.simulate import simulate_collective
-    from simulator.validation import local_fabric
+    from topologies.builders import star
 
     columns = []
     for row in points.itertuples():
         def simulated_s(latency_us: float, gbps: float, row: object = row) -> float:
-            fabric = local_fabric(int(row.world))
-            graph = fabric.graph
-            for _, _, data in graph.edges(data=True):
-                data.update(link_gbps=gbps, latency_us=latency_us)
-            return simulate_collective(row.op, COLLECTIVES[row.op], row.size_bytes, type(fabric)(graph),
-                                       "analytical")[0].time_s
+            fabric = Fabric(star(hosts=int(row.world), link_gbps=gbps, latency_us=latency_us))
+            return simulate_collective(row.op, COLLECTIVES[row.op], row.size_bytes, fabric, "analytical")[0].time_s
         # t = A x (hop latency, s) + X x (1 / link rate, s/B): A from 1 s hops on infinite-ish links, X (bytes
         # on the critical path) from 1 Gb/s links without latency
         columns.append((simulated_s(1e6, 1e12), simulated_s(0.0, 1.0) * 1e9 / 8))

@@ -36,7 +36,7 @@ STRATEGIES = ("ps", "ps-async", "des", "des-rs", "des-a2a", "dp")
 NOT_COUNTED = ("metrics", "metadata")  # the loss metric and message lengths: not the model's traffic
 
 
-def small_workload(model: str, batch_per_worker: int = 256, seed: int = 0) -> Workload:
+def small_workload(model: str, batch_per_worker: int = 1024, seed: int = 0) -> Workload:
     """The executor-sized workload of ``model``: a few tables of 20k-50k rows, sampled IDs, SGD (fp32)."""
     common = {"batch_per_worker": batch_per_worker, "ids": "sampled", "seed": seed, "optimizer": "sgd"}
     if model == "lr":
@@ -160,7 +160,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--servers", type=int, default=None, help="PS server ranks (default: half the workers; "
                         "under torchrun, 1: the last rank)")
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=256, help="samples per worker per step")
+    parser.add_argument("--batch", type=int, default=1024, help="samples per worker per step")
     parser.add_argument("--backend", choices=("gloo", "nccl"), default="nccl" if torch.cuda.is_available() else "gloo")
     parser.add_argument("--timeout-s", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=None, help="write the measurement as JSON here")
