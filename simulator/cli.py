@@ -290,6 +290,11 @@ def _executor() -> None:
 BackendOpt = Annotated[str, typer.Option(help="gloo (CPU) | nccl (CUDA GPUs)")]
 
 
+def _timeout(timeout_s: float) -> None:
+    if not 0 < timeout_s <= 3600:
+        raise SpecError("timeout-s", timeout_s, "allowed: seconds, > 0 and <= 3600")
+
+
 def _backend(backend: str) -> None:
     if backend not in ("gloo", "nccl"):
         raise SpecError("backend", backend, "allowed: gloo, nccl")
@@ -316,6 +321,7 @@ def calibrate(
 
     _executor()
     _backend(backend)
+    _timeout(timeout_s)
     sizes = _worlds(worlds)
     preset = load_device(device or ("h100" if backend == "nccl" else "cpu-server")).name
     if not out.endswith(".json"):
@@ -371,6 +377,7 @@ def validate(
 
     grid = (_names(models, "models", MODELS), _names(strategies, "strategies", STRATEGIES), _worlds(worlds))
     _backend(backend)
+    _timeout(timeout_s)
     if backend == "nccl" and "ps-async" in grid[1]:
         raise SpecError("strategies", "ps-async", "needs gloo (its servers receive from any worker; NCCL cannot)")
     if steps < 2:

@@ -119,6 +119,8 @@ def test_validate_table_ends_with_mean_and_max_error(capsys) -> None:
     (["validate", "--profile", "missing.json"], "calibration: got 'missing.json'"),
     (["calibrate", "--backend", "mpi"], "backend: got 'mpi'"),
     (["calibrate", "--out", "profile.yaml"], "out: got 'profile.yaml'"),
+    (["calibrate", "--timeout-s", "0"], "timeout-s: got 0.0"),
+    (["validate", "--timeout-s", "-5"], "timeout-s: got -5.0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args: list[str], field: str) -> None:
     code, out, err = run(capsys, *args)

@@ -169,6 +169,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
+    for name, value, low in (("world", args.world, 1), ("steps", args.steps, 2), ("batch", args.batch, 1),
+                             ("servers", args.servers or 1, 1), ("timeout-s", args.timeout_s, 1e-3)):
+        if value < low:
+            print(f"error: {name}: got {value}; allowed: >= {low}", file=sys.stderr)
+            raise SystemExit(2)
     workload = small_workload(args.model, args.batch)
     try:
         check(args.strategy, args.backend)
