@@ -84,7 +84,7 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
     """
     from simulator.executor.run import execute_many, small_workload
 
-    strategies = list(strategies)
+    models, strategies = list(models), list(strategies)
     families = [[s for s in strategies if not s.startswith("ps")], [s for s in strategies if s.startswith("ps")]]
     rows = []
     for world in worlds:
