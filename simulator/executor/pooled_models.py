@@ -27,19 +27,16 @@ from torch import nn
 
 from simulator.executor.comm import Communicator, on_device
 from simulator.executor.sum_models import (
-    ReplicatedTables,
+    LEARNING_RATE,
     SumPartials,
     bce_loss,
-    gather_ids,
     global_batch,
     global_loss,
-    lookup,
-    owned_shard,
-    route_ids,
     sgd,
     shard_result,
     worker_batch,
 )
+from simulator.executor.tables import OwnedTables, ReplicatedTables, columns, gather_ids, route_ids
 from workloads import Workload
 
 MODELS = ("dnn", "dlrm", "widedeep", "deepfm")
@@ -114,12 +111,12 @@ def _partial(rows: torch.Tensor, fields: int, first_order: bool) -> tuple[torch.
     return _pool(rows.reshape(n, fields, columns // fields, width).sum(dim=2), first_order)
 
 
-def _pool_owned(table: torch.Tensor, n: int, fields: int, segment: torch.Tensor, rows: torch.Tensor,
-                first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """An owner's share of n samples' pooled vectors and first-order sums: its ``rows`` (local row numbers)
-    summed per segment (sample x fields + field)."""
-    sums = torch.zeros(n * fields, table.shape[1]).index_add_(0, segment, lookup(table, rows))
-    return _pool(sums.reshape(n, fields, -1), first_order)
+def _partial_owned(rows: torch.Tensor, segment: torch.Tensor, n: int, fields: int,
+                   first_order: bool) -> torch.Tensor:
+    """An owner's share of n samples' partial results (n, r): its looked-up ``rows`` summed per segment
+    (sample x fields + field), pooled, flattened as sent."""
+    sums = torch.zeros(n * fields, rows.shape[1]).index_add_(0, segment, rows)
+    return _columns(*_pool(sums.reshape(n, fields, -1), first_order), first_order)
 
 
 def _join(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,7 +151,11 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
         loss = bce_loss(head(pooled, dense_features(workload, list(range(world)), step), first),
                      on_device(batch.labels), len(batch.labels))
         loss.backward()
-        sgd(tables, [t.grad for t in tables], list(head.parameters()), None)
+        sgd([], list(head.parameters()), None)
+        with torch.no_grad():  # whole-table gradients: the reference stays the plain textbook step
+            for table in tables:
+                table -= LEARNING_RATE * table.grad
+                table.grad = None
         losses.append(float(loss.detach()))
     return [t.detach().cpu().numpy() for t in tables], losses
 
@@ -163,7 +164,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     """A DES worker: owned rows pooled for the whole global batch, partials summed across workers."""
     comm = Communicator()
     head = DenseHead(workload)
-    owned, tables = owned_shard(initial_tables(workload), rank, world)
+    owned, layout = OwnedTables(initial_tables(workload), rank, world), columns(workload)
     big_b = world * workload.batch_per_worker
     first_order = workload.model in FIRST_ORDER
     losses, step_s = [], []
@@ -171,20 +172,20 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        parts = []
-        for table, ids, spec in zip(tables, gather_ids(mine.ids, comm), workload.tables, strict=True):
-            sample, column = torch.nonzero(ids % world == rank, as_tuple=True)  # the IDs this worker owns
-            segment = sample * spec.fields + column // spec.hotness
-            parts.append(_pool_owned(table, big_b, spec.fields, segment, ids[sample, column] // world, first_order))
-        partial = _columns(*_join(parts), first_order)  # (B, r): this worker's share of every sample's partial
+        ids = gather_ids(mine.ids, comm)
+        sample, column = torch.nonzero(ids % world == rank, as_tuple=True)  # the IDs this worker owns
+        rows = owned.rows(ids[sample, column], layout.table[column])
+        # (B, r): this worker's share of every sample's partial result
+        partial = _partial_owned(rows, sample * layout.fields + layout.field[column], big_b, layout.fields,
+                                 first_order)
         summed = SumPartials.apply(partial, comm, variant == "des-rs")
         loss = bce_loss(_logits_from_partials(head, summed, workload, rank, step), on_device(mine.labels),
                         big_b)
         loss.backward()
-        sgd(tables, [t.grad for t in tables], list(head.parameters()), comm)
+        sgd([owned.weight], list(head.parameters()), comm)
         step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
-    return shard_result(owned, tables, losses, step_s, comm)
+    return shard_result(owned, losses, step_s, comm)
 
 
 class ExchangePartials(torch.autograd.Function):
@@ -206,32 +207,30 @@ class ExchangePartials(torch.autograd.Function):
 
 
 def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict:
-    """DES with all-to-all (``des-a2a``): per table, each worker sends every owner the IDs of its b samples
-    that owner holds (``des.ids``, in (sample, field, slot) order; per-(sample, field) counts go as metadata),
+    """DES with all-to-all (``des-a2a``): each worker sends every owner the IDs of its b samples that owner
+    holds (``des.ids``, in (sample, field, slot) order; per-(sample, field) counts go as metadata),
     owners pool them into (b, r) partial rows per requester and return them (``des.partials``), and backward
     sends each owner the (b, r) partial gradients (``des.partials_grad``, :class:`ExchangePartials`); owners
     kept the IDs and backpropagate into their rows. Dense gradients are all-reduced (``dense.allreduce``)."""
     comm = Communicator()
     head = DenseHead(workload)
-    owned, tables = owned_shard(initial_tables(workload), rank, world)
+    owned, layout = OwnedTables(initial_tables(workload), rank, world), columns(workload)
     b, first_order = workload.batch_per_worker, workload.model in FIRST_ORDER
     losses, step_s = [], []
     for step in range(steps):
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(world)]  # per requester, table
-        for requester, routed in enumerate(route_ids(mine.ids, comm, [spec.fields for spec in workload.tables])):
-            for table, (segment, ids), spec in zip(tables, routed, workload.tables, strict=True):
-                parts[requester].append(_pool_owned(table, b, spec.fields, segment, ids // world, first_order))
-        summed = ExchangePartials.apply(comm, *(_columns(*_join(p), first_order) for p in parts))
+        partials = [_partial_owned(owned.rows(ids, layout.field_table[segment % layout.fields]), segment, b,
+                                   layout.fields, first_order) for segment, ids in route_ids(mine.ids, layout, comm)]
+        summed = ExchangePartials.apply(comm, *partials)
         loss = bce_loss(_logits_from_partials(head, summed, workload, rank, step), on_device(mine.labels),
                         world * b)
         loss.backward()
-        sgd(tables, [t.grad for t in tables], list(head.parameters()), comm)
+        sgd([owned.weight], list(head.parameters()), comm)
         step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
-    return shard_result(owned, tables, losses, step_s, comm)
+    return shard_result(owned, losses, step_s, comm)
 
 
 class PooledHead:
@@ -262,18 +261,17 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
     (``dense.allreduce``, ``dense_params`` values). "owned" is every row of every table."""
     comm = Communicator()
     model = PooledHead(workload)
-    replicated = ReplicatedTables(initial_tables(workload))
+    replicated, layout = ReplicatedTables(initial_tables(workload)), columns(workload)
     losses, step_s = [], []
     for step in range(steps):
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        rows = torch.cat([lookup(table, on_device(ids)) for table, ids in zip(replicated.tables, mine.ids,
-                                                                                strict=True)], dim=1)
+        rows = replicated.rows(on_device(np.concatenate(mine.ids, axis=1)), layout.table)
         loss = bce_loss(model(rows, rank, step), on_device(mine.labels), world * workload.batch_per_worker)
         loss.backward()
-        replicated.all_reduce_and_update(comm)
-        sgd([], [], model.parameters(), comm)
+        replicated.all_reduce_and_update(comm, LEARNING_RATE)
+        sgd([], model.parameters(), comm)
         step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
-    return shard_result([np.arange(spec.rows) for spec in workload.tables], replicated.tables, losses, step_s, comm)
+    return shard_result(replicated, losses, step_s, comm)

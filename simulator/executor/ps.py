@@ -86,7 +86,7 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
         loss.backward()
         # the push carries the pulled keys again (as ps-lite's do), with their gradients, in one round
         comm.exchange({peer: [keys[peer], pulled[peer].grad.reshape(-1)] for peer in keys}, {}, "sparse.push")
-        sgd([], [], model.parameters(), dense)
+        sgd([], model.parameters(), dense)
         step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, dense))
     counters = comm.counters()

@@ -1,0 +1,135 @@
+"""Embedding tables as the executor's workers hold them: table-batched, as TorchRec's fused embeddings.
+
+Every table's rows live in one (rows, width) tensor, tables one after another, so one lookup serves all
+tables of a step (tables must share a row width, as the executor's models do). Lookups give sparse
+gradients: backward and the update touch only the looked-up rows, as the simulator's embedding update of
+unique rows. A batch's ID columns are the tables' (fields x hotness) columns side by side (``Columns``).
+
+- ``OwnedTables``: the rows one DES worker owns (``id mod N == rank``, ``simulator.strategies.base.shard_of``).
+- ``ReplicatedTables``: DP's full copy, with one flat gradient bucket all-reduced in place.
+- ``gather_ids`` and ``route_ids``: DES's ID exchanges, one collective for all tables (``des.ids``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from simulator.executor.comm import Communicator, on_device
+from workloads import Workload
+
+
+def lookup(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows ``rows`` of ``weight``, with a sparse gradient (never a whole-table one)."""
+    return torch.nn.functional.embedding(rows, weight, sparse=True)
+
+
+def apply_sparse(weight: torch.Tensor, grad: torch.Tensor, learning_rate: float) -> None:
+    """SGD on the rows a sparse gradient touches; index_add sums duplicate rows without a sort (the values
+    are scaled first: index_add_'s ``alpha`` takes a path ~20x slower on the CPU, torch 2.13)."""
+    with torch.no_grad():
+        weight.index_add_(0, grad._indices()[0], grad._values() * -learning_rate)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where each ID column of a batch belongs: ``table`` and ``field`` (fields numbered across tables) per
+    column; ``field_table`` per field; ``field_starts``: each field's first column."""
+
+    table: torch.Tensor
+    field: torch.Tensor
+    field_table: torch.Tensor
+    field_starts: np.ndarray
+
+    @property
+    def fields(self) -> int:
+        return len(self.field_starts)
+
+
+def columns(workload: Workload) -> Columns:
+    tables = workload.tables
+    field_table = np.repeat(np.arange(len(tables)), [t.fields for t in tables])
+    hotness = np.repeat([t.hotness for t in tables], [t.fields for t in tables])  # per field
+    field = np.repeat(np.arange(len(field_table)), hotness)
+    return Columns(on_device(np.repeat(np.arange(len(tables)), [t.fields * t.hotness for t in tables])),
+                   on_device(field), on_device(field_table), np.concatenate([[0], np.cumsum(hotness)[:-1]]))
+
+
+def _width(rows: list[np.ndarray]) -> int:
+    widths = {r.shape[1] for r in rows}
+    if len(widths) != 1:
+        raise ValueError(f"table-batched embeddings need one row width across tables, not {sorted(widths)}")
+    return widths.pop()
+
+
+class _Batched:
+    """Tables' rows in one trainable tensor; ``start[t]``: table t's first row."""
+
+    def __init__(self, shards: list[np.ndarray]) -> None:
+        _width(shards)
+        self.sizes = [len(s) for s in shards]
+        self.start = on_device(np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64))
+        self.weight = on_device(np.concatenate(shards)).requires_grad_(True)
+
+    def tables(self) -> list[torch.Tensor]:
+        """Each table's rows (views)."""
+        return list(self.weight.detach().split(self.sizes))
+
+
+class OwnedTables(_Batched):
+    """The rows worker ``rank`` of ``world`` owns of every table: table t's row ``id`` is its row
+    ``start[t] + id // world``. ``owned``: per table, the IDs held, in order."""
+
+    def __init__(self, rows: list[np.ndarray], rank: int, world: int) -> None:
+        super().__init__([table[rank::world] for table in rows])
+        self.world = world
+        self.owned = [np.arange(rank, len(table), world) for table in rows]
+
+    def rows(self, ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """The rows of ``ids`` (all owned here) of tables ``table`` (same shape), sparse gradient."""
+        return lookup(self.weight, self.start[table] + ids // self.world)
+
+
+class ReplicatedTables(_Batched):
+    """DP's tables: a full copy, and one flat gradient bucket into which the sparse gradients are added,
+    all-reduced in place (``sparse.allreduce``, as DDP's buckets) and applied in one pass."""
+
+    def __init__(self, rows: list[np.ndarray]) -> None:
+        super().__init__(rows)
+        self.owned = [np.arange(len(table)) for table in rows]
+        self.grad = torch.zeros_like(self.weight)
+
+    def rows(self, ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        return lookup(self.weight, self.start[table] + ids)
+
+    def all_reduce_and_update(self, comm: Communicator, learning_rate: float) -> None:
+        with torch.no_grad():
+            self.grad.zero_()
+            self.grad.index_add_(0, self.weight.grad._indices()[0], self.weight.grad._values())
+            self.weight.grad = None
+            comm.all_reduce(self.grad, "sparse.allreduce")
+            self.weight.add_(self.grad, alpha=-learning_rate)
+
+
+def gather_ids(ids: list[np.ndarray], comm: Communicator) -> torch.Tensor:
+    """The global batch's (B, columns) IDs from this worker's tables' (b, columns) ones: one all-gather of all
+    tables at once (``des.ids``)."""
+    return comm.all_gather(on_device(np.concatenate(ids, axis=1)), "des.ids")
+
+
+def route_ids(ids: list[np.ndarray], layout: Columns, comm: Communicator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each worker sends every owner (``id mod N``) the IDs of its batch that owner holds, in one all-to-all
+    (``des.ids``, sample-major, fields in order); how many per (sample, field) go first, as metadata. Per
+    requester: (the segment of each received ID, sample x fields + field; the IDs), as received here."""
+    batch = np.concatenate(ids, axis=1)
+    owner = batch % comm.world
+    b = len(batch)
+    to = [on_device(batch[owner == o]) for o in range(comm.world)]
+    counts = [on_device(np.add.reduceat((owner == o).astype(np.int64), layout.field_starts, axis=1))
+              for o in range(comm.world)]
+    got_counts = comm.all_to_all(counts, None, [b] * comm.world)  # (b, fields) from each rank: metadata
+    got_ids = comm.all_to_all(to, "des.ids", [int(c.sum()) for c in got_counts])
+    return [(torch.repeat_interleave(torch.arange(c.numel()), c.reshape(-1)), got) for c, got in
+            zip(got_counts, got_ids, strict=True)]
