@@ -270,3 +270,20 @@ def test_flow_and_analytical_agree_on_a_star(strategy: str) -> None:
     analytical = run(wl, strategy, 6, fidelity="analytical", **kwargs).summary
     assert flow["step_time_s"] == pytest.approx(analytical["step_time_s"], rel=1e-9)
     assert flow["bytes_on_wire"] == pytest.approx(analytical["bytes_on_wire"], rel=1e-12)
+
+
+def test_dense_part_pays_one_launch_per_linear_layer_and_one_for_interaction_and_loss() -> None:
+    """DLRM with a 2-layer bottom and 3-layer top MLP: 6 launches forward, x backward_factor backward."""
+    from simulator import compute
+    from simulator.strategies import costs
+    from workloads import dlrm
+
+    workload = dlrm(n_tables=4, rows=1000, dim=8, bottom_mlp=[16, 8], top_mlp=[32, 16, 1])
+    device = load_device("h100").model_copy(update={"launch_overhead_us": 10.0})
+    one_launch = compute.dense_forward_s(device, 64 * workload.dense_flops_per_sample,
+                                         workload.dense_params * workload.dtype_bytes,
+                                         64 * workload.activation_bytes_per_sample)
+    assert len(workload.linear_layers) == 5
+    assert costs.dense_forward_s(workload, device, 64) == pytest.approx(one_launch + 5 * 10e-6, rel=1e-12)
+    assert costs.dense_backward_s(workload, device, 64) == pytest.approx(
+        device.backward_factor * (one_launch + 5 * 10e-6), rel=1e-12)

@@ -29,17 +29,23 @@ def pooled_bytes(workload: Workload) -> np.ndarray:
     return np.array([t.dim * workload.dtype_bytes for t in workload.tables], dtype=np.float64)
 
 
+def dense_kernels(workload: Workload) -> int:
+    """Kernels of the dense part's forward: one per linear layer (GEMM with fused bias and activation) and
+    one for the interaction and loss."""
+    return len(workload.linear_layers) + 1
+
+
 def dense_forward_s(workload: Workload, device: Device, samples: float) -> float:
     """Forward of the dense part (MLPs, interaction) for ``samples`` samples."""
     return float(compute.dense_forward_s(
         device, samples * workload.dense_flops_per_sample, workload.dense_params * workload.dtype_bytes,
-        samples * workload.activation_bytes_per_sample, dtype(workload)))
+        samples * workload.activation_bytes_per_sample, dtype(workload), dense_kernels(workload)))
 
 
 def dense_backward_s(workload: Workload, device: Device, samples: float) -> float:
     return float(compute.dense_backward_s(
         device, samples * workload.dense_flops_per_sample, workload.dense_params * workload.dtype_bytes,
-        samples * workload.activation_bytes_per_sample, dtype(workload)))
+        samples * workload.activation_bytes_per_sample, dtype(workload), dense_kernels(workload)))
 
 
 def lookup_s(workload: Workload, device: Device, lookups: np.ndarray, unique_rows: np.ndarray) -> np.ndarray:
