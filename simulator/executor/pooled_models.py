@@ -36,7 +36,7 @@ from simulator.executor.sum_models import (
     shard_result,
     worker_batch,
 )
-from simulator.executor.tables import OwnedTables, ReplicatedTables, columns, gather_ids, route_ids
+from simulator.executor.tables import OwnedTables, ReplicatedTables, columns, gather_ids, initial_rows, route_ids
 from workloads import Workload
 
 MODELS = ("dnn", "dlrm", "widedeep", "deepfm")
@@ -93,11 +93,6 @@ class DenseHead(nn.Module):
         return x.squeeze(1) + extra
 
 
-def initial_tables(workload: Workload) -> list[np.ndarray]:
-    return [np.random.default_rng([workload.seed, 7, t]).normal(0.0, 0.1, (spec.rows, spec.params_per_id))
-            .astype(np.float32) for t, spec in enumerate(workload.tables)]
-
-
 def _pool(sums: torch.Tensor, first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows summed per field (n, fields, width) -> pooled vectors (n, fields, k) and first-order sums (n,)."""
     if not first_order:
@@ -140,7 +135,7 @@ def _logits_from_partials(head: DenseHead, summed: torch.Tensor, workload: Workl
 def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np.ndarray], list[float]]:
     """Single-process training on the global batches: (tables, loss per step)."""
     head = DenseHead(workload)
-    tables = [torch.tensor(w, requires_grad=True) for w in initial_tables(workload)]
+    tables = [torch.tensor(w, requires_grad=True) for w in initial_rows(workload)]
     losses = []
     first_order = workload.model in FIRST_ORDER
     for step in range(steps):
@@ -164,7 +159,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     """A DES worker: owned rows pooled for the whole global batch, partials summed across workers."""
     comm = Communicator()
     head = DenseHead(workload)
-    owned, layout = OwnedTables(initial_tables(workload), rank, world), columns(workload)
+    owned, layout = OwnedTables(initial_rows(workload), rank, world), columns(workload)
     big_b = world * workload.batch_per_worker
     first_order = workload.model in FIRST_ORDER
     losses, step_s = [], []
@@ -214,7 +209,7 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
     kept the IDs and backpropagate into their rows. Dense gradients are all-reduced (``dense.allreduce``)."""
     comm = Communicator()
     head = DenseHead(workload)
-    owned, layout = OwnedTables(initial_tables(workload), rank, world), columns(workload)
+    owned, layout = OwnedTables(initial_rows(workload), rank, world), columns(workload)
     b, first_order = workload.batch_per_worker, workload.model in FIRST_ORDER
     losses, step_s = [], []
     for step in range(steps):
@@ -261,7 +256,7 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
     (``dense.allreduce``, ``dense_params`` values). "owned" is every row of every table."""
     comm = Communicator()
     model = PooledHead(workload)
-    replicated, layout = ReplicatedTables(initial_tables(workload)), columns(workload)
+    replicated, layout = ReplicatedTables(initial_rows(workload)), columns(workload)
     losses, step_s = [], []
     for step in range(steps):
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)

@@ -17,17 +17,17 @@ import torch.distributed as dist
 
 from simulator.executor.comm import Communicator, on_device, payload_bytes
 from simulator.executor.pooled_models import MODELS as POOLED_MODELS
-from simulator.executor.pooled_models import PooledHead, initial_tables
+from simulator.executor.pooled_models import PooledHead
 from simulator.executor.sum_models import (
     LEARNING_RATE,
     Batch,
     SumHead,
     bce_loss,
     global_loss,
-    initial_rows,
     sgd,
     worker_batch,
 )
+from simulator.executor.tables import initial_rows
 from workloads import Workload
 
 MODES = ("sync", "async")
@@ -39,10 +39,6 @@ Transfer = tuple[int, torch.Tensor, str | None]  # (peer rank, tensor, category;
 
 def dense_head(workload: Workload) -> SumHead | PooledHead:
     return PooledHead(workload) if workload.model in POOLED_MODELS else SumHead(workload)
-
-
-def _initial(workload: Workload) -> list[np.ndarray]:
-    return initial_tables(workload) if workload.model in POOLED_MODELS else initial_rows(workload)
 
 
 def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int, mode: str = "sync") -> dict:
@@ -128,7 +124,7 @@ def _arrange(pulled: dict[int, torch.Tensor], keys: dict[int, torch.Tensor], gid
 def _shard(workload: Workload, server: int, servers: int) -> tuple[np.ndarray, np.ndarray]:
     """The global rows server ``server`` of ``servers`` holds (sorted) and their initial values."""
     offsets = _table_offsets(workload)
-    full = np.concatenate(_initial(workload))
+    full = np.concatenate(initial_rows(workload))
     table_of = np.repeat(np.arange(len(workload.tables)), [t.rows for t in workload.tables])
     owned = np.nonzero((np.arange(len(full)) - offsets[table_of]) % servers == server)[0]
     return owned, full[owned].copy()

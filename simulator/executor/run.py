@@ -63,10 +63,6 @@ def default_servers(world: int) -> int:
     return max(1, world // 2)
 
 
-def ranks_needed(strategy: str, world: int, servers: int | None = None) -> int:
-    return world + (servers or default_servers(world)) if strategy.startswith("ps") else world
-
-
 def train(rank: int, ranks: int, workload: Workload, strategy: str, steps: int, servers: int) -> dict:
     """Rank ``rank`` of ``ranks`` trains ``steps`` steps of ``workload`` with ``strategy``; its report."""
     if strategy in ("ps", "ps-async"):

@@ -35,6 +35,7 @@ from simulator.executor.tables import (
     apply_sparse,
     columns,
     gather_ids,
+    initial_rows,
     route_ids,
 )
 from workloads import Workload
@@ -62,17 +63,6 @@ def global_batch(workload: Workload, world: int, step: int) -> Batch:
     parts = [worker_batch(workload, w, step) for w in range(world)]
     return Batch([np.concatenate([p.ids[t] for p in parts]) for t in range(len(workload.tables))],
                  np.concatenate([p.labels for p in parts]))
-
-
-MODELS = ("lr", "fm")
-
-
-def initial_rows(workload: Workload) -> list[np.ndarray]:
-    """Every table's rows, (rows, params_per_id), before training, from the workload's seed."""
-    if workload.model not in MODELS:
-        raise ValueError(f"sum_models runs {', '.join(MODELS)}, not {workload.model}")
-    return [np.random.default_rng([workload.seed, 7, t]).normal(0.0, 0.1, (spec.rows, spec.params_per_id))
-            .astype(np.float32) for t, spec in enumerate(workload.tables)]
 
 
 def per_id(model: str, rows: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,13 @@ from simulator.executor.comm import Communicator, on_device
 from workloads import Workload
 
 
+def initial_rows(workload: Workload) -> list[np.ndarray]:
+    """Every table's rows, (rows, params_per_id) fp32, before training, from the workload's seed (the same
+    for every strategy and the single-process reference)."""
+    return [np.random.default_rng([workload.seed, 7, t]).normal(0.0, 0.1, (spec.rows, spec.params_per_id))
+            .astype(np.float32) for t, spec in enumerate(workload.tables)]
+
+
 def lookup(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Rows ``rows`` of ``weight``, with a sparse gradient (never a whole-table one)."""
     return torch.nn.functional.embedding(rows, weight, sparse=True)
