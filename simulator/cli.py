@@ -402,16 +402,17 @@ def validate(
         return
     table = Table(title="Predicted vs measured" + (f" (profile {profile})" if profile else " (uncalibrated)"))
     for column in ("model", "strategy", "workers", "servers", "bytes pred", "bytes meas", "bytes err",
-                   "step pred", "step meas", "step err"):
+                   "step pred", "step meas", "step err", "spread"):
         table.add_column(column, justify="left" if column in ("model", "strategy") else "right")
     for r in rows.itertuples():
         table.add_row(r.model, r.strategy, str(r.workers), str(r.servers), _bytes(r.predicted_bytes),
                       _bytes(r.measured_bytes), f"{r.bytes_error:.2g}", _seconds(r.predicted_step_s),
-                      _seconds(r.measured_step_s), f"{r.step_time_error:+.1%}")
+                      _seconds(r.measured_step_s), f"{r.step_time_error:+.1%}", f"{r.measured_spread:.0%}")
     console.print(table)
     errors = rows.step_time_error.abs()
     console.print(f"bytes error: max {rows.bytes_error.max():.2g}; step-time error |pred/meas - 1|: "
-                  f"mean {errors.mean():.1%}, max {errors.max():.1%} over {len(rows)} runs")
+                  f"mean {errors.mean():.1%}, max {errors.max():.1%} over {len(rows)} runs (measured steps' "
+                  f"spread, IQR / median: {rows.measured_spread.median():.0%} typical)")
 
 
 @app.command("list")

@@ -5,7 +5,8 @@ workload on local ranks, and the simulator runs the same workload, the same samp
 fabric of as many hosts (the loopback between local ranks), with the ring algorithm the communicator's bus
 bytes assume. One row each: predicted and measured bytes per step, their error (sum over (category, rank)
 of the absolute differences over the predicted total: 0 when every count matches), predicted and measured
-step time and the relative error. A calibration profile (``dessim calibrate``) sets the device and the
+step time, the relative error, and how much the measured steps varied (``measured_spread``: interquartile
+range / median). A calibration profile (``dessim calibrate``) sets the device and the
 fabric's link efficiency and extra latency.
 """
 
@@ -27,7 +28,7 @@ LOOPBACK_GBPS = 100.0  # nominal rate of the local fabric; calibration scales it
 LOOPBACK_LATENCY_US = 1.0  # nominal latency per hop; calibration adds latency_us_extra
 WARMUP_STEPS = 1
 COLUMNS = ["model", "strategy", "workers", "servers", "predicted_bytes", "measured_bytes", "bytes_error",
-           "predicted_step_s", "measured_step_s", "step_time_error"]
+           "predicted_step_s", "measured_step_s", "step_time_error", "measured_spread"]
 
 
 def local_fabric(hosts: int, profile: CalibrationProfile | None = None) -> Fabric:
@@ -102,7 +103,8 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
                 row = {"model": workload.model, "strategy": strategy, "workers": world, "servers": measured.servers,
                        "predicted_bytes": float(predicted.sum()), "measured_bytes": float(measured_bytes.sum()),
                        "bytes_error": bytes_error(predicted, measured_bytes), "predicted_step_s": predicted_s,
-                       "measured_step_s": measured_s, "step_time_error": predicted_s / measured_s - 1}
+                       "measured_step_s": measured_s, "step_time_error": predicted_s / measured_s - 1,
+                       "measured_spread": measured.step_spread(WARMUP_STEPS)}
                 rows.append(row)
                 if progress:
                     progress(row)

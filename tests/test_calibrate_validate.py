@@ -97,6 +97,7 @@ def test_validate_json_rows_have_zero_byte_error(capsys, tmp_path) -> None:
         assert row["measured_step_s"] > 0 and row["predicted_step_s"] > 0
         assert row["step_time_error"] == pytest.approx(row["predicted_step_s"] / row["measured_step_s"] - 1)
         assert row["servers"] == (1 if row["strategy"] == "ps" else 0)
+        assert row["measured_spread"] >= 0
     assert len(pd.read_csv(table)) == 4
 
 
@@ -106,7 +107,7 @@ def test_validate_table_ends_with_mean_and_max_error(capsys) -> None:
     assert code == 0
     assert "Predicted vs measured (uncalibrated)" in out
     last = out.strip().splitlines()[-1]
-    assert "bytes error: max 0" in out and "over 1 runs" in last
+    assert "bytes error: max 0" in out and "over 1 runs" in last and "spread" in last
 
 
 @pytest.mark.parametrize(("args", "field"), [

@@ -94,11 +94,20 @@ class Measurement:
         rows = self.counters[~self.counters.category.isin(NOT_COUNTED)]
         return rows.groupby(["category", "rank"]).bytes_sent.sum() / self.steps
 
-    def median_step_s(self, warmup: int = 1) -> float:
-        """Median over the steps after ``warmup`` of the slowest worker's step time (synchronous
-        strategies), or of every worker's own steps (``ps-async``, where workers do not wait for each other)."""
+    def measured_steps_s(self, warmup: int = 1) -> np.ndarray:
+        """The step times after ``warmup``: the slowest worker's per step (synchronous strategies), or every
+        worker's own (``ps-async``, where workers do not wait for each other)."""
         measured = self.step_s[:, warmup:]
-        return float(np.median(measured if self.strategy == "ps-async" else measured.max(axis=0)))
+        return measured.ravel() if self.strategy == "ps-async" else measured.max(axis=0)
+
+    def median_step_s(self, warmup: int = 1) -> float:
+        return float(np.median(self.measured_steps_s(warmup)))
+
+    def step_spread(self, warmup: int = 1) -> float:
+        """How much the measured steps vary: interquartile range / median (0.2: the middle half of the
+        steps lie within 20% of the median's size)."""
+        q25, q50, q75 = np.percentile(self.measured_steps_s(warmup), [25, 50, 75])
+        return float((q75 - q25) / q50)
 
 
 def measurement(strategy: str, workers: int, servers: int, steps: int, reports: list[dict]) -> Measurement:
