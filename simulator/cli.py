@@ -412,7 +412,10 @@ def validate(
     errors = rows.step_time_error.abs()
     console.print(f"bytes error: max {rows.bytes_error.max():.2g}; step-time error |pred/meas - 1|: "
                   f"mean {errors.mean():.1%}, max {errors.max():.1%} over {len(rows)} runs (measured steps' "
-                  f"spread, IQR / median: {rows.measured_spread.median():.0%} typical)")
+                  f"spread, IQR / median: {rows.measured_spread.median():.0%} typical)", soft_wrap=True)
+    if not profile:
+        console.print(f"uncalibrated: the ranks are modelled as the {device} datasheet; for this machine's numbers, "
+                      "dessim calibrate --out profile.json, then --profile profile.json", soft_wrap=True)
 
 
 @app.command("list")

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-# torch >= 2.13 renamed reduce_scatter_tensor (the old name warns); older releases only have the old one.
+# torch >= 2.13 renamed these two (the old names warn); older releases only have the old ones.
 _REDUCE_SCATTER = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+_ALL_GATHER = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 
 
 def on_device(array: np.ndarray) -> torch.Tensor:
@@ -89,7 +90,7 @@ class Communicator:
         out = torch.empty((self.world * tensor.shape[0], *tensor.shape[1:]), dtype=tensor.dtype)
         moved = (self.world - 1) * payload_bytes(tensor)
         with self._timed(category, moved, moved):
-            dist.all_gather_into_tensor(out, tensor.contiguous(), group=self.group)
+            _ALL_GATHER(out, tensor.contiguous(), group=self.group)
         return out
 
     def reduce_scatter(self, tensor: torch.Tensor, category: str) -> torch.Tensor:
