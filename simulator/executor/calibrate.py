@@ -103,7 +103,7 @@ def _compute_benchmarks(comm: Communicator) -> list[dict]:
         a, b = torch.randn(k), torch.randn(k)
         rows.append({"group": "stream", "op": "add", "flops": float(k), "bytes": 12.0 * k,
                      "time_s": _median_s(lambda a=a, b=b: a + b, comm)})
-    layer, x = torch.nn.Linear(256, 256), torch.randn(1024, 256)
+    layer, x = torch.nn.Linear(256, 256), torch.randn(1024, 256, requires_grad=True)  # grads of input and weight
     forward_s = _median_s(lambda: layer(x), comm)
     both_s = _median_s(lambda: layer(x).sum().backward(), comm)
     rows.append({"group": "backward", "op": "linear", "flops": 0.0, "bytes": 0.0, "time_s": forward_s,
