@@ -134,8 +134,8 @@ def route_ids(ids: list[np.ndarray], layout: Columns, comm: Communicator) -> lis
     owner = batch % comm.world
     b = len(batch)
     to = [on_device(batch[owner == o]) for o in range(comm.world)]
-    counts = [on_device(np.add.reduceat((owner == o).astype(np.int64), layout.field_starts, axis=1))
-              for o in range(comm.world)]
+    counts = [on_device(np.add.reduceat((owner == o).astype(np.int32), layout.field_starts, axis=1))
+              for o in range(comm.world)]  # int32 lengths, as TorchRec's KeyedJaggedTensor
     got_counts = comm.all_to_all(counts, None, [b] * comm.world)  # (b, fields) from each rank: metadata
     got_ids = comm.all_to_all(to, "des.ids", [int(c.sum()) for c in got_counts])
     return [(torch.repeat_interleave(torch.arange(c.numel()), c.reshape(-1)), got) for c, got in
