@@ -287,3 +287,25 @@ def test_dense_part_pays_one_launch_per_linear_layer_and_one_for_interaction_and
     assert costs.dense_forward_s(workload, device, 64) == pytest.approx(one_launch + 5 * 10e-6, rel=1e-12)
     assert costs.dense_backward_s(workload, device, 64) == pytest.approx(
         device.backward_factor * (one_launch + 5 * 10e-6), rel=1e-12)
+
+
+@pytest.mark.parametrize(("strategy", "category"), [("des-a2a", "des.lengths"), ("rw", "sparse.lengths"),
+                                                    ("tw", "sparse.lengths"), ("cw", "sparse.lengths")])
+def test_all_to_all_routing_sends_int32_lengths_per_sample_and_field_before_the_ids(strategy: str,
+                                                                                     category: str) -> None:
+    """A KeyedJaggedTensor's lengths: b per field of the tables (or column blocks) each owner holds rows of,
+    4 bytes each, to every other owner, in a round before the IDs. Row-wise routing sends every field to
+    every owner (grows with N); table-wise only the owner's tables' fields."""
+    n, tables = 4, 4
+    wl = workload(tables=tables)
+    report = run(wl, strategy, n, column_shards=2)
+    fields_to_each = {"des-a2a": tables * FIELDS, "rw": tables * FIELDS}.get(strategy)
+    sent = per_worker(report, category)
+    if fields_to_each is not None:
+        assert np.allclose(sent, (n - 1) * BATCH * fields_to_each * 4)
+    else:  # tw: one table per owner; cw: 2 blocks per table over 4 owners (the fields counted per block)
+        blocks = 2 if strategy == "cw" else 1
+        assert sent.sum() == pytest.approx((n - 1) * BATCH * tables * blocks * FIELDS * 4)
+    trace = report.trace
+    first = trace[trace.category == category].end_s.max()
+    assert (trace[trace.category.isin(["des.ids", "sparse.ids"])].start_s >= first - 1e-15).all()

@@ -203,7 +203,7 @@ class ExchangePartials(torch.autograd.Function):
 
 def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict:
     """DES with all-to-all (``des-a2a``): each worker sends every owner the IDs of its b samples that owner
-    holds (``des.ids``, in (sample, field, slot) order; per-(sample, field) counts go as metadata),
+    holds (``des.ids``, in (sample, field, slot) order, after their per-(sample, field) ``des.lengths``),
     owners pool them into (b, r) partial rows per requester and return them (``des.partials``), and backward
     sends each owner the (b, r) partial gradients (``des.partials_grad``, :class:`ExchangePartials`); owners
     kept the IDs and backpropagate into their rows. Dense gradients are all-reduced (``dense.allreduce``)."""

@@ -181,7 +181,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
 
 def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict:
     """DES with all-to-all (``des-a2a``): each worker sends every owner the IDs of its b samples that owner
-    holds (``des.ids``; per-(sample, field) counts go as metadata), owners return the b x r partial rows of
+    holds (``des.ids``, after their per-(sample, field) ``des.lengths``), owners return the b x r partial rows of
     each requester's samples (``des.partials``), and backward sends each owner the b x r partial gradients
     (``des.partials_grad``); owners kept the IDs and backpropagate into their rows."""
     comm = Communicator()

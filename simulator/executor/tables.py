@@ -128,15 +128,16 @@ def gather_ids(ids: list[np.ndarray], comm: Communicator) -> torch.Tensor:
 
 def route_ids(ids: list[np.ndarray], layout: Columns, comm: Communicator) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each worker sends every owner (``id mod N``) the IDs of its batch that owner holds, in one all-to-all
-    (``des.ids``, sample-major, fields in order); how many per (sample, field) go first, as metadata. Per
-    requester: (the segment of each received ID, sample x fields + field; the IDs), as received here."""
+    (``des.ids``, sample-major, fields in order), after how many per (sample, field) (``des.lengths``, b x
+    fields int32 to every owner, as a KeyedJaggedTensor's lengths). Per requester: (the segment of each
+    received ID, sample x fields + field; the IDs), as received here."""
     batch = np.concatenate(ids, axis=1)
     owner = batch % comm.world
     b = len(batch)
     to = [on_device(batch[owner == o]) for o in range(comm.world)]
-    counts = [on_device(np.add.reduceat((owner == o).astype(np.int32), layout.field_starts, axis=1))
+    counts = [on_device(np.add.reduceat(owner == o, layout.field_starts, axis=1, dtype=np.int32))
               for o in range(comm.world)]  # int32 lengths, as TorchRec's KeyedJaggedTensor
-    got_counts = comm.all_to_all(counts, None, [b] * comm.world)  # (b, fields) from each rank: metadata
+    got_counts = comm.all_to_all(counts, "des.lengths", [b] * comm.world)  # (b, fields) from each rank
     got_ids = comm.all_to_all(to, "des.ids", [int(c.sum()) for c in got_counts])
     return [(torch.repeat_interleave(torch.arange(c.numel()), c.reshape(-1)), got) for c, got in
             zip(got_counts, got_ids, strict=True)]

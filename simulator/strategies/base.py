@@ -147,6 +147,9 @@ def collective(graph: StepGraph, cluster: Cluster, category: str, op: str, size_
     return (graph.comm(name or category, category, ranks, schedule, deps=deps, step=step),)
 
 
+LENGTH_BYTES = 4  # one length of a KeyedJaggedTensor (int32): how many IDs a (sample, field) routes
+
+
 def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: np.ndarray,
              size_bytes: np.ndarray, deps: tuple[int, ...], step: int, stream: str = "comm") -> tuple[int, ...]:
     """Add one round of point-to-point messages between hosts (``src[i] -> dst[i]``, ``size_bytes[i]``)."""

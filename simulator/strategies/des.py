@@ -7,7 +7,8 @@ B = N b samples, m IDs per sample and r partial values per sample (``Workload.pa
   all-reduces B r values; after the dense forward/backward on its b samples, ``des.partials_grad``
   all-gathers the B r partial gradients; each worker updates its own rows; ``dense.allreduce`` sums P_d.
 - ``des-rs``: the forward sum is a reduce-scatter (each worker keeps only its b rows): half the bytes.
-- ``des-a2a``: IDs go to their owners by all-to-all (each worker's b m IDs, by owner), owners send each
+- ``des-a2a``: IDs go to their owners by all-to-all (each worker's b m IDs, by owner), after their lengths
+  (``des.lengths``: b F int32 counts to every owner, a KeyedJaggedTensor's), owners send each
   worker the b r partial rows of its samples by all-to-all, and backward sends the b r partial gradients
   back to every owner (owners kept the IDs). This is TorchRec's row-wise sharding with pooled outputs.
 Sparse rows and their gradients never cross the network; only IDs and partial results do.
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
-from simulator.strategies.base import Cluster, Lowered, collective, demand, exchange, worker_memory
+from simulator.strategies.base import LENGTH_BYTES, Cluster, Lowered, collective, demand, exchange, worker_memory
 from workloads import Workload
 
 VARIANTS = ("des", "des-rs", "des-a2a")
@@ -48,6 +49,7 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
     b, r, m = workload.batch_per_worker, workload.partial_width, workload.ids_per_sample
     big_b = n * b
     partial_bytes = big_b * r * s  # B x r values
+    lengths_bytes = b * workload.n_fields * LENGTH_BYTES  # des-a2a: per (sample, field), to every owner
     dense_bytes = workload.dense_params * s
     graph = StepGraph(cluster.fabric.n_hosts, workers, steps=steps)
     device = cluster.device
@@ -62,8 +64,9 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
 
         if opts.input == "replicated":
             ids: tuple[int, ...] = ()
-        elif variant == "des-a2a":
-            ids = exchange(graph, "des.ids", "des.ids", src, dst, ids_to_owner.ravel() * key, (), k)
+        elif variant == "des-a2a":  # lengths first, b x F per owner (a KeyedJaggedTensor's), then the IDs
+            lengths = exchange(graph, "des.lengths", "des.lengths", src, dst, np.full(n * n, lengths_bytes), (), k)
+            ids = exchange(graph, "des.ids", "des.ids", src, dst, ids_to_owner.ravel() * key, lengths, k)
         else:
             ids = collective(graph, cluster, "des.ids", "allgather", big_b * m * key, workers, (), k)
         partial = graph.compute("des.partial_forward", "compute.partial", workers,

@@ -1,6 +1,7 @@
 """TorchRec-style embedding sharding baselines (TRAINING.md): ``tw``, ``cw``, ``rw`` and ``twrw``.
 
-Each lowers to TorchRec's input distribution (IDs to the ranks holding their rows, by all-to-all) and
+Each lowers to TorchRec's input distribution (IDs to the ranks holding their rows, by all-to-all, after
+their lengths: ``sparse.lengths``, b int32 per sample and field each rank holds rows of) and
 output distribution (pooled embeddings back to the ranks owning the samples), mirrored in backward:
 - ``tw`` table-wise: each table lives on one worker (largest tables first, on the least loaded worker).
   IDs of table t go to its owner; the owner returns b x fields_t x dim_t pooled values to every worker
@@ -24,7 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
-from simulator.strategies.base import Cluster, Demand, Lowered, collective, demand, exchange, worker_memory
+from simulator.strategies.base import (
+    LENGTH_BYTES,
+    Cluster,
+    Demand,
+    Lowered,
+    collective,
+    demand,
+    exchange,
+    worker_memory,
+)
 from workloads import Workload
 
 SHARDINGS = ("tw", "cw", "rw", "twrw")
@@ -75,7 +85,9 @@ def lower_sharded(workload: Workload, cluster: Cluster, sharding: str, steps: in
         dem = stats or demand(workload, n, k)
         ids_bytes, lookups, rows = plan.input_dist(dem)
         lookup_s = costs.lookup_s(workload, device, lookups, rows)
-        ids = exchange(graph, "input_dist", "sparse.ids", plan.src, plan.dst, ids_bytes, (), k)
+        lengths = exchange(graph, "input_dist.lengths", "sparse.lengths", plan.src, plan.dst, plan.lengths_bytes,
+                           (), k)
+        ids = exchange(graph, "input_dist", "sparse.ids", plan.src, plan.dst, ids_bytes, lengths, k)
         pool = graph.compute("embedding.forward", "compute.embedding", workers, lookup_s, deps=ids, step=k)
         got = plan.output_dist(graph, (pool,), k, backward=False)
         fwd = graph.compute("forward", "compute.forward", workers, fwd_s, deps=got, step=k)
@@ -110,6 +122,21 @@ class _Plan:
             self.table_node = place_shards(workload, len(self.nodes))[2]
         elif sharding in ("tw", "cw"):
             self.shards = place_shards(workload, n, opts.column_shards if sharding == "cw" else 1)
+        self.lengths_bytes = self._lengths() * workload.batch_per_worker * LENGTH_BYTES
+
+    def _lengths(self) -> np.ndarray:
+        """Lengths per sample each worker sends each owner (w-major): the fields of the tables (or blocks)
+        it holds rows of (a KeyedJaggedTensor's lengths for them)."""
+        n = len(self.cluster.workers)
+        if self.sharding == "rw":
+            return np.full(n * n, self.fields.sum())
+        per_owner = np.zeros(n)
+        if self.sharding == "twrw":
+            for t, node in enumerate(self.table_node):
+                per_owner[np.searchsorted(self.cluster.workers, self.nodes[node])] += self.fields[t]
+        else:
+            np.add.at(per_owner, self.shards[2], self.fields[self.shards[0]])
+        return np.tile(per_owner, n)
 
     def input_dist(self, dem: Demand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(IDs bytes w -> o flattened w-major, lookups per (worker, table), rows touched per (worker, table))."""
