@@ -390,11 +390,25 @@ def validate(
     load_device(device)
     stream = sys.stderr if as_json else sys.stdout
     console = Console(stderr=as_json, width=None if stream.isatty() else 150)  # the table, unwrapped in files
-    rows = run_validation(*grid, steps=steps, profile=calibration, device=device, batch_per_worker=batch,
-                          timeout_s=timeout_s, backend=backend, progress=None if as_json else lambda row: console.print(
-                              f"{row['model']:>8} {row['strategy']:>8} x{row['workers']}: bytes error "
-                              f"{row['bytes_error']:.2g}, step {row['measured_step_s'] * 1e3:.1f} ms measured, "
-                              f"{row['step_time_error']:+.1%} predicted"))
+    done: list[dict] = []
+
+    def progress(row: dict) -> None:
+        done.append(row)
+        if not as_json:
+            console.print(f"{row['model']:>8} {row['strategy']:>8} x{row['workers']}: bytes error "
+                          f"{row['bytes_error']:.2g}, step {row['measured_step_s'] * 1e3:.1f} ms measured, "
+                          f"{row['step_time_error']:+.1%} predicted")
+
+    try:
+        rows = run_validation(*grid, steps=steps, profile=calibration, device=device, batch_per_worker=batch,
+                              timeout_s=timeout_s, backend=backend, progress=progress)
+    except ExecutorError:
+        if out and done:  # the runs that finished are not lost
+            import pandas as pd
+
+            _write_table(pd.DataFrame(done), out, "out")
+            typer.echo(f"dessim: wrote the {len(done)} finished runs to {out}", err=True)
+        raise
     if out:
         _write_table(rows, out, "out")
     if as_json:

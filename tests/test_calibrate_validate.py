@@ -151,3 +151,27 @@ def test_every_model_and_strategy_counts_exactly_the_predicted_bytes() -> None:
     by = rows.set_index(["model", "strategy"]).measured_bytes
     for model in MODELS:  # DP moves whole tables; DES only IDs and partial results
         assert by[(model, "dp")] > by[(model, "des")]
+
+
+def test_a_failed_run_keeps_the_rows_already_measured(capsys, tmp_path, monkeypatch) -> None:
+    """The PS ranks fail after the DES ones finished: exit 1 with one line naming the cause, and the DES row
+    is in --out."""
+    import simulator.executor.run as executor_run
+    from simulator.errors import ExecutorError
+
+    real = executor_run.execute_many
+
+    def failing_for_ps(configs: list, *args: object, **kwargs: object) -> list:
+        if configs[0][1] == "ps":
+            raise ExecutorError("rank 2 died (signal SIGKILL)")
+        return real(configs, *args, **kwargs)
+
+    monkeypatch.setattr(executor_run, "execute_many", failing_for_ps)
+    table = tmp_path / "rows.csv"
+    code, _, err = run(capsys, "validate", "--models", "lr", "--strategies", "des,ps", "--worlds", "2", "--steps",
+                       "2", "--batch", "16", "--out", str(table))
+    assert code == 1
+    assert err.strip().splitlines()[-1] == "dessim: run failed: rank 2 died (signal SIGKILL)"
+    assert "wrote the 1 finished runs" in err
+    rows = pd.read_csv(table)
+    assert list(rows.strategy) == ["des"] and rows.bytes_error.iloc[0] == 0
