@@ -167,9 +167,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        ids = gather_ids(mine.ids, comm)
-        sample, column = torch.nonzero(ids % world == rank, as_tuple=True)  # the IDs this worker owns
-        rows = owned.rows(ids[sample, column], layout.table[column])
+        sample, column, rows = owned.owned_in(gather_ids(mine.ids, comm), layout)
         # (B, r): this worker's share of every sample's partial result
         partial = _partial_owned(rows, sample * layout.fields + layout.field[column], big_b, layout.fields,
                                  first_order)

@@ -166,9 +166,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
-        ids = gather_ids(mine.ids, comm)
-        sample, column = torch.nonzero(ids % world == rank, as_tuple=True)  # the IDs this worker owns
-        rows = owned.rows(ids[sample, column], layout.table[column])
+        sample, _, rows = owned.owned_in(gather_ids(mine.ids, comm), layout)
         partial = torch.zeros(big_b, workload.partial_width).index_add_(0, sample, per_id(workload.model, rows))
         logits = head(workload.model, SumPartials.apply(partial, comm, variant == "des-rs"), bias)
         loss = bce_loss(logits, on_device(mine.labels), big_b)

@@ -91,12 +91,17 @@ class OwnedTables(_Batched):
 
     def __init__(self, rows: list[np.ndarray], rank: int, world: int) -> None:
         super().__init__([table[rank::world] for table in rows])
-        self.world = world
+        self.rank, self.world = rank, world
         self.owned = [np.arange(rank, len(table), world) for table in rows]
 
     def rows(self, ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """The rows of ``ids`` (all owned here) of tables ``table`` (same shape), sparse gradient."""
         return lookup(self.weight, self.start[table] + ids // self.world)
+
+    def owned_in(self, ids: torch.Tensor, layout: Columns) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Of a batch's (n, columns) IDs, the ones held here: their (sample, column) and their rows."""
+        sample, column = torch.nonzero(ids % self.world == self.rank, as_tuple=True)
+        return sample, column, self.rows(ids[sample, column], layout.table[column])
 
 
 class ReplicatedTables(_Batched):
