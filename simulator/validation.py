@@ -86,6 +86,7 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
     from simulator.executor.run import execute_many, small_workload
 
     models, strategies = list(models), list(strategies)
+    preset = load_device(device)
     families = [[s for s in strategies if not s.startswith("ps")], [s for s in strategies if s.startswith("ps")]]
     rows = []
     for world in worlds:
@@ -96,7 +97,7 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
             measurements = execute_many(configs, world, steps, backend=backend, timeout_s=timeout_s)
             for (workload, strategy), measured in zip(configs, measurements, strict=True):
                 ranks = profile.for_ranks(world + measured.servers) if profile else None
-                modelled = apply_calibration(load_device(device), ranks) if ranks else load_device(device)
+                modelled = apply_calibration(preset, ranks) if ranks else preset
                 predicted, predicted_s = predict(workload, strategy, world, measured.servers, steps, modelled, ranks)
                 measured_bytes = measured.bytes_per_step()
                 measured_s = measured.median_step_s(WARMUP_STEPS)
