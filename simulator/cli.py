@@ -110,6 +110,14 @@ StalenessOpt = Annotated[int, typer.Option(help="ps --ps-mode ssp: staleness bou
 DenseOpt = Annotated[str, typer.Option(help="ps: dense parameters on the servers (ps) or all-reduced")]
 DesInputOpt = Annotated[str, typer.Option(help="des: gathered (all-gather IDs) | replicated input")]
 ColumnShardsOpt = Annotated[int, typer.Option(help="cw: column blocks per table")]
+KnnKOpt = Annotated[int, typer.Option(help="mp-fc-knn: neighbours scored per label (1 to classes - 1)")]
+KnnRebuildOpt = Annotated[int, typer.Option(help="mp-fc-knn: steps between rebuilds of the class-neighbour graph")]
+KnnCandidatesOpt = Annotated[int | None, typer.Option(help="mp-fc-knn: classes compared per class in a rebuild "
+                                                           "(default: all, brute force)")]
+OverlapOpt = Annotated[bool, typer.Option(help="*-fc: bucketed backbone gradient reduction overlapping backward")]
+TopkOpt = Annotated[float, typer.Option(help="*-fc: fraction of backbone gradient values sent, 0 < r <= 1 "
+                                             "(1: dense all-reduce)")]
+Fp16CommOpt = Annotated[bool, typer.Option(help="*-fc: features, gradients and weights travel as fp16")]
 CalibrationOpt = Annotated[str | None, typer.Option(help="calibration profile JSON (dessim calibrate)")]
 ToleranceOpt = Annotated[float, typer.Option(help="flow: completion batching tolerance (0 = exact)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
@@ -117,30 +125,53 @@ TraceOutOpt = Annotated[str | None, typer.Option("--trace-out", help="write the 
 LinksOutOpt = Annotated[str | None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")]
 
 
-def _step_reports(workload: str, topology: str, strategies: list[str], fidelity: str, overrides: list[str] | None,
-                  device: str, server_device: str, workers: int | None, servers: int | None, placement: str,
-                  steps: int, ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int,
-                  calibration: str | None, rate_tolerance: float) -> list:
-    """Load, validate and simulate every strategy; returns their StepReports."""
+def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int, knn_k: int,
+                      knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float,
+                      fp16_comm: bool) -> object:
+    """The StrategyOptions of the command-line options; a bad value is one SpecError naming the option."""
+    from simulator.strategies import StrategyOptions
+    from simulator.strategies.des import DESOptions
+    from simulator.strategies.fc import FCOptions
+    from simulator.strategies.ps import PSOptions
+    from simulator.strategies.torchrec import ShardingOptions
+
+    try:
+        fc = FCOptions(knn_k=knn_k, knn_rebuild_steps=knn_rebuild_steps, knn_candidates=knn_candidates,
+                       overlap=overlap, topk_ratio=topk_ratio, fp16_comm=fp16_comm)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        raise SpecError("--" + str(first["loc"][0]).replace("_", "-"), first.get("input"), first["msg"]) from None
+    return StrategyOptions(PSOptions(mode=ps_mode, staleness=staleness, dense=dense), DESOptions(input=des_input),
+                           ShardingOptions(column_shards=column_shards), fc)
+
+
+def _step_reports(workload: str, topology: str, strategies: list[str] | None, fidelity: str,
+                  overrides: list[str] | None, device: str, server_device: str, workers: int | None,
+                  servers: int | None, placement: str, steps: int, options: object, calibration: str | None,
+                  rate_tolerance: float, single: bool = False) -> list:
+    """Load, validate and simulate every strategy (default: the workload kind's defaults); returns their
+    StepReports."""
     from simulator.compute import apply_calibration, load_calibration, load_device
     from simulator.fabric import Fabric
     from simulator.network import FIDELITIES
-    from simulator.strategies import STRATEGIES, StrategyOptions
-    from simulator.strategies.des import DESOptions
-    from simulator.strategies.ps import PSOptions
-    from simulator.strategies.torchrec import ShardingOptions
+    from simulator.strategies import STRATEGIES, strategies_for
     from simulator.training import make_cluster, simulate_step
     from topologies import load_topology
-    from workloads import load_workload
+    from workloads import ClassificationWorkload, load_workload
 
-    for name in strategies:
+    for name in strategies or ():
         if name not in STRATEGIES:
             raise SpecError("strategy", name, f"allowed: {', '.join(STRATEGIES)}")
     if fidelity not in FIDELITIES:
         raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
     spec = load_workload(workload, overrides or [])
-    options = StrategyOptions(PSOptions(mode=ps_mode, staleness=staleness, dense=dense),
-                              DESOptions(input=des_input), ShardingOptions(column_shards=column_shards))
+    if not strategies:  # PS vs DES, or every extreme-classification strategy; one: the last of them
+        strategies = list(strategies_for(spec)) if isinstance(spec, ClassificationWorkload) else ["ps", "des"]
+        strategies = strategies[-1:] if single else strategies
+    for name in strategies:
+        if name not in strategies_for(spec):
+            raise SpecError("strategy", name, f"allowed for this workload ({spec.model}): "
+                                              f"{', '.join(strategies_for(spec))}")
     worker_device, host_device = load_device(device), load_device(server_device)
     if calibration:
         profile = load_calibration(calibration)
@@ -209,48 +240,61 @@ def _write_step_outputs(reports: list, trace_out: str | None, links_out: str | N
 @app.command()
 def run(
     workload: WorkloadOpt = DEFAULT_WORKLOAD, topology: TopologyOpt = DEFAULT_STEP_TOPOLOGY,
-    strategy: Annotated[str, typer.Option(help="ps | des | des-rs | des-a2a | dp | tw | cw | rw | twrw")] = "des",
+    strategy: Annotated[str | None, typer.Option(
+        help="ps | des | des-rs | des-a2a | dp | tw | cw | rw | twrw; for extreme classification dp-fc | ps-fc | "
+             "mp-fc | mp-fc-knn (default: des, or mp-fc-knn)")] = None,
     fidelity: FidelityOpt = "flow", overrides: SetOpt = None, device: DeviceOpt = "h100",
     server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
     placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",
     staleness: StalenessOpt = 1, dense: DenseOpt = "ps", des_input: DesInputOpt = "gathered",
-    column_shards: ColumnShardsOpt = 4, calibration: CalibrationOpt = None,
+    column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
+    knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
+    fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
     rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
     links_out: LinksOutOpt = None,
 ) -> None:
     """Simulate one training step of a workload under one strategy."""
-    reports = _step_reports(workload, topology, [strategy], fidelity, overrides, device, server_device, workers,
-                            servers, placement, steps, ps_mode, staleness, dense, des_input, column_shards,
-                            calibration, rate_tolerance)
+    options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
+                                knn_candidates, overlap, topk_ratio, fp16_comm)
+    reports = _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
+                            server_device, workers, servers, placement, steps, options, calibration, rate_tolerance,
+                            single=True)
     _write_step_outputs(reports, trace_out, links_out)
     if as_json:
         typer.echo(json.dumps(reports[0].summary))
         return
-    _print_summary(reports, f"Ran {strategy}")
+    _print_summary(reports, f"Ran {reports[0].summary['strategy']}")
 
 
 @app.command()
 def compare(
     workload: WorkloadOpt = DEFAULT_WORKLOAD, topology: TopologyOpt = DEFAULT_STEP_TOPOLOGY,
-    strategies: Annotated[str, typer.Option(help="comma-separated; savings are against the first")] = "ps,des",
+    strategies: Annotated[str | None, typer.Option(
+        help="comma-separated; savings are against the first (default: ps,des, or dp-fc,ps-fc,mp-fc,mp-fc-knn "
+             "for extreme classification)")] = None,
     fidelity: FidelityOpt = "flow", overrides: SetOpt = None, device: DeviceOpt = "h100",
     server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
     placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",
     staleness: StalenessOpt = 1, dense: DenseOpt = "ps", des_input: DesInputOpt = "gathered",
-    column_shards: ColumnShardsOpt = 4, calibration: CalibrationOpt = None,
+    column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
+    knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
+    fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
     rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
     links_out: LinksOutOpt = None,
 ) -> None:
-    """Simulate one training step under several strategies side by side (default: PS vs DES)."""
+    """Simulate one training step under several strategies side by side (default: PS vs DES, or every
+    extreme-classification strategy)."""
     from simulator.training import SAVING_KEYS, comparison_table
 
-    names = [name.strip() for name in strategies.split(",") if name.strip()]
-    if not names:
+    names = [name.strip() for name in strategies.split(",") if name.strip()] if strategies is not None else None
+    if names == []:
         raise SpecError("strategies", strategies, "allowed: a comma-separated list such as ps,des")
+    options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
+                                knn_candidates, overlap, topk_ratio, fp16_comm)
     reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers, servers,
-                            placement, steps, ps_mode, staleness, dense, des_input, column_shards, calibration,
-                            rate_tolerance)
+                            placement, steps, options, calibration, rate_tolerance)
     _write_step_outputs(reports, trace_out, links_out)
+    names = [r.summary["strategy"] for r in reports]
     if as_json:
         table = comparison_table(reports)
         savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}

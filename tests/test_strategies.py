@@ -6,7 +6,7 @@ from conftest import star_graph
 
 from simulator.compute import load_device
 from simulator.fabric import Fabric
-from simulator.strategies import STRATEGIES, StrategyOptions
+from simulator.strategies import RECOMMENDER_STRATEGIES, StrategyOptions
 from simulator.strategies.des import DESOptions
 from simulator.strategies.ps import PSOptions
 from simulator.strategies.torchrec import ShardingOptions
@@ -98,7 +98,7 @@ def test_des_with_replicated_input_sends_no_ids(variant: str) -> None:
     assert "des.ids" not in by_cat and by_cat["des.partials"] > 0
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", RECOMMENDER_STRATEGIES)
 def test_one_worker_sends_nothing(strategy: str) -> None:
     report = run(workload(), strategy, 1, servers=1 if strategy == "ps" else None)
     assert report.summary["bytes_on_wire"] == 0
@@ -155,7 +155,7 @@ def test_step_time_is_the_trace_critical_path_and_overlap_is_visible() -> None:
     assert report.summary["exposed_comm_s"] == pytest.approx(trace.end_s.max() - compute_s)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", RECOMMENDER_STRATEGIES)
 def test_every_strategy_runs_at_both_fidelities(strategy: str) -> None:
     for fidelity in ("flow", "analytical"):
         report = run(workload(), strategy, 4, fidelity=fidelity, servers=2 if strategy == "ps" else None)

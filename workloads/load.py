@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from simulator.errors import SpecError, read_text
+from workloads.classification import ClassificationWorkload
 from workloads.models import MODELS, PARAMS
 from workloads.spec import Workload, apply_overrides, parse_scalar, validate_workload
 
@@ -46,7 +47,7 @@ def _allowed() -> str:
             "optionally with :key=value,..., or a .yaml/.yml/.json file")
 
 
-def build(builder: str, /, **params: Any) -> Workload:
+def build(builder: str, /, **params: Any) -> Workload | ClassificationWorkload:
     """Workload from ``builder`` (a MODELS name) and its keyword parameters (SpecError on bad names or values)."""
     if builder not in MODELS:
         raise SpecError("workload", builder, _allowed())
@@ -94,7 +95,7 @@ def parse_inline(text: str) -> tuple[str, dict[str, Any], list[str]]:
     return name, params, overrides
 
 
-def load_workload(spec: str | Path, overrides: Iterable[str] | None = None) -> Workload:
+def load_workload(spec: str | Path, overrides: Iterable[str] | None = None) -> Workload | ClassificationWorkload:
     """A validated Workload from a preset name, an inline builder string, a bare builder name or a file,
     with ``key=value`` overrides (:func:`~workloads.spec.apply_overrides`) applied last.
 
@@ -110,15 +111,30 @@ def load_workload(spec: str | Path, overrides: Iterable[str] | None = None) -> W
     elif ":" in text or text in MODELS:
         name, params, inline_overrides = parse_inline(text)
         params.setdefault("name", text.rstrip(":"))
-        workload = apply_overrides(build(name, **params), inline_overrides, where="workload")
+        workload = _overridden(build(name, **params), inline_overrides, where="workload")
     elif text in list_presets():
         workload = load_file(PRESET_DIR / f"{text}.yaml", name=text)
     else:
         raise SpecError("workload", text, _allowed())
-    return apply_overrides(workload, overrides) if overrides else workload
+    return _overridden(workload, overrides) if overrides else workload
 
 
-def load_file(path: Path, name: str | None = None) -> Workload:
+def _overridden(workload: Workload | ClassificationWorkload, overrides: Iterable[str],
+                where: str = "set") -> Workload | ClassificationWorkload:
+    """``key=value`` overrides applied: :func:`~workloads.spec.apply_overrides` for a recommender, field by
+    field (aliases such as ``batch``) for a classification workload."""
+    if not isinstance(workload, ClassificationWorkload):
+        return apply_overrides(workload, overrides, where)
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, eq, text = (part.strip() for part in str(item).partition("="))
+        if not (eq and key):
+            raise SpecError(where, item, f"expected key=value; keys: {', '.join(ClassificationWorkload.model_fields)}")
+        changes[INLINE_ALIASES.get(key, key)] = parse_scalar(text, where, str(item))
+    return workload.with_overrides(changes) if changes else workload
+
+
+def load_file(path: Path, name: str | None = None) -> Workload | ClassificationWorkload:
     """Load a builder-call or full-Workload YAML/JSON file; ``name`` defaults to the file's stem."""
     source = str(path)
     content = read_text(path, "workload")

@@ -1,0 +1,232 @@
+"""Extreme classification (TRAINING.md baselines): a data-parallel backbone feeding a C-class FC softmax.
+
+Notation: N workers, b samples per worker, B = N b, D feature dim, C classes, M backbone parameters, s the
+workload's bytes per value, s_c bytes per value on the wire (2 with ``fp16_comm``, else s). Per step:
+
+- ``dp-fc``: the FC layer replicated; ``fc.allreduce`` of its gradient (D C s_c).
+- ``ps-fc``: FC rows on P servers (contiguous class ranges); ``fc.pull`` of all C rows to every worker
+  before its forward, ``fc.push`` of their gradients after its backward (BSP: the next pull waits for the
+  servers' update).
+- ``mp-fc``: the FC layer sharded by class (C / N rows per worker); ``fc.labels`` (all-gather, B x 8
+  bytes), ``fc.features`` (all-gather, B D s_c), ``fc.softmax`` (two all-reduces of B fp32 values: the
+  row max, then the row sum of exponentials), ``fc.feature_grad`` (reduce-scatter, B D s_c).
+- ``mp-fc-knn``: as ``mp-fc`` with KNN softmax, plus ``knn.rebuild``.
+
+Every strategy also all-reduces the backbone's gradient (``backbone.allreduce``, M s_c), or, with
+``topk_ratio`` < 1, all-gathers each worker's top ceil(ratio x M) values with int32 indices
+(``backbone.topk``). With ``overlap`` the backbone's backward runs in buckets of ``bucket_bytes`` (as DDP)
+and each bucket's reduction starts when its part of the backward is done.
+
+KNN softmax (``mp-fc-knn``): a step scores only the active classes, each label and its K nearest classes
+(by the FC rows' inner product): A = the expected distinct classes among B (K + 1) uniform draws over C
+(at most min(C, B (K + 1))), A / N per worker. The class-neighbour graph is rebuilt every T steps: each
+worker receives the other workers' FC rows ((N - 1)/N x C D s_c, the bytes of an all-gather; passed around
+a ring shard by shard, so one shard is held at a time), finds its C / N classes' K neighbours among
+``knn_candidates`` classes each (2 C/N x candidates x D FLOPs; default all C: brute force) and
+all-gathers the lists (C K int64), so every worker holds the whole graph. The rebuild is charged 1/T per
+step (its bytes and time averaged over T steps, what a long run sees).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from simulator import compute
+from simulator.errors import SpecError
+from simulator.stepgraph import StepGraph
+from simulator.strategies.base import Cluster, Lowered, collective, exchange
+from simulator.strategies.costs import DTYPES
+from workloads.classification import ClassificationWorkload
+from workloads.ids import expected_unique
+
+FC_STRATEGIES = ("dp-fc", "ps-fc", "mp-fc", "mp-fc-knn")
+LABEL_BYTES = 8  # int64 class index, as torch's cross-entropy takes it
+NEIGHBOUR_BYTES = 8  # int64 class index in the neighbour graph
+SOFTMAX_BYTES = 4  # the row max and row sum stay fp32
+INDEX_BYTES = 4  # int32 index of a top-k gradient value
+SOFTMAX_PASSES = 3  # max, exp-and-sum, normalize: memory passes over the logits
+ACTIVATION_TRAFFIC = 2  # backbone activation bytes moved per byte kept for backward (written, then read)
+
+
+class FCOptions(BaseModel):
+    """Options of the extreme-classification strategies (each used where it applies).
+
+    ``knn_k``: neighbours per class (``mp-fc-knn``), 1 to C - 1. ``knn_rebuild_steps``: T, steps between
+    rebuilds of the neighbour graph. ``knn_candidates``: classes compared per class in a rebuild (an
+    approximate index such as IVF compares a few thousand; None: all C, brute force). ``overlap``:
+    bucketed backbone gradient reduction overlapping backward.
+    ``bucket_bytes``: bucket size on the wire. ``topk_ratio``: fraction of backbone gradient values sent
+    (0 < r <= 1; 1 sends all, by all-reduce). ``fp16_comm``: features, gradients and weights travel in 2
+    bytes per value.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    knn_k: int = Field(10, ge=1)
+    knn_rebuild_steps: int = Field(1000, ge=1)
+    knn_candidates: int | None = Field(None, ge=1)
+    overlap: bool = False
+    bucket_bytes: float = Field(25e6, gt=0, allow_inf_nan=False)
+    topk_ratio: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+    fp16_comm: bool = False
+
+
+def active_classes(workload: ClassificationWorkload, workers: int, knn_k: int) -> float:
+    """Expected classes a KNN-softmax step scores over all workers: distinct among B (K + 1) uniform draws."""
+    return expected_unique(workload.classes, workers * workload.batch_per_worker * (knn_k + 1))
+
+
+def check_options(workload: ClassificationWorkload, options: FCOptions) -> None:
+    if options.knn_k >= workload.classes:
+        raise SpecError("fc.knn_k", options.knn_k,
+                        f"allowed: 1 to {workload.classes - 1} (fewer neighbours than the {workload.classes} classes)")
+
+
+def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, steps: int = 1,
+             options: FCOptions | None = None) -> Lowered:
+    """The step graph of ``steps`` steps of ``strategy`` (one of FC_STRATEGIES) and the memory per device."""
+    opts = options or FCOptions()
+    check_options(workload, opts)
+    workers, device = cluster.workers, cluster.device
+    n, b, s = len(workers), workload.batch_per_worker, workload.dtype_bytes
+    d, c = workload.feature_dim, workload.classes
+    big_b, wire = n * b, (2 if opts.fp16_comm else s)
+    dtype = DTYPES[s]
+    servers = cluster.servers if strategy == "ps-fc" else np.zeros(0, dtype=np.int64)
+    if strategy == "ps-fc" and not len(servers):
+        raise ValueError("the ps-fc strategy needs at least one server")
+    graph = StepGraph(cluster.fabric.n_hosts, workers, servers, steps)
+
+    # The FC part each worker computes: samples x classes it scores, and the rows it holds and updates.
+    if strategy in ("dp-fc", "ps-fc"):
+        samples, scored, updated = b, float(c), float(c)
+    else:
+        samples, scored = big_b, c / n
+        updated = scored
+        if strategy == "mp-fc-knn":
+            scored = updated = active_classes(workload, n, opts.knn_k) / n
+    logits = samples * scored
+    fc_flops = 2.0 * samples * d * scored
+    fc_fwd_s = compute.dense_forward_s(device, fc_flops, scored * d * s, (samples * d + logits) * s, dtype)
+    fc_bwd_s = compute.dense_backward_s(device, fc_flops, scored * d * s, (samples * d + logits) * s, dtype)
+    softmax_s = compute.op_time_s(device, 0.0, SOFTMAX_PASSES * logits * s)
+    # activation traffic: each kept activation is written by its layer and read by the next
+    bb_flops = b * workload.backbone_flops_per_sample
+    bb_act = ACTIVATION_TRAFFIC * b * workload.backbone_activation_bytes_per_sample
+    bb_fwd_s = compute.dense_forward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
+    bb_bwd_s = compute.dense_backward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
+    update_s = compute.dense_update_s(device, workload.backbone_params + updated * d, s, workload.optimizer_slots)
+    rebuild_s = 0.0
+    if strategy == "mp-fc-knn":  # brute-force search of this worker's classes' neighbours, 1/T per step
+        candidates = min(c, opts.knn_candidates or c)
+        rebuild_s = compute.op_time_s(device, 2.0 * (c / n) * candidates * d, c * d * s, dtype) / opts.knn_rebuild_steps
+
+    p = len(servers)
+    row_share = np.diff(c * np.arange(p + 1) // p).astype(np.float64) if p else np.zeros(0)  # class mod P
+    previous_update: tuple[int, ...] = ()
+    for k in range(steps):
+        deps: tuple[int, ...] = ()
+        if strategy == "ps-fc":  # BSP: pull the rows the servers updated last step
+            src, dst = np.repeat(servers, n), np.tile(workers, p)
+            deps = exchange(graph, "fc.pull", "fc.pull", src, dst, np.repeat(row_share * d * wire, n),
+                            previous_update, k)
+        if strategy == "mp-fc-knn":
+            rebuild = collective(graph, cluster, "knn.rebuild", "allgather",
+                                 c * d * wire / opts.knn_rebuild_steps, workers, (), k, name="knn.weights")
+            search = graph.compute("knn.search", "compute.knn", workers, rebuild_s, deps=rebuild, step=k)
+            deps = collective(graph, cluster, "knn.rebuild", "allgather",
+                              c * opts.knn_k * NEIGHBOUR_BYTES / opts.knn_rebuild_steps, workers, (search,), k,
+                              name="knn.graph")
+        features = (graph.compute("backbone.forward", "compute.forward", workers, bb_fwd_s, deps=deps, step=k),)
+        if strategy in ("mp-fc", "mp-fc-knn"):
+            labels = collective(graph, cluster, "fc.labels", "allgather", big_b * LABEL_BYTES, workers, (), k)
+            features = collective(graph, cluster, "fc.features", "allgather", big_b * d * wire, workers,
+                                  features, k) + labels
+        fc = graph.compute("fc.forward", "compute.forward", workers, fc_fwd_s, deps=features, step=k)
+        if strategy in ("mp-fc", "mp-fc-knn"):
+            row_max = collective(graph, cluster, "fc.softmax", "allreduce", big_b * SOFTMAX_BYTES, workers,
+                                 (fc,), k, name="fc.softmax.max")
+            row_sum = collective(graph, cluster, "fc.softmax", "allreduce", big_b * SOFTMAX_BYTES, workers,
+                                 (graph.compute("softmax.exp", "compute.forward", workers, softmax_s, deps=row_max,
+                                                step=k),), k, name="fc.softmax.sum")
+            fc_bwd = graph.compute("fc.backward", "compute.backward", workers, fc_bwd_s, deps=row_sum, step=k)
+            grads = collective(graph, cluster, "fc.feature_grad", "reducescatter", big_b * d * wire, workers,
+                               (fc_bwd,), k)
+        else:
+            grads = (graph.compute("fc.backward", "compute.backward", workers, softmax_s + fc_bwd_s, deps=(fc,),
+                                   step=k),)
+        fc_reduced = grads
+        if strategy == "dp-fc":
+            fc_reduced = collective(graph, cluster, "fc.allreduce", "allreduce", c * d * wire, workers, grads, k)
+        elif strategy == "ps-fc":
+            src, dst = np.tile(workers, p), np.repeat(servers, n)
+            fc_reduced = exchange(graph, "fc.push", "fc.push", src, dst, np.repeat(row_share * d * wire, n), grads, k)
+        reduced = _backbone_reduction(graph, cluster, workload, opts, bb_bwd_s, wire, grads, k)
+        graph.compute("update", "compute.update", workers, update_s,
+                      deps=reduced + (fc_reduced if strategy != "ps-fc" else ()), step=k)
+        if strategy == "ps-fc":  # servers apply the N workers' gradients of their rows
+            server_s = compute.ps_server_update_s(cluster.server_device or device, row_share * n, d * s,
+                                                  workload.optimizer_slots)
+            previous_update = (graph.compute("server.update", "server.update", servers, server_s,
+                                             deps=fc_reduced, step=k, stream="server"),)
+    return Lowered(graph, fc_memory(workload, strategy, n, p, opts))
+
+
+def _backbone_reduction(graph: StepGraph, cluster: Cluster, workload: ClassificationWorkload, opts: FCOptions,
+                        backward_s: float, wire: int, deps: tuple[int, ...], step: int) -> tuple[int, ...]:
+    """The backbone's backward and the reduction of its gradient, in buckets when overlapping; returns the
+    ops the update waits for."""
+    workers = cluster.workers
+    total_bytes = workload.backbone_params * wire
+    buckets = max(1, math.ceil(total_bytes / opts.bucket_bytes)) if opts.overlap else 1
+    n, done = len(workers), []
+    for _ in range(buckets):
+        part = graph.compute("backbone.backward", "compute.backward", workers, backward_s / buckets, deps=deps,
+                             step=step)
+        deps = (part,)
+        values = workload.backbone_params / buckets
+        if opts.topk_ratio < 1:
+            select = graph.compute("topk.select", "compute.topk", workers,
+                                   compute.op_time_s(cluster.device, 0.0, 2 * values * workload.dtype_bytes),
+                                   deps=(part,), step=step)
+            sent = math.ceil(opts.topk_ratio * values) * (wire + INDEX_BYTES)
+            done += collective(graph, cluster, "backbone.topk", "allgather", n * sent, workers, (select,), step)
+        else:
+            done += collective(graph, cluster, "backbone.allreduce", "allreduce", values * wire, workers, (part,),
+                               step)
+    return tuple(done) or deps
+
+
+def fc_memory(workload: ClassificationWorkload, strategy: str, workers: int, servers: int,
+              options: FCOptions) -> dict[str, dict[str, float]]:
+    """Bytes per device by component: a worker's (and a PS server's host DRAM for ``ps-fc``).
+
+    ``backbone``: weights, gradients, optimizer state; ``activations``: the backbone's, for backward; ``fc``:
+    the FC rows held (with gradients and optimizer state where they are updated); ``logits``: the scores
+    held at once (samples x classes scored; their gradient is computed in place); ``features``: gathered
+    features and their gradient; ``knn_graph``: the neighbour lists of every class (int64); ``knn_buffer``:
+    one FC shard received during a rebuild.
+    """
+    s, slots, d, c, b = (workload.dtype_bytes, workload.optimizer_slots, workload.feature_dim, workload.classes,
+                         workload.batch_per_worker)
+    big_b = workers * b
+    worker = {"backbone": workload.backbone_bytes * (2 + slots),
+              "activations": b * workload.backbone_activation_bytes_per_sample}
+    if strategy == "dp-fc":
+        worker |= {"fc": c * d * s * (2 + slots), "logits": b * c * s}
+    elif strategy == "ps-fc":
+        worker |= {"fc": c * d * s * 2, "logits": b * c * s}  # pulled rows and their gradients
+    else:
+        scored = c / workers
+        if strategy == "mp-fc-knn":
+            scored = active_classes(workload, workers, options.knn_k) / workers
+        worker |= {"fc": c / workers * d * s * (2 + slots), "logits": big_b * scored * s,
+                   "features": 2 * big_b * d * s}
+        if strategy == "mp-fc-knn":  # the whole graph, and one received FC shard during a rebuild
+            worker |= {"knn_graph": c * options.knn_k * NEIGHBOUR_BYTES, "knn_buffer": c / workers * d * s}
+    memory = {"worker": worker}
+    if strategy == "ps-fc":
+        memory["server"] = {"fc_shard": c * d * s * (1 + slots) / servers}
+    return memory
