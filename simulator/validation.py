@@ -19,14 +19,16 @@ import pandas as pd
 from simulator.compute import CalibrationProfile, Device, apply_calibration, load_device
 from simulator.fabric import Fabric
 from simulator.strategies import StrategyOptions
+from simulator.strategies.fc import FCOptions
 from simulator.strategies.ps import PSOptions
 from simulator.training import make_cluster, simulate_step
 from topologies.builders import star
-from workloads import Workload
+from workloads import AnyWorkload
 
 LOOPBACK_GBPS = 100.0  # nominal rate of the local fabric; calibration scales it (link_efficiency)
 LOOPBACK_LATENCY_US = 1.0  # nominal latency per hop; calibration adds latency_us_extra
 WARMUP_STEPS = 1
+EXECUTOR_KNN = FCOptions(knn_k=5, knn_rebuild_steps=2)  # what the executor's mp-fc-knn runs (K, T)
 COLUMNS = ["model", "strategy", "workers", "servers", "predicted_bytes", "measured_bytes", "bytes_error",
            "predicted_step_s", "measured_step_s", "step_time_error", "measured_spread"]
 
@@ -42,8 +44,9 @@ def local_fabric(hosts: int, profile: CalibrationProfile | None = None) -> Fabri
 
 def simulator_strategy(strategy: str) -> tuple[str, StrategyOptions]:
     """The simulator's strategy and options of an executor strategy (PS: dense all-reduced when
-    synchronous, on the servers when asynchronous)."""
+    synchronous, on the servers when asynchronous; mp-fc-knn: the executor's K and T)."""
     options = StrategyOptions.default()
+    options.fc = EXECUTOR_KNN
     if strategy == "ps":
         options.ps = PSOptions(dense="allreduce")
     elif strategy == "ps-async":
@@ -52,7 +55,7 @@ def simulator_strategy(strategy: str) -> tuple[str, StrategyOptions]:
     return strategy, options
 
 
-def predict(workload: Workload, strategy: str, workers: int, servers: int, steps: int, device: Device,
+def predict(workload: AnyWorkload, strategy: str, workers: int, servers: int, steps: int, device: Device,
             profile: CalibrationProfile | None = None) -> tuple[pd.Series, float]:
     """The simulator's bytes sent per step per (category, rank) and its step time (s) for an executor run."""
     fabric = local_fabric(workers + servers, profile)
@@ -78,12 +81,13 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
              profile: CalibrationProfile | None = None, device: str = "cpu-server", batch_per_worker: int = 1024,
              timeout_s: float = 60.0, backend: str = "gloo",
              progress: Callable[[dict], None] | None = None) -> pd.DataFrame:
-    """Run the grid on the executor (local ranks on ``backend``) and the simulator; one row per configuration.
+    """Run the grid on the executor (local ranks on ``backend``) and the simulator; one row per configuration
+    (a strategy that does not train a model is skipped for it: ``xc`` runs only ``mp-fc`` and ``mp-fc-knn``).
 
     Every world size starts its ranks once for all non-PS configurations, and once (with the servers) for
     the PS ones. ``progress`` is called with each row as it is done.
     """
-    from simulator.executor.run import execute_many, small_workload
+    from simulator.executor.run import execute_many, model_name, small_workload, strategies_for
 
     models, strategies = list(models), list(strategies)
     preset = load_device(device)
@@ -91,7 +95,8 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
     rows = []
     for world in worlds:
         for family in families:
-            configs = [(small_workload(m, batch_per_worker), s) for m in models for s in family]
+            configs = [(small_workload(m, batch_per_worker), s) for m in models for s in family
+                       if s in strategies_for(m)]
             if not configs:
                 continue
             measurements = execute_many(configs, world, steps, backend=backend, timeout_s=timeout_s)
@@ -101,7 +106,8 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
                 predicted, predicted_s = predict(workload, strategy, world, measured.servers, steps, modelled, ranks)
                 measured_bytes = measured.bytes_per_step()
                 measured_s = measured.median_step_s(WARMUP_STEPS)
-                row = {"model": workload.model, "strategy": strategy, "workers": world, "servers": measured.servers,
+                row = {"model": model_name(workload), "strategy": strategy, "workers": world,
+                       "servers": measured.servers,
                        "predicted_bytes": float(predicted.sum()), "measured_bytes": float(measured_bytes.sum()),
                        "bytes_error": bytes_error(predicted, measured_bytes), "predicted_step_s": predicted_s,
                        "measured_step_s": measured_s, "step_time_error": predicted_s / measured_s - 1,

@@ -141,15 +141,15 @@ def test_fit_clips_a_negative_latency_to_the_nominal() -> None:
 def test_every_model_and_strategy_counts_exactly_the_predicted_bytes() -> None:
     """The whole grid at 2 workers (PS: plus 1 server), small batches: every (category, rank) count equals
     the simulator's prediction for the same workload and IDs."""
-    from simulator.executor.run import MODELS, STRATEGIES
+    from simulator.executor.run import MODELS, RECOMMENDER_STRATEGIES, RECOMMENDERS, STRATEGIES
     from simulator.validation import validate
 
     rows = validate(MODELS, STRATEGIES, [2], steps=2, batch_per_worker=32)
-    assert len(rows) == len(MODELS) * len(STRATEGIES)
+    assert len(rows) == len(RECOMMENDERS) * len(RECOMMENDER_STRATEGIES) + 2  # + xc: mp-fc, mp-fc-knn
     assert (rows.bytes_error == 0).all(), rows[rows.bytes_error != 0]
     assert (rows.measured_bytes > 0).all()
     by = rows.set_index(["model", "strategy"]).measured_bytes
-    for model in MODELS:  # DP moves whole tables; DES only IDs and partial results
+    for model in RECOMMENDERS:  # DP moves whole tables; DES only IDs and partial results
         assert by[(model, "dp")] > by[(model, "des")]
 
 

@@ -15,7 +15,9 @@ from simulator.executor.fc_models import (  # noqa: E402
     train_mp_fc,
     train_reference,
 )
+from simulator.compute import load_device  # noqa: E402
 from simulator.executor.launch import run_local  # noqa: E402
+from simulator.validation import EXECUTOR_KNN, predict  # noqa: E402
 from workloads.classification import ClassificationWorkload  # noqa: E402
 
 STEPS, KNN_K, REBUILD = 4, 5, 2
@@ -32,7 +34,7 @@ def expected_bytes(world: int, b: int, d: int, c: int, m: int, k: int | None, t:
                 "backbone.allreduce": 2 * (n - 1) / n * m * 4}
     total = {category: steps * value for category, value in per_step.items()}
     if k is not None:
-        total["knn.rebuild"] = math.ceil(steps / t) * (n - 1) / n * c * d * 4
+        total["knn.rebuild"] = math.ceil(steps / t) * (n - 1) / n * (c * d * 4 + c * k * 8)  # rows, then lists
     return total
 
 
@@ -69,6 +71,12 @@ def test_mp_fc_equals_single_process_training_and_moves_the_expected_bytes(knn_k
         for category, value in expected.items():
             assert counted[category]["bytes_sent"] == pytest.approx(value, rel=1e-12), (rank, category)
             assert counted[category]["bytes_received"] == pytest.approx(value, rel=1e-12), (rank, category)
+    # and the simulator predicts exactly those bytes (with the executor's K and T: 4 steps, 2 rebuilds)
+    assert (knn_k or KNN_K, REBUILD) == (EXECUTOR_KNN.knn_k, EXECUTOR_KNN.knn_rebuild_steps)
+    predicted, _ = predict(WORKLOAD, strategy, world, 0, STEPS, load_device("h100"))
+    for (category, rank), value in predicted.items():
+        assert ranks[rank]["counters"][category]["bytes_sent"] / STEPS == pytest.approx(value, rel=1e-12)
+    assert len(predicted) == world * len(expected)
 
 
 def test_bad_configurations_fail_with_a_clear_value_error() -> None:

@@ -105,7 +105,8 @@ def test_every_preset_and_builder_loads() -> None:
     assert set(REQUIRED_PRESETS) <= set(list_presets())
     for name in list_presets():
         wl = load_workload(name)
-        assert wl.name == name and wl.partial_width > 0 and wl.dense_params >= 1
+        assert wl.name == name
+        assert wl.fc_params > 0 if wl.model == "classification" else wl.partial_width > 0 and wl.dense_params >= 1
     for name in MODELS:
         assert load_workload(name).model == name
     small_dlrm = load_workload("dlrm-small")

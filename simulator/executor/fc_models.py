@@ -103,11 +103,11 @@ def _check_knn(workload: ClassificationWorkload, knn_k: int | None, knn_rebuild_
         raise ValueError(f"knn_rebuild_steps must be >= 1, not {knn_rebuild_steps}")
 
 
-def class_neighbours(weights: torch.Tensor, k: int) -> torch.Tensor:
-    """(C, k) int64: each class's k nearest other classes by inner product of its FC row (C, D) with the
-    others' (brute force, C x C scores; ties broken by ``torch.topk``)."""
-    scores = weights @ weights.T
-    scores.fill_diagonal_(-torch.inf)
+def class_neighbours(weights: torch.Tensor, k: int, start: int = 0, end: int | None = None) -> torch.Tensor:
+    """(end - start, k) int64: the k nearest other classes of classes start..end (default all C) by inner
+    product of the FC rows ``weights`` (C, D) (brute force; ties broken by ``torch.topk``)."""
+    scores = weights[start:end] @ weights.T
+    scores.diagonal(start).fill_(-torch.inf)
     return scores.topk(k, dim=1).indices
 
 
@@ -209,8 +209,9 @@ def train_mp_fc(rank: int, world: int, workload: ClassificationWorkload, steps: 
         x, labels = (on_device(a) for a in worker_batch(workload, rank, step))  # a loader prefetches these
         comm.barrier()
         started = time.perf_counter()
-        if knn_k is not None and step % knn_rebuild_steps == 0:
-            neighbours = class_neighbours(comm.all_gather(shard, "knn.rebuild"), knn_k)
+        if knn_k is not None and step % knn_rebuild_steps == 0:  # this rank's classes' neighbours, then all's
+            mine_neighbours = class_neighbours(comm.all_gather(shard, "knn.rebuild"), knn_k, start, end)
+            neighbours = comm.all_gather(mine_neighbours, "knn.rebuild")
         features = backbone(x)
         all_labels = comm.all_gather(labels, "fc.labels")
         gathered = comm.all_gather(features.detach(), "fc.features")

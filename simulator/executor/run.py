@@ -27,17 +27,23 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from simulator.executor import pooled_models, ps, sum_models
+from simulator.executor import fc_models, pooled_models, ps, sum_models
 from simulator.executor.launch import ExecutorError, init_from_env, run_local
-from workloads import Workload, deepfm, dlrm, dnn, fm, lr, widedeep
+from simulator.validation import EXECUTOR_KNN
+from workloads import AnyWorkload, deepfm, dlrm, dnn, fm, lr, widedeep
 
-MODELS = ("lr", "fm", "widedeep", "deepfm", "dnn", "dlrm")
-STRATEGIES = ("ps", "ps-async", "des", "des-rs", "des-a2a", "dp")
+RECOMMENDERS = ("lr", "fm", "widedeep", "deepfm", "dnn", "dlrm")
+RECOMMENDER_STRATEGIES = ("ps", "ps-async", "des", "des-rs", "des-a2a", "dp")
+MODELS = (*RECOMMENDERS, "xc")  # xc: extreme classification (fc_models)
+STRATEGIES = (*RECOMMENDER_STRATEGIES, *fc_models.STRATEGIES)
 NOT_COUNTED = ("metrics", "metadata")  # the loss metric and message lengths: not the model's traffic
 
 
-def small_workload(model: str, batch_per_worker: int = 1024, seed: int = 0) -> Workload:
-    """The executor-sized workload of ``model``: a few tables of 20k-50k rows, sampled IDs, SGD (fp32)."""
+def small_workload(model: str, batch_per_worker: int = 1024, seed: int = 0) -> AnyWorkload:
+    """The executor-sized workload of ``model``: a few tables of 20k-50k rows, sampled IDs, SGD (fp32); for
+    ``xc``, a 960-class softmax over a small MLP backbone."""
+    if model == "xc":
+        return fc_models.small_classification_workload(batch_per_worker, seed=seed)
     common = {"batch_per_worker": batch_per_worker, "ids": "sampled", "seed": seed, "optimizer": "sgd"}
     if model == "lr":
         return lr(n_tables=8, rows=50_000, hotness=4, popularity="zipf", zipf_alpha=1.1, **common)
@@ -51,10 +57,21 @@ def small_workload(model: str, batch_per_worker: int = 1024, seed: int = 0) -> W
     raise ValueError(f"model {model!r}: allowed: {', '.join(MODELS)}")
 
 
-def check(strategy: str, backend: str) -> None:
-    """A ValueError unless ``strategy`` runs on ``backend``."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy {strategy!r}: allowed: {', '.join(STRATEGIES)}")
+def model_name(workload: AnyWorkload) -> str:
+    """The executor's name of ``workload``'s model (``xc`` for extreme classification)."""
+    return "xc" if workload.model == "classification" else workload.model
+
+
+def strategies_for(model: str) -> tuple[str, ...]:
+    """The executor strategies that train ``model``."""
+    return fc_models.STRATEGIES if model == "xc" else RECOMMENDER_STRATEGIES
+
+
+def check(strategy: str, backend: str, model: str | None = None) -> None:
+    """A ValueError unless ``strategy`` runs on ``backend`` (and trains ``model`` if given)."""
+    allowed = strategies_for(model) if model else STRATEGIES
+    if strategy not in allowed:
+        raise ValueError(f"strategy {strategy!r}: allowed{f' for {model}' if model else ''}: {', '.join(allowed)}")
     if strategy == "ps-async" and backend == "nccl":
         raise ValueError("strategy 'ps-async': needs gloo (its servers receive from any worker; NCCL cannot)")
 
@@ -63,8 +80,11 @@ def default_servers(world: int) -> int:
     return max(1, world // 2)
 
 
-def train(rank: int, ranks: int, workload: Workload, strategy: str, steps: int, servers: int) -> dict:
+def train(rank: int, ranks: int, workload: AnyWorkload, strategy: str, steps: int, servers: int) -> dict:
     """Rank ``rank`` of ``ranks`` trains ``steps`` steps of ``workload`` with ``strategy``; its report."""
+    if strategy in fc_models.STRATEGIES:
+        knn_k = EXECUTOR_KNN.knn_k if strategy == "mp-fc-knn" else None
+        return fc_models.train_mp_fc(rank, ranks, workload, steps, knn_k, EXECUTOR_KNN.knn_rebuild_steps)
     if strategy in ("ps", "ps-async"):
         return ps.train_ps(rank, ranks, workload, steps, servers, "async" if strategy == "ps-async" else "sync")
     module = pooled_models if workload.model in pooled_models.MODELS else sum_models
@@ -118,19 +138,19 @@ def measurement(strategy: str, workers: int, servers: int, steps: int, reports: 
                        np.array([report["step_s"] for report in reports[:workers]]))
 
 
-def execute(workload: Workload, strategy: str, world: int, steps: int, servers: int | None = None,
+def execute(workload: AnyWorkload, strategy: str, world: int, steps: int, servers: int | None = None,
             backend: str = "gloo", timeout_s: float = 60.0) -> Measurement:
     """Train ``steps`` steps on ``world`` local worker ranks (plus servers for PS); what they measured."""
     return execute_many([(workload, strategy)], world, steps, servers, backend, timeout_s)[0]
 
 
-def execute_many(configs: list[tuple[Workload, str]], world: int, steps: int, servers: int | None = None,
+def execute_many(configs: list[tuple[AnyWorkload, str]], world: int, steps: int, servers: int | None = None,
                  backend: str = "gloo", timeout_s: float = 60.0) -> list[Measurement]:
     """Each (workload, strategy) trained for ``steps`` steps, one after the other, on ranks started once:
     ``world`` workers, plus ``servers`` (default ``default_servers``) when the strategies are PS (then all
     of them must be)."""
-    for _, strategy in configs:
-        check(strategy, backend)
+    for workload, strategy in configs:
+        check(strategy, backend, model_name(workload))
     with_servers = {strategy.startswith("ps") for _, strategy in configs}
     if len(with_servers) > 1:
         raise ValueError("execute_many: PS and non-PS strategies need different ranks; run them apart")
@@ -140,7 +160,7 @@ def execute_many(configs: list[tuple[Workload, str]], world: int, steps: int, se
             for i, (_, strategy) in enumerate(configs)]
 
 
-def _spawned(rank: int, ranks: int, configs: list[tuple[Workload, str]], steps: int, servers: int,
+def _spawned(rank: int, ranks: int, configs: list[tuple[AnyWorkload, str]], steps: int, servers: int,
              backend: str) -> list[dict]:
     use_device(backend, rank)
     return [train(rank, ranks, workload, strategy, steps, servers) for workload, strategy in configs]
@@ -181,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(2)
     workload = small_workload(args.model, args.batch)
     try:
-        check(args.strategy, args.backend)
+        check(args.strategy, args.backend, args.model)
         if "RANK" in os.environ:  # under torchrun: this process is one rank
             init_from_env(args.backend, args.timeout_s)
             rank, ranks = dist.get_rank(), dist.get_world_size()
