@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from simulator.compute import load_device  # noqa: E402
 from simulator.executor.fc_models import (  # noqa: E402
     Backbone,
     global_batch,
@@ -15,7 +16,6 @@ from simulator.executor.fc_models import (  # noqa: E402
     train_mp_fc,
     train_reference,
 )
-from simulator.compute import load_device  # noqa: E402
 from simulator.executor.launch import run_local  # noqa: E402
 from simulator.validation import EXECUTOR_KNN, predict  # noqa: E402
 from workloads.classification import ClassificationWorkload  # noqa: E402
