@@ -125,6 +125,10 @@ TraceOutOpt = Annotated[str | None, typer.Option("--trace-out", help="write the 
 LinksOutOpt = Annotated[str | None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")]
 
 
+FC_ALLOWED = {"knn_k": "an integer >= 1 (and < the classes)", "knn_rebuild_steps": "an integer >= 1",
+              "knn_candidates": "an integer >= 1", "topk_ratio": "a number with 0 < ratio <= 1"}
+
+
 def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int, knn_k: int,
                       knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float,
                       fp16_comm: bool) -> object:
@@ -140,7 +144,9 @@ def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, 
                        overlap=overlap, topk_ratio=topk_ratio, fp16_comm=fp16_comm)
     except pydantic.ValidationError as error:
         first = error.errors()[0]
-        raise SpecError("--" + str(first["loc"][0]).replace("_", "-"), first.get("input"), first["msg"]) from None
+        name = str(first["loc"][0])
+        raise SpecError("--" + name.replace("_", "-"), first.get("input"),
+                        f"allowed: {FC_ALLOWED.get(name, first['msg'])}") from None
     return StrategyOptions(PSOptions(mode=ps_mode, staleness=staleness, dense=dense), DESOptions(input=des_input),
                            ShardingOptions(column_shards=column_shards), fc)
 
