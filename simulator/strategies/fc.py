@@ -78,6 +78,18 @@ def active_classes(workload: ClassificationWorkload, workers: int, knn_k: int) -
     return expected_unique(workload.classes, workers * workload.batch_per_worker * (knn_k + 1))
 
 
+def scored_by_worker(workload: ClassificationWorkload, strategy: str, workers: int,
+                     options: FCOptions) -> tuple[float, float]:
+    """(samples, classes) one worker scores per step: its batch against all C (``dp-fc``, ``ps-fc``), the
+    global batch against its C / N classes (``mp-fc``) or its share A / N of the active ones (``mp-fc-knn``)."""
+    if strategy in ("dp-fc", "ps-fc"):
+        return workload.batch_per_worker, float(workload.classes)
+    big_b = workers * workload.batch_per_worker
+    if strategy == "mp-fc-knn":
+        return big_b, active_classes(workload, workers, options.knn_k) / workers
+    return big_b, workload.classes / workers
+
+
 def check_options(workload: ClassificationWorkload, options: FCOptions) -> None:
     if options.knn_k >= workload.classes:
         raise SpecError("fc.knn_k", options.knn_k,
@@ -99,14 +111,7 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
         raise ValueError("the ps-fc strategy needs at least one server")
     graph = StepGraph(cluster.fabric.n_hosts, workers, servers, steps)
 
-    # The FC part each worker computes: samples x classes it scores, and the rows it holds and updates.
-    if strategy in ("dp-fc", "ps-fc"):
-        samples, scored, updated = b, float(c), float(c)
-    else:
-        samples, scored = big_b, c / n
-        updated = scored
-        if strategy == "mp-fc-knn":
-            scored = updated = active_classes(workload, n, opts.knn_k) / n
+    samples, scored = scored_by_worker(workload, strategy, n, opts)  # the rows scored are the rows updated
     logits = samples * scored
     fc_flops = 2.0 * samples * d * scored
     fc_fwd_s = compute.dense_forward_s(device, fc_flops, scored * d * s, (samples * d + logits) * s, dtype)
@@ -117,14 +122,14 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
     bb_act = ACTIVATION_TRAFFIC * b * workload.backbone_activation_bytes_per_sample
     bb_fwd_s = compute.dense_forward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
     bb_bwd_s = compute.dense_backward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
-    update_s = compute.dense_update_s(device, workload.backbone_params + updated * d, s, workload.optimizer_slots)
+    update_s = compute.dense_update_s(device, workload.backbone_params + scored * d, s, workload.optimizer_slots)
     rebuild_s = 0.0
-    if strategy == "mp-fc-knn":  # brute-force search of this worker's classes' neighbours, 1/T per step
+    if strategy == "mp-fc-knn":  # search this worker's classes' neighbours among the candidates, 1/T per step
         candidates = min(c, opts.knn_candidates or c)
         rebuild_s = compute.op_time_s(device, 2.0 * (c / n) * candidates * d, c * d * s, dtype) / opts.knn_rebuild_steps
 
     p = len(servers)
-    row_share = np.diff(c * np.arange(p + 1) // p).astype(np.float64) if p else np.zeros(0)  # class mod P
+    row_share = np.diff(c * np.arange(p + 1) // p).astype(np.float64) if p else np.zeros(0)  # class ranges
     previous_update: tuple[int, ...] = ()
     for k in range(steps):
         deps: tuple[int, ...] = ()
@@ -209,21 +214,17 @@ def fc_memory(workload: ClassificationWorkload, strategy: str, workers: int, ser
     features and their gradient; ``knn_graph``: the neighbour lists of every class (int64); ``knn_buffer``:
     one FC shard received during a rebuild.
     """
-    s, slots, d, c, b = (workload.dtype_bytes, workload.optimizer_slots, workload.feature_dim, workload.classes,
-                         workload.batch_per_worker)
-    big_b = workers * b
+    s, slots, d, c = workload.dtype_bytes, workload.optimizer_slots, workload.feature_dim, workload.classes
+    samples, scored = scored_by_worker(workload, strategy, workers, options)
     worker = {"backbone": workload.backbone_bytes * (2 + slots),
-              "activations": b * workload.backbone_activation_bytes_per_sample}
+              "activations": workload.batch_per_worker * workload.backbone_activation_bytes_per_sample,
+              "logits": samples * scored * s}
     if strategy == "dp-fc":
-        worker |= {"fc": c * d * s * (2 + slots), "logits": b * c * s}
+        worker["fc"] = c * d * s * (2 + slots)
     elif strategy == "ps-fc":
-        worker |= {"fc": c * d * s * 2, "logits": b * c * s}  # pulled rows and their gradients
+        worker["fc"] = c * d * s * 2  # pulled rows and their gradients
     else:
-        scored = c / workers
-        if strategy == "mp-fc-knn":
-            scored = active_classes(workload, workers, options.knn_k) / workers
-        worker |= {"fc": c / workers * d * s * (2 + slots), "logits": big_b * scored * s,
-                   "features": 2 * big_b * d * s}
+        worker |= {"fc": c / workers * d * s * (2 + slots), "features": 2 * samples * d * s}
         if strategy == "mp-fc-knn":  # the whole graph, and one received FC shard during a rebuild
             worker |= {"knn_graph": c * options.knn_k * NEIGHBOUR_BYTES, "knn_buffer": c / workers * d * s}
     memory = {"worker": worker}
