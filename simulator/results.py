@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -38,6 +40,43 @@ def network_links(network: object, horizon_s: float) -> pd.DataFrame:
     else:
         busy_s, peak = link_bytes / fabric.capacity_Bps, np.full(fabric.n_links, np.nan)
     return link_table(fabric, link_bytes, busy_s, peak, horizon_s)
+
+
+def node_tier(name: str) -> str:
+    """A node's tier for grouping links: its name without digits (``leaf3`` -> ``leaf``, ``n0/nvswitch`` ->
+    ``nvswitch``, ``h12`` -> ``h``)."""
+    return re.sub(r"\d+", "", name.rsplit("/", 1)[-1]) or name
+
+
+def link_timeline(fabric: Fabric, segments: dict[str, np.ndarray], horizon_s: float, bins: int = 100) -> pd.DataFrame:
+    """Utilization of every link that carried traffic, over ``bins`` equal time bins of [0, ``horizon_s``].
+
+    ``segments``: what each link carried, as constant-rate pieces (``FluidCore.link_segments``). One row per
+    (link, bin): link index, src, dst, ``tier`` (``leaf->spine``), capacity, bin start and end (s), bytes in
+    the bin and utilization (bytes / (capacity x bin width)).
+    """
+    if bins < 1 or not horizon_s > 0:
+        raise ValueError("bins must be >= 1 and the horizon > 0 s")
+    edges = np.linspace(0.0, horizon_s, bins + 1)
+    link = np.concatenate([segments["link"], segments["link"]]).astype(np.int64)
+    # per link, the bytes carried up to t are piecewise linear in t: interpolate them at the bin edges
+    times = np.concatenate([segments["t0"], segments["t1"]])
+    deltas = np.concatenate([segments["rate"], -segments["rate"]])
+    order = np.lexsort((times, link))
+    link_sorted, times, deltas = link[order], times[order], deltas[order]
+    names, capacity, width = fabric.node_names, fabric.capacity_Bps, np.diff(edges)
+    rows = []
+    for lk, first in zip(*np.unique(link_sorted, return_index=True), strict=True):
+        last = np.searchsorted(link_sorted, lk, side="right")
+        t, rate_after = times[first:last], np.cumsum(deltas[first:last])
+        carried = np.concatenate([[0.0], np.cumsum(rate_after[:-1] * np.diff(t))])
+        in_bin = np.diff(np.interp(edges, t, carried, left=0.0, right=carried[-1]))
+        src, dst = names[fabric.link_src[lk]], names[fabric.link_dst[lk]]
+        rows.append(pd.DataFrame({"link": lk, "src": src, "dst": dst, "tier": f"{node_tier(src)}->{node_tier(dst)}",
+                                  "capacity_gbps": capacity[lk] * 8 / 1e9, "t_start_s": edges[:-1],
+                                  "t_end_s": edges[1:], "bytes": in_bin, "util": in_bin / (capacity[lk] * width)}))
+    columns = ["link", "src", "dst", "tier", "capacity_gbps", "t_start_s", "t_end_s", "bytes", "util"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
 
 
 def _union_s(start: np.ndarray, end: np.ndarray) -> list[tuple[float, float]]:

@@ -17,10 +17,10 @@ from simulator.engine import Engine, EngineResult
 from simulator.errors import SpecError
 from simulator.fabric import Fabric
 from simulator.network import DEFAULT_RATE_TOLERANCE, Network, make_network
-from simulator.results import network_links, step_summary
+from simulator.results import link_timeline, network_links, step_summary
 from simulator.strategies import StrategyOptions, lower, needs_servers
 from simulator.strategies.base import Cluster
-from workloads import Workload
+from workloads import AnyWorkload
 
 PLACEMENTS = ("colocated", "dedicated")
 
@@ -42,6 +42,16 @@ class StepReport:
     def links(self) -> pd.DataFrame:
         """One row per directed link: bytes carried, busy time, peak and mean utilization."""
         return network_links(self.network, self.result.makespan_s)
+
+    def link_timeline(self, bins: int = 100) -> pd.DataFrame:
+        """Each used link's utilization over ``bins`` time bins of the run (``results.link_timeline``); needs a
+        flow-level run with ``record_rates=True``."""
+        core = getattr(self.network, "core", None)
+        segments = core.link_segments() if core is not None else None
+        if segments is None:
+            raise SpecError("link_timeline", self.summary["fidelity"],
+                            "needs fidelity flow, simulated with record_rates=True")
+        return link_timeline(self.network.fabric, segments, self.result.makespan_s, bins)
 
 
 def make_cluster(fabric: Fabric, strategy: str, device: Device, server_device: Device,
@@ -71,15 +81,16 @@ def make_cluster(fabric: Fabric, strategy: str, device: Device, server_device: D
     return Cluster(fabric, worker_hosts, device, server_hosts, server_device)
 
 
-def simulate_step(workload: Workload, cluster: Cluster, strategy: str, fidelity: str = "flow", steps: int = 1,
-                  options: StrategyOptions | None = None,
-                  rate_tolerance: float = DEFAULT_RATE_TOLERANCE) -> StepReport:
-    """Simulate ``steps`` training steps; the summary is per step."""
+def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity: str = "flow", steps: int = 1,
+                  options: StrategyOptions | None = None, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
+                  record_rates: bool = False) -> StepReport:
+    """Simulate ``steps`` training steps; the summary is per step. ``record_rates`` (flow fidelity) keeps
+    every link's rate over time for ``StepReport.link_timeline``."""
     if steps < 1:
         raise SpecError("steps", steps, "allowed: >= 1")
     started = time.perf_counter()
     lowered = lower(strategy, workload, cluster, steps, options)
-    network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance)
+    network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance, record_rates=record_rates)
     result = Engine(lowered.graph, network).run()
     memory = {}
     for role, parts in lowered.memory.items():

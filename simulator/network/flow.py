@@ -38,11 +38,12 @@ class FlowNetwork:
     fidelity = "flow"
 
     def __init__(self, fabric: Fabric, env: simpy.Environment | None = None, check_capacity: bool = False,
-                 incremental: bool = True, rate_tolerance: float = DEFAULT_RATE_TOLERANCE) -> None:
+                 incremental: bool = True, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
+                 record_rates: bool = False) -> None:
         self.fabric = fabric
         self.env = env if env is not None else simpy.Environment()
         self.core = FluidCore(fabric, check_capacity=check_capacity, incremental=incremental,
-                               rate_tolerance=rate_tolerance)
+                               rate_tolerance=rate_tolerance, record_rates=record_rates)
         self.lookahead_s = fabric.min_route_latency_s()
         self._runs: dict[int, _Run] = {}
         self._run_of_event: dict[simpy.Event, _Run] = {}

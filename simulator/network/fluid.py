@@ -125,10 +125,11 @@ class FluidCore:
     """Flows on a fabric under max-min fair sharing; advanced one lookahead window at a time."""
 
     def __init__(self, fabric: Fabric, check_capacity: bool = False, incremental: bool = True,
-                 rate_tolerance: float = DEFAULT_RATE_TOLERANCE) -> None:
+                 rate_tolerance: float = DEFAULT_RATE_TOLERANCE, record_rates: bool = False) -> None:
         """``check_capacity`` asserts after every rate change that no link exceeds its capacity;
         ``incremental=False`` recomputes every coupled flow's rate at every event (for testing);
-        ``rate_tolerance`` > 0 merges completions into one rate event (see ``_completion_batch``)."""
+        ``rate_tolerance`` > 0 merges completions into one rate event (see ``_completion_batch``);
+        ``record_rates`` keeps every link's rate over time (``link_segments``)."""
         self.fabric = fabric
         self.incremental = incremental
         self.rate_tolerance = rate_tolerance
@@ -143,6 +144,7 @@ class FluidCore:
         self.iso = _Table()
         self.cpl = _Table()
         self._route_bytes = np.zeros(0)
+        self._segments: list[tuple[np.ndarray, ...]] | None = [] if record_rates else None
         self._t_last_event = 0.0
         self.n_flows = 0
         self.n_windows = 0
@@ -163,6 +165,25 @@ class FluidCore:
             if table.n_alive:
                 t = min(t, float(getattr(table, col).min()))
         return t
+
+    def link_segments(self) -> dict[str, np.ndarray] | None:
+        """What each link carried over time (``record_rates``), as segments of constant rate: ``link``,
+        ``t0``, ``t1`` (s) and ``rate`` (bytes/s); a link's rate at t is the sum of its segments covering t.
+        None when not recorded."""
+        if self._segments is None:
+            return None
+        names = ("link", "t0", "t1", "rate")
+        if not self._segments:
+            return {name: np.zeros(0) for name in names}
+        return {name: np.concatenate([seg[i] for seg in self._segments]) for i, name in enumerate(names)}
+
+    def _log_isolated(self, route: np.ndarray, t0: np.ndarray, t1: np.ndarray) -> None:
+        """Isolated flows moved at their route's bottleneck rate from ``t0`` to ``t1``."""
+        if self._segments is not None:
+            links, valid = self._links_of(route)
+            per_link = [np.broadcast_to(v[:, None], links.shape)[valid]
+                        for v in (t0, t1, self.fabric.route_bottleneck_Bps[route])]
+            self._segments.append((links[valid].astype(np.int64), *per_link))
 
     def link_bytes(self) -> np.ndarray:
         """Bytes carried by each directed link so far (completed flows)."""
@@ -239,6 +260,8 @@ class FluidCore:
         cap = self.fabric.route_bottleneck_Bps[route]
         links, valid = self._links_of(route)
         self.link_owner[links[valid]] = -1
+        self._account_coupled(t0)  # the coupled load so far, before these flows join it
+        self._log_isolated(route, np.minimum(iso.t_act[rows], t0), np.full(len(rows), t0))
         t_fin = iso.t_fin[rows]
         self._account_isolated(links, valid, cap, -(t_fin - t0))
         self.cpl.append(route=route, size=iso.size[rows], owner=iso.owner[rows], tag=iso.tag[rows],
@@ -258,6 +281,7 @@ class FluidCore:
         self.link_count -= np.bincount(links[valid], minlength=self.fabric.n_links)
         self.link_owner[links[valid]] = -1
         self._record_done(route, iso.size[rows])
+        self._log_isolated(route, iso.t_act[rows], iso.t_fin[rows])
         done.append((iso.owner[rows].copy(), iso.tag[rows].copy(), iso.t_fin[rows].copy()))
         iso.kill(rows)
         old_rows = iso.compact()
@@ -374,5 +398,9 @@ class FluidCore:
         """Busy time of links used by coupled flows since the previous coupled event."""
         dt = t_e - self._t_last_event
         if dt > 0:
-            self.link_busy_s[self.coupled_load_Bps > 1e-9 * self.fabric.capacity_Bps] += dt
+            loaded = np.nonzero(self.coupled_load_Bps > 1e-9 * self.fabric.capacity_Bps)[0]
+            self.link_busy_s[loaded] += dt
+            if self._segments is not None and len(loaded):
+                self._segments.append((loaded, np.full(len(loaded), self._t_last_event), np.full(len(loaded), t_e),
+                                       self.coupled_load_Bps[loaded].copy()))
         self._t_last_event = t_e
