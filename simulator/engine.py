@@ -22,7 +22,8 @@ from simulator.network import Network
 from simulator.schedule import group_by
 from simulator.stepgraph import StepGraph
 
-TRACE_COLUMNS = ["rank", "op", "kind", "category", "step", "start_s", "end_s", "bytes_sent", "bytes_received"]
+TRACE_COLUMNS = ["rank", "op", "kind", "category", "step", "start_s", "end_s", "bytes_sent", "bytes_received",
+                 "stream"]
 
 
 @dataclass
@@ -31,7 +32,7 @@ class EngineResult:
 
     ``rows`` holds equal-length numpy columns: ``op`` (index into ``graph.ops``), ``rank``, ``start_s``,
     ``end_s``, ``bytes_sent``, ``bytes_received``. ``trace`` is the same as a pandas table, with the op's
-    name, kind, category and step (built on first use: sweeps that only need a summary skip it).
+    name, kind, category, step and stream (built on first use: sweeps that only need a summary skip it).
     """
 
     graph: StepGraph
@@ -64,7 +65,8 @@ def trace_frame(graph: StepGraph, rows: dict[str, np.ndarray]) -> pd.DataFrame:
         "category": per_op([op.category for op in ops]),
         "step": per_op([op.step for op in ops], categorical=False) if ops else np.zeros(0, dtype=np.int64),
         "start_s": rows["start_s"], "end_s": rows["end_s"], "bytes_sent": rows["bytes_sent"],
-        "bytes_received": rows["bytes_received"]}, columns=TRACE_COLUMNS)
+        "bytes_received": rows["bytes_received"], "stream": per_op([op.stream for op in ops])},
+        columns=TRACE_COLUMNS)
 
 
 class Engine:
