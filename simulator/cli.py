@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
+import typing
 from typing import Annotated
 
 import pydantic
@@ -123,6 +125,8 @@ ToleranceOpt = Annotated[float, typer.Option(help="flow: completion batching tol
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 TraceOutOpt = Annotated[str | None, typer.Option("--trace-out", help="write the trace (.csv/.parquet)")]
 LinksOutOpt = Annotated[str | None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")]
+SaveOpt = Annotated[str | None, typer.Option("--save", help="save the results to this directory (summary, trace, "
+                                                            "links, link timeline) for dessim report")]
 
 
 FC_ALLOWED = {"knn_k": "an integer >= 1 (and < the classes)", "knn_rebuild_steps": "an integer >= 1",
@@ -154,7 +158,7 @@ def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, 
 def _step_reports(workload: str, topology: str, strategies: list[str] | None, fidelity: str,
                   overrides: list[str] | None, device: str, server_device: str, workers: int | None,
                   servers: int | None, placement: str, steps: int, options: object, calibration: str | None,
-                  rate_tolerance: float, single: bool = False) -> list:
+                  rate_tolerance: float, single: bool = False, record_rates: bool = False) -> list:
     """Load, validate and simulate every strategy (default: the workload kind's defaults); returns their
     StepReports."""
     from simulator.compute import apply_calibration, load_calibration, load_device
@@ -186,7 +190,8 @@ def _step_reports(workload: str, topology: str, strategies: list[str] | None, fi
     reports = []
     for name in strategies:
         cluster = make_cluster(fabric, name, worker_device, host_device, workers, servers, placement)
-        reports.append(simulate_step(spec, cluster, name, fidelity, steps, options, rate_tolerance))
+        reports.append(simulate_step(spec, cluster, name, fidelity, steps, options, rate_tolerance,
+                                     record_rates=record_rates and fidelity == "flow"))
     return reports
 
 
@@ -232,15 +237,33 @@ def _bytes(value: float) -> str:
     return f"{value:.3g} B"
 
 
-def _write_step_outputs(reports: list, trace_out: str | None, links_out: str | None) -> None:
+def _write_step_outputs(reports: list, trace_out: str | None, links_out: str | None, save: str | None = None,
+                        document: dict | None = None) -> None:
     import pandas as pd
 
+    if save:
+        from simulator.report import save_results
+
+        save_results(save, document or {"strategies": [r.summary for r in reports]}, reports)
     if trace_out:
         _write_table(pd.concat([r.trace.assign(strategy=r.summary["strategy"]) for r in reports],
                                ignore_index=True), trace_out, "trace-out")
     if links_out:
         _write_table(pd.concat([r.links.assign(strategy=r.summary["strategy"]) for r in reports],
                                ignore_index=True), links_out, "links-out")
+
+
+def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str, overrides: list[str] | None,
+              device: str, server_device: str, workers: int | None, servers: int | None, placement: str, steps: int,
+              ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int, knn_k: int,
+              knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float, fp16_comm: bool,
+              calibration: str | None, rate_tolerance: float, record_rates: bool = False) -> object:
+    """The StepReport of one strategy (default: the workload kind's), as ``dessim run`` and ``trace`` run it."""
+    options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
+                                knn_candidates, overlap, topk_ratio, fp16_comm)
+    return _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
+                         server_device, workers, servers, placement, steps, options, calibration, rate_tolerance,
+                         single=True, record_rates=record_rates)[0]
 
 
 @app.command()
@@ -257,15 +280,14 @@ def run(
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
     fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
     rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
-    links_out: LinksOutOpt = None,
+    links_out: LinksOutOpt = None, save: SaveOpt = None,
 ) -> None:
     """Simulate one training step of a workload under one strategy."""
-    options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
-                                knn_candidates, overlap, topk_ratio, fp16_comm)
-    reports = _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
-                            server_device, workers, servers, placement, steps, options, calibration, rate_tolerance,
-                            single=True)
-    _write_step_outputs(reports, trace_out, links_out)
+    reports = [_one_step(workload, topology, strategy, fidelity, overrides, device, server_device, workers, servers,
+                         placement, steps, ps_mode, staleness, dense, des_input, column_shards, knn_k,
+                         knn_rebuild_steps, knn_candidates, overlap, topk_ratio, fp16_comm, calibration,
+                         rate_tolerance, record_rates=save is not None)]
+    _write_step_outputs(reports, trace_out, links_out, save)
     if as_json:
         typer.echo(json.dumps(reports[0].summary))
         return
@@ -286,7 +308,7 @@ def compare(
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
     fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
     rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
-    links_out: LinksOutOpt = None,
+    links_out: LinksOutOpt = None, save: SaveOpt = None,
 ) -> None:
     """Simulate one training step under several strategies side by side (default: PS vs DES, or every
     extreme-classification strategy)."""
@@ -298,17 +320,67 @@ def compare(
     options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
                                 knn_candidates, overlap, topk_ratio, fp16_comm)
     reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers, servers,
-                            placement, steps, options, calibration, rate_tolerance)
-    _write_step_outputs(reports, trace_out, links_out)
+                            placement, steps, options, calibration, rate_tolerance, record_rates=save is not None)
     names = [r.summary["strategy"] for r in reports]
+    table = comparison_table(reports)
+    savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}
+               for _, row in table.iterrows()}
+    document = {"baseline": names[0], "strategies": [r.summary for r in reports], "savings": savings}
+    _write_step_outputs(reports, trace_out, links_out, save, document)
     if as_json:
-        table = comparison_table(reports)
-        savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}
-                   for _, row in table.iterrows()}
-        typer.echo(json.dumps({"baseline": names[0], "strategies": [r.summary for r in reports],
-                               "savings": savings}))
+        typer.echo(json.dumps(document))
         return
     _print_summary(reports, "Compared " + ", ".join(names))
+
+
+def trace(out: Annotated[str, typer.Option(help="the trace-event JSON to write (ui.perfetto.dev, chrome://tracing)")],
+          **run_options: object) -> None:
+    """Simulate one step (the options of dessim run) and write its trace as Perfetto / Chrome trace-event JSON:
+    a track per rank and stream, a slice per op, flows tying each collective's slices together."""
+    from simulator.perfetto import write_trace_events
+
+    if not out.endswith(".json"):
+        raise SpecError("out", out, "must end in .json")
+    report = _one_step(**run_options)  # type: ignore[arg-type]
+    summary = report.summary
+    write_trace_events(report.trace, out, f"{summary['strategy']} / {summary['workload']} / {summary['topology']}")
+    typer.echo(f"wrote {out}: {summary['strategy']}, {report.trace['rank'].nunique()} ranks, {len(report.trace)} ops, "
+               f"step {_seconds(summary['step_time_s'])}; open it in https://ui.perfetto.dev")
+
+
+_RUN_ONLY = ("as_json", "trace_out", "links_out", "save")
+
+
+def _signature_of_run_plus_out() -> inspect.Signature:
+    """``trace``'s signature: ``--out`` and every option of ``run`` but its outputs (annotations resolved, so
+    typer reads their Option metadata)."""
+    hints = {**typing.get_type_hints(run, include_extras=True), **typing.get_type_hints(trace, include_extras=True)}
+    params = [inspect.signature(trace).parameters["out"],
+              *(p for name, p in inspect.signature(run).parameters.items() if name not in _RUN_ONLY)]
+    return inspect.Signature([p.replace(annotation=hints[p.name]) for p in params], return_annotation=None)
+
+
+trace.__signature__ = _signature_of_run_plus_out()  # type: ignore[attr-defined]
+trace.__annotations__ = {p.name: p.annotation for p in trace.__signature__.parameters.values()}  # type: ignore[attr-defined]
+app.command("trace")(trace)
+
+
+@app.command()
+def report(
+    results: Annotated[str, typer.Argument(help="a directory saved by dessim run/compare --save, or a sweep table "
+                                                "(.parquet/.csv)")],
+    out: Annotated[str, typer.Option(help="the HTML file to write (self-contained, works offline)")] = "report.html",
+) -> None:
+    """One self-contained HTML report (summary table and figures) of saved results."""
+    from pathlib import Path
+
+    from simulator.report import build_report
+
+    if not out.endswith((".html", ".htm")):
+        raise SpecError("out", out, "must end in .html")
+    page = build_report(results)
+    Path(out).write_text(page, encoding="utf-8")
+    typer.echo(f"wrote {out} ({len(page) / 1e6:.1f} MB)")
 
 
 def _names(text: str, option: str, allowed: tuple[str, ...]) -> list[str]:
