@@ -6,6 +6,8 @@ import inspect
 import json
 import sys
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import pydantic
@@ -158,7 +160,8 @@ def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, 
 def _step_reports(workload: str, topology: str, strategies: list[str] | None, fidelity: str,
                   overrides: list[str] | None, device: str, server_device: str, workers: int | None,
                   servers: int | None, placement: str, steps: int, options: object, calibration: str | None,
-                  rate_tolerance: float, single: bool = False, record_rates: bool = False) -> list:
+                  rate_tolerance: float, single: bool = False, record_rates: bool = False,
+                  progress: ProgressUpdate | None = None) -> list:
     """Load, validate and simulate every strategy (default: the workload kind's defaults); returns their
     StepReports."""
     from simulator.compute import apply_calibration, load_calibration, load_device
@@ -190,8 +193,9 @@ def _step_reports(workload: str, topology: str, strategies: list[str] | None, fi
     reports = []
     for name in strategies:
         cluster = make_cluster(fabric, name, worker_device, host_device, workers, servers, placement)
+        follow = (lambda done, total, name=name: progress(f"simulating {name}", done, total)) if progress else None
         reports.append(simulate_step(spec, cluster, name, fidelity, steps, options, rate_tolerance,
-                                     record_rates=record_rates and fidelity == "flow"))
+                                     record_rates=record_rates and fidelity == "flow", progress=follow))
     return reports
 
 
@@ -237,6 +241,35 @@ def _bytes(value: float) -> str:
     return f"{value:.3g} B"
 
 
+ProgressUpdate = typing.Callable[[str, float, float], None]
+
+
+@contextmanager
+def progress_bar(enabled: bool, console: Console | None = None) -> Iterator[ProgressUpdate]:
+    """Progress bars (rich, on stderr) when ``enabled``: yields ``update(label, done, total)``, one bar per
+    label. Disabled (a no-op) under --json or when stderr is not a terminal."""
+    if not enabled:
+        yield lambda label, done, total: None
+        return
+    from rich import progress as rp
+
+    columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
+               rp.TextColumn("ETA"), rp.TimeRemainingColumn())
+    with rp.Progress(*columns, console=console or Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, typing.Any] = {}
+
+        def update(label: str, done: float, total: float) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        yield update
+
+
+def _bars_wanted(as_json: bool) -> bool:
+    return not as_json and sys.stderr.isatty()
+
+
 def _write_step_outputs(reports: list, trace_out: str | None, links_out: str | None, save: str | None = None,
                         document: dict | None = None) -> None:
     import pandas as pd
@@ -257,13 +290,15 @@ def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str,
               device: str, server_device: str, workers: int | None, servers: int | None, placement: str, steps: int,
               ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int, knn_k: int,
               knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float, fp16_comm: bool,
-              calibration: str | None, rate_tolerance: float, record_rates: bool = False) -> object:
+              calibration: str | None, rate_tolerance: float, record_rates: bool = False,
+              show_progress: bool = False) -> object:
     """The StepReport of one strategy (default: the workload kind's), as ``dessim run`` and ``trace`` run it."""
     options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
                                 knn_candidates, overlap, topk_ratio, fp16_comm)
-    return _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
-                         server_device, workers, servers, placement, steps, options, calibration, rate_tolerance,
-                         single=True, record_rates=record_rates)[0]
+    with progress_bar(show_progress) as update:
+        return _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
+                             server_device, workers, servers, placement, steps, options, calibration,
+                             rate_tolerance, single=True, record_rates=record_rates, progress=update)[0]
 
 
 @app.command()
@@ -286,7 +321,7 @@ def run(
     reports = [_one_step(workload, topology, strategy, fidelity, overrides, device, server_device, workers, servers,
                          placement, steps, ps_mode, staleness, dense, des_input, column_shards, knn_k,
                          knn_rebuild_steps, knn_candidates, overlap, topk_ratio, fp16_comm, calibration,
-                         rate_tolerance, record_rates=save is not None)]
+                         rate_tolerance, record_rates=save is not None, show_progress=_bars_wanted(as_json))]
     _write_step_outputs(reports, trace_out, links_out, save)
     if as_json:
         typer.echo(json.dumps(reports[0].summary))
@@ -319,8 +354,10 @@ def compare(
         raise SpecError("strategies", strategies, "allowed: a comma-separated list such as ps,des")
     options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
                                 knn_candidates, overlap, topk_ratio, fp16_comm)
-    reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers, servers,
-                            placement, steps, options, calibration, rate_tolerance, record_rates=save is not None)
+    with progress_bar(_bars_wanted(as_json)) as update:
+        reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers,
+                                servers, placement, steps, options, calibration, rate_tolerance,
+                                record_rates=save is not None, progress=update)
     names = [r.summary["strategy"] for r in reports]
     table = comparison_table(reports)
     savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}
@@ -341,7 +378,7 @@ def trace(out: Annotated[str, typer.Option(help="the trace-event JSON to write (
 
     if not out.endswith(".json"):
         raise SpecError("out", out, "must end in .json")
-    report = _one_step(**run_options)  # type: ignore[arg-type]
+    report = _one_step(**run_options, show_progress=_bars_wanted(False))  # type: ignore[arg-type]
     summary = report.summary
     write_trace_events(report.trace, out, f"{summary['strategy']} / {summary['workload']} / {summary['topology']}")
     typer.echo(f"wrote {out}: {summary['strategy']}, {report.trace['rank'].nunique()} ranks, {len(report.trace)} ops, "
@@ -450,7 +487,9 @@ def calibrate(
         raise SpecError("out", out, "must end in .json")
     from simulator.executor.calibrate import calibrate as run_calibration
 
-    profile, quality = run_calibration(sizes, preset, backend, timeout_s)
+    with progress_bar(_bars_wanted(False)) as update:
+        profile, quality = run_calibration(sizes, preset, backend, timeout_s,
+                                           progress=lambda done: update("rank counts measured", done, len(sizes)))
     Path(out).write_text(json.dumps(profile, indent=1))
     table = Table(title=f"Fit quality ({backend}, worlds {worlds}, device {preset})")
     for column in ("ranks", "group", "op", "points", "median error", "max error"):
@@ -494,7 +533,7 @@ def validate(
     from simulator.compute import load_calibration, load_device
 
     _executor()
-    from simulator.executor.run import MODELS, STRATEGIES
+    from simulator.executor.run import MODELS, STRATEGIES, strategies_for
     from simulator.validation import validate as run_validation
 
     grid = (_names(models, "models", MODELS), _names(strategies, "strategies", STRATEGIES), _worlds(worlds))
@@ -513,17 +552,20 @@ def validate(
     stream = sys.stderr if as_json else sys.stdout
     console = Console(stderr=as_json, width=None if stream.isatty() else 150)  # the table, unwrapped in files
     done: list[dict] = []
+    runs = sum(s in strategies_for(m) for m in grid[0] for s in grid[1]) * len(grid[2])
 
     def progress(row: dict) -> None:
         done.append(row)
+        update("executor runs", len(done), runs)
         if not as_json:
             console.print(f"{row['model']:>8} {row['strategy']:>8} x{row['workers']}: bytes error "
                           f"{row['bytes_error']:.2g}, step {row['measured_step_s'] * 1e3:.1f} ms measured, "
                           f"{row['step_time_error']:+.1%} predicted")
 
     try:
-        rows = run_validation(*grid, steps=steps, profile=calibration, device=device, batch_per_worker=batch,
-                              timeout_s=timeout_s, backend=backend, progress=progress)
+        with progress_bar(_bars_wanted(as_json), console) as update:
+            rows = run_validation(*grid, steps=steps, profile=calibration, device=device, batch_per_worker=batch,
+                                  timeout_s=timeout_s, backend=backend, progress=progress)
     except ExecutorError:
         if out and done:  # the runs that finished are not lost
             import pandas as pd

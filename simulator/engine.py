@@ -11,6 +11,7 @@ thousand vectorized updates, not a simpy process per rank.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -106,11 +107,15 @@ class Engine:
         self._runs: dict[int, simpy.Event] = {}
         self._queue: deque[tuple[int, np.ndarray, np.ndarray]] = deque()
         self._draining = False
-        self._remaining = sum(len(op.ranks) for op in ops)
+        self._total = self._remaining = sum(len(op.ranks) for op in ops)
+        self._progress: Callable[[int, int], None] | None = None
+        self._report_at = 0
         self._all_done = self.env.event()
 
-    def run(self) -> EngineResult:
-        """Run the graph from the current simulated time to its end."""
+    def run(self, progress: Callable[[int, int], None] | None = None) -> EngineResult:
+        """Run the graph from the current simulated time to its end. ``progress(done, total)`` is called as
+        (op, rank) pairs finish, at most about every 1% of them, and at the end."""
+        self._progress, self._report_at = progress, 0
         t0 = self.env.now
         for ready in self._ready_s:
             ready[:] = t0
@@ -176,6 +181,9 @@ class Engine:
     def _resolve(self, index: int, pos: np.ndarray, end_s: np.ndarray) -> None:
         self.end_s[index][pos] = end_s
         self._remaining -= len(pos)
+        if self._progress is not None and (self._total - self._remaining >= self._report_at or not self._remaining):
+            self._progress(self._total - self._remaining, self._total)
+            self._report_at = self._total - self._remaining + max(1, self._total // 100)
         for succ, mapping in self._succ[index]:
             j = mapping[pos]
             hit = j >= 0

@@ -6,6 +6,7 @@ This is what ``dessim run`` and ``dessim compare`` call; notebooks call it too.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -83,15 +84,16 @@ def make_cluster(fabric: Fabric, strategy: str, device: Device, server_device: D
 
 def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity: str = "flow", steps: int = 1,
                   options: StrategyOptions | None = None, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
-                  record_rates: bool = False) -> StepReport:
+                  record_rates: bool = False, progress: Callable[[int, int], None] | None = None) -> StepReport:
     """Simulate ``steps`` training steps; the summary is per step. ``record_rates`` (flow fidelity) keeps
-    every link's rate over time for ``StepReport.link_timeline``."""
+    every link's rate over time for ``StepReport.link_timeline``; ``progress(done, total)`` follows the
+    engine's (op, rank) pairs."""
     if steps < 1:
         raise SpecError("steps", steps, "allowed: >= 1")
     started = time.perf_counter()
     lowered = lower(strategy, workload, cluster, steps, options)
     network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance, record_rates=record_rates)
-    result = Engine(lowered.graph, network).run()
+    result = Engine(lowered.graph, network).run(progress)
     memory = {}
     for role, parts in lowered.memory.items():
         device = cluster.server_device if role == "server" and cluster.server_device else cluster.device

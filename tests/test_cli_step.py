@@ -97,3 +97,36 @@ def test_list_workloads_hardware_strategies(capsys) -> None:
     assert "h100" in run(capsys, "list", "hardware")[1]
     out = run(capsys, "list", "strategies")[1]
     assert all(f"{name}:" in out for name in STRATEGIES)
+
+
+def test_the_engine_reports_progress_up_to_every_op_and_rank() -> None:
+    from simulator.compute import load_device
+    from simulator.fabric import Fabric
+    from simulator.training import make_cluster, simulate_step
+    from topologies import load_topology
+    from workloads import load_workload
+
+    seen: list[tuple[int, int]] = []
+    cluster = make_cluster(Fabric(load_topology("leafspine16")), "ps", load_device("h100"), load_device("cpu-server"))
+    report = simulate_step(load_workload("dlrm-small"), cluster, "ps", "flow",
+                           progress=lambda d, t: seen.append((d, t)))
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and seen[-1] == (len(report.trace), len(report.trace))
+    assert {t for _, t in seen} == {len(report.trace)} and len(seen) <= 102  # about every 1%
+
+
+def test_progress_bars_draw_on_a_terminal_and_stay_silent_otherwise(capsys) -> None:
+    import io
+
+    from rich.console import Console
+
+    from simulator.cli import progress_bar
+
+    screen = io.StringIO()
+    with progress_bar(True, Console(file=screen, force_terminal=True, width=100)) as update:
+        update("simulating des", 5, 10)
+    assert "simulating des" in screen.getvalue() and "5/10" in screen.getvalue()  # drawn when the bar stops
+    with progress_bar(False) as update:
+        update("simulating des", 5, 10)
+    code, out, err = run(capsys, "compare", *SMALL)  # not a terminal: no bar, stderr empty
+    assert code == 0 and err == "" and "simulating" not in out

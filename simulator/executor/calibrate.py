@@ -209,17 +209,20 @@ def calibrate_ranks(world: int, device: Device, backend: str = "gloo",
     return fields, pd.concat(fitted, ignore_index=True).assign(ranks=world)
 
 
-def calibrate(worlds: list[int], device_name: str, backend: str = "gloo",
-              timeout_s: float = 60.0) -> tuple[dict, pd.DataFrame]:
+def calibrate(worlds: list[int], device_name: str, backend: str = "gloo", timeout_s: float = 60.0,
+              progress: Callable[[int], None] | None = None) -> tuple[dict, pd.DataFrame]:
     """Measure and fit at each world size: (the profile as a JSON-able dict, the fit quality table).
 
-    The profile's top level is the first world size's fit; ``ranks`` holds every world size's."""
+    The profile's top level is the first world size's fit; ``ranks`` holds every world size's.
+    ``progress(done)`` is called after each world size."""
     device = load_device(device_name)
     by_ranks, fitted = {}, []
     for world in worlds:
         fields, points = calibrate_ranks(world, device, backend, timeout_s)
         by_ranks[world] = fields
         fitted.append(points)
+        if progress:
+            progress(len(by_ranks))
     points = pd.concat(fitted, ignore_index=True)
     table = quality(points)
     profile = {**by_ranks[worlds[0]], "ranks": by_ranks}
