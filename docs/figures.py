@@ -1,6 +1,6 @@
 """Regenerate the static images of the README and docs (docs/img/*.png and .svg) from real simulations.
 
-Needs kaleido >= 1 and a Chromium (``apt-get install -y chromium``; ``pip install 'kaleido>=1'``)::
+Needs the images extra and a Chromium (``pip install -e '.[images]'``; ``apt-get install -y chromium``)::
 
     .venv/bin/python docs/figures.py            # about 20 s
 """
