@@ -403,6 +403,33 @@ app.command("trace")(trace)
 
 
 @app.command()
+def sweep(
+    spec: Annotated[str, typer.Argument(help="the sweep spec (YAML): base, grid, sample; see simulator/sweep.py")],
+    out: Annotated[str, typer.Option(help="the results table (.parquet, or .csv), one row per run")] = (
+        "results.parquet"),
+    backend: Annotated[str, typer.Option(help="local (process pool) | dask (dask.distributed)")] = "local",
+    scheduler: Annotated[str | None, typer.Option(help="dask: a scheduler address (default: a local cluster)")] = None,
+    jobs: Annotated[int | None, typer.Option(help="worker processes (default: the cores)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue a sweep that was stopped: skip finished "
+                                                          "runs")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run every point of a sweep spec, writing each row as it finishes; resumable."""
+    from simulator.sweep import sweep as run_sweep
+
+    with progress_bar(_bars_wanted(as_json)) as update:
+        table = run_sweep(spec, out, backend, jobs, resume, scheduler,
+                          progress=lambda done, total: update("runs", done, total))
+    failed = table[table.error != ""] if "error" in table else table.iloc[:0]
+    if as_json:
+        typer.echo(json.dumps({"out": out, "runs": len(table), "failed": len(failed)}))
+        return
+    typer.echo(f"wrote {out}: {len(table)} runs, {len(failed)} invalid")
+    for row in failed.head(5).itertuples():
+        typer.echo(f"  run {row.run}: {row.error}")
+
+
+@app.command()
 def report(
     results: Annotated[str, typer.Argument(help="a directory saved by dessim run/compare --save, or a sweep table "
                                                 "(.parquet/.csv)")],

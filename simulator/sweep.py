@@ -1,0 +1,357 @@
+"""Sweeps: many what-if training steps from one spec, run on a process pool or Dask, written as they finish.
+
+A sweep spec (YAML or a dict)::
+
+    base:                        # one run: the options of ``dessim run`` (underscores or dashes)
+      workload: dlrm-small
+      topology: leafspine:leaves=4,hosts_per_leaf=4,spines=2,host_gbps=100,uplink_gbps=200,latency_us=1
+      fidelity: analytical
+    grid:                        # every combination, in this order
+      strategy: [ps, des]
+      workers: [4, 8, 16]
+      workload.batch_per_worker: [512, 2048]      # workload.<field>: a --set override
+      topology.host_gbps: [100, 400]              # topology.<param>: a parameter of the inline builder
+    sample:                      # optional: points drawn in ranges (times every grid point)
+      method: lhs                # lhs (Latin hypercube) or random
+      n: 50
+      seed: 0
+      ranges: {topology.uplink_gbps: [50, 400], device.eff_flops: [0.3, 0.7]}  # int bounds: integers
+
+Keys: the run options (``RUN_KEYS``), ``workload.<field>``, ``topology.<param>`` (inline builder topologies)
+and ``device.<field>`` (a Device field of the worker device). Each run becomes one row: its inputs (the
+swept keys), the step summary's scalars (``training.flat_summary``) and ``error`` (empty, or the one-line
+reason the point is invalid: an invalid point does not stop the others).
+
+Rows are appended, flushed and fsynced to ``<out>.journal.jsonl`` as runs finish; the table (Parquet, or
+CSV for ``.csv``) is written atomically at the end, sorted by ``run``. ``resume`` skips every run already
+in the journal or the table, so a sweep killed at any moment (even ``kill -9``) loses at most the runs in
+flight. Backends: ``local`` (a process pool) and ``dask`` (dask.distributed: a local cluster, or the
+scheduler at ``scheduler``); they give the same rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from simulator.errors import SpecError, read_text
+
+RUN_KEYS = ("workload", "topology", "strategy", "fidelity", "device", "server_device", "workers", "servers",
+            "placement", "steps", "ps_mode", "staleness", "dense", "des_input", "column_shards", "knn_k",
+            "knn_rebuild_steps", "knn_candidates", "overlap", "topk_ratio", "fp16_comm", "calibration",
+            "rate_tolerance")
+PREFIXES = ("workload.", "topology.", "device.")
+DEFAULTS: dict[str, Any] = {"workload": "dlrm-small", "topology": "leafspine16", "strategy": None,
+                            "fidelity": "analytical", "device": "h100", "server_device": "cpu-server",
+                            "workers": None, "servers": None, "placement": "colocated", "steps": 1}
+BACKENDS = ("local", "dask")
+
+
+def _key(name: str) -> str:
+    name = str(name).replace("-", "_") if "." not in str(name) else str(name)
+    if name not in RUN_KEYS and not name.startswith(PREFIXES):
+        raise ValueError(f"unknown key {name!r}; allowed: {', '.join(RUN_KEYS)}, workload.<field>, "
+                         "topology.<param>, device.<field>")
+    return name
+
+
+class Sample(BaseModel):
+    """Points drawn in ranges: ``lhs`` (one point per stratum of every range) or ``random`` (uniform)."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["lhs", "random"] = "lhs"
+    n: int = Field(ge=1, le=1_000_000)
+    seed: int = Field(0, ge=0)
+    ranges: dict[str, tuple[int | float, int | float]] = Field(min_length=1)
+
+    @field_validator("ranges")
+    @classmethod
+    def _ranges(cls, ranges: dict[str, tuple[int | float, int | float]]) -> dict[str, tuple[int | float, int | float]]:
+        for name, (low, high) in ranges.items():
+            if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+                raise ValueError(f"range of {name}: [{low}, {high}]; allowed: finite bounds with low <= high")
+        return {_key(name): bounds for name, bounds in ranges.items()}
+
+
+class SweepSpec(BaseModel):
+    """What to run: ``base`` options for every run, a ``grid`` of values, and optional ``sample`` points."""
+
+    model_config = ConfigDict(extra="forbid")
+    base: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    sample: Sample | None = None
+
+    @field_validator("base", "grid")
+    @classmethod
+    def _keys(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return {_key(name): value for name, value in values.items()}
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name, values in grid.items():
+            if not values:
+                raise ValueError(f"grid.{name} is empty; allowed: a list of at least one value")
+        return grid
+
+
+def load_sweep(spec: str | Path | dict | SweepSpec) -> SweepSpec:
+    """A validated SweepSpec from a YAML/JSON file, a dict or a SweepSpec; errors are one SpecError line."""
+    if isinstance(spec, SweepSpec):
+        return spec
+    source = "sweep"
+    if not isinstance(spec, dict):
+        source = str(spec)
+        try:
+            spec = yaml.safe_load(read_text(Path(spec), "sweep"))
+        except yaml.YAMLError as exc:
+            raise SpecError("sweep", source, f"invalid YAML: {' '.join(str(exc).split())}") from None
+        if not isinstance(spec, dict):
+            raise SpecError("sweep", source, "must be a mapping with base, grid and/or sample")
+    try:
+        return SweepSpec.model_validate(spec)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"]) or "sweep"
+        message = str(err.get("ctx", {}).get("error", err["msg"]))
+        raise SpecError(f"{source}:{where}", err.get("input"), message) from None
+
+
+def expand(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The sweep's points in run order: every grid combination (first key slowest), times every sample."""
+    names = list(spec.grid)
+    grid = [dict(zip(names, values, strict=True)) for values in itertools.product(*spec.grid.values())]
+    samples = _samples(spec.sample) if spec.sample else [{}]
+    return [{**g, **s} for g in grid for s in samples]
+
+
+def _samples(sample: Sample) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(sample.seed)
+    names = list(sample.ranges)
+    if sample.method == "random":
+        unit = rng.random((sample.n, len(names)))
+    else:  # one point in each of n equal strata of every range, strata paired at random
+        unit = (np.argsort(rng.random((len(names), sample.n)), axis=1).T + rng.random((sample.n, len(names))))
+        unit /= sample.n
+    points = []
+    for row in unit:
+        point = {}
+        for name, u in zip(names, row, strict=True):
+            low, high = sample.ranges[name]
+            value = low + u * (high - low)
+            integral = isinstance(low, int) and isinstance(high, int)
+            point[name] = int(min(high, np.floor(value + 0.5))) if integral else float(value)
+        points.append(point)
+    return points
+
+
+def run_key(params: dict[str, Any]) -> str:
+    """A run's identity: a hash of its resolved parameters (what ``resume`` matches)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _fabric(topology: str) -> Any:
+    """One Fabric per topology string per process: analytical profiles are cached on it."""
+    from simulator.fabric import Fabric
+    from topologies import load_topology
+
+    return Fabric(load_topology(topology))
+
+
+def _topology(base: str, params: dict[str, Any]) -> str:
+    if not params:
+        return base
+    from topologies import parse_inline
+
+    if ":" not in base:
+        raise SpecError(f"topology.{next(iter(params))}", base, "sweeping a topology parameter needs an inline "
+                                                                 "builder topology such as leafspine:leaves=4,...")
+    name, current = parse_inline(base)
+    merged = {**current, **params}
+    return f"{name}:" + ",".join(f"{k}={v}" for k, v in merged.items())
+
+
+def run_point(index: int, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Simulate one point; its row: ``run``, ``key``, the inputs, the summary's scalars, ``error``."""
+    from simulator.compute import Device, apply_calibration, load_calibration, load_device
+    from simulator.strategies import StrategyOptions
+    from simulator.strategies.des import DESOptions
+    from simulator.strategies.fc import FCOptions
+    from simulator.strategies.ps import PSOptions
+    from simulator.strategies.torchrec import ShardingOptions
+    from simulator.training import flat_summary, make_cluster, simulate_step
+    from workloads import ClassificationWorkload, load_workload
+
+    row: dict[str, Any] = {"run": index, "key": run_key(params), **inputs}
+    try:
+        plain = {k: v for k, v in params.items() if "." not in k}
+        overrides = [f"{k.split('.', 1)[1]}={v}" for k, v in params.items() if k.startswith("workload.")]
+        workload = load_workload(plain["workload"], overrides)
+        topology = _topology(plain["topology"], {k.split(".", 1)[1]: v for k, v in params.items()
+                                                 if k.startswith("topology.")})
+        device, server = load_device(plain["device"]), load_device(plain["server_device"])
+        changes = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("device.")}
+        if changes:
+            device = Device(**{**device.model_dump(), **changes})
+        if plain.get("calibration"):
+            profile = load_calibration(plain["calibration"])
+            device, server = apply_calibration(device, profile), apply_calibration(server, profile)
+        strategy = plain.get("strategy") or ("mp-fc" if isinstance(workload, ClassificationWorkload) else "des")
+
+        def pick(*names: str, rename: dict[str, str] | None = None) -> dict[str, Any]:
+            return {(rename or {}).get(k, k): plain[k] for k in names if k in plain}
+
+        options = StrategyOptions(PSOptions(**pick("ps_mode", "staleness", "dense", rename={"ps_mode": "mode"})),
+                                  DESOptions(**pick("des_input", rename={"des_input": "input"})),
+                                  ShardingOptions(**pick("column_shards")),
+                                  FCOptions(**pick("knn_k", "knn_rebuild_steps", "knn_candidates", "overlap",
+                                                   "topk_ratio", "fp16_comm")))
+        cluster = make_cluster(_fabric(topology), strategy, device, server, plain.get("workers"),
+                               plain.get("servers"), plain.get("placement", "colocated"))
+        extra = {"rate_tolerance": plain["rate_tolerance"]} if "rate_tolerance" in plain else {}
+        summary = simulate_step(workload, cluster, strategy, plain.get("fidelity", "analytical"),
+                                plain.get("steps", 1), options, **extra).summary
+        row.update({k: v for k, v in flat_summary(summary).items() if k not in inputs}, error="")
+    except (SpecError, ValueError, ValidationError) as exc:
+        row["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return row
+
+
+def _journal(out: Path) -> Path:
+    return out.with_name(out.name + ".journal.jsonl")
+
+
+def _done_rows(out: Path) -> list[dict[str, Any]]:
+    """Rows already finished: the table's (if written) and the journal's (a torn last line is dropped)."""
+    rows: list[dict[str, Any]] = []
+    if out.exists():
+        rows += (pd.read_parquet(out) if out.suffix == ".parquet" else pd.read_csv(out, keep_default_na=False)
+                 ).to_dict(orient="records")
+    journal = _journal(out)
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # killed mid-write: that run runs again
+    unique = {row["key"]: row for row in rows}
+    return list(unique.values())
+
+
+def _local(points: list[tuple[int, dict, dict]], jobs: int) -> Iterator[dict[str, Any]]:
+    if jobs == 1:
+        yield from (run_point(*p) for p in points)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run_point, *p) for p in points]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _dask(points: list[tuple[int, dict, dict]], jobs: int, scheduler: str | None) -> Iterator[dict[str, Any]]:
+    try:
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_completed
+    except ImportError:
+        raise SpecError("backend", "dask", "needs dask: pip install -e '.[dask]'") from None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = [client.submit(run_point, *p, pure=False) for p in points]
+        for future in dask_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+        if not scheduler:
+            cluster.close()
+
+
+def sweep(spec: str | Path | dict | SweepSpec, out: str | Path | None = None, backend: str = "local",
+          jobs: int | None = None, resume: bool = False, scheduler: str | None = None,
+          progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Run every point of ``spec``; one row per run, sorted by ``run`` (see the module doc).
+
+    ``out``: the table to write (``.parquet`` or ``.csv``), with its journal beside it; without it rows are
+    only returned. ``jobs``: worker processes (default: the machine's cores). ``progress(done, total)``
+    follows the runs.
+    """
+    plan = load_sweep(spec)
+    if backend not in BACKENDS:
+        raise SpecError("backend", backend, f"allowed: {', '.join(BACKENDS)}")
+    jobs = jobs or os.cpu_count() or 1
+    if jobs < 1:
+        raise SpecError("jobs", jobs, "allowed: >= 1")
+    base = {**DEFAULTS, **plan.base}
+    points = []
+    for index, point in enumerate(expand(plan)):
+        params = {k: v for k, v in {**base, **point}.items() if v is not None}
+        points.append((index, params, point))
+    path = Path(out) if out is not None else None
+    done: list[dict[str, Any]] = []
+    if path is not None:
+        if path.suffix not in (".parquet", ".csv"):
+            raise SpecError("out", str(path), "must end in .parquet or .csv")
+        existing = path.exists() or _journal(path).exists()
+        if existing and not resume:
+            raise SpecError("out", str(path), "exists (or its journal does); add --resume to continue it, or "
+                                              "choose another file")
+        done = _done_rows(path) if existing else []
+    finished = {row["key"] for row in done}
+    todo = [p for p in points if run_key(p[1]) not in finished]
+    total, count = len(points), len(points) - len(todo)
+    if progress:
+        progress(count, total)
+    journal = open(_journal(path), "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
+    try:
+        runner = _local(todo, jobs) if backend == "local" else _dask(todo, jobs, scheduler)
+        for row in runner:
+            done.append(row)
+            if journal is not None:
+                journal.write(json.dumps(row, default=_json_value) + "\n")
+                journal.flush()
+                os.fsync(journal.fileno())
+            count += 1
+            if progress:
+                progress(count, total)
+    finally:
+        if journal is not None:
+            journal.close()
+    keys = {run_key(p[1]) for p in points}
+    table = pd.DataFrame([row for row in done if row["key"] in keys]).sort_values("run", ignore_index=True)
+    for name in table.select_dtypes(include="object").columns:  # missing values of an invalid run: None, as Parquet has
+        table[name] = table[name].astype(object).where(table[name].notna(), None)
+    if path is not None:
+        _write_atomically(table, path)
+        _journal(path).unlink(missing_ok=True)
+    return table
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _write_atomically(table: pd.DataFrame, path: Path) -> None:
+    partial = path.with_name(path.name + ".partial")
+    if path.suffix == ".parquet":
+        table.to_parquet(partial, index=False)
+    else:
+        table.to_csv(partial, index=False)
+    partial.replace(path)

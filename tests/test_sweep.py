@@ -1,0 +1,127 @@
+"""``dessim sweep``: expansion, identical rows on every backend, resume after kill -9, invalid points."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from test_cli import run as run_cli
+
+from simulator.sweep import SweepSpec, expand, load_sweep, run_key, sweep
+
+TOPOLOGY = "leafspine:leaves=4,hosts_per_leaf=4,spines=2,host_gbps=100,uplink_gbps=200,latency_us=1"
+SPEC = {"base": {"workload": "dlrm-small", "topology": TOPOLOGY},
+        "grid": {"strategy": ["ps", "des", "nonsense"], "workers": [4, 16], "workload.batch_per_worker": [256, 1024]},
+        "sample": {"method": "lhs", "n": 2, "seed": 1, "ranges": {"topology.host_gbps": [50, 400]}}}
+TIMING = ["wall_s"]  # measured, so it differs between runs; every other column must not
+
+
+def stable(table: pd.DataFrame) -> pd.DataFrame:
+    return table.drop(columns=TIMING, errors="ignore").reset_index(drop=True)
+
+
+def test_expansion_is_the_grid_product_times_the_samples() -> None:
+    points = expand(load_sweep(SPEC))
+    assert len(points) == 3 * 2 * 2 * 2
+    assert [p["strategy"] for p in points[:8]] == ["ps"] * 8  # the first key varies slowest
+    assert [p["workers"] for p in points[:8]] == [4, 4, 4, 4, 16, 16, 16, 16]
+    assert all(isinstance(p["topology.host_gbps"], int) and 50 <= p["topology.host_gbps"] <= 400 for p in points)
+
+
+def test_latin_hypercube_puts_one_point_in_every_stratum() -> None:
+    n = 40
+    points = expand(SweepSpec(sample={"method": "lhs", "n": n, "ranges": {"device.eff_flops": [0.1, 0.9],
+                                                                            "topology.host_gbps": [0.0, 1.0]}}))
+    for name, (low, high) in {"device.eff_flops": (0.1, 0.9), "topology.host_gbps": (0.0, 1.0)}.items():
+        strata = np.floor((np.array([p[name] for p in points]) - low) / (high - low) * n)
+        assert sorted(strata) == list(range(n))
+    random = expand(SweepSpec(sample={"method": "random", "n": n, "seed": 3,
+                                      "ranges": {"device.eff_flops": [0.2, 0.3]}}))
+    assert all(0.2 <= p["device.eff_flops"] <= 0.3 for p in random) and len(random) == n
+
+
+def test_rows_have_inputs_summaries_and_errors_and_are_equal_on_every_backend(tmp_path) -> None:
+    serial = sweep(SPEC, jobs=1)
+    assert len(serial) == 24 and list(serial.run) == list(range(24))
+    bad = serial[serial.strategy == "nonsense"]
+    assert len(bad) == 8 and bad.error.str.startswith("strategy: got 'nonsense'").all()
+    good = serial[serial.strategy != "nonsense"]
+    assert (good.error == "").all() and (good.step_time_s > 0).all()
+    assert (good.batch_per_worker == good["workload.batch_per_worker"]).all()
+    assert good.key.nunique() == 16
+    pooled = sweep(SPEC, tmp_path / "pool.parquet", backend="local", jobs=2)
+    pd.testing.assert_frame_equal(stable(pooled), stable(serial))
+    pd.testing.assert_frame_equal(stable(pd.read_parquet(tmp_path / "pool.parquet")), stable(serial))
+    on_dask = sweep(SPEC, tmp_path / "dask.parquet", backend="dask", jobs=2)
+    pd.testing.assert_frame_equal(stable(on_dask), stable(serial))
+
+
+def test_a_sweep_killed_midway_resumes_to_exactly_the_uninterrupted_rows(tmp_path) -> None:
+    """kill -9 while runs are being written; --resume runs only what is missing; the table equals an
+    uninterrupted sweep's, no row duplicated or lost."""
+    spec = {"base": {"workload": "dlrm-small", "topology": TOPOLOGY, "fidelity": "flow"},
+            "grid": {"strategy": ["ps", "des", "dp"], "workers": [8, 16],
+                     "workload.batch_per_worker": [128, 256, 512, 1024]}}
+    path, out = tmp_path / "sweep.yaml", tmp_path / "rows.parquet"
+    path.write_text(yaml.safe_dump(spec))
+    command = [sys.executable, "-m", "simulator.cli", "sweep", str(path), "--out", str(out), "--jobs", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = tmp_path / "rows.parquet.journal.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 3):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    written = journal.read_text().count("\n")
+    assert 3 <= written < 24 and not out.exists()  # killed midway: some rows kept, no table yet
+    done = subprocess.run([*command, "--resume", "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == {"out": str(out), "runs": 24, "failed": 0}
+    resumed = pd.read_parquet(out)
+    assert list(resumed.run) == list(range(24)) and resumed.key.is_unique and not journal.exists()
+    pd.testing.assert_frame_equal(stable(resumed), stable(sweep(spec, jobs=1)))
+    again = subprocess.run([*command, "--resume", "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(again.stdout)["runs"] == 24  # a finished sweep resumes to itself, running nothing
+
+
+def test_run_keys_follow_the_resolved_parameters() -> None:
+    assert run_key({"a": 1, "b": 2}) == run_key({"b": 2, "a": 1}) != run_key({"a": 1, "b": 3})
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"grid": {"bogus": [1]}}, "sweep:grid: got {'bogus': [1]}; unknown key 'bogus'"),
+    ({"grid": {"workers": []}}, "grid.workers is empty"),
+    ({"sample": {"n": 2, "ranges": {"workers": [8, 4]}}}, "range of workers: [8, 4]"),
+    ({"grid": {"workers": [2]}, "extra": 1}, "sweep:extra: got 1"),
+])
+def test_bad_sweep_specs_are_one_line_and_exit_2(capsys, tmp_path, spec: dict, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code, _, err = run_cli(capsys, "sweep", str(path), "--out", str(tmp_path / "r.parquet"))
+    assert code == 2 and err.count("\n") == 1 and message in err.replace(str(path), "sweep"), err
+
+
+def test_an_existing_table_needs_resume_and_a_bad_backend_is_refused(capsys, tmp_path) -> None:
+    path, out = tmp_path / "s.yaml", tmp_path / "r.csv"
+    path.write_text(yaml.safe_dump({"base": {"topology": TOPOLOGY, "workers": 4}, "grid": {"strategy": ["ps"]}}))
+    assert run_cli(capsys, "sweep", str(path), "--out", str(out), "--jobs", "1")[0] == 0
+    assert pd.read_csv(out).strategy.tolist() == ["ps"]
+    code, _, err = run_cli(capsys, "sweep", str(path), "--out", str(out))
+    assert code == 2 and "exists" in err and "--resume" in err
+    code, _, err = run_cli(capsys, "sweep", str(path), "--out", str(tmp_path / "x.parquet"), "--backend", "spark")
+    assert code == 2 and "backend: got 'spark'; allowed: local, dask" in err
+
+
+def test_report_on_sweep_results(capsys, tmp_path) -> None:
+    spec = {"base": {"topology": TOPOLOGY, "workload": "dlrm-small"},
+            "grid": {"strategy": ["ps", "des"], "workers": [2, 4, 8, 16]}}
+    table = tmp_path / "r.parquet"
+    sweep(spec, table, jobs=1)
+    code, _, err = run_cli(capsys, "report", str(table), "--out", str(tmp_path / "r.html"))
+    assert code == 0, err
+    assert "Scaling with workers" in (tmp_path / "r.html").read_text()
