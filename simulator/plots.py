@@ -139,7 +139,11 @@ def crossover(frame: pd.DataFrame, first: str, second: str, x: str = "workers",
 def scaling(frame: pd.DataFrame, x: str = "workers", marked: tuple[str, str] | None = ("ps", "des"),
             title: str = "Scaling with the number of workers") -> go.Figure:
     """Step time, samples/s and bytes per worker (``flat_summary`` columns) against ``x`` (log scales), one
-    line per strategy; a dashed line where the faster of the ``marked`` pair changes (``crossover``)."""
+    line per strategy; a dashed line where the faster of the ``marked`` pair changes (``crossover``).
+    Several rows of one (strategy, x), as a sweep over other inputs gives, are drawn as their median;
+    rows without a step time (invalid runs) are left out."""
+    frame = (frame.dropna(subset=["step_time_s"]).groupby(["strategy", x], as_index=False, sort=False)
+             [list(SCALING_METRICS)].median())
     fig = make_subplots(rows=1, cols=len(SCALING_METRICS), horizontal_spacing=0.09)
     colors = category_colors(frame.strategy)
     values = sorted(frame[x].unique())

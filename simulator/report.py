@@ -94,8 +94,9 @@ def _sweep_report(path: Path) -> str:
     swept = next((k for k in SWEEP_KEYS if k in rows and rows[k].nunique() > 1), None)
     if swept is not None:
         marked = ("ps", "des") if {"ps", "des"} <= set(rows.strategy) else None
-        figures.append((f"Scaling with {swept}", plots.scaling(rows, x=swept, marked=marked,
-                                                               title=f"Scaling with {swept}")))
+        title = f"Scaling with {swept}" + (" (median over the other swept inputs)" if len(rows) > rows.groupby(
+            ["strategy", swept]).ngroups else "")
+        figures.append((f"Scaling with {swept}", plots.scaling(rows, x=swept, marked=marked, title=title)))
     return _page(f"Sweep: {len(rows)} runs ({path.name})", rows, figures)
 
 

@@ -334,7 +334,7 @@ def sweep(spec: str | Path | dict | SweepSpec, out: str | Path | None = None, ba
             journal.close()
     keys = {run_key(p[1]) for p in points}
     table = pd.DataFrame([row for row in done if row["key"] in keys]).sort_values("run", ignore_index=True)
-    for name in table.select_dtypes(include="object").columns:  # missing values of an invalid run: None, as Parquet has
+    for name in [c for c in table.columns if table[c].dtype == np.dtype("O")]:  # an invalid run's gaps: None
         table[name] = table[name].astype(object).where(table[name].notna(), None)
     if path is not None:
         _write_atomically(table, path)

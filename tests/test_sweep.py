@@ -125,3 +125,19 @@ def test_report_on_sweep_results(capsys, tmp_path) -> None:
     code, _, err = run_cli(capsys, "report", str(table), "--out", str(tmp_path / "r.html"))
     assert code == 0, err
     assert "Scaling with workers" in (tmp_path / "r.html").read_text()
+
+
+def test_report_on_a_sweep_over_several_inputs_draws_medians(capsys, tmp_path) -> None:
+    """Several rows per (strategy, workers): the scaling lines are their medians, computed here."""
+    spec = {"base": {"topology": TOPOLOGY, "workload": "dlrm-small"},
+            "grid": {"strategy": ["ps", "des"], "workers": [4, 16], "workload.batch_per_worker": [256, 512, 4096]}}
+    table = sweep(spec, tmp_path / "r.parquet", jobs=1)
+    from simulator import plots
+
+    fig = plots.scaling(table)
+    des = next(t for t in fig.data if t.name == "des")
+    medians = table[table.strategy == "des"].groupby("workers").step_time_s.median() * 1e3
+    assert list(des.y) == pytest.approx(list(medians))
+    code, _, err = run_cli(capsys, "report", str(tmp_path / "r.parquet"), "--out", str(tmp_path / "r.html"))
+    assert code == 0, err
+    assert "median over the other swept inputs" in (tmp_path / "r.html").read_text()

@@ -1,0 +1,47 @@
+"""Sweep benchmark: analytical configurations per minute through ``dessim sweep``'s machinery (expansion,
+process pool, a row per run, the journal and the final table), on a 64-GPU rail-optimized cluster.
+
+The points vary the strategy, the batch and the NIC rate, as a capacity-planning grid does.
+
+    .venv/bin/python benchmarks/sweep.py                  # 1,200 configurations, 2 processes
+    .venv/bin/python benchmarks/sweep.py --configs 300 --jobs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from simulator.sweep import sweep
+
+
+def spec_for(configs: int) -> dict:
+    strategies = ["ps", "des", "des-rs"]
+    batches = [256 * (k + 1) for k in range(max(1, configs // (len(strategies) * 4)))]
+    return {"base": {"workload": "dlrm-criteo-tb", "fidelity": "analytical",
+                     "topology": "dgx:nodes=8,gpus_per_node=8,nvlink_gbps=3600,nic_gbps=400,rails=true"},
+            "grid": {"strategy": strategies, "workload.batch_per_worker": batches,
+                     "topology.nic_gbps": [100, 200, 400, 800]}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", type=int, default=1200)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--backend", default="local")
+    args = parser.parse_args()
+    spec = spec_for(args.configs)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        table = sweep(spec, Path(tmp) / "rows.parquet", backend=args.backend, jobs=args.jobs)
+        wall_s = time.perf_counter() - started
+    failed = int((table.error != "").sum())
+    print(json.dumps({"configs": len(table), "failed": failed, "jobs": args.jobs, "backend": args.backend,
+                      "wall_s": round(wall_s, 2), "configs_per_minute": round(len(table) / wall_s * 60)}))
+
+
+if __name__ == "__main__":
+    main()
