@@ -171,6 +171,21 @@ def _fabric(topology: str) -> Any:
     return Fabric(load_topology(topology))
 
 
+@functools.lru_cache(maxsize=64)
+def _device(name: str) -> Any:
+    from simulator.compute import load_device
+
+    return load_device(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _workload(name: str) -> Any:
+    """A workload before overrides, parsed once per process (presets are YAML files)."""
+    from workloads import load_workload
+
+    return load_workload(name)
+
+
 def _topology(base: str, params: dict[str, Any]) -> str:
     if not params:
         return base
@@ -186,23 +201,24 @@ def _topology(base: str, params: dict[str, Any]) -> str:
 
 def run_point(index: int, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """Simulate one point; its row: ``run``, ``key``, the inputs, the summary's scalars, ``error``."""
-    from simulator.compute import Device, apply_calibration, load_calibration, load_device
+    from simulator.compute import Device, apply_calibration, load_calibration
     from simulator.strategies import StrategyOptions
     from simulator.strategies.des import DESOptions
     from simulator.strategies.fc import FCOptions
     from simulator.strategies.ps import PSOptions
     from simulator.strategies.torchrec import ShardingOptions
     from simulator.training import flat_summary, make_cluster, simulate_step
-    from workloads import ClassificationWorkload, load_workload
+    from workloads import ClassificationWorkload
+    from workloads.load import override
 
     row: dict[str, Any] = {"run": index, "key": run_key(params), **inputs}
     try:
         plain = {k: v for k, v in params.items() if "." not in k}
         overrides = [f"{k.split('.', 1)[1]}={v}" for k, v in params.items() if k.startswith("workload.")]
-        workload = load_workload(plain["workload"], overrides)
+        workload = override(_workload(plain["workload"]), overrides)
         topology = _topology(plain["topology"], {k.split(".", 1)[1]: v for k, v in params.items()
                                                  if k.startswith("topology.")})
-        device, server = load_device(plain["device"]), load_device(plain["server_device"])
+        device, server = _device(plain["device"]), _device(plain["server_device"])
         changes = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("device.")}
         if changes:
             device = Device(**{**device.model_dump(), **changes})

@@ -111,16 +111,16 @@ def load_workload(spec: str | Path, overrides: Iterable[str] | None = None) -> W
     elif ":" in text or text in MODELS:
         name, params, inline_overrides = parse_inline(text)
         params.setdefault("name", text.rstrip(":"))
-        workload = _overridden(build(name, **params), inline_overrides, where="workload")
+        workload = override(build(name, **params), inline_overrides, where="workload")
     elif text in list_presets():
         workload = load_file(PRESET_DIR / f"{text}.yaml", name=text)
     else:
         raise SpecError("workload", text, _allowed())
-    return _overridden(workload, overrides) if overrides else workload
+    return override(workload, overrides) if overrides else workload
 
 
-def _overridden(workload: Workload | ClassificationWorkload, overrides: Iterable[str],
-                where: str = "set") -> Workload | ClassificationWorkload:
+def override(workload: Workload | ClassificationWorkload, overrides: Iterable[str],
+             where: str = "set") -> Workload | ClassificationWorkload:
     """``key=value`` overrides applied: :func:`~workloads.spec.apply_overrides` for a recommender, field by
     field (aliases such as ``batch``) for a classification workload."""
     if not isinstance(workload, ClassificationWorkload):
