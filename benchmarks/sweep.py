@@ -5,6 +5,7 @@ The points vary the strategy, the batch and the NIC rate, as a capacity-planning
 
     .venv/bin/python benchmarks/sweep.py                  # 1,200 configurations, 2 processes
     .venv/bin/python benchmarks/sweep.py --configs 300 --jobs 1
+    .venv/bin/python benchmarks/sweep.py --configs 48000 --closed-form   # the vectorized path
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from pathlib import Path
 from simulator.sweep import sweep
 
 
-def spec_for(configs: int) -> dict:
-    strategies = ["ps", "des", "des-rs"]
+def spec_for(configs: int, closed_form: bool = False) -> dict:
+    strategies = ["dp", "des", "des-rs"] if closed_form else ["ps", "des", "des-rs"]
     batches = [256 * (k + 1) for k in range(max(1, configs // (len(strategies) * 4)))]
     return {"base": {"workload": "dlrm-criteo-tb", "fidelity": "analytical",
                      "topology": "dgx:nodes=8,gpus_per_node=8,nvlink_gbps=3600,nic_gbps=400,rails=true"},
             "grid": {"strategy": strategies, "workload.batch_per_worker": batches,
-                     "topology.nic_gbps": [100, 200, 400, 800]}}
+                     "topology.nic_gbps": [100, 200, 400, 800]}, "closed_form": closed_form}
 
 
 def main() -> None:
@@ -32,14 +33,16 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=1200)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--backend", default="local")
+    parser.add_argument("--closed-form", action="store_true", help="dp, des, des-rs in closed form (vectorized)")
     args = parser.parse_args()
-    spec = spec_for(args.configs)
+    spec = spec_for(args.configs, args.closed_form)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         table = sweep(spec, Path(tmp) / "rows.parquet", backend=args.backend, jobs=args.jobs)
         wall_s = time.perf_counter() - started
     failed = int((table.error != "").sum())
     print(json.dumps({"configs": len(table), "failed": failed, "jobs": args.jobs, "backend": args.backend,
+                      "closed_form": int((table.evaluation == "closed form").sum()),
                       "wall_s": round(wall_s, 2), "configs_per_minute": round(len(table) / wall_s * 60)}))
 
 

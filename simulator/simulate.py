@@ -92,14 +92,21 @@ def choose_algorithm(op: str, size_bytes: float, fabric: Fabric, servers: int = 
         n = fabric.n_hosts
     else:
         per_node, n = ranks_per_node, len(hosts)
-    times: dict[str, float] = {}
+    times = {algo: analytical_collective(network, op, algo, size_bytes, servers, per_node, hosts)[0]
+             for algo in candidate_algorithms(op, n, per_node)}
+    return min(times, key=times.__getitem__), times
+
+
+def candidate_algorithms(op: str, n: int, ranks_per_node: int | None) -> list[str]:
+    """The algorithms ``choose_algorithm`` tries for ``op`` on ``n`` ranks, in order (ties go to the first)."""
+    out = []
     for algo in SUPPORTED[op]:
-        if algo == "hierarchical" and not (per_node and 1 < per_node < n and n % per_node == 0):
+        if algo == "hierarchical" and not (ranks_per_node and 1 < ranks_per_node < n and n % ranks_per_node == 0):
             continue
         if algo == "direct" and op not in ("alltoall", "incast", "pushpull") and n > DIRECT_MAX_RANKS:
             continue  # all pairs: N^2 messages to route, and never the fastest at this scale
-        times[algo] = analytical_collective(network, op, algo, size_bytes, servers, per_node, hosts)[0]
-    return min(times, key=times.__getitem__), times
+        out.append(algo)
+    return out
 
 
 _CHOOSERS: weakref.WeakKeyDictionary[Fabric, AnalyticalNetwork] = weakref.WeakKeyDictionary()

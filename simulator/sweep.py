@@ -22,8 +22,14 @@ and ``device.<field>`` (a Device field of the worker device). Each run becomes o
 swept keys), the step summary's scalars (``training.flat_summary``) and ``error`` (empty, or the one-line
 reason the point is invalid: an invalid point does not stop the others).
 
-Rows are appended, flushed and fsynced to ``<out>.journal.jsonl`` as runs finish; the table (Parquet, or
-CSV for ``.csv``) is written atomically at the end, sorted by ``run``. ``resume`` skips every run already
+With ``closed_form: true`` the points the closed form covers (``simulator.vectorized``: des, des-rs and dp,
+analytical, expected IDs) are evaluated together, one numpy evaluation per group of points that differ only
+in ``workload.batch_per_worker``; their rows (``evaluation``: ``closed form``) hold the step time, samples/s,
+bytes on the wire and per worker (mean), compute, exposed communication and memory, equal to the engine's.
+Other points run on the engine (``evaluation``: ``engine``).
+
+Rows are appended and flushed to ``<out>.journal.jsonl`` as runs finish (fsynced at most every half
+second); the table (Parquet, or CSV for ``.csv``) is written atomically at the end, sorted by ``run``. ``resume`` skips every run already
 in the journal or the table, so a sweep killed at any moment (even ``kill -9``) loses at most the runs in
 flight. Backends: ``local`` (a process pool) and ``dask`` (dask.distributed: a local cluster, or the
 scheduler at ``scheduler``); they give the same rows.
@@ -36,8 +42,10 @@ import hashlib
 import itertools
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +65,7 @@ DEFAULTS: dict[str, Any] = {"workload": "dlrm-small", "topology": "leafspine16",
                             "fidelity": "analytical", "device": "h100", "server_device": "cpu-server",
                             "workers": None, "servers": None, "placement": "colocated", "steps": 1}
 BACKENDS = ("local", "dask")
+FSYNC_EVERY_S = 0.5
 
 
 def _key(name: str) -> str:
@@ -92,6 +101,7 @@ class SweepSpec(BaseModel):
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     sample: Sample | None = None
+    closed_form: bool = False
 
     @field_validator("base", "grid")
     @classmethod
@@ -199,51 +209,118 @@ def _topology(base: str, params: dict[str, Any]) -> str:
     return f"{name}:" + ",".join(f"{k}={v}" for k, v in merged.items())
 
 
-def run_point(index: int, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """Simulate one point; its row: ``run``, ``key``, the inputs, the summary's scalars, ``error``."""
+@dataclass
+class _Run:
+    """A point's parameters made into the objects a simulation takes."""
+
+    workload: Any
+    cluster: Any
+    strategy: str
+    options: Any
+    fidelity: str
+    steps: int
+    rate_tolerance: dict[str, float]
+
+
+def _resolve(params: dict[str, Any]) -> _Run:
+    """The workload, cluster, strategy and options of a point (a SpecError or ValueError if invalid)."""
     from simulator.compute import Device, apply_calibration, load_calibration
     from simulator.strategies import StrategyOptions
     from simulator.strategies.des import DESOptions
     from simulator.strategies.fc import FCOptions
     from simulator.strategies.ps import PSOptions
     from simulator.strategies.torchrec import ShardingOptions
-    from simulator.training import flat_summary, make_cluster, simulate_step
+    from simulator.training import make_cluster
     from workloads import ClassificationWorkload
     from workloads.load import override
 
-    row: dict[str, Any] = {"run": index, "key": run_key(params), **inputs}
-    try:
-        plain = {k: v for k, v in params.items() if "." not in k}
-        overrides = [f"{k.split('.', 1)[1]}={v}" for k, v in params.items() if k.startswith("workload.")]
-        workload = override(_workload(plain["workload"]), overrides)
-        topology = _topology(plain["topology"], {k.split(".", 1)[1]: v for k, v in params.items()
-                                                 if k.startswith("topology.")})
-        device, server = _device(plain["device"]), _device(plain["server_device"])
-        changes = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("device.")}
-        if changes:
-            device = Device(**{**device.model_dump(), **changes})
-        if plain.get("calibration"):
-            profile = load_calibration(plain["calibration"])
-            device, server = apply_calibration(device, profile), apply_calibration(server, profile)
-        strategy = plain.get("strategy") or ("mp-fc" if isinstance(workload, ClassificationWorkload) else "des")
+    plain = {k: v for k, v in params.items() if "." not in k}
+    overrides = [f"{k.split('.', 1)[1]}={v}" for k, v in params.items() if k.startswith("workload.")]
+    workload = override(_workload(plain["workload"]), overrides)
+    topology = _topology(plain["topology"], {k.split(".", 1)[1]: v for k, v in params.items()
+                                             if k.startswith("topology.")})
+    device, server = _device(plain["device"]), _device(plain["server_device"])
+    changes = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("device.")}
+    if changes:
+        device = Device(**{**device.model_dump(), **changes})
+    if plain.get("calibration"):
+        profile = load_calibration(plain["calibration"])
+        device, server = apply_calibration(device, profile), apply_calibration(server, profile)
+    strategy = plain.get("strategy") or ("mp-fc" if isinstance(workload, ClassificationWorkload) else "des")
 
-        def pick(*names: str, rename: dict[str, str] | None = None) -> dict[str, Any]:
-            return {(rename or {}).get(k, k): plain[k] for k in names if k in plain}
+    def pick(*names: str, rename: dict[str, str] | None = None) -> dict[str, Any]:
+        return {(rename or {}).get(k, k): plain[k] for k in names if k in plain}
 
-        options = StrategyOptions(PSOptions(**pick("ps_mode", "staleness", "dense", rename={"ps_mode": "mode"})),
-                                  DESOptions(**pick("des_input", rename={"des_input": "input"})),
-                                  ShardingOptions(**pick("column_shards")),
-                                  FCOptions(**pick("knn_k", "knn_rebuild_steps", "knn_candidates", "overlap",
-                                                   "topk_ratio", "fp16_comm")))
-        cluster = make_cluster(_fabric(topology), strategy, device, server, plain.get("workers"),
-                               plain.get("servers"), plain.get("placement", "colocated"))
-        extra = {"rate_tolerance": plain["rate_tolerance"]} if "rate_tolerance" in plain else {}
-        summary = simulate_step(workload, cluster, strategy, plain.get("fidelity", "analytical"),
-                                plain.get("steps", 1), options, **extra).summary
-        row.update({k: v for k, v in flat_summary(summary).items() if k not in inputs}, error="")
-    except (SpecError, ValueError, ValidationError) as exc:
-        row["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    options = StrategyOptions(PSOptions(**pick("ps_mode", "staleness", "dense", rename={"ps_mode": "mode"})),
+                              DESOptions(**pick("des_input", rename={"des_input": "input"})),
+                              ShardingOptions(**pick("column_shards")),
+                              FCOptions(**pick("knn_k", "knn_rebuild_steps", "knn_candidates", "overlap",
+                                               "topk_ratio", "fp16_comm")))
+    cluster = make_cluster(_fabric(topology), strategy, device, server, plain.get("workers"),
+                           plain.get("servers"), plain.get("placement", "colocated"))
+    return _Run(workload, cluster, strategy, options, plain.get("fidelity", "analytical"), plain.get("steps", 1),
+                pick("rate_tolerance"))
+
+
+def _failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    row["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return row
+
+
+def run_point(index: int, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Simulate one point on the engine; its row: ``run``, ``key``, the inputs, ``evaluation``
+    (``engine``), the summary's scalars and ``error``."""
+    from simulator.training import flat_summary, simulate_step
+
+    row: dict[str, Any] = {"run": index, "key": run_key(params), **inputs, "evaluation": "engine"}
+    try:
+        run = _resolve(params)
+        summary = simulate_step(run.workload, run.cluster, run.strategy, run.fidelity, run.steps, run.options,
+                                **run.rate_tolerance).summary
+    except (SpecError, ValueError, ValidationError) as exc:
+        return _failed(row, exc)
+    row.update({k: v for k, v in flat_summary(summary).items() if k not in inputs}, error="")
+    return row
+
+
+BATCH = "workload.batch_per_worker"
+
+
+def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[str, Any]], list[tuple[int, dict, dict]]]:
+    """Rows of the points the closed form covers (``simulator.vectorized``), one evaluation per group of
+    points that differ only in their batch size; and the points left for the engine."""
+    from simulator.vectorized import step_times, supports
+
+    groups: dict[str, list[tuple[int, dict, dict]]] = {}
+    for point in points:
+        groups.setdefault(run_key({k: v for k, v in point[1].items() if k != BATCH}), []).append(point)
+    rows, left = [], []
+    for group in groups.values():
+        shared = {k: v for k, v in group[0][1].items() if k != BATCH}
+        try:
+            run = _resolve(shared)
+        except (SpecError, ValueError, ValidationError):
+            left += group  # the engine path records the error of each point
+            continue
+        if not supports(run.workload, run.strategy, run.fidelity, run.steps):
+            left += group
+            continue
+        batches = np.array([p[1].get(BATCH, run.workload.batch_per_worker) for p in group], dtype=np.float64)
+        try:
+            values = step_times(run.workload, run.cluster, run.strategy, batches, run.options)
+        except (SpecError, ValueError, ValidationError) as exc:
+            rows += [_failed({"run": i, "key": run_key(params), **inputs, "evaluation": "closed form"}, exc)
+                     for i, params, inputs in group]
+            continue
+        summary = run.workload.name, run.workload.model, str(run.cluster.fabric.graph.graph.get("spec", "custom"))
+        for j, (index, params, inputs) in enumerate(group):
+            row = {"strategy": run.strategy, "workload": summary[0], "model": summary[1], "topology": summary[2],
+                   "fidelity": "analytical", "workers": run.cluster.n_workers, "servers": 0,
+                   "batch_per_worker": int(batches[j]), "steps": 1,
+                   **{k: v[j].item() for k, v in values.items()}}
+            rows.append({"run": index, "key": run_key(params), **inputs, "evaluation": "closed form",
+                         **{k: v for k, v in row.items() if k not in inputs}, "error": ""})
+    return rows, left
 
 
 def _journal(out: Path) -> Path:
@@ -334,19 +411,25 @@ def sweep(spec: str | Path | dict | SweepSpec, out: str | Path | None = None, ba
     if progress:
         progress(count, total)
     journal = open(_journal(path), "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
+    synced = time.monotonic()
     try:
+        quick, todo = closed_form_rows(todo) if plan.closed_form else ([], todo)
         runner = _local(todo, jobs) if backend == "local" else _dask(todo, jobs, scheduler)
-        for row in runner:
+        for row in itertools.chain(quick, runner):
             done.append(row)
             if journal is not None:
                 journal.write(json.dumps(row, default=_json_value) + "\n")
-                journal.flush()
-                os.fsync(journal.fileno())
+                journal.flush()  # in the OS's hands: a kill -9 of this process loses nothing written
+                if time.monotonic() - synced > FSYNC_EVERY_S:  # on the disk: a machine crash loses < 0.5 s
+                    os.fsync(journal.fileno())
+                    synced = time.monotonic()
             count += 1
             if progress:
                 progress(count, total)
     finally:
         if journal is not None:
+            journal.flush()
+            os.fsync(journal.fileno())
             journal.close()
     keys = {run_key(p[1]) for p in points}
     table = pd.DataFrame([row for row in done if row["key"] in keys]).sort_values("run", ignore_index=True)

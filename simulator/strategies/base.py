@@ -127,6 +127,14 @@ def demand(workload: Workload, n_workers: int, step: int = 0) -> Demand:
     return Demand(lookups, unique, unique_global, ids)
 
 
+def whole_nodes(cluster: Cluster, ranks: np.ndarray) -> int | None:
+    """Ranks per node when ``ranks`` are whole nodes (consecutive hosts from a node boundary), else None."""
+    per_node = cluster.fabric.ranks_per_node
+    if per_node is not None and not (ranks[0] % per_node == 0 and np.all(np.diff(ranks) == 1)):
+        return None
+    return per_node
+
+
 def collective(graph: StepGraph, cluster: Cluster, category: str, op: str, size_bytes: float, ranks: np.ndarray,
                deps: tuple[int, ...], step: int, name: str | None = None) -> tuple[int, ...]:
     """Add an nccl-sized collective over ``ranks`` (op name: ``name`` or the category); returns its op index
@@ -138,9 +146,7 @@ def collective(graph: StepGraph, cluster: Cluster, category: str, op: str, size_
     """
     if len(ranks) < 2 or size_bytes <= 0:
         return deps
-    per_node = cluster.fabric.ranks_per_node
-    if per_node is not None and not (ranks[0] % per_node == 0 and np.all(np.diff(ranks) == 1)):
-        per_node = None
+    per_node = whole_nodes(cluster, ranks)
     algo = cluster.collective_algorithm or choose_algorithm(op, size_bytes, cluster.fabric, hosts=ranks,
                                                             ranks_per_node=per_node)[0]
     schedule = build_schedule(op, algo, size_bytes, len(ranks), ranks_per_node=per_node)
@@ -175,8 +181,11 @@ class Lowered:
     memory: dict[str, dict[str, float]]
 
 
-def worker_memory(workload: Workload, dense_copies: float, **buffers_bytes: float) -> dict[str, float]:
+def worker_memory(workload: Workload, dense_copies: float, batch_per_worker: float | np.ndarray | None = None,
+                  **buffers_bytes: float | np.ndarray) -> dict[str, float | np.ndarray]:
     """A worker's memory: dense parameters (``dense_copies`` x: weights, gradients, optimizer state),
-    activations of its batch, and strategy-specific buffers (bytes)."""
+    activations of its batch (``batch_per_worker``, default the workload's), and strategy-specific buffers
+    (bytes)."""
+    b = workload.batch_per_worker if batch_per_worker is None else batch_per_worker
     return {"dense": workload.dense_params * workload.dtype_bytes * dense_copies,
-            "activations": workload.batch_per_worker * workload.activation_bytes_per_sample, **buffers_bytes}
+            "activations": b * workload.activation_bytes_per_sample, **buffers_bytes}

@@ -96,7 +96,15 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
         graph.compute("dense.update", "compute.update", workers,
                       costs.dense_update_s(workload, device, workload.dense_params), deps=reduced, step=k)
 
-    buffers = {"sparse_shard": workload.sparse_bytes * (1 + workload.optimizer_slots) / n,
-               "partials": 2.0 * (partial_bytes if variant != "des-a2a" else n * b * r * s),
-               "ids": big_b * m * key if variant != "des-a2a" or opts.input == "replicated" else b * m * key}
-    return Lowered(graph, {"worker": worker_memory(workload, 2 + workload.optimizer_slots, **buffers)})
+    return Lowered(graph, des_memory(workload, n, variant, opts, b))
+
+
+def des_memory(workload: Workload, workers: int, variant: str, options: DESOptions,
+               batch_per_worker: float | np.ndarray) -> dict[str, dict[str, float | np.ndarray]]:
+    """A DES worker's memory (bytes) by component, for one batch size or an array of them."""
+    b, s, key = batch_per_worker, workload.dtype_bytes, workload.id_bytes
+    r, m = workload.partial_width, workload.ids_per_sample
+    buffers = {"sparse_shard": workload.sparse_bytes * (1 + workload.optimizer_slots) / workers,
+               "partials": 2.0 * workers * b * r * s,
+               "ids": workers * b * m * key if variant != "des-a2a" or options.input == "replicated" else b * m * key}
+    return {"worker": worker_memory(workload, 2 + workload.optimizer_slots, batch_per_worker=b, **buffers)}

@@ -33,5 +33,11 @@ def lower_dp(workload: Workload, cluster: Cluster, steps: int = 1) -> Lowered:
         dense = collective(graph, cluster, "dense.allreduce", "allreduce", workload.dense_params * s,
                            workers, (bwd,), k)
         graph.compute("update", "compute.update", workers, update_s, deps=sparse + dense, step=k)
+    return Lowered(graph, dp_memory(workload, b))
+
+
+def dp_memory(workload: Workload, batch_per_worker: float | np.ndarray) -> dict[str, dict[str, float | np.ndarray]]:
+    """A DP worker's memory (bytes) by component: replicated tables with gradients and optimizer state."""
     replicas = workload.sparse_bytes * (2 + workload.optimizer_slots)
-    return Lowered(graph, {"worker": worker_memory(workload, 2 + workload.optimizer_slots, tables=replicas)})
+    return {"worker": worker_memory(workload, 2 + workload.optimizer_slots, batch_per_worker=batch_per_worker,
+                                    tables=replicas)}

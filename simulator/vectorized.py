@@ -1,0 +1,131 @@
+"""Analytical steps over arrays of batch sizes, in closed form: one evaluation for a whole sweep axis.
+
+For ``des``, ``des-rs`` and ``dp`` with expected IDs, the analytical engine's critical path is a fixed
+chain, written out here (each rank: one compute and one communication stream, ops in program order):
+
+- ``des``: IDs all-gathered (T_ids) -> partials of the owned rows (c_pf) -> partials all-reduced or
+  reduce-scattered (T_p) -> dense forward and backward (f + g) -> partial gradients all-gathered (T_g);
+  then the owned rows' backward and update (c_pb) on the compute stream while the dense gradients are
+  all-reduced (T_d) on the communication stream; then the dense update (c_du):
+  ``step = T_ids + c_pf + T_p + f + g + T_g + max(c_pb, T_d) + c_du``;
+- ``dp``: forward and backward with their lookups, then the table and dense gradients all-reduced one
+  after the other, then the update: ``step = (p + f) + (p + g) + T_s + T_d + u``.
+
+Every collective time is the analytical backend's: the fastest candidate algorithm (as ``choose_algorithm``)
+of ``sum over steps of repeat x max(latency + size / size_ref x drain)``, each algorithm's profile built once
+per fabric (and pipeline shape) and evaluated for every size at once. Compute times are the strategy's cost
+functions on arrays. The result equals ``simulate_step(..., "analytical")`` per batch size (tested), at a
+small fraction of the cost per configuration (``benchmarks/sweep.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator import compute
+from simulator.collectives import pipeline_chunks
+from simulator.compute import fits
+from simulator.simulate import _chooser, analytical_collective, candidate_algorithms
+from simulator.strategies import StrategyOptions
+from simulator.strategies.base import Cluster, whole_nodes
+from simulator.strategies.costs import dense_kernels, dtype, row_bytes
+from simulator.strategies.des import des_memory
+from simulator.strategies.dp import dp_memory
+from workloads import Workload
+from workloads.ids import expected_unique
+
+STRATEGIES = ("des", "des-rs", "dp")
+
+
+def supports(workload: object, strategy: str, fidelity: str, steps: int = 1) -> bool:
+    """Whether ``step_times`` evaluates this run (else it needs the engine)."""
+    return (isinstance(workload, Workload) and workload.ids == "expected" and strategy in STRATEGIES
+            and fidelity == "analytical" and steps == 1)
+
+
+def collective_s(cluster: Cluster, op: str, sizes: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time s, bytes on the wire) of ``op`` over ``ranks`` at each of ``sizes`` (bytes), with the algorithm
+    the engine would pick at each size (the fastest, or the cluster's)."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if len(ranks) < 2:
+        return np.zeros_like(sizes), np.zeros_like(sizes)
+    per_node = whole_nodes(cluster, ranks)
+    network = _chooser(cluster.fabric)
+    algos = [cluster.collective_algorithm] if cluster.collective_algorithm else candidate_algorithms(
+        op, len(ranks), per_node)
+    times, wire = np.full((len(algos), len(sizes)), np.inf), np.zeros((len(algos), len(sizes)))
+    for a, algo in enumerate(algos):
+        chunks = np.array([pipeline_chunks(op, algo, s) or 0 for s in sizes])
+        for c in np.unique(chunks):
+            sel = np.nonzero((chunks == c) & (sizes > 0))[0]
+            if not len(sel):
+                continue
+            entry = analytical_collective(network, op, algo, float(sizes[sel[0]]), 0, per_node, ranks)[2]
+            scale = sizes[sel] / entry.size_bytes
+            times[a, sel] = sum(repeat * (step.latency_s[None, :] + scale[:, None] * step.drain_s[None, :]).max(axis=1)
+                                for repeat, step in entry.profile)
+            wire[a, sel] = entry.total_bytes * scale
+    best = np.argmin(times, axis=0)  # ties go to the first candidate, as min() over the dict does
+    columns = np.arange(len(sizes))
+    empty = sizes <= 0
+    return np.where(empty, 0.0, times[best, columns]), np.where(empty, 0.0, wire[best, columns])
+
+
+def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.ndarray,
+               options: StrategyOptions | None = None) -> dict[str, np.ndarray]:
+    """Per batch size (samples per worker): step_time_s, samples_per_s, bytes_on_wire,
+    bytes_per_worker_mean, compute_s, exposed_comm_s, memory_worker_bytes and fits_memory."""
+    if not supports(workload, strategy, "analytical"):
+        raise ValueError(f"the closed form covers {', '.join(STRATEGIES)} with expected IDs, not {strategy}")
+    opts = options or StrategyOptions.default()
+    b = np.asarray(batches, dtype=np.float64)
+    workers, device, n = cluster.workers, cluster.device, len(cluster.workers)
+    s = workload.dtype_bytes
+    lookups = b[:, None] * np.array([t.fields * t.hotness for t in workload.tables], dtype=np.float64)
+    flops, act = workload.dense_flops_per_sample, workload.activation_bytes_per_sample
+    weights, kernels = workload.dense_params * s, dense_kernels(workload)
+    forward = compute.dense_forward_s(device, b * flops, weights, b * act, dtype(workload), kernels)
+    backward = compute.dense_backward_s(device, b * flops, weights, b * act, dtype(workload), kernels)
+    dense_s, dense_wire = collective_s(cluster, "allreduce", np.array([weights]), workers)
+    dense_update = compute.dense_update_s(device, workload.dense_params, s, workload.optimizer_slots)
+    rows = row_bytes(workload)
+    if strategy == "dp":
+        unique = _unique(workload, lookups)
+        pool = compute.embedding_lookup_s(device, lookups, unique, rows).sum(axis=1)
+        sparse_s, sparse_wire = collective_s(cluster, "allreduce", np.array([workload.sparse_bytes]), workers)
+        update = compute.dense_update_s(device, workload.dense_params + workload.sparse_params, s,
+                                        workload.optimizer_slots)
+        busy = 2 * pool + forward + backward + update
+        step = busy + sparse_s + dense_s
+        wire = np.broadcast_to(sparse_wire + dense_wire, b.shape)
+        memory = dp_memory(workload, b)["worker"]
+    else:
+        owned_rows = _unique(workload, n * lookups) / n
+        partial_lookups = compute.embedding_lookup_s(device, lookups, owned_rows, rows).sum(axis=1)
+        partial_back = partial_lookups + compute.embedding_update_s(device, owned_rows, rows,
+                                                                    workload.optimizer_slots).sum(axis=1)
+        big_b = n * b
+        ids_s, ids_wire = (np.zeros_like(b), np.zeros_like(b)) if opts.des.input == "replicated" else collective_s(
+            cluster, "allgather", big_b * workload.ids_per_sample * workload.id_bytes, workers)
+        partial_bytes = big_b * workload.partial_width * s
+        sum_s, sum_wire = collective_s(cluster, "allreduce" if strategy == "des" else "reducescatter",
+                                       partial_bytes, workers)
+        grad_s, grad_wire = collective_s(cluster, "allgather", partial_bytes, workers)
+        busy = partial_lookups + forward + backward + partial_back + dense_update
+        step = (ids_s + partial_lookups + sum_s + forward + backward + grad_s + np.maximum(partial_back, dense_s)
+                + dense_update)
+        wire = ids_wire + sum_wire + grad_wire + dense_wire
+        memory = des_memory(workload, n, strategy, opts.des, b)["worker"]
+    total = sum(np.broadcast_to(v, b.shape) for v in memory.values())
+    fitting = np.array([fits(device, {k: float(np.broadcast_to(v, b.shape)[i]) for k, v in memory.items()})[0]
+                        for i in range(len(b))])
+    return {"step_time_s": step, "samples_per_s": n * b / step, "bytes_on_wire": wire,
+            "bytes_per_worker_mean": 2 * wire / n, "compute_s": busy, "exposed_comm_s": step - busy,
+            "memory_worker_bytes": total, "fits_memory": fitting}
+
+
+def _unique(workload: Workload, draws: np.ndarray) -> np.ndarray:
+    """Expected distinct IDs per (batch size, table) among ``draws`` draws of each table."""
+    return np.array([[expected_unique(t.rows, d, t.popularity, t.zipf_alpha) for t, d in zip(workload.tables, row,
+                                                                                              strict=True)]
+                     for row in draws])

@@ -1,0 +1,49 @@
+"""The closed-form analytical step (``simulator.vectorized``) equals the engine's, batch size by batch size."""
+
+import numpy as np
+import pytest
+
+from simulator.compute import load_device
+from simulator.fabric import Fabric
+from simulator.strategies import StrategyOptions
+from simulator.strategies.des import DESOptions
+from simulator.training import make_cluster, simulate_step
+from simulator.vectorized import STRATEGIES, step_times, supports
+from topologies import load_topology
+from workloads import load_workload
+
+TOPOLOGIES = ["leafspine16-oversub", "dgx:nodes=4,gpus_per_node=8,nvlink_gbps=3600,nic_gbps=400,rails=true"]
+BATCHES = np.array([32, 512, 4096])
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize(("workload", "des_input"), [("dlrm-small", "gathered"), ("fm-criteo", "gathered"),
+                                                     ("lr-criteo", "replicated")])
+def test_closed_form_equals_the_analytical_engine(topology: str, strategy: str, workload: str,
+                                                  des_input: str) -> None:
+    cluster = make_cluster(Fabric(load_topology(topology)), strategy, load_device("h100"), load_device("cpu-server"))
+    options = StrategyOptions.default()
+    options.des = DESOptions(input=des_input)
+    quick = step_times(load_workload(workload), cluster, strategy, BATCHES, options)
+    for i, b in enumerate(BATCHES):
+        summary = simulate_step(load_workload(workload, [f"batch_per_worker={b}"]), cluster, strategy, "analytical",
+                                options=options).summary
+        assert quick["step_time_s"][i] == pytest.approx(summary["step_time_s"], rel=1e-9)
+        assert quick["bytes_on_wire"][i] == pytest.approx(summary["bytes_on_wire"], rel=1e-9)
+        assert quick["bytes_per_worker_mean"][i] == pytest.approx(summary["bytes_per_worker"]["mean"], rel=1e-9)
+        assert quick["compute_s"][i] == pytest.approx(summary["compute_s"], rel=1e-9)
+        assert quick["exposed_comm_s"][i] == pytest.approx(summary["exposed_comm_s"], rel=1e-9, abs=1e-15)
+        assert quick["memory_worker_bytes"][i] == pytest.approx(summary["memory_per_device_bytes"]["worker"])
+        assert bool(quick["fits_memory"][i]) == summary["fits_memory"]
+
+
+def test_what_the_closed_form_covers() -> None:
+    assert supports(load_workload("dlrm-small"), "des", "analytical")
+    assert not supports(load_workload("dlrm-small"), "ps", "analytical")
+    assert not supports(load_workload("dlrm-small"), "des", "flow")
+    assert not supports(load_workload("dlrm-small", ["ids=sampled"]), "des", "analytical")
+    assert not supports(load_workload("xc-1e6"), "des", "analytical")
+    cluster = make_cluster(Fabric(load_topology("leafspine16")), "ps", load_device("h100"), load_device("cpu-server"))
+    with pytest.raises(ValueError, match="closed form covers des, des-rs, dp"):
+        step_times(load_workload("dlrm-small"), cluster, "ps", BATCHES)
