@@ -29,10 +29,10 @@ bytes on the wire and per worker (mean), compute, exposed communication and memo
 Other points run on the engine (``evaluation``: ``engine``).
 
 Rows are appended and flushed to ``<out>.journal.jsonl`` as runs finish (fsynced at most every half
-second); the table (Parquet, or CSV for ``.csv``) is written atomically at the end, sorted by ``run``. ``resume`` skips every run already
-in the journal or the table, so a sweep killed at any moment (even ``kill -9``) loses at most the runs in
-flight. Backends: ``local`` (a process pool) and ``dask`` (dask.distributed: a local cluster, or the
-scheduler at ``scheduler``); they give the same rows.
+second); the table (Parquet, or CSV for ``.csv``) is written atomically at the end, sorted by ``run``.
+``resume`` skips every run already in the journal or the table, so a sweep killed at any moment (even
+``kill -9``) loses at most the runs in flight. Backends: ``local`` (a process pool) and ``dask``
+(dask.distributed: a local cluster, or the scheduler at ``scheduler``); they give the same rows.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
     server_device = cluster.server_device or cluster.device
     s, key = workload.dtype_bytes, workload.id_bytes
     values = np.array([t.params_per_id for t in workload.tables], dtype=np.float64) * s
-    b, slots = workload.batch_per_worker, workload.optimizer_slots
+    b = workload.batch_per_worker
     dense_bytes = workload.dense_params * s
     # dense=ps: server j holds the whole values [D j // P, D (j+1) // P) of the flattened dense parameters
     dense_shard = np.diff(workload.dense_params * np.arange(p + 1) // p).astype(np.float64)
@@ -104,12 +104,25 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
                           costs.dense_update_s(workload, cluster.device, workload.dense_params), deps=reduced, step=k)
         updates.append(tuple(step_updates))
 
-    pulled_bytes = float(((stats or demand(workload, n)).unique * values).sum(axis=1).max()) * 2  # rows, grads
-    dense_copies = 2 if opts.dense == "ps" else 2 + slots
-    memory = {"worker": worker_memory(workload, dense_copies, pulled_rows=pulled_bytes),
-              "server": {"sparse_shard": workload.sparse_bytes * (1 + slots) / p,
-                         "dense_shard": dense_bytes * (1 + slots) / p if opts.dense == "ps" else 0.0}}
-    return Lowered(graph, memory)
+    unique = (stats or demand(workload, n)).unique
+    unique = unique[[np.argmax(unique @ values)]]  # the worker that pulls the most
+    return Lowered(graph, {role: {k: float(v[0]) if np.ndim(v) else v for k, v in parts.items()}
+                           for role, parts in ps_memory(workload, p, opts, unique, b).items()})
+
+
+def ps_memory(workload: Workload, servers: int, options: PSOptions, unique: np.ndarray,
+              batch_per_worker: float | np.ndarray) -> dict[str, dict[str, float | np.ndarray]]:
+    """Memory (bytes) by component of a PS worker (the rows it pulls, and their gradients: ``unique``
+    distinct IDs per table, last axis) and of a server (its shard of the tables, and of the dense part
+    with ``dense=ps``), with optimizer state on the servers."""
+    slots = workload.optimizer_slots
+    values = np.array([t.params_per_id for t in workload.tables], dtype=np.float64) * workload.dtype_bytes
+    pulled = (np.asarray(unique) * values).sum(axis=-1) * 2  # rows and their gradients
+    dense_copies = 2 if options.dense == "ps" else 2 + slots
+    dense_bytes = workload.dense_params * workload.dtype_bytes
+    return {"worker": worker_memory(workload, dense_copies, batch_per_worker=batch_per_worker, pulled_rows=pulled),
+            "server": {"sparse_shard": workload.sparse_bytes * (1 + slots) / servers,
+                       "dense_shard": dense_bytes * (1 + slots) / servers if options.dense == "ps" else 0.0}}
 
 
 def _updates_to_wait_for(updates: list[tuple[int, ...]], step: int, opts: PSOptions) -> tuple[int, ...]:
