@@ -22,11 +22,11 @@ and ``device.<field>`` (a Device field of the worker device). Each run becomes o
 swept keys), the step summary's scalars (``training.flat_summary``) and ``error`` (empty, or the one-line
 reason the point is invalid: an invalid point does not stop the others).
 
-With ``closed_form: true`` the points the closed form covers (``simulator.vectorized``: des, des-rs and dp,
-analytical, expected IDs) are evaluated together, one numpy evaluation per group of points that differ only
-in ``workload.batch_per_worker``; their rows (``evaluation``: ``closed form``) hold the step time, samples/s,
-bytes on the wire and per worker (mean), compute, exposed communication and memory, equal to the engine's.
-Other points run on the engine (``evaluation``: ``engine``).
+With ``closed_form: true`` the points the closed form covers (``simulator.vectorized``: des, des-rs, dp and
+synchronous ps, analytical, expected IDs) are evaluated together, one numpy evaluation per group of points
+that differ only in ``workload.batch_per_worker``; their rows (``evaluation``: ``closed form``) hold the
+step time, samples/s, bytes on the wire and per worker (mean), compute, exposed communication and memory,
+equal to the engine's. Other points run on the engine (``evaluation``: ``engine``).
 
 Rows are appended and flushed to ``<out>.journal.jsonl`` as runs finish (fsynced at most every half
 second); the table (Parquet, or CSV for ``.csv``) is written atomically at the end, sorted by ``run``.
@@ -302,7 +302,7 @@ def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[st
         except (SpecError, ValueError, ValidationError):
             left += group  # the engine path records the error of each point
             continue
-        if not supports(run.workload, run.strategy, run.fidelity, run.steps):
+        if not supports(run.workload, run.strategy, run.fidelity, run.steps, run.options):
             left += group
             continue
         batches = np.array([p[1].get(BATCH, run.workload.batch_per_worker) for p in group], dtype=np.float64)

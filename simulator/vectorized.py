@@ -1,7 +1,8 @@
 """Analytical steps over arrays of batch sizes, in closed form: one evaluation for a whole sweep axis.
 
-For ``des``, ``des-rs`` and ``dp`` with expected IDs, the analytical engine's critical path is a fixed
-chain, written out here (each rank: one compute and one communication stream, ops in program order):
+For ``des``, ``des-rs``, ``dp`` and synchronous ``ps`` with expected IDs, the analytical engine's critical
+path is a fixed chain, written out here (each rank: a compute, a communication and a PS-server stream,
+ops in program order):
 
 - ``des``: IDs all-gathered (T_ids) -> partials of the owned rows (c_pf) -> partials all-reduced or
   reduce-scattered (T_p) -> dense forward and backward (f + g) -> partial gradients all-gathered (T_g);
@@ -9,7 +10,13 @@ chain, written out here (each rank: one compute and one communication stream, op
   all-reduced (T_d) on the communication stream; then the dense update (c_du):
   ``step = T_ids + c_pf + T_p + f + g + T_g + max(c_pb, T_d) + c_du``;
 - ``dp``: forward and backward with their lookups, then the table and dense gradients all-reduced one
-  after the other, then the update: ``step = (p + f) + (p + g) + T_s + T_d + u``.
+  after the other, then the update: ``step = (p + f) + (p + g) + T_s + T_d + u``;
+- ``ps`` (sync): keys to the servers (K), their lookup (L), rows back (V), with ``dense=ps`` the dense
+  values after them on the same stream (DP); forward and backward with the pooling (f + g); keys and
+  gradients pushed (Pu), dense gradients after them (DPu); the servers' update (SU):
+  ``step = K + L + V + DP + f + g + Pu + DPu + SU``; with ``dense=allreduce`` the dense all-reduce (T_d)
+  and update (u) follow the push alongside the servers' update: ``... + Pu + max(SU, T_d + u)``.
+  An exchange whose messages all have one size c takes ``max(latency + c x drain)`` of its unit profile.
 
 Every collective time is the analytical backend's: the fastest candidate algorithm (as ``choose_algorithm``)
 of ``sum over steps of repeat x max(latency + size / size_ref x drain)``, each algorithm's profile built once
@@ -34,13 +41,15 @@ from simulator.strategies.dp import dp_memory
 from workloads import Workload
 from workloads.ids import expected_unique
 
-STRATEGIES = ("des", "des-rs", "dp")
+STRATEGIES = ("des", "des-rs", "dp", "ps")
 
 
-def supports(workload: object, strategy: str, fidelity: str, steps: int = 1) -> bool:
+def supports(workload: object, strategy: str, fidelity: str, steps: int = 1,
+             options: StrategyOptions | None = None) -> bool:
     """Whether ``step_times`` evaluates this run (else it needs the engine)."""
     return (isinstance(workload, Workload) and workload.ids == "expected" and strategy in STRATEGIES
-            and fidelity == "analytical" and steps == 1)
+            and fidelity == "analytical" and steps == 1 and (options is None or options.ps.mode == "sync"
+                                                              or strategy != "ps"))
 
 
 def collective_s(cluster: Cluster, op: str, sizes: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,9 +84,10 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
                options: StrategyOptions | None = None) -> dict[str, np.ndarray]:
     """Per batch size (samples per worker): step_time_s, samples_per_s, bytes_on_wire,
     bytes_per_worker_mean, compute_s, exposed_comm_s, memory_worker_bytes and fits_memory."""
-    if not supports(workload, strategy, "analytical"):
-        raise ValueError(f"the closed form covers {', '.join(STRATEGIES)} with expected IDs, not {strategy}")
     opts = options or StrategyOptions.default()
+    if not supports(workload, strategy, "analytical", options=opts):
+        raise ValueError(f"the closed form covers {', '.join(STRATEGIES)} (ps: sync) with expected IDs, "
+                         f"not {strategy}")
     b = np.asarray(batches, dtype=np.float64)
     workers, device, n = cluster.workers, cluster.device, len(cluster.workers)
     s = workload.dtype_bytes
@@ -89,6 +99,8 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
     dense_s, dense_wire = collective_s(cluster, "allreduce", np.array([weights]), workers)
     dense_update = compute.dense_update_s(device, workload.dense_params, s, workload.optimizer_slots)
     rows = row_bytes(workload)
+    if strategy == "ps":
+        return _ps(workload, cluster, opts, b, lookups, forward, backward, dense_s, dense_wire, dense_update)
     if strategy == "dp":
         unique = _unique(workload, lookups)
         pool = compute.embedding_lookup_s(device, lookups, unique, rows).sum(axis=1)
@@ -116,12 +128,108 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
                 + dense_update)
         wire = ids_wire + sum_wire + grad_wire + dense_wire
         memory = des_memory(workload, n, strategy, opts.des, b)["worker"]
-    total = sum(np.broadcast_to(v, b.shape) for v in memory.values())
-    fitting = np.array([fits(device, {k: float(np.broadcast_to(v, b.shape)[i]) for k, v in memory.items()})[0]
-                        for i in range(len(b))])
+    total, fitting = _memory(device, memory, b)
     return {"step_time_s": step, "samples_per_s": n * b / step, "bytes_on_wire": wire,
             "bytes_per_worker_mean": 2 * wire / n, "compute_s": busy, "exposed_comm_s": step - busy,
             "memory_worker_bytes": total, "fits_memory": fitting}
+
+
+def _memory(device: object, parts: dict[str, float | np.ndarray], b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Total bytes and whether they fit ``device``, per batch size."""
+    total = sum(np.broadcast_to(v, b.shape) for v in parts.values())
+    fitting = np.array([fits(device, {k: float(np.broadcast_to(v, b.shape)[i]) for k, v in parts.items()})[0]
+                        for i in range(len(b))])
+    return total, fitting
+
+
+def exchange_s(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time s, bytes) of a one-round exchange ``src[i] -> dst[i]`` of messages that all have one size, at
+    each of ``sizes`` (bytes per message), as ``strategies.base.exchange`` lowers it (self-messages dropped)."""
+    from simulator.network.analytical import AnalyticalNetwork
+    from simulator.schedule import Pattern
+
+    sizes = np.asarray(sizes, dtype=np.float64)
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    if not len(src):
+        return np.zeros_like(sizes), np.zeros_like(sizes)
+    present = np.zeros(cluster.fabric.n_hosts, dtype=bool)
+    present[src] = present[dst] = True
+    ranks = np.nonzero(present)[0]
+    position = np.cumsum(present) - 1
+    unit = AnalyticalNetwork(cluster.fabric).step_profile(
+        Pattern.of(len(ranks), position[src], position[dst], np.ones(len(src))), ranks)
+    time_s = (unit.latency_s[None, :] + sizes[:, None] * unit.drain_s[None, :]).max(axis=1)
+    return np.where(sizes > 0, time_s, 0.0), sizes * len(src)
+
+
+def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarray, lookups: np.ndarray,
+        forward: np.ndarray, backward: np.ndarray, dense_s: np.ndarray, dense_wire: np.ndarray,
+        dense_update: float) -> dict[str, np.ndarray]:
+    """The synchronous PS step per batch size (see the module doc)."""
+    from simulator.network.analytical import AnalyticalNetwork
+    from simulator.schedule import Pattern
+    from simulator.strategies.ps import ps_memory
+
+    workers, servers = cluster.workers, cluster.servers
+    n, p = len(workers), len(servers)
+    device, server = cluster.device, cluster.server_device or cluster.device
+    s, key, rows = workload.dtype_bytes, workload.id_bytes, row_bytes(workload)
+    values = np.array([t.params_per_id for t in workload.tables], dtype=np.float64) * s
+    unique = _unique(workload, lookups)  # (configs, tables): a worker's distinct IDs
+    unique_global = _unique(workload, n * lookups)
+    pool = compute.embedding_lookup_s(device, lookups, unique, rows).sum(axis=1)
+    requested = n * unique / p  # what each server looks up: every worker's distinct IDs it holds
+    lookup = compute.embedding_lookup_s(server, requested, requested, rows).sum(axis=1)
+    src, dst = np.repeat(workers, p), np.tile(servers, n)
+    keys_s, keys_wire = exchange_s(cluster, src, dst, unique.sum(axis=1) / p * key)
+    rows_s, rows_wire = exchange_s(cluster, dst, src, unique @ values / p)
+    push_s, push_wire = exchange_s(cluster, src, dst, (unique.sum(axis=1) * key + unique @ values) / p)
+    server_s = compute.ps_server_update_s(server, unique_global / p, rows, workload.optimizer_slots).sum(axis=1)
+    pulled_dense = pushed_dense = 0.0
+    dense_wire_ps = 0.0
+    if opts.ps.dense == "ps":
+        shard = np.diff(workload.dense_params * np.arange(p + 1) // p).astype(np.float64)
+        keep = np.tile(shard * s, n)
+        sel = (keep > 0) & (src != dst)
+        if sel.any():
+            present = np.zeros(cluster.fabric.n_hosts, dtype=bool)
+            present[src[sel]] = present[dst[sel]] = True
+            ranks, position = np.nonzero(present)[0], np.cumsum(present) - 1
+            network = AnalyticalNetwork(cluster.fabric)
+            pulled_dense = network.step_profile(Pattern.of(len(ranks), position[dst[sel]], position[src[sel]],
+                                                           keep[sel]), ranks).time_s()
+            pushed_dense = network.step_profile(Pattern.of(len(ranks), position[src[sel]], position[dst[sel]],
+                                                           keep[sel]), ranks).time_s()
+            dense_wire_ps = 2 * float(keep[sel].sum())
+        server_s = server_s + float(np.max(compute.dense_update_s(server, shard, s, workload.optimizer_slots)))
+    colocated = bool(np.isin(servers, workers).any())
+    head = keys_s + lookup + rows_s + pulled_dense + pool + forward + pool + backward + push_s
+    if opts.ps.dense == "ps":
+        step = head + pushed_dense + server_s
+        tail_compute = np.zeros_like(b)
+        worker_end = step if colocated else head + pushed_dense
+    else:
+        step = head + np.maximum(server_s, dense_s + dense_update)
+        # a co-located host runs the servers' update and the dense update: their union
+        overlap = np.maximum(0.0, np.minimum(server_s, dense_s + dense_update) - dense_s)
+        tail_compute = (server_s + dense_update - overlap) if colocated else np.full_like(b, dense_update)
+        worker_end = step if colocated else head + dense_s + dense_update
+    busy = 2 * pool + forward + backward + tail_compute
+    if colocated and opts.ps.dense == "ps":
+        busy = busy + lookup + server_s
+    elif colocated:
+        busy = busy + lookup
+    exchanged = keys_wire + rows_wire + push_wire + dense_wire_ps
+    reduced = dense_wire if opts.ps.dense == "allreduce" else 0.0
+    wire = exchanged + reduced
+    traffic = (2 * exchanged if colocated else exchanged) + 2 * reduced
+    memory = ps_memory(workload, p, opts.ps, unique, b)
+    total, fitting = _memory(device, memory["worker"], b)
+    server_total, server_fits = _memory(server, memory["server"], b)
+    return {"step_time_s": step, "samples_per_s": n * b / step, "bytes_on_wire": wire,
+            "bytes_per_worker_mean": traffic / n, "compute_s": busy, "exposed_comm_s": worker_end - busy,
+            "memory_worker_bytes": total, "memory_server_bytes": server_total, "fits_memory": fitting & server_fits}
 
 
 def _unique(workload: Workload, draws: np.ndarray) -> np.ndarray:

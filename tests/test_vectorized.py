@@ -7,6 +7,7 @@ from simulator.compute import load_device
 from simulator.fabric import Fabric
 from simulator.strategies import StrategyOptions
 from simulator.strategies.des import DESOptions
+from simulator.strategies.ps import PSOptions
 from simulator.training import make_cluster, simulate_step
 from simulator.vectorized import STRATEGIES, step_times, supports
 from topologies import load_topology
@@ -17,7 +18,7 @@ BATCHES = np.array([32, 512, 4096])
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "ps"])
 @pytest.mark.parametrize(("workload", "des_input"), [("dlrm-small", "gathered"), ("fm-criteo", "gathered"),
                                                      ("lr-criteo", "replicated")])
 def test_closed_form_equals_the_analytical_engine(topology: str, strategy: str, workload: str,
@@ -38,12 +39,37 @@ def test_closed_form_equals_the_analytical_engine(topology: str, strategy: str, 
         assert bool(quick["fits_memory"][i]) == summary["fits_memory"]
 
 
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize(("placement", "servers"), [("colocated", None), ("dedicated", 4)])
+@pytest.mark.parametrize("dense", ["ps", "allreduce"])
+def test_closed_form_ps_equals_the_analytical_engine(topology: str, placement: str, servers: int | None,
+                                                     dense: str) -> None:
+    cluster = make_cluster(Fabric(load_topology(topology)), "ps", load_device("h100"), load_device("cpu-server"),
+                           servers=servers, placement=placement)
+    options = StrategyOptions.default()
+    options.ps = PSOptions(dense=dense)
+    quick = step_times(load_workload("dlrm-small"), cluster, "ps", BATCHES, options)
+    for i, b in enumerate(BATCHES):
+        summary = simulate_step(load_workload("dlrm-small", [f"batch_per_worker={b}"]), cluster, "ps", "analytical",
+                                options=options).summary
+        for key in ("step_time_s", "bytes_on_wire", "compute_s", "exposed_comm_s"):
+            assert quick[key][i] == pytest.approx(summary[key], rel=1e-9), key
+        assert quick["bytes_per_worker_mean"][i] == pytest.approx(summary["bytes_per_worker"]["mean"], rel=1e-9)
+        for role in ("worker", "server"):
+            assert quick[f"memory_{role}_bytes"][i] == pytest.approx(summary["memory_per_device_bytes"][role])
+        assert bool(quick["fits_memory"][i]) == summary["fits_memory"]
+
+
 def test_what_the_closed_form_covers() -> None:
     assert supports(load_workload("dlrm-small"), "des", "analytical")
-    assert not supports(load_workload("dlrm-small"), "ps", "analytical")
+    assert supports(load_workload("dlrm-small"), "ps", "analytical")
+    assert not supports(load_workload("dlrm-small"), "des-a2a", "analytical")
+    asynchronous = StrategyOptions.default()
+    asynchronous.ps = PSOptions(mode="async")
+    assert not supports(load_workload("dlrm-small"), "ps", "analytical", options=asynchronous)
     assert not supports(load_workload("dlrm-small"), "des", "flow")
     assert not supports(load_workload("dlrm-small", ["ids=sampled"]), "des", "analytical")
     assert not supports(load_workload("xc-1e6"), "des", "analytical")
-    cluster = make_cluster(Fabric(load_topology("leafspine16")), "ps", load_device("h100"), load_device("cpu-server"))
-    with pytest.raises(ValueError, match="closed form covers des, des-rs, dp"):
-        step_times(load_workload("dlrm-small"), cluster, "ps", BATCHES)
+    cluster = make_cluster(Fabric(load_topology("leafspine16")), "tw", load_device("h100"), load_device("cpu-server"))
+    with pytest.raises(ValueError, match="closed form covers des, des-rs, dp, ps"):
+        step_times(load_workload("dlrm-small"), cluster, "tw", BATCHES)
