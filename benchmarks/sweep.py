@@ -20,7 +20,7 @@ from simulator.sweep import sweep
 
 
 def spec_for(configs: int, closed_form: bool = False) -> dict:
-    strategies = ["dp", "des", "des-rs"] if closed_form else ["ps", "des", "des-rs"]
+    strategies = ["ps", "des", "des-rs"]
     batches = [256 * (k + 1) for k in range(max(1, configs // (len(strategies) * 4)))]
     return {"base": {"workload": "dlrm-criteo-tb", "fidelity": "analytical",
                      "topology": "dgx:nodes=8,gpus_per_node=8,nvlink_gbps=3600,nic_gbps=400,rails=true"},
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=1200)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--backend", default="local")
-    parser.add_argument("--closed-form", action="store_true", help="dp, des, des-rs in closed form (vectorized)")
+    parser.add_argument("--closed-form", action="store_true", help="the same points in closed form (vectorized)")
     args = parser.parse_args()
     spec = spec_for(args.configs, args.closed_form)
     with tempfile.TemporaryDirectory() as tmp:
