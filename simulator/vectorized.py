@@ -145,30 +145,32 @@ def _memory(device: object, parts: dict[str, float | np.ndarray], b: np.ndarray)
 def exchange_s(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(time s, bytes) of a one-round exchange ``src[i] -> dst[i]`` of messages that all have one size, at
     each of ``sizes`` (bytes per message), as ``strategies.base.exchange`` lowers it (self-messages dropped)."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    keep = src != dst
+    if not keep.any():
+        return np.zeros_like(sizes), np.zeros_like(sizes)
+    unit = _exchange_profile(cluster, src[keep], dst[keep], np.ones(int(keep.sum())))
+    time_s = (unit.latency_s[None, :] + sizes[:, None] * unit.drain_s[None, :]).max(axis=1)
+    return np.where(sizes > 0, time_s, 0.0), sizes * int(keep.sum())
+
+
+def _exchange_profile(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> object:
+    """The analytical step profile of messages ``src[i] -> dst[i]`` (hosts) of ``sizes`` bytes, over the
+    hosts they involve, as the engine runs an exchange."""
     from simulator.network.analytical import AnalyticalNetwork
     from simulator.schedule import Pattern
 
-    sizes = np.asarray(sizes, dtype=np.float64)
-    keep = src != dst
-    src, dst = src[keep], dst[keep]
-    if not len(src):
-        return np.zeros_like(sizes), np.zeros_like(sizes)
     present = np.zeros(cluster.fabric.n_hosts, dtype=bool)
     present[src] = present[dst] = True
-    ranks = np.nonzero(present)[0]
-    position = np.cumsum(present) - 1
-    unit = AnalyticalNetwork(cluster.fabric).step_profile(
-        Pattern.of(len(ranks), position[src], position[dst], np.ones(len(src))), ranks)
-    time_s = (unit.latency_s[None, :] + sizes[:, None] * unit.drain_s[None, :]).max(axis=1)
-    return np.where(sizes > 0, time_s, 0.0), sizes * len(src)
+    ranks, position = np.nonzero(present)[0], np.cumsum(present) - 1
+    return AnalyticalNetwork(cluster.fabric).step_profile(Pattern.of(len(ranks), position[src], position[dst],
+                                                                     sizes), ranks)
 
 
 def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarray, lookups: np.ndarray,
         forward: np.ndarray, backward: np.ndarray, dense_s: np.ndarray, dense_wire: np.ndarray,
         dense_update: float) -> dict[str, np.ndarray]:
     """The synchronous PS step per batch size (see the module doc)."""
-    from simulator.network.analytical import AnalyticalNetwork
-    from simulator.schedule import Pattern
     from simulator.strategies.ps import ps_memory
 
     workers, servers = cluster.workers, cluster.servers
@@ -188,38 +190,27 @@ def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarr
     server_s = compute.ps_server_update_s(server, unique_global / p, rows, workload.optimizer_slots).sum(axis=1)
     pulled_dense = pushed_dense = 0.0
     dense_wire_ps = 0.0
-    if opts.ps.dense == "ps":
+    if opts.ps.dense == "ps":  # server j holds whole values [D j // P, D (j+1) // P): sizes differ by one value
         shard = np.diff(workload.dense_params * np.arange(p + 1) // p).astype(np.float64)
-        keep = np.tile(shard * s, n)
-        sel = (keep > 0) & (src != dst)
+        sizes = np.tile(shard * s, n)
+        sel = (sizes > 0) & (src != dst)
         if sel.any():
-            present = np.zeros(cluster.fabric.n_hosts, dtype=bool)
-            present[src[sel]] = present[dst[sel]] = True
-            ranks, position = np.nonzero(present)[0], np.cumsum(present) - 1
-            network = AnalyticalNetwork(cluster.fabric)
-            pulled_dense = network.step_profile(Pattern.of(len(ranks), position[dst[sel]], position[src[sel]],
-                                                           keep[sel]), ranks).time_s()
-            pushed_dense = network.step_profile(Pattern.of(len(ranks), position[src[sel]], position[dst[sel]],
-                                                           keep[sel]), ranks).time_s()
-            dense_wire_ps = 2 * float(keep[sel].sum())
+            pulled_dense = _exchange_profile(cluster, dst[sel], src[sel], sizes[sel]).time_s()
+            pushed_dense = _exchange_profile(cluster, src[sel], dst[sel], sizes[sel]).time_s()
+            dense_wire_ps = 2 * float(sizes[sel].sum())
         server_s = server_s + float(np.max(compute.dense_update_s(server, shard, s, workload.optimizer_slots)))
     colocated = bool(np.isin(servers, workers).any())
     head = keys_s + lookup + rows_s + pulled_dense + pool + forward + pool + backward + push_s
     if opts.ps.dense == "ps":
         step = head + pushed_dense + server_s
-        tail_compute = np.zeros_like(b)
         worker_end = step if colocated else head + pushed_dense
+        tail, hosted = 0.0, server_s  # a worker's compute after backward; a co-located host's
     else:
         step = head + np.maximum(server_s, dense_s + dense_update)
-        # a co-located host runs the servers' update and the dense update: their union
-        overlap = np.maximum(0.0, np.minimum(server_s, dense_s + dense_update) - dense_s)
-        tail_compute = (server_s + dense_update - overlap) if colocated else np.full_like(b, dense_update)
         worker_end = step if colocated else head + dense_s + dense_update
-    busy = 2 * pool + forward + backward + tail_compute
-    if colocated and opts.ps.dense == "ps":
-        busy = busy + lookup + server_s
-    elif colocated:
-        busy = busy + lookup
+        overlap = np.maximum(0.0, np.minimum(server_s, dense_s + dense_update) - dense_s)
+        tail, hosted = dense_update, server_s + dense_update - overlap  # the two updates' union
+    busy = 2 * pool + forward + backward + (lookup + hosted if colocated else tail)
     exchanged = keys_wire + rows_wire + push_wire + dense_wire_ps
     reduced = dense_wire if opts.ps.dense == "allreduce" else 0.0
     wire = exchanged + reduced
