@@ -141,13 +141,18 @@ def scaling(frame: pd.DataFrame, x: str = "workers", marked: tuple[str, str] | N
     """Step time, samples/s and bytes per worker (``flat_summary`` columns) against ``x`` (log scales), one
     line per strategy; a dashed line where the faster of the ``marked`` pair changes (``crossover``).
     Several rows of one (strategy, x), as a sweep over other inputs gives, are drawn as their median;
-    rows without a step time (invalid runs) are left out."""
+    rows without a step time (invalid runs) are left out. Rows with only the mean bytes per worker (the
+    closed form's) show that instead of the max."""
+    metrics = dict(SCALING_METRICS)
+    if "bytes_per_worker_max" not in frame or frame.bytes_per_worker_max.isna().all():
+        del metrics["bytes_per_worker_max"]
+        metrics["bytes_per_worker_mean"] = ("MB per worker per step (mean)", 1e-6)
     frame = (frame.dropna(subset=["step_time_s"]).groupby(["strategy", x], as_index=False, sort=False)
-             [list(SCALING_METRICS)].median())
-    fig = make_subplots(rows=1, cols=len(SCALING_METRICS), horizontal_spacing=0.09)
+             [list(metrics)].median())
+    fig = make_subplots(rows=1, cols=len(metrics), horizontal_spacing=0.09)
     colors = category_colors(frame.strategy)
     values = sorted(frame[x].unique())
-    for col, (metric, (label, scale)) in enumerate(SCALING_METRICS.items(), start=1):
+    for col, (metric, (label, scale)) in enumerate(metrics.items(), start=1):
         for strategy, group in frame.sort_values(x).groupby("strategy", sort=False):
             fig.add_trace(go.Scatter(x=group[x], y=group[metric] * scale, name=strategy, mode="lines+markers",
                                      line_color=colors[strategy], legendgroup=strategy, showlegend=col == 1,
@@ -158,7 +163,7 @@ def scaling(frame: pd.DataFrame, x: str = "workers", marked: tuple[str, str] | N
     found = crossover(frame, *marked, x=x) if marked and set(marked) <= set(frame.strategy) else None
     if found is not None:
         at, before, after = found
-        for col in range(1, len(SCALING_METRICS) + 1):
+        for col in range(1, len(metrics) + 1):
             fig.add_vline(x=at, line_dash="dash", line_color="gray", row=1, col=col)
         fig.add_annotation(x=0.5, y=1.02, xref="paper", yref="paper", showarrow=False, yanchor="bottom",
                            text=f"crossover at {x} ≈ {at:.3g}: {before} is faster below, {after} above")

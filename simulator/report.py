@@ -6,7 +6,7 @@ Results are either
   (each with a ``strategy`` column); the report has the summary table, bytes by category, the step-time
   breakdown, each strategy's timeline and link heatmap, and the topology when it is small; or
 - a sweep: a Parquet or CSV table with one row per run (``strategy``, ``step_time_s``, ``samples_per_s``,
-  ``bytes_per_worker_max`` and the swept inputs, such as ``workers``); the report has the table and the
+  bytes per worker and the swept inputs, such as ``workers``); the report has the table and the
   scaling curves against the first swept numeric column.
 """
 
@@ -87,7 +87,7 @@ def _run_report(directory: Path) -> str:
 
 def _sweep_report(path: Path) -> str:
     rows = _table(path)
-    missing = [c for c in ("strategy", "step_time_s", "samples_per_s", "bytes_per_worker_max") if c not in rows]
+    missing = [c for c in ("strategy", "step_time_s", "samples_per_s") if c not in rows]
     if missing:
         raise SpecError("results", str(path), f"a sweep table needs the column {missing[0]} (one row per run)")
     figures = []

@@ -117,14 +117,17 @@ def test_an_existing_table_needs_resume_and_a_bad_backend_is_refused(capsys, tmp
     assert code == 2 and "backend: got 'spark'; allowed: local, dask" in err
 
 
-def test_report_on_sweep_results(capsys, tmp_path) -> None:
+@pytest.mark.parametrize("closed_form", [False, True])
+def test_report_on_sweep_results(capsys, tmp_path, closed_form: bool) -> None:
     spec = {"base": {"topology": TOPOLOGY, "workload": "dlrm-small"},
-            "grid": {"strategy": ["ps", "des"], "workers": [2, 4, 8, 16]}}
+            "grid": {"strategy": ["ps", "des"], "workers": [2, 4, 8, 16]}, "closed_form": closed_form}
     table = tmp_path / "r.parquet"
     sweep(spec, table, jobs=1)
     code, _, err = run_cli(capsys, "report", str(table), "--out", str(tmp_path / "r.html"))
     assert code == 0, err
-    assert "Scaling with workers" in (tmp_path / "r.html").read_text()
+    page = (tmp_path / "r.html").read_text()
+    assert "Scaling with workers" in page
+    assert ("MB per worker per step (mean)" in page) == closed_form
 
 
 def test_report_on_a_sweep_over_several_inputs_draws_medians(capsys, tmp_path) -> None:
