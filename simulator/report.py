@@ -6,8 +6,8 @@ Results are either
   (each with a ``strategy`` column); the report has the summary table, bytes by category, the step-time
   breakdown, each strategy's timeline and link heatmap, and the topology when it is small; or
 - a sweep: a Parquet or CSV table with one row per run (``strategy``, ``step_time_s``, ``samples_per_s``,
-  bytes per worker and the swept inputs, such as ``workers``); the report has the table and the
-  scaling curves against the first swept numeric column.
+  bytes per worker and the swept inputs, such as ``workers`` or ``topology.host_gbps``); the report has
+  the table and the scaling curves against the first swept numeric input.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def _sweep_report(path: Path) -> str:
     if missing:
         raise SpecError("results", str(path), f"a sweep table needs the column {missing[0]} (one row per run)")
     figures = []
-    swept = next((k for k in SWEEP_KEYS if k in rows and rows[k].nunique() > 1), None)
+    inputs = [*SWEEP_KEYS, *(c for c in rows.columns if c.startswith(("topology.", "workload.", "device.")))]
+    swept = next((k for k in inputs if k in rows and pd.api.types.is_numeric_dtype(rows[k])
+                  and rows[k].nunique() > 1), None)
     if swept is not None:
         marked = ("ps", "des") if {"ps", "des"} <= set(rows.strategy) else None
         title = f"Scaling with {swept}" + (" (median over the other swept inputs)" if len(rows) > rows.groupby(

@@ -163,3 +163,11 @@ def test_the_closed_form_gives_the_engines_rows_for_the_points_it_covers() -> No
         assert quick[column].to_numpy(float) == pytest.approx(engine[column].to_numpy(float), rel=1e-9), column
     assert quick.fits_memory.tolist() == engine.fits_memory.tolist()
     assert quick.key.tolist() == engine.key.tolist()
+
+
+def test_report_draws_a_sweep_over_a_topology_field(capsys, tmp_path) -> None:
+    spec = {"base": {"topology": TOPOLOGY, "workload": "dlrm-small"},
+            "grid": {"strategy": ["ps", "des"], "topology.host_gbps": [50, 100, 400]}}
+    sweep(spec, tmp_path / "r.parquet", jobs=1)
+    code, _, err = run_cli(capsys, "report", str(tmp_path / "r.parquet"), "--out", str(tmp_path / "r.html"))
+    assert code == 0 and "<h2>Scaling with topology.host_gbps</h2>" in (tmp_path / "r.html").read_text(), err
