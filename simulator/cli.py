@@ -568,8 +568,8 @@ def validate(
     _timeout(timeout_s)
     if backend == "nccl" and "ps-async" in grid[1]:
         raise SpecError("strategies", "ps-async", "needs gloo (its servers receive from any worker; NCCL cannot)")
-    if steps < 2:
-        raise SpecError("steps", steps, "allowed: >= 2 (the first step is warm-up)")
+    if not 2 <= steps <= 1000:
+        raise SpecError("steps", steps, "allowed: 2 to 1,000 (the first step is warm-up)")
     if not 1 <= batch <= 65536:
         raise SpecError("batch", batch, "allowed: 1 to 65536")
     if out is not None and not out.endswith((".parquet", ".csv")):

@@ -14,7 +14,13 @@ class SpecError(ValueError):
 
     def __init__(self, field: str, value: object, allowed: str) -> None:
         self.field, self.value, self.allowed = field, value, allowed
-        super().__init__(f"{field}: got {value!r}; {allowed}")
+        super().__init__(one_line(f"{field}: got {value!r}; {allowed}"))
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, so an error stays on one line (a
+    user's key or value may hold any character)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ExecutorError(RuntimeError):

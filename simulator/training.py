@@ -24,6 +24,7 @@ from simulator.strategies.base import Cluster
 from workloads import AnyWorkload
 
 PLACEMENTS = ("colocated", "dedicated")
+MAX_STEPS = 1_000  # steps simulated in one run (enough for staleness to settle; more only takes longer)
 
 
 @dataclass
@@ -88,8 +89,8 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
     """Simulate ``steps`` training steps; the summary is per step. ``record_rates`` (flow fidelity) keeps
     every link's rate over time for ``StepReport.link_timeline``; ``progress(done, total)`` follows the
     engine's (op, rank) pairs."""
-    if steps < 1:
-        raise SpecError("steps", steps, "allowed: >= 1")
+    if not 1 <= steps <= MAX_STEPS:
+        raise SpecError("steps", steps, f"allowed: 1 to {MAX_STEPS:,}")
     started = time.perf_counter()
     lowered = lower(strategy, workload, cluster, steps, options)
     network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance, record_rates=record_rates)

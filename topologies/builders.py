@@ -27,8 +27,10 @@ from simulator.errors import SpecError
 
 Count = Annotated[int, Field(strict=True, gt=0)]
 NonNegCount = Annotated[int, Field(strict=True, ge=0)]
-Gbps = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
-Micros = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+MAX_GBPS = 1e7  # 10 Pb/s: beyond any link, and far from float overflow once in bytes/s
+MAX_US = 1e9  # 1,000 s of latency
+Gbps = Annotated[float, Field(strict=True, gt=0, le=MAX_GBPS, allow_inf_nan=False)]
+Micros = Annotated[float, Field(strict=True, ge=0, le=MAX_US, allow_inf_nan=False)]
 Flag = Annotated[bool, Field(strict=True)]
 
 
@@ -117,12 +119,40 @@ def _builder(func: Callable[..., nx.Graph]) -> Callable[..., nx.Graph]:
     @functools.wraps(func)
     def build(**params: Any) -> nx.Graph:
         checked = validate_params(name, params)
+        elements = _elements(name, checked)
+        if elements > MAX_ELEMENTS:
+            raise SpecError("topology", format_spec(name, checked), f"about {elements:.3g} nodes and links; "
+                            f"allowed: up to {MAX_ELEMENTS:,}")
         graph = func(**checked)
         graph.graph.update(name=name, spec=format_spec(name, checked), params=checked)
         return graph
 
     BUILDERS[name] = build
     return build
+
+
+MAX_ELEMENTS = 2_000_000  # nodes plus links a builder may make: a 100,000-GPU DGX cluster fits
+
+
+def _elements(name: str, p: dict[str, Any]) -> float:
+    """Nodes plus links builder ``name`` would make with parameters ``p``, roughly (an upper estimate), so
+    that absurd sizes are refused before any memory is used."""
+    if name in ("star", "ring"):
+        return 3.0 * p["hosts"]
+    if name == "leafspine":
+        return 3.0 * p["leaves"] * p["hosts_per_leaf"] + p["spines"] * (p["leaves"] + 1)
+    if name == "fattree":
+        return 2.0 * p["k"] ** 3 + 2.0 * p["k"] ** 2
+    if name == "dgx":
+        leaves = p["gpus_per_node"] * p["nodes"] / (p["nodes_per_leaf"] or p["nodes"])
+        return 4.0 * p["nodes"] * p["gpus_per_node"] + (p["spines"] or p["gpus_per_node"]) * (leaves + 1)
+    if name == "torus":
+        sizes = [int(x) for x in str(p["dims"]).split("x")]
+        return float(math.prod(sizes)) * (2 + 2 * len(sizes))
+    if name == "dragonfly":
+        routers = p["groups"] * p["routers_per_group"]
+        return routers * (2.0 * p["hosts_per_router"] + p["routers_per_group"] + p["global_links_per_router"] + 1)
+    return 0.0
 
 
 def _add_hosts(graph: nx.Graph, hosts: list[str]) -> None:

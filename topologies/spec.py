@@ -27,7 +27,7 @@ import networkx as nx
 import yaml
 
 from simulator.errors import SpecError, read_text
-from topologies.builders import BUILDERS
+from topologies.builders import BUILDERS, MAX_GBPS, MAX_US
 
 PRESET_DIR = Path(__file__).parent / "presets"
 FILE_SUFFIXES = (".yaml", ".yml", ".json", ".graphml")
@@ -257,10 +257,12 @@ def validate_graph(graph: nx.Graph) -> None:
         if u == v:
             raise SpecError(f"link {u}-{v}", u, "a link must join two different nodes")
         gbps, latency = attrs.get("link_gbps"), attrs.get("latency_us")
-        if not (_is_number(gbps) and gbps > 0):
-            raise SpecError(f"link {u}-{v}.link_gbps", gbps, "every link needs a bandwidth > 0 (1e9 bits/s)")
-        if not (_is_number(latency) and latency >= 0):
-            raise SpecError(f"link {u}-{v}.latency_us", latency, "must be a number >= 0 (microseconds)")
+        if not (_is_number(gbps) and 0 < gbps <= MAX_GBPS):
+            raise SpecError(f"link {u}-{v}.link_gbps", gbps,
+                            f"every link needs a bandwidth > 0 and <= {MAX_GBPS:g} (1e9 bits/s)")
+        if not (_is_number(latency) and 0 <= latency <= MAX_US):
+            raise SpecError(f"link {u}-{v}.latency_us", latency,
+                            f"must be a number from 0 to {MAX_US:g} (microseconds)")
     host_nodes = [n for n, kind in graph.nodes(data="kind") if kind == "host"]
     if not host_nodes:
         raise SpecError("topology.hosts", [], "no hosts: mark compute endpoints with kind: host")

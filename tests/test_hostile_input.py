@@ -1,0 +1,127 @@
+"""Hostile input (issue 8 groundwork): generated invalid and extreme specs get one clear error line and exit
+status 2, never a traceback or a hang; valid ones run."""
+
+import json
+import math
+import signal
+from contextlib import contextmanager
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator.cli import main
+
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")  # a warning on stderr would break the one line
+
+# Sizes are tiny or absurd: a valid but huge cluster (600k hosts builds in seconds) is not hostile, only slow.
+EXTREMES = st.one_of(st.sampled_from([0, -1, 1, 2, 10 ** 15, 1e-300, 1e300, math.nan, math.inf, -math.inf, True,
+                                      False, None, "", "abc", "1e999", [], {}, [1, 2]]),
+                     st.integers(min_value=-1000, max_value=64), st.integers(min_value=10 ** 7, max_value=10 ** 15),
+                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12))
+DOCUMENTS = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                          st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+                         max_leaves=12)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+WORKLOAD_KEYS = ["batch", "rows", "dim", "hotness", "n_tables", "zipf_alpha", "dtype_bytes"]
+TOPOLOGY_FIELDS = {"star": ["hosts", "link_gbps", "latency_us"],
+                   "leafspine": ["leaves", "hosts_per_leaf", "spines", "host_gbps", "uplink_gbps", "latency_us"],
+                   "fattree": ["k", "link_gbps", "latency_us"]}
+
+
+@contextmanager
+def time_limit(seconds: int):
+    """Fail, rather than hang, if the block takes longer than ``seconds``."""
+    def stop(*_: object) -> None:
+        raise TimeoutError(f"took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def outcome(capsys, *args: str) -> tuple[int, str, str]:
+    with time_limit(20), pytest.raises(SystemExit) as done:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return done.value.code, out, err
+
+
+def assert_clean(code: int, err: str) -> None:
+    """Either it ran (0), or it said why in one line and exited 2."""
+    assert code in (0, 2), err
+    if code == 2:
+        assert err.startswith("dessim: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+@SETTINGS
+@given(document=DOCUMENTS)
+def test_any_yaml_document_as_a_workload_file(capsys, tmp_path, document: object) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(document))
+    code, _, err = outcome(capsys, "run", "--workload", str(path), "--fidelity", "analytical",
+                           "--topology", "star:hosts=4,link_gbps=100,latency_us=1")
+    assert_clean(code, err)
+
+
+@SETTINGS
+@given(document=DOCUMENTS)
+def test_any_yaml_document_as_a_topology_or_a_sweep(capsys, tmp_path, document: object) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(document))
+    code, _, err = outcome(capsys, "run", "--topology", str(path), "--workload", "dlrm-small", "--fidelity",
+                           "analytical")
+    assert_clean(code, err)
+    code, _, err = outcome(capsys, "sweep", str(path), "--out", str(tmp_path / "r.parquet"), "--jobs", "1")
+    assert_clean(code, err)
+    (tmp_path / "r.parquet").unlink(missing_ok=True)
+    (tmp_path / "r.parquet.journal.jsonl").unlink(missing_ok=True)
+
+
+@SETTINGS
+@given(key=st.sampled_from(WORKLOAD_KEYS), value=EXTREMES)
+def test_extreme_workload_parameters(capsys, key: str, value: object) -> None:
+    code, _, err = outcome(capsys, "run", "--workload", f"dlrm:{key}={json.dumps(value)}", "--fidelity",
+                           "analytical", "--topology", "star:hosts=4,link_gbps=100,latency_us=1")
+    assert_clean(code, err)
+
+
+@SETTINGS
+@given(builder=st.sampled_from(sorted(TOPOLOGY_FIELDS)), data=st.data())
+def test_extreme_topology_parameters(capsys, builder: str, data: st.DataObject) -> None:
+    key = data.draw(st.sampled_from(TOPOLOGY_FIELDS[builder]))
+    value = data.draw(EXTREMES)
+    code, _, err = outcome(capsys, "run", "--topology", f"{builder}:{key}={json.dumps(value)}", "--workload",
+                           "dlrm-small", "--fidelity", "analytical", "--workers", "2")
+    assert_clean(code, err)
+
+
+@SETTINGS
+@given(option=st.sampled_from(["--workers", "--servers", "--steps", "--rate-tolerance", "--knn-k", "--topk-ratio"]),
+       value=st.one_of(st.integers(-1000, 64), st.integers(10 ** 6, 10 ** 12), st.floats(), st.text(max_size=6)))
+def test_extreme_command_line_numbers(capsys, option: str, value: object) -> None:
+    code, _, err = outcome(capsys, "run", "--workload", "dlrm-small", "--topology",
+                           "star:hosts=4,link_gbps=100,latency_us=1", "--fidelity", "analytical", option, str(value))
+    assert_clean(code, err)
+
+
+@pytest.mark.parametrize("graph", [
+    {"nodes": [{"id": "a", "kind": "host"}, {"id": "b", "kind": "host"}], "links": []},  # disconnected
+    {"nodes": [{"id": "a", "kind": "host"}, {"id": "b", "kind": "host"}, {"id": "s", "kind": "switch"}],
+     "links": [{"source": "a", "target": "s", "link_gbps": 100}, {"source": "s", "target": "s", "link_gbps": 1}]},
+    {"nodes": [{"id": "a", "kind": "host"}, {"id": "b", "kind": "host"}],
+     "links": [{"source": "a", "target": "b", "link_gbps": -3, "latency_us": 1}]},
+])
+def test_broken_custom_graphs(capsys, tmp_path, graph: dict) -> None:
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({"directed": False, "multigraph": False, "graph": {}, **graph}))
+    code, _, err = outcome(capsys, "run", "--topology", str(path), "--workload", "dlrm-small", "--fidelity",
+                           "analytical")
+    assert code == 2 and err.startswith("dessim: error: ") and err.count("\n") == 1, err
