@@ -41,6 +41,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -66,6 +67,7 @@ DEFAULTS: dict[str, Any] = {"workload": "dlrm-small", "topology": "leafspine16",
                             "workers": None, "servers": None, "placement": "colocated", "steps": 1}
 BACKENDS = ("local", "dask")
 FSYNC_EVERY_S = 0.5
+MAX_POINTS = 10_000_000
 
 
 def _key(name: str) -> str:
@@ -141,6 +143,10 @@ def load_sweep(spec: str | Path | dict | SweepSpec) -> SweepSpec:
 
 def expand(spec: SweepSpec) -> list[dict[str, Any]]:
     """The sweep's points in run order: every grid combination (first key slowest), times every sample."""
+    count = math.prod(len(values) for values in spec.grid.values()) * (spec.sample.n if spec.sample else 1)
+    if count > MAX_POINTS:
+        raise SpecError("sweep", f"{count:.3g} points", f"allowed: at most {MAX_POINTS:,} points per sweep "
+                                                         "(split it, or sample it with sample.n)")
     names = list(spec.grid)
     grid = [dict(zip(names, values, strict=True)) for values in itertools.product(*spec.grid.values())]
     samples = _samples(spec.sample) if spec.sample else [{}]
@@ -345,7 +351,8 @@ def _done_rows(out: Path) -> list[dict[str, Any]]:
 
 
 def _local(points: list[tuple[int, dict, dict]], jobs: int) -> Iterator[dict[str, Any]]:
-    if jobs == 1:
+    jobs = min(jobs, len(points))
+    if jobs <= 1:
         yield from (run_point(*p) for p in points)
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:

@@ -125,3 +125,24 @@ def test_broken_custom_graphs(capsys, tmp_path, graph: dict) -> None:
     code, _, err = outcome(capsys, "run", "--topology", str(path), "--workload", "dlrm-small", "--fidelity",
                            "analytical")
     assert code == 2 and err.startswith("dessim: error: ") and err.count("\n") == 1, err
+
+
+# A grid is either small (it runs) or past the limit (refused before anything runs): 6 keys of 20-40 values.
+GRIDS = st.one_of(st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=3),
+                  st.lists(st.integers(min_value=20, max_value=40), min_size=6, max_size=6))
+
+
+@SETTINGS
+@given(sizes=GRIDS, jobs=EXTREMES)
+def test_huge_sweeps_and_odd_job_counts(capsys, tmp_path, sizes: list[int], jobs: object) -> None:
+    keys = ["workers", "steps", "topology.link_gbps", "workload.batch_per_worker", "knn_k", "servers"]
+    grid = {key: list(range(1, size + 1)) for key, size in zip(keys, sizes, strict=False)}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": {"topology": "star:hosts=2,link_gbps=100", "workload": "lr-criteo"},
+                                    "grid": grid}))
+    out = tmp_path / "r.parquet"
+    out.unlink(missing_ok=True)
+    code, _, err = outcome(capsys, "sweep", str(path), "--out", str(out), "--jobs", str(jobs))
+    assert_clean(code, err)
+    if math.prod(sizes) > 10 ** 7:  # refused, for that or for a bad --jobs, before anything runs
+        assert code == 2 and ("at most 10,000,000 points" in err or "jobs" in err), err
