@@ -136,16 +136,16 @@ def fit_network(points: pd.DataFrame, nominal_gbps: float, nominal_latency_us: f
     """Link efficiency and extra latency per message that make the simulator's collective times match."""
     from simulator.fabric import Fabric
     from simulator.simulate import simulate_collective
-    from topologies.builders import star
+    from topologies.builders import MAX_GBPS, star
 
     columns = []
     for row in points.itertuples():
         def simulated_s(latency_us: float, gbps: float, row: object = row) -> float:
             fabric = Fabric(star(hosts=int(row.world), link_gbps=gbps, latency_us=latency_us))
             return simulate_collective(row.op, COLLECTIVES[row.op], row.size_bytes, fabric, "analytical")[0].time_s
-        # t = A x (hop latency, s) + X x (1 / link rate, s/B): A from 1 s hops on infinite-ish links, X (bytes
-        # on the critical path) from 1 Gb/s links without latency
-        columns.append((simulated_s(1e6, 1e12), simulated_s(0.0, 1.0) * 1e9 / 8))
+        # t = A x (hop latency, s) + X x (1 / link rate, s/B): A (hops on the critical path) from 1 s hops,
+        # the bandwidth term subtracted; X (bytes on the critical path) from 1 Gb/s links without latency
+        columns.append((simulated_s(1e6, MAX_GBPS) - simulated_s(0.0, MAX_GBPS), simulated_s(0.0, 1.0) * 1e9 / 8))
     matrix = np.array(columns)
     measured = points.time_s.to_numpy()
     latency_s, inverse_rate = _relative_lstsq(matrix, measured)
