@@ -34,9 +34,10 @@ from simulator.executor.sum_models import (
     global_loss,
     sgd,
     shard_result,
+    train_replicated,
     worker_batch,
 )
-from simulator.executor.tables import OwnedTables, ReplicatedTables, columns, gather_ids, initial_rows, route_ids
+from simulator.executor.tables import OwnedTables, columns, gather_ids, initial_rows, route_ids
 from workloads import Workload
 
 MODELS = ("dnn", "dlrm", "widedeep", "deepfm")
@@ -248,23 +249,9 @@ class PooledHead:
 
 
 def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
-    """Data parallel (``dp``), as the simulator's ``lower_dp`` accounts it: every worker holds every table;
-    the whole tables' gradients are all-reduced as one flat tensor (``sparse.allreduce``, ``sparse_params``
-    values, :class:`~simulator.executor.sum_models.ReplicatedTables`), then the dense gradients apart
-    (``dense.allreduce``, ``dense_params`` values). "owned" is every row of every table."""
-    comm = Communicator()
+    """Data parallel (``dp``), as the simulator's ``lower_dp`` accounts it: ``train_replicated`` with the
+    dense head; the whole tables' gradients (``sparse_params`` values) and the dense ones (``dense_params``)
+    are all-reduced. "owned" is every row of every table."""
     model = PooledHead(workload)
-    replicated, layout = ReplicatedTables(initial_rows(workload)), columns(workload)
-    losses, step_s = [], []
-    for step in range(steps):
-        mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
-        comm.barrier()
-        started = time.perf_counter()
-        rows = replicated.rows(on_device(np.concatenate(mine.ids, axis=1)), layout.table)
-        loss = bce_loss(model(rows, rank, step), on_device(mine.labels), world * workload.batch_per_worker)
-        loss.backward()
-        replicated.all_reduce_and_update(comm, LEARNING_RATE)
-        sgd([], model.parameters(), comm)
-        step_s.append(time.perf_counter() - started)
-        losses.append(global_loss(loss, comm))
-    return shard_result(replicated, losses, step_s, comm)
+    return train_replicated(rank, world, workload, steps, lambda rows, step: model(rows, rank, step),
+                            list(model.parameters()))

@@ -23,6 +23,7 @@ gradient is all-reduced (``dense.allreduce``). No row ever crosses the network.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,28 +208,36 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
     return {**shard_result(owned, losses, step_s, comm), "bias": float(bias.detach())}
 
 
-def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
-    """Data parallel (``dp``): every worker holds every table; the whole table gradients are all-reduced
-    (``sparse.allreduce``, :class:`~simulator.executor.tables.ReplicatedTables`), then the bias's
+def train_replicated(rank: int, world: int, workload: Workload, steps: int,
+                     logits: Callable[[torch.Tensor, int], torch.Tensor], dense: list[torch.Tensor]) -> dict:
+    """The data-parallel loop both model families share: every worker holds every table; ``logits(rows,
+    step)`` scores the batch from its looked-up rows; the whole table gradients are all-reduced
+    (``sparse.allreduce``, :class:`~simulator.executor.tables.ReplicatedTables`), then those of ``dense``
     (``dense.allreduce``)."""
     comm = Communicator()
-    model = workload.model
     replicated, layout = ReplicatedTables(initial_rows(workload)), columns(workload)
-    bias = torch.zeros((), requires_grad=True)
     losses, step_s = [], []
     for step in range(steps):
         mine = worker_batch(workload, rank, step)  # input loading is not part of the step (a loader prefetches)
         comm.barrier()
         started = time.perf_counter()
         rows = replicated.rows(on_device(np.concatenate(mine.ids, axis=1)), layout.table)
-        summed = per_id(model, rows).sum(dim=1)
-        loss = bce_loss(head(model, summed, bias), on_device(mine.labels), world * workload.batch_per_worker)
+        loss = bce_loss(logits(rows, step), on_device(mine.labels), world * workload.batch_per_worker)
         loss.backward()
         replicated.all_reduce_and_update(comm, LEARNING_RATE)
-        sgd([], [bias], comm)
+        sgd([], dense, comm)
         step_s.append(time.perf_counter() - started)
         losses.append(global_loss(loss, comm))
-    return {**shard_result(replicated, losses, step_s, comm), "bias": float(bias.detach())}
+    return shard_result(replicated, losses, step_s, comm)
+
+
+def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
+    """Data parallel (``dp``) for LR and FM: ``train_replicated`` with the bias as the dense part."""
+    model = workload.model
+    bias = torch.zeros((), requires_grad=True)
+    result = train_replicated(rank, world, workload, steps,
+                              lambda rows, step: head(model, per_id(model, rows).sum(dim=1), bias), [bias])
+    return {**result, "bias": float(bias.detach())}
 
 
 class SumHead:
