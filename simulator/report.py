@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 
 from simulator import plots
 from simulator.errors import SpecError, read_text
+from simulator.training import flat_summary
 
 SUMMARY_COLUMNS = ["strategy", "step_time_s", "samples_per_s", "bytes_on_wire", "bytes_per_worker_max",
                    "compute_s", "exposed_comm_s", "fits_memory"]
@@ -80,9 +81,8 @@ def _run_report(directory: Path) -> str:
     topology = _topology_figure(first["topology"])
     if topology is not None:
         figures.append(("Topology", topology))
-    table = pd.DataFrame([{**{k: s.get(k) for k in SUMMARY_COLUMNS if k in s},
-                           "bytes_per_worker_max": s["bytes_per_worker"]["max"]} for s in summaries])
-    return _page(title, table[[c for c in SUMMARY_COLUMNS if c in table]], figures)
+    table = pd.DataFrame([flat_summary(s) for s in summaries])
+    return _page(title, table[SUMMARY_COLUMNS], figures)
 
 
 def _sweep_report(path: Path) -> str:
