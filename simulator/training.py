@@ -20,7 +20,7 @@ from simulator.fabric import Fabric
 from simulator.network import DEFAULT_RATE_TOLERANCE, Network, make_network
 from simulator.results import link_timeline, network_links, step_summary
 from simulator.strategies import StrategyOptions, lower, needs_servers
-from simulator.strategies.base import Cluster
+from simulator.strategies.base import Cluster, Lowered
 from workloads import AnyWorkload
 
 PLACEMENTS = ("colocated", "dedicated")
@@ -95,6 +95,13 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
     lowered = lower(strategy, workload, cluster, steps, options)
     network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance, record_rates=record_rates)
     result = Engine(lowered.graph, network).run(progress)
+    return step_report(workload, cluster, strategy, fidelity, steps, lowered, result, network, started)
+
+
+def step_report(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity: str, steps: int, lowered: Lowered,
+                result: EngineResult, network: Network, started: float) -> StepReport:
+    """The StepReport of a lowered step graph that ran on ``network`` (``started``: ``time.perf_counter()``
+    when the simulation began, for ``wall_s``)."""
     memory = {}
     for role, parts in lowered.memory.items():
         device = cluster.server_device if role == "server" and cluster.server_device else cluster.device
