@@ -31,6 +31,16 @@ def _root(ctx: typer.Context) -> None:
         typer.echo(ctx.get_help())
 
 
+FaultOpt = Annotated[list[str] | None, typer.Option(
+    "--fault", help="link fault SRC-DST=FACTOR: keep FACTOR of the bandwidth, 0 or fail = failed and rerouted "
+                    "around (fnmatch patterns, SRC>DST one way; repeatable)")]
+StragglerOpt = Annotated[list[str] | None, typer.Option(
+    "--straggler", help="slower compute: RANKS=FACTOR (3=2, 0-7=1.5), bernoulli:p=P,factor=F,seed=S or "
+                        "lognormal:sigma=S,seed=S per rank and step (repeatable)")]
+RankDeviceOpt = Annotated[list[str] | None, typer.Option(
+    "--rank-device", help="mixed devices: RANKS=DEVICE runs those ranks on another device (0-7=a100; repeatable)")]
+
+
 @app.command()
 def collective(
     op: Annotated[str, typer.Option(help="allreduce|reducescatter|allgather|alltoall|broadcast|incast|pushpull")]
@@ -48,6 +58,7 @@ def collective(
     rate_tolerance: Annotated[float, typer.Option(
         help="flow: completions within this fraction of a flow's age share one rate recomputation "
              "(0 = exact event order)")] = DEFAULT_RATE_TOLERANCE,
+    fault: FaultOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     links_out: Annotated[str | None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")]
     = None,
@@ -59,6 +70,7 @@ def collective(
     from simulator.simulate import simulate_collective
     from simulator.units import parse_size_bytes
     from topologies import load_topology
+    from topologies.faults import apply_faults
 
     if op not in OPS:
         raise SpecError("op", op, f"allowed: {', '.join(OPS)}")
@@ -66,7 +78,7 @@ def collective(
     size_bytes = parse_size_bytes(size, "size")
     if fidelity not in FIDELITIES:
         raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
-    fabric = Fabric(load_topology(topology), ecmp=ecmp)
+    fabric = Fabric(apply_faults(load_topology(topology), fault or []), ecmp=ecmp)
     report, links = simulate_collective(op, algo, size_bytes, fabric, fidelity, servers, rate_tolerance)
     if links_out:
         _write_table(links, links_out)
@@ -161,7 +173,8 @@ def _step_reports(workload: str, topology: str, strategies: list[str] | None, fi
                   overrides: list[str] | None, device: str, server_device: str, workers: int | None,
                   servers: int | None, placement: str, steps: int, options: object, calibration: str | None,
                   rate_tolerance: float, single: bool = False, record_rates: bool = False,
-                  progress: ProgressUpdate | None = None) -> list:
+                  progress: ProgressUpdate | None = None, faults: list[str] | None = None,
+                  stragglers: list[str] | None = None, rank_devices: list[str] | None = None) -> list:
     """Load, validate and simulate every strategy (default: the workload kind's defaults); returns their
     StepReports."""
     from simulator.compute import apply_calibration, load_calibration, load_device
@@ -170,6 +183,7 @@ def _step_reports(workload: str, topology: str, strategies: list[str] | None, fi
     from simulator.strategies import STRATEGIES, strategies_for
     from simulator.training import make_cluster, simulate_step
     from topologies import load_topology
+    from topologies.faults import apply_faults
     from workloads import ClassificationWorkload, load_workload
 
     for name in strategies or ():
@@ -189,13 +203,14 @@ def _step_reports(workload: str, topology: str, strategies: list[str] | None, fi
     if calibration:
         profile = load_calibration(calibration)
         worker_device, host_device = apply_calibration(worker_device, profile), apply_calibration(host_device, profile)
-    fabric = Fabric(load_topology(topology))
+    fabric = Fabric(apply_faults(load_topology(topology), faults or []))
     reports = []
     for name in strategies:
         cluster = make_cluster(fabric, name, worker_device, host_device, workers, servers, placement)
         follow = (lambda done, total, name=name: progress(f"simulating {name}", done, total)) if progress else None
         reports.append(simulate_step(spec, cluster, name, fidelity, steps, options, rate_tolerance,
-                                     record_rates=record_rates and fidelity == "flow", progress=follow))
+                                     record_rates=record_rates and fidelity == "flow", progress=follow,
+                                     stragglers=stragglers or (), rank_devices=rank_devices or ()))
     return reports
 
 
@@ -290,7 +305,8 @@ def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str,
               device: str, server_device: str, workers: int | None, servers: int | None, placement: str, steps: int,
               ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int, knn_k: int,
               knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float, fp16_comm: bool,
-              calibration: str | None, rate_tolerance: float, record_rates: bool = False,
+              calibration: str | None, rate_tolerance: float, fault: list[str] | None = None,
+              straggler: list[str] | None = None, rank_device: list[str] | None = None, record_rates: bool = False,
               show_progress: bool = False) -> object:
     """The StepReport of one strategy (default: the workload kind's), as ``dessim run`` and ``trace`` run it."""
     options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
@@ -298,7 +314,8 @@ def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str,
     with progress_bar(show_progress) as update:
         return _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
                              server_device, workers, servers, placement, steps, options, calibration,
-                             rate_tolerance, single=True, record_rates=record_rates, progress=update)[0]
+                             rate_tolerance, single=True, record_rates=record_rates, progress=update,
+                             faults=fault, stragglers=straggler, rank_devices=rank_device)[0]
 
 
 @app.command()
@@ -314,14 +331,16 @@ def run(
     column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
     fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
-    rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
+    rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, fault: FaultOpt = None, straggler: StragglerOpt = None,
+    rank_device: RankDeviceOpt = None, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
     links_out: LinksOutOpt = None, save: SaveOpt = None,
 ) -> None:
     """Simulate one training step of a workload under one strategy."""
     reports = [_one_step(workload, topology, strategy, fidelity, overrides, device, server_device, workers, servers,
                          placement, steps, ps_mode, staleness, dense, des_input, column_shards, knn_k,
                          knn_rebuild_steps, knn_candidates, overlap, topk_ratio, fp16_comm, calibration,
-                         rate_tolerance, record_rates=save is not None, show_progress=_bars_wanted(as_json))]
+                         rate_tolerance, fault, straggler, rank_device, record_rates=save is not None,
+                         show_progress=_bars_wanted(as_json))]
     _write_step_outputs(reports, trace_out, links_out, save)
     if as_json:
         typer.echo(json.dumps(reports[0].summary))
@@ -342,7 +361,8 @@ def compare(
     column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
     fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
-    rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
+    rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, fault: FaultOpt = None, straggler: StragglerOpt = None,
+    rank_device: RankDeviceOpt = None, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
     links_out: LinksOutOpt = None, save: SaveOpt = None,
 ) -> None:
     """Simulate one training step under several strategies side by side (default: PS vs DES, or every
@@ -357,7 +377,8 @@ def compare(
     with progress_bar(_bars_wanted(as_json)) as update:
         reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers,
                                 servers, placement, steps, options, calibration, rate_tolerance,
-                                record_rates=save is not None, progress=update)
+                                record_rates=save is not None, progress=update, faults=fault,
+                                stragglers=straggler, rank_devices=rank_device)
     names = [r.summary["strategy"] for r in reports]
     table = comparison_table(reports)
     savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}
@@ -427,6 +448,44 @@ def sweep(
     typer.echo(f"wrote {out}: {len(table)} runs, {len(failed)} invalid")
     for row in failed.head(5).itertuples():
         typer.echo(f"  run {row.run}: {row.error}")
+
+
+@app.command("jobs")
+def jobs_command(
+    spec: Annotated[str, typer.Argument(help="the jobs spec (YAML): topology, fidelity, jobs; see simulator/jobs.py")],
+    out: Annotated[str | None, typer.Option(help="write the table (.csv/.parquet), one row per job")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run several training jobs at once on one topology, each on its own hosts and sharing links; per job,
+    its step time alone and shared, and the interference it suffers."""
+    from simulator.jobs import simulate_jobs
+
+    if out is not None and not out.endswith((".parquet", ".csv")):
+        raise SpecError("out", out, "must end in .csv or .parquet")
+    with progress_bar(_bars_wanted(as_json)) as update:
+        result = simulate_jobs(spec, progress=update)
+    table = result.table
+    if out is not None:
+        _write_table(table, out, "out")
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    console = Console()
+    console.print(f"Ran {len(table)} jobs together on [bold]{result.spec.topology}[/bold] at {result.spec.fidelity} "
+                  "fidelity, and each alone on the same hosts (per step).")
+    shown = Table(show_header=True)
+    for column in ("job", "strategy", "hosts", "alone", "shared", "slowdown", "interference"):
+        shown.add_column(column)
+    for row in table.itertuples():
+        shown.add_row(row.name, row.strategy, row.hosts, _seconds(row.step_time_alone_s),
+                      _seconds(row.step_time_shared_s), f"x{row.slowdown:.3g}", _seconds(row.interference_s))
+    console.print(shown)
+    for name, report in result.shared.items():
+        for role, used in report.summary["memory"].items():
+            if not used["fits"]:
+                console.print(f"{name}: {role} memory: {used['reason']}")
+    if out is not None:
+        console.print(f"wrote {out}")
 
 
 @app.command()
@@ -625,8 +684,10 @@ def validate(
 
 @app.command("list")
 def list_things(what: Annotated[str, typer.Argument(
-        help="topologies | collectives | workloads | hardware | strategies")] = "topologies") -> None:
-    """List topologies, collectives, workloads, hardware presets or strategies."""
+        help="topologies | collectives | workloads | hardware | strategies | links")] = "topologies",
+        topology: Annotated[str, typer.Option(help="links: the topology whose cables to list (names for --fault)")]
+        = DEFAULT_STEP_TOPOLOGY) -> None:
+    """List topologies, collectives, workloads, hardware presets, strategies, or a topology's links."""
     if what == "topologies":
         from topologies import BUILDERS, list_presets
 
@@ -652,8 +713,13 @@ def list_things(what: Annotated[str, typer.Argument(
 
         for name, text in DESCRIPTIONS.items():
             typer.echo(f"{name}: {text}")
+    elif what == "links":
+        from topologies import load_topology
+
+        for u, v, gbps in load_topology(topology).edges(data="link_gbps"):
+            typer.echo(f"{u}-{v} {gbps:g} Gb/s")
     else:
-        raise SpecError("list", what, "allowed: topologies, collectives, workloads, hardware, strategies")
+        raise SpecError("list", what, "allowed: topologies, collectives, workloads, hardware, strategies, links")
 
 
 def _write_table(frame: object, path: str, option: str = "links-out") -> None:

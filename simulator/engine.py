@@ -111,12 +111,22 @@ class Engine:
         self._progress: Callable[[int, int], None] | None = None
         self._report_at = 0
         self._all_done = self.env.event()
+        self._t0: float | None = None
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> EngineResult:
         """Run the graph from the current simulated time to its end. ``progress(done, total)`` is called as
         (op, rank) pairs finish, at most about every 1% of them, and at the end."""
+        self.start(progress)
+        if self._remaining:
+            self.env.run(until=self._all_done)
+        return self.finish()
+
+    def start(self, progress: Callable[[int, int], None] | None = None) -> simpy.Event:
+        """Start the graph at the current simulated time: schedule every op that waits for nothing. Returns
+        ``all_done``. Several engines on one network's environment run concurrently: start each (at its
+        time), ``env.run(until=env.all_of([...all_done]))``, then ``finish`` each."""
         self._progress, self._report_at = progress, 0
-        t0 = self.env.now
+        self._t0 = t0 = self.env.now
         for ready in self._ready_s:
             ready[:] = t0
         # Collected before any start: starting one op may complete others (and start what they release).
@@ -127,10 +137,23 @@ class Engine:
                 self._start(index, pos)
         self._draining = False
         self._drain()
-        if self._remaining:
-            self.env.run(until=self._all_done)
+        if not self._remaining and not self._all_done.triggered:  # an empty graph
+            self._all_done.succeed()
+        return self._all_done
+
+    @property
+    def all_done(self) -> simpy.Event:
+        """Triggered when every (op, rank) of the graph has ended (possibly before the clock reaches that end)."""
+        return self._all_done
+
+    def finish(self) -> EngineResult:
+        """The result of a started run once ``all_done`` has triggered; its makespan is from its own start
+        (``link_bytes`` are the network's: every run's on it)."""
+        if self._t0 is None:
+            raise RuntimeError("finish() before start()")
         if self._remaining:
             raise RuntimeError("step graph deadlocked: some ops never became ready")
+        t0 = self._t0
         end = float(max((e.max() for e in self.end_s if len(e)), default=t0))
         return EngineResult(self.graph, self.rows(), self.network.link_bytes(), end - t0)
 

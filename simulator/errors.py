@@ -35,3 +35,17 @@ def read_text(path: Path, field: str) -> str:
         raise SpecError(field, str(path), "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(field, str(path), f"cannot read file: {' '.join(str(exc).split())}") from None
+
+
+def read_mapping(path: Path, field: str, expected: str) -> dict:
+    """A user's YAML (or JSON) file that must hold a mapping; a SpecError naming ``field`` otherwise
+    (``expected`` says what the mapping holds)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(read_text(path, field))
+    except yaml.YAMLError as exc:
+        raise SpecError(field, str(path), f"invalid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(doc, dict):
+        raise SpecError(field, str(path), f"must be a mapping with {expected}")
+    return doc

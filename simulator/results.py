@@ -94,12 +94,16 @@ def _overlap_s(one: list[tuple[float, float]], other: list[tuple[float, float]])
     return sum(max(0.0, min(b, d) - max(a, c)) for a, b in one for c, d in other)
 
 
-def step_summary(rows: dict[str, np.ndarray], graph: StepGraph, makespan_s: float) -> dict:
+def step_summary(rows: dict[str, np.ndarray], graph: StepGraph, makespan_s: float, batch_per_worker: float = 1.0,
+                 ) -> dict:
     """Per-step figures of a run's (op, rank) rows (see ``EngineResult``), divided by the graph's step count.
 
     ``bytes_on_wire`` counts bytes sent by every rank; ``bytes_per_worker`` a worker's bytes sent plus
     received. ``exposed_comm_s`` is the time the critical worker (the one ending last) spends with its
-    compute stream idle; ``overlap_s`` the time it communicates while computing.
+    compute stream idle; ``overlap_s`` the time it communicates while computing. ``worker_step_time_s``
+    is each worker's own time per step (min, mean, max over workers) and ``worker_samples_per_s`` the sum of
+    their paces (samples/s): the aggregate rate of asynchronous training, where fast workers need not wait
+    for slow ones (for synchronous training, close to ``samples_per_s``).
     """
     steps, n_ranks = graph.steps, graph.n_ranks
     op, rank, start, end = rows["op"], rows["rank"], rows["start_s"], rows["end_s"]
@@ -113,6 +117,8 @@ def step_summary(rows: dict[str, np.ndarray], graph: StepGraph, makespan_s: floa
     ends = np.full(n_ranks, -np.inf)
     np.maximum.at(ends, rank, end)
     critical = int(graph.workers[np.argmax(ends[graph.workers])])
+    t0 = float(start.min()) if len(start) else 0.0
+    own = np.maximum(_own_ends(rows, graph)[graph.workers] - t0, 1e-300) / steps  # each worker's time per step
     mine = rank == critical
     busy = _union_s(start[mine & ~comm], end[mine & ~comm])
     compute_s = sum(b - a for a, b in busy)
@@ -125,4 +131,45 @@ def step_summary(rows: dict[str, np.ndarray], graph: StepGraph, makespan_s: floa
         "exposed_comm_s": (float(ends[critical]) - compute_s) / steps,
         "overlap_s": _overlap_s(busy, _union_s(start[mine & comm], end[mine & comm])) / steps,
         "critical_worker": critical,
+        "worker_step_time_s": {"min": float(own.min()), "mean": float(own.mean()), "max": float(own.max())},
+        "worker_samples_per_s": float((batch_per_worker / own).sum()),
+        **staleness(rows, graph),
     }
+
+
+def _own_ends(rows: dict[str, np.ndarray], graph: StepGraph) -> np.ndarray:
+    """Per rank, when its own work ended: ops of PS server streams (``server*``) and of other workers'
+    request streams (``ps.w<k>``, async PS) do not count, so a co-located server's work for a slow worker
+    does not stretch a fast worker's pace."""
+    server = np.array([o.stream.startswith("server") for o in graph.ops], dtype=bool)
+    owner = np.array([int(o.stream[4:]) if o.stream.startswith("ps.w") else -1 for o in graph.ops], dtype=np.int64)
+    op, rank = rows["op"], rows["rank"]
+    mine = ~server[op] & ((owner[op] < 0) | (owner[op] == rank))
+    ends = np.full(graph.n_ranks, -np.inf)
+    np.maximum.at(ends, rank[mine], rows["end_s"][mine])
+    return ends
+
+
+def staleness(rows: dict[str, np.ndarray], graph: StepGraph) -> dict[str, float]:
+    """Mean and max staleness of the gradients applied by per-worker PS streams (``ps`` async or ssp).
+
+    A worker's step-k gradient is computed on rows its servers read (``server.lookup`` ends) and applied
+    when its ``server.update`` ends on the last server; its staleness is the number of other updates
+    applied in between (Zhang et al. 2016's tau). Synchronous strategies apply one merged update per step
+    after every read of that step, so their staleness is 0.
+    """
+    op, end = rows["op"], rows["end_s"]
+    last_end = np.full(len(graph.ops), -np.inf)
+    np.maximum.at(last_end, op, end)
+    read: dict[tuple[str, int], float] = {}
+    applied: dict[tuple[str, int], float] = {}
+    for o in graph.ops:
+        if o.stream.startswith("server.w") and o.name in ("server.lookup", "server.update"):
+            (read if o.name == "server.lookup" else applied)[(o.stream, o.step)] = float(last_end[o.index])
+    keys = [k for k in applied if k in read]
+    if not keys:
+        return {"staleness_mean": 0.0, "staleness_max": 0.0}
+    times = np.sort([applied[k] for k in keys])
+    tau = np.array([np.searchsorted(times, applied[k], side="left") - np.searchsorted(times, read[k], side="right")
+                    for k in keys])
+    return {"staleness_mean": float(tau.mean()), "staleness_max": float(tau.max())}

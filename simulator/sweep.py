@@ -52,15 +52,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.errors import SpecError, read_text
+from simulator.errors import SpecError, read_mapping
 
 RUN_KEYS = ("workload", "topology", "strategy", "fidelity", "device", "server_device", "workers", "servers",
             "placement", "steps", "ps_mode", "staleness", "dense", "des_input", "column_shards", "knn_k",
             "knn_rebuild_steps", "knn_candidates", "overlap", "topk_ratio", "fp16_comm", "calibration",
-            "rate_tolerance")
+            "rate_tolerance", "faults", "stragglers", "rank_devices")
 PREFIXES = ("workload.", "topology.", "device.")
 DEFAULTS: dict[str, Any] = {"workload": "dlrm-small", "topology": "leafspine16", "strategy": None,
                             "fidelity": "analytical", "device": "h100", "server_device": "cpu-server",
@@ -126,12 +125,7 @@ def load_sweep(spec: str | Path | dict | SweepSpec) -> SweepSpec:
     source = "sweep"
     if not isinstance(spec, dict):
         source = str(spec)
-        try:
-            spec = yaml.safe_load(read_text(Path(spec), "sweep"))
-        except yaml.YAMLError as exc:
-            raise SpecError("sweep", source, f"invalid YAML: {' '.join(str(exc).split())}") from None
-        if not isinstance(spec, dict):
-            raise SpecError("sweep", source, "must be a mapping with base, grid and/or sample")
+        spec = read_mapping(Path(spec), "sweep", "base, grid and/or sample")
     try:
         return SweepSpec.model_validate(spec)
     except ValidationError as exc:
@@ -179,12 +173,21 @@ def run_key(params: dict[str, Any]) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _fabric(topology: str) -> Any:
-    """One Fabric per topology string per process: analytical profiles are cached on it."""
+def _fabric(topology: str, faults: tuple[str, ...] = ()) -> Any:
+    """One Fabric per topology string and faults per process: analytical profiles are cached on it."""
     from simulator.fabric import Fabric
     from topologies import load_topology
+    from topologies.faults import apply_faults
 
-    return Fabric(load_topology(topology))
+    return Fabric(apply_faults(load_topology(topology), faults))
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    """A list of specs, or one string of them separated by ``;`` (``faults``, ``stragglers``, ``rank_devices``)."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list | tuple) else str(value).split(";")
+    return tuple(str(item).strip() for item in items if str(item).strip())
 
 
 @functools.lru_cache(maxsize=64)
@@ -226,6 +229,8 @@ class _Run:
     fidelity: str
     steps: int
     rate_tolerance: dict[str, float]
+    stragglers: tuple[str, ...] = ()
+    rank_devices: tuple[str, ...] = ()
 
 
 def _resolve(params: dict[str, Any]) -> _Run:
@@ -262,10 +267,10 @@ def _resolve(params: dict[str, Any]) -> _Run:
                               ShardingOptions(**pick("column_shards")),
                               FCOptions(**pick("knn_k", "knn_rebuild_steps", "knn_candidates", "overlap",
                                                "topk_ratio", "fp16_comm")))
-    cluster = make_cluster(_fabric(topology), strategy, device, server, plain.get("workers"),
-                           plain.get("servers"), plain.get("placement", "colocated"))
+    cluster = make_cluster(_fabric(topology, _texts(plain.get("faults"))), strategy, device, server,
+                           plain.get("workers"), plain.get("servers"), plain.get("placement", "colocated"))
     return _Run(workload, cluster, strategy, options, plain.get("fidelity", "analytical"), plain.get("steps", 1),
-                pick("rate_tolerance"))
+                pick("rate_tolerance"), _texts(plain.get("stragglers")), _texts(plain.get("rank_devices")))
 
 
 def _failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
@@ -282,7 +287,8 @@ def run_point(index: int, params: dict[str, Any], inputs: dict[str, Any]) -> dic
     try:
         run = _resolve(params)
         summary = simulate_step(run.workload, run.cluster, run.strategy, run.fidelity, run.steps, run.options,
-                                **run.rate_tolerance).summary
+                                **run.rate_tolerance, stragglers=run.stragglers,
+                                rank_devices=run.rank_devices).summary
     except (SpecError, ValueError, ValidationError) as exc:
         return _failed(row, exc)
     row.update({k: v for k, v in flat_summary(summary).items() if k not in inputs}, error="")
@@ -308,7 +314,8 @@ def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[st
         except (SpecError, ValueError, ValidationError):
             left += group  # the engine path records the error of each point
             continue
-        if not supports(run.workload, run.strategy, run.fidelity, run.steps, run.options):
+        if run.stragglers or run.rank_devices or not supports(run.workload, run.strategy, run.fidelity, run.steps,
+                                                              run.options):
             left += group
             continue
         batches = np.array([p[1].get(BATCH, run.workload.batch_per_worker) for p in group], dtype=np.float64)

@@ -6,19 +6,20 @@ This is what ``dessim run`` and ``dessim compare`` call; notebooks call it too.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from simulator.compute import Device, fits
+from simulator.compute import Device, fits, load_device
 from simulator.engine import Engine, EngineResult
 from simulator.errors import SpecError
 from simulator.fabric import Fabric
 from simulator.network import DEFAULT_RATE_TOLERANCE, Network, make_network
 from simulator.results import link_timeline, network_links, step_summary
+from simulator.stragglers import device_of_rank, vary_compute
 from simulator.strategies import StrategyOptions, lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
 from workloads import AnyWorkload
@@ -85,34 +86,47 @@ def make_cluster(fabric: Fabric, strategy: str, device: Device, server_device: D
 
 def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity: str = "flow", steps: int = 1,
                   options: StrategyOptions | None = None, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
-                  record_rates: bool = False, progress: Callable[[int, int], None] | None = None) -> StepReport:
+                  record_rates: bool = False, progress: Callable[[int, int], None] | None = None,
+                  stragglers: Sequence[str] = (), rank_devices: Sequence[str] = ()) -> StepReport:
     """Simulate ``steps`` training steps; the summary is per step. ``record_rates`` (flow fidelity) keeps
     every link's rate over time for ``StepReport.link_timeline``; ``progress(done, total)`` follows the
-    engine's (op, rank) pairs."""
+    engine's (op, rank) pairs. ``stragglers`` (``3=2``, ``bernoulli:p=0.05,factor=3,seed=1``) and
+    ``rank_devices`` (``0-7=a100``) vary compute speed per rank (``simulator.stragglers``)."""
     if not 1 <= steps <= MAX_STEPS:
         raise SpecError("steps", steps, f"allowed: 1 to {MAX_STEPS:,}")
     started = time.perf_counter()
     lowered = lower(strategy, workload, cluster, steps, options)
+    devices = {name: load_device(name) for name in device_of_rank(rank_devices, cluster.fabric.n_hosts)}
+    vary_compute(lowered.graph, stragglers, rank_devices,
+                 lambda name: lower(strategy, workload, replace(cluster, device=devices[name]), steps, options).graph)
     network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance, record_rates=record_rates)
     result = Engine(lowered.graph, network).run(progress)
-    return step_report(workload, cluster, strategy, fidelity, steps, lowered, result, network, started)
+    report = step_report(workload, cluster, strategy, fidelity, steps, lowered, result, network, started, devices)
+    report.summary.update(stragglers="; ".join(stragglers), rank_devices="; ".join(rank_devices))
+    return report
 
 
 def step_report(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity: str, steps: int, lowered: Lowered,
-                result: EngineResult, network: Network, started: float) -> StepReport:
+                result: EngineResult, network: Network, started: float,
+                devices: dict[str, Device] | None = None) -> StepReport:
     """The StepReport of a lowered step graph that ran on ``network`` (``started``: ``time.perf_counter()``
-    when the simulation began, for ``wall_s``)."""
+    when the simulation began, for ``wall_s``; ``devices``: other worker devices, of mixed-device runs)."""
     memory = {}
+    worker_devices = [cluster.device, *(devices or {}).values()]
     for role, parts in lowered.memory.items():
-        device = cluster.server_device if role == "server" and cluster.server_device else cluster.device
+        if role == "server" and cluster.server_device:
+            device = cluster.server_device
+        else:  # with mixed devices, the one with the least memory
+            device = min(worker_devices, key=lambda d: d.mem_capacity_bytes)
         ok, reason = fits(device, parts)
         memory[role] = {"bytes": float(sum(parts.values())), "parts": parts, "device": device.name,
                         "fits": ok, "reason": reason}
     summary = {"strategy": strategy, "workload": workload.name, "model": workload.model,
-               "topology": str(cluster.fabric.graph.graph.get("spec", "custom")), "fidelity": fidelity,
+               "topology": str(cluster.fabric.graph.graph.get("spec", "custom")),
+               "faults": "; ".join(cluster.fabric.graph.graph.get("faults", [])), "fidelity": fidelity,
                "workers": cluster.n_workers, "servers": len(cluster.servers) if needs_servers(strategy) else 0,
                "batch_per_worker": workload.batch_per_worker, "steps": steps,
-               **step_summary(result.rows, lowered.graph, result.makespan_s),
+               **step_summary(result.rows, lowered.graph, result.makespan_s, workload.batch_per_worker),
                "memory_per_device_bytes": {role: m["bytes"] for role, m in memory.items()},
                "fits_memory": all(m["fits"] for m in memory.values()), "memory": memory,
                "wall_s": time.perf_counter() - started}
@@ -138,6 +152,8 @@ def flat_summary(summary: dict) -> dict:
     flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     flat["bytes_per_worker_max"] = summary["bytes_per_worker"]["max"]
     flat["bytes_per_worker_mean"] = summary["bytes_per_worker"]["mean"]
+    for stat, value in summary.get("worker_step_time_s", {}).items():
+        flat[f"worker_step_time_s_{stat}"] = value
     for role, used in summary["memory_per_device_bytes"].items():
         flat[f"memory_{role}_bytes"] = used
     return flat

@@ -7,11 +7,13 @@ import pytest
 import simulator.collectives
 import simulator.fabric
 import simulator.network.maxmin
+import simulator.stragglers
 import simulator.units
+import topologies.faults
 
 
 @pytest.mark.parametrize("module", [simulator.collectives, simulator.fabric, simulator.network.maxmin,
-                                    simulator.units])
+                                    simulator.stragglers, simulator.units, topologies.faults])
 def test_docstring_examples(module: object) -> None:
     failures, tried = doctest.testmod(module)
     assert tried > 0 and failures == 0

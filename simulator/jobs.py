@@ -1,0 +1,323 @@
+"""Several training jobs on one fabric: each on its own hosts, all sharing the fabric's links.
+
+A jobs spec (YAML, ``JobsSpec``) names one topology and a list of jobs, each a workload under a strategy on
+its own hosts (``hosts: 0-63``, ``0-62:2``, ``0-3,8-11`` or a list of host indices; or ``workers: N``, the
+next N free hosts; or neither, every host still free). Hosts of two jobs never overlap; a job's ranks
+follow its hosts' order, and a ``ps``/``ps-fc`` job's servers sit on its first ``servers`` hosts.
+
+What is shared: links only. Jobs never share a host, so compute is not shared; every job's flows run on
+one flow-level network, where links are max-min fair shared among the flows of all jobs crossing them.
+Only ``fidelity: flow`` models that sharing (the analytical backend times each collective in isolation).
+
+``simulate_jobs`` runs every job twice: all together on one network (each starting at its ``start_s``),
+and each alone on a fresh network of the same topology with the same hosts. Per job and per step (s):
+``step_time_shared_s`` and ``step_time_alone_s`` (makespan from the job's own start, divided by its steps),
+``interference_s`` = shared - alone, ``slowdown`` = shared / alone (1: the other jobs cost it nothing).
+Bytes are per step and the job's own (``bytes_on_wire``: bytes its ranks send; the same alone or shared).
+A shared report's trace has times from the job's start; its ``links`` table covers every job's traffic
+(the alone report's is the job's own).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from simulator.compute import load_device
+from simulator.engine import Engine, EngineResult
+from simulator.errors import SpecError, read_mapping
+from simulator.fabric import Fabric
+from simulator.network import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE, make_network
+from simulator.strategies import lower, needs_servers
+from simulator.strategies.base import Cluster, Lowered
+from simulator.training import MAX_STEPS, StepReport, step_report
+from topologies import load_topology
+from topologies.builders import MAX_ELEMENTS
+from topologies.faults import apply_faults
+from workloads import AnyWorkload, load_workload
+from workloads.load import override
+
+MAX_START_S = 1e9
+_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+HOSTS_ALLOWED = "allowed: a-b, a-b:stride, a, comma-separated such ranges, or a list of host indices"
+
+
+def parse_hosts(value: Any) -> list[int]:
+    """Host indices of ``a-b`` (inclusive), ``a-b:stride``, ``a``, comma-separated such ranges, an int or a list
+    of ints; sorted, distinct (a ValueError says what is wrong)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | list):
+        raise ValueError(HOSTS_ALLOWED)
+    if isinstance(value, int):
+        hosts = [value]
+    elif isinstance(value, list):
+        if not value or any(isinstance(h, bool) or not isinstance(h, int) for h in value):
+            raise ValueError(f"{HOSTS_ALLOWED} (a non-empty list of integers)")
+        hosts = list(value)
+    else:
+        hosts = []
+        for part in value.replace(" ", "").split(","):
+            match = _RANGE.match(part)
+            if not match:
+                raise ValueError(f"cannot read {part!r}; {HOSTS_ALLOWED}")
+            first, last, stride = (int(g) if g is not None else None for g in match.groups())
+            last = first if last is None else last
+            if last < first or stride == 0 or last >= MAX_ELEMENTS:
+                raise ValueError(f"{part!r}: {HOSTS_ALLOWED}, with a <= b < {MAX_ELEMENTS:,} and stride >= 1")
+            hosts += range(first, last + 1, stride or 1)
+    if min(hosts) < 0 or max(hosts) >= MAX_ELEMENTS:
+        raise ValueError(f"host indices must be 0 to {MAX_ELEMENTS - 1:,}")
+    if len(set(hosts)) != len(hosts):
+        raise ValueError("a host is listed twice")
+    return sorted(hosts)
+
+
+def hosts_text(hosts: np.ndarray) -> str:
+    """Host indices as ``parse_hosts`` reads them: ``a-b``, ``a-b:stride``, else comma-separated runs."""
+    hosts = np.asarray(hosts, dtype=np.int64)
+    if len(hosts) == 1:
+        return str(hosts[0])
+    steps = np.diff(hosts)
+    if np.all(steps == steps[0]):
+        return f"{hosts[0]}-{hosts[-1]}" + (f":{steps[0]}" if steps[0] != 1 else "")
+    cuts = np.nonzero(steps != 1)[0] + 1
+    return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in np.split(hosts, cuts))
+
+
+class JobSpec(BaseModel):
+    """One job: a workload (``set``: its ``key=value`` overrides) under a strategy, on ``hosts`` or on the next
+    ``workers`` free hosts (neither: every host still free), from ``start_s`` (s) for ``steps`` steps."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    workload: str
+    set: list[str] = Field(default_factory=list)
+    strategy: str
+    hosts: list[int] | None = None
+    workers: int | None = Field(None, ge=1, le=MAX_ELEMENTS)
+    device: str = "h100"
+    server_device: str = "cpu-server"
+    servers: int | None = Field(None, ge=1, le=MAX_ELEMENTS)
+    steps: int = Field(1, ge=1, le=MAX_STEPS)
+    start_s: float = Field(0.0, ge=0.0, le=MAX_START_S, allow_inf_nan=False)
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> list[int] | None:
+        return None if value is None else parse_hosts(value)
+
+
+class JobsSpec(BaseModel):
+    """A topology (any string ``load_topology`` accepts) with optional link ``faults`` (``topologies.faults``),
+    the fidelity (flow) and the jobs sharing it."""
+
+    model_config = ConfigDict(extra="forbid")
+    topology: str
+    faults: list[str] = Field(default_factory=list)
+    fidelity: str = "flow"
+    rate_tolerance: float = Field(DEFAULT_RATE_TOLERANCE, ge=0.0, le=MAX_RATE_TOLERANCE)
+    jobs: list[JobSpec] = Field(min_length=1)
+
+
+def load_jobs(spec: str | Path | dict | JobsSpec) -> JobsSpec:
+    """A validated JobsSpec from a YAML/JSON file, a dict or a JobsSpec; every problem is one SpecError."""
+    if not isinstance(spec, JobsSpec):
+        if not isinstance(spec, dict):
+            spec = read_mapping(Path(spec), "jobs", "topology, fidelity and jobs")
+        try:
+            spec = JobsSpec.model_validate(spec)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]).lstrip(".")
+            message = str(err.get("ctx", {}).get("error", err["msg"]))
+            raise SpecError(where or "jobs", err.get("input"), message) from None
+    names = [job.name for job in spec.jobs]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise SpecError(f"jobs[{i}].name", name, f"used by jobs[{names.index(name)}]; allowed: unique names")
+    if spec.fidelity == "analytical":
+        raise SpecError("fidelity", spec.fidelity, "allowed: flow (only the flow-level network shares links "
+                                                   "between jobs; the analytical one times each collective alone)")
+    if spec.fidelity != "flow":
+        raise SpecError("fidelity", spec.fidelity, "allowed: flow")
+    return spec
+
+
+def place(spec: JobsSpec, n_hosts: int) -> list[np.ndarray]:
+    """The hosts of each job: its ``hosts``; then, in job order, the lowest block of ``workers`` consecutive
+    free hosts (the lowest free hosts if no block is long enough), or every free host."""
+    used = np.full(n_hosts, -1, dtype=np.int64)  # job holding each host
+    placed: list[np.ndarray | None] = [None] * len(spec.jobs)
+    for i, job in enumerate(spec.jobs):
+        if job.hosts is None:
+            continue
+        if job.workers is not None:
+            raise SpecError(f"jobs[{i}].workers", job.workers, "give hosts or workers, not both")
+        hosts = np.asarray(job.hosts, dtype=np.int64)
+        if hosts[-1] >= n_hosts:
+            raise SpecError(f"jobs[{i}].hosts", hosts_text(hosts), f"allowed: hosts 0 to {n_hosts - 1} "
+                                                                   "(the topology's)")
+        taken = used[hosts] >= 0
+        if taken.any():
+            other = spec.jobs[int(used[hosts[taken][0]])].name
+            raise SpecError(f"jobs[{i}].hosts", hosts_text(hosts), f"overlaps job {other!r} on hosts "
+                                                                   f"{hosts_text(hosts[taken])}; allowed: free hosts")
+        used[hosts] = i
+        placed[i] = hosts
+    for i, job in enumerate(spec.jobs):
+        if placed[i] is not None:
+            continue
+        free = np.nonzero(used < 0)[0]
+        n = len(free) if job.workers is None else job.workers
+        if not len(free):
+            raise SpecError(f"jobs[{i}].hosts", None, f"every host of the {n_hosts} is taken by other jobs; "
+                                                      "allowed: free hosts")
+        if n > len(free):
+            raise SpecError(f"jobs[{i}].workers", job.workers, f"allowed: 1 to {len(free)} "
+                                                               f"(the hosts still free of {n_hosts})")
+        # runs of consecutive free hosts: the first long enough
+        starts = np.nonzero(np.diff(free, prepend=-2) != 1)[0]
+        lengths = np.diff(np.append(starts, len(free)))
+        fit = np.nonzero(lengths >= n)[0]
+        first = int(starts[fit[0]]) if len(fit) else 0
+        hosts = free[first:first + n]
+        used[hosts] = i
+        placed[i] = hosts
+    return placed  # type: ignore[return-value]
+
+
+@contextmanager
+def _in_job(i: int, rename: dict[str, str] | None = None, prefix: str = "") -> Iterator[None]:
+    """SpecErrors raised inside name the job's field: ``jobs[i].<prefix><field>`` (``rename``: whole names)."""
+    try:
+        yield
+    except SpecError as exc:
+        field = (rename or {}).get(exc.field, prefix + exc.field)
+        raise SpecError(f"jobs[{i}].{field}", exc.value, exc.allowed) from None
+
+
+@dataclass
+class _Job:
+    spec: JobSpec
+    workload: AnyWorkload
+    cluster: Cluster
+    lowered: Lowered
+
+
+def _prepare(i: int, job: JobSpec, fabric: Fabric, hosts: np.ndarray) -> _Job:
+    with _in_job(i):
+        workload = load_workload(job.workload)
+        device = load_device(job.device)
+    with _in_job(i, {"set": "set"}, prefix="set."):
+        workload = override(workload, job.set)
+    with _in_job(i, {"device": "server_device"}):
+        server_device = load_device(job.server_device)
+    servers = np.zeros(0, dtype=np.int64)
+    if needs_servers(job.strategy):
+        p = job.servers if job.servers is not None else len(hosts)
+        if p > len(hosts):
+            raise SpecError(f"jobs[{i}].servers", p, f"allowed: 1 to {len(hosts)} (co-located on the job's hosts)")
+        servers = hosts[:p]
+    elif job.servers is not None:
+        raise SpecError(f"jobs[{i}].servers", job.servers, "allowed only for ps and ps-fc (omit it)")
+    cluster = Cluster(fabric, hosts, device, servers, server_device)
+    with _in_job(i):
+        lowered = lower(job.strategy, workload, cluster, job.steps)
+    return _Job(job, workload, cluster, lowered)
+
+
+@dataclass
+class JobsResult:
+    """Per job (by name): its hosts, its StepReport alone and shared; ``table``: one row per job."""
+
+    spec: JobsSpec
+    hosts: dict[str, np.ndarray]
+    alone: dict[str, StepReport]
+    shared: dict[str, StepReport]
+    table: pd.DataFrame
+
+    def to_dict(self) -> dict:
+        """The topology, fidelity and the table's rows (JSON-ready)."""
+        return {"topology": self.spec.topology, "fidelity": self.spec.fidelity,
+                "jobs": self.table.to_dict(orient="records")}
+
+
+def _from_start(result: EngineResult, start_s: float) -> EngineResult:
+    """``result`` with times from the job's start."""
+    if start_s == 0:
+        return result
+    rows = {**result.rows, "start_s": result.rows["start_s"] - start_s, "end_s": result.rows["end_s"] - start_s}
+    return EngineResult(result.graph, rows, result.link_bytes, result.makespan_s)
+
+
+def simulate_jobs(spec: str | Path | dict | JobsSpec,
+                  progress: Callable[[str, int, int], None] | None = None) -> JobsResult:
+    """Run the jobs together on one network and each alone on its own (see the module's docstring).
+    ``progress(label, done, total)`` follows each run's (op, rank) pairs."""
+    spec = load_jobs(spec)
+    fabric = Fabric(apply_faults(load_topology(spec.topology), spec.faults))
+    placed = place(spec, fabric.n_hosts)
+    jobs = [_prepare(i, job, fabric, hosts) for i, (job, hosts) in enumerate(zip(spec.jobs, placed, strict=True))]
+
+    def follow(label: str) -> Callable[[int, int], None] | None:
+        return (lambda done, total: progress(label, done, total)) if progress else None
+
+    def report(job: _Job, result: EngineResult, network: Any, started: float) -> StepReport:
+        return step_report(job.workload, job.cluster, job.spec.strategy, spec.fidelity, job.spec.steps, job.lowered,
+                           result, network, started)
+
+    alone = {}
+    for job in jobs:
+        started = time.perf_counter()
+        network = make_network(fabric, spec.fidelity, rate_tolerance=spec.rate_tolerance)
+        result = Engine(job.lowered.graph, network).run(follow(f"{job.spec.name} alone"))
+        alone[job.spec.name] = report(job, result, network, started)
+
+    started = time.perf_counter()
+    network = make_network(fabric, spec.fidelity, rate_tolerance=spec.rate_tolerance)
+    env = network.env
+    engines = [Engine(job.lowered.graph, network) for job in jobs]
+
+    def start_at(engine: Engine, at_s: float, label: str) -> Iterator[Any]:
+        yield env.timeout(at_s)
+        engine.start(follow(label))
+
+    for job, engine in zip(jobs, engines, strict=True):
+        if job.spec.start_s == 0:
+            engine.start(follow(f"{job.spec.name} shared"))
+        else:
+            env.process(start_at(engine, job.spec.start_s, f"{job.spec.name} shared"))
+    env.run(until=env.all_of([engine.all_done for engine in engines]))
+    shared = {job.spec.name: report(job, _from_start(engine.finish(), job.spec.start_s), network, started)
+              for job, engine in zip(jobs, engines, strict=True)}
+    hosts = {job.spec.name: job.cluster.workers for job in jobs}
+    return JobsResult(spec, hosts, alone, shared, jobs_table(jobs, alone, shared))
+
+
+def jobs_table(jobs: list[_Job], alone: dict[str, StepReport], shared: dict[str, StepReport]) -> pd.DataFrame:
+    """One row per job: placement, step time alone and shared (s), slowdown, interference (s), bytes (per step)."""
+    rows = []
+    for job in jobs:
+        a, s = alone[job.spec.name].summary, shared[job.spec.name].summary
+        t_alone, t_shared = a["step_time_s"], s["step_time_s"]
+        rows.append({
+            "name": job.spec.name, "workload": a["workload"], "strategy": job.spec.strategy,
+            "workers": a["workers"], "servers": a["servers"], "hosts": hosts_text(job.cluster.workers),
+            "start_s": job.spec.start_s, "steps": job.spec.steps,
+            "step_time_alone_s": t_alone, "step_time_shared_s": t_shared,
+            "slowdown": t_shared / t_alone if t_alone > 0 else math.nan, "interference_s": t_shared - t_alone,
+            "end_shared_s": job.spec.start_s + t_shared * job.spec.steps,
+            "exposed_comm_alone_s": a["exposed_comm_s"], "exposed_comm_shared_s": s["exposed_comm_s"],
+            "samples_per_s_alone": a["samples_per_s"], "samples_per_s_shared": s["samples_per_s"],
+            "bytes_on_wire": s["bytes_on_wire"], "bytes_per_worker_max": s["bytes_per_worker"]["max"],
+            "fits_memory": s["fits_memory"]})
+    return pd.DataFrame(rows)
