@@ -233,7 +233,16 @@ def _print_summary(reports: list, title: str) -> None:
                     _bytes(row["bytes_on_wire"]), _bytes(row["bytes_per_worker_max"]),
                     _seconds(row["exposed_comm_s"]), "fits" if row["fits_memory"] else "DOES NOT FIT")
     console.print(out)
+    whatif = [key for key in ("faults", "stragglers", "rank_devices") if first.get(key)]
+    if whatif:
+        console.print("what if: " + "; ".join(f"{key} {first[key]}" for key in whatif))
     for report in reports:
+        summary = report.summary
+        if whatif or summary["staleness_max"] > 0:
+            pace = summary["worker_step_time_s"]
+            console.print(f"{summary['strategy']}: each worker's own step {_seconds(pace['min'])} to "
+                          f"{_seconds(pace['max'])}, all workers {summary['worker_samples_per_s']:.3g} samples/s, "
+                          f"staleness mean {summary['staleness_mean']:.3g}, max {summary['staleness_max']:.0f}")
         for role, used in report.summary["memory"].items():
             if not used["fits"]:
                 console.print(f"{report.summary['strategy']}: {role} memory: {used['reason']}")

@@ -38,8 +38,12 @@ from simulator.engine import Engine, EngineResult
 from simulator.errors import SpecError, read_mapping
 from simulator.fabric import Fabric
 from simulator.network import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE, make_network
-from simulator.strategies import lower, needs_servers
+from simulator.stragglers import slow_down, slowdown_factors
+from simulator.strategies import StrategyOptions, lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
+from simulator.strategies.des import DESOptions
+from simulator.strategies.ps import PSOptions
+from simulator.strategies.torchrec import ShardingOptions
 from simulator.training import MAX_STEPS, StepReport, step_report
 from topologies import load_topology
 from topologies.builders import MAX_ELEMENTS
@@ -95,7 +99,9 @@ def hosts_text(hosts: np.ndarray) -> str:
 
 class JobSpec(BaseModel):
     """One job: a workload (``set``: its ``key=value`` overrides) under a strategy, on ``hosts`` or on the next
-    ``workers`` free hosts (neither: every host still free), from ``start_s`` (s) for ``steps`` steps."""
+    ``workers`` free hosts (neither: every host still free), from ``start_s`` (s) for ``steps`` steps.
+    ``ps`` (``mode``, ``staleness``, ``dense``) and ``des`` (``input``) are the strategies' options;
+    ``stragglers`` slow some of the job's hosts (``simulator.stragglers``: ``3=2``, ``bernoulli:p=..``)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -109,6 +115,9 @@ class JobSpec(BaseModel):
     servers: int | None = Field(None, ge=1, le=MAX_ELEMENTS)
     steps: int = Field(1, ge=1, le=MAX_STEPS)
     start_s: float = Field(0.0, ge=0.0, le=MAX_START_S, allow_inf_nan=False)
+    ps: PSOptions = Field(default_factory=PSOptions)
+    des: DESOptions = Field(default_factory=DESOptions)
+    stragglers: list[str] = Field(default_factory=list)
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -230,8 +239,16 @@ def _prepare(i: int, job: JobSpec, fabric: Fabric, hosts: np.ndarray) -> _Job:
     elif job.servers is not None:
         raise SpecError(f"jobs[{i}].servers", job.servers, "allowed only for ps and ps-fc (omit it)")
     cluster = Cluster(fabric, hosts, device, servers, server_device)
+    options = StrategyOptions(job.ps, job.des, ShardingOptions())
     with _in_job(i):
-        lowered = lower(job.strategy, workload, cluster, job.steps)
+        lowered = lower(job.strategy, workload, cluster, job.steps, options)
+    with _in_job(i, {"straggler": "stragglers"}):
+        factors = slowdown_factors(job.stragglers, fabric.n_hosts, job.steps)
+    outside = np.setdiff1d(np.nonzero((factors != 1).any(axis=1))[0], hosts)
+    if len(outside):
+        raise SpecError(f"jobs[{i}].stragglers", job.stragglers, f"host {outside[0]} is not one of the job's "
+                                                                 f"hosts ({hosts_text(hosts)})")
+    slow_down(lowered.graph, factors)
     return _Job(job, workload, cluster, lowered)
 
 

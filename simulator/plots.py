@@ -7,6 +7,8 @@
   exposed communication;
 - ``scaling``: step time, samples/s and bytes per worker against workers, one line per strategy, with
   the crossover of two strategies marked;
+- ``sensitivity``: several metrics against one what-if input (a straggler's slowdown, a link's
+  bandwidth kept), one line per variant;
 - ``topology``: a drawing of a small cluster, nodes placed by tier.
 
 Times are shown in ms, bytes in MB; every figure has titled axes with units and a legend.
@@ -28,6 +30,7 @@ from plotly.subplots import make_subplots
 from simulator.results import node_tier
 
 PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark24
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 MAX_TIMELINE_RANKS = 64
 MAX_TOPOLOGY_NODES = 512
 
@@ -168,6 +171,29 @@ def scaling(frame: pd.DataFrame, x: str = "workers", marked: tuple[str, str] | N
         fig.add_annotation(x=0.5, y=1.02, xref="paper", yref="paper", showarrow=False, yanchor="bottom",
                            text=f"crossover at {x} ≈ {at:.3g}: {before} is faster below, {after} above")
     fig.update_layout(title=title, legend_title="strategy", height=460, margin={"t": 110})
+    return fig
+
+
+def sensitivity(frame: pd.DataFrame, x: str, metrics: dict[str, tuple[str, float]], color: str = "variant",
+                title: str = "Sensitivity", x_title: str | None = None, dash: str | None = None) -> go.Figure:
+    """One panel per metric (column -> (axis label with unit, scale applied to the values)) against ``x``,
+    one line per value of ``color`` (and of ``dash``, drawn dashed differently); linear axes, as what-if
+    inputs are small ranges."""
+    fig = make_subplots(rows=1, cols=len(metrics), horizontal_spacing=0.08)
+    colors = category_colors(frame[color])
+    styles = dict(zip(frame[dash].unique(), DASHES, strict=False)) if dash else {}
+    keys = [color, dash] if dash else [color]
+    for col, (metric, (label, scale)) in enumerate(metrics.items(), start=1):
+        for key, group in frame.sort_values(x).groupby(keys, sort=False):
+            name = ", ".join(map(str, key))
+            fig.add_trace(go.Scatter(x=group[x], y=group[metric] * scale, name=name, mode="lines+markers",
+                                     line={"color": colors[key[0]], "dash": styles.get(key[-1], "solid")},
+                                     legendgroup=name, showlegend=col == 1,
+                                     hovertemplate=f"{name}: %{{y:.4g}} at {x} = %{{x}}<extra></extra>"),
+                          row=1, col=col)
+        fig.update_xaxes(title_text=x_title or x, row=1, col=col)
+        fig.update_yaxes(title_text=label, rangemode="tozero", row=1, col=col)
+    fig.update_layout(title=title, legend_title=color, height=420)
     return fig
 
 

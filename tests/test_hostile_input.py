@@ -146,3 +146,38 @@ def test_huge_sweeps_and_odd_job_counts(capsys, tmp_path, sizes: list[int], jobs
     assert_clean(code, err)
     if math.prod(sizes) > 10 ** 7:  # refused, for that or for a bad --jobs, before anything runs
         assert code == 2 and ("at most 10,000,000 points" in err or "jobs" in err), err
+
+
+FAULT_TEXTS = st.one_of(st.text(max_size=20), st.builds(lambda a, b, f: f"{a}-{b}={f}",
+                                                        st.sampled_from(["h0", "sw0", "leaf*", "*", "x", ""]),
+                                                        st.sampled_from(["sw0", "h1", "spine0", "*", ""]),
+                                                        EXTREMES.map(str)))
+STRAGGLER_TEXTS = st.one_of(st.text(max_size=20),
+                            st.builds(lambda r, f: f"{r}={f}", st.sampled_from(["0", "0-3", "3-1", "99", "a", ""]),
+                                      EXTREMES.map(str)),
+                            st.builds(lambda k, p: f"{k}:{p}", st.sampled_from(["bernoulli", "lognormal", "x"]),
+                                      st.sampled_from(["p=0.5,factor=2", "p=2", "sigma=1e9", "sigma=nan", "seed=-1",
+                                                       "factor=0", "p=0.1,factor=3,seed=1", "", "k"])))
+
+
+@SETTINGS
+@given(fault=FAULT_TEXTS, straggler=STRAGGLER_TEXTS, device=st.sampled_from(["0-1=a100", "0=zz", "x", "9=h100", ""]))
+def test_any_fault_straggler_or_rank_device(capsys, fault: str, straggler: str, device: str) -> None:
+    code, _, err = outcome(capsys, "run", "--workload", "dlrm-small", "--fidelity", "analytical", "--topology",
+                           "star:hosts=4,link_gbps=100,latency_us=1", "--fault", fault, "--straggler", straggler,
+                           "--rank-device", device)
+    assert_clean(code, err)
+
+
+@SETTINGS
+@given(document=DOCUMENTS, job=st.dictionaries(st.sampled_from(["name", "workload", "strategy", "hosts", "workers",
+                                                                "steps", "start_s", "ps", "stragglers", "set"]),
+                                               EXTREMES, max_size=5))
+def test_any_jobs_file(capsys, tmp_path, document: object, job: dict) -> None:
+    """Any YAML document, and a jobs spec with extreme field values, as ``dessim jobs``' file."""
+    for i, doc in enumerate([document, {"topology": "star:hosts=4", "jobs": [
+            {"name": "a", "workload": "dlrm-small", "strategy": "dp", **job}]}]):
+        path = tmp_path / f"j{i}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        code, _, err = outcome(capsys, "jobs", str(path))
+        assert_clean(code, err)

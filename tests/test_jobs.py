@@ -18,6 +18,7 @@ from simulator.jobs import hosts_text, load_jobs, parse_hosts, place, simulate_j
 from simulator.network import make_network
 from simulator.schedule import Pattern, Schedule
 from simulator.stepgraph import StepGraph
+from simulator.strategies.base import Cluster
 from simulator.training import make_cluster, simulate_step
 from topologies import load_topology
 from workloads import load_workload
@@ -257,3 +258,28 @@ def test_cli_bad_spec_is_one_line_and_exit_2(capsys, tmp_path, doc: object, need
 def test_cli_refuses_a_bad_out_suffix_before_running(capsys) -> None:
     code, _, err = cli(capsys, "jobs", str(EXAMPLE), "--out", "jobs.txt")
     assert code == 2 and "out: got 'jobs.txt'" in err
+
+
+def test_a_straggler_in_one_job_slows_only_that_job_when_no_link_is_shared() -> None:
+    """Per-job stragglers and options: on a star (no link shared), job a's straggler changes a's step exactly
+    as simulate_step's stragglers do, and b not at all."""
+    from simulator.strategies import StrategyOptions
+    from simulator.strategies.ps import PSOptions
+
+    spec = {"topology": "star:hosts=8", "jobs": [
+        {"name": "a", "workload": "dlrm-small", "strategy": "ps", "ps": {"mode": "async"}, "steps": 3,
+         "hosts": "0-3", "stragglers": ["1=3"]},
+        {"name": "b", "workload": "dlrm-small", "strategy": "des", "hosts": "4-7"}]}
+    result = simulate_jobs(spec)
+    fabric = Fabric(load_topology("star:hosts=8"))
+    options = StrategyOptions.default()
+    options.ps = PSOptions(mode="async")
+    alone = simulate_step(load_workload("dlrm-small"), Cluster(fabric, np.arange(4), load_device("h100"),
+                                                               np.arange(4), load_device("cpu-server")),
+                          "ps", "flow", 3, options, stragglers=["1=3"]).summary
+    a = result.shared["a"].summary
+    assert a["step_time_s"] == pytest.approx(alone["step_time_s"], rel=1e-9)
+    assert a["staleness_mean"] == pytest.approx(alone["staleness_mean"]) and a["staleness_max"] > 0
+    assert result.table.set_index("name").loc["b", "slowdown"] == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(SpecError, match=r"jobs\[0\].stragglers.*host 6 is not one of the job's hosts"):
+        simulate_jobs({**spec, "jobs": [{**spec["jobs"][0], "stragglers": ["6=2"]}]})

@@ -104,3 +104,14 @@ def test_topology_draws_every_node_by_tier() -> None:
 def test_category_colors_are_stable() -> None:
     assert plots.category_colors(["b", "a"]) == plots.category_colors(["a", "b", "a"])
     assert len(set(plots.category_colors(map(str, range(20))).values())) == 20
+
+
+def test_sensitivity_draws_each_variant_and_dash_with_the_scaled_values() -> None:
+    frame = pd.DataFrame({"variant": ["ps", "ps", "des", "des"] * 2, "link": ["nic"] * 4 + ["uplink"] * 4,
+                          "kept": [1.0, 0.5] * 4, "step_time_s": np.arange(8) * 1e-3 + 1e-3})
+    fig = plots.sensitivity(frame, "kept", {"step_time_s": ("step time (ms)", 1e3)}, dash="link")
+    traces = {t.name: t for t in fig.data}
+    assert set(traces) == {"ps, nic", "des, nic", "ps, uplink", "des, uplink"}
+    assert list(traces["des, uplink"].y) == pytest.approx([8.0, 7.0])  # sorted by kept: 0.5 then 1.0
+    assert traces["ps, nic"].line.dash == "solid" and traces["ps, uplink"].line.dash == "dash"
+    assert traces["ps, nic"].line.color == traces["ps, uplink"].line.color != traces["des, nic"].line.color

@@ -239,3 +239,12 @@ def test_sweeps_vary_faults_and_stragglers(closed_form: bool, tmp_path) -> None:
                                                        stragglers=[stragglers] if stragglers else ()
                                                        ).summary["step_time_s"]
     assert rows.to_dict() == pytest.approx(expected, rel=1e-9)
+
+
+def test_cli_compare_prints_each_workers_pace_and_staleness(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--workload", "dlrm-small", "--fidelity", "analytical", "--ps-mode", "async", "--steps",
+              "3", "--straggler", "3=3"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exit_info.value.code == 0 and "what if: stragglers 3=3" in out
+    assert "ps: each worker's own step" in out and "des: each worker's own step" in out and "staleness mean" in out

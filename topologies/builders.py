@@ -28,8 +28,9 @@ from simulator.errors import SpecError
 Count = Annotated[int, Field(strict=True, gt=0)]
 NonNegCount = Annotated[int, Field(strict=True, ge=0)]
 MAX_GBPS = 1e7  # 10 Pb/s: beyond any link, and far from float overflow once in bytes/s
+MIN_GBPS = 1e-6  # 1 kb/s: below any real link, and far from overflowing a transfer time
 MAX_US = 1e9  # 1,000 s of latency
-Gbps = Annotated[float, Field(strict=True, gt=0, le=MAX_GBPS, allow_inf_nan=False)]
+Gbps = Annotated[float, Field(strict=True, ge=MIN_GBPS, le=MAX_GBPS, allow_inf_nan=False)]
 Micros = Annotated[float, Field(strict=True, ge=0, le=MAX_US, allow_inf_nan=False)]
 Flag = Annotated[bool, Field(strict=True)]
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from simulator.errors import SpecError
+from topologies.builders import MIN_GBPS
 
 _FAULT = re.compile(r"^(?P<src>[^=<>]+?)(?P<arrow>-|>)(?P<dst>[^=<>]+?)=(?P<factor>[^=]+)$")
 _SHOWN = 3
@@ -113,7 +114,11 @@ def apply_faults(graph: nx.Graph, faults: Iterable[str | LinkFault]) -> nx.Graph
             if fault.failed:
                 out.remove_edge(u, v)
             else:
-                out.edges[u, v]["link_gbps"] = float(out.edges[u, v]["link_gbps"]) * fault.factor
+                gbps = float(out.edges[u, v]["link_gbps"]) * fault.factor
+                if gbps < MIN_GBPS:
+                    raise SpecError("fault", fault.text, f"leaves {u}-{v} at {gbps:g} Gb/s; allowed: at least "
+                                                         f"{MIN_GBPS:g} Gb/s (or 0/fail for a failed link)")
+                out.edges[u, v]["link_gbps"] = gbps
     out.graph["faults"] = [*graph.graph.get("faults", []), *(f.text for f in parsed)]
     try:
         validate_graph(out)

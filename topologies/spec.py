@@ -27,7 +27,7 @@ import networkx as nx
 import yaml
 
 from simulator.errors import SpecError, read_text
-from topologies.builders import BUILDERS, MAX_GBPS, MAX_US
+from topologies.builders import BUILDERS, MAX_GBPS, MAX_US, MIN_GBPS
 
 PRESET_DIR = Path(__file__).parent / "presets"
 FILE_SUFFIXES = (".yaml", ".yml", ".json", ".graphml")
@@ -244,7 +244,7 @@ def _is_number(value: object) -> bool:
 def validate_graph(graph: nx.Graph) -> None:
     """Check the topology conventions; raise SpecError on the first violation.
 
-    Every node has ``kind`` host or switch; every link has ``link_gbps`` > 0 and ``latency_us`` >= 0 and joins
+    Every node has ``kind`` host or switch; every link has ``link_gbps`` in [1e-6, 1e7], ``latency_us`` >= 0, and joins
     two different nodes; ``graph.graph["hosts"]`` lists every host node exactly once; every host reaches
     every other host through switches only (hosts never forward).
     """
@@ -257,9 +257,9 @@ def validate_graph(graph: nx.Graph) -> None:
         if u == v:
             raise SpecError(f"link {u}-{v}", u, "a link must join two different nodes")
         gbps, latency = attrs.get("link_gbps"), attrs.get("latency_us")
-        if not (_is_number(gbps) and 0 < gbps <= MAX_GBPS):
+        if not (_is_number(gbps) and MIN_GBPS <= gbps <= MAX_GBPS):
             raise SpecError(f"link {u}-{v}.link_gbps", gbps,
-                            f"every link needs a bandwidth > 0 and <= {MAX_GBPS:g} (1e9 bits/s)")
+                            f"every link needs a bandwidth from {MIN_GBPS:g} to {MAX_GBPS:g} (1e9 bits/s)")
         if not (_is_number(latency) and 0 <= latency <= MAX_US):
             raise SpecError(f"link {u}-{v}.latency_us", latency,
                             f"must be a number from 0 to {MAX_US:g} (microseconds)")
