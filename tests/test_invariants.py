@@ -1,6 +1,7 @@
-"""Invariants of every strategy on every kind of topology, at flow level: bytes sent = bytes received, no
-link above its capacity at any instant, no op before its dependencies or out of its stream's order, and the
-same results for the same seed."""
+"""Invariants of every strategy on every kind of topology, healthy or with faults and stragglers, at flow
+level: bytes sent = bytes received, no link above its capacity at any instant, simulated time never going
+backwards, no op before its dependencies or out of its stream's order, and the same results for the same
+seed."""
 
 import numpy as np
 import pandas as pd
@@ -10,9 +11,11 @@ from simulator.compute import load_device
 from simulator.engine import Engine
 from simulator.fabric import Fabric
 from simulator.network.flow import FlowNetwork
+from simulator.stragglers import vary_compute
 from simulator.strategies import FC_STRATEGIES, RECOMMENDER_STRATEGIES, lower
 from simulator.training import make_cluster
 from topologies import load_topology
+from topologies.faults import apply_faults
 from workloads import load_workload
 
 TOPOLOGIES = {
@@ -27,14 +30,34 @@ RECOMMENDER = "dlrm:n_tables=4,rows=5000,dim=16,batch=64,ids=sampled,seed=3,bott
 CLASSIFIER = "classification:classes=4000,feature_dim=32,batch=8"
 
 
-def run(strategy: str, topology: str, workload: str = RECOMMENDER, steps: int = 2):
-    """Lower and run on a flow network that asserts, after every rate change, that no link is over capacity."""
-    fabric = Fabric(load_topology(topology))
+class ForwardOnlyNetwork(FlowNetwork):
+    """A flow network that asserts no link is over capacity after every rate change, and that simulated time
+    never goes backwards: windows start in order, and nothing finishes before the window it finishes in."""
+
+    def __init__(self, fabric: Fabric) -> None:
+        super().__init__(fabric, check_capacity=True)
+        run_window, last = self.core.run_window, [0.0]
+
+        def checked(t0: float, horizon: float):
+            assert t0 >= last[0] and t0 >= self.env.now - 1e-15, (t0, last[0], self.env.now)
+            done = run_window(t0, horizon)
+            assert (done.t_done >= t0 - 1e-15).all()
+            last[0] = t0
+            return done
+
+        self.core.run_window = checked
+
+
+def run(strategy: str, topology: str, workload: str = RECOMMENDER, steps: int = 2, faults: tuple[str, ...] = (),
+        stragglers: tuple[str, ...] = ()):
+    """Lower (with link ``faults`` and ``stragglers`` if given) and run on a ``ForwardOnlyNetwork``."""
+    fabric = Fabric(apply_faults(load_topology(topology), faults))
     servers = 2 if strategy in ("ps", "ps-fc") else None
     cluster = make_cluster(fabric, strategy, load_device("h100"), load_device("cpu-server"), servers=servers,
                            workers=6 if servers else None, placement="dedicated" if servers else "colocated")
     lowered = lower(strategy, load_workload(workload), cluster, steps)
-    result = Engine(lowered.graph, FlowNetwork(fabric, check_capacity=True)).run()
+    vary_compute(lowered.graph, stragglers)
+    result = Engine(lowered.graph, ForwardOnlyNetwork(fabric)).run()
     return lowered.graph, result.trace
 
 
@@ -62,6 +85,14 @@ def check(graph, trace: pd.DataFrame) -> None:
 @pytest.mark.parametrize("strategy", RECOMMENDER_STRATEGIES)
 def test_invariants_of_every_recommender_strategy(strategy: str, topology: str) -> None:
     graph, trace = run(strategy, TOPOLOGIES[topology])
+    check(graph, trace)
+
+
+@pytest.mark.parametrize("strategy", RECOMMENDER_STRATEGIES)
+def test_invariants_with_a_degraded_link_a_failed_one_and_stragglers(strategy: str) -> None:
+    graph, trace = run(strategy, "leafspine:leaves=2,hosts_per_leaf=4,spines=2,host_gbps=100,uplink_gbps=100",
+                       faults=("leaf0-spine0=0.3", "leaf1-spine1=fail"),
+                       stragglers=("1=2.5", "bernoulli:p=0.3,factor=2,seed=5"))
     check(graph, trace)
 
 
