@@ -142,7 +142,8 @@ def _own_ends(rows: dict[str, np.ndarray], graph: StepGraph) -> np.ndarray:
     request streams (``ps.w<k>``, async PS) do not count, so a co-located server's work for a slow worker
     does not stretch a fast worker's pace."""
     server = np.array([o.stream.startswith("server") for o in graph.ops], dtype=bool)
-    owner = np.array([int(o.stream[4:]) if o.stream.startswith("ps.w") else -1 for o in graph.ops], dtype=np.int64)
+    worker = np.array([int(o.stream[4:]) if o.stream.startswith("ps.w") else -1 for o in graph.ops], dtype=np.int64)
+    owner = np.where(worker >= 0, graph.workers[np.maximum(worker, 0)], -1)  # ps.w<k>: the k-th worker's host
     op, rank = rows["op"], rows["rank"]
     mine = ~server[op] & ((owner[op] < 0) | (owner[op] == rank))
     ends = np.full(graph.n_ranks, -np.inf)

@@ -283,3 +283,14 @@ def test_a_straggler_in_one_job_slows_only_that_job_when_no_link_is_shared() -> 
     assert result.table.set_index("name").loc["b", "slowdown"] == pytest.approx(1.0, abs=1e-9)
     with pytest.raises(SpecError, match=r"jobs\[0\].stragglers.*host 6 is not one of the job's hosts"):
         simulate_jobs({**spec, "jobs": [{**spec["jobs"][0], "stragglers": ["6=2"]}]})
+
+
+def test_async_ps_pace_is_per_worker_host_when_the_job_is_not_on_hosts_from_0() -> None:
+    """Async PS streams are named by worker index; on hosts 8-15 each worker's pace must still be its own."""
+    job = {"name": "a", "workload": "dlrm-small", "strategy": "ps", "ps": {"mode": "async"}, "steps": 3,
+           "stragglers": ["9=3"]}
+    low = simulate_jobs({"topology": "star:hosts=16", "jobs": [{**job, "hosts": "0-7", "stragglers": ["1=3"]}]})
+    high = simulate_jobs({"topology": "star:hosts=16", "jobs": [{**job, "hosts": "8-15"}]})
+    pace_high, pace_low = (r.alone["a"].summary["worker_step_time_s"] for r in (high, low))
+    assert pace_high == pytest.approx(pace_low, rel=1e-9)
+    assert pace_high["min"] < 0.9 * pace_high["max"]
