@@ -38,10 +38,11 @@ def fattree_graph(k: int, link_gbps: float = 400.0, latency_us: float = 1.0) -> 
     return graph
 
 
-def run_flow(fabric: Fabric, schedule: Schedule, **kwargs: object):
-    """Run one schedule alone on a fresh flow network; returns (result, network)."""
+def run_flow(fabric: Fabric, schedule: Schedule, ready_s: np.ndarray | None = None, **kwargs: object):
+    """Run one schedule alone on a fresh flow network (rank r joining at ``ready_s[r]``, default 0); returns
+    (result, network)."""
     network = FlowNetwork(fabric, check_capacity=True, **kwargs)
-    done = network.start(schedule)
+    done = network.start(schedule, ready_s=ready_s)
     network.env.run(until=done)
     return done.value, network
 

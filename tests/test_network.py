@@ -11,6 +11,7 @@ from simulator.collectives import build_schedule
 from simulator.errors import SpecError
 from simulator.fabric import Fabric
 from simulator.network.analytical import AnalyticalNetwork
+from simulator.network.flow import FlowNetwork
 from simulator.network.maxmin import by_candidate_minima, by_local_minima
 from simulator.schedule import Pattern, Schedule
 
@@ -195,13 +196,40 @@ def test_rate_tolerance_batches_completions_closed_form() -> None:
     assert below.time_s == pytest.approx(exact.time_s, rel=1e-12)
 
 
+def test_rate_tolerance_batches_arrivals_within_its_share_of_the_route_latency() -> None:
+    """Two flows of S into one host, the second ready d later. Exact: the first runs alone for d, both end
+    by 2L + 2S/B, the first d earlier. Batched (d < tolerance x L_min, L_min = 2L): both start at 2L + d and
+    end together at 2L + d + 2S/B, with one rate solve instead of three."""
+    size, delay = 1e6, 1e-9
+    fabric = Fabric(star_graph(3, GBPS, LATENCY_US))
+    schedule = Schedule(3)
+    schedule.add(Pattern.of(3, np.array([0, 1]), np.array([2, 2]), np.array([size, size])))
+
+    def run(tolerance: float):
+        network = FlowNetwork(fabric, check_capacity=True, rate_tolerance=tolerance)
+        done = network.start(schedule, ready_s=np.array([0.0, delay, 0.0]))
+        network.env.run(until=done)
+        return done.value.rank_end_s, network.core.n_rate_solves
+
+    (exact, solves_exact), (batched, solves_batched) = run(0.0), run(1e-3)
+    assert delay < 1e-3 * fabric.min_route_latency_s() == pytest.approx(1e-3 * 2 * L)
+    assert exact[:2] == pytest.approx([2 * L + 2 * size / B - delay, 2 * L + 2 * size / B], rel=1e-12)
+    assert batched[:2] == pytest.approx([2 * L + delay + 2 * size / B] * 2, rel=1e-12)
+    assert (solves_exact, solves_batched) == (3, 1)
+    assert batched[0] - exact[0] == pytest.approx(2 * delay, rel=1e-6)  # started d late and lost d alone
+    apart, solves_apart = run(1e-4)  # the delay exceeds the slack: two arrivals (the completions are batched)
+    assert apart[0] == pytest.approx(exact[0], rel=1e-12) and solves_apart == 2
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**31 - 1))
 def test_rate_tolerance_stays_within_its_bound_on_random_traffic(seed: int) -> None:
-    """The default tolerance moves every rank's end by less than that fraction; bytes are unchanged."""
+    """The default tolerance moves every rank's end by less than that fraction; bytes are unchanged. Ranks
+    join up to 4 ns apart, so that arrivals are batched too (the slack is 1e-3 x 0.2-4 us)."""
     fabric, schedule = _random_traffic(seed)
-    exact, _ = run_flow(fabric, schedule, rate_tolerance=0.0)
-    batched, network = run_flow(fabric, schedule)  # check_capacity is on: never over capacity
+    ready_s = np.random.default_rng(seed).uniform(0, 4e-9, schedule.n_ranks)
+    exact, _ = run_flow(fabric, schedule, ready_s, rate_tolerance=0.0)
+    batched, network = run_flow(fabric, schedule, ready_s)  # check_capacity is on: never over capacity
     assert np.allclose(batched.rank_end_s, exact.rank_end_s, rtol=network.core.rate_tolerance, atol=0)
     assert np.allclose(batched.sent_bytes, exact.sent_bytes, rtol=1e-12)  # summed in another order
 

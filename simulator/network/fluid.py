@@ -20,7 +20,12 @@ Exact semantics of shared/design/NETWORK.md, made fast by three observations:
    recomputation, at the last of them. Each flow still ends at its own time at the rates it had, no
    link exceeds capacity and all bytes are counted; the capacity the early finishers free stays idle
    for that sliver. Measured effect on collective times: < 3e-5 relative (tests bound it by the
-   tolerance on random traffic).
+   tolerance on random traffic). Arrivals are batched the same way: flows that become ready within
+   ``rate_tolerance`` x L_min after the first of them start together, at the last one's time, with one
+   rate recomputation: a message starts at most that fraction of its own route latency late (tests
+   bound the effect on every rank's end by the tolerance, on random traffic with ranks joining ns
+   apart). It matters when thousands of ranks release their messages nanoseconds apart: a 4,096-rank
+   PS exchange re-solved all 16 M flows at each release.
 
 Times within a relative 1e-12 of each other are one event.
 """
@@ -133,6 +138,7 @@ class FluidCore:
         self.fabric = fabric
         self.incremental = incremental
         self.rate_tolerance = rate_tolerance
+        self.arrival_slack_s = rate_tolerance * fabric.min_route_latency_s()
         n_links = fabric.n_links
         self.check_capacity = check_capacity
         self.link_count = np.zeros(n_links, dtype=np.int64)
@@ -306,6 +312,10 @@ class FluidCore:
             t_e = min(t_c, t_a)
             if not (t_e < limit):
                 break
+            if t_a < t_c and self.arrival_slack_s > 0:  # arrivals within the slack start together, at the last
+                horizon = min(t_a + self.arrival_slack_s, t_c - time_eps(t_c))
+                last = int(np.searchsorted(arrivals["t_act"], horizon, side="right")) - 1
+                t_e = max(t_e, float(arrivals["t_act"][last]))
             self._account_coupled(t_e)
             eps = time_eps(t_e)
             finished = np.nonzero(cpl.t_fin <= t_e + eps)[0]
