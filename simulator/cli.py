@@ -33,7 +33,8 @@ def _root(ctx: typer.Context) -> None:
 
 FaultOpt = Annotated[list[str] | None, typer.Option(
     "--fault", help="link fault SRC-DST=FACTOR: keep FACTOR of the bandwidth, 0 or fail = failed and rerouted "
-                    "around (fnmatch patterns, SRC>DST one way; repeatable)")]
+                    "around (fnmatch patterns, SRC>DST one way, ,fraction=F,seed=S a random share of the "
+                    "matches; repeatable)")]
 StragglerOpt = Annotated[list[str] | None, typer.Option(
     "--straggler", help="slower compute: RANKS=FACTOR (3=2, 0-7=1.5), bernoulli:p=P,factor=F,seed=S or "
                         "lognormal:sigma=S,seed=S per rank and step (repeatable)")]

@@ -248,3 +248,37 @@ def test_cli_compare_prints_each_workers_pace_and_staleness(capsys: pytest.Captu
     out = " ".join(capsys.readouterr().out.split())
     assert exit_info.value.code == 0 and "what if: stragglers 3=3" in out
     assert "ps: each worker's own step" in out and "des: each worker's own step" in out and "staleness mean" in out
+
+
+def test_a_random_fraction_of_matching_cables_fails_the_same_for_the_same_seed() -> None:
+    graph = load_topology("fattree:k=8")
+    uplinks = [e for e in graph.edges() if "edge" in e[0] + e[1] and "agg" in e[0] + e[1]]
+
+    def failed(fault: str) -> set:
+        return {tuple(sorted(e)) for e in set(graph.edges()) - set(apply_faults(graph, [fault]).edges())}
+
+    one, again, other = (failed(f"*edge*-*agg*=fail,fraction=0.1,seed={s}") for s in (1, 1, 2))
+    assert len(one) == round(0.1 * len(uplinks)) == 13 and one == again and one != other
+    assert one <= {tuple(sorted(e)) for e in uplinks}
+    halved = apply_faults(graph, ["*edge*-*agg*=0.5,fraction=0.5,seed=4"])
+    assert sum(d["link_gbps"] == 50 for *_, d in halved.edges(data=True)) == 64
+    directed = apply_faults(graph, ["*edge*>*agg*=0.5,fraction=0.25,seed=4"])  # one direction of 32 cables
+    assert sum(d["link_gbps"] == 50 for *_, d in directed.edges(data=True)) == 32
+    with pytest.raises(SpecError, match="fraction must be"):
+        apply_faults(graph, ["*edge*-*agg*=0,fraction=1.5"])
+
+
+def test_random_uplink_failures_in_a_sweep_give_a_distribution(tmp_path) -> None:
+    """Failing 25% of a 2-spine leaf-spine's uplinks at random: seeds that fail both of a leaf's uplinks cut
+    it off (an error row), the others slow the PS step or not; the healthy run is never slower."""
+    from simulator.sweep import sweep
+
+    topology = "leafspine:leaves=4,hosts_per_leaf=4,spines=2,host_gbps=100,uplink_gbps=100,latency_us=1"
+    faults = [""] + [f"leaf*-spine*=fail,fraction=0.25,seed={s}" for s in range(16)]
+    rows = sweep({"base": {"workload": "dlrm-small", "strategy": "ps", "fidelity": "flow", "topology": topology},
+                  "grid": {"faults": faults}}, tmp_path / "r.csv", jobs=1).set_index("faults")
+    healthy = rows.loc["", "step_time_s"]
+    ran = rows[rows.error.fillna("") == ""]
+    assert len(ran) >= 3 and (ran.step_time_s >= healthy * (1 - 1e-9)).all() and (ran.step_time_s > healthy).any()
+    cut = rows[rows.error.fillna("") != ""]
+    assert len(cut) >= 1 and all("leaves no path" in e for e in cut.error)

@@ -2,7 +2,9 @@
 
 A fault is ``SRC-DST=FACTOR``: every cable whose ends match the two ``fnmatch`` patterns (either way
 round) keeps ``FACTOR`` of its bandwidth (0 < FACTOR <= 1), or fails (``FACTOR`` 0 or ``fail``) and
-is removed. ``SRC>DST=FACTOR`` touches one direction only (the graph becomes directed). Routing is
+is removed. ``SRC>DST=FACTOR`` touches one direction only (the graph becomes directed).
+``,fraction=F,seed=S`` picks a random fraction F of the matching cables instead (``round(F x count)``
+of them, drawn with seed S): ``leaf*-spine*=fail,fraction=0.05,seed=3`` fails 5% of the uplinks. Routing is
 computed on what remains, so traffic takes the other shortest paths (ECMP spreads over the survivors)
 or, where none is left at the old length, longer ones; a fault that leaves a host unable to reach
 another is one error naming it.
@@ -21,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import networkx as nx
+import numpy as np
 
 from simulator.errors import SpecError
 from topologies.builders import MIN_GBPS
@@ -39,6 +42,8 @@ class LinkFault:
     factor: float
     one_way: bool = False
     text: str = ""
+    fraction: float = 1.0
+    seed: int = 0
 
     @property
     def failed(self) -> bool:
@@ -54,10 +59,21 @@ def parse_fault(text: str) -> LinkFault:
     LinkFault(src='leaf*', dst='spine0', factor=0.0, one_way=True, text='leaf*>spine0=fail')
     """
     text = str(text).strip()
-    match = _FAULT.match(text)
+    head, *options = text.split(",")
+    match = _FAULT.match(head)
     if not match:
         raise SpecError("fault", text, "expected SRC-DST=FACTOR or SRC>DST=FACTOR (node names or fnmatch "
-                                       "patterns; FACTOR in (0, 1], or 0/fail for a failed link)")
+                                       "patterns; FACTOR in (0, 1], or 0/fail for a failed link), optionally "
+                                       "followed by ,fraction=F,seed=S")
+    extra = dict(option.partition("=")[::2] for option in options)
+    if set(extra) - {"fraction", "seed"}:
+        raise SpecError("fault", text, "after the factor, allowed: ,fraction=F (0 to 1),seed=S (an integer >= 0)")
+    try:
+        fraction, seed = float(extra.get("fraction", 1.0)), int(extra.get("seed", 0))
+    except ValueError:
+        fraction, seed = float("nan"), -1
+    if not (0.0 <= fraction <= 1.0 and seed >= 0):
+        raise SpecError("fault", text, "fraction must be from 0 to 1 and seed an integer >= 0")
     raw = match["factor"].strip().lower()
     try:
         factor = 0.0 if raw == "fail" else float(raw)
@@ -65,7 +81,7 @@ def parse_fault(text: str) -> LinkFault:
         factor = float("nan")
     if not 0.0 <= factor <= 1.0:
         raise SpecError("fault", text, "the factor must be in (0, 1] (bandwidth kept), or 0 or fail (failed)")
-    return LinkFault(match["src"].strip(), match["dst"].strip(), factor, match["arrow"] == ">", text)
+    return LinkFault(match["src"].strip(), match["dst"].strip(), factor, match["arrow"] == ">", text, fraction, seed)
 
 
 def _matches(graph: nx.Graph, fault: LinkFault) -> list[tuple[str, str]]:
@@ -88,6 +104,18 @@ def _matches(graph: nx.Graph, fault: LinkFault) -> list[tuple[str, str]]:
     return list(dict.fromkeys(hits))
 
 
+def _sample(edges: list[tuple[str, str]], fault: LinkFault) -> list[tuple[str, str]]:
+    """``fault.fraction`` of the cables of ``edges`` (both directions of a cable unless one way), at random."""
+    if fault.fraction == 1.0:
+        return edges
+    cable = [(u, v) if fault.one_way else tuple(sorted((u, v))) for u, v in edges]
+    cables = sorted(set(cable))
+    chosen = np.random.default_rng(fault.seed).choice(len(cables), round(fault.fraction * len(cables)),
+                                                      replace=False)
+    picked = {cables[i] for i in chosen}
+    return [edge for edge, c in zip(edges, cable, strict=True) if c in picked]
+
+
 def apply_faults(graph: nx.Graph, faults: Iterable[str | LinkFault]) -> nx.Graph:
     """A copy of ``graph`` with the faults applied, validated (every host still reaches every other).
 
@@ -108,7 +136,7 @@ def apply_faults(graph: nx.Graph, faults: Iterable[str | LinkFault]) -> nx.Graph
             sample = ", ".join(f"{u}-{v}" for u, v in list(out.edges())[:_SHOWN])
             raise SpecError("fault", fault.text, f"matches no link; links look like {sample} "
                                                  "(dessim list links --topology T lists them)")
-        for u, v in edges:
+        for u, v in _sample(edges, fault):
             if not out.has_edge(u, v):
                 continue
             if fault.failed:
