@@ -55,8 +55,9 @@ def parse_fault(text: str) -> LinkFault:
 
     Node names containing ``-`` are matched by trying every split (see ``apply_faults``).
 
-    >>> parse_fault("leaf*>spine0=fail")
-    LinkFault(src='leaf*', dst='spine0', factor=0.0, one_way=True, text='leaf*>spine0=fail')
+    >>> f = parse_fault("leaf*>spine0=fail,fraction=0.1,seed=2")
+    >>> f.src, f.dst, f.factor, f.one_way, f.fraction, f.seed
+    ('leaf*', 'spine0', 0.0, True, 0.1, 2)
     """
     text = str(text).strip()
     head, *options = text.split(",")
