@@ -124,6 +124,8 @@ PlacementOpt = Annotated[str, typer.Option(help="PS servers: colocated (on worke
 StepsOpt = Annotated[int, typer.Option(help="training steps to simulate (summary is per step)")]
 PsModeOpt = Annotated[str, typer.Option(help="ps: sync | async | ssp")]
 StalenessOpt = Annotated[int, typer.Option(help="ps --ps-mode ssp: staleness bound in steps")]
+ServerThreadsOpt = Annotated[int | None, typer.Option(
+    help="ps async/ssp: requests a server handles at once, first come first served (default: all)")]
 DenseOpt = Annotated[str, typer.Option(help="ps: dense parameters on the servers (ps) or all-reduced")]
 DesInputOpt = Annotated[str, typer.Option(help="des: gathered (all-gather IDs) | replicated input")]
 ColumnShardsOpt = Annotated[int, typer.Option(help="cw: column blocks per table")]
@@ -150,7 +152,7 @@ FC_ALLOWED = {"knn_k": "an integer >= 1 (and < the classes)", "knn_rebuild_steps
 
 def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int, knn_k: int,
                       knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float,
-                      fp16_comm: bool) -> object:
+                      fp16_comm: bool, server_threads: int | None = None) -> object:
     """The StrategyOptions of the command-line options; a bad value is one SpecError naming the option."""
     from simulator.strategies import StrategyOptions
     from simulator.strategies.des import DESOptions
@@ -166,7 +168,10 @@ def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, 
         name = str(first["loc"][0])
         raise SpecError("--" + name.replace("_", "-"), first.get("input"),
                         f"allowed: {FC_ALLOWED.get(name, first['msg'])}") from None
-    return StrategyOptions(PSOptions(mode=ps_mode, staleness=staleness, dense=dense), DESOptions(input=des_input),
+    if server_threads is not None and server_threads < 1:
+        raise SpecError("--server-threads", server_threads, "allowed: an integer >= 1")
+    return StrategyOptions(PSOptions(mode=ps_mode, staleness=staleness, dense=dense, server_threads=server_threads),
+                           DESOptions(input=des_input),
                            ShardingOptions(column_shards=column_shards), fc)
 
 
@@ -316,11 +321,11 @@ def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str,
               ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int, knn_k: int,
               knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float, fp16_comm: bool,
               calibration: str | None, rate_tolerance: float, fault: list[str] | None = None,
-              straggler: list[str] | None = None, rank_device: list[str] | None = None, record_rates: bool = False,
-              show_progress: bool = False) -> object:
+              straggler: list[str] | None = None, rank_device: list[str] | None = None,
+              server_threads: int | None = None, record_rates: bool = False, show_progress: bool = False) -> object:
     """The StepReport of one strategy (default: the workload kind's), as ``dessim run`` and ``trace`` run it."""
     options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
-                                knn_candidates, overlap, topk_ratio, fp16_comm)
+                                knn_candidates, overlap, topk_ratio, fp16_comm, server_threads)
     with progress_bar(show_progress) as update:
         return _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
                              server_device, workers, servers, placement, steps, options, calibration,
@@ -337,7 +342,8 @@ def run(
     fidelity: FidelityOpt = "flow", overrides: SetOpt = None, device: DeviceOpt = "h100",
     server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
     placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",
-    staleness: StalenessOpt = 1, dense: DenseOpt = "ps", des_input: DesInputOpt = "gathered",
+    staleness: StalenessOpt = 1, server_threads: ServerThreadsOpt = None, dense: DenseOpt = "ps",
+    des_input: DesInputOpt = "gathered",
     column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
     fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
@@ -349,8 +355,8 @@ def run(
     reports = [_one_step(workload, topology, strategy, fidelity, overrides, device, server_device, workers, servers,
                          placement, steps, ps_mode, staleness, dense, des_input, column_shards, knn_k,
                          knn_rebuild_steps, knn_candidates, overlap, topk_ratio, fp16_comm, calibration,
-                         rate_tolerance, fault, straggler, rank_device, record_rates=save is not None,
-                         show_progress=_bars_wanted(as_json))]
+                         rate_tolerance, fault, straggler, rank_device, server_threads,
+                         record_rates=save is not None, show_progress=_bars_wanted(as_json))]
     _write_step_outputs(reports, trace_out, links_out, save)
     if as_json:
         typer.echo(json.dumps(reports[0].summary))
@@ -367,7 +373,8 @@ def compare(
     fidelity: FidelityOpt = "flow", overrides: SetOpt = None, device: DeviceOpt = "h100",
     server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
     placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",
-    staleness: StalenessOpt = 1, dense: DenseOpt = "ps", des_input: DesInputOpt = "gathered",
+    staleness: StalenessOpt = 1, server_threads: ServerThreadsOpt = None, dense: DenseOpt = "ps",
+    des_input: DesInputOpt = "gathered",
     column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
     fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
@@ -383,7 +390,7 @@ def compare(
     if names == []:
         raise SpecError("strategies", strategies, "allowed: a comma-separated list such as ps,des")
     options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
-                                knn_candidates, overlap, topk_ratio, fp16_comm)
+                                knn_candidates, overlap, topk_ratio, fp16_comm, server_threads)
     with progress_bar(_bars_wanted(as_json)) as update:
         reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers,
                                 servers, placement, steps, options, calibration, rate_tolerance,

@@ -3,7 +3,9 @@
 An op starts on rank r when its dependencies have ended on r and the previous op of its stream on r has
 ended. A compute op then ends ``duration`` later (arithmetic: nothing else shares a rank's compute
 stream). A communication op's rank joins the op's schedule on the network at that moment, and ends when
-the network says that rank's part is done. The network runs in simpy time and reports ranks as they
+the network says that rank's part is done. Ops of a first-come-first-served stream (``StepGraph.fifo``:
+a PS server's threads) instead join their rank's pool at their ready time, in simulated time, and start
+when one of its workers is free. The network runs in simpy time and reports ranks as they
 finish; everything else is computed in batches of ranks with numpy, so a 1,024-rank step costs a few
 thousand vectorized updates, not a simpy process per rank.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -70,6 +72,15 @@ def trace_frame(graph: StepGraph, rows: dict[str, np.ndarray]) -> pd.DataFrame:
         columns=TRACE_COLUMNS)
 
 
+@dataclass
+class _Pool:
+    """A rank's first-come-first-served stream: ``workers`` at once, the rest ``waiting`` (op, position)."""
+
+    workers: int
+    busy: int = 0
+    waiting: deque[tuple[int, int]] = field(default_factory=deque)
+
+
 class Engine:
     """Runs one ``StepGraph`` on ``network`` (its simpy environment is the clock)."""
 
@@ -95,6 +106,8 @@ class Engine:
                 mapping = self._pos[op.index][ops[d].ranks]
                 self._succ[d].append((op.index, mapping))
                 waiting[mapping[mapping >= 0]] += 1
+            if op.stream in graph.fifo:  # ordered by arrival at the pool, not by program order
+                continue
             prev = last[op.stream][op.ranks]
             waiting[prev >= 0] += 1
             for p, sel in group_by(prev):
@@ -112,6 +125,7 @@ class Engine:
         self._report_at = 0
         self._all_done = self.env.event()
         self._t0: float | None = None
+        self._pools: dict[tuple[int, str], _Pool] = {}
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> EngineResult:
         """Run the graph from the current simulated time to its end. ``progress(done, total)`` is called as
@@ -173,6 +187,11 @@ class Engine:
         """Ranks ``pos`` of op ``index`` may start (at their ready times)."""
         op = self.graph.ops[index]
         t = self._ready_s[index][pos]
+        if op.stream in self.graph.fifo:
+            for p, ready in zip(pos.tolist(), t.tolist(), strict=True):
+                self.env.timeout(max(ready - self.env.now, 0.0)).callbacks.append(
+                    lambda _event, p=p: self._arrive(index, p))
+            return
         self.start_s[index][pos] = t
         if op.duration_s is not None:
             self._queue.append((index, pos, t + op.duration_s[pos]))
@@ -185,6 +204,29 @@ class Engine:
                                                    on_rank_done=partial(self._comm_done, index))
         else:
             self.network.release(run, pos, t)
+
+    def _arrive(self, index: int, p: int) -> None:
+        """Op ``index`` on its rank at position ``p`` joins its rank's pool, at its ready time (now)."""
+        op = self.graph.ops[index]
+        key = (int(op.ranks[p]), op.stream)
+        pool = self._pools.setdefault(key, _Pool(self.graph.fifo[op.stream]))
+        pool.waiting.append((index, p))
+        self._dispatch(pool)
+
+    def _dispatch(self, pool: _Pool) -> None:
+        """Start waiting ops, first come first served, while the pool has a free worker."""
+        while pool.waiting and pool.busy < pool.workers:
+            index, p = pool.waiting.popleft()
+            pool.busy += 1
+            now, duration = self.env.now, float(self.graph.ops[index].duration_s[p])
+            self.start_s[index][p] = now
+            self.env.timeout(duration).callbacks.append(lambda _event, pool=pool: self._free(pool))
+            self._queue.append((index, np.array([p]), np.array([now + duration])))
+        self._drain()
+
+    def _free(self, pool: _Pool) -> None:
+        pool.busy -= 1
+        self._dispatch(pool)
 
     def _comm_done(self, index: int, pos: np.ndarray, end_s: np.ndarray) -> None:
         self._queue.append((index, np.asarray(pos), np.asarray(end_s)))

@@ -165,8 +165,14 @@ def staleness(rows: dict[str, np.ndarray], graph: StepGraph) -> dict[str, float]
     read: dict[tuple[str, int], float] = {}
     applied: dict[tuple[str, int], float] = {}
     for o in graph.ops:
-        if o.stream.startswith("server.w") and o.name in ("server.lookup", "server.update"):
-            (read if o.name == "server.lookup" else applied)[(o.stream, o.step)] = float(last_end[o.index])
+        if o.name not in ("server.lookup", "server.update"):
+            continue
+        # whose request: the worker's own server stream, or (a shared pool of threads) its exchange's stream
+        streams = [o.stream] + [graph.ops[d].stream for d in o.deps]
+        worker = next((st for st in streams if st.startswith(("server.w", "ps.w"))), None)
+        if worker is not None:
+            key = (worker.removeprefix("server.").removeprefix("ps."), o.step)
+            (read if o.name == "server.lookup" else applied)[key] = float(last_end[o.index])
     keys = [k for k in applied if k in read]
     if not keys:
         return {"staleness_mean": 0.0, "staleness_max": 0.0}

@@ -6,7 +6,9 @@ over its ranks (schedule rank i is ``ranks[i]``). Dependencies are per rank: op 
 op A only if A also runs on r; ranks meet only inside communication ops, exactly as in a real program.
 Each rank also runs its ops of one stream (``compute``, ``comm``, or another a strategy names, such as a
 PS server's CPU) in the order they were added, like CUDA streams, so communication overlaps compute
-wherever dependencies allow and no further.
+wherever dependencies allow and no further. A stream named in ``fifo`` is a pool of ``fifo[stream]``
+workers instead (a server's threads): its compute ops run as they become ready, first come first served,
+at most that many at once per rank.
 
 The graph knows nothing of simpy or networks; ``simulator.engine`` runs it.
 """
@@ -55,6 +57,7 @@ class StepGraph:
     servers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     steps: int = 1
     ops: list[Op] = field(default_factory=list)
+    fifo: dict[str, int] = field(default_factory=dict)
 
     def compute(self, name: str, category: str, ranks: np.ndarray, duration_s: np.ndarray | float,
                 deps: tuple[int, ...] = (), step: int = 0, stream: str = "compute") -> int:
@@ -75,6 +78,9 @@ class StepGraph:
         return self._add(Op(len(self.ops), name, kind, category, ranks, tuple(deps), step, stream, schedule=schedule))
 
     def _add(self, op: Op) -> int:
+        if op.stream in self.fifo and op.duration_s is None:
+            raise ValueError(f"op {op.name}: only compute ops can run on the first-come-first-served stream "
+                             f"{op.stream}")
         if len(np.unique(op.ranks)) != len(op.ranks) or (len(op.ranks) and (op.ranks.min() < 0
                                                                              or op.ranks.max() >= self.n_ranks)):
             raise ValueError(f"op {op.name}: ranks must be distinct and in [0, {self.n_ranks})")

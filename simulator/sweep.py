@@ -57,7 +57,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from simulator.errors import SpecError, read_mapping
 
 RUN_KEYS = ("workload", "topology", "strategy", "fidelity", "device", "server_device", "workers", "servers",
-            "placement", "steps", "ps_mode", "staleness", "dense", "des_input", "column_shards", "knn_k",
+            "placement", "steps", "ps_mode", "staleness", "server_threads", "dense", "des_input", "column_shards",
+            "knn_k",
             "knn_rebuild_steps", "knn_candidates", "overlap", "topk_ratio", "fp16_comm", "calibration",
             "rate_tolerance", "faults", "stragglers", "rank_devices")
 PREFIXES = ("workload.", "topology.", "device.")
@@ -262,7 +263,8 @@ def _resolve(params: dict[str, Any]) -> _Run:
     def pick(*names: str, rename: dict[str, str] | None = None) -> dict[str, Any]:
         return {(rename or {}).get(k, k): plain[k] for k in names if k in plain}
 
-    options = StrategyOptions(PSOptions(**pick("ps_mode", "staleness", "dense", rename={"ps_mode": "mode"})),
+    options = StrategyOptions(PSOptions(**pick("ps_mode", "staleness", "server_threads", "dense",
+                                               rename={"ps_mode": "mode"})),
                               DESOptions(**pick("des_input", rename={"des_input": "input"})),
                               ShardingOptions(**pick("column_shards")),
                               FCOptions(**pick("knn_k", "knn_rebuild_steps", "knn_candidates", "overlap",

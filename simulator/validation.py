@@ -44,13 +44,14 @@ def local_fabric(hosts: int, profile: CalibrationProfile | None = None) -> Fabri
 
 def simulator_strategy(strategy: str) -> tuple[str, StrategyOptions]:
     """The simulator's strategy and options of an executor strategy (PS: dense all-reduced when
-    synchronous, on the servers when asynchronous; mp-fc-knn: the executor's K and T)."""
+    synchronous, on the servers when asynchronous, each server one thread; mp-fc-knn: the executor's K
+    and T)."""
     options = StrategyOptions.default()
     options.fc = EXECUTOR_KNN
     if strategy == "ps":
         options.ps = PSOptions(dense="allreduce")
     elif strategy == "ps-async":
-        options.ps = PSOptions(mode="async", dense="ps")
+        options.ps = PSOptions(mode="async", dense="ps", server_threads=1)  # the executor's server: one process
         return "ps", options
     return strategy, options
 

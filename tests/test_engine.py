@@ -95,3 +95,27 @@ def test_graph_rejects_bad_ops() -> None:
         graph.compute("x", "c", np.array([0]), 1.0, deps=(3,))
     with pytest.raises(ValueError, match="schedule has"):
         graph.comm("x", "c", np.array([0]), build_schedule("allreduce", "ring", 1e3, 2))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_fifo_stream_serves_ops_in_the_order_they_become_ready(star4: Fabric, workers: int) -> None:
+    """Three requests to rank 3's pool, ready at 3, 1 and 2 ms (added in that order; each waits on its own
+    stream), 2 ms each. One worker serves them first come first served: 1-3, 3-5, 5-7 ms (program order would
+    give 3-5, 5-7, 7-9). Two workers: 1-3, 2-4, 3-5."""
+    graph = StepGraph(4, np.arange(4))
+    graph.fifo["server.pool"] = workers
+    for name, delay in [("a", 3e-3), ("b", 1e-3), ("c", 2e-3)]:
+        wait = graph.compute(f"wait.{name}", "compute.wait", np.array([3]), delay, stream=f"wait.{name}")
+        graph.compute(f"serve.{name}", "server", np.array([3]), 2e-3, deps=(wait,), stream="server.pool")
+    trace = Engine(graph, make_network(star4, "flow")).run().trace.set_index("op")
+    served = {name: (trace.loc[f"serve.{name}", "start_s"], trace.loc[f"serve.{name}", "end_s"]) for name in "abc"}
+    expected = ({"b": (1e-3, 3e-3), "c": (3e-3, 5e-3), "a": (5e-3, 7e-3)} if workers == 1 else
+                {"b": (1e-3, 3e-3), "c": (2e-3, 4e-3), "a": (3e-3, 5e-3)})
+    assert served == {k: pytest.approx(v, rel=1e-12) for k, v in expected.items()}
+
+
+def test_only_compute_ops_may_use_a_fifo_stream() -> None:
+    graph = StepGraph(2, np.arange(2))
+    graph.fifo["pool"] = 1
+    with pytest.raises(ValueError, match="only compute ops"):
+        graph.comm("x", "c", np.arange(2), build_schedule("allreduce", "ring", 1e3, 2), stream="pool")

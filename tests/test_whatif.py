@@ -282,3 +282,27 @@ def test_random_uplink_failures_in_a_sweep_give_a_distribution(tmp_path) -> None
     assert len(ran) >= 3 and (ran.step_time_s >= healthy * (1 - 1e-9)).all() and (ran.step_time_s > healthy).any()
     cut = rows[rows.error.fillna("") != ""]
     assert len(cut) >= 1 and all("leaves no path" in e for e in cut.error)
+
+
+def test_ps_server_threads_serve_requests_first_come_first_served() -> None:
+    """Async PS with one thread per server: a server never runs two requests at once (its lookups and
+    updates for all workers form one queue); with as many threads as workers it equals unlimited."""
+    workload = load_workload("dlrm-small")
+
+    def run(threads: int | None):
+        options = StrategyOptions.default()
+        options.ps = PSOptions(mode="async", server_threads=threads)
+        return simulate_step(workload, _cluster("ps", 4), "ps", "flow", 3, options)
+
+    unlimited, single, enough = run(None), run(1), run(4)
+    assert enough.summary["step_time_s"] == pytest.approx(unlimited.summary["step_time_s"], rel=1e-12)
+    assert single.summary["step_time_s"] > unlimited.summary["step_time_s"]
+    for report, overlapping in [(single, False), (unlimited, True)]:
+        trace = report.trace
+        served = trace[trace["stream"].astype(str).str.startswith("server")]
+        overlaps = []
+        for _, ops in served.groupby("rank"):
+            ops = ops.sort_values("start_s")
+            overlaps.append(bool((ops.start_s.to_numpy()[1:] < ops.end_s.cummax().to_numpy()[:-1] - 1e-15).any()))
+        assert any(overlaps) == overlapping
+    assert single.summary["staleness_max"] >= 1  # the pool's requests still count per worker

@@ -14,6 +14,8 @@ worker's step-k gradients. Asynchronous (``mode=async``) and bounded staleness (
 every worker has its own request stream; a server serves and updates for each worker separately (its
 requests in order, other workers' concurrently), and step k+1's pulls wait for no update (async) or for
 every worker's step k - s update (ssp). A fast worker runs ahead of a slow one by at most s steps.
+With ``server_threads`` = T, a server's lookups and updates for all workers share T threads, first come
+first served (``StepGraph.fifo``), as a real server's request handlers do.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from workloads import Workload
 
 
 class PSOptions(BaseModel):
-    """``mode``: sync (BSP), async (ASP) or ssp (bounded staleness ``staleness``); ``dense``: ps | allreduce."""
+    """``mode``: sync (BSP), async (ASP) or ssp (bounded staleness ``staleness``); ``dense``: ps | allreduce;
+    ``server_threads`` (async/ssp): requests a server handles at once, first come first served (None: every
+    worker's at once; 1: a single-threaded server, as the executor's)."""
 
     model_config = ConfigDict(extra="forbid")
     mode: Literal["sync", "async", "ssp"] = "sync"
     staleness: int = Field(1, ge=0)
     dense: Literal["ps", "allreduce"] = "ps"
+    server_threads: int | None = Field(None, ge=1, le=1_000_000)
 
 
 def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOptions | None = None) -> Lowered:
@@ -71,6 +76,9 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
         for members in groups:
             own = len(groups) > 1
             comm, server_stream = (f"ps.w{members[0]}", f"server.w{members[0]}") if own else ("comm", "server")
+            if own and opts.server_threads is not None:  # one pool of threads per server for every worker
+                server_stream = "server.pool"
+                graph.fifo[server_stream] = opts.server_threads
             hosts = workers[members]
             src, dst = np.repeat(hosts, p), np.tile(servers, len(members))
             keys = keys_ws[members].ravel() * key
