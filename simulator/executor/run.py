@@ -163,7 +163,13 @@ def execute_many(configs: list[tuple[AnyWorkload, str]], world: int, steps: int,
 def _spawned(rank: int, ranks: int, configs: list[tuple[AnyWorkload, str]], steps: int, servers: int,
              backend: str) -> list[dict]:
     use_device(backend, rank)
-    return [train(rank, ranks, workload, strategy, steps, servers) for workload, strategy in configs]
+    results = []
+    for workload, strategy in configs:
+        results.append(train(rank, ranks, workload, strategy, steps, servers))
+        # every rank ends this configuration before any starts the next: an asynchronous PS server still
+        # serving a slow worker must not receive a fast worker's next request (gloo aborts on the mismatch)
+        dist.barrier()
+    return results
 
 
 def use_device(backend: str, local_rank: int) -> None:
