@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from crossover import markdown  # docs/ is on the path when this script runs
 
 from simulator import plots
 from simulator.compute import load_device
@@ -80,16 +81,6 @@ def link_faults() -> pd.DataFrame:
             faults = (f"{link}={factor:g}",) if factor != 1 else ()
             rows += [{"link": where, "kept": factor, **run(v, steps=2, faults=faults)} for v in SYNC_VARIANTS]
     return pd.DataFrame(rows)
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """A pipe table (pandas' to_markdown would need the tabulate package)."""
-    def cell(v: object) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-    head = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    return "\n".join([head, rule, *("| " + " | ".join(cell(v) for v in row) + " |"
-                                    for row in frame.itertuples(index=False))])
 
 
 def relative(frame: pd.DataFrame, x: str, healthy: float, by: tuple[str, ...] = ("variant",)) -> pd.DataFrame:

@@ -22,7 +22,7 @@ Both act on compute ops of the ``compute`` stream (a worker's GPU work); a PS se
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -126,15 +126,3 @@ def mix_devices(graph: StepGraph, ranks: np.ndarray, other: StepGraph) -> None:
         if op.duration_s is not None and op.stream == "compute":
             mine = on[op.ranks]
             op.duration_s = np.where(mine, theirs.duration_s, op.duration_s)
-
-
-def vary_compute(graph: StepGraph, stragglers: Sequence[str] = (), rank_devices: Sequence[str] = (),
-                 lower_for: Callable[[str], StepGraph] | None = None) -> None:
-    """Apply mixed devices (``lower_for(device name)`` lowers the same step for it), then stragglers."""
-    if rank_devices:
-        if lower_for is None:
-            raise ValueError("mixed devices need lower_for")
-        for device, ranks in device_of_rank(rank_devices, graph.n_ranks).items():
-            mix_devices(graph, ranks, lower_for(device))
-    if stragglers:
-        slow_down(graph, slowdown_factors(stragglers, graph.n_ranks, graph.steps))

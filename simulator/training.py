@@ -19,7 +19,7 @@ from simulator.errors import SpecError
 from simulator.fabric import Fabric
 from simulator.network import DEFAULT_RATE_TOLERANCE, Network, make_network
 from simulator.results import link_timeline, network_links, step_summary
-from simulator.stragglers import device_of_rank, vary_compute
+from simulator.stragglers import device_of_rank, mix_devices, slow_down, slowdown_factors
 from simulator.strategies import StrategyOptions, lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
 from workloads import AnyWorkload
@@ -96,9 +96,13 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
         raise SpecError("steps", steps, f"allowed: 1 to {MAX_STEPS:,}")
     started = time.perf_counter()
     lowered = lower(strategy, workload, cluster, steps, options)
-    devices = {name: load_device(name) for name in device_of_rank(rank_devices, cluster.fabric.n_hosts)}
-    vary_compute(lowered.graph, stragglers, rank_devices,
-                 lambda name: lower(strategy, workload, replace(cluster, device=devices[name]), steps, options).graph)
+    placed = device_of_rank(rank_devices, cluster.fabric.n_hosts)
+    devices = {name: load_device(name) for name in placed}
+    for name, ranks in placed.items():  # the same step lowered for their device
+        mix_devices(lowered.graph, ranks, lower(strategy, workload, replace(cluster, device=devices[name]), steps,
+                                                options).graph)
+    if stragglers:
+        slow_down(lowered.graph, slowdown_factors(stragglers, cluster.fabric.n_hosts, steps))
     network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance, record_rates=record_rates)
     result = Engine(lowered.graph, network).run(progress)
     report = step_report(workload, cluster, strategy, fidelity, steps, lowered, result, network, started, devices)

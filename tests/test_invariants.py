@@ -11,7 +11,7 @@ from simulator.compute import load_device
 from simulator.engine import Engine
 from simulator.fabric import Fabric
 from simulator.network.flow import FlowNetwork
-from simulator.stragglers import vary_compute
+from simulator.stragglers import slow_down, slowdown_factors
 from simulator.strategies import FC_STRATEGIES, RECOMMENDER_STRATEGIES, lower
 from simulator.training import make_cluster
 from topologies import load_topology
@@ -56,7 +56,7 @@ def run(strategy: str, topology: str, workload: str = RECOMMENDER, steps: int = 
     cluster = make_cluster(fabric, strategy, load_device("h100"), load_device("cpu-server"), servers=servers,
                            workers=6 if servers else None, placement="dedicated" if servers else "colocated")
     lowered = lower(strategy, load_workload(workload), cluster, steps)
-    vary_compute(lowered.graph, stragglers)
+    slow_down(lowered.graph, slowdown_factors(stragglers, fabric.n_hosts, steps))
     result = Engine(lowered.graph, ForwardOnlyNetwork(fabric)).run()
     return lowered.graph, result.trace
 
