@@ -10,7 +10,8 @@ from conftest import star_graph  # noqa: E402
 
 from simulator.compute import load_device  # noqa: E402
 from simulator.executor.launch import run_local  # noqa: E402
-from simulator.executor.sum_models import train_des, train_reference  # noqa: E402
+from simulator.executor.sum_models import train_reference  # noqa: E402
+from simulator.executor.train import train_des  # noqa: E402
 from simulator.fabric import Fabric  # noqa: E402
 from simulator.training import make_cluster, simulate_step  # noqa: E402
 from workloads import fm, lr  # noqa: E402
@@ -45,7 +46,7 @@ def _assert_bytes_as_predicted(ranks: list[dict], predicted: dict[tuple[str, int
 
 def _train(strategy: str) -> tuple:
     """The executor function and extra arguments of a synchronous, owner-sharded strategy."""
-    from simulator.executor.sum_models import train_des_a2a, train_dp
+    from simulator.executor.train import train_des_a2a, train_dp
 
     return {"des": (train_des, "des"), "des-rs": (train_des, "des-rs"), "des-a2a": (train_des_a2a,),
             "dp": (train_dp,)}[strategy]
@@ -112,8 +113,8 @@ def test_pooled_models_under_des_equal_single_process_training_and_the_predicted
                                                                                        variant: str) -> None:
     """DLRM (dot), DNN (concat), W&D (wide + deep) and DeepFM (FM + deep): heads built from the workload's
     layers match its dense_params; first-order sums travel with the pooled vectors."""
-    from simulator.executor.pooled_models import train_des as train_pooled
     from simulator.executor.pooled_models import train_reference as reference_pooled
+    from simulator.executor.train import train_des as train_pooled
     from workloads import deepfm, dlrm, dnn, widedeep
 
     world = 2

@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch")
 from test_executor_models import STEPS, _assert_bytes_as_predicted, _simulated_bytes  # noqa: E402
 
 from simulator.executor.launch import run_local  # noqa: E402
-from simulator.executor.pooled_models import train_des_a2a, train_dp, train_reference  # noqa: E402
+from simulator.executor.pooled_models import train_reference  # noqa: E402
+from simulator.executor.train import train_des_a2a, train_dp  # noqa: E402
 from workloads import Workload, deepfm, dlrm, dnn, widedeep  # noqa: E402
 
 

@@ -49,10 +49,10 @@ def test_step_statistics_skip_warmup_and_follow_the_slowest_worker() -> None:
     import pandas as pd
 
     step_s = np.array([[9.0, 1.0, 2.0, 3.0, 4.0], [9.0, 2.0, 1.0, 5.0, 1.0]])
-    sync = Measurement("des", 2, 0, 5, pd.DataFrame(), step_s)
+    sync = Measurement("des", 2, 0, 5, pd.DataFrame(), step_s, pd.DataFrame())
     assert list(sync.measured_steps_s()) == [2.0, 2.0, 5.0, 4.0]  # per step, the slower worker
     assert sync.median_step_s() == 3.0
     assert sync.step_spread() == pytest.approx((4.25 - 2.0) / 3.0)
-    asynchronous = Measurement("ps-async", 2, 1, 5, pd.DataFrame(), step_s)
+    asynchronous = Measurement("ps-async", 2, 1, 5, pd.DataFrame(), step_s, pd.DataFrame())
     assert sorted(asynchronous.measured_steps_s()) == [1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 4.0, 5.0]
     assert asynchronous.median_step_s() == 2.0

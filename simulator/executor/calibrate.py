@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from simulator.compute import Device, load_device
+from simulator.executor import tensors
 from simulator.executor.comm import Communicator
 from simulator.executor.launch import run_local
 from simulator.executor.run import use_device
@@ -70,7 +71,7 @@ def _rank_benchmarks(rank: int, world: int, backend: str) -> list[dict]:
     for op in COLLECTIVES if world > 1 else ():  # one rank has no network
         for size in COLLECTIVE_BYTES:
             n = max(world, size // 4 // world * world)  # fp32 elements, divisible by the world
-            x = torch.ones(n)
+            x = tensors.full((n,), 1.0)
             chunks = list(x.chunk(world))
             call = {"allreduce": lambda x=x: comm.all_reduce(x, "bench"),
                     "allgather": lambda x=x, n=n: comm.all_gather(x[:n // world], "bench"),
@@ -85,25 +86,26 @@ def _compute_benchmarks(comm: Communicator) -> list[dict]:
     """GEMMs, row gathers, streams and a linear layer's backward/forward ratio, ranks running together."""
     rows = []
     for n in GEMM_N:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = tensors.zeros(n, n).normal_(), tensors.zeros(n, n).normal_()
         rows.append({"group": "gemm", "op": "matmul", "flops": 2.0 * n ** 3, "bytes": 12.0 * n * n,
                      "time_s": _median_s(lambda a=a, b=b: a @ b, comm)})
-    generator = torch.Generator().manual_seed(comm.rank)
+    generator = tensors.generator(comm.rank)
     for width in GATHER_WIDTHS:
-        table = torch.randn(GATHER_TABLE_ROWS, width)
+        table = tensors.zeros(GATHER_TABLE_ROWS, width).normal_()
         for k in GATHER_LOOKUPS:  # the executor's pooling: looked-up rows summed per (sample, field) segment
-            index = torch.randint(0, GATHER_TABLE_ROWS, (k,), generator=generator)
-            segment = torch.arange(k) // GATHER_POOLED
+            index = torch.randint(0, GATHER_TABLE_ROWS, (k,), generator=generator, device=tensors.device())
+            segment = tensors.arange(k) // GATHER_POOLED
             rows.append({"group": "gather", "op": "lookup+pool", "lookups": float(k),
                          "unique_rows": float(index.unique().numel()), "pooled_rows": float(k // GATHER_POOLED),
                          "row_bytes": 4.0 * width, "time_s": _median_s(
-                             lambda t=table, i=index, g=segment, n=k // GATHER_POOLED: torch.zeros(
+                             lambda t=table, i=index, g=segment, n=k // GATHER_POOLED: tensors.zeros(
                                  n, t.shape[1]).index_add_(0, g, t.index_select(0, i)), comm)})
     for k in STREAM_ELEMENTS:
-        a, b = torch.randn(k), torch.randn(k)
+        a, b = tensors.zeros(k).normal_(), tensors.zeros(k).normal_()
         rows.append({"group": "stream", "op": "add", "flops": float(k), "bytes": 12.0 * k,
                      "time_s": _median_s(lambda a=a, b=b: a + b, comm)})
-    layer, x = torch.nn.Linear(256, 256), torch.randn(1024, 256, requires_grad=True)  # grads of input and weight
+    layer = torch.nn.Linear(256, 256, device=tensors.device())
+    x = tensors.zeros(1024, 256).normal_().requires_grad_(True)  # grads of input and weight
     forward_s = _median_s(lambda: layer(x), comm)
     both_s = _median_s(lambda: layer(x).sum().backward(), comm)
     rows.append({"group": "backward", "op": "linear", "flops": 0.0, "bytes": 0.0, "time_s": forward_s,

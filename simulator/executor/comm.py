@@ -20,18 +20,15 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 import torch.distributed as dist
+
+from simulator.executor import tensors
+from simulator.executor.timing import StepTimer
 
 # torch >= 2.13 renamed these two (the old names warn); older releases only have the old ones.
 _REDUCE_SCATTER = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 _ALL_GATHER = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-
-
-def on_device(array: np.ndarray) -> torch.Tensor:
-    """``array`` as a tensor on the default device (this rank's GPU under NCCL, see ``run.use_device``)."""
-    return torch.from_numpy(array).to(torch.get_default_device())
 
 
 Tensors = torch.Tensor | list[torch.Tensor]
@@ -46,12 +43,18 @@ def payload_bytes(tensor: torch.Tensor) -> int:
 
 
 class Communicator:
-    """Collectives and point-to-point transfers on a process group, with byte and time counters."""
+    """Collectives and point-to-point transfers on a process group, with byte and time counters.
 
-    def __init__(self, group: dist.ProcessGroup | None = None) -> None:
+    Every tensor it is given must be on the executor's device (``tensors.device()``): anything else is a
+    ValueError naming the category, before any rank sends. Each call is timed under its category on
+    ``timer`` (shared by a rank's communicators: pass ``timer``), which the training loops also time their
+    compute phases on."""
+
+    def __init__(self, group: dist.ProcessGroup | None = None, timer: StepTimer | None = None) -> None:
         self.group = group
         self.rank = dist.get_rank(group)
         self.world = dist.get_world_size(group)
+        self.timer = timer or StepTimer()
         self.sent: dict[str, float] = defaultdict(float)
         self.received: dict[str, float] = defaultdict(float)
         self.time_s: dict[str, float] = defaultdict(float)
@@ -70,16 +73,25 @@ class Communicator:
         self.received.clear()
         self.time_s.clear()
 
+    def check(self, tensors_in: Tensors, category: str | None) -> None:
+        """A ValueError unless every tensor is on the executor's device."""
+        for t in _listed(tensors_in):
+            if t.device != tensors.device():
+                raise ValueError(f"{category or 'metadata'}: a tensor on {t.device} was given to the communicator;"
+                                 f" the executor runs on {tensors.device()}")
+
     @contextmanager
     def _timed(self, category: str, sent: float, received: float) -> Iterator[None]:
         started = time.perf_counter()
-        yield
+        with self.timer.op(category):
+            yield
         self.time_s[category] += time.perf_counter() - started
         self.sent[category] += sent
         self.received[category] += received
 
     def all_reduce(self, tensor: torch.Tensor, category: str) -> torch.Tensor:
         """Sum ``tensor`` over ranks, in place."""
+        self.check(tensor, category)
         moved = 2 * (self.world - 1) / self.world * payload_bytes(tensor)
         with self._timed(category, moved, moved):
             dist.all_reduce(tensor, group=self.group)
@@ -87,7 +99,8 @@ class Communicator:
 
     def all_gather(self, tensor: torch.Tensor, category: str) -> torch.Tensor:
         """Every rank's ``tensor`` (same shape on all ranks), concatenated along dim 0 in rank order."""
-        out = torch.empty((self.world * tensor.shape[0], *tensor.shape[1:]), dtype=tensor.dtype)
+        self.check(tensor, category)
+        out = tensors.empty(self.world * tensor.shape[0], *tensor.shape[1:], dtype=tensor.dtype)
         moved = (self.world - 1) * payload_bytes(tensor)
         with self._timed(category, moved, moved):
             _ALL_GATHER(out, tensor.contiguous(), group=self.group)
@@ -97,7 +110,8 @@ class Communicator:
         """Sum over ranks of ``tensor`` (dim 0 divisible by the world size); this rank's chunk of it."""
         if tensor.shape[0] % self.world:
             raise ValueError(f"reduce_scatter: dim 0 ({tensor.shape[0]}) is not a multiple of {self.world}")
-        out = torch.empty((tensor.shape[0] // self.world, *tensor.shape[1:]), dtype=tensor.dtype)
+        self.check(tensor, category)
+        out = tensors.empty(tensor.shape[0] // self.world, *tensor.shape[1:], dtype=tensor.dtype)
         moved = (self.world - 1) / self.world * payload_bytes(tensor)
         with self._timed(category, moved, moved):
             _REDUCE_SCATTER(out, tensor.contiguous(), group=self.group)
@@ -110,13 +124,14 @@ class Communicator:
         knows; else they are exchanged first, as metadata. ``category`` None marks metadata, not counted."""
         if len(chunks) != self.world:
             raise ValueError(f"all_to_all: {len(chunks)} chunks for {self.world} ranks")
+        self.check(chunks, category)
         send_counts = [c.shape[0] for c in chunks]
         if receive_counts is None:
-            received_counts = torch.empty(self.world, dtype=torch.int64)
-            dist.all_to_all_single(received_counts, torch.tensor(send_counts, dtype=torch.int64), group=self.group)
+            received_counts = tensors.empty(self.world, dtype=torch.int64)
+            dist.all_to_all_single(received_counts, tensors.tensor(send_counts, torch.int64), group=self.group)
             receive_counts = received_counts.tolist()
         trailing = chunks[0].shape[1:]
-        out = torch.empty((sum(receive_counts), *trailing), dtype=chunks[0].dtype)
+        out = tensors.empty(sum(receive_counts), *trailing, dtype=chunks[0].dtype)
         row_bytes = chunks[0].element_size() * math.prod(trailing)
         others = [r for r in range(self.world) if r != self.rank]
         sent = sum(send_counts[r] for r in others) * row_bytes
@@ -131,6 +146,7 @@ class Communicator:
         list of them, in the same order on both sides), all posted at once: one round."""
         outgoing = [(peer, t) for peer, ts in sends.items() for t in _listed(ts)]
         incoming = [(peer, t) for peer, ts in receives.items() for t in _listed(ts)]
+        self.check([t for _, t in outgoing + incoming], category)
         ops = [dist.P2POp(dist.isend, t.contiguous(), peer, group=self.group) for peer, t in outgoing]
         ops += [dist.P2POp(dist.irecv, t, peer, group=self.group) for peer, t in incoming]
         sent = sum(payload_bytes(t) for _, t in outgoing)
@@ -144,13 +160,14 @@ class Communicator:
                           dtype: torch.dtype = torch.int64) -> dict[int, torch.Tensor]:
         """Point-to-point with sizes unknown to the receivers: send ``sends[peer]`` (1-D) and return what each
         of ``sources`` sent here (as ``dtype``). The lengths go first, as metadata (not counted)."""
-        lengths = {peer: torch.tensor([len(t)], dtype=torch.int64) for peer, t in sends.items()}
-        incoming = {peer: torch.empty(1, dtype=torch.int64) for peer in sources}
+        lengths = {peer: tensors.tensor([len(t)], torch.int64) for peer, t in sends.items()}
+        incoming = {peer: tensors.empty(1, dtype=torch.int64) for peer in sources}
         ops = [dist.P2POp(dist.isend, t, peer, group=self.group) for peer, t in lengths.items()]
         ops += [dist.P2POp(dist.irecv, t, peer, group=self.group) for peer, t in incoming.items()]
         if ops:
-            for request in dist.batch_isend_irecv(ops):
-                request.wait()
-        receives = {peer: torch.empty(int(n[0]), dtype=dtype) for peer, n in incoming.items()}
+            with self.timer.op(category):  # timed with the payload, not counted
+                for request in dist.batch_isend_irecv(ops):
+                    request.wait()
+        receives = {peer: tensors.empty(int(n[0]), dtype=dtype) for peer, n in incoming.items()}
         self.exchange(sends, receives, category)
         return receives

@@ -21,15 +21,15 @@ with autograd on the global batches, so ranks match it up to fp32 rounding.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from simulator.executor.comm import Communicator, on_device, payload_bytes
-from simulator.executor.sum_models import global_loss
+from simulator.executor import tensors
+from simulator.executor.comm import Communicator, payload_bytes
+from simulator.executor.tensors import from_numpy
+from simulator.executor.train import run_steps, timings
 from workloads.classification import ClassificationWorkload
 
 LEARNING_RATE = 0.1
@@ -62,7 +62,7 @@ class Backbone(nn.Module):
         if count != workload.backbone_params:
             raise ValueError(f"the MLP backbone has {count} parameters, the workload says "
                              f"{workload.backbone_params} (see small_classification_workload)")
-        self.to(torch.get_default_device())
+        self.to(tensors.device())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -115,7 +115,7 @@ def active_classes(labels: torch.Tensor, neighbours: torch.Tensor | None, classe
     """The classes a step's softmax covers, sorted: all ``classes`` (``neighbours`` None: full softmax), else
     the union of the labels and their neighbours."""
     if neighbours is None:
-        return torch.arange(classes)
+        return tensors.arange(classes)
     return torch.unique(torch.cat([labels, neighbours[labels].reshape(-1)]))
 
 
@@ -130,10 +130,10 @@ def train_reference(workload: ClassificationWorkload, world: int, steps: int, st
                          f"(got {strategy!r}, knn_k={knn_k})")
     _check_knn(workload, knn_k, knn_rebuild_steps)
     backbone = Backbone(workload)
-    weights = on_device(initial_fc(workload)).requires_grad_(True)
+    weights = from_numpy(initial_fc(workload)).requires_grad_(True)
     neighbours, losses = None, []
     for step in range(steps):
-        x, labels = (on_device(a) for a in global_batch(workload, world, step))
+        x, labels = (from_numpy(a) for a in global_batch(workload, world, step))
         if knn_k is not None and step % knn_rebuild_steps == 0:
             neighbours = class_neighbours(weights.detach(), knn_k)
         active = active_classes(labels, neighbours, workload.classes)
@@ -167,18 +167,23 @@ def _shard_softmax(weights: torch.Tensor, features: torch.Tensor, labels: torch.
     and this rank's partial gradient of the features (B, D) (the sum over ranks is the gradient).
     """
     big_b = len(features)
-    logits = features @ weights.T  # (B, A)
-    row_max = logits.amax(dim=1) if logits.shape[1] else torch.full((big_b,), -torch.inf)
+    timed = comm.timer.op
+    with timed("compute.forward"):
+        logits = features @ weights.T  # (B, A)
+        row_max = logits.amax(dim=1) if logits.shape[1] else tensors.full((big_b,), -torch.inf)
     row_max = all_reduce_max(comm, row_max, "fc.softmax")
-    exp = torch.exp(logits - row_max[:, None])
-    row_sum = comm.all_reduce(exp.sum(dim=1), "fc.softmax")
-    rows = torch.isin(labels, mine).nonzero().squeeze(1)  # samples whose label is here (active wherever owned)
-    columns = torch.searchsorted(mine, labels[rows])
-    loss = (row_max[rows] + row_sum[rows].log() - logits[rows, columns]).sum() / big_b
-    grad_logits = exp / row_sum[:, None]
-    grad_logits[rows, columns] -= 1.0
-    grad_logits /= big_b
-    return loss, grad_logits.T @ features, grad_logits @ weights
+    with timed("compute.forward"):
+        exp = torch.exp(logits - row_max[:, None])
+        row_sum = exp.sum(dim=1)
+    row_sum = comm.all_reduce(row_sum, "fc.softmax")
+    with timed("compute.backward"):
+        rows = torch.isin(labels, mine).nonzero().squeeze(1)  # samples whose label is here (active wherever owned)
+        columns = torch.searchsorted(mine, labels[rows])
+        loss = (row_max[rows] + row_sum[rows].log() - logits[rows, columns]).sum() / big_b
+        grad_logits = exp / row_sum[:, None]
+        grad_logits[rows, columns] -= 1.0
+        grad_logits /= big_b
+        return loss, grad_logits.T @ features, grad_logits @ weights
 
 
 def _update_backbone(params: list[torch.Tensor], comm: Communicator) -> None:
@@ -186,9 +191,10 @@ def _update_backbone(params: list[torch.Tensor], comm: Communicator) -> None:
     scaled by 1/B, so the sum is the gradient) and take an SGD step."""
     with torch.no_grad():
         flat = comm.all_reduce(torch.cat([p.grad.reshape(-1) for p in params]), "backbone.allreduce")
-        for param, grad in zip(params, flat.split([p.numel() for p in params]), strict=True):
-            param -= LEARNING_RATE * grad.view_as(param)
-            param.grad = None
+        with comm.timer.op("compute.update"):
+            for param, grad in zip(params, flat.split([p.numel() for p in params]), strict=True):
+                param -= LEARNING_RATE * grad.view_as(param)
+                param.grad = None
 
 
 def train_mp_fc(rank: int, world: int, workload: ClassificationWorkload, steps: int, knn_k: int | None = None,
@@ -201,29 +207,38 @@ def train_mp_fc(rank: int, world: int, workload: ClassificationWorkload, steps: 
     start, end = class_range(workload, rank, world)
     _check_knn(workload, knn_k, knn_rebuild_steps)
     comm = Communicator()
+    timed = comm.timer.op
     backbone = Backbone(workload)
     params = list(backbone.parameters())
-    shard = on_device(initial_fc(workload)[start:end])
-    neighbours, losses, step_s, active_counts = None, [], [], []
-    for step in range(steps):
-        x, labels = (on_device(a) for a in worker_batch(workload, rank, step))  # a loader prefetches these
-        comm.barrier()
-        started = time.perf_counter()
-        if knn_k is not None and step % knn_rebuild_steps == 0:  # this rank's classes' neighbours, then all's
-            mine_neighbours = class_neighbours(comm.all_gather(shard, "knn.rebuild"), knn_k, start, end)
+    shard = from_numpy(initial_fc(workload)[start:end])
+    neighbours, active_counts = None, []
+
+    def step(k: int, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        nonlocal neighbours
+        x, labels = batch
+        if knn_k is not None and k % knn_rebuild_steps == 0:  # this rank's classes' neighbours, then all's
+            gathered_fc = comm.all_gather(shard, "knn.rebuild")
+            with timed("compute.knn"):
+                mine_neighbours = class_neighbours(gathered_fc, knn_k, start, end)
             neighbours = comm.all_gather(mine_neighbours, "knn.rebuild")
-        features = backbone(x)
+        with timed("compute.forward"):
+            features = backbone(x)
         all_labels = comm.all_gather(labels, "fc.labels")
         gathered = comm.all_gather(features.detach(), "fc.features")
-        active = active_classes(all_labels, neighbours, workload.classes)
-        mine = active[(active >= start) & (active < end)] - start
+        with timed("compute.forward"):
+            active = active_classes(all_labels, neighbours, workload.classes)
+            mine = active[(active >= start) & (active < end)] - start
         loss, grad_rows, grad_gathered = _shard_softmax(shard[mine], gathered, all_labels - start, mine, comm)
-        features.backward(comm.reduce_scatter(grad_gathered, "fc.feature_grad"))
+        feature_grad = comm.reduce_scatter(grad_gathered, "fc.feature_grad")
+        with timed("compute.backward"):
+            features.backward(feature_grad)
         _update_backbone(params, comm)
-        shard.index_add_(0, mine, grad_rows * -LEARNING_RATE)  # scaled first: index_add_'s alpha is slow on CPU
-        step_s.append(time.perf_counter() - started)
-        losses.append(global_loss(loss, comm))
+        with timed("compute.update"):
+            shard.index_add_(0, mine, grad_rows * -LEARNING_RATE)  # scaled first: index_add_'s alpha is slow on CPU
         active_counts.append(len(active))
-    return {"counters": comm.counters(), "step_s": step_s, "losses": losses,
+        return loss
+
+    losses = run_steps(comm, steps, lambda k: tuple(from_numpy(a) for a in worker_batch(workload, rank, k)), step)
+    return {"counters": comm.counters(), **timings(comm), "losses": losses,
             "backbone": [p.detach().cpu().numpy() for p in params], "fc_shard": shard.cpu().numpy(),
             "active": active_counts}

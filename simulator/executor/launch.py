@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -31,16 +32,29 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def rank_device(backend: str, local_rank: int) -> torch.device:
+    """The device a rank runs on: with NCCL, its GPU (local rank modulo the GPUs); else the CPU."""
+    if backend == "nccl":
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def _init(backend: str, timeout_s: float, local_rank: int, **where: int) -> None:
+    """Join the process group; NCCL is told this rank's GPU (``device_id``), so it never guesses it."""
+    device_id = rank_device(backend, local_rank) if backend == "nccl" else None
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s), device_id=device_id, **where)
+
+
 def init_from_env(backend: str = "gloo", timeout_s: float = 60.0) -> None:
-    """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, MASTER_*)."""
-    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, MASTER_*, LOCAL_RANK)."""
+    _init(backend, timeout_s, int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))))
 
 
 def _rank_main(rank: int, world_size: int, port: int, backend: str, timeout_s: float, results: Any,
                fn: Callable[..., Any], args: tuple) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
-        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout_s))
+        _init(backend, timeout_s, rank, rank=rank, world_size=world_size)
         results.put((rank, True, fn(rank, world_size, *args), time.time()))
     except BaseException as error:  # reported to the parent, which fails the run with it
         results.put((rank, False, f"{type(error).__name__}: {' '.join(str(error).split())}", time.time()))

@@ -2,32 +2,27 @@
 asynchronous (ASP).
 
 Ranks 0..N-1 are workers, the last P ranks servers; server s owns the rows with ``id mod P == s`` of every
-table (``simulator.strategies.base.shard_of``). Models plug in their dense part (``dense_head``): what a
+table (``simulator.strategies.base.shard_of``). Models plug in their dense part (``train.model_head``): what a
 worker computes from the rows of its batch's ID slots. Keys travel as global row numbers (table offset + id).
+
+Phases are timed as ``simulator.executor.train``'s; a server's as ``server.lookup`` (the rows a pull asks
+for) and ``server.update`` (applying pushed gradients), each transfer under its category.
 """
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from simulator.executor.comm import Communicator, on_device, payload_bytes
-from simulator.executor.pooled_models import MODELS as POOLED_MODELS
-from simulator.executor.pooled_models import PooledHead
-from simulator.executor.sum_models import (
-    LEARNING_RATE,
-    Batch,
-    SumHead,
-    bce_loss,
-    global_loss,
-    sgd,
-    worker_batch,
-)
+from simulator.executor import tensors
+from simulator.executor.comm import Communicator, payload_bytes
+from simulator.executor.sum_models import LEARNING_RATE, Batch, bce_loss, worker_batch
 from simulator.executor.tables import initial_rows
+from simulator.executor.tensors import from_numpy
+from simulator.executor.train import Head, model_head, run_steps, sgd, timings
 from workloads import Workload
 
 MODES = ("sync", "async")
@@ -35,10 +30,6 @@ HEADER_TAG, PAYLOAD_TAG = 1, 2  # ASP point-to-point tags: a server's receive-fr
 PULL, PUSH = 0, 1  # ASP request kinds
 
 Transfer = tuple[int, torch.Tensor, str | None]  # (peer rank, tensor, category; None: metadata, not counted)
-
-
-def dense_head(workload: Workload) -> SumHead | PooledHead:
-    return PooledHead(workload) if workload.model in POOLED_MODELS else SumHead(workload)
 
 
 def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int, mode: str = "sync") -> dict:
@@ -52,8 +43,9 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
     the loss is the global batch's (workers' losses summed, category ``metrics``).
     ``mode="async"`` (ASP): see ``_work_async`` and ``_serve_async``; dense parameters live on the servers.
 
-    Workers return ``losses``, ``step_s`` (wall seconds per step) and ``counters``; servers ``owned``
-    (the global rows they hold), ``weights`` (those rows) and ``counters``."""
+    Workers return ``losses``, ``counters`` and timings (``train.timings``); servers ``owned`` (the global
+    rows they hold), ``weights`` (those rows), ``counters`` and timings (BSP: per step; ASP: one entry, the
+    totals of every request served)."""
     if mode not in MODES:
         raise ValueError(f"train_ps runs mode {' or '.join(MODES)}, not {mode}")
     n = world - servers
@@ -64,30 +56,34 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
     workers_group = dist.new_group(list(range(n)))  # created by every rank, used by workers
     if rank >= n:
         return _serve(comm, rank - n, n, workload, steps)
-    dense = Communicator(workers_group)
+    dense = Communicator(workers_group, comm.timer)
+    timed = comm.timer.op
     width = _row_width(workload)
-    model = dense_head(workload)
-    losses, step_s = [], []
-    for step in range(steps):
-        mine, gids, keys = _batch_keys(workload, rank, step, n, servers)  # input loading: not part of the step
-        comm.barrier()
-        started = time.perf_counter()
+    head = model_head(workload)
+
+    def step(k: int, batch: Batch) -> torch.Tensor:
+        with timed("compute.ids"):
+            keys, where = _batch_keys(workload, batch, n, servers)
         comm.exchange_variable(keys, [], "sparse.pull")  # the key counts go first (metadata)
-        pulled = {peer: torch.empty(len(k), width) for peer, k in keys.items()}
+        pulled = {peer: tensors.empty(len(key), width) for peer, key in keys.items()}
         comm.exchange({}, pulled, "sparse.pull")  # the rows: their count is known
-        for rows in pulled.values():
-            rows.requires_grad_(True)
-        logits = model(_arrange(pulled, keys, gids), rank, step)
-        loss = bce_loss(logits, on_device(mine.labels), n * workload.batch_per_worker)
-        loss.backward()
+        with timed("compute.lookup"):
+            for rows in pulled.values():
+                rows.requires_grad_(True)
+            pooled = head.pool(torch.cat(list(pulled.values()))[where])
+        with timed("compute.forward"):
+            loss = bce_loss(head.logits(pooled, batch), from_numpy(batch.labels), n * workload.batch_per_worker)
+        with timed("compute.backward"):
+            loss.backward()
         # the push carries the pulled keys again (as ps-lite's do), with their gradients, in one round
         comm.exchange({peer: [keys[peer], pulled[peer].grad.reshape(-1)] for peer in keys}, {}, "sparse.push")
-        sgd([], model.parameters(), dense)
-        step_s.append(time.perf_counter() - started)
-        losses.append(global_loss(loss, dense))
+        sgd([], head.parameters(), dense)
+        return loss
+
+    losses = run_steps(comm, steps, lambda k: worker_batch(workload, rank, k), step, metrics=dense)
     counters = comm.counters()
     counters.update(dense.counters())
-    return {"losses": losses, "step_s": step_s, "counters": counters}
+    return {"losses": losses, "counters": counters, **timings(comm)}
 
 
 def _row_width(workload: Workload) -> int:
@@ -102,23 +98,17 @@ def _table_offsets(workload: Workload) -> np.ndarray:
     return np.concatenate([[0], np.cumsum([t.rows for t in workload.tables])[:-1]]).astype(np.int64)
 
 
-def _batch_keys(workload: Workload, rank: int, step: int, n: int,
-                servers: int) -> tuple[Batch, np.ndarray, dict[int, torch.Tensor]]:
-    """Worker ``rank``'s batch at ``step``, its global row numbers per (sample, ID slot), and per server
-    rank (n + s) the sorted distinct keys of the batch that server owns."""
+def _batch_keys(workload: Workload, batch: Batch, n: int, servers: int) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """A worker's distinct keys (global row numbers) per server rank (n + s), sorted, and where each (sample,
+    ID slot) of its batch finds its row among them, the servers' keys one after the other: (b, m). One
+    ``unique`` over (owner, key) does both, as a PS client's dedup with its inverse does."""
     offsets = _table_offsets(workload)
-    mine = worker_batch(workload, rank, step)
-    gids = np.concatenate([offsets[t] + ids for t, ids in enumerate(mine.ids)], axis=1)  # (b, m)
-    owner = np.concatenate([ids % servers for ids in mine.ids], axis=1)
-    return mine, gids, {n + s: on_device(np.unique(gids[owner == s])) for s in range(servers)}
-
-
-def _arrange(pulled: dict[int, torch.Tensor], keys: dict[int, torch.Tensor], gids: np.ndarray) -> torch.Tensor:
-    """The pulled rows (per server, in its keys' order) placed per (sample, ID slot): (b, m, width)."""
-    order = np.concatenate([keys[peer].cpu().numpy() for peer in keys])
-    sorter = np.argsort(order)
-    where = on_device(sorter[np.searchsorted(order[sorter], gids)])
-    return torch.cat([pulled[peer] for peer in keys])[where]
+    total = int(offsets[-1] + workload.tables[-1].rows)  # global rows
+    gids = np.concatenate([offsets[t] + ids for t, ids in enumerate(batch.ids)], axis=1)  # (b, m)
+    owner = np.concatenate([ids % servers for ids in batch.ids], axis=1)
+    keys, inverse = np.unique(owner * total + gids, return_inverse=True)  # sorted by (owner, key)
+    per_server = np.split(keys % total, np.searchsorted(keys, np.arange(1, servers) * total))
+    return {n + s: from_numpy(k) for s, k in enumerate(per_server)}, from_numpy(inverse.reshape(gids.shape))
 
 
 def _shard(workload: Workload, server: int, servers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,20 +125,26 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
     owned, weights = _shard(workload, server, comm.world - n)
     width = weights.shape[1]
     workers = list(range(n))
+    timed = comm.timer.op
     for _ in range(steps):
         comm.barrier()
+        comm.timer.begin()
         keys = comm.exchange_variable({}, workers, "sparse.pull")
-        local = {w: np.searchsorted(owned, keys[w].cpu().numpy()) for w in workers}
-        comm.exchange({w: on_device(weights[local[w]].reshape(-1)) for w in workers}, {}, "sparse.pull")
-        pushed = {w: [torch.empty_like(keys[w]), torch.empty(len(keys[w]) * width)] for w in workers}
+        with timed("server.lookup"):
+            local = {w: np.searchsorted(owned, keys[w].cpu().numpy()) for w in workers}
+            rows = {w: from_numpy(weights[local[w]].reshape(-1)) for w in workers}
+        comm.exchange(rows, {}, "sparse.pull")
+        pushed = {w: [torch.empty_like(keys[w]), tensors.empty(len(keys[w]) * width)] for w in workers}
         comm.exchange({}, pushed, "sparse.push")
-        total = np.zeros_like(weights)
-        for w, (pushed_keys, grads) in pushed.items():
-            if not torch.equal(pushed_keys, keys[w]):
-                raise RuntimeError(f"worker {w} pushed other keys than it pulled")
-            np.add.at(total, local[w], grads.cpu().numpy().reshape(-1, width))
-        weights -= LEARNING_RATE * total
-    return {"owned": owned, "weights": weights, "counters": comm.counters()}
+        with timed("server.update"):
+            total = np.zeros_like(weights)
+            for w, (pushed_keys, grads) in pushed.items():
+                if not torch.equal(pushed_keys, keys[w]):
+                    raise RuntimeError(f"worker {w} pushed other keys than it pulled")
+                np.add.at(total, local[w], grads.cpu().numpy().reshape(-1, width))
+            weights -= LEARNING_RATE * total
+        comm.timer.end()
+    return {"owned": owned, "weights": weights, "counters": comm.counters(), **timings(comm)}
 
 
 def _dense_range(size: int, server: int, servers: int) -> tuple[int, int]:
@@ -167,6 +163,7 @@ def _transfer(comm: Communicator, sends: list[Transfer], receives: list[Transfer
     moved: dict[str | None, list[float]] = defaultdict(lambda: [0.0, 0.0])  # bytes sent, received
     for post, transfers, side in ((dist.irecv, receives, 1), (dist.isend, sends, 0)):
         for peer, tensor, category in transfers:
+            comm.check(tensor, category)
             if tensor.numel():
                 tag = HEADER_TAG if category is None else PAYLOAD_TAG
                 pending[category].append(post(tensor, peer, group=comm.group, tag=tag))
@@ -181,10 +178,10 @@ def _transfer(comm: Communicator, sends: list[Transfer], receives: list[Transfer
 
 def _header(kind: int, keys: int) -> torch.Tensor:
     """An ASP request header (metadata): its kind (PULL, PUSH) and number of keys."""
-    return torch.tensor([kind, keys], dtype=torch.int64)
+    return tensors.tensor([kind, keys], torch.int64)
 
 
-def _flat_dense(model: SumHead | PooledHead) -> torch.Tensor:
+def _flat_dense(model: Head) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
@@ -198,37 +195,43 @@ def _work_async(comm: Communicator, rank: int, n: int, workload: Workload, steps
     its push; there is no barrier."""
     servers = comm.world - n
     width = _row_width(workload)
-    model = dense_head(workload)
-    params = model.parameters()
+    head = model_head(workload)
+    params = head.parameters()
     ranges = {n + s: _dense_range(sum(p.numel() for p in params), s, servers) for s in range(servers)}
-    losses, step_s = [], []
+    timer, timed = comm.timer, comm.timer.op
+    losses = []
     for step in range(steps):
-        mine, gids, keys = _batch_keys(workload, rank, step, n, servers)
-        started = time.perf_counter()
-        rows = {peer: torch.empty(len(k), width) for peer, k in keys.items()}
-        dense = {peer: torch.empty(hi - lo) for peer, (lo, hi) in ranges.items()}
+        batch = worker_batch(workload, rank, step)
+        timer.begin()
+        with timed("compute.ids"):
+            keys, where = _batch_keys(workload, batch, n, servers)
+        rows = {peer: tensors.empty(len(k), width) for peer, k in keys.items()}
+        dense = {peer: tensors.empty(hi - lo) for peer, (lo, hi) in ranges.items()}
         _transfer(comm, [(peer, _header(PULL, len(k)), None) for peer, k in keys.items()]
                   + [(peer, k, "sparse.pull") for peer, k in keys.items()],
                   [(peer, r, "sparse.pull") for peer, r in rows.items()]
                   + [(peer, d, "dense.pull") for peer, d in dense.items()])
-        with torch.no_grad():
+        with timed("compute.lookup"), torch.no_grad():
             for param, value in zip(params, torch.cat(list(dense.values())).split([p.numel() for p in params]),
                                     strict=True):
                 param.copy_(value.reshape(param.shape))
-        pulled = {peer: r.requires_grad_(True) for peer, r in rows.items()}
-        loss = bce_loss(model(_arrange(pulled, keys, gids), rank, step), on_device(mine.labels),
-                        workload.batch_per_worker)
-        loss.backward()
-        dense_grad = torch.cat([p.grad.reshape(-1) for p in params])
-        for param in params:
-            param.grad = None
+        with timed("compute.lookup"):
+            pulled = {peer: r.requires_grad_(True) for peer, r in rows.items()}
+            pooled = head.pool(torch.cat(list(pulled.values()))[where])
+        with timed("compute.forward"):
+            loss = bce_loss(head.logits(pooled, batch), from_numpy(batch.labels), workload.batch_per_worker)
+        with timed("compute.backward"):
+            loss.backward()
+            dense_grad = torch.cat([p.grad.reshape(-1) for p in params])
+            for param in params:
+                param.grad = None
         _transfer(comm, [(peer, _header(PUSH, len(k)), None) for peer, k in keys.items()]
                   + [(peer, k, "sparse.push") for peer, k in keys.items()]
                   + [(peer, pulled[peer].grad.reshape(-1), "sparse.push") for peer in keys]
                   + [(peer, dense_grad[lo:hi], "dense.push") for peer, (lo, hi) in ranges.items()], [])
-        step_s.append(time.perf_counter() - started)
+        timer.end()
         losses.append(float(loss.detach()))
-    return {"losses": losses, "step_s": step_s, "counters": comm.counters()}
+    return {"losses": losses, "counters": comm.counters(), **timings(comm)}
 
 
 def _serve_async(comm: Communicator, server: int, n: int, workload: Workload, steps: int) -> dict:
@@ -237,23 +240,28 @@ def _serve_async(comm: Communicator, server: int, n: int, workload: Workload, st
     as it has them. Every worker sends it one pull and one push per step: it stops after 2 N steps'."""
     owned, weights = _shard(workload, server, comm.world - n)
     width = weights.shape[1]
-    initial = _flat_dense(dense_head(workload))
+    initial = _flat_dense(model_head(workload))
     lo, hi = _dense_range(len(initial), server, comm.world - n)
     dense = initial[lo:hi].clone()
-    header = torch.empty(2, dtype=torch.int64)
+    header = tensors.empty(2, dtype=torch.int64)
+    timed = comm.timer.op
+    comm.timer.begin()  # one "step": all requests served; ``ops`` holds their totals
     for _ in range(2 * n * steps):
         worker = dist.recv(header, src=None, group=comm.group, tag=HEADER_TAG)  # metadata, bounded by the timeout
         kind, count = header.tolist()
-        keys = torch.empty(count, dtype=torch.int64)
+        keys = tensors.empty(count, dtype=torch.int64)
         if kind == PULL:
             _transfer(comm, [], [(worker, keys, "sparse.pull")])
-            rows = on_device(weights[np.searchsorted(owned, keys.cpu().numpy())].reshape(-1))
+            with timed("server.lookup"):
+                rows = from_numpy(weights[np.searchsorted(owned, keys.cpu().numpy())].reshape(-1))
             _transfer(comm, [(worker, rows, "sparse.pull"), (worker, dense, "dense.pull")], [])
         else:
-            grads, dense_grad = torch.empty(count * width), torch.empty(hi - lo)
+            grads, dense_grad = tensors.empty(count * width), tensors.empty(hi - lo)
             _transfer(comm, [], [(worker, keys, "sparse.push"), (worker, grads, "sparse.push"),
                                  (worker, dense_grad, "dense.push")])
-            rows = np.searchsorted(owned, keys.cpu().numpy())
-            weights[rows] -= LEARNING_RATE * grads.cpu().numpy().reshape(-1, width)
-            dense -= LEARNING_RATE * dense_grad
-    return {"owned": owned, "weights": weights, "counters": comm.counters()}
+            with timed("server.update"):
+                rows = np.searchsorted(owned, keys.cpu().numpy())
+                weights[rows] -= LEARNING_RATE * grads.cpu().numpy().reshape(-1, width)
+                dense -= LEARNING_RATE * dense_grad
+    comm.timer.end()
+    return {"owned": owned, "weights": weights, "counters": comm.counters(), **timings(comm)}

@@ -27,8 +27,9 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from simulator.executor import fc_models, pooled_models, ps, sum_models
-from simulator.executor.launch import ExecutorError, init_from_env, run_local
+from simulator.executor import fc_models, ps, tensors
+from simulator.executor import train as loops
+from simulator.executor.launch import ExecutorError, init_from_env, rank_device, run_local
 from simulator.validation import EXECUTOR_KNN
 from workloads import AnyWorkload, deepfm, dlrm, dnn, fm, lr, widedeep
 
@@ -87,20 +88,20 @@ def train(rank: int, ranks: int, workload: AnyWorkload, strategy: str, steps: in
         return fc_models.train_mp_fc(rank, ranks, workload, steps, knn_k, EXECUTOR_KNN.knn_rebuild_steps)
     if strategy in ("ps", "ps-async"):
         return ps.train_ps(rank, ranks, workload, steps, servers, "async" if strategy == "ps-async" else "sync")
-    module = pooled_models if workload.model in pooled_models.MODELS else sum_models
     if strategy in ("des", "des-rs"):
-        return module.train_des(rank, ranks, workload, steps, strategy)
+        return loops.train_des(rank, ranks, workload, steps, strategy)
     if strategy == "des-a2a":
-        return module.train_des_a2a(rank, ranks, workload, steps)
+        return loops.train_des_a2a(rank, ranks, workload, steps)
     if strategy == "dp":
-        return module.train_dp(rank, ranks, workload, steps)
+        return loops.train_dp(rank, ranks, workload, steps)
     raise ValueError(f"strategy {strategy!r}: allowed: {', '.join(STRATEGIES)}")
 
 
 @dataclass
 class Measurement:
     """What one run measured. ``counters``: one row per (rank, category) with bytes_sent, bytes_received
-    and time_s summed over all steps; ``step_s``: (worker ranks, steps) wall seconds."""
+    and time_s summed over all steps; ``step_s``: (worker ranks, steps) wall seconds; ``ops``: one row per
+    (rank, step, category) with the seconds that rank's step spent in it (``simulator.executor.timing``)."""
 
     strategy: str
     workers: int
@@ -108,6 +109,7 @@ class Measurement:
     steps: int
     counters: pd.DataFrame
     step_s: np.ndarray
+    ops: pd.DataFrame
 
     def bytes_per_step(self) -> pd.Series:
         """Bytes sent per step, per (category, rank), the model's traffic only."""
@@ -129,13 +131,32 @@ class Measurement:
         q25, q50, q75 = np.percentile(self.measured_steps_s(warmup), [25, 50, 75])
         return float((q75 - q25) / q50)
 
+    def breakdown(self, warmup: int = 1) -> pd.Series:
+        """Seconds per step by category, after ``warmup``: a worker's mean (over steps, then workers), and for
+        the servers' own categories (``server.*``) a server's. A worker's categories add up to its mean step."""
+        ops = self.ops[self.ops.step >= warmup]
+        per_rank = ops.groupby(["rank", "category"]).time_s.sum() / (self.steps - warmup)
+        frame = per_rank.rename("time_s").reset_index()
+        worker = frame[frame["rank"] < self.workers]
+        server = frame[(frame["rank"] >= self.workers) & frame.category.str.startswith("server.")]
+        return pd.concat([worker.groupby("category").time_s.sum() / self.workers,
+                          server.groupby("category").time_s.sum() / max(self.servers, 1)]).sort_index()
+
 
 def measurement(strategy: str, workers: int, servers: int, steps: int, reports: list[dict]) -> Measurement:
     counters = pd.DataFrame([{"rank": rank, "category": category, **values} for rank, report in enumerate(reports)
                              for category, values in report["counters"].items()],
                             columns=["rank", "category", "bytes_sent", "bytes_received", "time_s"])
+    ops = []
+    for rank, report in enumerate(reports):
+        steps_timed = report.get("ops", [])
+        if len(steps_timed) == 1 and steps > 1:  # an ASP server: the totals of all its requests, spread evenly
+            steps_timed = [{c: t / steps for c, t in steps_timed[0].items()}] * steps
+        ops += [{"rank": rank, "step": k, "category": c, "time_s": t} for k, spent in enumerate(steps_timed)
+                for c, t in spent.items()]
     return Measurement(strategy, workers, servers, steps, counters,
-                       np.array([report["step_s"] for report in reports[:workers]]))
+                       np.array([report["step_s"] for report in reports[:workers]]),
+                       pd.DataFrame(ops, columns=["rank", "step", "category", "time_s"]))
 
 
 def execute(workload: AnyWorkload, strategy: str, world: int, steps: int, servers: int | None = None,
@@ -173,11 +194,12 @@ def _spawned(rank: int, ranks: int, configs: list[tuple[AnyWorkload, str]], step
 
 
 def use_device(backend: str, local_rank: int) -> None:
-    """One thread per rank on the CPU (ranks share the cores); with NCCL, this rank's GPU as the default."""
-    if backend == "nccl":
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    """Put this rank's executor tensors on its device (``tensors.use``); one thread per rank on the CPU (ranks
+    share the cores)."""
+    device = rank_device(backend, local_rank)
+    tensors.use(device)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-        torch.set_default_device(device)
     else:
         torch.set_num_threads(1)
 

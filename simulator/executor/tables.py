@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from simulator.executor.comm import Communicator, on_device
+from simulator.executor import tensors
+from simulator.executor.comm import Communicator
+from simulator.executor.tensors import from_numpy
 from workloads import Workload
 
 
@@ -60,8 +62,8 @@ def columns(workload: Workload) -> Columns:
     field_table = np.repeat(np.arange(len(tables)), [t.fields for t in tables])
     hotness = np.repeat([t.hotness for t in tables], [t.fields for t in tables])  # per field
     field = np.repeat(np.arange(len(field_table)), hotness)
-    return Columns(on_device(np.repeat(np.arange(len(tables)), [t.fields * t.hotness for t in tables])),
-                   on_device(field), on_device(field_table), np.concatenate([[0], np.cumsum(hotness)[:-1]]))
+    return Columns(from_numpy(np.repeat(np.arange(len(tables)), [t.fields * t.hotness for t in tables])),
+                   from_numpy(field), from_numpy(field_table), np.concatenate([[0], np.cumsum(hotness)[:-1]]))
 
 
 def _width(rows: list[np.ndarray]) -> int:
@@ -77,8 +79,8 @@ class _Batched:
     def __init__(self, shards: list[np.ndarray]) -> None:
         _width(shards)
         self.sizes = [len(s) for s in shards]
-        self.start = on_device(np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64))
-        self.weight = on_device(np.concatenate(shards)).requires_grad_(True)
+        self.start = from_numpy(np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64))
+        self.weight = from_numpy(np.concatenate(shards)).requires_grad_(True)
 
     def tables(self) -> list[torch.Tensor]:
         """Each table's rows (views)."""
@@ -98,10 +100,10 @@ class OwnedTables(_Batched):
         """The rows of ``ids`` (all owned here) of tables ``table`` (same shape), sparse gradient."""
         return lookup(self.weight, self.start[table] + ids // self.world)
 
-    def owned_in(self, ids: torch.Tensor, layout: Columns) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Of a batch's (n, columns) IDs, the ones held here: their (sample, column) and their rows."""
+    def owned_in(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Of a batch's (n, columns) IDs, the ones held here: their sample, column and ID."""
         sample, column = torch.nonzero(ids % self.world == self.rank, as_tuple=True)
-        return sample, column, self.rows(ids[sample, column], layout.table[column])
+        return sample, column, ids[sample, column]
 
 
 class ReplicatedTables(_Batched):
@@ -118,17 +120,19 @@ class ReplicatedTables(_Batched):
 
     def all_reduce_and_update(self, comm: Communicator, learning_rate: float) -> None:
         with torch.no_grad():
-            self.grad.zero_()
-            self.grad.index_add_(0, self.weight.grad._indices()[0], self.weight.grad._values())
-            self.weight.grad = None
+            with comm.timer.op("compute.update"):
+                self.grad.zero_()
+                self.grad.index_add_(0, self.weight.grad._indices()[0], self.weight.grad._values())
+                self.weight.grad = None
             comm.all_reduce(self.grad, "sparse.allreduce")
-            self.weight.add_(self.grad, alpha=-learning_rate)
+            with comm.timer.op("compute.update"):
+                self.weight.add_(self.grad, alpha=-learning_rate)
 
 
 def gather_ids(ids: list[np.ndarray], comm: Communicator) -> torch.Tensor:
     """The global batch's (B, columns) IDs from this worker's tables' (b, columns) ones: one all-gather of all
     tables at once (``des.ids``)."""
-    return comm.all_gather(on_device(np.concatenate(ids, axis=1)), "des.ids")
+    return comm.all_gather(from_numpy(np.concatenate(ids, axis=1)), "des.ids")
 
 
 def route_ids(ids: list[np.ndarray], layout: Columns, comm: Communicator) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -136,13 +140,15 @@ def route_ids(ids: list[np.ndarray], layout: Columns, comm: Communicator) -> lis
     (``des.ids``, sample-major, fields in order), after how many per (sample, field) (``des.lengths``, b x
     fields int32 to every owner, as a KeyedJaggedTensor's lengths). Per requester: (the segment of each
     received ID, sample x fields + field; the IDs), as received here."""
-    batch = np.concatenate(ids, axis=1)
-    owner = batch % comm.world
-    b = len(batch)
-    to = [on_device(batch[owner == o]) for o in range(comm.world)]
-    counts = [on_device(np.add.reduceat(owner == o, layout.field_starts, axis=1, dtype=np.int32))
-              for o in range(comm.world)]  # int32 lengths, as TorchRec's KeyedJaggedTensor
+    with comm.timer.op("compute.ids"):
+        batch = np.concatenate(ids, axis=1)
+        owner = batch % comm.world
+        b = len(batch)
+        to = [from_numpy(batch[owner == o]) for o in range(comm.world)]
+        counts = [from_numpy(np.add.reduceat(owner == o, layout.field_starts, axis=1, dtype=np.int32))
+                  for o in range(comm.world)]  # int32 lengths, as TorchRec's KeyedJaggedTensor
     got_counts = comm.all_to_all(counts, "des.lengths", [b] * comm.world)  # (b, fields) from each rank
     got_ids = comm.all_to_all(to, "des.ids", [int(c.sum()) for c in got_counts])
-    return [(torch.repeat_interleave(torch.arange(c.numel()), c.reshape(-1)), got) for c, got in
-            zip(got_counts, got_ids, strict=True)]
+    with comm.timer.op("compute.ids"):
+        return [(torch.repeat_interleave(tensors.arange(c.numel()), c.reshape(-1)), got) for c, got in
+                zip(got_counts, got_ids, strict=True)]
