@@ -97,6 +97,9 @@ class Device(BaseModel):
                                       description="backward / forward time of dense layers, a number > 0")
     lookup_ns: NonNegative = Field(0.0, description="index handling per looked-up ID (read, route, scatter) in "
                                                     "nanoseconds, >= 0; 0 in presets (ignored), calibrated")
+    id_ns: NonNegative = Field(0.0, description="handling one ID of a batch before any lookup (which worker or "
+                                                "server holds it, dedup, routing) in nanoseconds, >= 0; 0 in "
+                                                "presets (ignored), calibrated")
     description: str = Field("", description="free text")
 
     def __init__(self, **data: Any) -> None:
@@ -355,6 +358,12 @@ def embedding_lookup_s(device: Device, lookups: ArrayLike, unique_rows: ArrayLik
     mem_s = _mem_s(device, _array(unique_rows, "unique_rows") * row, device.eff_gather) + _mem_s(
         device, written, device.eff_mem) + ids * device.lookup_ns * 1e-9
     return _result(_roofline_s(device, 0.0, mem_s, "fp32"))
+
+
+def id_handling_s(device: Device, ids: ArrayLike) -> float | np.ndarray:
+    """Find where ``ids`` IDs of a batch live (owner, dedup, routing) before looking them up: ``ids x id_ns``
+    plus one launch, seconds; 0 when there are none or ``id_ns`` is 0 (a preset's: ignored). Elementwise."""
+    return _result(_roofline_s(device, 0.0, _array(ids, "ids") * device.id_ns * 1e-9, "fp32"))
 
 
 def sparse_update_bytes(rows: ArrayLike, row_bytes: ArrayLike, optimizer_slots: float) -> np.ndarray:

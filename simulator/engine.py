@@ -1,9 +1,9 @@
 """Runs a step graph on a network backend: per-rank list scheduling, driven by simpy.
 
 An op starts on rank r when its dependencies have ended on r and the previous op of its stream on r has
-ended. A compute op then ends ``duration`` later (arithmetic: nothing else shares a rank's compute
-stream). A communication op's rank joins the op's schedule on the network at that moment, and ends when
-the network says that rank's part is done. Ops of a first-come-first-served stream (``StepGraph.fifo``:
+ended (of any stream, on a serial rank: ``StepGraph.serial``). A compute op then ends ``duration`` later
+(arithmetic: nothing else shares a rank's compute stream). A communication op's rank joins the op's
+schedule on the network at that moment, and ends when the network says that rank's part is done. Ops of a first-come-first-served stream (``StepGraph.fifo``:
 a PS server's threads) instead join their rank's pool at their ready time, in simulated time, and start
 when one of its workers is free. The network runs in simpy time and reports ranks as they
 finish; everything else is computed in batches of ranks with numpy, so a 1,024-rank step costs a few
@@ -25,6 +25,7 @@ from simulator.network import Network
 from simulator.schedule import group_by
 from simulator.stepgraph import StepGraph
 
+SERIAL = "<serial>"  # the one stream of every op of a serial rank (``StepGraph.serial``)
 TRACE_COLUMNS = ["rank", "op", "kind", "category", "step", "start_s", "end_s", "bytes_sent", "bytes_received",
                  "stream"]
 
@@ -99,7 +100,9 @@ class Engine:
         self._succ: list[list[tuple[int, np.ndarray]]] = [[] for _ in ops]
         self._stream_next = [np.full(len(op.ranks), -1, dtype=np.int64) for op in ops]
         self._waiting = [np.zeros(len(op.ranks), dtype=np.int64) for op in ops]
-        last = {op.stream: np.full(graph.n_ranks, -1, dtype=np.int64) for op in ops}
+        last = {key: np.full(graph.n_ranks, -1, dtype=np.int64) for key in {op.stream for op in ops} | {SERIAL}}
+        serial = np.zeros(graph.n_ranks, dtype=bool)
+        serial[graph.serial] = True
         for op in ops:
             waiting = self._waiting[op.index]
             for d in op.deps:
@@ -108,12 +111,17 @@ class Engine:
                 waiting[mapping[mapping >= 0]] += 1
             if op.stream in graph.fifo:  # ordered by arrival at the pool, not by program order
                 continue
-            prev = last[op.stream][op.ranks]
-            waiting[prev >= 0] += 1
-            for p, sel in group_by(prev):
-                if p >= 0:
-                    self._stream_next[p][self._pos[p][op.ranks[sel]]] = op.index
-            last[op.stream][op.ranks] = op.index
+            on_serial = serial[op.ranks]
+            for key, chained in ((op.stream, ~on_serial), (SERIAL, on_serial)):
+                ranks = op.ranks[chained]
+                if not len(ranks):
+                    continue
+                prev = last[key][ranks]
+                waiting[np.nonzero(chained)[0][prev >= 0]] += 1
+                for p, sel in group_by(prev):
+                    if p >= 0:
+                        self._stream_next[p][self._pos[p][ranks[sel]]] = op.index
+                last[key][ranks] = op.index
         self._ready_s = [np.zeros(len(op.ranks)) for op in ops]
         self.start_s = [np.full(len(op.ranks), np.nan) for op in ops]
         self.end_s = [np.full(len(op.ranks), np.nan) for op in ops]

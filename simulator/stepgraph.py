@@ -8,7 +8,9 @@ Each rank also runs its ops of one stream (``compute``, ``comm``, or another a s
 PS server's CPU) in the order they were added, like CUDA streams, so communication overlaps compute
 wherever dependencies allow and no further. A stream named in ``fifo`` is a pool of ``fifo[stream]``
 workers instead (a server's threads): its compute ops run as they become ready, first come first served,
-at most that many at once per rank.
+at most that many at once per rank. A rank in ``serial`` runs all its ops (but those of a fifo stream) in
+program order, one at a time: a synchronous program, whose blocking collectives never overlap its compute
+(the executor's ranks; an eager framework without asynchronous communication).
 
 The graph knows nothing of simpy or networks; ``simulator.engine`` runs it.
 """
@@ -58,6 +60,7 @@ class StepGraph:
     steps: int = 1
     ops: list[Op] = field(default_factory=list)
     fifo: dict[str, int] = field(default_factory=dict)
+    serial: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def compute(self, name: str, category: str, ranks: np.ndarray, duration_s: np.ndarray | float,
                 deps: tuple[int, ...] = (), step: int = 0, stream: str = "compute") -> int:

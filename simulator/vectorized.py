@@ -123,8 +123,9 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
         sum_s, sum_wire = collective_s(cluster, "allreduce" if strategy == "des" else "reducescatter",
                                        partial_bytes, workers)
         grad_s, grad_wire = collective_s(cluster, "allgather", partial_bytes, workers)
-        busy = partial_lookups + forward + backward + partial_back + dense_update
-        step = (ids_s + partial_lookups + sum_s + forward + backward + grad_s + np.maximum(partial_back, dense_s)
+        held = compute.id_handling_s(device, big_b * workload.ids_per_sample)
+        busy = held + partial_lookups + forward + backward + partial_back + dense_update
+        step = (ids_s + held + partial_lookups + sum_s + forward + backward + grad_s + np.maximum(partial_back, dense_s)
                 + dense_update)
         wire = ids_wire + sum_wire + grad_wire + dense_wire
         memory = des_memory(workload, n, strategy, opts.des, b)["worker"]
@@ -200,7 +201,8 @@ def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarr
             dense_wire_ps = 2 * float(sizes[sel].sum())
         server_s = server_s + float(np.max(compute.dense_update_s(server, shard, s, workload.optimizer_slots)))
     colocated = bool(np.isin(servers, workers).any())
-    head = keys_s + lookup + rows_s + pulled_dense + pool + forward + pool + backward + push_s
+    dedup = compute.id_handling_s(device, lookups.sum(axis=1))
+    head = dedup + keys_s + lookup + rows_s + pulled_dense + pool + forward + pool + backward + push_s
     if opts.ps.dense == "ps":
         step = head + pushed_dense + server_s
         worker_end = step if colocated else head + pushed_dense
@@ -210,7 +212,7 @@ def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarr
         worker_end = step if colocated else head + dense_s + dense_update
         overlap = np.maximum(0.0, np.minimum(server_s, dense_s + dense_update) - dense_s)
         tail, hosted = dense_update, server_s + dense_update - overlap  # the two updates' union
-    busy = 2 * pool + forward + backward + (lookup + hosted if colocated else tail)
+    busy = dedup + 2 * pool + forward + backward + (lookup + hosted if colocated else tail)
     exchanged = keys_wire + rows_wire + push_wire + dense_wire_ps
     reduced = dense_wire if opts.ps.dense == "allreduce" else 0.0
     wire = exchanged + reduced

@@ -119,3 +119,21 @@ def test_only_compute_ops_may_use_a_fifo_stream() -> None:
     graph.fifo["pool"] = 1
     with pytest.raises(ValueError, match="only compute ops"):
         graph.comm("x", "c", np.arange(2), build_schedule("allreduce", "ring", 1e3, 2), stream="pool")
+
+
+@pytest.mark.parametrize("fidelity", ["flow", "analytical"])
+def test_a_serial_rank_runs_its_streams_one_op_at_a_time(star4: Fabric, fidelity: str) -> None:
+    """Rank 0's backward (1e-4 s) overlaps its all-reduce on another stream; made serial (as the executor's
+    blocking ranks), rank 0 runs them in program order, so the all-reduce waits for the backward everywhere."""
+    n, size = 4, 1e6
+    ring_s = 2 * (n - 1) * (2 * L + size / (n * B))
+    ends = {}
+    for serial in (False, True):
+        graph = StepGraph(n, np.arange(n))
+        graph.compute("bwd", "compute.backward", np.arange(n), np.array([1e-4, 0.0, 0.0, 0.0]), stream="compute")
+        graph.comm("ar", "dense.allreduce", np.arange(n), build_schedule("allreduce", "ring", size, n))
+        if serial:
+            graph.serial = np.array([0])
+        ends[serial] = Engine(graph, make_network(star4, fidelity)).run().makespan_s
+    assert ends[False] == pytest.approx(max(1e-4, ring_s), rel=1e-9)
+    assert ends[True] == pytest.approx(1e-4 + ring_s, rel=1e-9)

@@ -136,13 +136,11 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
         comm.exchange(rows, {}, "sparse.pull")
         pushed = {w: [torch.empty_like(keys[w]), tensors.empty(len(keys[w]) * width)] for w in workers}
         comm.exchange({}, pushed, "sparse.push")
-        with timed("server.update"):
-            total = np.zeros_like(weights)
+        with timed("server.update"):  # SGD is linear: each worker's rows applied in turn equal their sum's
             for w, (pushed_keys, grads) in pushed.items():
                 if not torch.equal(pushed_keys, keys[w]):
                     raise RuntimeError(f"worker {w} pushed other keys than it pulled")
-                np.add.at(total, local[w], grads.cpu().numpy().reshape(-1, width))
-            weights -= LEARNING_RATE * total
+                weights[local[w]] -= LEARNING_RATE * grads.cpu().numpy().reshape(-1, width)
         comm.timer.end()
     return {"owned": owned, "weights": weights, "counters": comm.counters(), **timings(comm)}
 
@@ -168,8 +166,10 @@ def _transfer(comm: Communicator, sends: list[Transfer], receives: list[Transfer
                 tag = HEADER_TAG if category is None else PAYLOAD_TAG
                 pending[category].append(post(tensor, peer, group=comm.group, tag=tag))
                 moved[category][side] += payload_bytes(tensor)
-    for work in pending.pop(None, []):
-        work.wait()
+    headers = pending.pop(None, [])
+    with comm.timer.op(next(iter(pending), "metadata")):  # a request's header: timed with its payload
+        for work in headers:
+            work.wait()
     for category, works in pending.items():
         with comm._timed(category, *moved[category]):
             for work in works:

@@ -153,6 +153,15 @@ def collective(graph: StepGraph, cluster: Cluster, category: str, op: str, size_
     return (graph.comm(name or category, category, ranks, schedule, deps=deps, step=step),)
 
 
+def ids_op(graph: StepGraph, name: str, ranks: np.ndarray, seconds: np.ndarray | float, deps: tuple[int, ...],
+           step: int, stream: str = "compute") -> tuple[int, ...]:
+    """Add a ``compute.ids`` op (finding where a batch's IDs live: owner, dedup, routing) costing ``seconds``;
+    returns its index as deps, or ``deps`` unchanged when it costs nothing (``id_ns`` 0, as in presets)."""
+    if not np.any(seconds):
+        return deps
+    return (graph.compute(name, "compute.ids", ranks, seconds, deps=deps, step=step, stream=stream),)
+
+
 LENGTH_BYTES = 4  # one length of a KeyedJaggedTensor (int32): how many IDs a (sample, field) routes
 
 

@@ -55,6 +55,11 @@ def lookup_s(workload: Workload, device: Device, lookups: np.ndarray, unique_row
     return np.sum(per_table, axis=-1)
 
 
+def ids_s(device: Device, ids: np.ndarray | float) -> np.ndarray | float:
+    """Finding where ``ids`` IDs live (owner, dedup, routing), before any lookup."""
+    return compute.id_handling_s(device, ids)
+
+
 def sparse_update_s(workload: Workload, device: Device, unique_rows: np.ndarray) -> np.ndarray:
     """Optimizer update of ``unique_rows`` rows on the device that owns them, summed over tables."""
     per_table = compute.embedding_update_s(device, np.asarray(unique_rows, dtype=np.float64), row_bytes(workload),

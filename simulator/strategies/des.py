@@ -23,7 +23,16 @@ from pydantic import BaseModel, ConfigDict
 
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
-from simulator.strategies.base import LENGTH_BYTES, Cluster, Lowered, collective, demand, exchange, worker_memory
+from simulator.strategies.base import (
+    LENGTH_BYTES,
+    Cluster,
+    Lowered,
+    collective,
+    demand,
+    exchange,
+    ids_op,
+    worker_memory,
+)
 from workloads import Workload
 
 VARIANTS = ("des", "des-rs", "des-a2a")
@@ -62,15 +71,17 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
         ids_to_owner, owned_lookups = dem.split_totals(n, unique=False)
         owned_rows = dem.owned_global(n)
 
-        if opts.input == "replicated":
-            ids: tuple[int, ...] = ()
-        elif variant == "des-a2a":  # lengths first, b x F per owner (a KeyedJaggedTensor's), then the IDs
-            lengths = exchange(graph, "des.lengths", "des.lengths", src, dst, np.full(n * n, lengths_bytes), (), k)
-            ids = exchange(graph, "des.ids", "des.ids", src, dst, ids_to_owner.ravel() * key, lengths, k)
-        else:
-            ids = collective(graph, cluster, "des.ids", "allgather", big_b * m * key, workers, (), k)
+        if variant == "des-a2a" and opts.input == "gathered":  # route its b m IDs: lengths, then the IDs
+            route = ids_op(graph, "des.route", workers, costs.ids_s(device, b * m), (), k)
+            lengths = exchange(graph, "des.lengths", "des.lengths", src, dst, np.full(n * n, lengths_bytes), route,
+                               k)
+            held = exchange(graph, "des.ids", "des.ids", src, dst, ids_to_owner.ravel() * key, lengths, k)
+        else:  # every worker sees the global batch's B m IDs (all-gathered, or read) and finds those it holds
+            ids = () if opts.input == "replicated" else collective(graph, cluster, "des.ids", "allgather",
+                                                                   big_b * m * key, workers, (), k)
+            held = ids_op(graph, "des.held", workers, costs.ids_s(device, big_b * m), ids, k)
         partial = graph.compute("des.partial_forward", "compute.partial", workers,
-                                costs.lookup_s(workload, device, owned_lookups, owned_rows), deps=ids, step=k)
+                                costs.lookup_s(workload, device, owned_lookups, owned_rows), deps=held, step=k)
         if variant == "des":
             summed = collective(graph, cluster, "des.partials", "allreduce", partial_bytes, workers,
                                 (partial,), k)

@@ -26,7 +26,8 @@ def lower_dp(workload: Workload, cluster: Cluster, steps: int = 1) -> Lowered:
     for k in range(steps):
         dem = stats or demand(workload, n, k)
         pool_s = costs.lookup_s(workload, device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique)
-        fwd = graph.compute("forward", "compute.forward", workers, pool_s + fwd_s, step=k)
+        pool = graph.compute("lookup", "compute.lookup", workers, pool_s, step=k)
+        fwd = graph.compute("forward", "compute.forward", workers, fwd_s, deps=(pool,), step=k)
         bwd = graph.compute("backward", "compute.backward", workers, pool_s + bwd_s, deps=(fwd,), step=k)
         sparse = collective(graph, cluster, "sparse.allreduce", "allreduce", workload.sparse_bytes,
                             workers, (bwd,), k)

@@ -1,8 +1,9 @@
 """Parameter server (TRAINING.md, "PS"): workers pull the rows their batch needs and push their gradients.
 
 Per step, worker w with U_w distinct IDs (split over P servers by ``shard_of``):
+- ``ps.keys``: it dedups its b m IDs into keys per server (``compute.ids``);
 - ``sparse.pull``: U_w keys out (``id_bytes`` each), U_w rows back (``params_per_id x dtype_bytes``);
-- forward and backward on its b samples;
+- the pulled rows pooled per sample (``compute.lookup``), forward and backward on its b samples;
 - ``sparse.push``: U_w keys + U_w row gradients out;
 - dense parameters on the servers (``dense=ps``: ``dense.pull`` P_d values at the start of a step,
   ``dense.push`` P_d gradients at its end, range-partitioned in whole values: server j holds
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
-from simulator.strategies.base import Cluster, Lowered, collective, demand, exchange, worker_memory
+from simulator.strategies.base import Cluster, Lowered, collective, demand, exchange, ids_op, worker_memory
 from workloads import Workload
 
 
@@ -84,7 +85,8 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
             keys = keys_ws[members].ravel() * key
             rows = rows_ws[members].ravel()
             requested = dem.requested(p, members)
-            pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys, waits, k, comm)
+            dedup = ids_op(graph, "ps.keys", hosts, costs.ids_s(cluster.device, dem.lookups.sum()), (), k)
+            pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys, waits + dedup, k, comm)
             lookup = graph.compute("server.lookup", "server.lookup", servers,
                                    costs.lookup_s(workload, server_device, requested, requested),
                                    deps=pull, step=k, stream=server_stream)
@@ -92,7 +94,8 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
             if opts.dense == "ps":
                 pulled += exchange(graph, "dense.pull", "dense.pull", dst, src, np.tile(dense_shard * s, len(members)),
                                    waits, k, comm)
-            fwd = graph.compute("forward", "compute.forward", hosts, pool_s[members] + fwd_s, deps=pulled, step=k)
+            pool = graph.compute("lookup", "compute.lookup", hosts, pool_s[members], deps=pulled, step=k)
+            fwd = graph.compute("forward", "compute.forward", hosts, fwd_s, deps=(pool,), step=k)
             bwd = graph.compute("backward", "compute.backward", hosts, pool_s[members] + bwd_s, deps=(fwd,), step=k)
             backwards.append(bwd)
             pushed = exchange(graph, "push", "sparse.push", src, dst, keys + rows, (bwd,), k, comm)
