@@ -3,11 +3,11 @@
 An op starts on rank r when its dependencies have ended on r and the previous op of its stream on r has
 ended (of any stream, on a serial rank: ``StepGraph.serial``). A compute op then ends ``duration`` later
 (arithmetic: nothing else shares a rank's compute stream). A communication op's rank joins the op's
-schedule on the network at that moment, and ends when the network says that rank's part is done. Ops of a first-come-first-served stream (``StepGraph.fifo``:
-a PS server's threads) instead join their rank's pool at their ready time, in simulated time, and start
-when one of its workers is free. The network runs in simpy time and reports ranks as they
-finish; everything else is computed in batches of ranks with numpy, so a 1,024-rank step costs a few
-thousand vectorized updates, not a simpy process per rank.
+schedule on the network at that moment, and ends when the network says that rank's part is done. Ops of a
+first-come-first-served stream (``StepGraph.fifo``: a PS server's threads) instead join their rank's pool at
+their ready time, in simulated time, and start when one of its workers is free. The network runs in simpy
+time and reports ranks as they finish; everything else is computed in batches of ranks with numpy, so a
+1,024-rank step costs a few thousand vectorized updates, not a simpy process per rank.
 """
 
 from __future__ import annotations
