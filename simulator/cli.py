@@ -12,6 +12,9 @@ from typing import Annotated
 
 import pydantic
 import typer
+
+if typing.TYPE_CHECKING:
+    import pandas as pd
 from rich.console import Console
 from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
@@ -628,11 +631,15 @@ def validate(
     device: Annotated[str, typer.Option(help="the device preset the local ranks are modelled as")] = "cpu-server",
     backend: BackendOpt = "gloo",
     timeout_s: Annotated[float, typer.Option(help="timeout of every collective (s)")] = 60.0,
-    as_json: Annotated[bool, typer.Option("--json", help="print the rows as one JSON list")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the rows as one JSON list (with each row's "
+                                                        "breakdown)")] = False,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="also print, per row, predicted vs measured "
+                                                                "time per step by op category")] = False,
     out: Annotated[str | None, typer.Option(help="also write the rows (.csv/.parquet)")] = None,
 ) -> None:
     """Run a grid of models x strategies x world sizes on the real executor and on the simulator: predicted
-    and measured bytes and step time, side by side, with their errors."""
+    and measured bytes and step time, side by side, with their errors (and where the time went:
+    --breakdown)."""
     from simulator.compute import load_calibration, load_device
 
     _executor()
@@ -673,11 +680,11 @@ def validate(
         if out and done:  # the runs that finished are not lost
             import pandas as pd
 
-            _write_table(pd.DataFrame(done), out, "out")
+            _write_table(_flat_breakdown(pd.DataFrame(done)), out, "out")
             typer.echo(f"dessim: wrote the {len(done)} finished runs to {out}", err=True)
         raise
     if out:
-        _write_table(rows, out, "out")
+        _write_table(_flat_breakdown(rows), out, "out")
     if as_json:
         typer.echo(json.dumps(rows.to_dict(orient="records")))
         return
@@ -690,6 +697,8 @@ def validate(
                       _bytes(r.measured_bytes), f"{r.bytes_error:.2g}", _seconds(r.predicted_step_s),
                       _seconds(r.measured_step_s), f"{r.step_time_error:+.1%}", f"{r.measured_spread:.0%}")
     console.print(table)
+    if breakdown:
+        console.print(_breakdown_table(rows))
     errors = rows.step_time_error.abs()
     console.print(f"bytes error: max {rows.bytes_error.max():.2g}; step-time error |pred/meas - 1|: "
                   f"mean {errors.mean():.1%}, max {errors.max():.1%} over {len(rows)} runs (measured steps' "
@@ -697,6 +706,26 @@ def validate(
     if not profile:
         console.print(f"uncalibrated: the ranks are modelled as the {device} datasheet; for this machine's numbers, "
                       "dessim calibrate --out profile.json, then --profile profile.json", soft_wrap=True)
+
+
+def _flat_breakdown(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with each breakdown as a JSON string (a table file's cells are flat)."""
+    return rows.assign(breakdown=rows.breakdown.map(json.dumps))
+
+
+def _breakdown_table(rows: pd.DataFrame) -> Table:
+    """Predicted and measured ms per step by op category, a line per (validate row, category)."""
+    from simulator.validation import breakdown_table
+
+    table = Table(title="Where the step goes, ms per step by op category (a worker's; server.*: a server's; "
+                        "other: the executor's time outside every timed phase)")
+    for column in ("model", "strategy", "workers", "category", "predicted", "measured", "error"):
+        table.add_column(column, justify="left" if column in ("model", "strategy", "category") else "right")
+    for r in breakdown_table(rows).itertuples():
+        error = f"{r.predicted_s / r.measured_s - 1:+.0%}" if r.measured_s > 0 else ""
+        table.add_row(r.model, r.strategy, str(r.workers), r.category, f"{r.predicted_s * 1e3:.3f}",
+                      f"{r.measured_s * 1e3:.3f}", error)
+    return table
 
 
 @app.command("list")

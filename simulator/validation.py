@@ -5,23 +5,29 @@ workload on local ranks, and the simulator runs the same workload, the same samp
 fabric of as many hosts (the loopback between local ranks), with the ring algorithm the communicator's bus
 bytes assume. One row each: predicted and measured bytes per step, their error (sum over (category, rank)
 of the absolute differences over the predicted total: 0 when every count matches), predicted and measured
-step time, the relative error, and how much the measured steps varied (``measured_spread``: interquartile
-range / median). A calibration profile (``dessim calibrate``) sets the device and the
-fabric's link efficiency and extra latency.
+step time, the relative error, how much the measured steps varied (``measured_spread``: interquartile
+range / median), and where the step's time went by op category, predicted and measured (``breakdown``:
+category -> [predicted s, measured s] per step; ``breakdown_table`` makes it a table). A calibration
+profile (``dessim calibrate``) sets the device and the fabric's link efficiency and extra latency.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from simulator.compute import CalibrationProfile, Device, apply_calibration, load_device
+from simulator.engine import Engine
 from simulator.fabric import Fabric
-from simulator.strategies import StrategyOptions
+from simulator.network import make_network
+from simulator.strategies import StrategyOptions, lower
+from simulator.strategies.base import Cluster
 from simulator.strategies.fc import FCOptions
 from simulator.strategies.ps import PSOptions
-from simulator.training import make_cluster, simulate_step
+from simulator.training import make_cluster
 from topologies.builders import star
 from workloads import AnyWorkload
 
@@ -30,7 +36,7 @@ LOOPBACK_LATENCY_US = 1.0  # nominal latency per hop; calibration adds latency_u
 WARMUP_STEPS = 1
 EXECUTOR_KNN = FCOptions(knn_k=5, knn_rebuild_steps=2)  # what the executor's mp-fc-knn runs (K, T)
 COLUMNS = ["model", "strategy", "workers", "servers", "predicted_bytes", "measured_bytes", "bytes_error",
-           "predicted_step_s", "measured_step_s", "step_time_error", "measured_spread"]
+           "predicted_step_s", "measured_step_s", "step_time_error", "measured_spread", "breakdown"]
 
 
 def local_fabric(hosts: int, profile: CalibrationProfile | None = None) -> Fabric:
@@ -56,19 +62,54 @@ def simulator_strategy(strategy: str) -> tuple[str, StrategyOptions]:
     return strategy, options
 
 
+@dataclass
+class Prediction:
+    """The simulator's view of an executor run: bytes sent per step per (category, rank), the step time (s,
+    the median over steps after warm-up, as measured) and seconds per step by category (``breakdown``)."""
+
+    bytes_sent: pd.Series
+    step_s: float
+    breakdown: pd.Series
+
+
 def predict(workload: AnyWorkload, strategy: str, workers: int, servers: int, steps: int, device: Device,
-            profile: CalibrationProfile | None = None) -> tuple[pd.Series, float]:
-    """The simulator's bytes sent per step per (category, rank) and its step time (s) for an executor run."""
+            profile: CalibrationProfile | None = None) -> Prediction:
+    """What the simulator predicts for an executor run of ``steps`` steps.
+
+    The executor's ranks are synchronous programs (blocking collectives, a barrier before each step): its
+    workers, and its single-threaded BSP servers, run serial (``StepGraph.serial``), and a step's time is
+    from the end of the previous one on the slowest worker to its own end there (each worker's own, for
+    ``ps-async``, whose workers never wait for each other)."""
     fabric = local_fabric(workers + servers, profile)
     name, options = simulator_strategy(strategy)
     cluster = make_cluster(fabric, name, device, device, workers=workers, servers=servers or None,
                            placement="dedicated" if servers else "colocated")
     cluster.collective_algorithm = "ring"  # the communicator counts ring (bus) bytes
-    report = simulate_step(workload, cluster, name, "analytical", steps=steps, options=options)
-    trace = report.trace
+    lowered = lower(name, workload, cluster, steps, options)
+    graph = lowered.graph
+    graph.serial = cluster.workers if strategy == "ps-async" else np.concatenate([cluster.workers, graph.servers])
+    trace = Engine(graph, make_network(fabric, "analytical")).run().trace
     comm = trace[trace.kind != "compute"]
     sent = comm.groupby(["category", "rank"], observed=True).bytes_sent.sum() / steps
-    return sent[sent > 0], report.summary["step_time_s"]
+    on_workers = trace[trace["rank"].isin(cluster.workers)]
+    ends = on_workers.pivot_table(index="rank", columns="step", values="end_s", aggfunc="max").to_numpy()
+    if strategy == "ps-async":
+        step_s = np.diff(ends, axis=1, prepend=0.0)[:, WARMUP_STEPS:].ravel()
+    else:
+        step_s = np.diff(ends.max(axis=0), prepend=0.0)[WARMUP_STEPS:]
+    return Prediction(sent[sent > 0], float(np.median(step_s)), _breakdown(trace, cluster, steps))
+
+
+def _breakdown(trace: pd.DataFrame, cluster: Cluster, steps: int) -> pd.Series:
+    """Seconds per step after warm-up by category, as ``Measurement.breakdown`` measures them: a worker's
+    (summed over its ops, averaged over workers) and a server's own categories (``server.*``)."""
+    timed = trace[trace.step >= WARMUP_STEPS].assign(time_s=lambda t: t.end_s - t.start_s)
+    per_step = steps - WARMUP_STEPS
+    worker = timed[timed["rank"].isin(cluster.workers)]
+    server = timed[timed["rank"].isin(cluster.servers) & timed.category.astype(str).str.startswith("server.")]
+    return pd.concat([worker.groupby("category", observed=True).time_s.sum() / per_step / cluster.n_workers,
+                      server.groupby("category", observed=True).time_s.sum() / per_step
+                      / max(len(cluster.servers), 1)]).sort_index()
 
 
 def bytes_error(predicted: pd.Series, measured: pd.Series) -> float:
@@ -104,16 +145,31 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
             for (workload, strategy), measured in zip(configs, measurements, strict=True):
                 ranks = profile.for_ranks(world + measured.servers) if profile else None
                 modelled = apply_calibration(preset, ranks) if ranks else preset
-                predicted, predicted_s = predict(workload, strategy, world, measured.servers, steps, modelled, ranks)
+                predicted = predict(workload, strategy, world, measured.servers, steps, modelled, ranks)
                 measured_bytes = measured.bytes_per_step()
                 measured_s = measured.median_step_s(WARMUP_STEPS)
+                both = pd.concat([predicted.breakdown.rename("predicted_s"),
+                                  measured.breakdown(WARMUP_STEPS).rename("measured_s")], axis=1).fillna(0.0)
                 row = {"model": model_name(workload), "strategy": strategy, "workers": world,
                        "servers": measured.servers,
-                       "predicted_bytes": float(predicted.sum()), "measured_bytes": float(measured_bytes.sum()),
-                       "bytes_error": bytes_error(predicted, measured_bytes), "predicted_step_s": predicted_s,
-                       "measured_step_s": measured_s, "step_time_error": predicted_s / measured_s - 1,
-                       "measured_spread": measured.step_spread(WARMUP_STEPS)}
+                       "predicted_bytes": float(predicted.bytes_sent.sum()),
+                       "measured_bytes": float(measured_bytes.sum()),
+                       "bytes_error": bytes_error(predicted.bytes_sent, measured_bytes),
+                       "predicted_step_s": predicted.step_s, "measured_step_s": measured_s,
+                       "step_time_error": predicted.step_s / measured_s - 1,
+                       "measured_spread": measured.step_spread(WARMUP_STEPS),
+                       "breakdown": {str(c): [float(p), float(m)] for c, (p, m) in both.iterrows()}}
                 rows.append(row)
                 if progress:
                     progress(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def breakdown_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """``validate``'s rows as one row per (model, strategy, workers, category): predicted_s and measured_s,
+    seconds per step (a worker's; a server's for ``server.*``; ``other`` is the executor's time outside
+    every timed phase, which the simulator has no op for)."""
+    return pd.DataFrame([{"model": r.model, "strategy": r.strategy, "workers": r.workers, "category": category,
+                          "predicted_s": pm[0], "measured_s": pm[1]}
+                         for r in rows.itertuples() for category, pm in r.breakdown.items()],
+                        columns=["model", "strategy", "workers", "category", "predicted_s", "measured_s"])

@@ -137,7 +137,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
             else:  # in place: partial's values are not needed again
                 b = workload.batch_per_worker
                 mine = comm.all_reduce(partial.detach(), "des.partials")[rank * b:(rank + 1) * b]
-        summed = mine.clone().requires_grad_(True)
+        summed = mine.detach().requires_grad_(True)  # the head's input: its gradient is des.partials_grad's
         with timed("compute.forward"):
             loss = _loss(head, batch, big_b, summed=summed)
         with timed("compute.backward"):
