@@ -59,6 +59,23 @@ def test_compute_fit_recovers_launch_efficiencies_lookup_cost_and_backward_facto
     assert np.allclose(points.predicted_s, points.time_s, rtol=1e-6)
 
 
+def test_predicted_breakdown_covers_each_workers_step_and_prices_the_id_handling() -> None:
+    """The executor's ranks are synchronous programs: serial in the prediction, each worker's op times add up
+    to its step; ``id_ns`` prices DES's scan of the B m gathered IDs and PS's dedup of b m."""
+    from simulator.executor.run import small_workload
+    from simulator.validation import predict
+
+    device = load_device("cpu-server").model_copy(update={"id_ns": 10.0})
+    workload = small_workload("dlrm", 256)
+    m = workload.ids_per_sample
+    for strategy, servers, ids in (("des", 0, 2 * 256 * m), ("ps", 1, 256 * m), ("dp", 0, 0)):
+        predicted = predict(workload, strategy, 2, servers, 4, device)
+        workers = predicted.breakdown.drop([c for c in predicted.breakdown.index if c.startswith("server.")])
+        assert workers.sum() == pytest.approx(predicted.step_s, rel=0.02), strategy
+        assert predicted.breakdown.get("compute.ids", 0.0) == pytest.approx(
+            ids * 10e-9 + device.launch_overhead_us * 1e-6 if ids else 0.0, rel=1e-9), strategy
+
+
 def test_profile_for_ranks_picks_the_closest_rank_count() -> None:
     profile = CalibrationProfile(link_efficiency=0.5, ranks={2: {"link_efficiency": 0.2}, 8: {"link_efficiency": 0.1}})
     assert profile.for_ranks(3).link_efficiency == 0.2
@@ -98,14 +115,25 @@ def test_validate_json_rows_have_zero_byte_error(capsys, tmp_path) -> None:
         assert row["step_time_error"] == pytest.approx(row["predicted_step_s"] / row["measured_step_s"] - 1)
         assert row["servers"] == (1 if row["strategy"] == "ps" else 0)
         assert row["measured_spread"] >= 0
+        # the breakdown: a worker's measured categories add up to its mean step (the step time is the median
+        # of the slowest worker's, so only roughly); the simulator has every category the executor times
+        measured = {c: m for c, (_, m) in row["breakdown"].items() if not c.startswith("server.")}
+        assert sum(measured.values()) == pytest.approx(row["measured_step_s"], rel=0.5)
+        expected = {"compute.forward", "compute.backward", "compute.update", "dense.allreduce"}
+        expected |= {"compute.ids", "compute.partial", "des.ids", "des.partials", "des.partials_grad"} if (
+            row["strategy"] == "des") else {"compute.ids", "compute.lookup", "sparse.pull", "sparse.push",
+                                            "server.lookup", "server.update"}
+        assert expected <= {c for c, (_, m) in row["breakdown"].items() if m > 0}
+        assert expected - {"compute.ids"} <= {c for c, (p, _) in row["breakdown"].items() if p > 0}
     assert len(pd.read_csv(table)) == 4
 
 
 def test_validate_table_ends_with_mean_and_max_error(capsys) -> None:
     code, out, _ = run(capsys, "validate", "--models", "fm", "--strategies", "des-rs", "--worlds", "2", "--steps",
-                       "2", "--batch", "16")
+                       "2", "--batch", "16", "--breakdown")
     assert code == 0
     assert "Predicted vs measured (uncalibrated)" in out
+    assert "Where the step goes" in out and "compute.partial" in out and "des.partials_grad" in out
     summary, hint = out.strip().splitlines()[-2:]
     assert summary.startswith("bytes error: max 0") and "over 1 runs" in summary and "spread" in summary
     assert hint.startswith("uncalibrated: the ranks are modelled as the cpu-server datasheet")

@@ -73,7 +73,7 @@ def test_mp_fc_equals_single_process_training_and_moves_the_expected_bytes(knn_k
             assert counted[category]["bytes_received"] == pytest.approx(value, rel=1e-12), (rank, category)
     # and the simulator predicts exactly those bytes (with the executor's K and T: 4 steps, 2 rebuilds)
     assert (knn_k or KNN_K, REBUILD) == (EXECUTOR_KNN.knn_k, EXECUTOR_KNN.knn_rebuild_steps)
-    predicted, _ = predict(WORKLOAD, strategy, world, 0, STEPS, load_device("h100"))
+    predicted = predict(WORKLOAD, strategy, world, 0, STEPS, load_device("h100")).bytes_sent
     for (category, rank), value in predicted.items():
         assert ranks[rank]["counters"][category]["bytes_sent"] / STEPS == pytest.approx(value, rel=1e-12)
     assert len(predicted) == world * len(expected)
