@@ -100,6 +100,9 @@ class Device(BaseModel):
     id_ns: NonNegative = Field(0.0, description="handling one ID of a batch before any lookup (which worker or "
                                                 "server holds it, dedup, routing) in nanoseconds, >= 0; 0 in "
                                                 "presets (ignored), calibrated")
+    step_overhead_us: NonNegative = Field(0.0, description="host time of a training step outside its ops (the "
+                                                           "framework's loop, glue between ops) in microseconds, "
+                                                           ">= 0; 0 in presets (ignored), calibrated")
     description: str = Field("", description="free text")
 
     def __init__(self, **data: Any) -> None:
@@ -131,7 +134,21 @@ class DeviceOverrides(BaseModel):
     eff_gather: Fraction | None = None
     backward_factor: Positive | None = None
     lookup_ns: NonNegative | None = None
+    id_ns: NonNegative | None = None
+    step_overhead_us: NonNegative | None = None
     description: str | None = None
+
+
+class CollectiveCost(BaseModel):
+    """What one call of a collective costs each rank on top of moving its bytes over the fabric: ``call_us``
+    (setup, synchronization, launch: microseconds per call) and ``ns_per_byte`` (copying, reducing and
+    packing the buffer: nanoseconds per byte of the buffer, a rank's sent bytes for point-to-point). NCCL's
+    tuner has the same shape: a base latency per (op, algorithm) and a bandwidth it achieves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call_us: NonNegative = Field(0.0, description="microseconds per call, >= 0")
+    ns_per_byte: NonNegative = Field(0.0, description="nanoseconds per byte of the buffer, >= 0")
 
 
 class CalibrationProfile(BaseModel):
@@ -144,6 +161,9 @@ class CalibrationProfile(BaseModel):
     backward_factor: Positive | None = Field(None, description="backward / forward time of dense layers, > 0")
     link_efficiency: Fraction | None = Field(None, description="achieved fraction of link bandwidth, 0 < x <= 1")
     latency_us_extra: NonNegative | None = Field(None, description="extra per-message latency in microseconds, >= 0")
+    collectives: dict[str, CollectiveCost] = Field(
+        default_factory=dict, description="a mapping of collective op (allreduce, allgather, reducescatter, "
+                                          "alltoall, p2p) -> its cost per call: call_us, ns_per_byte")
     meta: dict[str, Any] = Field(default_factory=dict, description="a mapping of free-form provenance")
     ranks: dict[int, "CalibrationProfile"] = Field(
         default_factory=dict, description="a mapping of rank count -> a whole profile measured with that many "

@@ -88,8 +88,11 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
     if not supports(workload, strategy, "analytical", options=opts):
         raise ValueError(f"the closed form covers {', '.join(STRATEGIES)} (ps: sync) with expected IDs, "
                          f"not {strategy}")
+    if cluster.collective_costs:
+        raise ValueError("the closed form does not model per-call collective costs (a calibration's): use the engine")
     b = np.asarray(batches, dtype=np.float64)
     workers, device, n = cluster.workers, cluster.device, len(cluster.workers)
+    host = device.step_overhead_us * 1e-6  # a step's host time outside its ops, first on the compute stream
     s = workload.dtype_bytes
     lookups = b[:, None] * np.array([t.fields * t.hotness for t in workload.tables], dtype=np.float64)
     flops, act = workload.dense_flops_per_sample, workload.activation_bytes_per_sample
@@ -100,14 +103,14 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
     dense_update = compute.dense_update_s(device, workload.dense_params, s, workload.optimizer_slots)
     rows = row_bytes(workload)
     if strategy == "ps":
-        return _ps(workload, cluster, opts, b, lookups, forward, backward, dense_s, dense_wire, dense_update)
+        return _ps(workload, cluster, opts, b, lookups, forward, backward, dense_s, dense_wire, dense_update, host)
     if strategy == "dp":
         unique = _unique(workload, lookups)
         pool = compute.embedding_lookup_s(device, lookups, unique, rows).sum(axis=1)
         sparse_s, sparse_wire = collective_s(cluster, "allreduce", np.array([workload.sparse_bytes]), workers)
         update = compute.dense_update_s(device, workload.dense_params + workload.sparse_params, s,
                                         workload.optimizer_slots)
-        busy = 2 * pool + forward + backward + update
+        busy = host + 2 * pool + forward + backward + update
         step = busy + sparse_s + dense_s
         wire = np.broadcast_to(sparse_wire + dense_wire, b.shape)
         memory = dp_memory(workload, b)["worker"]
@@ -124,9 +127,9 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
                                        partial_bytes, workers)
         grad_s, grad_wire = collective_s(cluster, "allgather", partial_bytes, workers)
         held = compute.id_handling_s(device, big_b * workload.ids_per_sample)
-        busy = held + partial_lookups + forward + backward + partial_back + dense_update
-        step = (ids_s + held + partial_lookups + sum_s + forward + backward + grad_s + np.maximum(partial_back, dense_s)
-                + dense_update)
+        busy = host + held + partial_lookups + forward + backward + partial_back + dense_update
+        step = (np.maximum(host, ids_s) + held + partial_lookups + sum_s + forward + backward + grad_s
+                + np.maximum(partial_back, dense_s) + dense_update)
         wire = ids_wire + sum_wire + grad_wire + dense_wire
         memory = des_memory(workload, n, strategy, opts.des, b)["worker"]
     total, fitting = _memory(device, memory, b)
@@ -170,7 +173,7 @@ def _exchange_profile(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes:
 
 def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarray, lookups: np.ndarray,
         forward: np.ndarray, backward: np.ndarray, dense_s: np.ndarray, dense_wire: np.ndarray,
-        dense_update: float) -> dict[str, np.ndarray]:
+        dense_update: float, host: float) -> dict[str, np.ndarray]:
     """The synchronous PS step per batch size (see the module doc)."""
     from simulator.strategies.ps import ps_memory
 
@@ -202,7 +205,7 @@ def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarr
         server_s = server_s + float(np.max(compute.dense_update_s(server, shard, s, workload.optimizer_slots)))
     colocated = bool(np.isin(servers, workers).any())
     dedup = compute.id_handling_s(device, lookups.sum(axis=1))
-    head = dedup + keys_s + lookup + rows_s + pulled_dense + pool + forward + pool + backward + push_s
+    head = host + dedup + keys_s + lookup + rows_s + pulled_dense + pool + forward + pool + backward + push_s
     if opts.ps.dense == "ps":
         step = head + pushed_dense + server_s
         worker_end = step if colocated else head + pushed_dense
@@ -212,7 +215,7 @@ def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarr
         worker_end = step if colocated else head + dense_s + dense_update
         overlap = np.maximum(0.0, np.minimum(server_s, dense_s + dense_update) - dense_s)
         tail, hosted = dense_update, server_s + dense_update - overlap  # the two updates' union
-    busy = dedup + 2 * pool + forward + backward + (lookup + hosted if colocated else tail)
+    busy = host + dedup + 2 * pool + forward + backward + (lookup + hosted if colocated else tail)
     exchanged = keys_wire + rows_wire + push_wire + dense_wire_ps
     reduced = dense_wire if opts.ps.dense == "allreduce" else 0.0
     wire = exchanged + reduced

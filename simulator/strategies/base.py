@@ -7,12 +7,13 @@ generator the executor also uses (``ids=sampled``). Rows are owned by ``shard_of
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from simulator.collectives import build_schedule
-from simulator.compute import Device
+from simulator.compute import CollectiveCost, Device
 from simulator.fabric import Fabric
 from simulator.schedule import Pattern, Schedule
 from simulator.simulate import choose_algorithm
@@ -36,6 +37,7 @@ class Cluster:
     servers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     server_device: Device | None = None
     collective_algorithm: str | None = None  # None: the fastest (as NCCL's tuner); a name forces it (NCCL_ALGO)
+    collective_costs: dict[str, CollectiveCost] = field(default_factory=dict)  # per call, by op (calibrated)
 
     @property
     def n_workers(self) -> int:
@@ -56,6 +58,7 @@ class Demand:
     unique_global: np.ndarray
     ids: list[list[np.ndarray]] | None = None
     _splits: dict[tuple[int, bool], np.ndarray] = field(default_factory=dict, repr=False)
+    _owned: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def split(self, parts: int, unique: bool = True) -> np.ndarray:
         """(workers, parts, tables): a worker's distinct IDs (or all its lookups) owned by each part.
@@ -99,11 +102,14 @@ class Demand:
         """(parts, tables): distinct IDs of the global batch owned by each part."""
         if self.ids is None:
             return np.repeat(self.unique_global[None, :] / parts, parts, axis=0)
-        n_tables = len(self.unique_global)
-        out = np.zeros((parts, n_tables))
-        for t in range(n_tables):
-            ids = np.unique(np.concatenate([tables[t].ravel() for tables in self.ids]))
-            out[:, t] = np.bincount(shard_of(ids, parts), minlength=parts)
+        out = self._owned.get(parts)
+        if out is None:
+            n_tables = len(self.unique_global)
+            out = np.zeros((parts, n_tables))
+            for t in range(n_tables):
+                ids = np.unique(np.concatenate([tables[t].ravel() for tables in self.ids]))
+                out[:, t] = np.bincount(shard_of(ids, parts), minlength=parts)
+            self._owned[parts] = out
         return out
 
 
@@ -117,6 +123,10 @@ def demand(workload: Workload, n_workers: int, step: int = 0) -> Demand:
         unique_global = np.array([expected_unique(t.rows, n_workers * n, t.popularity, t.zipf_alpha)
                                   for t, n in zip(workload.tables, lookups, strict=True)])
         return Demand(lookups, np.repeat(unique[None, :], n_workers, axis=0), unique_global)
+    key = (workload.model_dump_json(), n_workers, step)
+    if key in _SAMPLED:  # a calibration fit or a sweep over fabrics lowers the same step many times
+        _SAMPLED.move_to_end(key)
+        return _SAMPLED[key]
     ids = []
     for w in range(n_workers):
         batch = sample_batch_ids(workload, b, make_rng(workload.seed, w, step))
@@ -124,7 +134,14 @@ def demand(workload: Workload, n_workers: int, step: int = 0) -> Demand:
     unique = np.array([[len(np.unique(x)) for x in tables] for tables in ids], dtype=np.float64)
     unique_global = np.array([len(np.unique(np.concatenate([tables[t].ravel() for tables in ids])))
                               for t in range(len(workload.tables))], dtype=np.float64)
-    return Demand(lookups, unique, unique_global, ids)
+    _SAMPLED[key] = Demand(lookups, unique, unique_global, ids)
+    if len(_SAMPLED) > SAMPLED_CACHE:
+        _SAMPLED.popitem(last=False)
+    return _SAMPLED[key]
+
+
+SAMPLED_CACHE = 64  # sampled steps kept (their IDs: a step of a small workload is a few MB)
+_SAMPLED: OrderedDict[tuple[str, int, int], Demand] = OrderedDict()
 
 
 def whole_nodes(cluster: Cluster, ranks: np.ndarray) -> int | None:
@@ -150,7 +167,19 @@ def collective(graph: StepGraph, cluster: Cluster, category: str, op: str, size_
     algo = cluster.collective_algorithm or choose_algorithm(op, size_bytes, cluster.fabric, hosts=ranks,
                                                             ranks_per_node=per_node)[0]
     schedule = build_schedule(op, algo, size_bytes, len(ranks), ranks_per_node=per_node)
+    deps = call(graph, name or category, category, ranks, cluster.collective_costs.get(op), size_bytes, deps, step)
     return (graph.comm(name or category, category, ranks, schedule, deps=deps, step=step),)
+
+
+def call(graph: StepGraph, name: str, category: str, ranks: np.ndarray, cost: CollectiveCost | None,
+         buffer_bytes: np.ndarray | float, deps: tuple[int, ...], step: int, stream: str = "comm") -> tuple[int, ...]:
+    """Before a collective or an exchange: each rank's cost of the call beyond moving bytes over the fabric
+    (``cost.call_us`` plus ``cost.ns_per_byte`` per byte of its buffer), an op of the collective's category on
+    its stream; ``deps`` unchanged without a cost (the default: uncalibrated)."""
+    if cost is None or not (cost.call_us or cost.ns_per_byte):
+        return deps
+    seconds = cost.call_us * 1e-6 + cost.ns_per_byte * 1e-9 * np.asarray(buffer_bytes, dtype=np.float64)
+    return (graph.compute(f"{name}.call", category, ranks, seconds, deps=deps, step=step, stream=stream),)
 
 
 def ids_op(graph: StepGraph, name: str, ranks: np.ndarray, seconds: np.ndarray | float, deps: tuple[int, ...],
@@ -162,12 +191,21 @@ def ids_op(graph: StepGraph, name: str, ranks: np.ndarray, seconds: np.ndarray |
     return (graph.compute(name, "compute.ids", ranks, seconds, deps=deps, step=step, stream=stream),)
 
 
+def host_op(graph: StepGraph, workers: np.ndarray, device: Device, step: int) -> None:
+    """A step's host time outside its ops (``device.step_overhead_us``: the framework's loop and the glue
+    between ops, category ``other``), first on each worker's compute stream; none when it is 0 (presets)."""
+    if device.step_overhead_us:
+        graph.compute("step.host", "other", workers, device.step_overhead_us * 1e-6, step=step)
+
+
 LENGTH_BYTES = 4  # one length of a KeyedJaggedTensor (int32): how many IDs a (sample, field) routes
 
 
 def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: np.ndarray,
-             size_bytes: np.ndarray, deps: tuple[int, ...], step: int, stream: str = "comm") -> tuple[int, ...]:
-    """Add one round of point-to-point messages between hosts (``src[i] -> dst[i]``, ``size_bytes[i]``)."""
+             size_bytes: np.ndarray, deps: tuple[int, ...], step: int, stream: str = "comm",
+             cost: CollectiveCost | None = None) -> tuple[int, ...]:
+    """Add one round of point-to-point messages between hosts (``src[i] -> dst[i]``, ``size_bytes[i]``), after
+    each rank's ``cost`` of the call (``call``; its buffer: the bytes it sends, or receives if more)."""
     keep = (size_bytes > 0) & (src != dst)
     src, dst, size_bytes = src[keep], dst[keep], size_bytes[keep]
     if not len(src):
@@ -179,6 +217,9 @@ def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: n
     pattern = Pattern.of(len(ranks), position[src], position[dst], size_bytes)
     schedule = Schedule(len(ranks))
     schedule.add(pattern)
+    if cost is not None:
+        sent, received = schedule.bytes_by_rank()
+        deps = call(graph, name, category, ranks, cost, np.maximum(sent, received), deps, step, stream)
     return (graph.comm(name, category, ranks, schedule, deps=deps, step=step, kind="p2p", stream=stream),)
 
 

@@ -30,6 +30,7 @@ from simulator.strategies.base import (
     collective,
     demand,
     exchange,
+    host_op,
     ids_op,
     worker_memory,
 )
@@ -65,7 +66,9 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
     fwd_s, bwd_s = costs.dense_forward_s(workload, device, b), costs.dense_backward_s(workload, device, b)
     src, dst = np.repeat(workers, n), np.tile(workers, n)
     stats = demand(workload, n) if workload.ids == "expected" else None
+    a2a = cluster.collective_costs.get("alltoall")  # des-a2a's exchanges are all-to-alls
     for k in range(steps):
+        host_op(graph, workers, device, k)
         dem = stats or demand(workload, n, k)
         # IDs each requester sends each owner; IDs of the global batch each owner serves, per table.
         ids_to_owner, owned_lookups = dem.split_totals(n, unique=False)
@@ -74,8 +77,8 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
         if variant == "des-a2a" and opts.input == "gathered":  # route its b m IDs: lengths, then the IDs
             route = ids_op(graph, "des.route", workers, costs.ids_s(device, b * m), (), k)
             lengths = exchange(graph, "des.lengths", "des.lengths", src, dst, np.full(n * n, lengths_bytes), route,
-                               k)
-            held = exchange(graph, "des.ids", "des.ids", src, dst, ids_to_owner.ravel() * key, lengths, k)
+                               k, cost=a2a)
+            held = exchange(graph, "des.ids", "des.ids", src, dst, ids_to_owner.ravel() * key, lengths, k, cost=a2a)
         else:  # every worker sees the global batch's B m IDs (all-gathered, or read) and finds those it holds
             ids = () if opts.input == "replicated" else collective(graph, cluster, "des.ids", "allgather",
                                                                    big_b * m * key, workers, (), k)
@@ -90,12 +93,12 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
                                 (partial,), k)
         else:  # owner -> requester: the b x r partial rows of the requester's samples
             summed = exchange(graph, "des.partials", "des.partials", dst, src, np.full(n * n, b * r * s),
-                              (partial,), k)
+                              (partial,), k, cost=a2a)
         fwd = graph.compute("forward", "compute.forward", workers, fwd_s, deps=summed, step=k)
         bwd = graph.compute("backward", "compute.backward", workers, bwd_s, deps=(fwd,), step=k)
         if variant == "des-a2a":
             grads = exchange(graph, "des.partials_grad", "des.partials_grad", src, dst, np.full(n * n, b * r * s),
-                             (bwd,), k)
+                             (bwd,), k, cost=a2a)
         else:
             grads = collective(graph, cluster, "des.partials_grad", "allgather", partial_bytes,
                                workers, (bwd,), k)

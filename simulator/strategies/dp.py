@@ -11,7 +11,7 @@ import numpy as np
 
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
-from simulator.strategies.base import Cluster, Lowered, collective, demand, worker_memory
+from simulator.strategies.base import Cluster, Lowered, collective, demand, host_op, worker_memory
 from workloads import Workload
 
 
@@ -24,6 +24,7 @@ def lower_dp(workload: Workload, cluster: Cluster, steps: int = 1) -> Lowered:
     update_s = costs.dense_update_s(workload, device, workload.dense_params + workload.sparse_params)
     stats = demand(workload, n) if workload.ids == "expected" else None
     for k in range(steps):
+        host_op(graph, workers, device, k)
         dem = stats or demand(workload, n, k)
         pool_s = costs.lookup_s(workload, device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique)
         pool = graph.compute("lookup", "compute.lookup", workers, pool_s, step=k)

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from simulator import compute
 from simulator.errors import SpecError
 from simulator.stepgraph import StepGraph
-from simulator.strategies.base import Cluster, Lowered, collective, exchange
+from simulator.strategies.base import Cluster, Lowered, collective, exchange, host_op
 from simulator.strategies.costs import DTYPES
 from workloads.classification import ClassificationWorkload
 from workloads.ids import expected_unique
@@ -131,12 +131,14 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
     p = len(servers)
     row_share = np.diff(c * np.arange(p + 1) // p).astype(np.float64) if p else np.zeros(0)  # class ranges
     previous_update: tuple[int, ...] = ()
+    p2p = cluster.collective_costs.get("p2p")
     for k in range(steps):
+        host_op(graph, workers, device, k)
         deps: tuple[int, ...] = ()
         if strategy == "ps-fc":  # BSP: pull the rows the servers updated last step
             src, dst = np.repeat(servers, n), np.tile(workers, p)
             deps = exchange(graph, "fc.pull", "fc.pull", src, dst, np.repeat(row_share * d * wire, n),
-                            previous_update, k)
+                            previous_update, k, cost=p2p)
         if strategy == "mp-fc-knn":
             rebuild = collective(graph, cluster, "knn.rebuild", "allgather",
                                  c * d * wire / opts.knn_rebuild_steps, workers, (), k, name="knn.weights")
@@ -167,7 +169,8 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
             fc_reduced = collective(graph, cluster, "fc.allreduce", "allreduce", c * d * wire, workers, grads, k)
         elif strategy == "ps-fc":
             src, dst = np.tile(workers, p), np.repeat(servers, n)
-            fc_reduced = exchange(graph, "fc.push", "fc.push", src, dst, np.repeat(row_share * d * wire, n), grads, k)
+            fc_reduced = exchange(graph, "fc.push", "fc.push", src, dst, np.repeat(row_share * d * wire, n), grads, k,
+                                  cost=p2p)
         reduced = _backbone_reduction(graph, cluster, workload, opts, bb_bwd_s, wire, grads, k)
         graph.compute("update", "compute.update", workers, update_s,
                       deps=reduced + (fc_reduced if strategy != "ps-fc" else ()), step=k)

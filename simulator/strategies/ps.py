@@ -28,7 +28,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
-from simulator.strategies.base import Cluster, Lowered, collective, demand, exchange, ids_op, worker_memory
+from simulator.strategies.base import (
+    Cluster,
+    Lowered,
+    collective,
+    demand,
+    exchange,
+    host_op,
+    ids_op,
+    worker_memory,
+)
 from workloads import Workload
 
 
@@ -66,7 +75,9 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
     fwd_s = costs.dense_forward_s(workload, cluster.device, b)
     bwd_s = costs.dense_backward_s(workload, cluster.device, b)
     stats = demand(workload, n) if workload.ids == "expected" else None
+    p2p = cluster.collective_costs.get("p2p")
     for k in range(steps):
+        host_op(graph, workers, cluster.device, k)
         dem = stats or demand(workload, n, k)
         keys_ws = dem.split_totals(p)[0]  # (workers, servers): distinct IDs of each worker held by each server
         rows_ws = dem.split_totals(p, weights=values)[0]
@@ -86,25 +97,25 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
             rows = rows_ws[members].ravel()
             requested = dem.requested(p, members)
             dedup = ids_op(graph, "ps.keys", hosts, costs.ids_s(cluster.device, dem.lookups.sum()), (), k)
-            pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys, waits + dedup, k, comm)
+            pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys, waits + dedup, k, comm, p2p)
             lookup = graph.compute("server.lookup", "server.lookup", servers,
                                    costs.lookup_s(workload, server_device, requested, requested),
                                    deps=pull, step=k, stream=server_stream)
-            pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows, (lookup,), k, comm)
+            pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows, (lookup,), k, comm, p2p)
             if opts.dense == "ps":
                 pulled += exchange(graph, "dense.pull", "dense.pull", dst, src, np.tile(dense_shard * s, len(members)),
-                                   waits, k, comm)
+                                   waits, k, comm, p2p)
             pool = graph.compute("lookup", "compute.lookup", hosts, pool_s[members], deps=pulled, step=k)
             fwd = graph.compute("forward", "compute.forward", hosts, fwd_s, deps=(pool,), step=k)
             bwd = graph.compute("backward", "compute.backward", hosts, pool_s[members] + bwd_s, deps=(fwd,), step=k)
             backwards.append(bwd)
-            pushed = exchange(graph, "push", "sparse.push", src, dst, keys + rows, (bwd,), k, comm)
+            pushed = exchange(graph, "push", "sparse.push", src, dst, keys + rows, (bwd,), k, comm, p2p)
             # A server merges the gradients of the rows it received: distinct across the round's workers.
             merged = requested if own else dem.owned_global(p)
             server_s = costs.server_update_s(workload, server_device, merged)
             if opts.dense == "ps":
                 pushed += exchange(graph, "dense.push", "dense.push", src, dst, np.tile(dense_shard * s, len(members)),
-                                   (bwd,), k, comm)
+                                   (bwd,), k, comm, p2p)
                 server_s = server_s + costs.dense_update_s(workload, server_device, dense_shard)
             step_updates.append(graph.compute("server.update", "server.update", servers, server_s, deps=pushed,
                                               step=k, stream=server_stream))

@@ -33,6 +33,7 @@ from simulator.strategies.base import (
     collective,
     demand,
     exchange,
+    host_op,
     worker_memory,
 )
 from workloads import Workload
@@ -81,13 +82,15 @@ def lower_sharded(workload: Workload, cluster: Cluster, sharding: str, steps: in
     fwd_s, bwd_s = costs.dense_forward_s(workload, device, b), costs.dense_backward_s(workload, device, b)
     plan = _Plan(workload, cluster, sharding, opts)
     stats = demand(workload, n) if workload.ids == "expected" else None
+    a2a = cluster.collective_costs.get("alltoall")
     for k in range(steps):
+        host_op(graph, workers, device, k)
         dem = stats or demand(workload, n, k)
         ids_bytes, lookups, rows = plan.input_dist(dem)
         lookup_s = costs.lookup_s(workload, device, lookups, rows)
         lengths = exchange(graph, "input_dist.lengths", "sparse.lengths", plan.src, plan.dst, plan.lengths_bytes,
-                           (), k)
-        ids = exchange(graph, "input_dist", "sparse.ids", plan.src, plan.dst, ids_bytes, lengths, k)
+                           (), k, cost=a2a)
+        ids = exchange(graph, "input_dist", "sparse.ids", plan.src, plan.dst, ids_bytes, lengths, k, cost=a2a)
         pool = graph.compute("embedding.forward", "compute.embedding", workers, lookup_s, deps=ids, step=k)
         got = plan.output_dist(graph, (pool,), k, backward=False)
         fwd = graph.compute("forward", "compute.forward", workers, fwd_s, deps=got, step=k)
@@ -179,7 +182,8 @@ class _Plan:
         for t, width, o in zip(*self.shards, strict=True):
             pooled[:, o] += self.fields[t] * width
         src, dst = (self.src, self.dst) if backward else (self.dst, self.src)
-        return exchange(graph, name, category, src, dst, pooled.ravel() * b * s, deps, step)
+        return exchange(graph, name, category, src, dst, pooled.ravel() * b * s, deps, step,
+                        cost=cluster.collective_costs.get("alltoall"))
 
     def _twrw_output(self, graph: StepGraph, deps: tuple[int, ...], step: int, backward: bool, category: str,
                      name: str) -> tuple[int, ...]:
@@ -203,9 +207,10 @@ class _Plan:
                                   n_nodes * group * b * width[node] * s, ranks, deps_in, step, name=f"{name}.intra")
             return out or deps_in
 
+        a2a = cluster.collective_costs.get("alltoall")
         if backward:
-            return inside(exchange(graph, f"{name}.cross", category, dst, src, sizes, deps, step))
-        return exchange(graph, f"{name}.cross", category, src, dst, sizes, inside(deps), step)
+            return inside(exchange(graph, f"{name}.cross", category, dst, src, sizes, deps, step, cost=a2a))
+        return exchange(graph, f"{name}.cross", category, src, dst, sizes, inside(deps), step, cost=a2a)
 
     def max_shard_bytes(self) -> float:
         """The most table bytes any worker holds."""
