@@ -534,13 +534,14 @@ def _names(text: str, option: str, allowed: tuple[str, ...]) -> list[str]:
     return names
 
 
-def _worlds(text: str, option: str = "worlds") -> list[int]:
+def _worlds(text: str, option: str = "worlds", what: str = "world sizes from 1 to 64, such as 2,4,8",
+            high: int = 64) -> list[int]:
     try:
         worlds = [int(w) for w in text.split(",")]
     except ValueError:
         worlds = []
-    if not worlds or any(not 1 <= w <= 64 for w in worlds):
-        raise SpecError(option, text, "allowed: a comma-separated list of world sizes from 1 to 64, such as 2,4,8")
+    if not worlds or any(not 1 <= w <= high for w in worlds):
+        raise SpecError(option, text, f"allowed: a comma-separated list of {what}")
     return worlds
 
 
@@ -577,9 +578,15 @@ def calibrate(
                                               "profile's default")] = "2,4,8",
     device: Annotated[str | None, typer.Option(help="the device preset the profile calibrates "
                                                     "(default: cpu-server on gloo, h100 on nccl)")] = None,
+    models: Annotated[str, typer.Option(help="executor models whose steps the compute terms are fitted to "
+                                             "(comma-separated)")] = "lr,fm,widedeep,deepfm,dlrm",
+    batches: Annotated[str, typer.Option(help="samples per worker of the fitted steps (comma-separated; keep "
+                                              "validate's batch out of them: it is the held-out test)")] = "256,4096",
+    steps: Annotated[int, typer.Option(help="executor steps per fitted run (the first is warm-up)")] = 6,
     timeout_s: Annotated[float, typer.Option(help="timeout of every collective (s)")] = 60.0,
 ) -> None:
-    """Microbenchmark the local backend (collectives, GEMMs, gathers) and fit the simulator's parameters."""
+    """Fit the simulator's parameters to this machine: collectives' per-call costs from microbenchmarks, and
+    the compute terms to the per-op times of real executor steps (at batch sizes validate does not use)."""
     from pathlib import Path
 
     from simulator.compute import load_device
@@ -588,6 +595,12 @@ def calibrate(
     _backend(backend)
     _timeout(timeout_s)
     sizes = _worlds(worlds)
+    from simulator.executor.run import RECOMMENDERS
+
+    fitted_models = _names(models, "models", RECOMMENDERS)
+    fitted_batches = _worlds(batches, "batches", "batch sizes from 1 to 65536, such as 256,4096", 65536)
+    if not 2 <= steps <= 1000:
+        raise SpecError("steps", steps, "allowed: 2 to 1,000 (the first step is warm-up)")
     preset = load_device(device or ("h100" if backend == "nccl" else "cpu-server")).name
     if not out.endswith(".json"):
         raise SpecError("out", out, "must end in .json")
@@ -595,7 +608,8 @@ def calibrate(
 
     with progress_bar(_bars_wanted(False)) as update:
         profile, quality = run_calibration(sizes, preset, backend, timeout_s,
-                                           progress=lambda done: update("rank counts measured", done, len(sizes)))
+                                           progress=lambda done: update("worker counts calibrated", done, len(sizes)),
+                                           models=fitted_models, batches=fitted_batches, steps=steps)
     Path(out).write_text(json.dumps(profile, indent=1))
     table = Table(title=f"Fit quality ({backend}, worlds {worlds}, device {preset})")
     for column in ("ranks", "group", "op", "points", "median error", "max error"):
@@ -607,14 +621,13 @@ def calibrate(
     console.print(table)
     for ranks, fields in profile["ranks"].items():
         fitted = fields["devices"][preset]
-        network = (f"link {fields['meta']['fitted_link_gbps']:.2f} Gb/s (efficiency {fields['link_efficiency']:.3f}),"
-                   f" extra latency {fields['latency_us_extra']:.1f} us per message; " if "link_efficiency" in fields
-                   else "")
-        console.print(f"{ranks} ranks: {network}launch {fitted['launch_overhead_us']:.1f} us, "
-                      f"eff_flops {fitted['eff_flops']:.4f}, "
-                      f"eff_gather {fitted['eff_gather']:.4f}, eff_mem {fitted['eff_mem']:.4f}, "
-                      f"lookup {fitted['lookup_ns']:.1f} ns, "
-                      f"backward factor {fields['backward_factor']:.2f}")
+        calls = ", ".join(f"{op} {c['call_us']:.0f} us + {c['ns_per_byte']:.3f} ns/B"
+                          for op, c in fields["collectives"].items())
+        console.print(f"{ranks} workers: launch {fitted['launch_overhead_us']:.1f} us, "
+                      f"eff_flops {fitted['eff_flops']:.4f}, eff_gather {fitted['eff_gather']:.4f}, "
+                      f"eff_mem {fitted['eff_mem']:.4f}, lookup {fitted['lookup_ns']:.1f} ns, "
+                      f"id {fitted['id_ns']:.1f} ns, backward factor {fitted['backward_factor']:.2f}, "
+                      f"step host {fitted['step_overhead_us']:.0f} us; per call: {calls}", soft_wrap=True)
     console.print(f"wrote {out}")
 
 

@@ -44,7 +44,6 @@ PRESET_DIR = Path(__file__).parent / "devices"
 FILE_SUFFIXES = (".yaml", ".yml", ".json")
 DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8")
 DEFAULT_BACKWARD_FACTOR = 2.0
-PS_REQUEST_OVERHEAD_US = 10.0  # serial CPU cost of handling one RPC request on a PS server (decode, dispatch)
 _SHOWN_PARTS = 3
 
 
@@ -100,6 +99,12 @@ class Device(BaseModel):
     id_ns: NonNegative = Field(0.0, description="handling one ID of a batch before any lookup (which worker or "
                                                 "server holds it, dedup, routing) in nanoseconds, >= 0; 0 in "
                                                 "presets (ignored), calibrated")
+    request_us: NonNegative = Field(0.0, description="a PS server's handling of one request (receive, decode, "
+                                                     "dispatch) in microseconds, >= 0; 0 in presets (ignored), "
+                                                     "calibrated")
+    dedup_ns: NonNegative = Field(0.0, description="deduplicating one ID (a sort or hash unique: a PS worker's "
+                                                   "keys) in nanoseconds, on top of id_ns, >= 0; 0 in presets "
+                                                   "(ignored), calibrated")
     step_overhead_us: NonNegative = Field(0.0, description="host time of a training step outside its ops (the "
                                                            "framework's loop, glue between ops) in microseconds, "
                                                            ">= 0; 0 in presets (ignored), calibrated")
@@ -135,6 +140,8 @@ class DeviceOverrides(BaseModel):
     backward_factor: Positive | None = None
     lookup_ns: NonNegative | None = None
     id_ns: NonNegative | None = None
+    dedup_ns: NonNegative | None = None
+    request_us: NonNegative | None = None
     step_overhead_us: NonNegative | None = None
     description: str | None = None
 
@@ -161,6 +168,9 @@ class CalibrationProfile(BaseModel):
     backward_factor: Positive | None = Field(None, description="backward / forward time of dense layers, > 0")
     link_efficiency: Fraction | None = Field(None, description="achieved fraction of link bandwidth, 0 < x <= 1")
     latency_us_extra: NonNegative | None = Field(None, description="extra per-message latency in microseconds, >= 0")
+    server: DeviceOverrides | None = Field(None, description="a mapping of Device fields of the PS servers as "
+                                                            "calibrated (the executor's run numpy on the host CPU), "
+                                                            "over the worker device's")
     collectives: dict[str, CollectiveCost] = Field(
         default_factory=dict, description="a mapping of collective op (allreduce, allgather, reducescatter, "
                                           "alltoall, p2p) -> its cost per call: call_us, ns_per_byte")
@@ -380,10 +390,12 @@ def embedding_lookup_s(device: Device, lookups: ArrayLike, unique_rows: ArrayLik
     return _result(_roofline_s(device, 0.0, mem_s, "fp32"))
 
 
-def id_handling_s(device: Device, ids: ArrayLike) -> float | np.ndarray:
-    """Find where ``ids`` IDs of a batch live (owner, dedup, routing) before looking them up: ``ids x id_ns``
-    plus one launch, seconds; 0 when there are none or ``id_ns`` is 0 (a preset's: ignored). Elementwise."""
-    return _result(_roofline_s(device, 0.0, _array(ids, "ids") * device.id_ns * 1e-9, "fp32"))
+def id_handling_s(device: Device, ids: ArrayLike, dedup: bool = False) -> float | np.ndarray:
+    """Find where ``ids`` IDs of a batch live (owner, routing; ``dedup``: and their distinct values) before
+    looking them up: ``ids x (id_ns + dedup_ns if dedup)`` plus one launch, seconds; 0 when there are none or
+    the terms are 0 (a preset's: ignored). Elementwise."""
+    per_id_ns = device.id_ns + (device.dedup_ns if dedup else 0.0)
+    return _result(_roofline_s(device, 0.0, _array(ids, "ids") * per_id_ns * 1e-9, "fp32"))
 
 
 def sparse_update_bytes(rows: ArrayLike, row_bytes: ArrayLike, optimizer_slots: float) -> np.ndarray:
@@ -401,17 +413,15 @@ def embedding_update_s(device: Device, unique_rows: ArrayLike, row_bytes: ArrayL
 
 
 def ps_server_update_s(server: Device, rows: ArrayLike, row_bytes: ArrayLike, optimizer_slots: float,
-                       requests: ArrayLike = 0, request_overhead_us: float = PS_REQUEST_OVERHEAD_US,
-                       ) -> float | np.ndarray:
+                       requests: ArrayLike = 0) -> float | np.ndarray:
     """A PS server's CPU applying the optimizer to ``rows`` received rows, seconds.
 
     ``sparse_update_bytes`` on the server's DRAM at ``eff_gather`` plus one dispatch, plus ``requests`` x
-    ``request_overhead_us`` (serial per-request handling; 0 requests by default, so no overhead).
+    ``server.request_us`` (handling each push: receive, decode, dispatch; 0 in presets).
     """
     moved = sparse_update_bytes(rows, row_bytes, optimizer_slots)
     update_s = _roofline_s(server, 0.0, _mem_s(server, moved, server.eff_gather), "fp32")
-    overhead_s = _array(requests, "requests") * _array(request_overhead_us, "request_overhead_us") * 1e-6
-    return _result(update_s + overhead_s)
+    return _result(update_s + _array(requests, "requests") * server.request_us * 1e-6)
 
 
 def dense_update_s(device: Device, params: ArrayLike, dtype_bytes: float,

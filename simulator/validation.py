@@ -23,6 +23,7 @@ from simulator.compute import CalibrationProfile, Device, apply_calibration, loa
 from simulator.engine import Engine
 from simulator.fabric import Fabric
 from simulator.network import make_network
+from simulator.stepgraph import StepGraph
 from simulator.strategies import StrategyOptions, lower
 from simulator.strategies.base import Cluster
 from simulator.strategies.fc import FCOptions
@@ -72,23 +73,43 @@ class Prediction:
     breakdown: pd.Series
 
 
-def predict(workload: AnyWorkload, strategy: str, workers: int, servers: int, steps: int, device: Device,
-            profile: CalibrationProfile | None = None) -> Prediction:
-    """What the simulator predicts for an executor run of ``steps`` steps.
+def modelled_devices(preset: Device, profile: CalibrationProfile | None) -> tuple[Device, Device]:
+    """The executor's worker device and PS server device as a profile (one worker count's) calibrated them:
+    the preset with the profile's overrides, and for the servers its ``server`` overrides on top."""
+    if profile is None:
+        return preset, preset
+    worker = apply_calibration(preset, profile)
+    server = worker.model_copy(update=profile.server.model_dump(exclude_none=True)) if profile.server else worker
+    return worker, server
 
-    The executor's ranks are synchronous programs (blocking collectives, a barrier before each step): its
-    workers, and its single-threaded BSP servers, run serial (``StepGraph.serial``), and a step's time is
-    from the end of the previous one on the slowest worker to its own end there (each worker's own, for
-    ``ps-async``, whose workers never wait for each other)."""
+
+def executor_step(workload: AnyWorkload, strategy: str, workers: int, servers: int, steps: int, device: Device,
+                  profile: CalibrationProfile | None = None,
+                  server_device: Device | None = None) -> tuple[StepGraph, Cluster]:
+    """The step graph of an executor run, as the executor runs it: on the loopback star, ring collectives (the
+    communicator counts ring bytes), the profile's per-call collective costs, and its ranks serial
+    (``StepGraph.serial``: synchronous programs whose blocking collectives never overlap their compute; every
+    worker, and the single-threaded BSP servers; ``ps-async``'s server serves its workers first come first
+    served instead)."""
     fabric = local_fabric(workers + servers, profile)
     name, options = simulator_strategy(strategy)
-    cluster = make_cluster(fabric, name, device, device, workers=workers, servers=servers or None,
+    cluster = make_cluster(fabric, name, device, server_device or device, workers=workers, servers=servers or None,
                            placement="dedicated" if servers else "colocated")
-    cluster.collective_algorithm = "ring"  # the communicator counts ring (bus) bytes
-    lowered = lower(name, workload, cluster, steps, options)
-    graph = lowered.graph
+    cluster.collective_algorithm = "ring"
+    cluster.collective_costs = dict(profile.collectives) if profile else {}
+    graph = lower(name, workload, cluster, steps, options).graph
     graph.serial = cluster.workers if strategy == "ps-async" else np.concatenate([cluster.workers, graph.servers])
-    trace = Engine(graph, make_network(fabric, "analytical")).run().trace
+    return graph, cluster
+
+
+def predict(workload: AnyWorkload, strategy: str, workers: int, servers: int, steps: int, device: Device,
+            profile: CalibrationProfile | None = None, server_device: Device | None = None) -> Prediction:
+    """What the simulator predicts for an executor run of ``steps`` steps (``executor_step``), on the
+    analytical backend. A step's time is from the end of the previous one on the slowest worker to its own
+    end there (each worker's own, for ``ps-async``, whose workers never wait for each other), the median
+    over steps after warm-up, as measured."""
+    graph, cluster = executor_step(workload, strategy, workers, servers, steps, device, profile, server_device)
+    trace = Engine(graph, make_network(cluster.fabric, "analytical")).run().trace
     comm = trace[trace.kind != "compute"]
     sent = comm.groupby(["category", "rank"], observed=True).bytes_sent.sum() / steps
     on_workers = trace[trace["rank"].isin(cluster.workers)]
@@ -97,19 +118,30 @@ def predict(workload: AnyWorkload, strategy: str, workers: int, servers: int, st
         step_s = np.diff(ends, axis=1, prepend=0.0)[:, WARMUP_STEPS:].ravel()
     else:
         step_s = np.diff(ends.max(axis=0), prepend=0.0)[WARMUP_STEPS:]
-    return Prediction(sent[sent > 0], float(np.median(step_s)), _breakdown(trace, cluster, steps))
+    timed = trace.assign(time_s=trace.end_s - trace.start_s, category=trace.category.astype(str))
+    return Prediction(sent[sent > 0], float(np.median(step_s)), per_step(timed, cluster, steps))
 
 
-def _breakdown(trace: pd.DataFrame, cluster: Cluster, steps: int) -> pd.Series:
-    """Seconds per step after warm-up by category, as ``Measurement.breakdown`` measures them: a worker's
-    (summed over its ops, averaged over workers) and a server's own categories (``server.*``)."""
-    timed = trace[trace.step >= WARMUP_STEPS].assign(time_s=lambda t: t.end_s - t.start_s)
-    per_step = steps - WARMUP_STEPS
+def compute_times(graph: StepGraph) -> pd.DataFrame:
+    """Every compute op's seconds on each of its ranks (rank, category, step, time_s): what the engine's trace
+    would time them, without running it (a calibration fit evaluates many devices)."""
+    ops = [op for op in graph.ops if op.kind == "compute"]
+    return pd.DataFrame({"rank": np.concatenate([op.ranks for op in ops]),
+                         "category": np.repeat([op.category for op in ops], [len(op.ranks) for op in ops]),
+                         "step": np.repeat([op.step for op in ops], [len(op.ranks) for op in ops]),
+                         "time_s": np.concatenate([op.duration_s for op in ops])})
+
+
+def per_step(times: pd.DataFrame, cluster: Cluster, steps: int) -> pd.Series:
+    """Seconds per step after warm-up by category, as ``Measurement.breakdown`` measures them, from ops' times
+    (rank, category, step, time_s): a worker's (summed over its ops, averaged over workers) and a server's
+    own categories (``server.*``)."""
+    timed = times[times.step >= WARMUP_STEPS]
+    per = steps - WARMUP_STEPS
     worker = timed[timed["rank"].isin(cluster.workers)]
-    server = timed[timed["rank"].isin(cluster.servers) & timed.category.astype(str).str.startswith("server.")]
-    return pd.concat([worker.groupby("category", observed=True).time_s.sum() / per_step / cluster.n_workers,
-                      server.groupby("category", observed=True).time_s.sum() / per_step
-                      / max(len(cluster.servers), 1)]).sort_index()
+    server = timed[timed["rank"].isin(cluster.servers) & timed.category.str.startswith("server.")]
+    return pd.concat([worker.groupby("category").time_s.sum() / per / cluster.n_workers,
+                      server.groupby("category").time_s.sum() / per / max(len(cluster.servers), 1)]).sort_index()
 
 
 def bytes_error(predicted: pd.Series, measured: pd.Series) -> float:
@@ -143,9 +175,9 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
                 continue
             measurements = execute_many(configs, world, steps, backend=backend, timeout_s=timeout_s)
             for (workload, strategy), measured in zip(configs, measurements, strict=True):
-                ranks = profile.for_ranks(world + measured.servers) if profile else None
-                modelled = apply_calibration(preset, ranks) if ranks else preset
-                predicted = predict(workload, strategy, world, measured.servers, steps, modelled, ranks)
+                ranks = profile.for_ranks(world) if profile else None
+                worker, server = modelled_devices(preset, ranks)
+                predicted = predict(workload, strategy, world, measured.servers, steps, worker, ranks, server)
                 measured_bytes = measured.bytes_per_step()
                 measured_s = measured.median_step_s(WARMUP_STEPS)
                 both = pd.concat([predicted.breakdown.rename("predicted_s"),

@@ -35,7 +35,14 @@ from simulator.compute import fits
 from simulator.simulate import _chooser, analytical_collective, candidate_algorithms
 from simulator.strategies import StrategyOptions
 from simulator.strategies.base import Cluster, whole_nodes
-from simulator.strategies.costs import dense_kernels, dtype, row_bytes
+from simulator.strategies.costs import (
+    dense_kernels,
+    dtype,
+    lookup_s,
+    server_lookup_s,
+    server_update_s,
+    sparse_update_s,
+)
 from simulator.strategies.des import des_memory
 from simulator.strategies.dp import dp_memory
 from workloads import Workload
@@ -101,12 +108,11 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
     backward = compute.dense_backward_s(device, b * flops, weights, b * act, dtype(workload), kernels)
     dense_s, dense_wire = collective_s(cluster, "allreduce", np.array([weights]), workers)
     dense_update = compute.dense_update_s(device, workload.dense_params, s, workload.optimizer_slots)
-    rows = row_bytes(workload)
     if strategy == "ps":
         return _ps(workload, cluster, opts, b, lookups, forward, backward, dense_s, dense_wire, dense_update, host)
     if strategy == "dp":
         unique = _unique(workload, lookups)
-        pool = compute.embedding_lookup_s(device, lookups, unique, rows).sum(axis=1)
+        pool = lookup_s(workload, device, lookups, unique, b)
         sparse_s, sparse_wire = collective_s(cluster, "allreduce", np.array([workload.sparse_bytes]), workers)
         update = compute.dense_update_s(device, workload.dense_params + workload.sparse_params, s,
                                         workload.optimizer_slots)
@@ -116,9 +122,8 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
         memory = dp_memory(workload, b)["worker"]
     else:
         owned_rows = _unique(workload, n * lookups) / n
-        partial_lookups = compute.embedding_lookup_s(device, lookups, owned_rows, rows).sum(axis=1)
-        partial_back = partial_lookups + compute.embedding_update_s(device, owned_rows, rows,
-                                                                    workload.optimizer_slots).sum(axis=1)
+        partial_lookups = lookup_s(workload, device, lookups, owned_rows, n * b)
+        partial_back = partial_lookups + sparse_update_s(workload, device, owned_rows)
         big_b = n * b
         ids_s, ids_wire = (np.zeros_like(b), np.zeros_like(b)) if opts.des.input == "replicated" else collective_s(
             cluster, "allgather", big_b * workload.ids_per_sample * workload.id_bytes, workers)
@@ -180,18 +185,18 @@ def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarr
     workers, servers = cluster.workers, cluster.servers
     n, p = len(workers), len(servers)
     device, server = cluster.device, cluster.server_device or cluster.device
-    s, key, rows = workload.dtype_bytes, workload.id_bytes, row_bytes(workload)
+    s, key = workload.dtype_bytes, workload.id_bytes
     values = np.array([t.params_per_id for t in workload.tables], dtype=np.float64) * s
     unique = _unique(workload, lookups)  # (configs, tables): a worker's distinct IDs
     unique_global = _unique(workload, n * lookups)
-    pool = compute.embedding_lookup_s(device, lookups, unique, rows).sum(axis=1)
+    pool = lookup_s(workload, device, lookups, unique, b)
     requested = n * unique / p  # what each server looks up: every worker's distinct IDs it holds
-    lookup = compute.embedding_lookup_s(server, requested, requested, rows).sum(axis=1)
+    lookup = server_lookup_s(workload, server, requested, n)
     src, dst = np.repeat(workers, p), np.tile(servers, n)
     keys_s, keys_wire = exchange_s(cluster, src, dst, unique.sum(axis=1) / p * key)
     rows_s, rows_wire = exchange_s(cluster, dst, src, unique @ values / p)
     push_s, push_wire = exchange_s(cluster, src, dst, (unique.sum(axis=1) * key + unique @ values) / p)
-    server_s = compute.ps_server_update_s(server, unique_global / p, rows, workload.optimizer_slots).sum(axis=1)
+    server_s = server_update_s(workload, server, unique_global / p, n)
     pulled_dense = pushed_dense = 0.0
     dense_wire_ps = 0.0
     if opts.ps.dense == "ps":  # server j holds whole values [D j // P, D (j+1) // P): sizes differ by one value
@@ -204,7 +209,7 @@ def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarr
             dense_wire_ps = 2 * float(sizes[sel].sum())
         server_s = server_s + float(np.max(compute.dense_update_s(server, shard, s, workload.optimizer_slots)))
     colocated = bool(np.isin(servers, workers).any())
-    dedup = compute.id_handling_s(device, lookups.sum(axis=1))
+    dedup = compute.id_handling_s(device, lookups.sum(axis=1), dedup=True)
     head = host + dedup + keys_s + lookup + rows_s + pulled_dense + pool + forward + pool + backward + push_s
     if opts.ps.dense == "ps":
         step = head + pushed_dense + server_s

@@ -2,7 +2,6 @@
 into the simulator, and the validation grid's bytes match the executor's counts exactly."""
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -13,23 +12,44 @@ torch = pytest.importorskip("torch")
 from test_cli import run  # noqa: E402
 
 from simulator.compute import CalibrationProfile, load_calibration, load_device, op_time_s  # noqa: E402
-from simulator.executor.calibrate import COLLECTIVES, fit_compute, fit_network  # noqa: E402
-from simulator.simulate import simulate_collective  # noqa: E402
-from simulator.validation import LOOPBACK_GBPS, LOOPBACK_LATENCY_US, local_fabric  # noqa: E402
+from simulator.executor.calibrate import COLLECTIVES, fit_collectives, fit_compute  # noqa: E402
+from simulator.validation import local_fabric  # noqa: E402
 
 
-def test_network_fit_recovers_the_link_efficiency_and_latency_the_points_were_made_with() -> None:
-    truth = CalibrationProfile(link_efficiency=0.05, latency_us_extra=180.0)
+def test_collective_costs_fitted_to_calls_the_simulator_times_are_the_costs_they_were_made_with() -> None:
+    """Points timed by the simulator itself, each call lowered as a strategy lowers it (``collective``; all-to-all
+    and p2p as ``exchange``) with known per-call costs on the loopback star: the fit returns those costs."""
+    from simulator.compute import CollectiveCost
+    from simulator.engine import Engine
+    from simulator.network import make_network
+    from simulator.stepgraph import StepGraph
+    from simulator.strategies.base import Cluster, collective, exchange
+
+    world = 4
+    truth = {op: CollectiveCost(call_us=100.0 + 50 * i, ns_per_byte=0.5 + 0.25 * i) for i, op in enumerate(COLLECTIVES)}
+    ranks = np.arange(world)
     rows = []
-    for world in (2, 4):
-        for op, algo in COLLECTIVES.items():
-            for size in (4096.0, 262144.0, 4194304.0):
-                time_s = simulate_collective(op, algo, size, local_fabric(world, truth), "analytical")[0].time_s
-                rows.append({"group": "collective", "op": op, "world": world, "size_bytes": size, "time_s": time_s})
-    fitted, points = fit_network(pd.DataFrame(rows), LOOPBACK_GBPS, LOOPBACK_LATENCY_US)
-    assert fitted["link_efficiency"] == pytest.approx(0.05, rel=1e-6)
-    assert fitted["latency_us_extra"] == pytest.approx(180.0, rel=1e-6)
-    assert np.allclose(points.predicted_s, points.time_s, rtol=1e-6)
+    for op, algo in COLLECTIVES.items():
+        cluster = Cluster(local_fabric(world), ranks, load_device("cpu-server"), collective_algorithm=algo,
+                          collective_costs=truth)
+        for size in (4096.0, 262144.0, 4194304.0):
+            graph = StepGraph(world, ranks)
+            if op == "alltoall":  # every rank sends each other one its buffer's share
+                src, dst = np.repeat(ranks, world), np.tile(ranks, world)
+                exchange(graph, op, op, src, dst, np.full(world * world, size / world), (), 0, cost=truth[op])
+            elif op == "p2p":  # every rank sends its buffer to the next
+                exchange(graph, op, op, ranks, np.roll(ranks, -1), np.full(world, size), (), 0, cost=truth[op])
+            else:
+                collective(graph, cluster, op, op, size, ranks, (), 0)
+            time_s = Engine(graph, make_network(cluster.fabric, "analytical")).run().makespan_s
+            buffer = size * (world - 1) / world if op == "alltoall" else size
+            rows.append({"group": "collective", "op": op, "world": world, "size_bytes": size, "buffer_bytes": buffer,
+                         "time_s": time_s})
+    fitted, points = fit_collectives(pd.DataFrame(rows))
+    for op, cost in truth.items():
+        assert fitted[op]["call_us"] == pytest.approx(cost.call_us, rel=1e-6), op
+        assert fitted[op]["ns_per_byte"] == pytest.approx(cost.ns_per_byte, rel=1e-6), op
+    assert np.allclose(points.predicted_s, points.time_s, rtol=1e-9)
 
 
 def test_compute_fit_recovers_launch_efficiencies_lookup_cost_and_backward_factor() -> None:
@@ -158,12 +178,13 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args: list[str], field: str) -
     assert len(err.strip().splitlines()) == 1 and field in err
 
 
-def test_fit_clips_a_negative_latency_to_the_nominal() -> None:
-    """Points a pure bandwidth model explains with a negative latency: no negative extra is written."""
-    rows = [{"group": "collective", "op": "allreduce", "world": 2, "size_bytes": s, "time_s": s / 1e9}
-            for s in (1e5, 1e6, 1e7)]
-    fitted, _ = fit_network(pd.DataFrame(rows), LOOPBACK_GBPS, LOOPBACK_LATENCY_US)
-    assert fitted["latency_us_extra"] == 0.0 and math.isfinite(fitted["fitted_link_gbps"])
+def test_collective_fit_sets_a_cost_too_small_to_see_to_zero() -> None:
+    """Points a pure per-byte cost explains (the best call cost would be negative): the call cost is 0 and
+    the per-byte cost is refitted alone, never negative."""
+    rows = [{"group": "collective", "op": "allreduce", "world": 2, "size_bytes": s, "buffer_bytes": s,
+             "time_s": s * 2e-9} for s in (1e5, 1e6, 1e7)]
+    fitted, _ = fit_collectives(pd.DataFrame(rows))
+    assert fitted["allreduce"]["call_us"] == 0.0 and 1.0 < fitted["allreduce"]["ns_per_byte"] < 2.0
 
 
 def test_every_model_and_strategy_counts_exactly_the_predicted_bytes() -> None:

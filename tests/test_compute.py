@@ -153,8 +153,9 @@ def test_ps_server_update_on_cpu_server() -> None:
     expected = rows * row_bytes * 5 / 102.4e9 + 1e-6  # Adagrad: 5 row transfers
     assert ps_server_update_s(cpu, rows, row_bytes, 1) == pytest.approx(expected, rel=1e-12)
     assert expected == pytest.approx(0.0625 + 1e-6)
-    assert ps_server_update_s(cpu, rows, row_bytes, 1, requests=64, request_overhead_us=20) == pytest.approx(
-        expected + 64 * 20e-6, rel=1e-12)
+    handling = cpu.model_copy(update={"request_us": 20.0})
+    assert ps_server_update_s(handling, rows, row_bytes, 1, requests=64) == pytest.approx(expected + 64 * 20e-6,
+                                                                                           rel=1e-12)
     np.testing.assert_allclose(ps_server_update_s(cpu, np.array([[rows, 0.0]]), row_bytes, 1), [[expected, 0.0]])
 
 

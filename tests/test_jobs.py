@@ -224,7 +224,7 @@ def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
 def test_cli_prints_the_table_and_writes_it(capsys, tmp_path) -> None:
     code, out, _ = cli(capsys, "jobs", str(EXAMPLE))
     assert code == 0
-    assert "rec" in out and "ctr" in out and "slowdown" in out and "interference" in out and "x1.93" in out
+    assert "rec" in out and "ctr" in out and "slowdown" in out and "interference" in out and "x1.95" in out
     csv = tmp_path / "jobs.csv"
     code, out, _ = cli(capsys, "jobs", str(EXAMPLE), "--json", "--out", str(csv))
     assert code == 0

@@ -16,7 +16,7 @@ from workloads import load_workload
 TOPOLOGIES = ["leafspine16-oversub", "dgx:nodes=4,gpus_per_node=8,nvlink_gbps=3600,nic_gbps=400,rails=true"]
 BATCHES = np.array([32, 512, 4096])
 # with the calibrated terms a preset leaves at 0: ID handling and a step's host time
-H100 = load_device("h100").model_copy(update={"id_ns": 0.5, "step_overhead_us": 30.0})
+H100 = load_device("h100").model_copy(update={"id_ns": 0.5, "dedup_ns": 2.0, "step_overhead_us": 30.0})
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)

@@ -20,11 +20,10 @@ measured point with the fitted prediction, ``meta.quality`` the fit's quality pe
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,8 +34,11 @@ from simulator.executor import tensors
 from simulator.executor.comm import Communicator
 from simulator.executor.launch import run_local
 from simulator.executor.run import use_device
+from simulator.executor.stepfit import FITTED, Observed, fit_device
+from simulator.validation import WARMUP_STEPS
 
-COLLECTIVES = {"allreduce": "ring", "allgather": "ring", "reducescatter": "ring", "alltoall": "direct"}
+COLLECTIVES = {"allreduce": "ring", "allgather": "ring", "reducescatter": "ring", "alltoall": "direct",
+               "p2p": None}  # p2p: each rank sends its buffer to the next and receives the previous one's
 COLLECTIVE_BYTES = tuple(4 ** k * 1024 for k in range(7))  # 1 KiB .. 4 MiB, the buffer size (nccl-tests' S)
 GEMM_N = (32, 64, 128, 256, 384, 512)
 GATHER_LOOKUPS = (1024, 4096, 16384, 65536)
@@ -44,6 +46,9 @@ GATHER_WIDTHS = (1, 16, 64)  # fp32 values per row: LR's weight, the executor mo
 GATHER_TABLE_ROWS = 262144
 GATHER_POOLED = 4  # lookups summed into one pooled row
 STREAM_ELEMENTS = (2 ** 12, 2 ** 15, 2 ** 18, 2 ** 21, 2 ** 23)  # up to 32 MiB arrays: DRAM, not cache
+CALIBRATION_BATCHES = (256, 4096)  # samples per worker of the executor steps fitted: not validate's default 1024
+MODELS = ("lr", "fm", "widedeep", "deepfm", "dlrm")
+STEPS = 6  # executor steps per calibration run (the first is warm-up)
 REPEATS = 5  # timed repetitions per point (after 2 warm-ups); the median is kept
 COLLECTIVE_BACK_TO_BACK = 5  # collectives timed per repetition
 
@@ -63,23 +68,29 @@ def _median_s(run: Callable[[], object], comm: Communicator, back_to_back: int =
     return float(np.median(times))
 
 
-def _rank_benchmarks(rank: int, world: int, backend: str) -> list[dict]:
-    """This rank's measurements: collective sweeps (bytes = buffer size), then compute."""
+def _rank_benchmarks(rank: int, world: int, backend: str, collectives: bool, compute: bool) -> list[dict]:
+    """This rank's measurements: collective sweeps (``size_bytes``: the buffer, nccl-tests' S; ``buffer_bytes``:
+    what the simulator's per-call cost counts, the bytes to or from other ranks for all-to-all and p2p), then
+    compute."""
     use_device(backend, rank)
     comm = Communicator()
     rows = []
-    for op in COLLECTIVES if world > 1 else ():  # one rank has no network
+    for op in COLLECTIVES if collectives else ():
         for size in COLLECTIVE_BYTES:
             n = max(world, size // 4 // world * world)  # fp32 elements, divisible by the world
             x = tensors.full((n,), 1.0)
             chunks = list(x.chunk(world))
+            inbox = tensors.empty(n)
             call = {"allreduce": lambda x=x: comm.all_reduce(x, "bench"),
                     "allgather": lambda x=x, n=n: comm.all_gather(x[:n // world], "bench"),
                     "reducescatter": lambda x=x: comm.reduce_scatter(x, "bench"),
-                    "alltoall": lambda chunks=chunks: comm.all_to_all(chunks, "bench", [len(chunks[0])] * world)}[op]
+                    "alltoall": lambda chunks=chunks: comm.all_to_all(chunks, "bench", [len(chunks[0])] * world),
+                    "p2p": lambda x=x, inbox=inbox: comm.exchange({(rank + 1) % world: x}, {(rank - 1) % world: inbox},
+                                                                  "bench")}[op]
+            buffer = 4.0 * n * ((world - 1) / world if op == "alltoall" else 1.0)
             rows.append({"group": "collective", "op": op, "world": world, "size_bytes": 4.0 * n,
-                         "time_s": _median_s(call, comm, COLLECTIVE_BACK_TO_BACK)})
-    return rows + _compute_benchmarks(comm)
+                         "buffer_bytes": buffer, "time_s": _median_s(call, comm, COLLECTIVE_BACK_TO_BACK)})
+    return rows + (_compute_benchmarks(comm) if compute else [])
 
 
 def _compute_benchmarks(comm: Communicator) -> list[dict]:
@@ -114,51 +125,64 @@ def _compute_benchmarks(comm: Communicator) -> list[dict]:
 
 
 def measure(world: int, backend: str = "gloo", timeout_s: float = 60.0) -> pd.DataFrame:
-    """Run the microbenchmarks on ``world`` ranks at once; one row per measured point (collectives: the
-    slowest rank's time; compute: every rank's point)."""
-    ranks = run_local(_rank_benchmarks, world, backend, backend=backend, timeout_s=timeout_s)
-    frame = pd.concat([pd.DataFrame(r).assign(rank=i) for i, r in enumerate(ranks)], ignore_index=True)
+    """Run the microbenchmarks: compute on ``world`` ranks at once (every rank's point), collectives on
+    ``max(world, 2)`` ranks (the slowest rank's time; one worker's PS still talks to a server rank)."""
+    ranks = max(world, 2)
+    runs = [(world, ranks == world, True)] + ([(ranks, True, False)] if ranks != world else [])
+    frames = []
+    for size, collectives, compute in runs:
+        out = run_local(_rank_benchmarks, size, backend, collectives, compute, backend=backend, timeout_s=timeout_s)
+        frames.append(pd.concat([pd.DataFrame(r).assign(rank=i) for i, r in enumerate(out)], ignore_index=True))
+    frame = pd.concat(frames, ignore_index=True)
     compute = frame[frame.group != "collective"].assign(world=world)
-    if world == 1:
-        return compute.reset_index(drop=True)
-    collectives = frame[frame.group == "collective"].groupby(["group", "op", "world", "size_bytes"],
+    collectives = frame[frame.group == "collective"].groupby(["group", "op", "world", "size_bytes", "buffer_bytes"],
                                                              as_index=False).time_s.max()
     return pd.concat([collectives, compute], ignore_index=True)
 
 
-def _relative_lstsq(columns: np.ndarray, measured: np.ndarray) -> np.ndarray:
-    """Least squares of ``columns @ x = measured`` on relative errors; x clipped at 0 (a negative latency
-    or inverse rate means the term is too small to see)."""
-    weighted = columns / measured[:, None]
-    x, *_ = np.linalg.lstsq(weighted, np.ones_like(measured), rcond=None)
+def _relative_lstsq(columns: np.ndarray, target: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """Least squares of ``columns @ x = target`` on errors relative to ``scale`` (default the target), x >= 0:
+    a term whose best value is negative (too small to see) is set to 0 and the others refitted."""
+    weight = target if scale is None else scale
+    keep = np.ones(columns.shape[1], dtype=bool)
+    x = np.zeros(columns.shape[1])
+    while keep.any():
+        x[:] = 0.0
+        x[keep], *_ = np.linalg.lstsq(columns[:, keep] / weight[:, None], target / weight, rcond=None)
+        if (x >= 0).all():
+            break
+        keep &= x > 0
     return np.clip(x, 0.0, None)
 
 
-def fit_network(points: pd.DataFrame, nominal_gbps: float, nominal_latency_us: float) -> tuple[dict, pd.DataFrame]:
-    """Link efficiency and extra latency per message that make the simulator's collective times match."""
+def nominal_s(op: str, size_bytes: float, world: int) -> float:
+    """A collective's time on the nominal loopback star (``LOOPBACK_GBPS``, ``LOOPBACK_LATENCY_US`` per hop);
+    ``p2p``: every rank sends ``size_bytes`` to the next (two hops, the bytes once over each link)."""
     from simulator.fabric import Fabric
     from simulator.simulate import simulate_collective
-    from topologies.builders import MAX_GBPS, star
+    from simulator.validation import LOOPBACK_GBPS, LOOPBACK_LATENCY_US, local_fabric
 
-    columns = []
-    for row in points.itertuples():
-        def simulated_s(latency_us: float, gbps: float, row: object = row) -> float:
-            fabric = Fabric(star(hosts=int(row.world), link_gbps=gbps, latency_us=latency_us))
-            return simulate_collective(row.op, COLLECTIVES[row.op], row.size_bytes, fabric, "analytical")[0].time_s
-        # t = A x (hop latency, s) + X x (1 / link rate, s/B): A (hops on the critical path) from 1 s hops,
-        # the bandwidth term subtracted; X (bytes on the critical path) from 1 Gb/s links without latency
-        columns.append((simulated_s(1e6, MAX_GBPS) - simulated_s(0.0, MAX_GBPS), simulated_s(0.0, 1.0) * 1e9 / 8))
-    matrix = np.array(columns)
-    measured = points.time_s.to_numpy()
-    latency_s, inverse_rate = _relative_lstsq(matrix, measured)
-    gbps = 8.0 / inverse_rate / 1e9 if inverse_rate > 0 else math.inf
-    efficiency = min(1.0, gbps / nominal_gbps)
-    hop_latency_us = max(latency_s * 1e6, nominal_latency_us)
-    fitted = matrix @ np.array([hop_latency_us / 1e6, 8.0 / (nominal_gbps * efficiency * 1e9)])
-    # a star path is two hops: the extra per message is twice the extra per hop
-    return ({"link_efficiency": efficiency, "latency_us_extra": 2 * (hop_latency_us - nominal_latency_us),
-             "fitted_link_gbps": gbps, "fitted_hop_latency_us": latency_s * 1e6},
-            points.assign(predicted_s=fitted))
+    if op == "p2p":
+        return 2 * LOOPBACK_LATENCY_US * 1e-6 + size_bytes * 8 / (LOOPBACK_GBPS * 1e9)
+    fabric: Fabric = local_fabric(world)
+    return simulate_collective(op, COLLECTIVES[op], size_bytes, fabric, "analytical")[0].time_s
+
+
+def fit_collectives(points: pd.DataFrame) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
+    """Per collective op, the per-call costs (``call_us``, ``ns_per_byte`` of its ``buffer_bytes``) that, added
+    to its time on the nominal loopback, best match the measured times (least squares on relative errors,
+    both >= 0): one pair per op, as NCCL's tuner has a latency and a bandwidth per (op, algorithm)."""
+    nominal = np.array([nominal_s(r.op, r.size_bytes, int(r.world)) for r in points.itertuples()])
+    fitted = np.zeros(len(points))
+    costs = {}
+    for op in points.op.unique():
+        sel = (points.op == op).to_numpy()
+        measured = points.time_s.to_numpy()[sel]
+        columns = np.column_stack([np.full(sel.sum(), 1e-6), points.buffer_bytes.to_numpy()[sel] * 1e-9])
+        call_us, ns_per_byte = _relative_lstsq(columns, np.maximum(measured - nominal[sel], 0.0), measured)
+        costs[op] = {"call_us": float(call_us), "ns_per_byte": float(ns_per_byte)}
+        fitted[sel] = nominal[sel] + columns @ np.array([call_us, ns_per_byte])
+    return costs, points.assign(predicted_s=fitted)
 
 
 def fit_compute(points: pd.DataFrame, device: Device) -> tuple[dict, pd.DataFrame]:
@@ -187,40 +211,71 @@ def fit_compute(points: pd.DataFrame, device: Device) -> tuple[dict, pd.DataFram
 
 def quality(fitted: pd.DataFrame) -> pd.DataFrame:
     """Per rank count, fitted group and op: points, median and max relative error |predicted / measured - 1|."""
+    fitted = fitted[fitted.time_s > 0]  # a category the step never spent time in has no relative error
     error = (fitted.predicted_s / fitted.time_s - 1.0).abs()
     return (fitted.assign(error=error).groupby(["ranks", "group", "op"], as_index=False)
             .agg(points=("error", "size"), median_error=("error", "median"), max_error=("error", "max")))
 
 
-def calibrate_ranks(world: int, device: Device, backend: str = "gloo",
-                    timeout_s: float = 60.0) -> tuple[dict, pd.DataFrame]:
-    """Measure and fit with ``world`` ranks: (the profile's fields as a dict, the fitted points)."""
-    from simulator.validation import LOOPBACK_GBPS, LOOPBACK_LATENCY_US
+def executor_points(world: int, models: Sequence[str], batches: Sequence[int], steps: int, backend: str = "gloo",
+                    timeout_s: float = 60.0) -> list[Observed]:
+    """Every model's every strategy (PS with its servers; those the backend runs) trained on ``world``
+    workers at each batch size of ``batches`` (samples per worker): what each step spent per category."""
+    from simulator.executor.run import check, execute_many, small_workload, strategies_for
 
+    observed = []
+    for batch in batches:
+        for family in (lambda s: not s.startswith("ps"), lambda s: s.startswith("ps")):
+            configs = [(small_workload(m, batch), s) for m in models for s in strategies_for(m) if family(s)
+                       and _runs(check, s, backend)]
+            if not configs:
+                continue
+            for (workload, strategy), measured in zip(configs, execute_many(configs, world, steps, backend=backend,
+                                                                            timeout_s=timeout_s), strict=True):
+                observed.append(Observed(workload, strategy, world, measured.servers, steps,
+                                         measured.breakdown(WARMUP_STEPS), measured.median_step_s(WARMUP_STEPS)))
+    return observed
+
+
+def _runs(check: Callable[[str, str], None], strategy: str, backend: str) -> bool:
+    try:
+        check(strategy, backend)
+    except ValueError:
+        return False
+    return True
+
+
+def calibrate_ranks(world: int, device: Device, backend: str = "gloo", timeout_s: float = 60.0,
+                    models: Sequence[str] = MODELS, batches: Sequence[int] = CALIBRATION_BATCHES,
+                    steps: int = STEPS) -> tuple[dict, pd.DataFrame]:
+    """Measure and fit with ``world`` workers: (the profile's fields as a dict, the fitted points).
+
+    Microbenchmarks first: the collectives' per-call costs (``fit_collectives``) and a first guess of the
+    compute terms (``fit_compute``); then real executor steps of ``models`` at ``batches`` samples per worker,
+    whose per-op times the compute terms are fitted to (``stepfit.fit_device``)."""
     points = measure(world, backend, timeout_s)
-    compute, compute_fit = fit_compute(points[points.group != "collective"], device)
-    fields = {"devices": {device.name: compute}, "backward_factor": compute.pop("backward_factor"), "meta": {}}
-    fitted = [compute_fit]
-    if world > 1:
-        network, network_fit = fit_network(points[points.group == "collective"], LOOPBACK_GBPS,
-                                           LOOPBACK_LATENCY_US)
-        fields.update(link_efficiency=network["link_efficiency"], latency_us_extra=network["latency_us_extra"],
-                      meta={"fitted_link_gbps": network["fitted_link_gbps"],
-                            "fitted_hop_latency_us": network["fitted_hop_latency_us"]})
-        fitted.insert(0, network_fit)
-    return fields, pd.concat(fitted, ignore_index=True).assign(ranks=world)
+    guess, compute_fit = fit_compute(points[points.group != "collective"], device)
+    collectives, collective_fit = fit_collectives(points[points.group == "collective"])
+    observed = executor_points(world, models, batches, steps, backend, timeout_s)
+    fitted, server, step_fit = fit_device(observed, device.model_copy(update=guess))
+    fields = {"devices": {device.name: {f: getattr(fitted, f) for f in FITTED}}, "server": server,
+              "collectives": collectives,
+              "meta": {"calibration_batches": list(batches), "models": list(models)}}
+    step_points = step_fit.rename(columns={"measured_s": "time_s", "category": "op"}).assign(group="step")
+    return fields, pd.concat([collective_fit, compute_fit, step_points], ignore_index=True).assign(ranks=world)
 
 
 def calibrate(worlds: list[int], device_name: str, backend: str = "gloo", timeout_s: float = 60.0,
-              progress: Callable[[int], None] | None = None) -> tuple[dict, pd.DataFrame]:
-    """Measure and fit at each world size: (the profile as a JSON-able dict, the fit quality table).
+              progress: Callable[[int], None] | None = None, models: Sequence[str] = MODELS,
+              batches: Sequence[int] = CALIBRATION_BATCHES, steps: int = STEPS) -> tuple[dict, pd.DataFrame]:
+    """Measure and fit at each world size (workers): (the profile as a JSON-able dict, the fit quality table).
 
-    The profile's top level is the first world size's fit; ``ranks`` holds every world size's.
-    ``progress(done)`` is called after each world size."""
+    The profile's top level is the first world size's fit; ``ranks`` holds every world size's (``dessim
+    validate`` uses the one of its run's worker count). ``progress(done)`` is called after each world size."""
     device = load_device(device_name)
     by_ranks, fitted = {}, []
     for world in worlds:
-        fields, points = calibrate_ranks(world, device, backend, timeout_s)
+        fields, points = calibrate_ranks(world, device, backend, timeout_s, models, batches, steps)
         by_ranks[world] = fields
         fitted.append(points)
         if progress:

@@ -26,7 +26,7 @@ from torch import nn
 
 from simulator.executor import tensors
 from simulator.executor.sum_models import LEARNING_RATE, Batch, bce_loss, global_batch
-from simulator.executor.tables import initial_rows
+from simulator.executor.tables import columns, initial_rows
 from simulator.executor.tensors import from_numpy
 from workloads import Workload
 
@@ -142,17 +142,21 @@ class PooledHead:
         self.workload = workload
         self.head = DenseHead(workload)
         self.first_order = workload.model in FIRST_ORDER
+        self.field = columns(workload).field  # each ID slot's field, numbered across tables
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.head.parameters())
 
     def pool(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        parts, start = [], 0
-        for spec in self.workload.tables:
-            columns = spec.fields * spec.hotness
-            parts.append(_partial(rows[:, start:start + columns], spec.fields, self.first_order))
-            start += columns
-        return _join(parts)
+        """Every table's fields pooled at once (rows of one width, table-batched): a sum over each field's
+        slots when every field has the same hotness, else a sum per (sample, field) segment."""
+        n, _, width = rows.shape
+        fields = self.workload.n_fields
+        if len({t.hotness for t in self.workload.tables}) == 1:
+            return _partial(rows, fields, self.first_order)
+        segment = (tensors.arange(n)[:, None] * fields + self.field[None, :]).reshape(-1)
+        return _pool(tensors.zeros(n * fields, width).index_add_(0, segment, rows.reshape(-1, width))
+                     .reshape(n, fields, width), self.first_order)
 
     def partials(self, rows: torch.Tensor, segment: torch.Tensor, n: int, fields: int) -> torch.Tensor:
         return _partial_owned(rows, segment, n, fields, self.first_order)

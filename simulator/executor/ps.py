@@ -157,6 +157,12 @@ def _transfer(comm: Communicator, sends: list[Transfer], receives: list[Transfer
     its payload bytes under its category. Empty tensors are not sent (the receiver knows their length).
     Metadata (category None) is a request header: sent under its own tag, waited for, never counted.
     Every wait is bounded by the process group's timeout."""
+    first = next((category for _, _, category in (*sends, *receives) if category), "metadata")
+    with comm.timer.op(first):  # the whole call, headers and host work included, under its first category
+        _post_and_wait(comm, sends, receives)
+
+
+def _post_and_wait(comm: Communicator, sends: list[Transfer], receives: list[Transfer]) -> None:
     pending: dict[str | None, list[dist.Work]] = defaultdict(list)
     moved: dict[str | None, list[float]] = defaultdict(lambda: [0.0, 0.0])  # bytes sent, received
     for post, transfers, side in ((dist.irecv, receives, 1), (dist.isend, sends, 0)):
@@ -166,10 +172,8 @@ def _transfer(comm: Communicator, sends: list[Transfer], receives: list[Transfer
                 tag = HEADER_TAG if category is None else PAYLOAD_TAG
                 pending[category].append(post(tensor, peer, group=comm.group, tag=tag))
                 moved[category][side] += payload_bytes(tensor)
-    headers = pending.pop(None, [])
-    with comm.timer.op(next(iter(pending), "metadata")):  # a request's header: timed with its payload
-        for work in headers:
-            work.wait()
+    for work in pending.pop(None, []):
+        work.wait()
     for category, works in pending.items():
         with comm._timed(category, *moved[category]):
             for work in works:

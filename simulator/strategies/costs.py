@@ -48,30 +48,48 @@ def dense_backward_s(workload: Workload, device: Device, samples: float) -> floa
         samples * workload.activation_bytes_per_sample, dtype(workload), dense_kernels(workload)))
 
 
-def lookup_s(workload: Workload, device: Device, lookups: np.ndarray, unique_rows: np.ndarray) -> np.ndarray:
-    """Gather ``unique_rows`` rows and pool ``lookups`` of them, summed over tables (last axis)."""
-    per_table = compute.embedding_lookup_s(device, np.asarray(lookups, dtype=np.float64),
-                                           np.asarray(unique_rows, dtype=np.float64), row_bytes(workload))
-    return np.sum(per_table, axis=-1)
+def tables_batched(device: Device, per_table: np.ndarray) -> np.ndarray:
+    """Per-table times (last axis) as one table-batched kernel (TorchRec's fused embedding bags, the executor's
+    one lookup for every table): their work summed, one launch."""
+    launch_s = device.launch_overhead_us * 1e-6
+    busy = per_table > 0
+    return np.sum(per_table - launch_s * busy, axis=-1) + launch_s * np.any(busy, axis=-1)
 
 
-def ids_s(device: Device, ids: np.ndarray | float) -> np.ndarray | float:
-    """Finding where ``ids`` IDs live (owner, dedup, routing), before any lookup."""
-    return compute.id_handling_s(device, ids)
+def lookup_s(workload: Workload, device: Device, lookups: np.ndarray, unique_rows: np.ndarray,
+             samples: float | np.ndarray | None = None) -> np.ndarray:
+    """Gather ``unique_rows`` rows and pool ``lookups`` of them into one row per (sample, field) of ``samples``
+    samples (None: no pooling, a row written per lookup), tables batched (per table on the last axis)."""
+    fields = np.array([t.fields for t in workload.tables], dtype=np.float64)
+    pooled = None if samples is None else np.asarray(samples, dtype=np.float64)[..., None] * fields
+    return tables_batched(device, compute.embedding_lookup_s(device, np.asarray(lookups, dtype=np.float64),
+                                                             np.asarray(unique_rows, dtype=np.float64),
+                                                             row_bytes(workload), pooled))
+
+
+def ids_s(device: Device, ids: np.ndarray | float, dedup: bool = False) -> np.ndarray | float:
+    """Finding where ``ids`` IDs live (owner, routing; ``dedup``: and their distinct values), before any
+    lookup."""
+    return compute.id_handling_s(device, ids, dedup)
 
 
 def sparse_update_s(workload: Workload, device: Device, unique_rows: np.ndarray) -> np.ndarray:
     """Optimizer update of ``unique_rows`` rows on the device that owns them, summed over tables."""
-    per_table = compute.embedding_update_s(device, np.asarray(unique_rows, dtype=np.float64), row_bytes(workload),
-                                           workload.optimizer_slots)
-    return np.sum(per_table, axis=-1)
+    return tables_batched(device, compute.embedding_update_s(device, np.asarray(unique_rows, dtype=np.float64),
+                                                             row_bytes(workload), workload.optimizer_slots))
 
 
-def server_update_s(workload: Workload, server: Device, rows: np.ndarray) -> np.ndarray:
-    """A PS server applying the optimizer to ``rows`` received rows, summed over tables."""
-    per_table = compute.ps_server_update_s(server, np.asarray(rows, dtype=np.float64), row_bytes(workload),
-                                           workload.optimizer_slots)
-    return np.sum(per_table, axis=-1)
+def server_lookup_s(workload: Workload, server: Device, rows: np.ndarray, requests: float) -> np.ndarray:
+    """A PS server reading the ``rows`` its ``requests`` pulls ask for (tables batched), and handling them."""
+    return lookup_s(workload, server, rows, rows) + requests * server.request_us * 1e-6
+
+
+def server_update_s(workload: Workload, server: Device, rows: np.ndarray, requests: float) -> np.ndarray:
+    """A PS server applying the optimizer to ``rows`` received rows (tables batched), and handling the
+    ``requests`` pushes that brought them."""
+    return tables_batched(server, compute.ps_server_update_s(server, np.asarray(rows, dtype=np.float64),
+                                                             row_bytes(workload), workload.optimizer_slots)) + (
+        requests * server.request_us * 1e-6)
 
 
 def dense_update_s(workload: Workload, device: Device, params: float | np.ndarray) -> float | np.ndarray:

@@ -84,7 +84,7 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
                                                                    big_b * m * key, workers, (), k)
             held = ids_op(graph, "des.held", workers, costs.ids_s(device, big_b * m), ids, k)
         partial = graph.compute("des.partial_forward", "compute.partial", workers,
-                                costs.lookup_s(workload, device, owned_lookups, owned_rows), deps=held, step=k)
+                                costs.lookup_s(workload, device, owned_lookups, owned_rows, big_b), deps=held, step=k)
         if variant == "des":
             summed = collective(graph, cluster, "des.partials", "allreduce", partial_bytes, workers,
                                 (partial,), k)
@@ -103,7 +103,7 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
             grads = collective(graph, cluster, "des.partials_grad", "allgather", partial_bytes,
                                workers, (bwd,), k)
         graph.compute("des.partial_backward", "compute.update", workers,
-                      costs.lookup_s(workload, device, owned_lookups, owned_rows)
+                      costs.lookup_s(workload, device, owned_lookups, owned_rows, big_b)
                       + costs.sparse_update_s(workload, device, owned_rows), deps=grads, step=k)
         reduced = collective(graph, cluster, "dense.allreduce", "allreduce", dense_bytes, workers,
                              (bwd,), k)

@@ -26,7 +26,7 @@ def lower_dp(workload: Workload, cluster: Cluster, steps: int = 1) -> Lowered:
     for k in range(steps):
         host_op(graph, workers, device, k)
         dem = stats or demand(workload, n, k)
-        pool_s = costs.lookup_s(workload, device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique)
+        pool_s = costs.lookup_s(workload, device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique, b)
         pool = graph.compute("lookup", "compute.lookup", workers, pool_s, step=k)
         fwd = graph.compute("forward", "compute.forward", workers, fwd_s, deps=(pool,), step=k)
         bwd = graph.compute("backward", "compute.backward", workers, pool_s + bwd_s, deps=(fwd,), step=k)

@@ -82,7 +82,8 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
         keys_ws = dem.split_totals(p)[0]  # (workers, servers): distinct IDs of each worker held by each server
         rows_ws = dem.split_totals(p, weights=values)[0]
         # Pooling the pulled rows forward, and scattering gradients into them backward: the same gather.
-        pool_s = costs.lookup_s(workload, cluster.device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique)
+        pool_s = costs.lookup_s(workload, cluster.device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique,
+                                b)
         waits = _updates_to_wait_for(updates, k, opts)
         step_updates, backwards = [], []
         for members in groups:
@@ -96,10 +97,10 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
             keys = keys_ws[members].ravel() * key
             rows = rows_ws[members].ravel()
             requested = dem.requested(p, members)
-            dedup = ids_op(graph, "ps.keys", hosts, costs.ids_s(cluster.device, dem.lookups.sum()), (), k)
+            dedup = ids_op(graph, "ps.keys", hosts, costs.ids_s(cluster.device, dem.lookups.sum(), dedup=True), (), k)
             pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys, waits + dedup, k, comm, p2p)
             lookup = graph.compute("server.lookup", "server.lookup", servers,
-                                   costs.lookup_s(workload, server_device, requested, requested),
+                                   costs.server_lookup_s(workload, server_device, requested, len(members)),
                                    deps=pull, step=k, stream=server_stream)
             pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows, (lookup,), k, comm, p2p)
             if opts.dense == "ps":
@@ -112,7 +113,7 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
             pushed = exchange(graph, "push", "sparse.push", src, dst, keys + rows, (bwd,), k, comm, p2p)
             # A server merges the gradients of the rows it received: distinct across the round's workers.
             merged = requested if own else dem.owned_global(p)
-            server_s = costs.server_update_s(workload, server_device, merged)
+            server_s = costs.server_update_s(workload, server_device, merged, len(members))
             if opts.dense == "ps":
                 pushed += exchange(graph, "dense.push", "dense.push", src, dst, np.tile(dense_shard * s, len(members)),
                                    (bwd,), k, comm, p2p)

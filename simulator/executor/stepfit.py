@@ -1,0 +1,123 @@
+"""Fitting the simulator's compute terms to the per-op times of real executor steps (``dessim calibrate``).
+
+The model is the simulator's own: a configuration's step graph as the executor runs it
+(``validation.executor_step``), its compute ops priced by ``simulator.compute`` from a Device. The fit finds
+the Device fields of ``FITTED`` that bring every configuration's predicted seconds per step by category
+(``validation.per_step`` of ``validation.compute_times``) closest to the measured ones
+(``Measurement.breakdown``): Levenberg-Marquardt on the fields' logarithms (they stay positive;
+efficiencies are capped at 1), each residual one category's gap over its configuration's measured step, so
+that a category counts as much as it weighs in the step, the quantity the fit serves. Communication
+categories are left out (their measured times include waiting for other ranks); ``calibrate.fit_collectives``
+fits the collectives' per-call costs on microbenchmarks.
+
+Which terms, and why each exists on real hardware too (docs/VALIDATION.md): ``launch_overhead_us`` (one
+dispatch per kernel: a GPU's launch, an eager framework's per-op overhead), ``eff_flops`` / ``eff_mem`` /
+``eff_gather`` (achieved fractions of the datasheet's FLOP/s and memory bandwidth, streaming and random rows),
+``lookup_ns`` (per looked-up ID: index arithmetic and scatter), ``id_ns`` (per ID of a batch before any
+lookup: its owner, routing), ``dedup_ns`` (per ID a PS worker dedups into keys), ``backward_factor`` (a dense
+layer's backward over its forward) and ``step_overhead_us`` (a step's host time outside its ops).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from simulator.compute import CalibrationProfile, Device
+from simulator.validation import WARMUP_STEPS, compute_times, executor_step, per_step
+from workloads import AnyWorkload
+
+FITTED = ("launch_overhead_us", "eff_flops", "eff_mem", "eff_gather", "lookup_ns", "id_ns", "dedup_ns",
+          "backward_factor", "step_overhead_us")
+FITTED_SERVER = ("request_us", "eff_gather", "lookup_ns")  # a PS server's own (the executor's: numpy on the CPU)
+FRACTIONS = ("eff_flops", "eff_mem", "eff_gather")
+SMALLEST, LARGEST = 1e-6, 1e7  # the range of a fitted field (below: a term too small to see)
+COMPUTE_CATEGORIES = ("compute.", "server.", "other")  # what a rank spends on its own, not waiting for others
+
+
+@dataclass
+class Observed:
+    """One executor configuration as measured: what ran, its seconds per step by category and its step (s)."""
+
+    workload: AnyWorkload
+    strategy: str
+    workers: int
+    servers: int
+    steps: int
+    breakdown: pd.Series
+    step_s: float
+
+
+def own_categories(breakdown: pd.Series) -> pd.Series:
+    """The categories a rank spends on its own (compute, a server's work, host time): what this fit fits."""
+    return breakdown[[str(c).startswith(COMPUTE_CATEGORIES) for c in breakdown.index]]
+
+
+def predicted_breakdown(observed: Observed, device: Device, server: Device | None = None,
+                        profile: CalibrationProfile | None = None) -> pd.Series:
+    """The simulator's seconds per step by (own) category of ``observed``'s configuration on ``device`` (PS
+    servers on ``server``, default the same)."""
+    steps = min(observed.steps, WARMUP_STEPS + 1)  # one step after warm-up: three times fewer ops to price
+    graph, cluster = executor_step(observed.workload, observed.strategy, observed.workers, observed.servers, steps,
+                                   device, profile, server)
+    return own_categories(per_step(compute_times(graph), cluster, steps))
+
+
+def _fields(names: tuple[str, ...], x: np.ndarray) -> dict[str, float]:
+    return {n: min(float(math.exp(v)), 1.0) if n in FRACTIONS else float(math.exp(v))
+            for n, v in zip(names, x, strict=True)}
+
+
+def _devices(device: Device, x: np.ndarray) -> tuple[Device, Device]:
+    worker = device.model_copy(update=_fields(FITTED, x[:len(FITTED)]))
+    return worker, worker.model_copy(update=_fields(FITTED_SERVER, x[len(FITTED):]))
+
+
+def fit_device(observed: list[Observed], device: Device, iterations: int = 40,
+               profile: CalibrationProfile | None = None) -> tuple[Device, dict[str, float], pd.DataFrame]:
+    """The Device fields of ``FITTED`` (workers) and ``FITTED_SERVER`` (PS servers, over the workers' device)
+    that best predict the observed per-op times, starting from ``device``'s (a microbenchmark fit, or a
+    preset); and one row per (configuration, category) with the measured and the fitted seconds per step."""
+    keys = [own_categories(o.breakdown).index.union(predicted_breakdown(o, device, None, profile).index)
+            for o in observed]
+    measured = np.concatenate([own_categories(o.breakdown).reindex(k, fill_value=0.0).to_numpy()
+                               for o, k in zip(observed, keys, strict=True)])
+    scale = np.concatenate([np.full(len(k), o.step_s) for o, k in zip(observed, keys, strict=True)])
+
+    def predicted(x: np.ndarray) -> np.ndarray:
+        worker, server = _devices(device, x)
+        return np.concatenate([predicted_breakdown(o, worker, server, profile).reindex(k, fill_value=0.0).to_numpy()
+                               for o, k in zip(observed, keys, strict=True)])
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return (predicted(x) - measured) / scale
+
+    names = FITTED + FITTED_SERVER
+    low, high = math.log(SMALLEST), np.array([0.0 if f in FRACTIONS else math.log(LARGEST) for f in names])
+    x = np.clip(np.log([max(float(getattr(device, f)), SMALLEST) for f in names]), low, high)
+    r = residuals(x)
+    cost, damping, h = float(r @ r), 1e-3, 1e-4
+    for _ in range(iterations):
+        jacobian = np.column_stack([(residuals(x + h * e) - r) / h for e in np.eye(len(x))])
+        normal, gradient = jacobian.T @ jacobian, jacobian.T @ r
+        previous = cost
+        while damping < 1e12:
+            step = np.linalg.solve(normal + damping * np.diag(np.diag(normal) + 1e-12), -gradient)
+            trial = np.clip(x + step, low, high)
+            r_trial = residuals(trial)
+            if float(r_trial @ r_trial) < cost:
+                x, r, cost = trial, r_trial, float(r_trial @ r_trial)
+                damping = max(damping / 10, 1e-9)
+                break
+            damping *= 10
+        if previous - cost <= 1e-10 * previous:
+            break
+    worker = _devices(device, x)[0]
+    rows = pd.DataFrame([{"model": o.workload.model, "strategy": o.strategy, "workers": o.workers,
+                          "batch": o.workload.batch_per_worker, "category": c, "measured_s": m}
+                         for o, k in zip(observed, keys, strict=True)
+                         for c, m in own_categories(o.breakdown).reindex(k, fill_value=0.0).items()])
+    return worker, _fields(FITTED_SERVER, x[len(FITTED):]), rows.assign(predicted_s=predicted(x))
