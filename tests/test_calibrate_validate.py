@@ -106,18 +106,50 @@ def test_profile_for_ranks_picks_the_closest_rank_count() -> None:
 
 def test_calibrate_writes_a_profile_the_simulator_loads(capsys, tmp_path) -> None:
     out = tmp_path / "profile.json"
-    code, printed, _ = run(capsys, "calibrate", "--worlds", "2", "--out", str(out))
+    code, printed, _ = run(capsys, "calibrate", "--worlds", "2", "--models", "lr", "--batches", "32,64", "--steps",
+                           "3", "--out", str(out))
     assert code == 0
-    assert "Fit quality" in printed and "allreduce" in printed and "matmul" in printed
+    assert "Fit quality" in printed and "allreduce" in printed and "compute.ids" in printed
     profile = load_calibration(out)
     device = profile.devices["cpu-server"]
-    assert 0 < profile.link_efficiency <= 1 and profile.latency_us_extra >= 0
-    assert device.launch_overhead_us > 0 and 0 < device.eff_flops <= 1 and profile.backward_factor > 0
+    assert device.launch_overhead_us > 0 and 0 < device.eff_flops <= 1 and device.backward_factor > 0
+    assert device.id_ns > 0 and profile.server is not None and profile.server.request_us is not None
+    assert set(profile.collectives) == {"allreduce", "allgather", "reducescatter", "alltoall", "p2p"}
     assert set(profile.ranks) == {2}
     doc = json.loads(out.read_text())
     measured = pd.DataFrame(doc["meta"]["points"])
-    assert set(measured.op) >= {"allreduce", "allgather", "reducescatter", "alltoall", "matmul", "lookup+pool"}
-    assert (measured.time_s > 0).all()
+    assert set(measured.op) >= {"allreduce", "p2p", "matmul", "lookup+pool", "compute.forward", "server.update"}
+    assert set(measured[measured.group == "step"].batch) == {32, 64}  # fitted on these, never on validate's
+    assert (measured.time_s >= 0).all()
+
+
+def test_the_step_fit_recovers_known_per_op_costs() -> None:
+    """A synthetic executor: per-op times the simulator itself prices with known terms (worker and server),
+    at two batch sizes. The fit, started elsewhere, recovers every term within 1%."""
+    from simulator.executor.run import small_workload
+    from simulator.executor.stepfit import FITTED, FITTED_SERVER, Observed, fit_device, predicted_breakdown
+
+    preset = load_device("cpu-server")
+    truth = preset.model_copy(update={"launch_overhead_us": 40.0, "eff_flops": 0.01, "eff_mem": 0.05,
+                                      "eff_gather": 0.008, "lookup_ns": 20.0, "id_ns": 15.0, "dedup_ns": 60.0,
+                                      "backward_factor": 2.5, "step_overhead_us": 300.0})
+    server = {"request_us": 150.0, "eff_gather": 0.004, "lookup_ns": 35.0}
+    observed = []
+    for model, strategy, servers in (("dlrm", "des", 0), ("lr", "ps", 1), ("deepfm", "dp", 0), ("fm", "des-a2a", 0)):
+        for batch in (256, 4096):
+            o = Observed(small_workload(model, batch), strategy, 2, servers, 2, pd.Series(dtype=float), 1.0)
+            o.breakdown = predicted_breakdown(o, truth, truth.model_copy(update=server))
+            o.step_s = float(o.breakdown.sum())
+            observed.append(o)
+    start = preset.model_copy(update={"launch_overhead_us": 10.0, "eff_flops": 0.02, "eff_mem": 0.1,
+                                      "eff_gather": 0.02, "lookup_ns": 5.0, "id_ns": 1.0, "dedup_ns": 5.0,
+                                      "backward_factor": 2.0, "step_overhead_us": 50.0, "request_us": 10.0})
+    fitted, fitted_server, rows = fit_device(observed, start)
+    for name in FITTED:
+        assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=0.01), name
+    for name in FITTED_SERVER:
+        assert fitted_server[name] == pytest.approx(server[name], rel=0.01), name
+    assert np.allclose(rows.predicted_s, rows.measured_s, rtol=1e-3, atol=1e-9)
 
 
 def test_validate_json_rows_have_zero_byte_error(capsys, tmp_path) -> None:

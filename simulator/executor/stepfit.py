@@ -113,7 +113,7 @@ def fit_device(observed: list[Observed], device: Device, iterations: int = 40,
                 damping = max(damping / 10, 1e-9)
                 break
             damping *= 10
-        if previous - cost <= 1e-10 * previous:
+        if previous - cost <= 1e-6 * previous:  # converged: a further step buys nothing measurable
             break
     worker = _devices(device, x)[0]
     rows = pd.DataFrame([{"model": o.workload.model, "strategy": o.strategy, "workers": o.workers,
