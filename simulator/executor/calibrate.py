@@ -1,18 +1,17 @@
-"""``dessim calibrate``: microbenchmarks on the real backend, fitted to the simulator's parameters.
+"""``dessim calibrate``: the simulator's parameters fitted to this machine, per worker count.
 
 Measured, on every rank at once (as in a training step, the ranks share the machine):
-- collective sweeps: all-reduce, all-gather, reduce-scatter and all-to-all over sizes, at each world size;
-- compute: fp32 GEMMs (n x n x n), embedding lookups as the executor pools them (random rows of several
-  widths gathered and summed per segment), a streaming elementwise add over sizes, and a linear layer's
-  forward and forward + backward.
+- microbenchmarks: all-reduce, all-gather, reduce-scatter, all-to-all and p2p over 1 KiB-4 MiB (on at least
+  2 ranks); fp32 GEMMs, embedding lookups as the executor pools them, a streaming add, a linear layer's
+  forward and backward;
+- real executor steps of every model and strategy at ``CALIBRATION_BATCHES`` samples per worker (not
+  ``dessim validate``'s 1024: validation is held out), timed per op category.
 
-Fitted, by least squares on relative errors (every model below is linear in its unknowns):
-- network: the simulator's own time of each collective on a star of the world's ranks is
-  ``A x latency + B / bandwidth`` (A, B read off the analytical backend at two settings), giving one link
-  efficiency (of ``LOOPBACK_GBPS``) and one extra latency per message for all ops and sizes;
-- compute: the simulator's own cost models (see ``fit_compute``), one shared launch overhead, the
-  per-ID index cost ``lookup_ns`` separated from the per-byte cost by the row widths; the backward factor
-  is (forward + backward) / forward - 1 of the linear layer.
+Fitted, by least squares on relative errors:
+- each collective op's per-call cost (``call_us``, ``ns_per_byte`` of its buffer) on top of its time on the
+  nominal loopback star (``fit_collectives``), as NCCL's tuner has a latency and a bandwidth per op;
+- a first guess of the compute terms from the microbenchmarks (``fit_compute``), then the compute terms and
+  the PS server's own fitted to the executor steps' per-op times (``stepfit.fit_device``).
 
 The profile (JSON) is what ``simulator.compute.load_calibration`` reads; its ``meta.points`` keeps every
 measured point with the fitted prediction, ``meta.quality`` the fit's quality per group.
@@ -219,15 +218,19 @@ def quality(fitted: pd.DataFrame) -> pd.DataFrame:
 
 def executor_points(world: int, models: Sequence[str], batches: Sequence[int], steps: int, backend: str = "gloo",
                     timeout_s: float = 60.0) -> list[Observed]:
-    """Every model's every strategy (PS with its servers; those the backend runs) trained on ``world``
-    workers at each batch size of ``batches`` (samples per worker): what each step spent per category."""
-    from simulator.executor.run import check, execute_many, small_workload, strategies_for
+    """Every model's every strategy (PS with its servers; those the backend runs: NCCL needs a GPU per rank)
+    trained on ``world`` workers at each batch size of ``batches`` (samples per worker): what each step spent
+    per category."""
+    from simulator.executor.run import check, default_servers, execute_many, small_workload, strategies_for
 
+    gpus = torch.cuda.device_count() if backend == "nccl" else None
     observed = []
     for batch in batches:
-        for family in (lambda s: not s.startswith("ps"), lambda s: s.startswith("ps")):
-            configs = [(small_workload(m, batch), s) for m in models for s in strategies_for(m) if family(s)
-                       and _runs(check, s, backend)]
+        for ps in (False, True):
+            if ps and gpus is not None and world + default_servers(world) > gpus:
+                continue
+            configs = [(small_workload(m, batch), s) for m in models for s in strategies_for(m)
+                       if s.startswith("ps") == ps and _runs(check, s, backend)]
             if not configs:
                 continue
             for (workload, strategy), measured in zip(configs, execute_many(configs, world, steps, backend=backend,

@@ -92,12 +92,13 @@ def fit_device(observed: list[Observed], device: Device, iterations: int = 40,
         return np.concatenate([predicted_breakdown(o, worker, server, profile).reindex(k, fill_value=0.0).to_numpy()
                                for o, k in zip(observed, keys, strict=True)])
 
-    def residuals(x: np.ndarray) -> np.ndarray:
-        return (predicted(x) - measured) / scale
-
     names = FITTED + FITTED_SERVER
     low, high = math.log(SMALLEST), np.array([0.0 if f in FRACTIONS else math.log(LARGEST) for f in names])
     x = np.clip(np.log([max(float(getattr(device, f)), SMALLEST) for f in names]), low, high)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return (predicted(x) - measured) / scale
+
     r = residuals(x)
     cost, damping, h = float(r @ r), 1e-3, 1e-4
     for _ in range(iterations):
