@@ -26,7 +26,7 @@ from torch import nn
 
 from simulator.executor import tensors
 from simulator.executor.sum_models import LEARNING_RATE, Batch, bce_loss, global_batch
-from simulator.executor.tables import columns, initial_rows
+from simulator.executor.tables import bag_sum, columns, initial_rows
 from simulator.executor.tensors import from_numpy
 from workloads import Workload
 
@@ -92,14 +92,6 @@ def _partial(rows: torch.Tensor, fields: int, first_order: bool) -> tuple[torch.
     return _pool(rows.reshape(n, fields, columns // fields, width).sum(dim=2), first_order)
 
 
-def _partial_owned(rows: torch.Tensor, segment: torch.Tensor, n: int, fields: int,
-                   first_order: bool) -> torch.Tensor:
-    """An owner's share of n samples' partial results (n, r): its looked-up ``rows`` summed per segment
-    (sample x fields + field), pooled, flattened as sent."""
-    sums = tensors.zeros(n * fields, rows.shape[1]).index_add_(0, segment, rows)
-    return _columns(*_pool(sums.reshape(n, fields, -1), first_order), first_order)
-
-
 def _join(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-table (pooled, first) -> all fields' pooled vectors (n, F, k) and the first-order sums (n,)."""
     return torch.cat([p for p, _ in parts], dim=1), sum(f for _, f in parts)
@@ -147,19 +139,21 @@ class PooledHead:
     def parameters(self) -> list[torch.Tensor]:
         return list(self.head.parameters())
 
-    def pool(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every table's fields pooled at once (rows of one width, table-batched): a sum over each field's
-        slots when every field has the same hotness, else a sum per (sample, field) segment."""
-        n, _, width = rows.shape
-        fields = self.workload.n_fields
-        if len({t.hotness for t in self.workload.tables}) == 1:
-            return _partial(rows, fields, self.first_order)
+    def pool(self, weight: torch.Tensor, index: torch.Tensor, sparse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``index`` (n, slots) of ``weight``, every table's fields pooled at once (one fused embedding
+        bag): pooled vectors (n, F, k) and first-order sums (n,)."""
+        n, fields = len(index), self.workload.n_fields
         segment = (tensors.arange(n)[:, None] * fields + self.field[None, :]).reshape(-1)
-        return _pool(tensors.zeros(n * fields, width).index_add_(0, segment, rows.reshape(-1, width))
-                     .reshape(n, fields, width), self.first_order)
+        sums = bag_sum(weight, index.reshape(-1), segment, n * fields, sparse)
+        return _pool(sums.reshape(n, fields, -1), self.first_order)
 
-    def partials(self, rows: torch.Tensor, segment: torch.Tensor, n: int, fields: int) -> torch.Tensor:
-        return _partial_owned(rows, segment, n, fields, self.first_order)
+    def partials(self, weight: torch.Tensor, index: torch.Tensor, segment: torch.Tensor, n: int, fields: int,
+                 sparse: bool = True) -> torch.Tensor:
+        """An owner's share of n samples' partial results (n, r): rows ``index`` of ``weight`` summed per
+        segment (sample x fields + field, nondecreasing) in one fused embedding bag, pooled, flattened as
+        sent."""
+        sums = bag_sum(weight, index, segment, n * fields, sparse)
+        return _columns(*_pool(sums.reshape(n, fields, -1), self.first_order), self.first_order)
 
     def logits(self, pooled: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> torch.Tensor:
         vectors, first = pooled

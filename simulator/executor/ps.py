@@ -70,7 +70,7 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
         with timed("compute.lookup"):
             for rows in pulled.values():
                 rows.requires_grad_(True)
-            pooled = head.pool(torch.cat(list(pulled.values()))[where])
+            pooled = head.pool(torch.cat(list(pulled.values())), where, sparse=False)
         with timed("compute.forward"):
             loss = bce_loss(head.logits(pooled, batch), from_numpy(batch.labels), n * workload.batch_per_worker)
         with timed("compute.backward"):
@@ -221,7 +221,7 @@ def _work_async(comm: Communicator, rank: int, n: int, workload: Workload, steps
                 param.copy_(value.reshape(param.shape))
         with timed("compute.lookup"):
             pulled = {peer: r.requires_grad_(True) for peer, r in rows.items()}
-            pooled = head.pool(torch.cat(list(pulled.values()))[where])
+            pooled = head.pool(torch.cat(list(pulled.values())), where, sparse=False)
         with timed("compute.forward"):
             loss = bce_loss(head.logits(pooled, batch), from_numpy(batch.labels), workload.batch_per_worker)
         with timed("compute.backward"):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from simulator.executor import tensors
-from simulator.executor.tables import initial_rows
+from simulator.executor.tables import bag_sum, initial_rows
 from simulator.executor.tensors import from_numpy
 from workloads import Workload
 from workloads.ids import make_rng, sample_batch_ids
@@ -100,9 +100,10 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
 class SumHead:
     """LR's or FM's dense part, as every strategy's worker runs it (``simulator.executor.train``).
 
-    ``pool``: rows looked up per (sample, ID slot) (n, slots, width) -> the summed partials (n, r);
-    ``partials``: an owner's rows summed per segment (sample x fields + field) -> (n, r); ``logits`` and
-    ``logits_from_partials``: (n, r) summed partials -> (n,) logits."""
+    ``pool``: the rows of a batch's (sample, ID slot)s -> the summed partials (n, r); ``partials``: an owner's
+    rows summed per segment (sample x fields + field) -> (n, r); ``logits`` and ``logits_from_partials``:
+    (n, r) summed partials -> (n,) logits. Rows are given as (``weight``, ``index``): looked up and pooled
+    in one op."""
 
     def __init__(self, workload: Workload) -> None:
         self.model = workload.model
@@ -111,11 +112,19 @@ class SumHead:
     def parameters(self) -> list[torch.Tensor]:
         return [self.bias]
 
-    def pool(self, rows: torch.Tensor) -> torch.Tensor:
-        return per_id(self.model, rows).sum(dim=1)
+    def pool(self, weight: torch.Tensor, index: torch.Tensor, sparse: bool) -> torch.Tensor:
+        """Rows ``index`` (n, slots) of ``weight`` -> the summed partials (n, r)."""
+        n, slots = index.shape
+        return self.partials(weight, index.reshape(-1), tensors.arange(n * slots) // slots, n, 1, sparse)
 
-    def partials(self, rows: torch.Tensor, segment: torch.Tensor, n: int, fields: int) -> torch.Tensor:
-        values = per_id(self.model, rows)
+    def partials(self, weight: torch.Tensor, index: torch.Tensor, segment: torch.Tensor, n: int, fields: int,
+                 sparse: bool = True) -> torch.Tensor:
+        """Rows ``index`` of ``weight`` summed per sample (``segment // fields``): LR's weights in one fused
+        embedding bag; FM's partial vectors are not linear in the row, so its rows are gathered, mapped
+        (``per_id``) and then summed."""
+        if self.model == "lr":
+            return bag_sum(weight, index, segment // fields, n, sparse)
+        values = per_id(self.model, torch.nn.functional.embedding(index, weight, sparse=sparse))
         return tensors.zeros(n, values.shape[1]).index_add_(0, segment // fields, values)
 
     def logits(self, summed: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -30,9 +30,14 @@ def initial_rows(workload: Workload) -> list[np.ndarray]:
             .astype(np.float32) for t, spec in enumerate(workload.tables)]
 
 
-def lookup(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Rows ``rows`` of ``weight``, with a sparse gradient (never a whole-table one)."""
-    return torch.nn.functional.embedding(rows, weight, sparse=True)
+def bag_sum(weight: torch.Tensor, index: torch.Tensor, bags: torch.Tensor, n_bags: int,
+            sparse: bool) -> torch.Tensor:
+    """Rows ``index`` of ``weight`` summed per bag, (n_bags, width): ``bags`` gives each row's bag, in
+    nondecreasing order (empty bags sum to 0). One fused embedding-bag op looks up and pools at once, as
+    TorchRec's kernels do; the gradient is sparse (the rows touched) when ``sparse``."""
+    counts = torch.bincount(bags, minlength=n_bags)
+    offsets = torch.cumsum(counts, 0) - counts
+    return torch.nn.functional.embedding_bag(index, weight, offsets, mode="sum", sparse=sparse)
 
 
 def apply_sparse(weight: torch.Tensor, grad: torch.Tensor, learning_rate: float) -> None:
@@ -96,9 +101,9 @@ class OwnedTables(_Batched):
         self.rank, self.world = rank, world
         self.owned = [np.arange(rank, len(table), world) for table in rows]
 
-    def rows(self, ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """The rows of ``ids`` (all owned here) of tables ``table`` (same shape), sparse gradient."""
-        return lookup(self.weight, self.start[table] + ids // self.world)
+    def index(self, ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Where the rows of ``ids`` (all owned here) of tables ``table`` (same shape) are in ``weight``."""
+        return self.start[table] + ids // self.world
 
     def owned_in(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Of a batch's (n, columns) IDs, the ones held here: their sample, column and ID."""
@@ -115,8 +120,9 @@ class ReplicatedTables(_Batched):
         self.owned = [np.arange(len(table)) for table in rows]
         self.grad = torch.zeros_like(self.weight)
 
-    def rows(self, ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        return lookup(self.weight, self.start[table] + ids)
+    def index(self, ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Where the rows of ``ids`` of tables ``table`` (same shape) are in ``weight``."""
+        return self.start[table] + ids
 
     def all_reduce_and_update(self, comm: Communicator, learning_rate: float) -> None:
         with torch.no_grad():

@@ -130,7 +130,8 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
             sample, column, held = owned.owned_in(ids)
             segment = sample * layout.fields + layout.field[column]
         with timed("compute.partial"):  # (B, r): this worker's share of every sample's partial result
-            partial = head.partials(owned.rows(held, layout.table[column]), segment, big_b, layout.fields)
+            partial = head.partials(owned.weight, owned.index(held, layout.table[column]), segment, big_b,
+                                    layout.fields)
         with torch.no_grad():
             if variant == "des-rs":
                 mine = comm.reduce_scatter(partial, "des.partials")
@@ -167,8 +168,8 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict
     def step(k: int, batch: Batch) -> torch.Tensor:
         routed = route_ids(batch.ids, layout, comm)
         with timed("compute.partial"):
-            partials = [head.partials(owned.rows(ids, layout.field_table[segment % layout.fields]), segment, b,
-                                      layout.fields) for segment, ids in routed]
+            partials = [head.partials(owned.weight, owned.index(ids, layout.field_table[segment % layout.fields]),
+                                      segment, b, layout.fields) for segment, ids in routed]
         returned = comm.all_to_all([p.detach() for p in partials], "des.partials", [b] * world)
         with timed("compute.forward"):
             summed = torch.stack(returned).sum(dim=0).requires_grad_(True)
@@ -197,7 +198,8 @@ def train_dp(rank: int, world: int, workload: Workload, steps: int) -> dict:
 
     def step(k: int, batch: Batch) -> torch.Tensor:
         with timed("compute.lookup"):
-            pooled = head.pool(replicated.rows(from_numpy(np.concatenate(batch.ids, axis=1)), layout.table))
+            index = replicated.index(from_numpy(np.concatenate(batch.ids, axis=1)), layout.table)
+            pooled = head.pool(replicated.weight, index, sparse=True)
         with timed("compute.forward"):
             loss = _loss(head, batch, world * workload.batch_per_worker, pooled)
         with timed("compute.backward"):
