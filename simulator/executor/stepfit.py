@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from simulator.compute import CalibrationProfile, Device
+from simulator.compute import Device
 from simulator.validation import WARMUP_STEPS, compute_times, executor_step, per_step
 from workloads import AnyWorkload
 
@@ -56,13 +56,12 @@ def own_categories(breakdown: pd.Series) -> pd.Series:
     return breakdown[[str(c).startswith(COMPUTE_CATEGORIES) for c in breakdown.index]]
 
 
-def predicted_breakdown(observed: Observed, device: Device, server: Device | None = None,
-                        profile: CalibrationProfile | None = None) -> pd.Series:
+def predicted_breakdown(observed: Observed, device: Device, server: Device | None = None) -> pd.Series:
     """The simulator's seconds per step by (own) category of ``observed``'s configuration on ``device`` (PS
     servers on ``server``, default the same)."""
     steps = min(observed.steps, WARMUP_STEPS + 1)  # one step after warm-up: three times fewer ops to price
     graph, cluster = executor_step(observed.workload, observed.strategy, observed.workers, observed.servers, steps,
-                                   device, profile, server)
+                                   device, server_device=server)
     return own_categories(per_step(compute_times(graph), cluster, steps))
 
 
@@ -76,20 +75,19 @@ def _devices(device: Device, x: np.ndarray) -> tuple[Device, Device]:
     return worker, worker.model_copy(update=_fields(FITTED_SERVER, x[len(FITTED):]))
 
 
-def fit_device(observed: list[Observed], device: Device, iterations: int = 40,
-               profile: CalibrationProfile | None = None) -> tuple[Device, dict[str, float], pd.DataFrame]:
+def fit_device(observed: list[Observed], device: Device,
+               iterations: int = 40) -> tuple[Device, dict[str, float], pd.DataFrame]:
     """The Device fields of ``FITTED`` (workers) and ``FITTED_SERVER`` (PS servers, over the workers' device)
     that best predict the observed per-op times, starting from ``device``'s (a microbenchmark fit, or a
     preset); and one row per (configuration, category) with the measured and the fitted seconds per step."""
-    keys = [own_categories(o.breakdown).index.union(predicted_breakdown(o, device, None, profile).index)
-            for o in observed]
+    keys = [own_categories(o.breakdown).index.union(predicted_breakdown(o, device).index) for o in observed]
     measured = np.concatenate([own_categories(o.breakdown).reindex(k, fill_value=0.0).to_numpy()
                                for o, k in zip(observed, keys, strict=True)])
     scale = np.concatenate([np.full(len(k), o.step_s) for o, k in zip(observed, keys, strict=True)])
 
     def predicted(x: np.ndarray) -> np.ndarray:
         worker, server = _devices(device, x)
-        return np.concatenate([predicted_breakdown(o, worker, server, profile).reindex(k, fill_value=0.0).to_numpy()
+        return np.concatenate([predicted_breakdown(o, worker, server).reindex(k, fill_value=0.0).to_numpy()
                                for o, k in zip(observed, keys, strict=True)])
 
     names = FITTED + FITTED_SERVER
