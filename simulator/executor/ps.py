@@ -68,15 +68,15 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
         pulled = {peer: tensors.empty(len(key), width) for peer, key in keys.items()}
         comm.exchange({}, pulled, "sparse.pull")  # the rows: their count is known
         with timed("compute.lookup"):
-            for rows in pulled.values():
-                rows.requires_grad_(True)
-            pooled = head.pool(torch.cat(list(pulled.values())), where, sparse=False)
+            table = torch.cat(list(pulled.values())).requires_grad_(True)  # the pulled rows, servers in order
+            pooled = head.pool(table, where, sparse=True)
         with timed("compute.forward"):
             loss = bce_loss(head.logits(pooled, batch), from_numpy(batch.labels), n * workload.batch_per_worker)
         with timed("compute.backward"):
             loss.backward()
+            grads = _per_server(table, keys)
         # the push carries the pulled keys again (as ps-lite's do), with their gradients, in one round
-        comm.exchange({peer: [keys[peer], pulled[peer].grad.reshape(-1)] for peer in keys}, {}, "sparse.push")
+        comm.exchange({peer: [keys[peer], grads[peer]] for peer in keys}, {}, "sparse.push")
         sgd([], head.parameters(), dense)
         return loss
 
@@ -84,6 +84,14 @@ def train_ps(rank: int, world: int, workload: Workload, steps: int, servers: int
     counters = comm.counters()
     counters.update(dense.counters())
     return {"losses": losses, "counters": counters, **timings(comm)}
+
+
+def _per_server(table: torch.Tensor, keys: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """Each pulled key's gradient, summed over the batch's slots that used it (the sparse gradient of the
+    pulled rows added into one row per key, as a PS client aggregates before it pushes), flat per server."""
+    summed = torch.zeros_like(table).index_add_(0, table.grad._indices()[0], table.grad._values())
+    return {peer: rows.reshape(-1) for peer, rows in zip(keys, summed.split([len(k) for k in keys.values()]),
+                                                          strict=True)}
 
 
 def _row_width(workload: Workload) -> int:
@@ -220,18 +228,19 @@ def _work_async(comm: Communicator, rank: int, n: int, workload: Workload, steps
                                     strict=True):
                 param.copy_(value.reshape(param.shape))
         with timed("compute.lookup"):
-            pulled = {peer: r.requires_grad_(True) for peer, r in rows.items()}
-            pooled = head.pool(torch.cat(list(pulled.values())), where, sparse=False)
+            table = torch.cat(list(rows.values())).requires_grad_(True)  # the pulled rows, servers in order
+            pooled = head.pool(table, where, sparse=True)
         with timed("compute.forward"):
             loss = bce_loss(head.logits(pooled, batch), from_numpy(batch.labels), workload.batch_per_worker)
         with timed("compute.backward"):
             loss.backward()
+            grads = _per_server(table, keys)
             dense_grad = torch.cat([p.grad.reshape(-1) for p in params])
             for param in params:
                 param.grad = None
         _transfer(comm, [(peer, _header(PUSH, len(k)), None) for peer, k in keys.items()]
                   + [(peer, k, "sparse.push") for peer, k in keys.items()]
-                  + [(peer, pulled[peer].grad.reshape(-1), "sparse.push") for peer in keys]
+                  + [(peer, grads[peer], "sparse.push") for peer in keys]
                   + [(peer, dense_grad[lo:hi], "dense.push") for peer, (lo, hi) in ranges.items()], [])
         timer.end()
         losses.append(float(loss.detach()))
