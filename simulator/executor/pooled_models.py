@@ -126,9 +126,10 @@ def train_reference(workload: Workload, world: int, steps: int) -> tuple[list[np
 
 class PooledHead:
     """A pooled model's dense part as every strategy's worker runs it (``simulator.executor.train``), the
-    same interface as ``sum_models.SumHead``: ``pool`` rows looked up per (sample, ID slot) into pooled
-    vectors and first-order sums, ``partials`` an owner's rows per segment into flat (n, r) partial results,
-    ``logits`` and ``logits_from_partials`` from either."""
+    same interface as ``sum_models.SumHead``: ``pool`` a batch's rows per (sample, ID slot) into pooled vectors
+    and first-order sums, ``partials`` an owner's rows per segment into flat (n, r) partial results (rows given
+    as ``weight`` and ``index``: looked up and pooled in one fused embedding bag), ``logits`` and
+    ``logits_from_partials`` from either."""
 
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
@@ -140,20 +141,24 @@ class PooledHead:
         return list(self.head.parameters())
 
     def pool(self, weight: torch.Tensor, index: torch.Tensor, sparse: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows ``index`` (n, slots) of ``weight``, every table's fields pooled at once (one fused embedding
-        bag): pooled vectors (n, F, k) and first-order sums (n,)."""
+        """Rows ``index`` (n, slots) of ``weight``, every table's fields pooled at once: pooled vectors (n, F, k)
+        and first-order sums (n,)."""
         n, fields = len(index), self.workload.n_fields
         segment = (tensors.arange(n)[:, None] * fields + self.field[None, :]).reshape(-1)
-        sums = bag_sum(weight, index.reshape(-1), segment, n * fields, sparse)
-        return _pool(sums.reshape(n, fields, -1), self.first_order)
+        return self._bags(weight, index.reshape(-1), segment, n, sparse)
 
     def partials(self, weight: torch.Tensor, index: torch.Tensor, segment: torch.Tensor, n: int, fields: int,
                  sparse: bool = True) -> torch.Tensor:
         """An owner's share of n samples' partial results (n, r): rows ``index`` of ``weight`` summed per
-        segment (sample x fields + field, nondecreasing) in one fused embedding bag, pooled, flattened as
-        sent."""
+        segment (sample x fields + field, nondecreasing), pooled, flattened as sent."""
+        return _columns(*self._bags(weight, index, segment, n, sparse), self.first_order)
+
+    def _bags(self, weight: torch.Tensor, index: torch.Tensor, segment: torch.Tensor, n: int,
+              sparse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One fused embedding bag per (sample, field) segment -> pooled vectors and first-order sums."""
+        fields = self.workload.n_fields
         sums = bag_sum(weight, index, segment, n * fields, sparse)
-        return _columns(*_pool(sums.reshape(n, fields, -1), self.first_order), self.first_order)
+        return _pool(sums.reshape(n, fields, -1), self.first_order)
 
     def logits(self, pooled: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> torch.Tensor:
         vectors, first = pooled
