@@ -554,6 +554,8 @@ def _executor() -> None:
 
 
 BackendOpt = Annotated[str, typer.Option(help="gloo (CPU) | nccl (CUDA GPUs)")]
+RepeatsOpt = Annotated[int, typer.Option(help="passes over the executor runs; each run keeps its quietest pass (a "
+                                              "shared machine's speed changes in phases of seconds)")]
 
 
 def _timeout(timeout_s: float) -> None:
@@ -583,6 +585,7 @@ def calibrate(
     batches: Annotated[str, typer.Option(help="samples per worker of the fitted steps (comma-separated; keep "
                                               "validate's batch out of them: it is the held-out test)")] = "256,4096",
     steps: Annotated[int, typer.Option(help="executor steps per fitted run (the first is warm-up)")] = 6,
+    repeats: RepeatsOpt = 3,
     timeout_s: Annotated[float, typer.Option(help="timeout of every collective (s)")] = 60.0,
 ) -> None:
     """Fit the simulator's parameters to this machine: collectives' per-call costs from microbenchmarks, and
@@ -601,6 +604,8 @@ def calibrate(
     fitted_batches = _worlds(batches, "batches", "batch sizes from 1 to 65536, such as 256,4096", 65536)
     if not 2 <= steps <= 1000:
         raise SpecError("steps", steps, "allowed: 2 to 1,000 (the first step is warm-up)")
+    if not 1 <= repeats <= 100:
+        raise SpecError("repeats", repeats, "allowed: 1 to 100")
     preset = load_device(device or ("h100" if backend == "nccl" else "cpu-server")).name
     if not out.endswith(".json"):
         raise SpecError("out", out, "must end in .json")
@@ -609,7 +614,8 @@ def calibrate(
     with progress_bar(_bars_wanted(False)) as update:
         profile, quality = run_calibration(sizes, preset, backend, timeout_s,
                                            progress=lambda done: update("worker counts calibrated", done, len(sizes)),
-                                           models=fitted_models, batches=fitted_batches, steps=steps)
+                                           models=fitted_models, batches=fitted_batches, steps=steps,
+                                           repeats=repeats)
     Path(out).write_text(json.dumps(profile, indent=1))
     table = Table(title=f"Fit quality ({backend}, worlds {worlds}, device {preset})")
     for column in ("ranks", "group", "op", "points", "median error", "max error"):
@@ -640,6 +646,7 @@ def validate(
     worlds: Annotated[str, typer.Option(help="worker counts (comma-separated; PS adds half as many servers)")] = (
         "2,4,8"),
     steps: Annotated[int, typer.Option(help="steps per run (the first is warm-up)")] = 6,
+    repeats: RepeatsOpt = 3,
     batch: Annotated[int, typer.Option(help="samples per worker per step")] = 1024,
     device: Annotated[str, typer.Option(help="the device preset the local ranks are modelled as")] = "cpu-server",
     backend: BackendOpt = "gloo",
@@ -666,6 +673,8 @@ def validate(
         raise SpecError("strategies", "ps-async", "needs gloo (its servers receive from any worker; NCCL cannot)")
     if not 2 <= steps <= 1000:
         raise SpecError("steps", steps, "allowed: 2 to 1,000 (the first step is warm-up)")
+    if not 1 <= repeats <= 100:
+        raise SpecError("repeats", repeats, "allowed: 1 to 100")
     if not 1 <= batch <= 65536:
         raise SpecError("batch", batch, "allowed: 1 to 65536")
     if out is not None and not out.endswith((".parquet", ".csv")):
@@ -688,7 +697,8 @@ def validate(
     try:
         with progress_bar(_bars_wanted(as_json), console) as update:
             rows = run_validation(*grid, steps=steps, profile=calibration, device=device, batch_per_worker=batch,
-                                  timeout_s=timeout_s, backend=backend, progress=progress)
+                                  timeout_s=timeout_s, backend=backend, progress=progress,
+                                  repeats=repeats)
     except ExecutorError:
         if out and done:  # the runs that finished are not lost
             import pandas as pd

@@ -154,12 +154,13 @@ def bytes_error(predicted: pd.Series, measured: pd.Series) -> float:
 def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[int], steps: int = 6,
              profile: CalibrationProfile | None = None, device: str = "cpu-server", batch_per_worker: int = 1024,
              timeout_s: float = 60.0, backend: str = "gloo",
-             progress: Callable[[dict], None] | None = None) -> pd.DataFrame:
+             progress: Callable[[dict], None] | None = None, repeats: int = 3) -> pd.DataFrame:
     """Run the grid on the executor (local ranks on ``backend``) and the simulator; one row per configuration
     (a strategy that does not train a model is skipped for it: ``xc`` runs only ``mp-fc`` and ``mp-fc-knn``).
 
     Every world size starts its ranks once for all non-PS configurations, and once (with the servers) for
-    the PS ones. ``progress`` is called with each row as it is done.
+    the PS ones, and runs its configurations ``repeats`` times over, keeping each one's quietest pass
+    (``executor.run.quietest``). ``progress`` is called with each row as it is done.
     """
     from simulator.executor.run import execute_many, model_name, small_workload, strategies_for
 
@@ -173,7 +174,8 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
                        if s in strategies_for(m)]
             if not configs:
                 continue
-            measurements = execute_many(configs, world, steps, backend=backend, timeout_s=timeout_s)
+            measurements = execute_many(configs, world, steps, backend=backend, timeout_s=timeout_s,
+                                        repeats=repeats)
             for (workload, strategy), measured in zip(configs, measurements, strict=True):
                 ranks = profile.for_ranks(world) if profile else None
                 worker, server = modelled_devices(preset, ranks)

@@ -48,6 +48,7 @@ STREAM_ELEMENTS = (2 ** 12, 2 ** 15, 2 ** 18, 2 ** 21, 2 ** 23)  # up to 32 MiB 
 CALIBRATION_BATCHES = (256, 4096)  # samples per worker of the executor steps fitted: not validate's default 1024
 MODELS = ("lr", "fm", "widedeep", "deepfm", "dlrm")
 STEPS = 6  # executor steps per calibration run (the first is warm-up)
+REPEATS = 3  # passes over the configurations; each keeps its quietest (``run.quietest``)
 REPEATS = 5  # timed repetitions per point (after 2 warm-ups); the median is kept
 COLLECTIVE_BACK_TO_BACK = 5  # collectives timed per repetition
 
@@ -217,7 +218,7 @@ def quality(fitted: pd.DataFrame) -> pd.DataFrame:
 
 
 def executor_points(world: int, models: Sequence[str], batches: Sequence[int], steps: int, backend: str = "gloo",
-                    timeout_s: float = 60.0) -> list[Observed]:
+                    timeout_s: float = 60.0, repeats: int = REPEATS) -> list[Observed]:
     """Every model's every strategy (PS with its servers; those the backend runs: NCCL needs a GPU per rank)
     trained on ``world`` workers at each batch size of ``batches`` (samples per worker): what each step spent
     per category."""
@@ -233,8 +234,8 @@ def executor_points(world: int, models: Sequence[str], batches: Sequence[int], s
                        if s.startswith("ps") == ps and _runs(check, s, backend)]
             if not configs:
                 continue
-            for (workload, strategy), measured in zip(configs, execute_many(configs, world, steps, backend=backend,
-                                                                            timeout_s=timeout_s), strict=True):
+            measurements = execute_many(configs, world, steps, backend=backend, timeout_s=timeout_s, repeats=repeats)
+            for (workload, strategy), measured in zip(configs, measurements, strict=True):
                 observed.append(Observed(workload, strategy, world, measured.servers, steps,
                                          measured.breakdown(WARMUP_STEPS), measured.median_step_s(WARMUP_STEPS)))
     return observed
@@ -250,7 +251,7 @@ def _runs(check: Callable[[str, str], None], strategy: str, backend: str) -> boo
 
 def calibrate_ranks(world: int, device: Device, backend: str = "gloo", timeout_s: float = 60.0,
                     models: Sequence[str] = MODELS, batches: Sequence[int] = CALIBRATION_BATCHES,
-                    steps: int = STEPS) -> tuple[dict, pd.DataFrame]:
+                    steps: int = STEPS, repeats: int = REPEATS) -> tuple[dict, pd.DataFrame]:
     """Measure and fit with ``world`` workers: (the profile's fields as a dict, the fitted points).
 
     Microbenchmarks first: the collectives' per-call costs (``fit_collectives``) and a first guess of the
@@ -259,7 +260,7 @@ def calibrate_ranks(world: int, device: Device, backend: str = "gloo", timeout_s
     points = measure(world, backend, timeout_s)
     guess, compute_fit = fit_compute(points[points.group != "collective"], device)
     collectives, collective_fit = fit_collectives(points[points.group == "collective"])
-    observed = executor_points(world, models, batches, steps, backend, timeout_s)
+    observed = executor_points(world, models, batches, steps, backend, timeout_s, repeats)
     fitted, server, step_fit = fit_device(observed, device.model_copy(update=guess))
     fields = {"devices": {device.name: {f: getattr(fitted, f) for f in FITTED}}, "server": server,
               "collectives": collectives,
@@ -270,7 +271,8 @@ def calibrate_ranks(world: int, device: Device, backend: str = "gloo", timeout_s
 
 def calibrate(worlds: list[int], device_name: str, backend: str = "gloo", timeout_s: float = 60.0,
               progress: Callable[[int], None] | None = None, models: Sequence[str] = MODELS,
-              batches: Sequence[int] = CALIBRATION_BATCHES, steps: int = STEPS) -> tuple[dict, pd.DataFrame]:
+              batches: Sequence[int] = CALIBRATION_BATCHES, steps: int = STEPS,
+              repeats: int = REPEATS) -> tuple[dict, pd.DataFrame]:
     """Measure and fit at each world size (workers): (the profile as a JSON-able dict, the fit quality table).
 
     The profile's top level is the first world size's fit; ``ranks`` holds every world size's (``dessim
@@ -278,7 +280,7 @@ def calibrate(worlds: list[int], device_name: str, backend: str = "gloo", timeou
     device = load_device(device_name)
     by_ranks, fitted = {}, []
     for world in worlds:
-        fields, points = calibrate_ranks(world, device, backend, timeout_s, models, batches, steps)
+        fields, points = calibrate_ranks(world, device, backend, timeout_s, models, batches, steps, repeats)
         by_ranks[world] = fields
         fitted.append(points)
         if progress:

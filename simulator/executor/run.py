@@ -166,19 +166,30 @@ def execute(workload: AnyWorkload, strategy: str, world: int, steps: int, server
 
 
 def execute_many(configs: list[tuple[AnyWorkload, str]], world: int, steps: int, servers: int | None = None,
-                 backend: str = "gloo", timeout_s: float = 60.0) -> list[Measurement]:
+                 backend: str = "gloo", timeout_s: float = 60.0, repeats: int = 1) -> list[Measurement]:
     """Each (workload, strategy) trained for ``steps`` steps, one after the other, on ranks started once:
     ``world`` workers, plus ``servers`` (default ``default_servers``) when the strategies are PS (then all
-    of them must be)."""
+    of them must be).
+
+    With ``repeats`` > 1 the whole list runs that many times over, and each configuration keeps its quietest
+    pass (``quietest``): a shared machine's speed changes in phases of seconds, and interference only ever
+    adds time, so the pass with the smallest median step is the one the machine's own costs explain."""
     for workload, strategy in configs:
         check(strategy, backend, model_name(workload))
     with_servers = {strategy.startswith("ps") for _, strategy in configs}
     if len(with_servers) > 1:
         raise ValueError("execute_many: PS and non-PS strategies need different ranks; run them apart")
     p = (servers or default_servers(world)) if with_servers.pop() else 0
-    reports = run_local(_spawned, world + p, configs, steps, p, backend, backend=backend, timeout_s=timeout_s)
-    return [measurement(strategy, world, p, steps, [rank[i] for rank in reports])
-            for i, (_, strategy) in enumerate(configs)]
+    passes = configs * repeats
+    reports = run_local(_spawned, world + p, passes, steps, p, backend, backend=backend, timeout_s=timeout_s)
+    measured = [measurement(strategy, world, p, steps, [rank[i] for rank in reports])
+                for i, (_, strategy) in enumerate(passes)]
+    return [quietest(measured[i::len(configs)]) for i in range(len(configs))]
+
+
+def quietest(passes: list[Measurement], warmup: int = 1) -> Measurement:
+    """The pass with the smallest median step after ``warmup`` (repeated runs of one configuration)."""
+    return min(passes, key=lambda m: m.median_step_s(warmup))
 
 
 def _spawned(rank: int, ranks: int, configs: list[tuple[AnyWorkload, str]], steps: int, servers: int,
