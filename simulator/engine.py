@@ -5,9 +5,12 @@ ended (of any stream, on a serial rank: ``StepGraph.serial``). A compute op then
 (arithmetic: nothing else shares a rank's compute stream). A communication op's rank joins the op's
 schedule on the network at that moment, and ends when the network says that rank's part is done. Ops of a
 first-come-first-served stream (``StepGraph.fifo``: a PS server's threads) instead join their rank's pool at
-their ready time, in simulated time, and start when one of its workers is free. The network runs in simpy
-time and reports ranks as they finish; everything else is computed in batches of ranks with numpy, so a
-1,024-rank step costs a few thousand vectorized updates, not a simpy process per rank.
+their ready time, in simulated time, and start when one of its workers is free. When the ranks share one
+machine's cores (``StepGraph.cores``: the executor's CPU testbed), every compute op runs in simulated time
+under processor sharing (``cpu_sharing``): it ends when its work is done at the speed its share allows.
+The network runs in simpy time and reports ranks as they finish; everything else is computed in batches
+of ranks with numpy, so a 1,024-rank step costs a few thousand vectorized updates, not a simpy process per
+rank.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from simulator.cpu_sharing import SharedCores
 from simulator.network import Network
 from simulator.schedule import group_by
 from simulator.stepgraph import StepGraph
@@ -134,6 +138,7 @@ class Engine:
         self._all_done = self.env.event()
         self._t0: float | None = None
         self._pools: dict[tuple[int, str], _Pool] = {}
+        self._cores = SharedCores(self.env, graph.cores) if graph.cores else None
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> EngineResult:
         """Run the graph from the current simulated time to its end. ``progress(done, total)`` is called as
@@ -201,6 +206,11 @@ class Engine:
                     lambda _event, p=p: self._arrive(index, p))
             return
         self.start_s[index][pos] = t
+        if op.duration_s is not None and self._cores is not None:
+            for p, ready in zip(pos.tolist(), t.tolist(), strict=True):
+                self.env.timeout(max(ready - self.env.now, 0.0)).callbacks.append(
+                    lambda _event, p=p: self._cores.join(op.duration_s[p], partial(self._computed, index, p)))
+            return
         if op.duration_s is not None:
             self._queue.append((index, pos, t + op.duration_s[pos]))
             return
@@ -228,6 +238,9 @@ class Engine:
             pool.busy += 1
             now, duration = self.env.now, float(self.graph.ops[index].duration_s[p])
             self.start_s[index][p] = now
+            if self._cores is not None:
+                self._cores.join(duration, partial(self._served, pool, index, p))
+                continue
             self.env.timeout(duration).callbacks.append(lambda _event, pool=pool: self._free(pool))
             self._queue.append((index, np.array([p]), np.array([now + duration])))
         self._drain()
@@ -235,6 +248,15 @@ class Engine:
     def _free(self, pool: _Pool) -> None:
         pool.busy -= 1
         self._dispatch(pool)
+
+    def _computed(self, index: int, p: int, end_s: float) -> None:
+        """A compute op on shared cores is done on its rank at position ``p``."""
+        self._queue.append((index, np.array([p]), np.array([end_s])))
+        self._drain()
+
+    def _served(self, pool: _Pool, index: int, p: int, end_s: float) -> None:
+        self._computed(index, p, end_s)
+        self._free(pool)
 
     def _comm_done(self, index: int, pos: np.ndarray, end_s: np.ndarray) -> None:
         self._queue.append((index, np.asarray(pos), np.asarray(end_s)))

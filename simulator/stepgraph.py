@@ -10,7 +10,8 @@ wherever dependencies allow and no further. A stream named in ``fifo`` is a pool
 workers instead (a server's threads): its compute ops run as they become ready, first come first served,
 at most that many at once per rank. A rank in ``serial`` runs all its ops (but those of a fifo stream) in
 program order, one at a time: a synchronous program, whose blocking collectives never overlap its compute
-(the executor's ranks; an eager framework without asynchronous communication).
+(the executor's ranks; an eager framework without asynchronous communication). With ``cores`` set, all
+ranks share one machine of that many cores, and their compute ops share them (``simulator.cpu_sharing``).
 
 The graph knows nothing of simpy or networks; ``simulator.engine`` runs it.
 """
@@ -61,6 +62,7 @@ class StepGraph:
     ops: list[Op] = field(default_factory=list)
     fifo: dict[str, int] = field(default_factory=dict)
     serial: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    cores: int | None = None  # all ranks share one machine of this many cores (processor sharing); None: own devices
 
     def compute(self, name: str, category: str, ranks: np.ndarray, duration_s: np.ndarray | float,
                 deps: tuple[int, ...] = (), step: int = 0, stream: str = "compute") -> int:

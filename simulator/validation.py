@@ -13,6 +13,7 @@ profile (``dessim calibrate``) sets the device and the fabric's link efficiency 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -73,6 +74,12 @@ class Prediction:
     breakdown: pd.Series
 
 
+def machine_cores(backend: str) -> int | None:
+    """The cores this machine's local CPU ranks share (those this process may run on), or None for GPU ranks
+    (``nccl``: a device each)."""
+    return len(os.sched_getaffinity(0)) if backend == "gloo" else None
+
+
 def modelled_devices(preset: Device, profile: CalibrationProfile | None) -> tuple[Device, Device]:
     """The executor's worker device and PS server device as a profile (one worker count's) calibrated them:
     the preset with the profile's overrides, and for the servers its ``server`` overrides on top."""
@@ -84,13 +91,14 @@ def modelled_devices(preset: Device, profile: CalibrationProfile | None) -> tupl
 
 
 def executor_step(workload: AnyWorkload, strategy: str, workers: int, servers: int, steps: int, device: Device,
-                  profile: CalibrationProfile | None = None,
-                  server_device: Device | None = None) -> tuple[StepGraph, Cluster]:
+                  profile: CalibrationProfile | None = None, server_device: Device | None = None,
+                  cores: int | None = None) -> tuple[StepGraph, Cluster]:
     """The step graph of an executor run, as the executor runs it: on the loopback star, ring collectives (the
     communicator counts ring bytes), the profile's per-call collective costs, and its ranks serial
     (``StepGraph.serial``: synchronous programs whose blocking collectives never overlap their compute; every
     worker, and the single-threaded BSP servers; ``ps-async``'s server serves its workers first come first
-    served instead)."""
+    served instead). ``cores``: the ranks share one machine of that many cores (CPU ranks, one thread each),
+    whose compute ops then share them (``StepGraph.cores``); None: a device each (GPUs)."""
     fabric = local_fabric(workers + servers, profile)
     name, options = simulator_strategy(strategy)
     cluster = make_cluster(fabric, name, device, server_device or device, workers=workers, servers=servers or None,
@@ -99,16 +107,19 @@ def executor_step(workload: AnyWorkload, strategy: str, workers: int, servers: i
     cluster.collective_costs = dict(profile.collectives) if profile else {}
     graph = lower(name, workload, cluster, steps, options).graph
     graph.serial = cluster.workers if strategy == "ps-async" else np.concatenate([cluster.workers, graph.servers])
+    graph.cores = cores
     return graph, cluster
 
 
 def predict(workload: AnyWorkload, strategy: str, workers: int, servers: int, steps: int, device: Device,
-            profile: CalibrationProfile | None = None, server_device: Device | None = None) -> Prediction:
+            profile: CalibrationProfile | None = None, server_device: Device | None = None,
+            cores: int | None = None) -> Prediction:
     """What the simulator predicts for an executor run of ``steps`` steps (``executor_step``), on the
     analytical backend. A step's time is from the end of the previous one on the slowest worker to its own
     end there (each worker's own, for ``ps-async``, whose workers never wait for each other), the median
     over steps after warm-up, as measured."""
-    graph, cluster = executor_step(workload, strategy, workers, servers, steps, device, profile, server_device)
+    graph, cluster = executor_step(workload, strategy, workers, servers, steps, device, profile, server_device,
+                                   cores)
     trace = Engine(graph, make_network(cluster.fabric, "analytical")).run().trace
     comm = trace[trace.kind != "compute"]
     sent = comm.groupby(["category", "rank"], observed=True).bytes_sent.sum() / steps
@@ -179,7 +190,8 @@ def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[
             for (workload, strategy), measured in zip(configs, measurements, strict=True):
                 ranks = profile.for_ranks(world) if profile else None
                 worker, server = modelled_devices(preset, ranks)
-                predicted = predict(workload, strategy, world, measured.servers, steps, worker, ranks, server)
+                predicted = predict(workload, strategy, world, measured.servers, steps, worker, ranks, server,
+                                    machine_cores(backend))
                 measured_bytes = measured.bytes_per_step()
                 measured_s = measured.median_step_s(WARMUP_STEPS)
                 both = pd.concat([predicted.breakdown.rename("predicted_s"),

@@ -152,6 +152,38 @@ def test_the_step_fit_recovers_known_per_op_costs() -> None:
     assert np.allclose(rows.predicted_s, rows.measured_s, rtol=1e-3, atol=1e-9)
 
 
+def test_the_in_step_collective_fit_recovers_known_per_call_costs() -> None:
+    """A synthetic executor whose collectives cost known amounts per call and per byte on top of the nominal
+    loopback (the unwaited times the simulator itself predicts with them). The fit, started from other
+    (microbenchmark) costs, recovers each called op's within 1%; p2p, which no step calls collectively,
+    keeps its starting cost; PS runs (whose calls wait on the servers) are left out."""
+    from simulator.compute import CalibrationProfile
+    from simulator.executor.run import small_workload
+    from simulator.executor.stepfit import Observed, fit_collectives_in_step
+    from simulator.validation import predict
+
+    device = load_device("cpu-server")
+    truth = {"allreduce": {"call_us": 700.0, "ns_per_byte": 0.6},
+             "allgather": {"call_us": 900.0, "ns_per_byte": 1.5},
+             "alltoall": {"call_us": 400.0, "ns_per_byte": 2.0},
+             "reducescatter": {"call_us": 800.0, "ns_per_byte": 0.9}}
+    start = {op: {"call_us": 100.0, "ns_per_byte": 0.1} for op in [*truth, "p2p"]}
+    observed = []
+    for model, strategy, servers in (("dlrm", "des", 0), ("deepfm", "des-rs", 0), ("fm", "des-a2a", 0),
+                                     ("widedeep", "dp", 0), ("lr", "ps", 1)):
+        for batch in (256, 4096):
+            o = Observed(small_workload(model, batch), strategy, 2, servers, 2, pd.Series(dtype=float), 0.01)
+            o.unwaited = predict(o.workload, strategy, 2, servers, 2, device, CalibrationProfile(collectives=truth),
+                                 cores=2).breakdown
+            observed.append(o)
+    fitted, rows = fit_collectives_in_step(observed, device, device, start, cores=2)
+    for op, costs in truth.items():
+        assert fitted[op] == pytest.approx(costs, rel=0.01), op
+    assert fitted["p2p"] == start["p2p"]
+    assert "ps" not in set(rows.strategy) and {"dense.allreduce", "des.ids", "sparse.allreduce"} <= set(rows.category)
+    assert np.allclose(rows.predicted_s, rows.measured_s, rtol=1e-6)
+
+
 def test_validate_json_rows_have_zero_byte_error(capsys, tmp_path) -> None:
     table = tmp_path / "rows.csv"
     code, out, _ = run(capsys, "validate", "--models", "lr,dlrm", "--strategies", "des,ps", "--worlds", "2",

@@ -11,7 +11,11 @@ Fitted, by least squares on relative errors:
 - each collective op's per-call cost (``call_us``, ``ns_per_byte`` of its buffer) on top of its time on the
   nominal loopback star (``fit_collectives``), as NCCL's tuner has a latency and a bandwidth per op;
 - a first guess of the compute terms from the microbenchmarks (``fit_compute``), then the compute terms and
-  the PS server's own fitted to the executor steps' per-op times (``stepfit.fit_device``).
+  the PS server's own fitted to the executor steps' per-op times (``stepfit.fit_device``);
+- then the per-call costs of the collectives the steps call, refitted to their in-step times
+  (``stepfit.fit_collectives_in_step``): between a step's compute they cost more than back to back.
+
+Executor steps are run ``STEP_REPEATS`` times over; each configuration keeps its quietest pass.
 
 The profile (JSON) is what ``simulator.compute.load_calibration`` reads; its ``meta.points`` keeps every
 measured point with the fitted prediction, ``meta.quality`` the fit's quality per group.
@@ -33,8 +37,8 @@ from simulator.executor import tensors
 from simulator.executor.comm import Communicator
 from simulator.executor.launch import run_local
 from simulator.executor.run import use_device
-from simulator.executor.stepfit import FITTED, Observed, fit_device
-from simulator.validation import WARMUP_STEPS
+from simulator.executor.stepfit import FITTED, Observed, fit_collectives_in_step, fit_device, relative_lstsq
+from simulator.validation import WARMUP_STEPS, machine_cores
 
 COLLECTIVES = {"allreduce": "ring", "allgather": "ring", "reducescatter": "ring", "alltoall": "direct",
                "p2p": None}  # p2p: each rank sends its buffer to the next and receives the previous one's
@@ -48,7 +52,7 @@ STREAM_ELEMENTS = (2 ** 12, 2 ** 15, 2 ** 18, 2 ** 21, 2 ** 23)  # up to 32 MiB 
 CALIBRATION_BATCHES = (256, 4096)  # samples per worker of the executor steps fitted: not validate's default 1024
 MODELS = ("lr", "fm", "widedeep", "deepfm", "dlrm")
 STEPS = 6  # executor steps per calibration run (the first is warm-up)
-REPEATS = 3  # passes over the configurations; each keeps its quietest (``run.quietest``)
+STEP_REPEATS = 3  # passes over the executor configurations; each keeps its quietest (``run.quietest``)
 REPEATS = 5  # timed repetitions per point (after 2 warm-ups); the median is kept
 COLLECTIVE_BACK_TO_BACK = 5  # collectives timed per repetition
 
@@ -140,21 +144,6 @@ def measure(world: int, backend: str = "gloo", timeout_s: float = 60.0) -> pd.Da
     return pd.concat([collectives, compute], ignore_index=True)
 
 
-def _relative_lstsq(columns: np.ndarray, target: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
-    """Least squares of ``columns @ x = target`` on errors relative to ``scale`` (default the target), x >= 0:
-    a term whose best value is negative (too small to see) is set to 0 and the others refitted."""
-    weight = target if scale is None else scale
-    keep = np.ones(columns.shape[1], dtype=bool)
-    x = np.zeros(columns.shape[1])
-    while keep.any():
-        x[:] = 0.0
-        x[keep], *_ = np.linalg.lstsq(columns[:, keep] / weight[:, None], target / weight, rcond=None)
-        if (x >= 0).all():
-            break
-        keep &= x > 0
-    return np.clip(x, 0.0, None)
-
-
 def nominal_s(op: str, size_bytes: float, world: int) -> float:
     """A collective's time on the nominal loopback star (``LOOPBACK_GBPS``, ``LOOPBACK_LATENCY_US`` per hop);
     ``p2p``: every rank sends ``size_bytes`` to the next (two hops, the bytes once over each link)."""
@@ -179,7 +168,7 @@ def fit_collectives(points: pd.DataFrame) -> tuple[dict[str, dict[str, float]], 
         sel = (points.op == op).to_numpy()
         measured = points.time_s.to_numpy()[sel]
         columns = np.column_stack([np.full(sel.sum(), 1e-6), points.buffer_bytes.to_numpy()[sel] * 1e-9])
-        call_us, ns_per_byte = _relative_lstsq(columns, np.maximum(measured - nominal[sel], 0.0), measured)
+        call_us, ns_per_byte = relative_lstsq(columns, np.maximum(measured - nominal[sel], 0.0), measured)
         costs[op] = {"call_us": float(call_us), "ns_per_byte": float(ns_per_byte)}
         fitted[sel] = nominal[sel] + columns @ np.array([call_us, ns_per_byte])
     return costs, points.assign(predicted_s=fitted)
@@ -200,7 +189,7 @@ def fit_compute(points: pd.DataFrame, device: Device) -> tuple[dict, pd.DataFram
                                np.where(stream, timed.bytes, np.where(gather, timed.pooled_rows * timed.row_bytes,
                                                                       0.0)) / bandwidth,
                                np.where(gather, timed.lookups * 1e-9, 0.0)])
-    launch_s, *inverse, lookup_ns = _relative_lstsq(columns, timed.time_s.to_numpy())
+    launch_s, *inverse, lookup_ns = relative_lstsq(columns, timed.time_s.to_numpy())
     eff = [min(1.0, 1.0 / i) if i > 0 else 1.0 for i in inverse]
     fitted = columns @ np.array([launch_s, *(1.0 / e for e in eff), lookup_ns])
     linear = points[points.group == "backward"]
@@ -218,7 +207,7 @@ def quality(fitted: pd.DataFrame) -> pd.DataFrame:
 
 
 def executor_points(world: int, models: Sequence[str], batches: Sequence[int], steps: int, backend: str = "gloo",
-                    timeout_s: float = 60.0, repeats: int = REPEATS) -> list[Observed]:
+                    timeout_s: float = 60.0, repeats: int = STEP_REPEATS) -> list[Observed]:
     """Every model's every strategy (PS with its servers; those the backend runs: NCCL needs a GPU per rank)
     trained on ``world`` workers at each batch size of ``batches`` (samples per worker): what each step spent
     per category."""
@@ -237,7 +226,8 @@ def executor_points(world: int, models: Sequence[str], batches: Sequence[int], s
             measurements = execute_many(configs, world, steps, backend=backend, timeout_s=timeout_s, repeats=repeats)
             for (workload, strategy), measured in zip(configs, measurements, strict=True):
                 observed.append(Observed(workload, strategy, world, measured.servers, steps,
-                                         measured.breakdown(WARMUP_STEPS), measured.median_step_s(WARMUP_STEPS)))
+                                         measured.breakdown(WARMUP_STEPS), measured.median_step_s(WARMUP_STEPS),
+                                         measured.unwaited(WARMUP_STEPS)))
     return observed
 
 
@@ -251,7 +241,7 @@ def _runs(check: Callable[[str, str], None], strategy: str, backend: str) -> boo
 
 def calibrate_ranks(world: int, device: Device, backend: str = "gloo", timeout_s: float = 60.0,
                     models: Sequence[str] = MODELS, batches: Sequence[int] = CALIBRATION_BATCHES,
-                    steps: int = STEPS, repeats: int = REPEATS) -> tuple[dict, pd.DataFrame]:
+                    steps: int = STEPS, repeats: int = STEP_REPEATS) -> tuple[dict, pd.DataFrame]:
     """Measure and fit with ``world`` workers: (the profile's fields as a dict, the fitted points).
 
     Microbenchmarks first: the collectives' per-call costs (``fit_collectives``) and a first guess of the
@@ -262,17 +252,20 @@ def calibrate_ranks(world: int, device: Device, backend: str = "gloo", timeout_s
     collectives, collective_fit = fit_collectives(points[points.group == "collective"])
     observed = executor_points(world, models, batches, steps, backend, timeout_s, repeats)
     fitted, server, step_fit = fit_device(observed, device.model_copy(update=guess))
+    collectives, in_step = fit_collectives_in_step(observed, fitted, fitted.model_copy(update=server), collectives,
+                                                   machine_cores(backend))
     fields = {"devices": {device.name: {f: getattr(fitted, f) for f in FITTED}}, "server": server,
               "collectives": collectives,
               "meta": {"calibration_batches": list(batches), "models": list(models)}}
-    step_points = step_fit.rename(columns={"measured_s": "time_s", "category": "op"}).assign(group="step")
+    step_points = pd.concat([step_fit.assign(group="step"), in_step.assign(group="step collective")])
+    step_points = step_points.rename(columns={"measured_s": "time_s", "category": "op"})
     return fields, pd.concat([collective_fit, compute_fit, step_points], ignore_index=True).assign(ranks=world)
 
 
 def calibrate(worlds: list[int], device_name: str, backend: str = "gloo", timeout_s: float = 60.0,
               progress: Callable[[int], None] | None = None, models: Sequence[str] = MODELS,
               batches: Sequence[int] = CALIBRATION_BATCHES, steps: int = STEPS,
-              repeats: int = REPEATS) -> tuple[dict, pd.DataFrame]:
+              repeats: int = STEP_REPEATS) -> tuple[dict, pd.DataFrame]:
     """Measure and fit at each world size (workers): (the profile as a JSON-able dict, the fit quality table).
 
     The profile's top level is the first world size's fit; ``ranks`` holds every world size's (``dessim

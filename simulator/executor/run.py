@@ -131,6 +131,14 @@ class Measurement:
         q25, q50, q75 = np.percentile(self.measured_steps_s(warmup), [25, 50, 75])
         return float((q75 - q25) / q50)
 
+    def unwaited(self, warmup: int = 1) -> pd.Series:
+        """Seconds per step by category as the last worker to arrive spends them: per step the least over the
+        workers (who arrives last at a collective waits for nobody: its time is the call's own), mean over
+        steps. For a collective, what it costs without the skew between ranks."""
+        ops = self.ops[(self.ops.step >= warmup) & (self.ops["rank"] < self.workers)]
+        per_rank = ops.groupby(["step", "category", "rank"]).time_s.sum().unstack("rank", fill_value=0.0)
+        return per_rank.min(axis=1).groupby(level="category").sum() / (self.steps - warmup)
+
     def breakdown(self, warmup: int = 1) -> pd.Series:
         """Seconds per step by category, after ``warmup``: a worker's mean (over steps, then workers), and for
         the servers' own categories (``server.*``) a server's. A worker's categories add up to its mean step."""

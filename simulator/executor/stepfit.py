@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from simulator.compute import Device
-from simulator.validation import WARMUP_STEPS, compute_times, executor_step, per_step
+from simulator.compute import CalibrationProfile, CollectiveCost, Device
+from simulator.validation import WARMUP_STEPS, compute_times, executor_step, per_step, predict
 from workloads import AnyWorkload
 
 FITTED = ("launch_overhead_us", "eff_flops", "eff_mem", "eff_gather", "lookup_ns", "id_ns", "dedup_ns",
@@ -36,6 +36,7 @@ FITTED_SERVER = ("request_us", "eff_gather", "lookup_ns")  # a PS server's own (
 FRACTIONS = ("eff_flops", "eff_mem", "eff_gather")
 SMALLEST, LARGEST = 1e-6, 1e7  # the range of a fitted field (below: a term too small to see)
 COMPUTE_CATEGORIES = ("compute.", "server.", "other")  # what a rank spends on its own, not waiting for others
+IN_STEP_OPS = ("allreduce", "allgather", "reducescatter", "alltoall")  # per-call costs fitted on in-step calls
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Observed:
     steps: int
     breakdown: pd.Series
     step_s: float
+    unwaited: pd.Series | None = None  # Measurement.unwaited: the collectives' own time per step, by category
 
 
 def own_categories(breakdown: pd.Series) -> pd.Series:
@@ -63,6 +65,77 @@ def predicted_breakdown(observed: Observed, device: Device, server: Device | Non
     graph, cluster = executor_step(observed.workload, observed.strategy, observed.workers, observed.servers, steps,
                                    device, server_device=server)
     return own_categories(per_step(compute_times(graph), cluster, steps))
+
+
+def relative_lstsq(columns: np.ndarray, target: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """Least squares of ``columns @ x = target`` on errors relative to ``scale`` (default the target), x >= 0:
+    a term whose best value is negative (too small to see) is set to 0 and the others refitted."""
+    weight = target if scale is None else scale
+    keep = np.ones(columns.shape[1], dtype=bool)
+    x = np.zeros(columns.shape[1])
+    while keep.any():
+        x[:] = 0.0
+        x[keep], *_ = np.linalg.lstsq(columns[:, keep] / weight[:, None], target / weight, rcond=None)
+        if (x >= 0).all():
+            break
+        keep &= x > 0
+    return np.clip(x, 0.0, None)
+
+
+def _comm_breakdown(observed: Observed, device: Device, server: Device, costs: dict[str, CollectiveCost],
+                    cores: int | None) -> pd.Series:
+    """Seconds per step by communication category the simulator predicts for ``observed``'s configuration with
+    the per-call ``costs`` (the call ops priced, the bytes moved over the nominal loopback)."""
+    profile = CalibrationProfile(collectives=costs)
+    breakdown = predict(observed.workload, observed.strategy, observed.workers, observed.servers,
+                        min(observed.steps, WARMUP_STEPS + 1), device, profile, server, cores).breakdown
+    return breakdown.drop(own_categories(breakdown).index)
+
+
+def fit_collectives_in_step(observed: list[Observed], device: Device, server: Device,
+                            initial: dict[str, dict[str, float]],
+                            cores: int | None = None) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
+    """Each collective op's per-call cost (``call_us``, ``ns_per_byte``; ops of ``IN_STEP_OPS``) fitted to the
+    executor steps' own collectives (``Observed.unwaited``: without the skew between ranks), on top of the
+    bytes' time over the nominal loopback: the calls as a step makes them, between its compute, cost more than
+    back to back in a microbenchmark (an idle communication thread wakes, caches are cold). An op the steps
+    never call keeps its ``initial`` (microbenchmark) cost. PS configurations are left out: a worker's calls
+    there wait on its servers' work and queue, not only on the call. ``cores``: the measuring machine's
+    (``validation.machine_cores``).
+
+    The predicted time of a (configuration, category) is linear in the costs: the fit is least squares on
+    errors relative to the configuration's step, like ``fit_device``'s. Returns the costs and one row per
+    fitted (configuration, category) with measured_s and predicted_s."""
+    zero = {op: CollectiveCost() for op in IN_STEP_OPS}
+    rows, columns = [], []
+    for o in observed:
+        if o.unwaited is None or o.servers:
+            continue
+        base = _comm_breakdown(o, device, server, zero, cores)
+        design = {}
+        for op in IN_STEP_OPS:
+            for field in ("call_us", "ns_per_byte"):
+                unit = _comm_breakdown(o, device, server, {**zero, op: CollectiveCost(**{field: 1.0})}, cores)
+                design[(op, field)] = unit.sub(base, fill_value=0.0)
+        for category in base.index:
+            if any(d.get(category, 0.0) > 0 for d in design.values()):
+                rows.append({"model": o.workload.model, "strategy": o.strategy, "workers": o.workers,
+                             "batch": o.workload.batch_per_worker, "category": category,
+                             "measured_s": float(o.unwaited.get(category, 0.0)), "network_s": float(base[category]),
+                             "step_s": o.step_s})
+                columns.append([design[key].get(category, 0.0) for key in design])
+    costs = {op: dict(c) for op, c in initial.items()}
+    if not rows:
+        return costs, pd.DataFrame(rows)
+    table, matrix = pd.DataFrame(rows), np.array(columns)
+    used = matrix.any(axis=0)
+    x = np.zeros(matrix.shape[1])
+    x[used] = relative_lstsq(matrix[:, used], (table.measured_s - table.network_s).clip(lower=0.0).to_numpy(),
+                             table.step_s.to_numpy())
+    keys = [(op, field) for op in IN_STEP_OPS for field in ("call_us", "ns_per_byte")]
+    for op in {op for (op, _), u in zip(keys, used, strict=True) if u}:
+        costs[op] = {field: float(x[keys.index((op, field))]) for field in ("call_us", "ns_per_byte")}
+    return costs, table.assign(predicted_s=table.network_s + matrix @ x).drop(columns=["network_s", "step_s"])
 
 
 def _fields(names: tuple[str, ...], x: np.ndarray) -> dict[str, float]:
