@@ -585,7 +585,7 @@ def calibrate(
     batches: Annotated[str, typer.Option(help="samples per worker of the fitted steps (comma-separated; keep "
                                               "validate's batch out of them: it is the held-out test)")] = "256,4096",
     steps: Annotated[int, typer.Option(help="executor steps per fitted run (the first is warm-up)")] = 6,
-    repeats: RepeatsOpt = 3,
+    repeats: RepeatsOpt = 5,
     timeout_s: Annotated[float, typer.Option(help="timeout of every collective (s)")] = 60.0,
 ) -> None:
     """Fit the simulator's parameters to this machine: collectives' per-call costs from microbenchmarks, and
@@ -646,7 +646,7 @@ def validate(
     worlds: Annotated[str, typer.Option(help="worker counts (comma-separated; PS adds half as many servers)")] = (
         "2,4,8"),
     steps: Annotated[int, typer.Option(help="steps per run (the first is warm-up)")] = 6,
-    repeats: RepeatsOpt = 3,
+    repeats: RepeatsOpt = 5,
     batch: Annotated[int, typer.Option(help="samples per worker per step")] = 1024,
     device: Annotated[str, typer.Option(help="the device preset the local ranks are modelled as")] = "cpu-server",
     backend: BackendOpt = "gloo",

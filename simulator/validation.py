@@ -165,7 +165,7 @@ def bytes_error(predicted: pd.Series, measured: pd.Series) -> float:
 def validate(models: Iterable[str], strategies: Iterable[str], worlds: Iterable[int], steps: int = 6,
              profile: CalibrationProfile | None = None, device: str = "cpu-server", batch_per_worker: int = 1024,
              timeout_s: float = 60.0, backend: str = "gloo",
-             progress: Callable[[dict], None] | None = None, repeats: int = 3) -> pd.DataFrame:
+             progress: Callable[[dict], None] | None = None, repeats: int = 5) -> pd.DataFrame:
     """Run the grid on the executor (local ranks on ``backend``) and the simulator; one row per configuration
     (a strategy that does not train a model is skipped for it: ``xc`` runs only ``mp-fc`` and ``mp-fc-knn``).
 

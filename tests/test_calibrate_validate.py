@@ -107,7 +107,7 @@ def test_profile_for_ranks_picks_the_closest_rank_count() -> None:
 def test_calibrate_writes_a_profile_the_simulator_loads(capsys, tmp_path) -> None:
     out = tmp_path / "profile.json"
     code, printed, _ = run(capsys, "calibrate", "--worlds", "2", "--models", "lr", "--batches", "16,32", "--steps",
-                           "2", "--out", str(out))
+                           "2", "--repeats", "1", "--out", str(out))
     assert code == 0
     assert "Fit quality" in printed and "allreduce" in printed and "compute.ids" in printed
     profile = load_calibration(out)
@@ -120,6 +120,8 @@ def test_calibrate_writes_a_profile_the_simulator_loads(capsys, tmp_path) -> Non
     measured = pd.DataFrame(doc["meta"]["points"])
     assert set(measured.op) >= {"allreduce", "p2p", "matmul", "lookup+pool", "compute.forward", "server.update"}
     assert set(measured[measured.group == "step"].batch) == {16, 32}  # fitted on these, never on validate's
+    # the collectives' per-call costs refitted to the steps' own calls (lr's DES: ID all-gather and partials)
+    assert {"des.ids", "dense.allreduce"} <= set(measured[measured.group == "step collective"].op)
     assert (measured.time_s >= 0).all()
 
 
@@ -187,7 +189,7 @@ def test_the_in_step_collective_fit_recovers_known_per_call_costs() -> None:
 def test_validate_json_rows_have_zero_byte_error(capsys, tmp_path) -> None:
     table = tmp_path / "rows.csv"
     code, out, _ = run(capsys, "validate", "--models", "lr,dlrm", "--strategies", "des,ps", "--worlds", "2",
-                       "--steps", "3", "--batch", "32", "--json", "--out", str(table))
+                       "--steps", "3", "--batch", "32", "--repeats", "2", "--json", "--out", str(table))
     assert code == 0
     rows = json.loads(out)
     assert isinstance(rows, list) and len(rows) == 4
@@ -214,7 +216,7 @@ def test_validate_json_rows_have_zero_byte_error(capsys, tmp_path) -> None:
 
 def test_validate_table_ends_with_mean_and_max_error(capsys) -> None:
     code, out, _ = run(capsys, "validate", "--models", "fm", "--strategies", "des-rs", "--worlds", "2", "--steps",
-                       "2", "--batch", "16", "--breakdown")
+                       "2", "--batch", "16", "--repeats", "1", "--breakdown")
     assert code == 0
     assert "Predicted vs measured (uncalibrated)" in out
     assert "Where the step goes" in out and "compute.partial" in out and "des.partials_grad" in out
@@ -229,6 +231,8 @@ def test_validate_table_ends_with_mean_and_max_error(capsys) -> None:
     (["validate", "--models", "lr,gpt"], "models: got 'gpt'"),
     (["validate", "--strategies", "tw"], "strategies: got 'tw'"),
     (["validate", "--steps", "1"], "steps: got 1"),
+    (["validate", "--repeats", "0"], "repeats: got 0"),
+    (["calibrate", "--repeats", "101"], "repeats: got 101"),
     (["validate", "--out", "rows.txt"], "out: got 'rows.txt'"),
     (["validate", "--profile", "missing.json"], "calibration: got 'missing.json'"),
     (["calibrate", "--backend", "mpi"], "backend: got 'mpi'"),
@@ -257,7 +261,7 @@ def test_every_model_and_strategy_counts_exactly_the_predicted_bytes() -> None:
     from simulator.executor.run import MODELS, RECOMMENDER_STRATEGIES, RECOMMENDERS, STRATEGIES
     from simulator.validation import validate
 
-    rows = validate(MODELS, STRATEGIES, [2], steps=2, batch_per_worker=32)
+    rows = validate(MODELS, STRATEGIES, [2], steps=2, batch_per_worker=32, repeats=1)
     assert len(rows) == len(RECOMMENDERS) * len(RECOMMENDER_STRATEGIES) + 2  # + xc: mp-fc, mp-fc-knn
     assert (rows.bytes_error == 0).all(), rows[rows.bytes_error != 0]
     assert (rows.measured_bytes > 0).all()
@@ -282,7 +286,7 @@ def test_a_failed_run_keeps_the_rows_already_measured(capsys, tmp_path, monkeypa
     monkeypatch.setattr(executor_run, "execute_many", failing_for_ps)
     table = tmp_path / "rows.csv"
     code, _, err = run(capsys, "validate", "--models", "lr", "--strategies", "des,ps", "--worlds", "2", "--steps",
-                       "2", "--batch", "16", "--out", str(table))
+                       "2", "--batch", "16", "--repeats", "1", "--out", str(table))
     assert code == 1
     assert err.strip().splitlines()[-1] == "dessim: run failed: rank 2 died (signal SIGKILL)"
     assert "wrote the 1 finished runs" in err

@@ -52,7 +52,7 @@ STREAM_ELEMENTS = (2 ** 12, 2 ** 15, 2 ** 18, 2 ** 21, 2 ** 23)  # up to 32 MiB 
 CALIBRATION_BATCHES = (256, 4096)  # samples per worker of the executor steps fitted: not validate's default 1024
 MODELS = ("lr", "fm", "widedeep", "deepfm", "dlrm")
 STEPS = 6  # executor steps per calibration run (the first is warm-up)
-STEP_REPEATS = 3  # passes over the executor configurations; each keeps its quietest (``run.quietest``)
+STEP_REPEATS = 5  # passes over the executor configurations; each keeps its quietest (``run.quietest``)
 REPEATS = 5  # timed repetitions per point (after 2 warm-ups); the median is kept
 COLLECTIVE_BACK_TO_BACK = 5  # collectives timed per repetition
 
