@@ -18,6 +18,7 @@ python=${PYTHON:-python3}
 dessim=("$python" -c 'import sys; from simulator.cli import main; main(sys.argv[1:])')
 if [ "${QUICK:-0}" = 1 ]; then models=lr,dlrm; cpu_worlds=2; fit_models=lr,dlrm; steps=3; else
   models=lr,fm,widedeep,deepfm,dlrm; cpu_worlds=8; fit_models=lr,dlrm,deepfm; steps=6; fi
+repeats=${REPEATS:-2}  # passes per executor run (an idle machine needs fewer than the default 5 of a shared one)
 
 step() {  # step NAME LIMIT_S ARGS...: one dessim command, its output in OUT/NAME.log
   local name=$1 limit=$2
@@ -33,17 +34,17 @@ step() {  # step NAME LIMIT_S ARGS...: one dessim command, its output in OUT/NAM
 cat "$out/machine.txt"
 
 if command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1; then
-  step gpu_calibrate 150 calibrate --backend nccl --worlds 1 --device h200 --models "$fit_models" \
+  step gpu_calibrate 150 calibrate --backend nccl --repeats "$repeats" --worlds 1 --device h200 --models "$fit_models" \
     --out "$out/gpu_profile.json"
-  step gpu_validate_preset 60 validate --backend nccl --device h200 --worlds 1 --models "$models" \
+  step gpu_validate_preset 60 validate --backend nccl --repeats "$repeats" --device h200 --worlds 1 --models "$models" \
     --strategies des,des-rs,des-a2a,dp --out "$out/gpu_val_preset.csv"
-  step gpu_validate 60 validate --backend nccl --device h200 --worlds 1 --profile "$out/gpu_profile.json" \
+  step gpu_validate 60 validate --backend nccl --repeats "$repeats" --device h200 --worlds 1 --profile "$out/gpu_profile.json" \
     --models "$models" --strategies des,des-rs,des-a2a,dp --breakdown --out "$out/gpu_val.csv"
-  step gpu_validate_xc 45 validate --backend nccl --device h200 --worlds 1 --profile "$out/gpu_profile.json" \
+  step gpu_validate_xc 45 validate --backend nccl --repeats "$repeats" --device h200 --worlds 1 --profile "$out/gpu_profile.json" \
     --models xc --strategies mp-fc,mp-fc-knn --breakdown --out "$out/gpu_val_xc.csv"
 fi
 
-step cpu_calibrate 150 calibrate --worlds "$cpu_worlds" --models "$fit_models" --out "$out/cpu_profile.json"
-step cpu_validate 120 validate --profile "$out/cpu_profile.json" --worlds "$cpu_worlds" --models "$models" \
+step cpu_calibrate 150 calibrate --repeats "$repeats" --worlds "$cpu_worlds" --models "$fit_models" --out "$out/cpu_profile.json"
+step cpu_validate 120 validate --repeats "$repeats" --profile "$out/cpu_profile.json" --worlds "$cpu_worlds" --models "$models" \
   --steps "$steps" --breakdown --out "$out/cpu_val.csv"
 (cd "$out" && tar czf all.tgz --exclude all.tgz .)

@@ -17,7 +17,8 @@ Calibration profile (JSON, written by ``dessim calibrate``; every key optional):
 ``devices`` overrides any Device field but ``name`` of the named preset (case-insensitive; ``peak_tflops``
 entries are merged per dtype); ``backward_factor`` applies to every device unless a device overrides it;
 ``link_efficiency`` (achieved fraction of each link's rate) and ``latency_us_extra`` (added per message) are
-network fields: ``dessim validate`` applies them to its local fabric; ``meta`` is free-form provenance;
+network fields: ``dessim validate`` applies them to its local fabric, as it does ``collectives`` (per-call
+costs by op) and ``jitter_sigma`` (how a rank's compute per step varies); ``meta`` is free-form provenance;
 ``ranks`` maps a rank count to a whole profile measured with that many ranks on one machine (see
 ``CalibrationProfile.for_ranks``). Every problem is one :class:`~simulator.errors.SpecError` line.
 
@@ -171,6 +172,8 @@ class CalibrationProfile(BaseModel):
     server: DeviceOverrides | None = Field(None, description="a mapping of Device fields of the PS servers as "
                                                             "calibrated (the executor's run numpy on the host CPU), "
                                                             "over the worker device's")
+    jitter_sigma: NonNegative | None = Field(None, description="how a rank's compute time per step varies: "
+                                             "exp(sigma Z), independent across ranks and steps, >= 0")
     collectives: dict[str, CollectiveCost] = Field(
         default_factory=dict, description="a mapping of collective op (allreduce, allgather, reducescatter, "
                                           "alltoall, p2p) -> its cost per call: call_us, ns_per_byte")

@@ -25,6 +25,7 @@ from simulator.engine import Engine
 from simulator.fabric import Fabric
 from simulator.network import make_network
 from simulator.stepgraph import StepGraph
+from simulator.stragglers import slow_down
 from simulator.strategies import StrategyOptions, lower
 from simulator.strategies.base import Cluster
 from simulator.strategies.fc import FCOptions
@@ -36,6 +37,7 @@ from workloads import AnyWorkload
 LOOPBACK_GBPS = 100.0  # nominal rate of the local fabric; calibration scales it (link_efficiency)
 LOOPBACK_LATENCY_US = 1.0  # nominal latency per hop; calibration adds latency_us_extra
 WARMUP_STEPS = 1
+JITTER_DRAWS = 8  # seeded draws of the ranks' compute jitter a prediction pools its steps over
 EXECUTOR_KNN = FCOptions(knn_k=5, knn_rebuild_steps=2)  # what the executor's mp-fc-knn runs (K, T)
 COLUMNS = ["model", "strategy", "workers", "servers", "predicted_bytes", "measured_bytes", "bytes_error",
            "predicted_step_s", "measured_step_s", "step_time_error", "measured_spread", "breakdown"]
@@ -92,13 +94,15 @@ def modelled_devices(preset: Device, profile: CalibrationProfile | None) -> tupl
 
 def executor_step(workload: AnyWorkload, strategy: str, workers: int, servers: int, steps: int, device: Device,
                   profile: CalibrationProfile | None = None, server_device: Device | None = None,
-                  cores: int | None = None) -> tuple[StepGraph, Cluster]:
+                  cores: int | None = None, seed: int = 0) -> tuple[StepGraph, Cluster]:
     """The step graph of an executor run, as the executor runs it: on the loopback star, ring collectives (the
     communicator counts ring bytes), the profile's per-call collective costs, and its ranks serial
     (``StepGraph.serial``: synchronous programs whose blocking collectives never overlap their compute; every
     worker, and the single-threaded BSP servers; ``ps-async``'s server serves its workers first come first
     served instead). ``cores``: the ranks share one machine of that many cores (CPU ranks, one thread each),
-    whose compute ops then share them (``StepGraph.cores``); None: a device each (GPUs)."""
+    whose compute ops then share them (``StepGraph.cores``); None: a device each (GPUs). With the profile's
+    ``jitter_sigma``, each rank's compute ops of each step take exp(sigma Z) times as long (Z standard
+    normal, drawn with ``seed``), so a synchronous step waits for its slowest rank."""
     fabric = local_fabric(workers + servers, profile)
     name, options = simulator_strategy(strategy)
     cluster = make_cluster(fabric, name, device, server_device or device, workers=workers, servers=servers or None,
@@ -108,6 +112,9 @@ def executor_step(workload: AnyWorkload, strategy: str, workers: int, servers: i
     graph = lower(name, workload, cluster, steps, options).graph
     graph.serial = cluster.workers if strategy == "ps-async" else np.concatenate([cluster.workers, graph.servers])
     graph.cores = cores
+    if profile and profile.jitter_sigma:
+        rng = np.random.default_rng(seed)
+        slow_down(graph, np.exp(profile.jitter_sigma * rng.standard_normal((graph.n_ranks, steps))))
     return graph, cluster
 
 
@@ -117,20 +124,25 @@ def predict(workload: AnyWorkload, strategy: str, workers: int, servers: int, st
     """What the simulator predicts for an executor run of ``steps`` steps (``executor_step``), on the
     analytical backend. A step's time is from the end of the previous one on the slowest worker to its own
     end there (each worker's own, for ``ps-async``, whose workers never wait for each other), the median
-    over steps after warm-up, as measured."""
-    graph, cluster = executor_step(workload, strategy, workers, servers, steps, device, profile, server_device,
-                                   cores)
-    trace = Engine(graph, make_network(cluster.fabric, "analytical")).run().trace
-    comm = trace[trace.kind != "compute"]
+    over steps after warm-up, as measured. With compute jitter (the profile's ``jitter_sigma``), over the
+    steps of ``JITTER_DRAWS`` seeded draws, the breakdown their mean."""
+    step_s, breakdowns = [], []
+    for seed in range(JITTER_DRAWS if profile and profile.jitter_sigma else 1):
+        graph, cluster = executor_step(workload, strategy, workers, servers, steps, device, profile, server_device,
+                                       cores, seed)
+        trace = Engine(graph, make_network(cluster.fabric, "analytical")).run().trace
+        on_workers = trace[trace["rank"].isin(cluster.workers)]
+        ends = on_workers.pivot_table(index="rank", columns="step", values="end_s", aggfunc="max").to_numpy()
+        if strategy == "ps-async":
+            step_s.append(np.diff(ends, axis=1, prepend=0.0)[:, WARMUP_STEPS:].ravel())
+        else:
+            step_s.append(np.diff(ends.max(axis=0), prepend=0.0)[WARMUP_STEPS:])
+        timed = trace.assign(time_s=trace.end_s - trace.start_s, category=trace.category.astype(str))
+        breakdowns.append(per_step(timed, cluster, steps))
+    comm = trace[trace.kind != "compute"]  # bytes do not depend on the draw
     sent = comm.groupby(["category", "rank"], observed=True).bytes_sent.sum() / steps
-    on_workers = trace[trace["rank"].isin(cluster.workers)]
-    ends = on_workers.pivot_table(index="rank", columns="step", values="end_s", aggfunc="max").to_numpy()
-    if strategy == "ps-async":
-        step_s = np.diff(ends, axis=1, prepend=0.0)[:, WARMUP_STEPS:].ravel()
-    else:
-        step_s = np.diff(ends.max(axis=0), prepend=0.0)[WARMUP_STEPS:]
-    timed = trace.assign(time_s=trace.end_s - trace.start_s, category=trace.category.astype(str))
-    return Prediction(sent[sent > 0], float(np.median(step_s)), per_step(timed, cluster, steps))
+    breakdown = pd.concat(breakdowns, axis=1).fillna(0.0).mean(axis=1)
+    return Prediction(sent[sent > 0], float(np.median(np.concatenate(step_s))), breakdown)
 
 
 def compute_times(graph: StepGraph) -> pd.DataFrame:

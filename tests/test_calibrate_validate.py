@@ -186,6 +186,31 @@ def test_the_in_step_collective_fit_recovers_known_per_call_costs() -> None:
     assert np.allclose(rows.predicted_s, rows.measured_s, rtol=1e-6)
 
 
+def test_the_jitter_fit_recovers_a_known_sigma() -> None:
+    """A synthetic executor whose ranks' compute jitters by exp(0.3 Z) per step: its collectives' times are
+    what the simulator predicts with that jitter, their unwaited times those without. The fit finds 0.3 (within
+    2%) from the waiting alone; with no waiting it finds 0. PS runs and one-worker runs are not used."""
+    from simulator.compute import CalibrationProfile
+    from simulator.executor.run import small_workload
+    from simulator.executor.stepfit import Observed, fit_jitter
+    from simulator.validation import predict
+
+    device = load_device("cpu-server")
+    costs = {"allreduce": {"call_us": 700.0, "ns_per_byte": 0.6}, "allgather": {"call_us": 500.0, "ns_per_byte": 1.0}}
+    observed = []
+    for model, strategy in (("dlrm", "des"), ("fm", "dp"), ("widedeep", "des")):
+        o = Observed(small_workload(model, 1024), strategy, 2, 0, 2, pd.Series(dtype=float), 0.01)
+        jittered, still = (predict(o.workload, strategy, 2, 0, 2, device, CalibrationProfile(collectives=costs,
+                                                                                               jitter_sigma=sigma),
+                                   cores=2).breakdown for sigma in (0.3, None))
+        o.breakdown, o.unwaited = jittered, still
+        observed.append(o)
+    assert fit_jitter(observed, device, device, costs, cores=2) == pytest.approx(0.3, rel=0.02)
+    for o in observed:
+        o.breakdown = o.unwaited
+    assert fit_jitter(observed, device, device, costs, cores=2) == 0.0
+
+
 def test_validate_json_rows_have_zero_byte_error(capsys, tmp_path) -> None:
     table = tmp_path / "rows.csv"
     code, out, _ = run(capsys, "validate", "--models", "lr,dlrm", "--strategies", "des,ps", "--worlds", "2",

@@ -56,3 +56,26 @@ def test_step_statistics_skip_warmup_and_follow_the_slowest_worker() -> None:
     asynchronous = Measurement("ps-async", 2, 1, 5, pd.DataFrame(), step_s, pd.DataFrame())
     assert sorted(asynchronous.measured_steps_s()) == [1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 4.0, 5.0]
     assert asynchronous.median_step_s() == 2.0
+
+
+def test_unwaited_time_is_the_last_arrivals_and_repeats_keep_the_quietest_pass() -> None:
+    """Two workers, steps 0 (warm-up) to 2. Per step the least over workers of a category (who arrives last
+    waits for nobody), mean over the timed steps; the quietest of several passes is the one with the smallest
+    median step. ``execute_many(..., repeats=2)`` returns one measurement per configuration."""
+    import pandas as pd
+
+    from simulator.executor.run import quietest
+
+    ops = pd.DataFrame([(rank, step, category, seconds) for rank, step, category, seconds in [
+        (0, 0, "des.ids", 9.0), (1, 0, "des.ids", 9.0),
+        (0, 1, "des.ids", 1.0), (1, 1, "des.ids", 3.0), (0, 1, "compute.forward", 2.0), (1, 1, "compute.forward", 2.0),
+        (0, 2, "des.ids", 5.0), (1, 2, "des.ids", 2.0), (0, 2, "compute.forward", 4.0), (1, 2, "compute.forward", 1.0),
+        (2, 1, "des.ids", 0.0)]],  # a server rank's: not a worker's
+        columns=["rank", "step", "category", "time_s"])
+    m = Measurement("des", 2, 1, 3, pd.DataFrame(), np.ones((2, 3)), ops)
+    assert m.unwaited().to_dict() == {"compute.forward": pytest.approx(1.5), "des.ids": pytest.approx(1.5)}
+    passes = [Measurement("des", 1, 0, 3, pd.DataFrame(), np.array([[9.0, t, t]]), pd.DataFrame()) for t in (3, 1, 2)]
+    assert quietest(passes) is passes[1]
+    lr = small_workload("lr", 16)
+    runs = execute_many([(lr, "des"), (lr, "dp")], 1, 2, repeats=2)
+    assert [m.strategy for m in runs] == ["des", "dp"]

@@ -13,7 +13,9 @@ Fitted, by least squares on relative errors:
 - a first guess of the compute terms from the microbenchmarks (``fit_compute``), then the compute terms and
   the PS server's own fitted to the executor steps' per-op times (``stepfit.fit_device``);
 - then the per-call costs of the collectives the steps call, refitted to their in-step times
-  (``stepfit.fit_collectives_in_step``): between a step's compute they cost more than back to back.
+  (``stepfit.fit_collectives_in_step``): between a step's compute they cost more than back to back;
+- and the compute jitter under which the simulator's ranks wait in collectives as long as the executor's
+  did (``stepfit.fit_jitter``).
 
 Executor steps are run ``STEP_REPEATS`` times over; each configuration keeps its quietest pass.
 
@@ -37,7 +39,7 @@ from simulator.executor import tensors
 from simulator.executor.comm import Communicator
 from simulator.executor.launch import run_local
 from simulator.executor.run import use_device
-from simulator.executor.stepfit import FITTED, Observed, fit_collectives_in_step, fit_device, relative_lstsq
+from simulator.executor.stepfit import FITTED, Observed, fit_collectives_in_step, fit_device, fit_jitter, relative_lstsq
 from simulator.validation import WARMUP_STEPS, machine_cores
 
 COLLECTIVES = {"allreduce": "ring", "allgather": "ring", "reducescatter": "ring", "alltoall": "direct",
@@ -254,8 +256,9 @@ def calibrate_ranks(world: int, device: Device, backend: str = "gloo", timeout_s
     fitted, server, step_fit = fit_device(observed, device.model_copy(update=guess))
     collectives, in_step = fit_collectives_in_step(observed, fitted, fitted.model_copy(update=server), collectives,
                                                    machine_cores(backend))
+    sigma = fit_jitter(observed, fitted, fitted.model_copy(update=server), collectives, machine_cores(backend))
     fields = {"devices": {device.name: {f: getattr(fitted, f) for f in FITTED}}, "server": server,
-              "collectives": collectives,
+              "collectives": collectives, "jitter_sigma": sigma or None,
               "meta": {"calibration_batches": list(batches), "models": list(models)}}
     step_points = pd.concat([step_fit.assign(group="step"), in_step.assign(group="step collective")])
     step_points = step_points.rename(columns={"measured_s": "time_s", "category": "op"})

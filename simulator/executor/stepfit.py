@@ -36,6 +36,7 @@ FITTED_SERVER = ("request_us", "eff_gather", "lookup_ns")  # a PS server's own (
 FRACTIONS = ("eff_flops", "eff_mem", "eff_gather")
 SMALLEST, LARGEST = 1e-6, 1e7  # the range of a fitted field (below: a term too small to see)
 COMPUTE_CATEGORIES = ("compute.", "server.", "other")  # what a rank spends on its own, not waiting for others
+MAX_JITTER = 1.5  # the largest compute jitter fitted (exp(1.5 Z): a rank 4.5x slower one step in six)
 IN_STEP_OPS = ("allreduce", "allgather", "reducescatter", "alltoall")  # per-call costs fitted on in-step calls
 
 
@@ -89,7 +90,7 @@ def _comm_breakdown(observed: Observed, device: Device, server: Device, costs: d
     profile = CalibrationProfile(collectives=costs)
     breakdown = predict(observed.workload, observed.strategy, observed.workers, observed.servers,
                         min(observed.steps, WARMUP_STEPS + 1), device, profile, server, cores).breakdown
-    return breakdown.drop(own_categories(breakdown).index)
+    return _comm_of(breakdown)
 
 
 def fit_collectives_in_step(observed: list[Observed], device: Device, server: Device,
@@ -136,6 +137,46 @@ def fit_collectives_in_step(observed: list[Observed], device: Device, server: De
     for op in {op for (op, _), u in zip(keys, used, strict=True) if u}:
         costs[op] = {field: float(x[keys.index((op, field))]) for field in ("call_us", "ns_per_byte")}
     return costs, table.assign(predicted_s=table.network_s + matrix @ x).drop(columns=["network_s", "step_s"])
+
+
+def _waiting_s(observed: list[Observed], device: Device, server: Device, costs: dict[str, dict[str, float]],
+               sigma: float, cores: int | None) -> float:
+    """Seconds per step the workers of ``observed`` spend waiting in collectives, summed over the runs, as the
+    simulator predicts with compute jitter ``sigma``: their communication time over that without jitter."""
+    def comm_s(jitter: float) -> float:
+        profile = CalibrationProfile(collectives=costs, jitter_sigma=jitter or None)
+        steps = [min(o.steps, WARMUP_STEPS + 1) for o in observed]
+        return sum(float(_comm_of(predict(o.workload, o.strategy, o.workers, o.servers, k, device, profile, server,
+                                          cores).breakdown).sum()) for o, k in zip(observed, steps, strict=True))
+
+    return comm_s(sigma) - comm_s(0.0)
+
+
+def _comm_of(breakdown: pd.Series) -> pd.Series:
+    return breakdown.drop(own_categories(breakdown).index)
+
+
+def fit_jitter(observed: list[Observed], device: Device, server: Device, costs: dict[str, dict[str, float]],
+               cores: int | None = None, iterations: int = 3) -> float:
+    """The compute jitter (``CalibrationProfile.jitter_sigma``: each rank's compute per step takes exp(sigma Z)
+    times as long, independently across ranks and steps) under which the simulator's ranks wait in their
+    collectives as long as the executor's did: measured, a collective's time on each worker over the last
+    arrival's (``Measurement.breakdown`` - ``Measurement.unwaited``), summed over the non-PS runs on 2 or
+    more workers; predicted, the collectives' time with the jitter over that without. The wait grows about
+    linearly in sigma (two ranks: sigma / sqrt(pi) of the compute between calls), so a few secant steps from
+    sigma = 0.2 find it; 0 when nothing waits. A synchronous program waits for its slowest rank on real
+    hardware too (OS noise, clocks, interference), the more so the more ranks."""
+    runs = [o for o in observed if o.unwaited is not None and not o.servers and o.workers >= 2]
+    measured = sum(float(_comm_of(o.breakdown).sub(o.unwaited, fill_value=0.0).clip(lower=0.0).sum()) for o in runs)
+    if not runs or measured <= 0:
+        return 0.0
+    low, high = (0.0, -measured), (0.2, _waiting_s(runs, device, server, costs, 0.2, cores) - measured)
+    for _ in range(iterations):
+        if high[1] == low[1]:
+            break
+        sigma = min(max(high[0] - high[1] * (high[0] - low[0]) / (high[1] - low[1]), 0.0), MAX_JITTER)
+        low, high = high, (sigma, _waiting_s(runs, device, server, costs, sigma, cores) - measured)
+    return high[0]
 
 
 def _fields(names: tuple[str, ...], x: np.ndarray) -> dict[str, float]:

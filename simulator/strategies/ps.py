@@ -104,8 +104,9 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
                                    deps=pull, step=k, stream=server_stream)
             pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows, (lookup,), k, comm, p2p)
             if opts.dense == "ps":
+                # in the reply to the pull request: one call per server and direction carries rows and range
                 pulled += exchange(graph, "dense.pull", "dense.pull", dst, src, np.tile(dense_shard * s, len(members)),
-                                   waits, k, comm, p2p)
+                                   waits, k, comm)
             pool = graph.compute("lookup", "compute.lookup", hosts, pool_s[members], deps=pulled, step=k)
             fwd = graph.compute("forward", "compute.forward", hosts, fwd_s, deps=(pool,), step=k)
             bwd = graph.compute("backward", "compute.backward", hosts, pool_s[members] + bwd_s, deps=(fwd,), step=k)
@@ -116,7 +117,7 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
             server_s = costs.server_update_s(workload, server_device, merged, len(members))
             if opts.dense == "ps":
                 pushed += exchange(graph, "dense.push", "dense.push", src, dst, np.tile(dense_shard * s, len(members)),
-                                   (bwd,), k, comm, p2p)
+                                   (bwd,), k, comm)  # with the push's rows, in its call
                 server_s = server_s + costs.dense_update_s(workload, server_device, dense_shard)
             step_updates.append(graph.compute("server.update", "server.update", servers, server_s, deps=pushed,
                                               step=k, stream=server_stream))
