@@ -633,7 +633,8 @@ def calibrate(
                       f"eff_flops {fitted['eff_flops']:.4f}, eff_gather {fitted['eff_gather']:.4f}, "
                       f"eff_mem {fitted['eff_mem']:.4f}, lookup {fitted['lookup_ns']:.1f} ns, "
                       f"id {fitted['id_ns']:.1f} ns, backward factor {fitted['backward_factor']:.2f}, "
-                      f"step host {fitted['step_overhead_us']:.0f} us; per call: {calls}", soft_wrap=True)
+                      f"step host {fitted['step_overhead_us']:.0f} us, jitter sigma {fields['jitter_sigma'] or 0:.2f}; "
+                      f"per call: {calls}", soft_wrap=True)
     console.print(f"wrote {out}")
 
 

@@ -139,17 +139,14 @@ def fit_collectives_in_step(observed: list[Observed], device: Device, server: De
     return costs, table.assign(predicted_s=table.network_s + matrix @ x).drop(columns=["network_s", "step_s"])
 
 
-def _waiting_s(observed: list[Observed], device: Device, server: Device, costs: dict[str, dict[str, float]],
-               sigma: float, cores: int | None) -> float:
-    """Seconds per step the workers of ``observed`` spend waiting in collectives, summed over the runs, as the
-    simulator predicts with compute jitter ``sigma``: their communication time over that without jitter."""
-    def comm_s(jitter: float) -> float:
-        profile = CalibrationProfile(collectives=costs, jitter_sigma=jitter or None)
-        steps = [min(o.steps, WARMUP_STEPS + 1) for o in observed]
-        return sum(float(_comm_of(predict(o.workload, o.strategy, o.workers, o.servers, k, device, profile, server,
-                                          cores).breakdown).sum()) for o, k in zip(observed, steps, strict=True))
-
-    return comm_s(sigma) - comm_s(0.0)
+def _comm_s(observed: list[Observed], device: Device, server: Device, costs: dict[str, dict[str, float]],
+            sigma: float, cores: int | None) -> float:
+    """Seconds per step the workers of ``observed`` spend in collectives, summed over the runs, as the
+    simulator predicts with compute jitter ``sigma``."""
+    profile = CalibrationProfile(collectives=costs, jitter_sigma=sigma or None)
+    steps = [min(o.steps, WARMUP_STEPS + 1) for o in observed]
+    return sum(float(_comm_of(predict(o.workload, o.strategy, o.workers, o.servers, k, device, profile, server,
+                                      cores).breakdown).sum()) for o, k in zip(observed, steps, strict=True))
 
 
 def _comm_of(breakdown: pd.Series) -> pd.Series:
@@ -170,12 +167,17 @@ def fit_jitter(observed: list[Observed], device: Device, server: Device, costs: 
     measured = sum(float(_comm_of(o.breakdown).sub(o.unwaited, fill_value=0.0).clip(lower=0.0).sum()) for o in runs)
     if not runs or measured <= 0:
         return 0.0
-    low, high = (0.0, -measured), (0.2, _waiting_s(runs, device, server, costs, 0.2, cores) - measured)
+    unjittered = _comm_s(runs, device, server, costs, 0.0, cores)
+
+    def gap(sigma: float) -> float:  # predicted wait - measured wait (s per step, over the runs)
+        return _comm_s(runs, device, server, costs, sigma, cores) - unjittered - measured
+
+    low, high = (0.0, -measured), (0.2, gap(0.2))
     for _ in range(iterations):
         if high[1] == low[1]:
             break
         sigma = min(max(high[0] - high[1] * (high[0] - low[0]) / (high[1] - low[1]), 0.0), MAX_JITTER)
-        low, high = high, (sigma, _waiting_s(runs, device, server, costs, sigma, cores) - measured)
+        low, high = high, (sigma, gap(sigma))
     return high[0]
 
 
