@@ -7,8 +7,10 @@ the Device fields of ``FITTED`` that bring every configuration's predicted secon
 (``Measurement.breakdown``): Levenberg-Marquardt on the fields' logarithms (they stay positive;
 efficiencies are capped at 1), each residual one category's gap over its configuration's measured step, so
 that a category counts as much as it weighs in the step, the quantity the fit serves. Communication
-categories are left out (their measured times include waiting for other ranks); ``calibrate.fit_collectives``
-fits the collectives' per-call costs on microbenchmarks.
+categories are left out of it (their measured times include waiting for other ranks). Two fits follow on the
+same steps: ``fit_collectives_in_step``, the collectives' per-call costs on the steps' own calls as the last
+rank to arrive spends them (starting from ``calibrate.fit_collectives``' microbenchmark fit), and
+``fit_jitter``, the ranks' compute jitter from how long the others waited.
 
 Which terms, and why each exists on real hardware too (docs/VALIDATION.md): ``launch_overhead_us`` (one
 dispatch per kernel: a GPU's launch, an eager framework's per-op overhead), ``eff_flops`` / ``eff_mem`` /
@@ -83,14 +85,17 @@ def relative_lstsq(columns: np.ndarray, target: np.ndarray, scale: np.ndarray | 
     return np.clip(x, 0.0, None)
 
 
-def _comm_breakdown(observed: Observed, device: Device, server: Device, costs: dict[str, CollectiveCost],
+def comm_categories(breakdown: pd.Series) -> pd.Series:
+    """The categories of a breakdown that are communication (what ``own_categories`` leaves out)."""
+    return breakdown.drop(own_categories(breakdown).index)
+
+
+def _predicted_comm(observed: Observed, device: Device, server: Device, profile: CalibrationProfile,
                     cores: int | None) -> pd.Series:
     """Seconds per step by communication category the simulator predicts for ``observed``'s configuration with
-    the per-call ``costs`` (the call ops priced, the bytes moved over the nominal loopback)."""
-    profile = CalibrationProfile(collectives=costs)
-    breakdown = predict(observed.workload, observed.strategy, observed.workers, observed.servers,
-                        min(observed.steps, WARMUP_STEPS + 1), device, profile, server, cores).breakdown
-    return _comm_of(breakdown)
+    ``profile``'s per-call costs and jitter (the call ops priced, the bytes moved over the nominal loopback)."""
+    return comm_categories(predict(observed.workload, observed.strategy, observed.workers, observed.servers,
+                                   min(observed.steps, WARMUP_STEPS + 1), device, profile, server, cores).breakdown)
 
 
 def fit_collectives_in_step(observed: list[Observed], device: Device, server: Device,
@@ -112,11 +117,13 @@ def fit_collectives_in_step(observed: list[Observed], device: Device, server: De
     for o in observed:
         if o.unwaited is None or o.servers:
             continue
-        base = _comm_breakdown(o, device, server, zero, cores)
+        base = _predicted_comm(o, device, server, CalibrationProfile(collectives=zero), cores)
         design = {}
         for op in IN_STEP_OPS:
             for field in ("call_us", "ns_per_byte"):
-                unit = _comm_breakdown(o, device, server, {**zero, op: CollectiveCost(**{field: 1.0})}, cores)
+                unit = _predicted_comm(o, device, server,
+                                       CalibrationProfile(collectives={**zero, op: CollectiveCost(**{field: 1.0})}),
+                                       cores)
                 design[(op, field)] = unit.sub(base, fill_value=0.0)
         for category in base.index:
             if any(d.get(category, 0.0) > 0 for d in design.values()):
@@ -144,13 +151,7 @@ def _comm_s(observed: list[Observed], device: Device, server: Device, costs: dic
     """Seconds per step the workers of ``observed`` spend in collectives, summed over the runs, as the
     simulator predicts with compute jitter ``sigma``."""
     profile = CalibrationProfile(collectives=costs, jitter_sigma=sigma or None)
-    steps = [min(o.steps, WARMUP_STEPS + 1) for o in observed]
-    return sum(float(_comm_of(predict(o.workload, o.strategy, o.workers, o.servers, k, device, profile, server,
-                                      cores).breakdown).sum()) for o, k in zip(observed, steps, strict=True))
-
-
-def _comm_of(breakdown: pd.Series) -> pd.Series:
-    return breakdown.drop(own_categories(breakdown).index)
+    return sum(float(_predicted_comm(o, device, server, profile, cores).sum()) for o in observed)
 
 
 def fit_jitter(observed: list[Observed], device: Device, server: Device, costs: dict[str, dict[str, float]],
@@ -164,7 +165,8 @@ def fit_jitter(observed: list[Observed], device: Device, server: Device, costs: 
     sigma = 0.2 find it; 0 when nothing waits. A synchronous program waits for its slowest rank on real
     hardware too (OS noise, clocks, interference), the more so the more ranks."""
     runs = [o for o in observed if o.unwaited is not None and not o.servers and o.workers >= 2]
-    measured = sum(float(_comm_of(o.breakdown).sub(o.unwaited, fill_value=0.0).clip(lower=0.0).sum()) for o in runs)
+    measured = sum(float(comm_categories(o.breakdown).sub(o.unwaited, fill_value=0.0).clip(lower=0.0).sum())
+                   for o in runs)
     if not runs or measured <= 0:
         return 0.0
     unjittered = _comm_s(runs, device, server, costs, 0.0, cores)
