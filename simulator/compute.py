@@ -18,7 +18,8 @@ Calibration profile (JSON, written by ``dessim calibrate``; every key optional):
 entries are merged per dtype); ``backward_factor`` applies to every device unless a device overrides it;
 ``link_efficiency`` (achieved fraction of each link's rate) and ``latency_us_extra`` (added per message) are
 network fields: ``dessim validate`` applies them to its local fabric, as it does ``collectives`` (per-call
-costs by op) and ``jitter_sigma`` (how a rank's compute per step varies); ``meta`` is free-form provenance;
+costs by op) and ``jitter_sigma`` (how a rank's compute per step varies: for other runs, pass it as
+``--straggler lognormal:sigma=S``); ``meta`` is free-form provenance;
 ``ranks`` maps a rank count to a whole profile measured with that many ranks on one machine (see
 ``CalibrationProfile.for_ranks``). Every problem is one :class:`~simulator.errors.SpecError` line.
 
