@@ -135,6 +135,22 @@ def test_embedding_lookup_bytes_model() -> None:
                                rtol=1e-12)
 
 
+def test_a_lookup_pools_as_it_reads_except_fm_s() -> None:
+    """One table, 1,000 samples of 2 IDs each (2,000 lookups of 600 distinct 68-byte rows), tables batched:
+    DLRM-like models write one pooled row per sample (1,000 rows); FM writes each ID's own vector first
+    (its second-order term needs |v|^2 per ID), then the sums: 3,000 rows."""
+    from simulator.strategies.costs import lookup_s
+    from workloads import deepfm, fm
+
+    dev = toy()
+    for build, written in ((deepfm, 1000.0), (fm, 3000.0)):
+        workload = build(n_tables=1, rows=10_000, dim=16, hotness=2)
+        row = (workload.tables[0].params_per_id) * workload.dtype_bytes
+        expected = 600 * row / 250e9 + written * row / 500e9 + LAUNCH_S
+        assert float(lookup_s(workload, dev, np.array([2000.0]), np.array([600.0]), 1000.0)) == pytest.approx(
+            expected, rel=1e-12), build.__name__
+
+
 def test_embedding_update_bytes_model() -> None:
     # Adagrad (1 slot): read+write row and its state (2 x 2 rows) + read the gradient = 5 rows of 256 B.
     assert embedding_update_s(toy(), 1e6, 256, 1) == pytest.approx(5 * 256e6 / 250e9 + LAUNCH_S, rel=1e-12)

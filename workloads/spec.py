@@ -229,6 +229,12 @@ class Workload(BaseModel):
         return self.embedding_width + (1 if self.model in ("widedeep", "deepfm") else 0)
 
     @property
+    def pools_in_lookup(self) -> bool:
+        """Whether a lookup can sum a sample's rows as it reads them (an embedding bag): not FM's, whose
+        second-order term needs each ID's own vector (its |v|^2) before the per-sample sums."""
+        return self.model != "fm"
+
+    @property
     def sparse_params(self) -> int:
         """Sparse parameters (values): sum of ``rows * params_per_id`` (an exact Python int)."""
         return sum(t.rows * t.params_per_id for t in self.tables)

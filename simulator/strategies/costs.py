@@ -59,9 +59,13 @@ def tables_batched(device: Device, per_table: np.ndarray) -> np.ndarray:
 def lookup_s(workload: Workload, device: Device, lookups: np.ndarray, unique_rows: np.ndarray,
              samples: float | np.ndarray | None = None) -> np.ndarray:
     """Gather ``unique_rows`` rows and pool ``lookups`` of them into one row per (sample, field) of ``samples``
-    samples (None: no pooling, a row written per lookup), tables batched (per table on the last axis)."""
+    samples (None: no pooling, a row written per lookup), tables batched (per table on the last axis). A
+    workload that cannot pool as it reads (``Workload.pools_in_lookup``: FM) writes each lookup's row first,
+    then the pooled ones."""
     fields = np.array([t.fields for t in workload.tables], dtype=np.float64)
     pooled = None if samples is None else np.asarray(samples, dtype=np.float64)[..., None] * fields
+    if pooled is not None and not workload.pools_in_lookup:
+        pooled = pooled + np.asarray(lookups, dtype=np.float64)
     return tables_batched(device, compute.embedding_lookup_s(device, np.asarray(lookups, dtype=np.float64),
                                                              np.asarray(unique_rows, dtype=np.float64),
                                                              row_bytes(workload), pooled))
