@@ -9,8 +9,9 @@ ops in program order):
   then the owned rows' backward and update (c_pb) on the compute stream while the dense gradients are
   all-reduced (T_d) on the communication stream; then the dense update (c_du):
   ``step = T_ids + c_pf + T_p + f + g + T_g + max(c_pb, T_d) + c_du``;
-- ``dp``: forward and backward with their lookups, then the table and dense gradients all-reduced one
-  after the other, then the update: ``step = (p + f) + (p + g) + T_s + T_d + u``;
+- ``dp``: forward and backward with their lookups (and the tables' dense gradient zeroed, z), then the
+  table and dense gradients all-reduced one after the other, then the update:
+  ``step = (p + f) + (p + g + z) + T_s + T_d + u``;
 - ``ps`` (sync): keys to the servers (K), their lookup (L), rows back (V), with ``dense=ps`` the dense
   values after them on the same stream (DP); forward and backward with the pooling (f + g); keys and
   gradients pushed (Pu), dense gradients after them (DPu); the servers' update (SU):
@@ -42,6 +43,7 @@ from simulator.strategies.costs import (
     server_lookup_s,
     server_update_s,
     sparse_update_s,
+    table_gradient_s,
 )
 from simulator.strategies.des import des_memory
 from simulator.strategies.dp import dp_memory
@@ -116,7 +118,7 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
         sparse_s, sparse_wire = collective_s(cluster, "allreduce", np.array([workload.sparse_bytes]), workers)
         update = compute.dense_update_s(device, workload.dense_params + workload.sparse_params, s,
                                         workload.optimizer_slots)
-        busy = host + 2 * pool + forward + backward + update
+        busy = host + 2 * pool + forward + backward + table_gradient_s(workload, device) + update
         step = busy + sparse_s + dense_s
         wire = np.broadcast_to(sparse_wire + dense_wire, b.shape)
         memory = dp_memory(workload, b)["worker"]

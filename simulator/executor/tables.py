@@ -125,8 +125,10 @@ class ReplicatedTables(_Batched):
         return self.start[table] + ids
 
     def all_reduce_and_update(self, comm: Communicator, learning_rate: float) -> None:
+        """Add the lookups' sparse row gradients into the zeroed bucket (the tables' dense gradient, as DDP's
+        embedding backward makes it: timed as ``compute.backward``), all-reduce it, apply it."""
         with torch.no_grad():
-            with comm.timer.op("compute.update"):
+            with comm.timer.op("compute.backward"):
                 self.grad.zero_()
                 self.grad.index_add_(0, self.weight.grad._indices()[0], self.weight.grad._values())
                 self.weight.grad = None

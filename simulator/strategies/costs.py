@@ -96,5 +96,12 @@ def server_update_s(workload: Workload, server: Device, rows: np.ndarray, reques
         requests * server.request_us * 1e-6)
 
 
+def table_gradient_s(workload: Workload, device: Device) -> float:
+    """Zero-filling the tables' dense gradient (``sparse_bytes``, streaming at ``eff_mem``) before a batch's
+    row gradients are added into it: what DP's backward does first (DDP's dense embedding gradient, the
+    executor's gradient bucket)."""
+    return float(compute.op_time_s(device, 0.0, workload.sparse_bytes))
+
+
 def dense_update_s(workload: Workload, device: Device, params: float | np.ndarray) -> float | np.ndarray:
     return compute.dense_update_s(device, params, workload.dtype_bytes, workload.optimizer_slots)

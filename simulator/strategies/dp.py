@@ -22,6 +22,7 @@ def lower_dp(workload: Workload, cluster: Cluster, steps: int = 1) -> Lowered:
     graph = StepGraph(cluster.fabric.n_hosts, workers, steps=steps)
     fwd_s, bwd_s = costs.dense_forward_s(workload, device, b), costs.dense_backward_s(workload, device, b)
     update_s = costs.dense_update_s(workload, device, workload.dense_params + workload.sparse_params)
+    grad_s = costs.table_gradient_s(workload, device)  # the tables' dense gradient, zeroed in backward
     stats = demand(workload, n) if workload.ids == "expected" else None
     for k in range(steps):
         host_op(graph, workers, device, k)
@@ -29,7 +30,7 @@ def lower_dp(workload: Workload, cluster: Cluster, steps: int = 1) -> Lowered:
         pool_s = costs.lookup_s(workload, device, np.broadcast_to(dem.lookups, dem.unique.shape), dem.unique, b)
         pool = graph.compute("lookup", "compute.lookup", workers, pool_s, step=k)
         fwd = graph.compute("forward", "compute.forward", workers, fwd_s, deps=(pool,), step=k)
-        bwd = graph.compute("backward", "compute.backward", workers, pool_s + bwd_s, deps=(fwd,), step=k)
+        bwd = graph.compute("backward", "compute.backward", workers, pool_s + bwd_s + grad_s, deps=(fwd,), step=k)
         sparse = collective(graph, cluster, "sparse.allreduce", "allreduce", workload.sparse_bytes,
                             workers, (bwd,), k)
         dense = collective(graph, cluster, "dense.allreduce", "allreduce", workload.dense_params * s,
