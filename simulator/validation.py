@@ -8,7 +8,8 @@ of the absolute differences over the predicted total: 0 when every count matches
 step time, the relative error, how much the measured steps varied (``measured_spread``: interquartile
 range / median), and where the step's time went by op category, predicted and measured (``breakdown``:
 category -> [predicted s, measured s] per step; ``breakdown_table`` makes it a table). A calibration
-profile (``dessim calibrate``) sets the device and the fabric's link efficiency and extra latency.
+profile (``dessim calibrate``) sets the device, the collectives' per-call costs and the ranks' compute
+jitter (per worker count); CPU ranks share the machine's cores (processor sharing, ``machine_cores``).
 """
 
 from __future__ import annotations
