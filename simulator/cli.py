@@ -250,8 +250,12 @@ def _print_summary(reports: list, title: str) -> None:
         if whatif or summary["staleness_max"] > 0:
             pace = summary["worker_step_time_s"]
             console.print(f"{summary['strategy']}: each worker's own step {_seconds(pace['min'])} to "
-                          f"{_seconds(pace['max'])}, all workers {summary['worker_samples_per_s']:.3g} samples/s, "
-                          f"staleness mean {summary['staleness_mean']:.3g}, max {summary['staleness_max']:.0f}")
+                          f"{_seconds(pace['max'])}; at those paces all workers together "
+                          f"{summary['worker_samples_per_s']:.3g} samples/s (the table's samples/s: every worker's "
+                          f"batch per step of the whole run); staleness mean {summary['staleness_mean']:.3g}, max "
+                          f"{summary['staleness_max']:.0f} updates by other workers between a read and its apply; "
+                          f"a read at most {summary['clock_gap_max']:.0f} steps ahead of the slowest worker "
+                          f"(SSP's bound)", soft_wrap=True)
         for role, used in report.summary["memory"].items():
             if not used["fits"]:
                 console.print(f"{report.summary['strategy']}: {role} memory: {used['reason']}")

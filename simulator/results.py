@@ -152,12 +152,17 @@ def _own_ends(rows: dict[str, np.ndarray], graph: StepGraph) -> np.ndarray:
 
 
 def staleness(rows: dict[str, np.ndarray], graph: StepGraph) -> dict[str, float]:
-    """Mean and max staleness of the gradients applied by per-worker PS streams (``ps`` async or ssp).
+    """Staleness of the gradients applied by per-worker PS streams (``ps`` async or ssp), in two units.
 
     A worker's step-k gradient is computed on rows its servers read (``server.lookup`` ends) and applied
-    when its ``server.update`` ends on the last server; its staleness is the number of other updates
-    applied in between (Zhang et al. 2016's tau). Synchronous strategies apply one merged update per step
-    after every read of that step, so their staleness is 0.
+    when its ``server.update`` ends on the last server.
+    - ``staleness_mean`` / ``staleness_max``: updates by other workers applied in between (Zhang et al.
+      2016's tau). Under SSP with bound s it is at most (n - 1)(2s + 1) for n workers: another worker may
+      apply its steps k - s to k + s meanwhile; it is not bounded by s.
+    - ``clock_gap_max``: steps (of the same worker) by which a read runs ahead of the slowest worker, k minus
+      the fewest steps any worker has applied when the read ends: what SSP's bound s limits (by
+      construction: a step-k read waits for every worker's step k - 1 - s), and 0 under BSP.
+    Synchronous strategies apply one merged update per step after every read of that step: both are 0.
     """
     op, end = rows["op"], rows["end_s"]
     last_end = np.full(len(graph.ops), -np.inf)
@@ -175,8 +180,11 @@ def staleness(rows: dict[str, np.ndarray], graph: StepGraph) -> dict[str, float]
             (read if o.name == "server.lookup" else applied)[key] = float(last_end[o.index])
     keys = [k for k in applied if k in read]
     if not keys:
-        return {"staleness_mean": 0.0, "staleness_max": 0.0}
+        return {"staleness_mean": 0.0, "staleness_max": 0.0, "clock_gap_max": 0.0}
     times = np.sort([applied[k] for k in keys])
     tau = np.array([np.searchsorted(times, applied[k], side="left") - np.searchsorted(times, read[k], side="right")
                     for k in keys])
-    return {"staleness_mean": float(tau.mean()), "staleness_max": float(tau.max())}
+    per_worker = {w: np.sort([t for (v, _), t in applied.items() if v == w]) for w, _ in keys}
+    gap = max(k - min(int(np.searchsorted(done, t, side="right")) for done in per_worker.values())
+              for (_, k), t in read.items())
+    return {"staleness_mean": float(tau.mean()), "staleness_max": float(tau.max()), "clock_gap_max": float(gap)}

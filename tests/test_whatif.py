@@ -183,6 +183,32 @@ def test_staleness_counts_updates_between_read_and_apply() -> None:
     assert report.summary["staleness_mean"] == pytest.approx(np.mean(tau))
 
 
+@pytest.mark.parametrize("bound", [0, 1, 2])
+def test_ssp_bounds_the_clock_gap_not_the_updates_in_between(bound: int) -> None:
+    """SSP with bound s and a 4x straggler on 8 workers (colocated servers), 8 steps. Recounted from the
+    trace: a step-k read (its lookup's end) runs at most s steps ahead of the fewest steps any worker has
+    applied (its updates' ends), and the straggler makes the fast workers use the whole bound. The updates
+    by other workers between a read and its apply exceed s, but stay within (n - 1)(2s + 1). ASP has no
+    bound: its gap grows past 2."""
+    workload = load_workload("dlrm-small")
+    options = StrategyOptions.default()
+    options.ps = PSOptions(mode="ssp", staleness=bound)
+    report = simulate_step(workload, _cluster("ps"), "ps", "flow", 8, options, stragglers=["3=4"])
+    trace = report.trace
+    ends = trace.groupby(["op", "stream", "step"], observed=True)["end_s"].max()
+    reads, applies = ends["server.lookup"], ends["server.update"]
+    applied_by = {w: np.sort(applies[w].to_numpy()) for w in applies.index.get_level_values("stream").unique()}
+    gaps = [k - min(int(np.searchsorted(t, end, side="right")) for t in applied_by.values())
+            for (_, k), end in reads.items()]
+    assert report.summary["clock_gap_max"] == max(gaps) == bound
+    assert bound < report.summary["staleness_max"] <= 7 * (2 * bound + 1)
+    asynchronous = simulate_step(workload, _cluster("ps"), "ps", "flow", 8, _ps_options("async"),
+                                 stragglers=["3=4"]).summary
+    assert asynchronous["clock_gap_max"] > 2
+    assert simulate_step(workload, _cluster("ps"), "ps", "flow", 4, _ps_options("sync")).summary[
+        "clock_gap_max"] == 0
+
+
 def test_mixed_devices_take_each_devices_compute_times() -> None:
     """Ranks 0-3 on V100, 4-7 on H100: each rank's compute equals that of an all-V100 or all-H100 run."""
     workload = load_workload("dlrm-small")
