@@ -13,8 +13,8 @@ Exact semantics of shared/design/NETWORK.md, made fast by three observations:
    (progressive filling reaches lam unchanged), so only flows at or above lam are recomputed, on the
    capacity the others leave. A new flow on links with capacity c and n flows changes nothing below
    min(c / n). Completions of the fastest flows, the common case, therefore touch few flows.
-4. Completion batching (the one approximation, ``rate_tolerance``, default 1e-3; 0 turns it off). Exact max-
-   min under hash-ECMP collisions gives nearly every flow its own completion time: an alltoall on 1,024
+4. Completion batching (the one approximation, ``rate_tolerance``, default 1e-3; 0 turns it off). Exact
+   max-min under hash-ECMP collisions gives nearly every flow its own completion time: an alltoall on 1,024
    hosts has ~10^5 distinct ones, each a rate recomputation over ~10^5 flows. So completions within
    ``rate_tolerance`` x (age of the first finisher) after it share one recomputation, at the last of them.
    Each flow still ends at its own time at the rates it had, no link exceeds capacity and all bytes are
