@@ -309,3 +309,28 @@ def test_all_to_all_routing_sends_int32_lengths_per_sample_and_field_before_the_
     trace = report.trace
     first = trace[trace.category == category].end_s.max()
     assert (trace[trace.category.isin(["des.ids", "sparse.ids"])].start_s >= first - 1e-15).all()
+
+
+def test_table_wise_shards_spread_over_nodes_by_cost() -> None:
+    """8 equal tables on 16 ranks in 2 nodes of 8: 4 tables per node, one per rank (they used to fill node
+    0). Cost first: a table looked up 4 times per sample goes before 4 looked up once; the greedy then
+    balances lookup work, not storage (TorchRec's greedy planner)."""
+    from simulator.strategies.torchrec import _Plan, place_shards
+    from topologies import load_topology
+    from workloads import dlrm
+
+    owners = place_shards(dlrm(n_tables=8, rows=10_000), 16, ranks_per_node=8)[2]
+    assert sorted(np.bincount(owners // 8, minlength=2).tolist()) == [4, 4]
+    assert len(set(owners.tolist())) == 8
+    cluster = make_cluster(Fabric(load_topology("dgx:nodes=2,gpus_per_node=8")), "tw", load_device("h100"),
+                           load_device("cpu-server"))
+    plan = _Plan(dlrm(n_tables=8, rows=10_000), cluster, "tw", ShardingOptions())
+    assert np.bincount(plan.shards[2] // 8, minlength=2).tolist() == [4, 4]
+    # one hot table (hotness 4, 1,000 rows) and four cold ones (hotness 1, 100,000 rows) on 2 workers: the
+    # hot one alone carries as much lookup work as all four cold ones
+    base = dlrm(n_tables=1, rows=1000)
+    hot = base.tables[0].model_copy(update={"name": "hot", "hotness": 4})
+    cold = [hot.model_copy(update={"name": f"c{i}", "rows": 100_000, "hotness": 1}) for i in range(4)]
+    workload = base.model_copy(update={"tables": [hot, *cold]})
+    table, _, owner = place_shards(workload, 2)
+    assert owner[table == 0].tolist() == [0] and owner[table > 0].tolist() == [1, 1, 1, 1]
