@@ -184,7 +184,15 @@ def staleness(rows: dict[str, np.ndarray], graph: StepGraph) -> dict[str, float]
     times = np.sort([applied[k] for k in keys])
     tau = np.array([np.searchsorted(times, applied[k], side="left") - np.searchsorted(times, read[k], side="right")
                     for k in keys])
-    per_worker = {w: np.sort([t for (v, _), t in applied.items() if v == w]) for w, _ in keys}
-    gap = max(k - min(int(np.searchsorted(done, t, side="right")) for done in per_worker.values())
-              for (_, k), t in read.items())
+    # step j is applied by every worker once the slowest has made j + 1 applies: a read at t runs
+    # k - (number of steps applied by all at t) steps ahead
+    workers = sorted({w for w, _ in applied})
+    row = {w: i for i, w in enumerate(workers)}
+    by_worker = np.full((len(workers), max(k for _, k in applied) + 1), np.inf)
+    for (w, k), t in applied.items():
+        by_worker[row[w], k] = t
+    all_applied = np.sort(by_worker, axis=1).max(axis=0)
+    read_steps = np.array([k for _, k in read])
+    read_s = np.array(list(read.values()))
+    gap = int((read_steps - np.searchsorted(all_applied, read_s, side="right")).max())
     return {"staleness_mean": float(tau.mean()), "staleness_max": float(tau.max()), "clock_gap_max": float(gap)}
