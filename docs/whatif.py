@@ -36,7 +36,7 @@ SLOW_RANK = 3
 FACTORS = [1.0, 1.25, 1.5, 2.0, 3.0, 4.0]
 PROBABILITIES = [0.0, 0.02, 0.05, 0.1, 0.2]
 KEPT = [1.0, 0.5, 0.25, 0.1]
-LINKS = {"NIC n0/gpu0": "n0/gpu0-rail0", "uplink rail0-spine0": "rail0-spine0"}
+LINKS = {"NIC n0/gpu0": "n0/nic0-rail0", "uplink rail0-spine0": "rail0-spine0"}
 
 
 def _ps(mode: str, staleness: int = 1) -> StrategyOptions:

@@ -94,9 +94,9 @@ def test_topology_draws_every_node_by_tier() -> None:
     graph = load_topology("dgx-h100-4node")
     fig = plots.topology(graph)
     nodes = {t.name: len(t.x) for t in fig.data[1:]}
-    assert nodes == {"host (32)": 32, "nvswitch (4)": 4, "rail (8)": 8, "spine (8)": 8}
+    assert nodes == {"host (32)": 32, "nic (32)": 32, "nvswitch (4)": 4, "rail (8)": 8, "spine (8)": 8}
     assert len(fig.data[0].x) == 3 * graph.number_of_edges()  # a segment and a gap per edge
-    assert list(fig.layout.yaxis.ticktext) == ["host", "nvswitch", "rail", "spine"]
+    assert list(fig.layout.yaxis.ticktext) == ["host", "nic", "nvswitch", "rail", "spine"]
     with pytest.raises(ValueError, match="allowed: <= 512"):
         plots.topology(load_topology("fattree-k16-400g"))
 

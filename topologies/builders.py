@@ -266,18 +266,21 @@ def fattree(*, k: Count = 4, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0, 
 def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.0, nic_gbps: Gbps = 400.0,
         rails: Flag = True, spines: NonNegCount | None = None, spine_gbps: Gbps | None = None,
         latency_us: Micros = 1.0, nvlink_latency_us: Micros = 0.5, nodes_per_leaf: Count | None = None) -> nx.Graph:
-    """GPU cluster: GPUs ``n{n}/gpu{g}`` on an NVSwitch ``n{n}/nvswitch``, one NIC per GPU to a leaf.
+    """GPU cluster: GPUs ``n{n}/gpu{g}`` on an NVSwitch ``n{n}/nvswitch``, one NIC ``n{n}/nic{g}`` per GPU to a leaf.
 
-    NVLink cables: ``nvlink_gbps`` (1e9 bits/s), ``nvlink_latency_us`` (µs). NIC cables: ``nic_gbps``,
-    ``latency_us``. ``rails=True``: GPU g of every node on rail leaf ``rail{g}``; ``rails=False``: all GPUs of
-    node n on ``leaf{n // nodes_per_leaf}`` (default one leaf). Every leaf links to every spine ``spine{s}``
-    with ``spine_gbps`` (default non-blocking: nic_gbps * NIC ports per leaf / spines). Default spines:
-    gpus_per_node with rails, else the number of leaves, and none when there is a single leaf (0 spines is
-    allowed only then). Hosts node-major; ``G.graph["gpus_per_node"]`` is set for hierarchical collectives.
+    NVLink cables: ``nvlink_gbps`` (1e9 bits/s), ``nvlink_latency_us`` (µs). NIC cables (NIC to leaf): ``nic_gbps``,
+    ``latency_us``. A NIC is its own node on its GPU's PCIe path (``n{n}/gpu{g}-n{n}/nic{g}``, at ``nic_gbps`` and 0
+    µs: it changes no inter-node time), so a route between two GPUs of one node through a leaf is 4 links against
+    NVLink's 2: intra-node traffic never touches a NIC, with or without rails. ``rails=True``: GPU g of every node
+    on rail leaf ``rail{g}``; ``rails=False``: all GPUs of node n on ``leaf{n // nodes_per_leaf}`` (default one
+    leaf). Every leaf links to every spine ``spine{s}`` with ``spine_gbps`` (default non-blocking: nic_gbps * NIC
+    ports per leaf / spines). Default spines: gpus_per_node with rails, else the number of leaves, and none when
+    there is a single leaf (0 spines is allowed only then). Hosts node-major; ``G.graph["gpus_per_node"]`` is set
+    for hierarchical collectives.
 
     >>> G = dgx(nodes=4, gpus_per_node=8, nvlink_gbps=3600, nic_gbps=400, rails=True)
-    >>> len(G.graph["hosts"]), G["rail0"]["spine0"]["link_gbps"]
-    (32, 200.0)
+    >>> len(G.graph["hosts"]), G["rail0"]["spine0"]["link_gbps"], sorted(G["n0/nic3"])
+    (32, 200.0, ['n0/gpu3', 'rail3'])
     """
     if rails and nodes_per_leaf is not None:
         raise SpecError("topology.nodes_per_leaf", nodes_per_leaf, "applies only with rails=false")
@@ -302,11 +305,15 @@ def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.
     graph.add_nodes_from([f"n{n}/nvswitch" for n in range(nodes)] + leaves + spine_names, kind="switch")
     graph.add_edges_from(((gpu, f"n{n}/nvswitch") for n, node in enumerate(gpus) for gpu in node),
                          link_gbps=nvlink_gbps, latency_us=nvlink_latency_us)
+    nics = [[f"n{n}/nic{g}" for g in range(gpus_per_node)] for n in range(nodes)]
+    graph.add_nodes_from([nic for node in nics for nic in node], kind="switch")
+    graph.add_edges_from(((gpu, nic) for gpu_node, nic_node in zip(gpus, nics, strict=True)
+                          for gpu, nic in zip(gpu_node, nic_node, strict=True)), link_gbps=nic_gbps, latency_us=0.0)
     if rails:
-        nics = [(gpu, leaves[g]) for node in gpus for g, gpu in enumerate(node)]
+        uplinks = [(nic, leaves[g]) for node in nics for g, nic in enumerate(node)]
     else:
-        nics = [(gpu, leaves[n // per_leaf]) for n, node in enumerate(gpus) for gpu in node]
-    graph.add_edges_from(nics, link_gbps=nic_gbps, latency_us=latency_us)
+        uplinks = [(nic, leaves[n // per_leaf]) for n, node in enumerate(nics) for nic in node]
+    graph.add_edges_from(uplinks, link_gbps=nic_gbps, latency_us=latency_us)
     graph.add_edges_from(itertools.product(leaves, spine_names), link_gbps=spine_gbps, latency_us=latency_us)
     graph.graph["gpus_per_node"] = gpus_per_node
     return graph
