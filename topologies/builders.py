@@ -268,10 +268,11 @@ def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.
         latency_us: Micros = 1.0, nvlink_latency_us: Micros = 0.5, nodes_per_leaf: Count | None = None) -> nx.Graph:
     """GPU cluster: GPUs ``n{n}/gpu{g}`` on an NVSwitch ``n{n}/nvswitch``, one NIC ``n{n}/nic{g}`` per GPU to a leaf.
 
-    NVLink cables: ``nvlink_gbps`` (1e9 bits/s), ``nvlink_latency_us`` (µs). NIC cables (NIC to leaf): ``nic_gbps``,
-    ``latency_us``. A NIC is its own node on its GPU's PCIe path (``n{n}/gpu{g}-n{n}/nic{g}``, at ``nic_gbps`` and 0
-    µs: it changes no inter-node time), so a route between two GPUs of one node through a leaf is 4 links against
-    NVLink's 2: intra-node traffic never touches a NIC, with or without rails. ``rails=True``: GPU g of every node
+    NVLink cables: ``nvlink_gbps`` (1e9 bits/s), ``nvlink_latency_us`` (µs). A NIC is its own node on its GPU's
+    PCIe path: the GPU-NIC cable (``n{n}/gpu{g}-n{n}/nic{g}``) and the NIC's cable to its leaf both run at
+    ``nic_gbps`` with half of ``latency_us`` each, so a GPU reaches its leaf as fast as over one cable. A route
+    between two GPUs of one node through a leaf is 4 links against NVLink's 2: intra-node traffic never
+    touches a NIC, with or without rails. ``rails=True``: GPU g of every node
     on rail leaf ``rail{g}``; ``rails=False``: all GPUs of node n on ``leaf{n // nodes_per_leaf}`` (default one
     leaf). Every leaf links to every spine ``spine{s}`` with ``spine_gbps`` (default non-blocking: nic_gbps * NIC
     ports per leaf / spines). Default spines: gpus_per_node with rails, else the number of leaves, and none when
@@ -308,12 +309,13 @@ def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.
     nics = [[f"n{n}/nic{g}" for g in range(gpus_per_node)] for n in range(nodes)]
     graph.add_nodes_from([nic for node in nics for nic in node], kind="switch")
     graph.add_edges_from(((gpu, nic) for gpu_node, nic_node in zip(gpus, nics, strict=True)
-                          for gpu, nic in zip(gpu_node, nic_node, strict=True)), link_gbps=nic_gbps, latency_us=0.0)
+                          for gpu, nic in zip(gpu_node, nic_node, strict=True)),
+                         link_gbps=nic_gbps, latency_us=latency_us / 2)
     if rails:
         uplinks = [(nic, leaves[g]) for node in nics for g, nic in enumerate(node)]
     else:
         uplinks = [(nic, leaves[n // per_leaf]) for n, node in enumerate(nics) for nic in node]
-    graph.add_edges_from(uplinks, link_gbps=nic_gbps, latency_us=latency_us)
+    graph.add_edges_from(uplinks, link_gbps=nic_gbps, latency_us=latency_us / 2)
     graph.add_edges_from(itertools.product(leaves, spine_names), link_gbps=spine_gbps, latency_us=latency_us)
     graph.graph["gpus_per_node"] = gpus_per_node
     return graph
