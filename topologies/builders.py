@@ -268,16 +268,15 @@ def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.
         latency_us: Micros = 1.0, nvlink_latency_us: Micros = 0.5, nodes_per_leaf: Count | None = None) -> nx.Graph:
     """GPU cluster: GPUs ``n{n}/gpu{g}`` on an NVSwitch ``n{n}/nvswitch``, one NIC ``n{n}/nic{g}`` per GPU to a leaf.
 
-    NVLink cables: ``nvlink_gbps`` (1e9 bits/s), ``nvlink_latency_us`` (µs). A NIC is its own node on its GPU's
-    PCIe path: the GPU-NIC cable (``n{n}/gpu{g}-n{n}/nic{g}``) and the NIC's cable to its leaf both run at
-    ``nic_gbps`` with half of ``latency_us`` each, so a GPU reaches its leaf as fast as over one cable. A route
-    between two GPUs of one node through a leaf is 4 links against NVLink's 2: intra-node traffic never
-    touches a NIC, with or without rails. ``rails=True``: GPU g of every node
-    on rail leaf ``rail{g}``; ``rails=False``: all GPUs of node n on ``leaf{n // nodes_per_leaf}`` (default one
-    leaf). Every leaf links to every spine ``spine{s}`` with ``spine_gbps`` (default non-blocking: nic_gbps * NIC
-    ports per leaf / spines). Default spines: gpus_per_node with rails, else the number of leaves, and none when
-    there is a single leaf (0 spines is allowed only then). Hosts node-major; ``G.graph["gpus_per_node"]`` is set
-    for hierarchical collectives.
+    NVLink cables: ``nvlink_gbps`` (1e9 bits/s), ``nvlink_latency_us`` (µs). A NIC is its own node on its GPU's PCIe
+    path: the GPU-NIC cable (``n{n}/gpu{g}-n{n}/nic{g}``) and the NIC's cable to its leaf both run at ``nic_gbps``
+    with half of ``latency_us`` each, so a GPU reaches its leaf as fast as over one cable. A route between two GPUs
+    of one node through a leaf is 4 links against NVLink's 2: intra-node traffic never touches a NIC, with or
+    without rails. ``rails=True``: GPU g of every node on rail leaf ``rail{g}``; ``rails=False``: all GPUs of node n
+    on ``leaf{n // nodes_per_leaf}`` (default one leaf). Every leaf links to every spine ``spine{s}`` with
+    ``spine_gbps`` (default non-blocking: nic_gbps * NIC ports per leaf / spines). Default spines: gpus_per_node
+    with rails, else the number of leaves, and none when there is a single leaf (0 spines is allowed only then).
+    Hosts node-major; ``G.graph["gpus_per_node"]`` is set for hierarchical collectives.
 
     >>> G = dgx(nodes=4, gpus_per_node=8, nvlink_gbps=3600, nic_gbps=400, rails=True)
     >>> len(G.graph["hosts"]), G["rail0"]["spine0"]["link_gbps"], sorted(G["n0/nic3"])
