@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import simpy
 
-DONE_S = 1e-12  # work left (s) under which an op is done: the float residue of subtracting elapsed x rate
+DONE_S = 1e-12  # work left under which an op is done, relative to the clock (at least 1 s): float residue
 
 
 class SharedCores:
@@ -63,7 +63,8 @@ class SharedCores:
         if generation != self._generation:
             return
         self._advance()
-        done = [k for k, (left, _) in self._running.items() if left <= DONE_S]
+        residue = DONE_S * max(1.0, self.env.now)  # a clock's float step grows with it: never wake for less
+        done = [k for k, (left, _) in self._running.items() if left <= residue]
         callbacks = [self._running.pop(k)[1] for k in done]
         self._reschedule()
         for on_done in callbacks:
