@@ -21,6 +21,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from simulator.errors import ExecutorError, SpecError
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE
+from simulator.network.models import DEFAULT_NETWORK_MODEL
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="dessim: simulate distributed-training "
                   "communication (PS vs DES and friends) over cluster topologies.")
@@ -43,6 +44,16 @@ StragglerOpt = Annotated[list[str] | None, typer.Option(
                         "lognormal:sigma=S,seed=S per rank and step (repeatable)")]
 RankDeviceOpt = Annotated[list[str] | None, typer.Option(
     "--rank-device", help="mixed devices: RANKS=DEVICE runs those ranks on another device (0-7=a100; repeatable)")]
+def check_network_model(name: str) -> None:
+    from simulator.network.models import network_model
+
+    network_model(name, "--network-model")
+
+
+NetworkModelOpt = Annotated[str, typer.Option(
+    "--network-model", help="how flows share links, as SimGrid names it: maxmin (equal shares, ideal capacity) | "
+                            "cm02 (shares by 1/RTT, TCP window cap, ACK load) | lv08 (cm02 with SimGrid's TCP "
+                            "corrections: latency x13.01, rate x0.97; for TCP/Ethernet clusters)")]
 
 
 @app.command()
@@ -63,6 +74,7 @@ def collective(
         help="flow: completions within this fraction of a flow's age share one rate recomputation "
              "(0 = exact event order)")] = DEFAULT_RATE_TOLERANCE,
     fault: FaultOpt = None,
+    network_model: NetworkModelOpt = DEFAULT_NETWORK_MODEL,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     links_out: Annotated[str | None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")]
     = None,
@@ -82,8 +94,10 @@ def collective(
     size_bytes = parse_size_bytes(size, "size")
     if fidelity not in FIDELITIES:
         raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
+    check_network_model(network_model)
     fabric = Fabric(apply_faults(load_topology(topology), fault or []), ecmp=ecmp)
-    report, links = simulate_collective(op, algo, size_bytes, fabric, fidelity, servers, rate_tolerance)
+    report, links = simulate_collective(op, algo, size_bytes, fabric, fidelity, servers, rate_tolerance,
+                                        network_model)
     if links_out:
         _write_table(links, links_out)
     if as_json:
@@ -91,7 +105,7 @@ def collective(
         return
     console = Console()
     console.print(f"Ran {report.op} ({report.algo}) of {size} on {report.ranks} ranks of "
-                  f"[bold]{report.topology}[/bold] at {report.fidelity} fidelity.")
+                  f"[bold]{report.topology}[/bold] at {report.fidelity} fidelity, {report.network_model} sharing.")
     table = Table(show_header=True)
     for column in ("quantity", "value"):
         table.add_column(column)
@@ -183,7 +197,8 @@ def _step_reports(workload: str, topology: str, strategies: list[str] | None, fi
                   servers: int | None, placement: str, steps: int, options: object, calibration: str | None,
                   rate_tolerance: float, single: bool = False, record_rates: bool = False,
                   progress: ProgressUpdate | None = None, faults: list[str] | None = None,
-                  stragglers: list[str] | None = None, rank_devices: list[str] | None = None) -> list:
+                  stragglers: list[str] | None = None, rank_devices: list[str] | None = None,
+                  network_model: str = DEFAULT_NETWORK_MODEL) -> list:
     """Load, validate and simulate every strategy (default: the workload kind's defaults); returns their
     StepReports."""
     from simulator.compute import apply_calibration, load_calibration, load_device
@@ -200,6 +215,7 @@ def _step_reports(workload: str, topology: str, strategies: list[str] | None, fi
             raise SpecError("strategy", name, f"allowed: {', '.join(STRATEGIES)}")
     if fidelity not in FIDELITIES:
         raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
+    check_network_model(network_model)
     spec = load_workload(workload, overrides or [])
     if not strategies:  # PS vs DES, or every extreme-classification strategy; one: the last of them
         strategies = list(strategies_for(spec)) if isinstance(spec, ClassificationWorkload) else ["ps", "des"]
@@ -219,7 +235,8 @@ def _step_reports(workload: str, topology: str, strategies: list[str] | None, fi
         follow = (lambda done, total, name=name: progress(f"simulating {name}", done, total)) if progress else None
         reports.append(simulate_step(spec, cluster, name, fidelity, steps, options, rate_tolerance,
                                      record_rates=record_rates and fidelity == "flow", progress=follow,
-                                     stragglers=stragglers or (), rank_devices=rank_devices or ()))
+                                     stragglers=stragglers or (), rank_devices=rank_devices or (),
+                                     network_model=network_model))
     return reports
 
 
@@ -232,7 +249,8 @@ def _print_summary(reports: list, title: str) -> None:
     servers = max(r.summary["servers"] for r in reports)
     with_servers = f" (ps: {servers} servers)" if servers else ""
     console.print(f"{title}: [bold]{first['workload']}[/bold] ({first['model']}) on {first['workers']} workers"
-                  f"{with_servers} of [bold]{first['topology']}[/bold] at {first['fidelity']} fidelity, batch "
+                  f"{with_servers} of [bold]{first['topology']}[/bold] at {first['fidelity']} fidelity "
+                  f"({first['network_model']} sharing), batch "
                   f"{first['batch_per_worker']} per worker.")
     out = Table(show_header=True)
     for column in ("strategy", "step", "samples/s", "on wire", "per worker", "exposed comm", "memory"):
@@ -329,7 +347,8 @@ def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str,
               knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float, fp16_comm: bool,
               calibration: str | None, rate_tolerance: float, fault: list[str] | None = None,
               straggler: list[str] | None = None, rank_device: list[str] | None = None,
-              server_threads: int | None = None, record_rates: bool = False, show_progress: bool = False) -> object:
+              server_threads: int | None = None, network_model: str = DEFAULT_NETWORK_MODEL,
+              record_rates: bool = False, show_progress: bool = False) -> object:
     """The StepReport of one strategy (default: the workload kind's), as ``dessim run`` and ``trace`` run it."""
     options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
                                 knn_candidates, overlap, topk_ratio, fp16_comm, server_threads)
@@ -337,7 +356,8 @@ def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str,
         return _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
                              server_device, workers, servers, placement, steps, options, calibration,
                              rate_tolerance, single=True, record_rates=record_rates, progress=update,
-                             faults=fault, stragglers=straggler, rank_devices=rank_device)[0]
+                             faults=fault, stragglers=straggler, rank_devices=rank_device,
+                             network_model=network_model)[0]
 
 
 @app.command()
@@ -355,14 +375,14 @@ def run(
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
     fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
     rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, fault: FaultOpt = None, straggler: StragglerOpt = None,
-    rank_device: RankDeviceOpt = None, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
-    links_out: LinksOutOpt = None, save: SaveOpt = None,
+    rank_device: RankDeviceOpt = None, network_model: NetworkModelOpt = DEFAULT_NETWORK_MODEL,
+    as_json: JsonOpt = False, trace_out: TraceOutOpt = None, links_out: LinksOutOpt = None, save: SaveOpt = None,
 ) -> None:
     """Simulate one training step of a workload under one strategy."""
     reports = [_one_step(workload, topology, strategy, fidelity, overrides, device, server_device, workers, servers,
                          placement, steps, ps_mode, staleness, dense, des_input, column_shards, knn_k,
                          knn_rebuild_steps, knn_candidates, overlap, topk_ratio, fp16_comm, calibration,
-                         rate_tolerance, fault, straggler, rank_device, server_threads,
+                         rate_tolerance, fault, straggler, rank_device, server_threads, network_model,
                          record_rates=save is not None, show_progress=_bars_wanted(as_json))]
     _write_step_outputs(reports, trace_out, links_out, save)
     if as_json:
@@ -386,8 +406,8 @@ def compare(
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
     fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
     rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, fault: FaultOpt = None, straggler: StragglerOpt = None,
-    rank_device: RankDeviceOpt = None, as_json: JsonOpt = False, trace_out: TraceOutOpt = None,
-    links_out: LinksOutOpt = None, save: SaveOpt = None,
+    rank_device: RankDeviceOpt = None, network_model: NetworkModelOpt = DEFAULT_NETWORK_MODEL,
+    as_json: JsonOpt = False, trace_out: TraceOutOpt = None, links_out: LinksOutOpt = None, save: SaveOpt = None,
 ) -> None:
     """Simulate one training step under several strategies side by side (default: PS vs DES, or every
     extreme-classification strategy)."""
@@ -402,7 +422,7 @@ def compare(
         reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers,
                                 servers, placement, steps, options, calibration, rate_tolerance,
                                 record_rates=save is not None, progress=update, faults=fault,
-                                stragglers=straggler, rank_devices=rank_device)
+                                stragglers=straggler, rank_devices=rank_device, network_model=network_model)
     names = [r.summary["strategy"] for r in reports]
     table = comparison_table(reports)
     savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}

@@ -17,6 +17,8 @@ in vectorized batches, one breadth-first search per destination host, and cached
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import networkx as nx
 import numpy as np
 
@@ -51,6 +53,29 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     x *= np.uint64(0x94D049BB133111EB)
     x ^= x >> np.uint64(31)
     return x
+
+
+class KeyCache:
+    """Ids of int64 keys, made by ``build`` the first time a key is seen; sorted arrays, no per-key objects."""
+
+    def __init__(self) -> None:
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._id_of_key = np.zeros(0, dtype=np.int64)
+
+    def ids(self, keys: np.ndarray, build: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """The id of each key; ``build(new sorted unique keys)`` returns the ids of keys not seen before."""
+        known = np.zeros(len(keys), dtype=bool)
+        if len(self._keys):
+            pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+            known = self._keys[pos] == keys
+        if not np.all(known):
+            new_keys = np.unique(keys[~known])
+            new_ids = build(new_keys)
+            merged = np.concatenate([self._keys, new_keys])
+            order = np.argsort(merged, kind="stable")
+            self._keys = merged[order]
+            self._id_of_key = np.concatenate([self._id_of_key, new_ids])[order]
+        return self._id_of_key[np.searchsorted(self._keys, keys)]
 
 
 class Fabric:
@@ -118,8 +143,7 @@ class Fabric:
 
         self._seed = np.uint64(ecmp_seed)
         self._dist: dict[int, np.ndarray] = {}
-        self._route_keys = np.zeros(0, dtype=np.int64)
-        self._route_of_key = np.zeros(0, dtype=np.int64)
+        self._route_cache = KeyCache()
         self.route_links = np.zeros((0, 1), dtype=np.int32)
         self.route_latency_s = np.zeros(0)
         self.route_bottleneck_Bps = np.zeros(0)
@@ -203,26 +227,15 @@ class Fabric:
         dst = np.asarray(dst_rank, dtype=np.int64)
         n = self.n_hosts
         keys = (src * n + dst) * 65536 + np.asarray(flow_index, dtype=np.int64)
-        known = np.zeros(len(keys), dtype=bool)
-        if len(self._route_keys):
-            pos = np.minimum(np.searchsorted(self._route_keys, keys), len(self._route_keys) - 1)
-            known = self._route_keys[pos] == keys
-        if not np.all(known):
-            new_keys = np.unique(keys[~known])
-            new_ids = self._build_routes(new_keys)
-            merged = np.concatenate([self._route_keys, new_keys])
-            order = np.argsort(merged, kind="stable")
-            self._route_keys = merged[order]
-            self._route_of_key = np.concatenate([self._route_of_key, new_ids])[order]
-        return self._route_of_key[np.searchsorted(self._route_keys, keys)]
+        return self._route_cache.ids(keys, self._build_routes)
 
     def _build_routes(self, keys: np.ndarray) -> np.ndarray:
         """Compute, store and return ids of new routes for sorted unique keys (in chunks to bound memory)."""
         links = self._walk_chunked(keys)
         width = max(self.route_links.shape[1], links.shape[1])
-        links = _pad(links, width)
+        links = pad_columns(links, width)
         first_id = self.n_routes
-        self.route_links = np.concatenate([_pad(self.route_links, width), links])
+        self.route_links = np.concatenate([pad_columns(self.route_links, width), links])
         latency_s, bottleneck_Bps = self.route_metrics(links)
         self.route_latency_s = np.concatenate([self.route_latency_s, latency_s])
         self.route_bottleneck_Bps = np.concatenate([self.route_bottleneck_Bps, bottleneck_Bps])
@@ -249,7 +262,7 @@ class Fabric:
         """``_walk`` in bounded-memory chunks, rows padded to a common width."""
         chunks = [self._walk(keys[i : i + _ROUTE_CHUNK]) for i in range(0, len(keys), _ROUTE_CHUNK)]
         width = max(c.shape[1] for c in chunks)
-        return np.concatenate([_pad(c, width) for c in chunks])
+        return np.concatenate([pad_columns(c, width) for c in chunks])
 
     def _walk(self, keys: np.ndarray) -> np.ndarray:
         """Walk each (src, dst, flow) key hop by hop from source to destination, hashing among next hops.
@@ -316,9 +329,10 @@ class Fabric:
         return float(bound)
 
 
-def _pad(matrix: np.ndarray, width: int) -> np.ndarray:
+def pad_columns(matrix: np.ndarray, width: int, fill: float = -1) -> np.ndarray:
+    """``matrix`` widened to ``width`` columns of ``fill`` (link matrices pad with -1)."""
     if matrix.shape[1] == width:
         return matrix
-    out = np.full((matrix.shape[0], width), -1, dtype=np.int32)
+    out = np.full((matrix.shape[0], width), fill, dtype=matrix.dtype)
     out[:, : matrix.shape[1]] = matrix
     return out

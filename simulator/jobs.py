@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ from simulator.compute import load_device
 from simulator.engine import Engine, EngineResult
 from simulator.errors import SpecError, read_mapping
 from simulator.fabric import Fabric
-from simulator.network import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE, make_network
+from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE, make_network
 from simulator.stragglers import slow_down, slowdown_factors
 from simulator.strategies import StrategyOptions, lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
@@ -127,13 +127,14 @@ class JobSpec(BaseModel):
 
 class JobsSpec(BaseModel):
     """A topology (any string ``load_topology`` accepts) with optional link ``faults`` (``topologies.faults``),
-    the fidelity (flow) and the jobs sharing it."""
+    the fidelity (flow), how flows share links (``network_model``: maxmin, cm02, lv08) and the jobs sharing it."""
 
     model_config = ConfigDict(extra="forbid")
     topology: str
     faults: list[str] = Field(default_factory=list)
     fidelity: str = "flow"
     rate_tolerance: float = Field(DEFAULT_RATE_TOLERANCE, ge=0.0, le=MAX_RATE_TOLERANCE)
+    network_model: Literal["maxmin", "cm02", "lv08"] = DEFAULT_NETWORK_MODEL
     jobs: list[JobSpec] = Field(min_length=1)
 
 
@@ -265,7 +266,7 @@ class JobsResult:
     def to_dict(self) -> dict:
         """The topology, fidelity and the table's rows (JSON-ready)."""
         return {"topology": self.spec.topology, "fidelity": self.spec.fidelity,
-                "jobs": self.table.to_dict(orient="records")}
+                "network_model": self.spec.network_model, "jobs": self.table.to_dict(orient="records")}
 
 
 def _from_start(result: EngineResult, start_s: float) -> EngineResult:
@@ -295,12 +296,12 @@ def simulate_jobs(spec: str | Path | dict | JobsSpec,
     alone = {}
     for job in jobs:
         started = time.perf_counter()
-        network = make_network(fabric, spec.fidelity, rate_tolerance=spec.rate_tolerance)
+        network = make_network(fabric, spec.fidelity, rate_tolerance=spec.rate_tolerance, model=spec.network_model)
         result = Engine(job.lowered.graph, network).run(follow(f"{job.spec.name} alone"))
         alone[job.spec.name] = report(job, result, network, started)
 
     started = time.perf_counter()
-    network = make_network(fabric, spec.fidelity, rate_tolerance=spec.rate_tolerance)
+    network = make_network(fabric, spec.fidelity, rate_tolerance=spec.rate_tolerance, model=spec.network_model)
     env = network.env
     engines = [Engine(job.lowered.graph, network) for job in jobs]
 

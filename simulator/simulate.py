@@ -11,7 +11,7 @@ import pandas as pd
 
 from simulator.collectives import SUPPORTED, build_schedule, busbw_factor, check_request, pipeline_chunks
 from simulator.fabric import Fabric
-from simulator.network import DEFAULT_RATE_TOLERANCE, AnalyticalNetwork, make_network
+from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, AnalyticalNetwork, make_network
 from simulator.network.analytical import StepProfile, profile_link_bytes, profile_time_s
 from simulator.results import link_table, network_links
 
@@ -36,6 +36,7 @@ class CollectiveReport:
     max_link_bytes: float
     wall_s: float
     rate_tolerance: float | None = None
+    network_model: str = DEFAULT_NETWORK_MODEL
     auto_times_s: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
@@ -122,8 +123,9 @@ def _chooser(fabric: Fabric) -> AnalyticalNetwork:
 
 def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, fidelity: str = "flow",
                         servers: int = 0, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
-                        ) -> tuple[CollectiveReport, pd.DataFrame]:
-    """Simulate ``op`` over all hosts of ``fabric``; returns the report and the per-link table.
+                        network_model: str = DEFAULT_NETWORK_MODEL) -> tuple[CollectiveReport, pd.DataFrame]:
+    """Simulate ``op`` over all hosts of ``fabric``, links shared by ``network_model``; returns the report
+    and the per-link table.
 
     ``rate_tolerance`` is the flow backend's (see ``make_network``); the report records it.
     """
@@ -131,7 +133,7 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
     n = fabric.n_hosts
     per_node = fabric.ranks_per_node
     check_request(op, algo, n, servers, per_node)
-    network = make_network(fabric, fidelity, rate_tolerance=rate_tolerance)
+    network = make_network(fabric, fidelity, rate_tolerance=rate_tolerance, model=network_model)
     analytical = network if isinstance(network, AnalyticalNetwork) else None
     auto_times = None
     if algo == "auto":
@@ -156,6 +158,6 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
         algbw_GBps=algbw, busbw_GBps=algbw * busbw_factor(op, n, servers), fidelity=fidelity,
         topology=str(fabric.graph.graph.get("spec", "custom")), servers=servers, steps=steps,
         messages=messages, max_link_bytes=float(link_bytes.max(initial=0.0)),
-        wall_s=time.perf_counter() - started, auto_times_s=auto_times,
+        wall_s=time.perf_counter() - started, auto_times_s=auto_times, network_model=network_model,
         rate_tolerance=None if analytical is not None else rate_tolerance)
     return report, links

@@ -23,8 +23,8 @@ swept keys), the step summary's scalars (``training.flat_summary``) and ``error`
 reason the point is invalid: an invalid point does not stop the others).
 
 With ``closed_form: true`` the points the closed form covers (``simulator.vectorized``: des, des-rs, dp and
-synchronous ps, analytical, expected IDs) are evaluated together, one numpy evaluation per group of points
-that differ only in ``workload.batch_per_worker``; their rows (``evaluation``: ``closed form``) hold the
+synchronous ps, analytical, expected IDs, maxmin sharing) are evaluated together, one numpy evaluation per
+group of points that differ only in ``workload.batch_per_worker``; their rows (``evaluation``: ``closed form``) hold the
 step time, samples/s, bytes on the wire and per worker (mean), compute, exposed communication and memory,
 equal to the engine's. Other points run on the engine (``evaluation``: ``engine``).
 
@@ -60,7 +60,7 @@ RUN_KEYS = ("workload", "topology", "strategy", "fidelity", "device", "server_de
             "placement", "steps", "ps_mode", "staleness", "server_threads", "dense", "des_input", "column_shards",
             "knn_k",
             "knn_rebuild_steps", "knn_candidates", "overlap", "topk_ratio", "fp16_comm", "calibration",
-            "rate_tolerance", "faults", "stragglers", "rank_devices")
+            "rate_tolerance", "network_model", "faults", "stragglers", "rank_devices")
 PREFIXES = ("workload.", "topology.", "device.")
 DEFAULTS: dict[str, Any] = {"workload": "dlrm-small", "topology": "leafspine16", "strategy": None,
                             "fidelity": "analytical", "device": "h100", "server_device": "cpu-server",
@@ -229,7 +229,7 @@ class _Run:
     options: Any
     fidelity: str
     steps: int
-    rate_tolerance: dict[str, float]
+    network: dict[str, Any]  # the network's options given: rate_tolerance, network_model
     stragglers: tuple[str, ...] = ()
     rank_devices: tuple[str, ...] = ()
 
@@ -272,7 +272,8 @@ def _resolve(params: dict[str, Any]) -> _Run:
     cluster = make_cluster(_fabric(topology, _texts(plain.get("faults"))), strategy, device, server,
                            plain.get("workers"), plain.get("servers"), plain.get("placement", "colocated"))
     return _Run(workload, cluster, strategy, options, plain.get("fidelity", "analytical"), plain.get("steps", 1),
-                pick("rate_tolerance"), _texts(plain.get("stragglers")), _texts(plain.get("rank_devices")))
+                pick("rate_tolerance", "network_model"), _texts(plain.get("stragglers")),
+                _texts(plain.get("rank_devices")))
 
 
 def _failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
@@ -289,7 +290,7 @@ def run_point(index: int, params: dict[str, Any], inputs: dict[str, Any]) -> dic
     try:
         run = _resolve(params)
         summary = simulate_step(run.workload, run.cluster, run.strategy, run.fidelity, run.steps, run.options,
-                                **run.rate_tolerance, stragglers=run.stragglers,
+                                **run.network, stragglers=run.stragglers,
                                 rank_devices=run.rank_devices).summary
     except (SpecError, ValueError, ValidationError) as exc:
         return _failed(row, exc)
@@ -316,8 +317,8 @@ def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[st
         except (SpecError, ValueError, ValidationError):
             left += group  # the engine path records the error of each point
             continue
-        if run.stragglers or run.rank_devices or not supports(run.workload, run.strategy, run.fidelity, run.steps,
-                                                              run.options):
+        if (run.stragglers or run.rank_devices or run.network.get("network_model", "maxmin") != "maxmin"
+                or not supports(run.workload, run.strategy, run.fidelity, run.steps, run.options)):
             left += group
             continue
         batches = np.array([p[1].get(BATCH, run.workload.batch_per_worker) for p in group], dtype=np.float64)

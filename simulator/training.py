@@ -17,7 +17,7 @@ from simulator.compute import Device, fits, load_device
 from simulator.engine import Engine, EngineResult
 from simulator.errors import SpecError
 from simulator.fabric import Fabric
-from simulator.network import DEFAULT_RATE_TOLERANCE, Network, make_network
+from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, Network, make_network
 from simulator.results import link_timeline, network_links, step_summary
 from simulator.stragglers import device_of_rank, mix_devices, slow_down, slowdown_factors
 from simulator.strategies import StrategyOptions, lower, needs_servers
@@ -87,11 +87,13 @@ def make_cluster(fabric: Fabric, strategy: str, device: Device, server_device: D
 def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity: str = "flow", steps: int = 1,
                   options: StrategyOptions | None = None, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
                   record_rates: bool = False, progress: Callable[[int, int], None] | None = None,
-                  stragglers: Sequence[str] = (), rank_devices: Sequence[str] = ()) -> StepReport:
-    """Simulate ``steps`` training steps; the summary is per step. ``record_rates`` (flow fidelity) keeps
-    every link's rate over time for ``StepReport.link_timeline``; ``progress(done, total)`` follows the
-    engine's (op, rank) pairs. ``stragglers`` (``3=2``, ``bernoulli:p=0.05,factor=3,seed=1``) and
-    ``rank_devices`` (``0-7=a100``) vary compute speed per rank (``simulator.stragglers``)."""
+                  stragglers: Sequence[str] = (), rank_devices: Sequence[str] = (),
+                  network_model: str = DEFAULT_NETWORK_MODEL) -> StepReport:
+    """Simulate ``steps`` training steps, links shared by ``network_model``; the summary is per step.
+    ``record_rates`` (flow fidelity) keeps every link's rate over time for ``StepReport.link_timeline``;
+    ``progress(done, total)`` follows the engine's (op, rank) pairs. ``stragglers`` (``3=2``,
+    ``bernoulli:p=0.05,factor=3,seed=1``) and ``rank_devices`` (``0-7=a100``) vary compute speed per rank
+    (``simulator.stragglers``)."""
     if not 1 <= steps <= MAX_STEPS:
         raise SpecError("steps", steps, f"allowed: 1 to {MAX_STEPS:,}")
     started = time.perf_counter()
@@ -103,7 +105,8 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
                                                 options).graph)
     if stragglers:
         slow_down(lowered.graph, slowdown_factors(stragglers, cluster.fabric.n_hosts, steps))
-    network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance, record_rates=record_rates)
+    network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance, record_rates=record_rates,
+                           model=network_model)
     result = Engine(lowered.graph, network).run(progress)
     report = step_report(workload, cluster, strategy, fidelity, steps, lowered, result, network, started, devices)
     report.summary.update(stragglers="; ".join(stragglers), rank_devices="; ".join(rank_devices))
@@ -128,6 +131,7 @@ def step_report(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity
     summary = {"strategy": strategy, "workload": workload.name, "model": workload.model,
                "topology": str(cluster.fabric.graph.graph.get("spec", "custom")),
                "faults": "; ".join(cluster.fabric.graph.graph.get("faults", [])), "fidelity": fidelity,
+               "network_model": network.model.name,
                "workers": cluster.n_workers, "servers": len(cluster.servers) if needs_servers(strategy) else 0,
                "batch_per_worker": workload.batch_per_worker, "steps": steps,
                **step_summary(result.rows, lowered.graph, result.makespan_s, workload.batch_per_worker),

@@ -7,6 +7,10 @@ star this is exactly NETWORK.md's closed forms (ring: 2L + S/(N B) per step; all
 pushpull, incast likewise), and it equals the flow backend wherever flows do not contend. Where they do,
 it assumes every flow on a link gets an equal share and ignores overlap between steps. Step profiles are
 cached per pattern, so a sweep that reuses a schedule costs a few numpy operations per step.
+
+Under a TCP ``model`` (``models``) the same form takes its terms: latency x latency factor, drain times
+over capacity x rate factor, ACK bytes on each message's reverse route, and a message never faster than
+its TCP window cap; shares stay equal (the model's RTT weights need the flow backend).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 import simpy
 
 from simulator.fabric import Fabric
+from simulator.network.models import MODELS, NetworkModel
 from simulator.network.result import RankCallback, RunResult
 from simulator.schedule import Pattern, Schedule
 
@@ -44,6 +49,13 @@ class StepProfile:
 def profile_time_s(profile: list[tuple[int, StepProfile]], scale: float = 1.0) -> float:
     """Time of a schedule from its step profiles, with every message size multiplied by ``scale``."""
     return sum(repeat * step.time_s(scale) for repeat, step in profile)
+
+
+def _link_sums(links: np.ndarray, size_bytes: np.ndarray, n_links: int) -> np.ndarray:
+    """Bytes each link carries when message i of ``size_bytes`` crosses the links of row i."""
+    valid = links >= 0
+    return np.bincount(links[valid], weights=np.broadcast_to(size_bytes[:, None], links.shape)[valid],
+                       minlength=n_links)
 
 
 def profile_link_bytes(profile: list[tuple[int, StepProfile]], n_links: int, scale: float = 1.0) -> np.ndarray:
@@ -79,8 +91,10 @@ class AnalyticalNetwork:
 
     fidelity = "analytical"
 
-    def __init__(self, fabric: Fabric, env: simpy.Environment | None = None) -> None:
+    def __init__(self, fabric: Fabric, env: simpy.Environment | None = None,
+                 model: NetworkModel = MODELS["maxmin"]) -> None:
         self.fabric = fabric
+        self.model = model
         self.env = env if env is not None else simpy.Environment()
         self._link_bytes = np.zeros(fabric.n_links)
         self._pending: dict[simpy.Event, _Pending] = {}
@@ -95,7 +109,7 @@ class AnalyticalNetwork:
         if not len(pattern):
             return StepProfile(np.zeros(1), np.zeros(1), np.zeros(self.fabric.n_links))
         scale = float(pattern.size_bytes.max())
-        key = hashlib.blake2b(b"".join((pattern.src.tobytes(), pattern.dst.tobytes(),
+        key = hashlib.blake2b(b"".join((self.model.name.encode(), pattern.src.tobytes(), pattern.dst.tobytes(),
                                         (pattern.size_bytes / scale).tobytes(), hosts.tobytes())),
                               digest_size=16).digest()
         cache = _PROFILES.setdefault(self.fabric, OrderedDict())
@@ -115,30 +129,40 @@ class AnalyticalNetwork:
         Small patterns use the fabric's route cache; huge ones (an all-to-all on thousands of ranks) are
         routed chunk by chunk without caching, keeping only int32 link rows, so memory stays bounded.
         """
-        fabric = self.fabric
+        fabric, model = self.fabric, self.model
         cached = len(pattern) <= STREAM_MESSAGES
         chunks = []
-        load = np.zeros(fabric.n_links)
+        payload = np.zeros(fabric.n_links)
+        acks = np.zeros(fabric.n_links)
         for start in range(0, len(pattern), STREAM_MESSAGES):
             part = slice(start, start + STREAM_MESSAGES)
             src, dst = hosts[pattern.src[part]], hosts[pattern.dst[part]]
-            if cached:
-                ids = fabric.route_ids(src, dst)  # first: it may grow the route arrays
-                links = fabric.route_links[ids]
-            else:
-                links = fabric.uncached_routes(src, dst)
-            valid = links >= 0
-            load += np.bincount(links[valid], weights=np.broadcast_to(pattern.size_bytes[part, None],
-                                                                      links.shape)[valid], minlength=fabric.n_links)
-            chunks.append(links)
-        drain_per_byte = load / fabric.capacity_Bps
+            links = self._links(src, dst, cached)
+            size = pattern.size_bytes[part]
+            latency_s = fabric.route_metrics(links)[0]
+            payload += _link_sums(links, size, fabric.n_links)
+            if model.ack_fraction > 0:  # the reverse route carries the ACK stream
+                back = self._links(dst, src, cached)
+                acks += _link_sums(back, size, fabric.n_links)
+                links = np.concatenate([links, back], axis=1)
+            chunks.append((links, size, latency_s))
+        drain_per_byte = (payload + model.ack_fraction * acks) / (fabric.capacity_Bps * model.rate_factor)
         pairs = []
-        for links in chunks:
+        for links, size, latency_s in chunks:
             valid = links >= 0
             drain_s = np.where(valid, drain_per_byte[np.where(valid, links, 0)], 0.0).max(axis=1)
-            pairs.append(np.unique(np.stack([fabric.route_metrics(links)[0], drain_s]), axis=1))
+            if model.tcp_gamma_bytes > 0:  # a message moves at most gamma / (2 x route latency)
+                drain_s = np.maximum(drain_s, size * 2 * latency_s / (model.tcp_gamma_bytes * model.rate_factor))
+            pairs.append(np.unique(np.stack([latency_s * model.latency_factor, drain_s]), axis=1))
         distinct = np.unique(np.concatenate(pairs, axis=1), axis=1)
-        return StepProfile(distinct[0], distinct[1], load)
+        return StepProfile(distinct[0], distinct[1], payload)
+
+    def _links(self, src: np.ndarray, dst: np.ndarray, cached: bool) -> np.ndarray:
+        """Padded link matrix of the routes src -> dst (through the route cache if ``cached``)."""
+        if cached:
+            ids = self.fabric.route_ids(src, dst)  # first: it may grow (replace) the route arrays
+            return self.fabric.route_links[ids]
+        return self.fabric.uncached_routes(src, dst)
 
     def schedule_profile(self, schedule: Schedule, hosts: np.ndarray | None = None) -> list[tuple[int, StepProfile]]:
         """(repeat, profile) of each schedule entry."""
@@ -155,7 +179,7 @@ class AnalyticalNetwork:
         else:
             hosts = np.arange(schedule.n_ranks) if hosts is None else np.asarray(hosts, dtype=np.int64)
             cache = _SHAPES.setdefault(self.fabric, {})
-            key = (schedule.shape, hosts.tobytes())
+            key = (self.model.name, schedule.shape, hosts.tobytes())
             if key not in cache:
                 cache[key] = (schedule.size_bytes, self.schedule_profile(schedule, hosts))
             reference_bytes, profile = cache[key]

@@ -16,6 +16,7 @@ import simpy
 
 from simulator.fabric import Fabric
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE, FluidCore, time_eps
+from simulator.network.models import MODELS, ModelRoutes, NetworkModel
 from simulator.network.progress import TAG_SHIFT, Released, ScheduleProgress
 from simulator.network.result import RankCallback, RunResult
 from simulator.schedule import Pattern, Schedule, group_by
@@ -33,18 +34,21 @@ class _Run:
 
 
 class FlowNetwork:
-    """Max-min fair flow-level network over a fabric, running inside a simpy environment."""
+    """Flow-level network over a fabric, running inside a simpy environment; flows share links by ``model``
+    (default: max-min fair, equal shares)."""
 
     fidelity = "flow"
 
     def __init__(self, fabric: Fabric, env: simpy.Environment | None = None, check_capacity: bool = False,
                  incremental: bool = True, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
-                 record_rates: bool = False) -> None:
+                 record_rates: bool = False, model: NetworkModel = MODELS["maxmin"]) -> None:
         self.fabric = fabric
+        self.model = model
         self.env = env if env is not None else simpy.Environment()
-        self.core = FluidCore(fabric, check_capacity=check_capacity, incremental=incremental,
-                               rate_tolerance=rate_tolerance, record_rates=record_rates)
-        self.lookahead_s = fabric.min_route_latency_s()
+        self.routes = fabric if model.is_maxmin else ModelRoutes(fabric, model)
+        self.core = FluidCore(self.routes, check_capacity=check_capacity, incremental=incremental,
+                              rate_tolerance=rate_tolerance, record_rates=record_rates)
+        self.lookahead_s = self.routes.min_route_latency_s()
         self._runs: dict[int, _Run] = {}
         self._run_of_event: dict[simpy.Event, _Run] = {}
         self._next_id = 0
@@ -84,7 +88,7 @@ class FlowNetwork:
     def _routes(self, run: _Run, pattern: Pattern) -> np.ndarray:
         routes = run.routes.get(id(pattern))
         if routes is None:
-            routes = self.fabric.route_ids(run.hosts[pattern.src], run.hosts[pattern.dst])
+            routes = self.routes.route_ids(run.hosts[pattern.src], run.hosts[pattern.dst])
             run.routes[id(pattern)] = routes
         return routes
 
@@ -92,7 +96,7 @@ class FlowNetwork:
         for pattern, sel in run.progress.schedule.by_entry(released.step):
             msgs = released.message[sel]
             route = self._routes(run, pattern)[msgs]
-            t_act = released.ready_s[sel] + self.fabric.route_latency_s[route]
+            t_act = released.ready_s[sel] + self.routes.route_latency_s[route]
             self.core.add(route, pattern.size_bytes[msgs], t_act, np.full(len(msgs), run.run_id),
                           (released.step[sel] << TAG_SHIFT) | msgs)
 

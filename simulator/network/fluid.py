@@ -40,7 +40,8 @@ from typing import ClassVar
 import numpy as np
 
 from simulator.fabric import Fabric
-from simulator.network.maxmin import max_min_rates
+from simulator.network.maxmin import max_min_rates, weighted_max_min_rates
+from simulator.network.models import ModelRoutes
 
 TIME_REL_EPS = 1e-12
 # Completions within this fraction of a flow's age after another share one rate recomputation.
@@ -130,16 +131,23 @@ class Completions:
 
 
 class FluidCore:
-    """Flows on a fabric under max-min fair sharing; advanced one lookahead window at a time."""
+    """Flows on a fabric under max-min fair sharing; advanced one lookahead window at a time.
 
-    def __init__(self, fabric: Fabric, check_capacity: bool = False, incremental: bool = True,
+    Given ``ModelRoutes`` in place of a fabric, flows share by the model's weights, bounds and ACK loads
+    (``models``): every rate event then re-solves all coupled flows (the incremental rule above is proven
+    for equal shares), and a flow needs ``size / rate_factor`` bytes of link capacity.
+    """
+
+    def __init__(self, fabric: Fabric | ModelRoutes, check_capacity: bool = False, incremental: bool = True,
                  rate_tolerance: float = DEFAULT_RATE_TOLERANCE, record_rates: bool = False) -> None:
         """``check_capacity`` asserts after every rate change that no link exceeds its capacity;
         ``incremental=False`` recomputes every coupled flow's rate at every event (for testing);
         ``rate_tolerance`` > 0 merges completions into one rate event (see ``_completion_batch``);
         ``record_rates`` keeps every link's rate over time (``link_segments``)."""
         self.fabric = fabric
-        self.incremental = incremental
+        self._model_routes = fabric if isinstance(fabric, ModelRoutes) else None
+        self.incremental = incremental and self._model_routes is None
+        self._work_per_byte = 1.0 / fabric.model.rate_factor if self._model_routes is not None else 1.0
         self.rate_tolerance = rate_tolerance
         self.arrival_slack_s = rate_tolerance * fabric.min_route_latency_s()
         n_links = fabric.n_links
@@ -190,14 +198,15 @@ class FluidCore:
         """Isolated flows moved at their route's bottleneck rate from ``t0`` to ``t1``."""
         if self._segments is not None:
             links, valid = self._links_of(route)
-            per_link = [np.broadcast_to(v[:, None], links.shape)[valid]
-                        for v in (t0, t1, self.fabric.route_bottleneck_Bps[route])]
-            self._segments.append((links[valid].astype(np.int64), *per_link))
+            per_link = [np.broadcast_to(v[:, None], links.shape)[valid] for v in (t0, t1)]
+            rate = self._entry_Bps(route, valid, self.fabric.route_bottleneck_Bps[route])
+            self._segments.append((links[valid].astype(np.int64), *per_link, rate))
 
     def link_bytes(self) -> np.ndarray:
         """Bytes carried by each directed link so far (completed flows)."""
         used = np.nonzero(self._route_bytes)[0]
-        links = self.fabric.route_links[used]
+        model = self._model_routes
+        links = self.fabric.route_links[used] if model is None else model.fabric.route_links[model.route_fwd[used]]
         weights = np.broadcast_to(self._route_bytes[used][:, None], links.shape)
         valid = links >= 0
         return np.bincount(links[valid], weights=weights[valid], minlength=self.fabric.n_links)
@@ -219,6 +228,13 @@ class FluidCore:
         """Padded link matrix of ``routes`` and the mask of its real (non-padding) entries."""
         links = self.fabric.route_links[routes]
         return links, links >= 0
+
+    def _entry_Bps(self, routes: np.ndarray, valid: np.ndarray, rate_Bps: np.ndarray) -> np.ndarray:
+        """Bytes/s each real entry of ``routes``' link matrix carries at these flow rates (ACK entries less)."""
+        per_entry = np.broadcast_to(rate_Bps[:, None], valid.shape)
+        if self._model_routes is not None:
+            per_entry = per_entry * self._model_routes.route_coef[routes]
+        return per_entry[valid]
 
     def _classify_arrivals(self, t0: float, limit: float) -> dict[str, np.ndarray]:
         """Start this window's arrivals: alone on their links -> isolated; otherwise coupled, later."""
@@ -242,24 +258,24 @@ class FluidCore:
         iso_rows = np.nonzero(alone)[0]
         if len(iso_rows):
             cap = self.fabric.route_bottleneck_Bps[arr["route"][iso_rows]]
-            t_fin = arr["t_act"][iso_rows] + arr["size"][iso_rows] / cap
+            t_fin = arr["t_act"][iso_rows] + arr["size"][iso_rows] * self._work_per_byte / cap
             new_rows = self.iso.append(route=arr["route"][iso_rows], size=arr["size"][iso_rows],
                                        t_act=arr["t_act"][iso_rows], t_fin=t_fin, owner=arr["owner"][iso_rows],
                                        tag=arr["tag"][iso_rows])
             il, iv = links[iso_rows], valid[iso_rows]
             owner_rows = np.broadcast_to(new_rows[:, None], il.shape)
             self.link_owner[il[iv]] = owner_rows[iv]
-            self._account_isolated(il, iv, cap, t_fin - arr["t_act"][iso_rows])
+            self._account_isolated(arr["route"][iso_rows], il, iv, cap, t_fin - arr["t_act"][iso_rows])
         coupled = ~alone
         order = np.argsort(arr["t_act"][coupled], kind="stable")
         return {name: col[coupled][order] for name, col in arr.items()}
 
-    def _account_isolated(self, links: np.ndarray, valid: np.ndarray, rate: np.ndarray,
+    def _account_isolated(self, route: np.ndarray, links: np.ndarray, valid: np.ndarray, rate: np.ndarray,
                           duration: np.ndarray) -> None:
         """Busy time and peak utilization of links carrying isolated flows (``duration`` may be negative)."""
         flat = links[valid]
         np.add.at(self.link_busy_s, flat, np.broadcast_to(duration[:, None], links.shape)[valid])
-        util = np.broadcast_to(rate[:, None], links.shape)[valid] / self.fabric.capacity_Bps[flat]
+        util = self._entry_Bps(route, valid, rate) / self.fabric.capacity_Bps[flat]
         np.maximum.at(self.link_peak_util, flat, util)
 
     def _isolated_to_coupled(self, rows: np.ndarray, t0: float) -> None:
@@ -272,11 +288,11 @@ class FluidCore:
         self._account_coupled(t0)  # the coupled load so far, before these flows join it
         self._log_isolated(route, np.minimum(iso.t_act[rows], t0), np.full(len(rows), t0))
         t_fin = iso.t_fin[rows]
-        self._account_isolated(links, valid, cap, -(t_fin - t0))
+        self._account_isolated(route, links, valid, cap, -(t_fin - t0))
         self.cpl.append(route=route, size=iso.size[rows], owner=iso.owner[rows], tag=iso.tag[rows],
                         t_act=iso.t_act[rows], t_fin=t_fin, rem=cap * (t_fin - t0), t_upd=np.full(len(rows), t0),
                         rate=cap)
-        self.coupled_load_Bps += np.bincount(links[valid], weights=np.broadcast_to(cap[:, None], links.shape)[valid],
+        self.coupled_load_Bps += np.bincount(links[valid], weights=self._entry_Bps(route, valid, cap),
                                              minlength=self.fabric.n_links)
         iso.kill(rows)
 
@@ -340,7 +356,8 @@ class FluidCore:
                 new_rows = cpl.append(route=arrivals["route"][sl], size=arrivals["size"][sl],
                                       owner=arrivals["owner"][sl], tag=arrivals["tag"][sl],
                                       t_act=arrivals["t_act"][sl], t_fin=np.full(count, np.inf),
-                                      rem=arrivals["size"][sl], t_upd=np.full(count, t_e), rate=np.zeros(count))
+                                      rem=arrivals["size"][sl] * self._work_per_byte, t_upd=np.full(count, t_e),
+                                      rate=np.zeros(count))
                 links, valid = self._links_of(arrivals["route"][sl])
                 touched = np.where(valid, links, 0)
                 share = np.where(valid, self.fabric.capacity_Bps[touched] / np.maximum(self.link_count[touched], 1),
@@ -368,7 +385,7 @@ class FluidCore:
         route = cpl.route[rows]
         links, valid = self._links_of(route)
         self.link_count -= np.bincount(links[valid], minlength=self.fabric.n_links)
-        rate = np.broadcast_to(cpl.rate[rows][:, None], links.shape)[valid]
+        rate = self._entry_Bps(route, valid, cpl.rate[rows])
         self.coupled_load_Bps -= np.bincount(links[valid], weights=rate, minlength=self.fabric.n_links)
         self._record_done(route, cpl.size[rows])
         done.append((cpl.owner[rows].copy(), cpl.tag[rows].copy(), cpl.t_fin[rows].copy()))
@@ -386,26 +403,35 @@ class FluidCore:
         self.n_rate_flows += len(redo)
         cpl.rem[redo] -= cpl.rate[redo] * (t_e - cpl.t_upd[redo])
         cpl.t_upd[redo] = t_e
-        links, valid = self._links_of(cpl.route[redo])
+        route = cpl.route[redo]
+        links, valid = self._links_of(route)
         flat = links[valid]
         n_links = self.fabric.n_links
-        old_rate = np.broadcast_to(cpl.rate[redo][:, None], links.shape)[valid]
+        old_rate = self._entry_Bps(route, valid, cpl.rate[redo])
         if len(redo) == cpl.n_alive:
             self.coupled_load_Bps[:] = 0.0
         else:
             self.coupled_load_Bps -= np.bincount(flat, weights=old_rate, minlength=n_links)
         np.maximum(self.coupled_load_Bps, 0.0, out=self.coupled_load_Bps)
         with np.errstate(divide="ignore"):
-            rate = max_min_rates(links, self.fabric.capacity_Bps - self.coupled_load_Bps)
+            rate = self._solve(route, links, self.fabric.capacity_Bps - self.coupled_load_Bps)
             cpl.t_fin[redo] = t_e + np.maximum(cpl.rem[redo], 0.0) / rate
         cpl.rate[redo] = rate
-        new_rate = np.broadcast_to(rate[:, None], links.shape)[valid]
+        new_rate = self._entry_Bps(route, valid, rate)
         self.coupled_load_Bps += np.bincount(flat, weights=new_rate, minlength=n_links)
         util = self.coupled_load_Bps / self.fabric.capacity_Bps
         np.maximum(self.link_peak_util, util, out=self.link_peak_util)
         if self.check_capacity and np.any(util > 1 + 1e-9):
             worst = int(np.argmax(util))
             raise AssertionError(f"link {worst} carries {util[worst]:.12f} of its capacity")
+
+    def _solve(self, route: np.ndarray, links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
+        """Rates of flows on ``route`` (link matrix ``links``) given what the links have left."""
+        model = self._model_routes
+        if model is None:
+            return max_min_rates(links, capacity_Bps)
+        return weighted_max_min_rates(links, capacity_Bps, model.route_coef[route], model.route_weight[route],
+                                      model.route_bound_Bps[route])
 
     def _account_coupled(self, t_e: float) -> None:
         """Busy time of links used by coupled flows since the previous coupled event."""

@@ -148,3 +148,59 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.
             batch *= 2
         elif 2 * n_ok < len(cand):
             batch = max(1, batch // 2)
+
+
+def weighted_max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray, coef: np.ndarray,
+                           weight: np.ndarray, bound_Bps: np.ndarray) -> np.ndarray:
+    """Weighted max-min fair rates (bytes/s) with per-entry consumption and per-flow bounds, as SimGrid's
+    lmm solver defines them.
+
+    Flow f's rate is ``weight[f] * level`` while a common level rises; entry (f, h) loads link
+    ``flow_links[f, h]`` with ``coef[f, h]`` bytes per byte of the flow (an ACK stream: 0.05); a flow also
+    stops at ``bound_Bps[f]`` (inf: none). A link freezes its flows when full, as in ``by_local_minima``:
+    link l is full at level ``remaining_l / sum(coef * weight)`` over its unfrozen flows, and a flow whose
+    bound level ``bound / weight`` is below every share of its links freezes at its bound.
+
+    >>> weighted_max_min_rates(np.array([[0], [0]]), np.array([9.0]), np.ones((2, 1)), np.array([2.0, 1.0]),
+    ...                        np.full(2, np.inf)).tolist()
+    [6.0, 3.0]
+    """
+    n_flows, width = flow_links.shape
+    rate = np.minimum(np.full(n_flows, np.inf), bound_Bps)
+    valid = flow_links >= 0
+    if not valid.any():
+        return rate
+    links, local = _local_link_ids(flow_links[valid], len(capacity_Bps))
+    sentinel = len(links)
+    matrix = np.full(flow_links.shape, sentinel, dtype=np.int64)
+    matrix[valid] = local
+    demand = np.where(valid, coef, 0.0) * weight[:, None]  # bytes/s a link carries per unit of level
+    remaining_Bps = np.append(np.maximum(capacity_Bps[links].astype(np.float64), 0.0), np.inf)
+    load = np.bincount(matrix.ravel(), weights=demand.ravel(), minlength=sentinel + 1)
+    unfrozen = np.bincount(matrix[valid], minlength=sentinel + 1)
+    bound_level = bound_Bps / weight
+    flows = np.nonzero(valid.any(axis=1))[0]
+    matrix, demand, bound_level = matrix[flows], demand[flows], bound_level[flows]
+    share = np.empty(sentinel + 1)
+    while len(flows):
+        share.fill(np.inf)
+        np.divide(remaining_Bps, load, out=share, where=(unfrozen > 0) & (load > 0))
+        share[-1] = np.inf
+        flow_min = np.minimum(share[matrix].min(axis=1), bound_level)
+        link_floor = np.full(sentinel + 1, np.inf)
+        np.minimum.at(link_floor, matrix.ravel(), np.repeat(flow_min, width))
+        local_min = share <= link_floor * (1 + REL_TOL)
+        local_min[-1] = False
+        freeze = local_min[matrix].any(axis=1) | (bound_level <= flow_min * (1 + REL_TOL))
+        level = flow_min[freeze]
+        rate[flows[freeze]] = level * weight[flows[freeze]]
+        frozen_links = matrix[freeze].ravel()
+        remaining_Bps -= np.bincount(frozen_links, weights=(demand[freeze] * level[:, None]).ravel(),
+                                     minlength=sentinel + 1)
+        np.maximum(remaining_Bps, 0.0, out=remaining_Bps)
+        remaining_Bps[-1] = np.inf
+        load -= np.bincount(frozen_links, weights=demand[freeze].ravel(), minlength=sentinel + 1)
+        unfrozen -= np.bincount(frozen_links, minlength=sentinel + 1)
+        keep = ~freeze
+        flows, matrix, demand, bound_level = flows[keep], matrix[keep], demand[keep], bound_level[keep]
+    return rate
