@@ -14,6 +14,7 @@ from simulator.network.analytical import AnalyticalNetwork
 from simulator.network.flow import FlowNetwork
 from simulator.network.fluid import TOLERANCE_BOUND
 from simulator.network.maxmin import by_candidate_minima, by_local_minima
+from simulator.network.models import MODELS, NetworkModel
 from simulator.schedule import Pattern, Schedule
 
 GBPS, LATENCY_US = 100.0, 1.0
@@ -144,12 +145,14 @@ def test_bytes_sent_equal_bytes_received_and_links_carry_hops(op: str, algo: str
     assert network.link_bytes().sum() == pytest.approx(hop_bytes, rel=1e-9)
 
 
-def test_contended_alltoall_never_exceeds_capacity_and_incremental_equals_full() -> None:
-    """Hash-ECMP collisions on a fat-tree: rates recomputed incrementally equal a full recomputation."""
+@pytest.mark.parametrize("model", MODELS.values(), ids=MODELS)
+def test_contended_alltoall_never_exceeds_capacity_and_incremental_equals_full(model: NetworkModel) -> None:
+    """Hash-ECMP collisions on a fat-tree: rates recomputed incrementally equal a full recomputation, under
+    every network model (weighted shares restart by level)."""
     fabric = Fabric(fattree_graph(4))
     schedule = build_schedule("alltoall", "direct", 8e6, fabric.n_hosts)
-    fast, network = run_flow(fabric, schedule)  # check_capacity asserts at every rate change
-    full, _ = run_flow(fabric, schedule, incremental=False)
+    fast, network = run_flow(fabric, schedule, model=model)  # check_capacity asserts at every rate change
+    full, _ = run_flow(fabric, schedule, incremental=False, model=model)
     assert network.core.link_peak_util.max() <= 1 + 1e-9
     assert np.allclose(fast.rank_end_s, full.rank_end_s, rtol=1e-9, atol=0)
     no_contention = 6 * 1e-6 + (fabric.n_hosts - 1) * 8e6 / fabric.n_hosts / (400e9 / 8)
@@ -168,11 +171,11 @@ def _random_traffic(seed: int) -> tuple[Fabric, Schedule]:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.sampled_from([0.0, 1e-3]))
-def test_random_traffic_incremental_equals_full(seed: int, rate_tolerance: float) -> None:
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.0, 1e-3]), st.sampled_from(list(MODELS.values())))
+def test_random_traffic_incremental_equals_full(seed: int, rate_tolerance: float, model: NetworkModel) -> None:
     fabric, schedule = _random_traffic(seed)
-    fast, _ = run_flow(fabric, schedule, rate_tolerance=rate_tolerance)
-    full, _ = run_flow(fabric, schedule, incremental=False, rate_tolerance=rate_tolerance)
+    fast, _ = run_flow(fabric, schedule, rate_tolerance=rate_tolerance, model=model)
+    full, _ = run_flow(fabric, schedule, incremental=False, rate_tolerance=rate_tolerance, model=model)
     assert np.allclose(fast.rank_end_s, full.rank_end_s, rtol=1e-9, atol=0)
 
 

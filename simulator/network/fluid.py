@@ -134,8 +134,9 @@ class FluidCore:
     """Flows on a fabric under max-min fair sharing; advanced one lookahead window at a time.
 
     Given ``ModelRoutes`` in place of a fabric, flows share by the model's weights, bounds and ACK loads
-    (``models``): every rate event then re-solves all coupled flows (the incremental rule above is proven
-    for equal shares), and a flow needs ``size / rate_factor`` bytes of link capacity.
+    (``models``), and a flow needs ``size / rate_factor`` bytes of link capacity. Rates are then weight x a
+    common level, and the incremental rule holds in levels: completions restart at the least level that
+    left, arrivals at capacity / (sum of coef x weight of the link's flows).
     """
 
     def __init__(self, fabric: Fabric | ModelRoutes, check_capacity: bool = False, incremental: bool = True,
@@ -146,13 +147,14 @@ class FluidCore:
         ``record_rates`` keeps every link's rate over time (``link_segments``)."""
         self.fabric = fabric
         self._model_routes = fabric if isinstance(fabric, ModelRoutes) else None
-        self.incremental = incremental and self._model_routes is None
+        self.incremental = incremental
         self._work_per_byte = 1.0 / fabric.model.rate_factor if self._model_routes is not None else 1.0
         self.rate_tolerance = rate_tolerance
         self.arrival_slack_s = rate_tolerance * fabric.min_route_latency_s()
         n_links = fabric.n_links
         self.check_capacity = check_capacity
         self.link_count = np.zeros(n_links, dtype=np.int64)
+        self.link_demand = np.zeros(n_links)  # sum of coef x weight of the flows on each link (models only)
         self.link_owner = np.full(n_links, -1, dtype=np.int64)
         self.coupled_load_Bps = np.zeros(n_links)
         self.link_busy_s = np.zeros(n_links)
@@ -247,7 +249,7 @@ class FluidCore:
         pend.compact()
 
         links, valid = self._links_of(arr["route"])
-        self.link_count += np.bincount(links[valid], minlength=self.fabric.n_links)
+        self._count(arr["route"], links, valid, +1)
         touched = np.where(valid, links, 0)
         owners = self.link_owner[links[valid]]
         owned = owners >= 0
@@ -303,7 +305,7 @@ class FluidCore:
             return
         route = iso.route[rows]
         links, valid = self._links_of(route)
-        self.link_count -= np.bincount(links[valid], minlength=self.fabric.n_links)
+        self._count(route, links, valid, -1)
         self.link_owner[links[valid]] = -1
         self._record_done(route, iso.size[rows])
         self._log_isolated(route, iso.t_act[rows], iso.t_fin[rows])
@@ -345,7 +347,7 @@ class FluidCore:
                     t_e = max(t_e, float(cpl.t_fin[finished].max()))
                     self._account_coupled(t_e)
                     eps = time_eps(t_e)
-                restart = float(cpl.rate[finished].min())
+                restart = float(self._level(finished).min())
                 self._remove_coupled(finished, done)
             new_rows = np.zeros(0, dtype=np.int64)
             if next_arrival < n_arr and t_a <= t_e + eps:
@@ -360,8 +362,7 @@ class FluidCore:
                                       rate=np.zeros(count))
                 links, valid = self._links_of(arrivals["route"][sl])
                 touched = np.where(valid, links, 0)
-                share = np.where(valid, self.fabric.capacity_Bps[touched] / np.maximum(self.link_count[touched], 1),
-                                 np.inf)
+                share = np.where(valid, self._share_level(touched), np.inf)
                 restart = min(restart, float(share.min()))
             if restart < np.inf:
                 self._resolve_rates(restart if self.incremental else 0.0, new_rows, t_e)
@@ -384,17 +385,38 @@ class FluidCore:
         cpl = self.cpl
         route = cpl.route[rows]
         links, valid = self._links_of(route)
-        self.link_count -= np.bincount(links[valid], minlength=self.fabric.n_links)
+        self._count(route, links, valid, -1)
         rate = self._entry_Bps(route, valid, cpl.rate[rows])
         self.coupled_load_Bps -= np.bincount(links[valid], weights=rate, minlength=self.fabric.n_links)
         self._record_done(route, cpl.size[rows])
         done.append((cpl.owner[rows].copy(), cpl.tag[rows].copy(), cpl.t_fin[rows].copy()))
         cpl.kill(rows)
 
-    def _resolve_rates(self, restart_Bps: float, new_rows: np.ndarray, t_e: float) -> None:
-        """Recompute max-min rates of coupled flows at or above ``restart_Bps`` (and new flows) at t_e."""
+    def _count(self, route: np.ndarray, links: np.ndarray, valid: np.ndarray, sign: int) -> None:
+        """Flows on ``route`` join (+1) or leave (-1) their links' counts and demands."""
+        self.link_count += sign * np.bincount(links[valid], minlength=self.fabric.n_links)
+        model = self._model_routes
+        if model is not None:
+            demand = self._entry_Bps(route, valid, model.route_weight[route])
+            self.link_demand += sign * np.bincount(links[valid], weights=demand, minlength=self.fabric.n_links)
+
+    def _share_level(self, links: np.ndarray) -> np.ndarray:
+        """No flow on these links freezes below this level: capacity / the flows' demand (count, equal shares)."""
+        if self._model_routes is None:
+            return self.fabric.capacity_Bps[links] / np.maximum(self.link_count[links], 1)
+        demand = self.link_demand[links]
+        return np.divide(self.fabric.capacity_Bps[links], demand, out=np.full(demand.shape, np.inf), where=demand > 0)
+
+    def _level(self, rows: np.ndarray | slice) -> np.ndarray:
+        """Coupled flows' levels: rate / weight (the rate itself under equal shares)."""
+        rate = self.cpl.rate[rows]
+        model = self._model_routes
+        return rate if model is None else rate / model.route_weight[self.cpl.route[rows]]
+
+    def _resolve_rates(self, restart_level: float, new_rows: np.ndarray, t_e: float) -> None:
+        """Recompute the rates of coupled flows at or above ``restart_level`` (and new flows) at t_e."""
         cpl = self.cpl
-        redo_mask = cpl.rate >= restart_Bps * (1 - 1e-9)
+        redo_mask = self._level(slice(None)) >= restart_level * (1 - 1e-9)
         redo_mask[new_rows] = True
         redo = np.nonzero(redo_mask)[0]
         if not len(redo):
