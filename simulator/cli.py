@@ -831,9 +831,12 @@ def list_things(what: Annotated[str, typer.Argument(
         typer.echo("presets:  " + ", ".join(list_presets()))
     elif what == "hardware":
         from simulator.compute import list_devices, load_device
+        from workloads.precision import PRECISIONS
 
         for name in list_devices():
-            typer.echo(f"{name}: {load_device(name).description}")
+            device = load_device(name)
+            peaks = ", ".join(f"{p} {device.peak_tflops[p]:g}" for p in PRECISIONS if p in device.peak_tflops)
+            typer.echo(f"{name}: {device.description}; --precision peaks (TFLOP/s): {peaks}")
     elif what == "strategies":
         from simulator.strategies import DESCRIPTIONS
 

@@ -19,9 +19,11 @@ ops in program order):
   and update (u) follow the push alongside the servers' update: ``... + Pu + max(SU, T_d + u)``.
   An exchange whose messages all have one size c takes ``max(latency + c x drain)`` of its unit profile.
 
-Every collective time is the analytical backend's: the fastest candidate algorithm (as ``choose_algorithm``)
-of ``sum over steps of repeat x max(latency + size / size_ref x drain)``, each algorithm's profile built once
-per fabric (and pipeline shape) and evaluated for every size at once. Compute times are the strategy's cost
+Bytes on the wire are the workload's ``comm_bytes`` per value, as the strategies send them (stored values
+``dtype_bytes``, GEMMs at ``compute_dtype``'s peak: ``workloads.precision``). Every collective time is the
+analytical backend's: the fastest candidate algorithm (as ``choose_algorithm``) of ``sum over steps of
+repeat x max(latency + size / size_ref x drain)``, each algorithm's profile built once per fabric (and
+pipeline shape) and evaluated for every size at once. Compute times are the strategy's cost
 functions on arrays. The result equals ``simulate_step(..., "analytical")`` per batch size (tested), at a
 small fraction of the cost per configuration (``benchmarks/sweep.py``).
 """

@@ -168,6 +168,14 @@ def test_bad_precision_is_one_line_and_exit_2(capsys, command: str, args: list[s
     assert err.startswith(f"dessim: error: {message}") and err.count("\n") == 1, err
 
 
+def test_list_hardware_shows_each_precisions_peak(capsys) -> None:
+    code, out, _ = run_cli(capsys, "list", "hardware")
+    assert code == 0
+    assert "h100: NVIDIA H100 SXM5 80GB (whitepaper/datasheet, dense); --precision peaks (TFLOP/s): fp32 66.9, " \
+           "tf32 494.7, bf16 989.4, fp16 989.4" in out
+    assert "v100: NVIDIA V100 SXM2 32GB (datasheet, dense); --precision peaks (TFLOP/s): fp32 15.7, fp16 125" in out
+
+
 def test_the_cpu_server_has_no_bf16() -> None:
     with pytest.raises(SpecError, match="precision: got 'bf16'; allowed on cpu-server: fp32"):
         simulate(load_workload("dlrm-small", ["precision=bf16"]), "dp", device="cpu-server")
