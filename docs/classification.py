@@ -1,9 +1,10 @@
 """Extreme classification at 1e8 classes on 256 GPUs: writes docs/CLASSIFICATION.md.
 
 Per strategy (``dp-fc``, ``ps-fc``, ``mp-fc``, ``mp-fc-knn``) and per technique added one at a time to the
-hybrid-parallel ``mp-fc`` (KNN softmax, overlap, top-k sparsification, fp16 communication): step time,
-samples/s, bytes per worker, exposed communication and memory per GPU, at analytical fidelity, on 32 DGX
-H100 nodes (8 GPUs each, NVLink inside, 400G InfiniBand rails between) and on 25G Ethernet.
+hybrid-parallel ``mp-fc`` (KNN softmax, overlap, top-k sparsification, fp16 communication), and per
+precision (fp32, bf16 mixed precision): step time, samples/s, bytes per worker, exposed communication and
+memory per GPU, at analytical fidelity, on 32 DGX H100 nodes (8 GPUs each, NVLink inside, 400G InfiniBand
+rails between) and on 25G Ethernet.
 
     .venv/bin/python docs/classification.py      # a few seconds
 """
@@ -36,17 +37,26 @@ TECHNIQUES = [  # (label, strategy, options): each adds one technique to the one
     ("+ top-k 0.1%", "mp-fc-knn", {**KNN, "overlap": True, "topk_ratio": 0.001}),
     ("+ fp16 communication", "mp-fc-knn", {**KNN, "overlap": True, "topk_ratio": 0.001, "fp16_comm": True}),
 ]
+TUNED = {**KNN, "overlap": True, "topk_ratio": 0.001}
+PRECISIONS = [  # (label, strategy, options, workload overrides)
+    ("mp-fc, fp32", "mp-fc", {}, []),
+    ("mp-fc, bf16", "mp-fc", {}, ["precision=bf16"]),
+    ("mp-fc-knn + overlap + top-k, fp32, fp16 communication", "mp-fc-knn", {**TUNED, "fp16_comm": True}, []),
+    ("mp-fc-knn + overlap + top-k, bf16", "mp-fc-knn", TUNED, ["precision=bf16"]),
+]
 STRATEGIES = [("dp-fc", "dp-fc", {}), ("ps-fc", "ps-fc", {}), ("mp-fc", "mp-fc", {}),
               ("mp-fc-knn (brute-force rebuild)", "mp-fc-knn", {"knn_k": 10, "knn_rebuild_steps": 1000}),
               ("mp-fc-knn (4,096-candidate index)", "mp-fc-knn", KNN)]
 HERE = Path(__file__).parent
 
 
-def study(rows: list[tuple[str, str, dict]], topology: str, workers: int = WORKERS) -> pd.DataFrame:
-    """One row per (label, strategy, FC options): the step's summary figures on ``topology``."""
-    workload, fabric = load_workload(WORKLOAD), Fabric(load_topology(topology))
+def study(rows: list[tuple], topology: str, workers: int = WORKERS) -> pd.DataFrame:
+    """One row per (label, strategy, FC options[, workload overrides]): the step's summary figures on
+    ``topology``."""
+    fabric = Fabric(load_topology(topology))
     out = []
-    for label, strategy, fc in rows:
+    for label, strategy, fc, *overrides in rows:
+        workload = load_workload(WORKLOAD, overrides[0] if overrides else [])
         options = StrategyOptions.default()
         options.fc = FCOptions(**fc)
         cluster = make_cluster(fabric, strategy, load_device("h100"), load_device("cpu-server"), workers=workers,
@@ -74,9 +84,12 @@ def main() -> None:
     tables = []
     for network, topology in NETWORKS.items():
         strategies, techniques = study(STRATEGIES, topology), study(TECHNIQUES, topology)
+        precisions = study(PRECISIONS, topology)
         tables.append(f"### {network}\n\nStrategies (gain against `dp-fc`):\n\n{_markdown(strategies)}\n"
-                      f"Techniques, added one at a time to `mp-fc`:\n\n{_markdown(techniques)}")
-        print(network, strategies.to_string(), techniques.to_string(), sep="\n\n")
+                      f"Techniques, added one at a time to `mp-fc`:\n\n{_markdown(techniques)}\n"
+                      f"Precision (`--precision bf16`: bf16 GEMMs, activations and communication, fp32 master "
+                      f"weights; gain against fp32 `mp-fc`):\n\n{_markdown(precisions)}")
+        print(network, strategies.to_string(), techniques.to_string(), precisions.to_string(), sep="\n\n")
     page = (HERE / "CLASSIFICATION.md").read_text().split("<!-- tables -->")[0]
     (HERE / "CLASSIFICATION.md").write_text(page + "<!-- tables -->\n\n" + "\n".join(tables))
 

@@ -153,7 +153,13 @@ KnnCandidatesOpt = Annotated[int | None, typer.Option(help="mp-fc-knn: classes c
 OverlapOpt = Annotated[bool, typer.Option(help="*-fc: bucketed backbone gradient reduction overlapping backward")]
 TopkOpt = Annotated[float, typer.Option(help="*-fc: fraction of backbone gradient values sent, 0 < r <= 1 "
                                              "(1: dense all-reduce)")]
-Fp16CommOpt = Annotated[bool, typer.Option(help="*-fc: features, gradients and weights travel as fp16")]
+Fp16CommOpt = Annotated[bool, typer.Option(help="*-fc: features, gradients and weights travel as fp16 (as "
+                                                  "--comm-dtype fp16)")]
+PrecisionOpt = Annotated[str | None, typer.Option(
+    help="GEMM precision: fp32 | tf32 | bf16 | fp16 (bf16/fp16: mixed precision, fp32 master weights and "
+         "optimizer state, 2-byte activations; default: the workload's, fp32)")]
+CommDtypeOpt = Annotated[str | None, typer.Option(
+    help="dtype of values on the wire: fp32 | bf16 | fp16 (default: the activations', 2 bytes under bf16/fp16)")]
 CalibrationOpt = Annotated[str | None, typer.Option(help="calibration profile JSON (dessim calibrate)")]
 ToleranceOpt = Annotated[float, typer.Option(help="flow: completion batching tolerance (0 = exact)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
@@ -192,15 +198,58 @@ def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, 
                            ShardingOptions(column_shards=column_shards), fc)
 
 
+def _precision_overrides(precision: str | None, comm_dtype: str | None) -> dict[str, str]:
+    """``--precision`` and ``--comm-dtype`` as workload overrides (field -> value), each value checked."""
+    from workloads.precision import COMM_DTYPES, PRECISIONS
+
+    given = {"precision": precision, "comm_dtype": comm_dtype}
+    for name, allowed in (("precision", PRECISIONS), ("comm_dtype", COMM_DTYPES)):
+        if given[name] is not None and given[name] not in allowed:
+            raise SpecError(_OPTION_OF[name], given[name], f"allowed: {', '.join(allowed)}")
+    return {name: value for name, value in given.items() if value is not None}
+
+
+_OPTION_OF = {"precision": "--precision", "comm_dtype": "--comm-dtype"}
+
+
+@contextmanager
+def _named_as_options(fields: typing.Iterable[str]) -> Iterator[None]:
+    """Errors about the workload ``fields`` a command-line option set name that option (``--precision``)."""
+    try:
+        yield
+    except SpecError as error:
+        field = error.field.removeprefix("classification.")
+        if field not in fields:
+            raise
+        raise SpecError(_OPTION_OF[field], error.value, error.allowed) from None
+
+
 def _step_reports(workload: str, topology: str, strategies: list[str] | None, fidelity: str,
                   overrides: list[str] | None, device: str, server_device: str, workers: int | None,
                   servers: int | None, placement: str, steps: int, options: object, calibration: str | None,
                   rate_tolerance: float, single: bool = False, record_rates: bool = False,
                   progress: ProgressUpdate | None = None, faults: list[str] | None = None,
                   stragglers: list[str] | None = None, rank_devices: list[str] | None = None,
+                  precision: str | None = None, comm_dtype: str | None = None,
                   network_model: str = DEFAULT_NETWORK_MODEL) -> list:
     """Load, validate and simulate every strategy (default: the workload kind's defaults); returns their
-    StepReports."""
+    StepReports. ``precision`` and ``comm_dtype`` (the options) override the workload's."""
+    numerics = _precision_overrides(precision, comm_dtype)
+    with _named_as_options(numerics):
+        return _simulate_all(workload, topology, strategies, fidelity,
+                             [*(overrides or []), *(f"{k}={v}" for k, v in numerics.items())], device,
+                             server_device, workers, servers, placement, steps, options, calibration,
+                             rate_tolerance, single, record_rates, progress, faults, stragglers, rank_devices,
+                             network_model)
+
+
+def _simulate_all(workload: str, topology: str, strategies: list[str] | None, fidelity: str,
+                  overrides: list[str], device: str, server_device: str, workers: int | None,
+                  servers: int | None, placement: str, steps: int, options: object, calibration: str | None,
+                  rate_tolerance: float, single: bool, record_rates: bool, progress: ProgressUpdate | None,
+                  faults: list[str] | None, stragglers: list[str] | None, rank_devices: list[str] | None,
+                  network_model: str) -> list:
+    """``_step_reports`` with the workload overrides final."""
     from simulator.compute import apply_calibration, load_calibration, load_device
     from simulator.fabric import Fabric
     from simulator.network import FIDELITIES
@@ -216,7 +265,7 @@ def _step_reports(workload: str, topology: str, strategies: list[str] | None, fi
     if fidelity not in FIDELITIES:
         raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
     check_network_model(network_model)
-    spec = load_workload(workload, overrides or [])
+    spec = load_workload(workload, overrides)
     if not strategies:  # PS vs DES, or every extreme-classification strategy; one: the last of them
         strategies = list(strategies_for(spec)) if isinstance(spec, ClassificationWorkload) else ["ps", "des"]
         strategies = strategies[-1:] if single else strategies
@@ -347,7 +396,8 @@ def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str,
               knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float, fp16_comm: bool,
               calibration: str | None, rate_tolerance: float, fault: list[str] | None = None,
               straggler: list[str] | None = None, rank_device: list[str] | None = None,
-              server_threads: int | None = None, network_model: str = DEFAULT_NETWORK_MODEL,
+              server_threads: int | None = None, precision: str | None = None, comm_dtype: str | None = None,
+              network_model: str = DEFAULT_NETWORK_MODEL,
               record_rates: bool = False, show_progress: bool = False) -> object:
     """The StepReport of one strategy (default: the workload kind's), as ``dessim run`` and ``trace`` run it."""
     options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
@@ -356,8 +406,8 @@ def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str,
         return _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
                              server_device, workers, servers, placement, steps, options, calibration,
                              rate_tolerance, single=True, record_rates=record_rates, progress=update,
-                             faults=fault, stragglers=straggler, rank_devices=rank_device,
-                             network_model=network_model)[0]
+                             faults=fault, stragglers=straggler, rank_devices=rank_device, precision=precision,
+                             comm_dtype=comm_dtype, network_model=network_model)[0]
 
 
 @app.command()
@@ -373,7 +423,8 @@ def run(
     des_input: DesInputOpt = "gathered",
     column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
-    fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
+    fp16_comm: Fp16CommOpt = False, precision: PrecisionOpt = None, comm_dtype: CommDtypeOpt = None,
+    calibration: CalibrationOpt = None,
     rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, fault: FaultOpt = None, straggler: StragglerOpt = None,
     rank_device: RankDeviceOpt = None, network_model: NetworkModelOpt = DEFAULT_NETWORK_MODEL,
     as_json: JsonOpt = False, trace_out: TraceOutOpt = None, links_out: LinksOutOpt = None, save: SaveOpt = None,
@@ -382,7 +433,8 @@ def run(
     reports = [_one_step(workload, topology, strategy, fidelity, overrides, device, server_device, workers, servers,
                          placement, steps, ps_mode, staleness, dense, des_input, column_shards, knn_k,
                          knn_rebuild_steps, knn_candidates, overlap, topk_ratio, fp16_comm, calibration,
-                         rate_tolerance, fault, straggler, rank_device, server_threads, network_model,
+                         rate_tolerance, fault, straggler, rank_device, server_threads, precision, comm_dtype,
+                         network_model,
                          record_rates=save is not None, show_progress=_bars_wanted(as_json))]
     _write_step_outputs(reports, trace_out, links_out, save)
     if as_json:
@@ -404,7 +456,8 @@ def compare(
     des_input: DesInputOpt = "gathered",
     column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
-    fp16_comm: Fp16CommOpt = False, calibration: CalibrationOpt = None,
+    fp16_comm: Fp16CommOpt = False, precision: PrecisionOpt = None, comm_dtype: CommDtypeOpt = None,
+    calibration: CalibrationOpt = None,
     rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, fault: FaultOpt = None, straggler: StragglerOpt = None,
     rank_device: RankDeviceOpt = None, network_model: NetworkModelOpt = DEFAULT_NETWORK_MODEL,
     as_json: JsonOpt = False, trace_out: TraceOutOpt = None, links_out: LinksOutOpt = None, save: SaveOpt = None,
@@ -422,7 +475,8 @@ def compare(
         reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers,
                                 servers, placement, steps, options, calibration, rate_tolerance,
                                 record_rates=save is not None, progress=update, faults=fault,
-                                stragglers=straggler, rank_devices=rank_device, network_model=network_model)
+                                stragglers=straggler, rank_devices=rank_device, precision=precision,
+                                comm_dtype=comm_dtype, network_model=network_model)
     names = [r.summary["strategy"] for r in reports]
     table = comparison_table(reports)
     savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}
@@ -799,9 +853,12 @@ def list_things(what: Annotated[str, typer.Argument(
         typer.echo("presets:  " + ", ".join(list_presets()))
     elif what == "hardware":
         from simulator.compute import list_devices, load_device
+        from workloads.precision import PRECISIONS
 
         for name in list_devices():
-            typer.echo(f"{name}: {load_device(name).description}")
+            device = load_device(name)
+            peaks = ", ".join(f"{p} {device.peak_tflops[p]:g}" for p in PRECISIONS if p in device.peak_tflops)
+            typer.echo(f"{name}: {device.description}; --precision peaks (TFLOP/s): {peaks}")
     elif what == "strategies":
         from simulator.strategies import DESCRIPTIONS
 

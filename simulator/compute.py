@@ -6,8 +6,9 @@ and updates are memory-bound gathers/scatters of unique rows (``eff_gather``); b
 and cost nothing, not even a launch.
 
 Presets: one YAML file per device in ``simulator/devices/`` (the file stem is the preset name); each file
-cites its datasheet. Units: ``*_tflops`` 1e12 FLOP/s (dense, no sparsity), ``*_GBps`` 1e9 bytes/s,
-``*_bytes`` bytes, ``*_us`` microseconds, ``*_s`` seconds; memory sizes in messages are decimal GB (1e9).
+cites its datasheet. Which peak a workload's GEMMs run at (its ``precision``): ``workloads.precision``.
+Units: ``*_tflops`` 1e12 FLOP/s (dense, no sparsity), ``*_GBps`` 1e9 bytes/s, ``*_bytes`` bytes, ``*_us``
+microseconds, ``*_s`` seconds; memory sizes in messages are decimal GB (1e9).
 
 Calibration profile (JSON, written by ``dessim calibrate``; every key optional)::
 

@@ -10,6 +10,7 @@ A sweep spec (YAML or a dict)::
       strategy: [ps, des]
       workers: [4, 8, 16]
       workload.batch_per_worker: [512, 2048]      # workload.<field>: a --set override
+      workload.precision: [fp32, bf16]            # GEMM precision (mixed precision: bf16, fp16)
       topology.host_gbps: [100, 400]              # topology.<param>: a parameter of the inline builder
     sample:                      # optional: points drawn in ranges (times every grid point)
       method: lhs                # lhs (Latin hypercube) or random

@@ -133,7 +133,7 @@ def step_report(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity
                "faults": "; ".join(cluster.fabric.graph.graph.get("faults", [])), "fidelity": fidelity,
                "network_model": network.model.name,
                "workers": cluster.n_workers, "servers": len(cluster.servers) if needs_servers(strategy) else 0,
-               "batch_per_worker": workload.batch_per_worker, "steps": steps,
+               "batch_per_worker": workload.batch_per_worker, "precision": workload.precision, "steps": steps,
                **step_summary(result.rows, lowered.graph, result.makespan_s, workload.batch_per_worker),
                "memory_per_device_bytes": {role: m["bytes"] for role, m in memory.items()},
                "fits_memory": all(m["fits"] for m in memory.values()), "memory": memory,

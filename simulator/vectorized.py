@@ -19,9 +19,11 @@ ops in program order):
   and update (u) follow the push alongside the servers' update: ``... + Pu + max(SU, T_d + u)``.
   An exchange whose messages all have one size c takes ``max(latency + c x drain)`` of its unit profile.
 
-Every collective time is the analytical backend's: the fastest candidate algorithm (as ``choose_algorithm``)
-of ``sum over steps of repeat x max(latency + size / size_ref x drain)``, each algorithm's profile built once
-per fabric (and pipeline shape) and evaluated for every size at once. Compute times are the strategy's cost
+Bytes on the wire are the workload's ``comm_bytes`` per value, as the strategies send them (stored values
+``dtype_bytes``, GEMMs at ``compute_dtype``'s peak: ``workloads.precision``). Every collective time is the
+analytical backend's: the fastest candidate algorithm (as ``choose_algorithm``) of ``sum over steps of
+repeat x max(latency + size / size_ref x drain)``, each algorithm's profile built once per fabric (and
+pipeline shape) and evaluated for every size at once. Compute times are the strategy's cost
 functions on arrays. The result equals ``simulate_step(..., "analytical")`` per batch size (tested), at a
 small fraction of the cost per configuration (``benchmarks/sweep.py``).
 """
@@ -49,6 +51,7 @@ from simulator.strategies.des import des_memory
 from simulator.strategies.dp import dp_memory
 from workloads import Workload
 from workloads.ids import expected_unique
+from workloads.precision import check_device
 
 STRATEGIES = ("des", "des-rs", "dp", "ps")
 
@@ -99,23 +102,25 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
                          f"not {strategy}")
     if cluster.collective_costs:
         raise ValueError("the closed form does not model per-call collective costs (a calibration's): use the engine")
+    check_device(workload.precision, cluster.device)
     b = np.asarray(batches, dtype=np.float64)
     workers, device, n = cluster.workers, cluster.device, len(cluster.workers)
     host = device.step_overhead_us * 1e-6  # a step's host time outside its ops, first on the compute stream
-    s = workload.dtype_bytes
+    s, wire = workload.dtype_bytes, workload.comm_bytes  # bytes per stored value, per value on the wire
     lookups = b[:, None] * np.array([t.fields * t.hotness for t in workload.tables], dtype=np.float64)
     flops, act = workload.dense_flops_per_sample, workload.activation_bytes_per_sample
     weights, kernels = workload.dense_params * s, dense_kernels(workload)
     forward = compute.dense_forward_s(device, b * flops, weights, b * act, dtype(workload), kernels)
     backward = compute.dense_backward_s(device, b * flops, weights, b * act, dtype(workload), kernels)
-    dense_s, dense_wire = collective_s(cluster, "allreduce", np.array([weights]), workers)
+    dense_s, dense_wire = collective_s(cluster, "allreduce", np.array([workload.dense_params * wire]), workers)
     dense_update = compute.dense_update_s(device, workload.dense_params, s, workload.optimizer_slots)
     if strategy == "ps":
         return _ps(workload, cluster, opts, b, lookups, forward, backward, dense_s, dense_wire, dense_update, host)
     if strategy == "dp":
         unique = _unique(workload, lookups)
         pool = lookup_s(workload, device, lookups, unique, b)
-        sparse_s, sparse_wire = collective_s(cluster, "allreduce", np.array([workload.sparse_bytes]), workers)
+        sparse_s, sparse_wire = collective_s(cluster, "allreduce", np.array([workload.sparse_params * wire]),
+                                             workers)
         update = compute.dense_update_s(device, workload.dense_params + workload.sparse_params, s,
                                         workload.optimizer_slots)
         busy = host + 2 * pool + forward + backward + table_gradient_s(workload, device) + update
@@ -129,7 +134,7 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
         big_b = n * b
         ids_s, ids_wire = (np.zeros_like(b), np.zeros_like(b)) if opts.des.input == "replicated" else collective_s(
             cluster, "allgather", big_b * workload.ids_per_sample * workload.id_bytes, workers)
-        partial_bytes = big_b * workload.partial_width * s
+        partial_bytes = big_b * workload.partial_width * wire
         sum_s, sum_wire = collective_s(cluster, "allreduce" if strategy == "des" else "reducescatter",
                                        partial_bytes, workers)
         grad_s, grad_wire = collective_s(cluster, "allgather", partial_bytes, workers)
@@ -187,8 +192,8 @@ def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarr
     workers, servers = cluster.workers, cluster.servers
     n, p = len(workers), len(servers)
     device, server = cluster.device, cluster.server_device or cluster.device
-    s, key = workload.dtype_bytes, workload.id_bytes
-    values = np.array([t.params_per_id for t in workload.tables], dtype=np.float64) * s
+    s, wire, key = workload.dtype_bytes, workload.comm_bytes, workload.id_bytes
+    values = np.array([t.params_per_id for t in workload.tables], dtype=np.float64) * wire  # a row on the wire
     unique = _unique(workload, lookups)  # (configs, tables): a worker's distinct IDs
     unique_global = _unique(workload, n * lookups)
     pool = lookup_s(workload, device, lookups, unique, b)
@@ -203,7 +208,7 @@ def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarr
     dense_wire_ps = 0.0
     if opts.ps.dense == "ps":  # server j holds whole values [D j // P, D (j+1) // P): sizes differ by one value
         shard = np.diff(workload.dense_params * np.arange(p + 1) // p).astype(np.float64)
-        sizes = np.tile(shard * s, n)
+        sizes = np.tile(shard * wire, n)
         sel = (sizes > 0) & (src != dst)
         if sel.any():
             pulled_dense = _exchange_profile(cluster, dst[sel], src[sel], sizes[sel]).time_s()

@@ -25,7 +25,7 @@ DOCUMENTS = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_si
                                                           st.dictionaries(st.text(max_size=10), inner, max_size=4)),
                          max_leaves=12)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-WORKLOAD_KEYS = ["batch", "rows", "dim", "hotness", "n_tables", "zipf_alpha", "dtype_bytes"]
+WORKLOAD_KEYS = ["batch", "rows", "dim", "hotness", "n_tables", "zipf_alpha", "dtype_bytes", "precision", "comm_dtype"]
 TOPOLOGY_FIELDS = {"star": ["hosts", "link_gbps", "latency_us"],
                    "leafspine": ["leaves", "hosts_per_leaf", "spines", "host_gbps", "uplink_gbps", "latency_us"],
                    "fattree": ["k", "link_gbps", "latency_us"]}
@@ -104,7 +104,8 @@ def test_extreme_topology_parameters(capsys, builder: str, data: st.DataObject) 
 
 
 @SETTINGS
-@given(option=st.sampled_from(["--workers", "--servers", "--steps", "--rate-tolerance", "--knn-k", "--topk-ratio"]),
+@given(option=st.sampled_from(["--workers", "--servers", "--steps", "--rate-tolerance", "--knn-k", "--topk-ratio",
+                               "--precision", "--comm-dtype"]),
        value=st.one_of(st.integers(-1000, 64), st.integers(10 ** 6, 10 ** 12), st.floats(), st.text(max_size=6)))
 def test_extreme_command_line_numbers(capsys, option: str, value: object) -> None:
     code, _, err = outcome(capsys, "run", "--workload", "dlrm-small", "--topology",

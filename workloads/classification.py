@@ -29,6 +29,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from simulator.errors import SpecError
 from workloads.models import _builder
+from workloads.precision import CommDtype, MixedPrecision, Precision, check_precision
 from workloads.spec import Count, NonNegInt, PosFloat, _number, spec_error
 
 #: Backbone presets: forward FLOPs per sample, parameters (without the classifier), output width, activation
@@ -42,13 +43,15 @@ MAX_CLASSES = 10 ** 12
 Classes = Annotated[int, BeforeValidator(_number), Field(ge=2, le=MAX_CLASSES)]
 
 
-class ClassificationWorkload(BaseModel):
+class ClassificationWorkload(MixedPrecision, BaseModel):
     """A backbone plus a ``classes``-way FC softmax and its training configuration (see module doc).
 
     ``backbone_flops_per_sample``: forward FLOPs (projection included). ``backbone_params``: parameters
     (projection included). ``backbone_activation_bytes_per_sample``: activations kept for backward, at
-    ``dtype_bytes``. ``feature_dim``: D, the FC input width. ``dtype_bytes``: bytes per value of weights,
-    gradients, activations and logits. Constructing one with a bad field raises one SpecError line.
+    ``dtype_bytes`` (``activation_bytes_per_sample``: at the activations' dtype). ``feature_dim``: D, the FC
+    input width. ``dtype_bytes``: bytes per stored value (weights, gradients, optimizer state, logits;
+    activations too unless ``precision`` is bf16/fp16). ``precision``, ``comm_dtype``: the GEMMs' dtype and
+    the wire's (``workloads.precision``). Constructing one with a bad field raises one SpecError line.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -63,6 +66,8 @@ class ClassificationWorkload(BaseModel):
     classes: Classes
     batch_per_worker: Count
     dtype_bytes: Literal[2, 4] = 4
+    precision: Precision = "fp32"
+    comm_dtype: CommDtype | None = None
     optimizer: Literal["sgd", "momentum", "adagrad", "adam"] = "momentum"
     seed: NonNegInt = 0
 
@@ -71,6 +76,15 @@ class ClassificationWorkload(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise spec_error(exc, data, prefix="classification.", model=ClassificationWorkload) from None
+        try:
+            check_precision(self.precision, self.dtype_bytes)
+        except SpecError as exc:
+            raise SpecError(f"classification.{exc.field}", exc.value, exc.allowed) from None
+
+    @property
+    def activation_bytes_per_sample(self) -> float:
+        """Backbone activation bytes kept per sample at the activations' dtype (``activation_value_bytes``)."""
+        return self.backbone_activation_bytes_per_sample * self.activation_value_bytes / self.dtype_bytes
 
     @property
     def optimizer_slots(self) -> int:
@@ -84,10 +98,12 @@ class ClassificationWorkload(BaseModel):
 
     @property
     def fc_bytes(self) -> int:
+        """Bytes of the FC weights, stored: ``fc_params x dtype_bytes``."""
         return self.fc_params * self.dtype_bytes
 
     @property
     def backbone_bytes(self) -> int:
+        """Bytes of the backbone's weights, stored: ``backbone_params x dtype_bytes``."""
         return self.backbone_params * self.dtype_bytes
 
     def with_overrides(self, changes: dict[str, object]) -> ClassificationWorkload:

@@ -48,6 +48,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from simulator.errors import SpecError
+from workloads.precision import CommDtype, MixedPrecision, Precision, check_precision
 
 ModelName = Literal["lr", "fm", "widedeep", "deepfm", "dnn", "dlrm", "dcn"]
 Interaction = Literal["none", "sum", "dot", "concat", "fm", "cross"]
@@ -122,12 +123,14 @@ class Table(BaseModel):
         return self.fields * self.hotness
 
 
-class Workload(BaseModel):
+class Workload(MixedPrecision, BaseModel):
     """A recommender model plus its training configuration; derived sizes are properties (see module doc).
 
-    ``batch_per_worker``: samples per worker per step. ``dtype_bytes``: bytes per value (parameters,
-    gradients, activations, partials). ``id_bytes``: bytes per ID key on the wire. ``ids``: ``expected``
-    (expected distinct-ID counts) or ``sampled`` (draw IDs with ``workloads.ids``, seeded by ``seed`` >= 0).
+    ``batch_per_worker``: samples per worker per step. ``dtype_bytes``: bytes per stored value (parameters,
+    gradients, optimizer state; activations and partials too unless ``precision`` is bf16/fp16).
+    ``precision``: the GEMMs' dtype; ``comm_dtype``: the dtype values travel in (``workloads.precision``).
+    ``id_bytes``: bytes per ID key on the wire. ``ids``: ``expected`` (expected distinct-ID counts) or
+    ``sampled`` (draw IDs with ``workloads.ids``, seeded by ``seed`` >= 0).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -142,6 +145,8 @@ class Workload(BaseModel):
     cross_layers: NonNegInt = 0
     batch_per_worker: Count
     dtype_bytes: Literal[2, 4, 8] = 4
+    precision: Precision = "fp32"
+    comm_dtype: CommDtype | None = None
     id_bytes: Literal[4, 8] = 8
     optimizer: Literal["sgd", "adagrad", "adam"] = "adagrad"
     ids: Literal["expected", "sampled"] = "expected"
@@ -152,6 +157,7 @@ class Workload(BaseModel):
         allowed = MODEL_INTERACTIONS[self.model]
         if self.interaction not in allowed:
             raise SpecError("interaction", self.interaction, f"allowed for {self.model}: {', '.join(allowed)}")
+        check_precision(self.precision, self.dtype_bytes)
         names = [t.name for t in self.tables]
         for name in names:
             if names.count(name) > 1:
@@ -311,11 +317,12 @@ class Workload(BaseModel):
     @property
     def activation_bytes_per_sample(self) -> int:
         """Rough activation memory per sample: (pooled vectors E + interaction output + cross layer outputs
-        + every linear layer's output) * dtype_bytes * 2 (the forward value and its saved copy / gradient)."""
+        + every linear layer's output) * ``activation_value_bytes`` * 2 (the forward value and its saved copy /
+        gradient)."""
         widths = self.embedding_width + self.interaction_width + sum(o for _, o in self.linear_layers)
         if self.interaction == "cross":
             widths += self.cross_layers * self.interaction_width
-        return widths * self.dtype_bytes * 2
+        return widths * self.activation_value_bytes * 2
 
 
 # ----- validation errors as one SpecError line -------------------------------------------------------------

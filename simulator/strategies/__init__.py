@@ -24,6 +24,7 @@ from simulator.strategies.fc import FC_STRATEGIES, FCOptions, lower_fc
 from simulator.strategies.ps import PSOptions, lower_ps
 from simulator.strategies.torchrec import SHARDINGS, ShardingOptions, lower_sharded
 from workloads import AnyWorkload, ClassificationWorkload
+from workloads.precision import check_device
 
 RECOMMENDER_STRATEGIES = ("ps", *VARIANTS, "dp", *SHARDINGS)
 STRATEGIES = (*RECOMMENDER_STRATEGIES, *FC_STRATEGIES)
@@ -69,8 +70,10 @@ def strategies_for(workload: AnyWorkload) -> tuple[str, ...]:
 
 def lower(strategy: str, workload: AnyWorkload, cluster: Cluster, steps: int = 1,
           options: StrategyOptions | None = None) -> Lowered:
-    """Lower ``workload`` onto ``cluster`` with ``strategy`` for ``steps`` training steps."""
+    """Lower ``workload`` onto ``cluster`` with ``strategy`` for ``steps`` training steps (a SpecError naming
+    ``precision`` if the cluster's device has no peak for the workload's)."""
     opts = options or StrategyOptions.default()
+    check_device(workload.precision, cluster.device)
     allowed = strategies_for(workload)
     if strategy not in allowed:
         kind = "an extreme-classification" if isinstance(workload, ClassificationWorkload) else "a recommender"

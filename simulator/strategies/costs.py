@@ -12,11 +12,10 @@ from simulator import compute
 from simulator.compute import Device
 from workloads import Workload
 
-DTYPES = {2: "bf16", 4: "fp32", 8: "fp64"}
-
 
 def dtype(workload: Workload) -> str:
-    return DTYPES[workload.dtype_bytes]
+    """The dtype whose peak the dense part's GEMMs run at (``Workload.compute_dtype``)."""
+    return workload.compute_dtype
 
 
 def row_bytes(workload: Workload) -> np.ndarray:

@@ -11,7 +11,8 @@ B = N b samples, m IDs per sample and r partial values per sample (``Workload.pa
   (``des.lengths``: b F int32 counts to every owner, a KeyedJaggedTensor's), owners send each
   worker the b r partial rows of its samples by all-to-all, and backward sends the b r partial gradients
   back to every owner (owners kept the IDs). This is TorchRec's row-wise sharding with pooled outputs.
-Sparse rows and their gradients never cross the network; only IDs and partial results do.
+Sparse rows and their gradients never cross the network; only IDs and partial results do. Values on the
+wire are ``comm_bytes`` each; partial buffers in memory ``activation_value_bytes``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
     opts = options or DESOptions()
     workers = cluster.workers
     n = len(workers)
-    s, key = workload.dtype_bytes, workload.id_bytes
+    s, key = workload.comm_bytes, workload.id_bytes  # s: bytes per value on the wire
     b, r, m = workload.batch_per_worker, workload.partial_width, workload.ids_per_sample
     big_b = n * b
     partial_bytes = big_b * r * s  # B x r values
@@ -116,7 +117,7 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
 def des_memory(workload: Workload, workers: int, variant: str, options: DESOptions,
                batch_per_worker: float | np.ndarray) -> dict[str, dict[str, float | np.ndarray]]:
     """A DES worker's memory (bytes) by component, for one batch size or an array of them."""
-    b, s, key = batch_per_worker, workload.dtype_bytes, workload.id_bytes
+    b, s, key = batch_per_worker, workload.activation_value_bytes, workload.id_bytes
     r, m = workload.partial_width, workload.ids_per_sample
     buffers = {"sparse_shard": workload.sparse_bytes * (1 + workload.optimizer_slots) / workers,
                "partials": 2.0 * workers * b * r * s,

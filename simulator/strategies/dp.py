@@ -1,7 +1,8 @@
 """Data parallel (TRAINING.md baseline ``dp``): every worker holds every table; gradients are all-reduced.
 
 As PyTorch DDP does with dense embedding gradients, the whole table gradient is all-reduced each step
-(``sparse.allreduce``, sum of rows x params_per_id values), then dense gradients (``dense.allreduce``).
+(``sparse.allreduce``, sum of rows x params_per_id values), then dense gradients (``dense.allreduce``), each
+value in ``comm_bytes``.
 Only feasible for small tables: the memory check says so when the replicas do not fit.
 """
 
@@ -18,7 +19,7 @@ from workloads import Workload
 def lower_dp(workload: Workload, cluster: Cluster, steps: int = 1) -> Lowered:
     """The data-parallel step graph of ``steps`` steps on the cluster's workers."""
     workers, device = cluster.workers, cluster.device
-    n, b, s = len(workers), workload.batch_per_worker, workload.dtype_bytes
+    n, b, wire = len(workers), workload.batch_per_worker, workload.comm_bytes
     graph = StepGraph(cluster.fabric.n_hosts, workers, steps=steps)
     fwd_s, bwd_s = costs.dense_forward_s(workload, device, b), costs.dense_backward_s(workload, device, b)
     update_s = costs.dense_update_s(workload, device, workload.dense_params + workload.sparse_params)
@@ -31,9 +32,9 @@ def lower_dp(workload: Workload, cluster: Cluster, steps: int = 1) -> Lowered:
         pool = graph.compute("lookup", "compute.lookup", workers, pool_s, step=k)
         fwd = graph.compute("forward", "compute.forward", workers, fwd_s, deps=(pool,), step=k)
         bwd = graph.compute("backward", "compute.backward", workers, pool_s + bwd_s + grad_s, deps=(fwd,), step=k)
-        sparse = collective(graph, cluster, "sparse.allreduce", "allreduce", workload.sparse_bytes,
+        sparse = collective(graph, cluster, "sparse.allreduce", "allreduce", workload.sparse_params * wire,
                             workers, (bwd,), k)
-        dense = collective(graph, cluster, "dense.allreduce", "allreduce", workload.dense_params * s,
+        dense = collective(graph, cluster, "dense.allreduce", "allreduce", workload.dense_params * wire,
                            workers, (bwd,), k)
         graph.compute("update", "compute.update", workers, update_s, deps=sparse + dense, step=k)
     return Lowered(graph, dp_memory(workload, b))

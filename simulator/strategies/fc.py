@@ -1,7 +1,10 @@
 """Extreme classification (TRAINING.md baselines): a data-parallel backbone feeding a C-class FC softmax.
 
 Notation: N workers, b samples per worker, B = N b, D feature dim, C classes, M backbone parameters, s the
-workload's bytes per value, s_c bytes per value on the wire (2 with ``fp16_comm``, else s). Per step:
+workload's bytes per stored value (``dtype_bytes``), s_c bytes per value on the wire (``wire_bytes``: the
+workload's ``comm_bytes``, 2 with ``fp16_comm``). GEMMs run at the peak of the workload's ``compute_dtype``;
+features and backbone activations are ``activation_value_bytes`` each, logits stay s (softmax in fp32, as
+autocast runs it). Per step:
 
 - ``dp-fc``: the FC layer replicated; ``fc.allreduce`` of its gradient (D C s_c).
 - ``ps-fc``: FC rows on P servers (contiguous class ranges); ``fc.pull`` of all C rows to every worker
@@ -38,7 +41,6 @@ from simulator import compute
 from simulator.errors import SpecError
 from simulator.stepgraph import StepGraph
 from simulator.strategies.base import Cluster, Lowered, collective, exchange, host_op
-from simulator.strategies.costs import DTYPES
 from workloads.classification import ClassificationWorkload
 from workloads.ids import expected_unique
 
@@ -60,7 +62,7 @@ class FCOptions(BaseModel):
     bucketed backbone gradient reduction overlapping backward.
     ``bucket_bytes``: bucket size on the wire. ``topk_ratio``: fraction of backbone gradient values sent
     (0 < r <= 1; 1 sends all, by all-reduce). ``fp16_comm``: features, gradients and weights travel in 2
-    bytes per value.
+    bytes per value, as the workload's ``comm_dtype: fp16`` (``wire_bytes``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -71,6 +73,11 @@ class FCOptions(BaseModel):
     bucket_bytes: float = Field(25e6, gt=0, allow_inf_nan=False)
     topk_ratio: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
     fp16_comm: bool = False
+
+
+def wire_bytes(workload: ClassificationWorkload, options: FCOptions) -> int:
+    """Bytes per value on the wire: 2 with ``fp16_comm``, else the workload's ``comm_bytes``."""
+    return 2 if options.fp16_comm else workload.comm_bytes
 
 
 def active_classes(workload: ClassificationWorkload, workers: int, knn_k: int) -> float:
@@ -103,9 +110,9 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
     check_options(workload, opts)
     workers, device = cluster.workers, cluster.device
     n, b, s = len(workers), workload.batch_per_worker, workload.dtype_bytes
-    d, c = workload.feature_dim, workload.classes
-    big_b, wire = n * b, (2 if opts.fp16_comm else s)
-    dtype = DTYPES[s]
+    d, c, a = workload.feature_dim, workload.classes, workload.activation_value_bytes
+    big_b, wire = n * b, wire_bytes(workload, opts)
+    dtype = workload.compute_dtype
     servers = cluster.servers if strategy == "ps-fc" else np.zeros(0, dtype=np.int64)
     if strategy == "ps-fc" and not len(servers):
         raise ValueError("the ps-fc strategy needs at least one server")
@@ -114,12 +121,13 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
     samples, scored = scored_by_worker(workload, strategy, n, opts)  # the rows scored are the rows updated
     logits = samples * scored
     fc_flops = 2.0 * samples * d * scored
-    fc_fwd_s = compute.dense_forward_s(device, fc_flops, scored * d * s, (samples * d + logits) * s, dtype)
-    fc_bwd_s = compute.dense_backward_s(device, fc_flops, scored * d * s, (samples * d + logits) * s, dtype)
+    fc_act = samples * d * a + logits * s  # features read, logits written
+    fc_fwd_s = compute.dense_forward_s(device, fc_flops, scored * d * s, fc_act, dtype)
+    fc_bwd_s = compute.dense_backward_s(device, fc_flops, scored * d * s, fc_act, dtype)
     softmax_s = compute.op_time_s(device, 0.0, SOFTMAX_PASSES * logits * s)
     # activation traffic: each kept activation is written by its layer and read by the next
     bb_flops = b * workload.backbone_flops_per_sample
-    bb_act = ACTIVATION_TRAFFIC * b * workload.backbone_activation_bytes_per_sample
+    bb_act = ACTIVATION_TRAFFIC * b * workload.activation_bytes_per_sample
     bb_fwd_s = compute.dense_forward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
     bb_bwd_s = compute.dense_backward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
     update_s = compute.dense_update_s(device, workload.backbone_params + scored * d, s, workload.optimizer_slots)
@@ -215,19 +223,21 @@ def fc_memory(workload: ClassificationWorkload, strategy: str, workers: int, ser
     the FC rows held (with gradients and optimizer state where they are updated); ``logits``: the scores
     held at once (samples x classes scored; their gradient is computed in place); ``features``: gathered
     features and their gradient; ``knn_graph``: the neighbour lists of every class (int64); ``knn_buffer``:
-    one FC shard received during a rebuild.
+    one FC shard received during a rebuild. Weights, gradients, optimizer state and logits are ``dtype_bytes``
+    per value (fp32 masters under mixed precision); activations and features ``activation_value_bytes``.
     """
     s, slots, d, c = workload.dtype_bytes, workload.optimizer_slots, workload.feature_dim, workload.classes
     samples, scored = scored_by_worker(workload, strategy, workers, options)
     worker = {"backbone": workload.backbone_bytes * (2 + slots),
-              "activations": workload.batch_per_worker * workload.backbone_activation_bytes_per_sample,
+              "activations": workload.batch_per_worker * workload.activation_bytes_per_sample,
               "logits": samples * scored * s}
     if strategy == "dp-fc":
         worker["fc"] = c * d * s * (2 + slots)
     elif strategy == "ps-fc":
         worker["fc"] = c * d * s * 2  # pulled rows and their gradients
     else:
-        worker |= {"fc": c / workers * d * s * (2 + slots), "features": 2 * samples * d * s}
+        worker |= {"fc": c / workers * d * s * (2 + slots),
+                   "features": 2 * samples * d * workload.activation_value_bytes}
         if strategy == "mp-fc-knn":  # the whole graph, and one received FC shard during a rebuild
             worker |= {"knn_graph": c * options.knn_k * NEIGHBOUR_BYTES, "knn_buffer": c / workers * d * s}
     memory = {"worker": worker}

@@ -2,7 +2,8 @@
 
 Per step, worker w with U_w distinct IDs (split over P servers by ``shard_of``):
 - ``ps.keys``: it dedups its b m IDs into keys per server (``compute.ids``);
-- ``sparse.pull``: U_w keys out (``id_bytes`` each), U_w rows back (``params_per_id x dtype_bytes``);
+- ``sparse.pull``: U_w keys out (``id_bytes`` each), U_w rows back (``params_per_id x comm_bytes``: every
+  value on the wire in the workload's ``comm_bytes``, stored values in ``dtype_bytes``);
 - the pulled rows pooled per sample (``compute.lookup``), forward and backward on its b samples;
 - ``sparse.push``: U_w keys + U_w row gradients out;
 - dense parameters on the servers (``dense=ps``: ``dense.pull`` P_d values at the start of a step,
@@ -61,7 +62,7 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
     if p == 0:
         raise ValueError("the ps strategy needs at least one server")
     server_device = cluster.server_device or cluster.device
-    s, key = workload.dtype_bytes, workload.id_bytes
+    s, key = workload.comm_bytes, workload.id_bytes  # s: bytes per value on the wire
     values = np.array([t.params_per_id for t in workload.tables], dtype=np.float64) * s
     b = workload.batch_per_worker
     dense_bytes = workload.dense_params * s

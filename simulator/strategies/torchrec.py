@@ -15,7 +15,9 @@ output distribution (pooled embeddings back to the ranks owning the samples), mi
   node's ranks; IDs go to the row owners inside that node; pooled partials are reduce-scattered inside
   the node (NVLink), then sent across nodes by a rail-aligned all-to-all; backward in reverse. Without
   nodes (one rank per host) it is ``tw``.
-Dense gradients are all-reduced as in every synchronous strategy.
+Dense gradients are all-reduced as in every synchronous strategy. Pooled embeddings, their gradients and
+dense gradients travel in the workload's ``comm_bytes`` per value (TorchRec's qcomms: fp16/bf16 output
+distribution); tables are stored in ``dtype_bytes``.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def lower_sharded(workload: Workload, cluster: Cluster, sharding: str, steps: in
         raise ValueError(f"unknown sharding {sharding!r}")
     opts = options or ShardingOptions()
     workers, device = cluster.workers, cluster.device
-    n, b, s = len(workers), workload.batch_per_worker, workload.dtype_bytes
+    n, b, wire = len(workers), workload.batch_per_worker, workload.comm_bytes
     graph = StepGraph(cluster.fabric.n_hosts, workers, steps=steps)
     fwd_s, bwd_s = costs.dense_forward_s(workload, device, b), costs.dense_backward_s(workload, device, b)
     plan = _Plan(workload, cluster, sharding, opts)
@@ -110,7 +112,7 @@ def lower_sharded(workload: Workload, cluster: Cluster, sharding: str, steps: in
         grads = plan.output_dist(graph, (bwd,), k, backward=True)
         graph.compute("embedding.backward", "compute.update", workers,
                       lookup_s + costs.sparse_update_s(workload, device, rows), deps=grads, step=k)
-        reduced = collective(graph, cluster, "dense.allreduce", "allreduce", workload.dense_params * s,
+        reduced = collective(graph, cluster, "dense.allreduce", "allreduce", workload.dense_params * wire,
                              workers, (bwd,), k)
         graph.compute("dense.update", "compute.update", workers,
                       costs.dense_update_s(workload, device, workload.dense_params), deps=reduced, step=k)
@@ -181,7 +183,7 @@ class _Plan:
     def output_dist(self, graph: StepGraph, deps: tuple[int, ...], step: int, backward: bool) -> tuple[int, ...]:
         """Pooled rows to the workers owning the samples (or their gradients back, ``backward``)."""
         workload, cluster = self.workload, self.cluster
-        workers, b, s = cluster.workers, workload.batch_per_worker, workload.dtype_bytes
+        workers, b, s = cluster.workers, workload.batch_per_worker, workload.comm_bytes
         n = len(workers)
         category = "sparse.pooled_grad" if backward else "sparse.pooled"
         name = "output_dist.grad" if backward else "output_dist"
@@ -204,7 +206,7 @@ class _Plan:
         rank i of a node holds the samples of every worker with local index i (TorchRec's TwRw dist);
         backward runs it in reverse (all-to-all, then all-gather inside the node)."""
         workload, cluster = self.workload, self.cluster
-        b, s = workload.batch_per_worker, workload.dtype_bytes
+        b, s = workload.batch_per_worker, workload.comm_bytes
         n_nodes, group = self.nodes.shape
         width = np.zeros(n_nodes)
         np.add.at(width, self.table_node, self.fields * self.dims)
