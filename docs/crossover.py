@@ -159,7 +159,8 @@ def main() -> None:
              f"worker; leaf-spine of 100G hosts; batch {BATCH} per worker). Figure: `docs/crossover.html`.", "",
              "`bytes_<des>_over_ps` < 1: that DES variant moves fewer bytes per worker than PS; `fastest`: the",
              "shortest step. `des` all-gathers the batch's IDs; `des-repl` has every worker read them",
-             "(`--des-input replicated`).",
+             "(`--des-input replicated`). Both take DES's default partial, `auto`: the first dense layer's where",
+             "that sums fewer values per sample (DeepFM at hotness 1), else the fields' (last section).",
              ""]
     for model, part in wide.groupby("model", sort=False):
         lines += [f"## {model}", "", markdown(part.drop(columns="model")), ""]
@@ -179,7 +180,12 @@ def partial_section(wide: pd.DataFrame) -> list[str]:
              "(`--des-partial first-layer`: r = h1, + k + 1 for DeepFM's FM part, + 1 for W&D; TRAINING_MODEL.md,",
              "\"DES partials\"); uniform IDs, F grown by sharing each table among 1, 2 or 4 fields. r does not",
              "depend on the hotness, so first-layer wins wherever r_first_layer < r_fields, by r_fields /",
-             "r_first_layer on the partials; DeepFM's first layer needs one-hot fields (`-`: not exact).", ""]
+             "r_first_layer on the partials; DeepFM's first layer needs one-hot fields (`-`: not exact).",
+             "First-layer sums fewer values once F k exceeds h1 (W&D from F = 52; DNN and DeepFM at the",
+             "presets' F already) and is then the faster DES. DES's bytes grow with N (B x r) where PS's do",
+             "not, so it beats PS only at few workers with many IDs per sample: here DNN and W&D at hotness",
+             "8-32 (and DNN one-hot at F = 104), DeepFM one-hot at F = 156, all at 4 workers but a few at 16.",
+             ""]
     for model, part in wide.groupby("model", sort=False):
         lines += [f"## {model} (partials)", "", markdown(part.drop(columns="model")), ""]
         counts = part["fastest"].value_counts()
