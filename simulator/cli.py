@@ -145,6 +145,9 @@ ServerThreadsOpt = Annotated[int | None, typer.Option(
     help="ps async/ssp: requests a server handles at once, first come first served (default: all)")]
 DenseOpt = Annotated[str, typer.Option(help="ps: dense parameters on the servers (ps) or all-reduced")]
 DesInputOpt = Annotated[str, typer.Option(help="des: gathered (all-gather IDs) | replicated input")]
+DesPartialOpt = Annotated[str, typer.Option(help="des: what owners sum: fields (pooled vectors) | first-layer "
+                                                 "(the first dense layer's partial) | auto (fewer values per "
+                                                 "sample)")]
 ColumnShardsOpt = Annotated[int, typer.Option(help="cw: column blocks per table")]
 KnnKOpt = Annotated[int, typer.Option(help="mp-fc-knn: neighbours scored per label (1 to classes - 1)")]
 KnnRebuildOpt = Annotated[int, typer.Option(help="mp-fc-knn: steps between rebuilds of the class-neighbour graph")]
@@ -175,10 +178,10 @@ FC_ALLOWED = {"knn_k": "an integer >= 1 (and < the classes)", "knn_rebuild_steps
 
 def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int, knn_k: int,
                       knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float,
-                      fp16_comm: bool, server_threads: int | None = None) -> object:
+                      fp16_comm: bool, server_threads: int | None = None, des_partial: str = "auto") -> object:
     """The StrategyOptions of the command-line options; a bad value is one SpecError naming the option."""
     from simulator.strategies import StrategyOptions
-    from simulator.strategies.des import DESOptions
+    from simulator.strategies.des import PARTIALS, DESOptions
     from simulator.strategies.fc import FCOptions
     from simulator.strategies.ps import PSOptions
     from simulator.strategies.torchrec import ShardingOptions
@@ -191,10 +194,12 @@ def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, 
         name = str(first["loc"][0])
         raise SpecError("--" + name.replace("_", "-"), first.get("input"),
                         f"allowed: {FC_ALLOWED.get(name, first['msg'])}") from None
+    if des_partial not in PARTIALS:
+        raise SpecError("--des-partial", des_partial, f"allowed: {', '.join(PARTIALS)}")
     if server_threads is not None and server_threads < 1:
         raise SpecError("--server-threads", server_threads, "allowed: an integer >= 1")
     return StrategyOptions(PSOptions(mode=ps_mode, staleness=staleness, dense=dense, server_threads=server_threads),
-                           DESOptions(input=des_input),
+                           DESOptions(input=des_input, partial=des_partial),
                            ShardingOptions(column_shards=column_shards), fc)
 
 
@@ -314,6 +319,9 @@ def _print_summary(reports: list, title: str) -> None:
         console.print("what if: " + "; ".join(f"{key} {first[key]}" for key in whatif))
     for report in reports:
         summary = report.summary
+        if "des_partial" in summary:
+            console.print(f"{summary['strategy']}: partials summed per sample: {summary['partial_width']} values "
+                          f"({summary['des_partial']}; --des-partial)")
         if whatif or summary["staleness_max"] > 0:
             pace = summary["worker_step_time_s"]
             console.print(f"{summary['strategy']}: each worker's own step {_seconds(pace['min'])} to "
@@ -396,12 +404,12 @@ def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str,
               knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float, fp16_comm: bool,
               calibration: str | None, rate_tolerance: float, fault: list[str] | None = None,
               straggler: list[str] | None = None, rank_device: list[str] | None = None,
-              server_threads: int | None = None, precision: str | None = None, comm_dtype: str | None = None,
-              network_model: str = DEFAULT_NETWORK_MODEL,
+              server_threads: int | None = None, des_partial: str = "auto", precision: str | None = None,
+              comm_dtype: str | None = None, network_model: str = DEFAULT_NETWORK_MODEL,
               record_rates: bool = False, show_progress: bool = False) -> object:
     """The StepReport of one strategy (default: the workload kind's), as ``dessim run`` and ``trace`` run it."""
     options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
-                                knn_candidates, overlap, topk_ratio, fp16_comm, server_threads)
+                                knn_candidates, overlap, topk_ratio, fp16_comm, server_threads, des_partial)
     with progress_bar(show_progress) as update:
         return _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
                              server_device, workers, servers, placement, steps, options, calibration,
@@ -420,7 +428,7 @@ def run(
     server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
     placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",
     staleness: StalenessOpt = 1, server_threads: ServerThreadsOpt = None, dense: DenseOpt = "ps",
-    des_input: DesInputOpt = "gathered",
+    des_input: DesInputOpt = "gathered", des_partial: DesPartialOpt = "auto",
     column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
     fp16_comm: Fp16CommOpt = False, precision: PrecisionOpt = None, comm_dtype: CommDtypeOpt = None,
@@ -433,8 +441,8 @@ def run(
     reports = [_one_step(workload, topology, strategy, fidelity, overrides, device, server_device, workers, servers,
                          placement, steps, ps_mode, staleness, dense, des_input, column_shards, knn_k,
                          knn_rebuild_steps, knn_candidates, overlap, topk_ratio, fp16_comm, calibration,
-                         rate_tolerance, fault, straggler, rank_device, server_threads, precision, comm_dtype,
-                         network_model,
+                         rate_tolerance, fault, straggler, rank_device, server_threads, des_partial, precision,
+                         comm_dtype, network_model,
                          record_rates=save is not None, show_progress=_bars_wanted(as_json))]
     _write_step_outputs(reports, trace_out, links_out, save)
     if as_json:
@@ -453,7 +461,7 @@ def compare(
     server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
     placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",
     staleness: StalenessOpt = 1, server_threads: ServerThreadsOpt = None, dense: DenseOpt = "ps",
-    des_input: DesInputOpt = "gathered",
+    des_input: DesInputOpt = "gathered", des_partial: DesPartialOpt = "auto",
     column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
     knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
     fp16_comm: Fp16CommOpt = False, precision: PrecisionOpt = None, comm_dtype: CommDtypeOpt = None,
@@ -470,7 +478,7 @@ def compare(
     if names == []:
         raise SpecError("strategies", strategies, "allowed: a comma-separated list such as ps,des")
     options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
-                                knn_candidates, overlap, topk_ratio, fp16_comm, server_threads)
+                                knn_candidates, overlap, topk_ratio, fp16_comm, server_threads, des_partial)
     with progress_bar(_bars_wanted(as_json)) as update:
         reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers,
                                 servers, placement, steps, options, calibration, rate_tolerance,

@@ -101,7 +101,7 @@ class JobSpec(BaseModel):
     """One job: a workload (``set``: its ``key=value`` overrides, such as ``precision=bf16``) under a
     strategy, on ``hosts`` or on the next ``workers`` free hosts (neither: every host still free), from
     ``start_s`` (s) for ``steps`` steps.
-    ``ps`` (``mode``, ``staleness``, ``dense``) and ``des`` (``input``) are the strategies' options;
+    ``ps`` (``mode``, ``staleness``, ``dense``) and ``des`` (``input``, ``partial``) are the strategies' options;
     ``stragglers`` slow some of the job's hosts (``simulator.stragglers``: ``3=2``, ``bernoulli:p=..``)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -58,7 +58,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from simulator.errors import SpecError, read_mapping
 
 RUN_KEYS = ("workload", "topology", "strategy", "fidelity", "device", "server_device", "workers", "servers",
-            "placement", "steps", "ps_mode", "staleness", "server_threads", "dense", "des_input", "column_shards",
+            "placement", "steps", "ps_mode", "staleness", "server_threads", "dense", "des_input", "des_partial",
+            "column_shards",
             "knn_k",
             "knn_rebuild_steps", "knn_candidates", "overlap", "topk_ratio", "fp16_comm", "calibration",
             "rate_tolerance", "network_model", "faults", "stragglers", "rank_devices")
@@ -266,7 +267,8 @@ def _resolve(params: dict[str, Any]) -> _Run:
 
     options = StrategyOptions(PSOptions(**pick("ps_mode", "staleness", "server_threads", "dense",
                                                rename={"ps_mode": "mode"})),
-                              DESOptions(**pick("des_input", rename={"des_input": "input"})),
+                              DESOptions(**pick("des_input", "des_partial",
+                                                rename={"des_input": "input", "des_partial": "partial"})),
                               ShardingOptions(**pick("column_shards")),
                               FCOptions(**pick("knn_k", "knn_rebuild_steps", "knn_candidates", "overlap",
                                                "topk_ratio", "fp16_comm")))

@@ -137,7 +137,7 @@ def step_report(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity
                **step_summary(result.rows, lowered.graph, result.makespan_s, workload.batch_per_worker),
                "memory_per_device_bytes": {role: m["bytes"] for role, m in memory.items()},
                "fits_memory": all(m["fits"] for m in memory.values()), "memory": memory,
-               "wall_s": time.perf_counter() - started}
+               **lowered.details, "wall_s": time.perf_counter() - started}
     summary["samples_per_s"] = cluster.n_workers * workload.batch_per_worker / summary["step_time_s"]
     return StepReport(summary, result, network)
 

@@ -8,7 +8,9 @@ ops in program order):
   reduce-scattered (T_p) -> dense forward and backward (f + g) -> partial gradients all-gathered (T_g);
   then the owned rows' backward and update (c_pb) on the compute stream while the dense gradients are
   all-reduced (T_d) on the communication stream; then the dense update (c_du):
-  ``step = T_ids + c_pf + T_p + f + g + T_g + max(c_pb, T_d) + c_du``;
+  ``step = T_ids + c_pf + T_p + f + g + T_g + max(c_pb, T_d) + c_du``; with ``partial`` first-layer (resolved
+  as ``des.partial_mode``), c_pf and c_pb add the owners' first-layer GEMM over the B samples and its
+  backward, f and g lose its FLOPs, and T_p, T_g carry r = ``first_layer_partial_width`` values per sample;
 - ``dp``: forward and backward with their lookups (and the tables' dense gradient zeroed, z), then the
   table and dense gradients all-reduced one after the other, then the update:
   ``step = (p + f) + (p + g + z) + T_s + T_d + u``;
@@ -39,15 +41,18 @@ from simulator.simulate import _chooser, analytical_collective, candidate_algori
 from simulator.strategies import StrategyOptions
 from simulator.strategies.base import Cluster, whole_nodes
 from simulator.strategies.costs import (
+    dense_flops_per_sample,
     dense_kernels,
     dtype,
+    first_layer_backward_s,
+    first_layer_forward_s,
     lookup_s,
     server_lookup_s,
     server_update_s,
     sparse_update_s,
     table_gradient_s,
 )
-from simulator.strategies.des import des_memory
+from simulator.strategies.des import des_memory, partial_mode, partial_width
 from simulator.strategies.dp import dp_memory
 from workloads import Workload
 from workloads.ids import expected_unique
@@ -95,7 +100,8 @@ def collective_s(cluster: Cluster, op: str, sizes: np.ndarray, ranks: np.ndarray
 def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.ndarray,
                options: StrategyOptions | None = None) -> dict[str, np.ndarray]:
     """Per batch size (samples per worker): step_time_s, samples_per_s, bytes_on_wire,
-    bytes_per_worker_mean, compute_s, exposed_comm_s, memory_worker_bytes and fits_memory."""
+    bytes_per_worker_mean, compute_s, exposed_comm_s, memory_worker_bytes and fits_memory; for des and des-rs
+    also des_partial and partial_width (r), as the engine's summary reports them."""
     opts = options or StrategyOptions.default()
     if not supports(workload, strategy, "analytical", options=opts):
         raise ValueError(f"the closed form covers {', '.join(STRATEGIES)} (ps: sync) with expected IDs, "
@@ -108,7 +114,8 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
     host = device.step_overhead_us * 1e-6  # a step's host time outside its ops, first on the compute stream
     s, wire = workload.dtype_bytes, workload.comm_bytes  # bytes per stored value, per value on the wire
     lookups = b[:, None] * np.array([t.fields * t.hotness for t in workload.tables], dtype=np.float64)
-    flops, act = workload.dense_flops_per_sample, workload.activation_bytes_per_sample
+    mode = partial_mode(workload, opts.des.partial) if strategy in ("des", "des-rs") else "fields"
+    flops, act = dense_flops_per_sample(workload, mode == "first-layer"), workload.activation_bytes_per_sample
     weights, kernels = workload.dense_params * s, dense_kernels(workload)
     forward = compute.dense_forward_s(device, b * flops, weights, b * act, dtype(workload), kernels)
     backward = compute.dense_backward_s(device, b * flops, weights, b * act, dtype(workload), kernels)
@@ -129,12 +136,16 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
         memory = dp_memory(workload, b)["worker"]
     else:
         owned_rows = _unique(workload, n * lookups) / n
-        partial_lookups = lookup_s(workload, device, lookups, owned_rows, n * b)
-        partial_back = partial_lookups + sparse_update_s(workload, device, owned_rows)
         big_b = n * b
+        partial_lookups = lookup_s(workload, device, lookups, owned_rows, big_b)
+        partial_back = partial_lookups + sparse_update_s(workload, device, owned_rows)
+        if mode == "first-layer":
+            partial_back = partial_back + first_layer_backward_s(workload, device, big_b)
+            partial_lookups = partial_lookups + first_layer_forward_s(workload, device, big_b)
         ids_s, ids_wire = (np.zeros_like(b), np.zeros_like(b)) if opts.des.input == "replicated" else collective_s(
             cluster, "allgather", big_b * workload.ids_per_sample * workload.id_bytes, workers)
-        partial_bytes = big_b * workload.partial_width * wire
+        r = partial_width(workload, mode)
+        partial_bytes = big_b * r * wire
         sum_s, sum_wire = collective_s(cluster, "allreduce" if strategy == "des" else "reducescatter",
                                        partial_bytes, workers)
         grad_s, grad_wire = collective_s(cluster, "allgather", partial_bytes, workers)
@@ -145,9 +156,10 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
         wire = ids_wire + sum_wire + grad_wire + dense_wire
         memory = des_memory(workload, n, strategy, opts.des, b)["worker"]
     total, fitting = _memory(device, memory, b)
+    chosen = {"des_partial": np.full(b.shape, mode), "partial_width": np.full(b.shape, r)} if strategy != "dp" else {}
     return {"step_time_s": step, "samples_per_s": n * b / step, "bytes_on_wire": wire,
             "bytes_per_worker_mean": 2 * wire / n, "compute_s": busy, "exposed_comm_s": step - busy,
-            "memory_worker_bytes": total, "fits_memory": fitting}
+            "memory_worker_bytes": total, "fits_memory": fitting, **chosen}
 
 
 def _memory(device: object, parts: dict[str, float | np.ndarray], b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -101,3 +101,35 @@ def test_disconnected_custom_graph_exits_2(capsys, tmp_path) -> None:
     (tmp_path / "islands.yaml").write_text(doc)
     code, _, err = run(capsys, "collective", "--topology", str(tmp_path / "islands.yaml"))
     assert code == 2 and "disconnected" in err and len(err.strip().splitlines()) == 1
+
+
+def test_des_partial_is_chosen_reported_and_refused_where_not_exact(capsys) -> None:
+    """``--des-partial``: auto picks DeepFM's first layer (400 + 16 + 1 = 417 values per sample, not 39 x 16 +
+    1 = 625), fields keeps 625 (partials' bytes in that ratio); first-layer on DLRM is one line, status 2.
+    The sweep and jobs files take the same option."""
+    from simulator.jobs import load_jobs
+    from simulator.sweep import DEFAULTS, _resolve
+
+    common = ("--workload", "deepfm-criteo", "--strategy", "des", "--fidelity", "analytical", "--topology",
+              "star:hosts=4,link_gbps=100,latency_us=1")
+    docs = {}
+    for partial in ("auto", "fields"):
+        code, out, _ = run(capsys, "run", *common, "--des-partial", partial, "--json")
+        assert code == 0
+        docs[partial] = json.loads(out)
+    assert (docs["auto"]["des_partial"], docs["auto"]["partial_width"]) == ("first-layer", 417)
+    assert (docs["fields"]["des_partial"], docs["fields"]["partial_width"]) == ("fields", 625)
+    by = {p: d["bytes_by_category"]["des.partials"] for p, d in docs.items()}
+    assert by["auto"] / by["fields"] == pytest.approx(417 / 625)
+    code, out, _ = run(capsys, "run", *common)
+    assert "des: partials summed per sample: 417 values (first-layer; --des-partial)" in out
+    code, _, err = run(capsys, "run", "--workload", "dlrm-small", "--strategy", "des", "--des-partial", "first-layer")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("dessim: error: --des-partial: got 'first-layer'; allowed for dlrm (dot): fields, auto")
+    code, _, err = run(capsys, "run", "--strategy", "des", "--des-partial", "rows")
+    assert (code, err.strip()) == (2, "dessim: error: --des-partial: got 'rows'; allowed: fields, first-layer, auto")
+    point = _resolve({**DEFAULTS, "workload": "deepfm-criteo", "strategy": "des", "des_partial": "fields"})
+    assert point.options.des.partial == "fields"
+    jobs = load_jobs({"topology": "leafspine16", "jobs": [{"name": "a", "workload": "deepfm-criteo",
+                                                           "strategy": "des", "des": {"partial": "first-layer"}}]})
+    assert jobs.jobs[0].des.partial == "first-layer"

@@ -44,3 +44,29 @@ def test_pooled_models_under_des_a2a_and_dp_equal_single_process_training_and_th
         for owned, rows, full in zip(out["owned"], out["weights"], tables, strict=True):
             assert np.allclose(rows, full[owned], rtol=1e-4, atol=1e-6)
     _assert_bytes_as_predicted(ranks, _simulated_bytes(workload, world, strategy))
+
+
+@pytest.mark.parametrize(("model", "variant"), [("widedeep", "des"), ("deepfm", "des-a2a")])
+def test_first_layer_partials_equal_single_process_training_and_the_predicted_bytes(model: str, variant: str) -> None:
+    """DES summing the first top layer's partials (h1 = 3 values; DeepFM, one-hot, adds k + 1; W&D 1; des-rs
+    differs from des only in its collective, tested with fields) trains
+    the reference model (same losses and rows to 1e-6) and sends the bytes the simulator predicts, B x r
+    values per sample for des's all-reduce."""
+    from simulator.executor.train import train_des
+
+    world, build = 2, {"widedeep": widedeep, "deepfm": deepfm}[model]
+    workload = build(n_tables=2, rows=300, dim=4, hotness=1 if model == "deepfm" else 2, top_mlp=[3, 1],
+                     batch_per_worker=8, ids="sampled", seed=9)
+    r = {"widedeep": 3 + 1, "deepfm": 3 + 4 + 1}[model]
+    assert workload.first_layer_partial_width == r < workload.partial_width
+    fn, extra = (train_des_a2a, ()) if variant == "des-a2a" else (train_des, (variant,))
+    ranks = run_local(fn, world, workload, STEPS, *extra, "first-layer", timeout_s=60)
+    tables, losses = train_reference(workload, world, STEPS)
+    for out in ranks:
+        assert np.allclose(out["losses"], losses, rtol=1e-6, atol=1e-6)
+        for owned, rows, full in zip(out["owned"], out["weights"], tables, strict=True):
+            assert np.allclose(rows, full[owned], rtol=1e-6, atol=1e-6)
+    predicted = _simulated_bytes(workload, world, variant)  # DES's default, auto: first-layer here
+    _assert_bytes_as_predicted(ranks, predicted)
+    if variant == "des":  # ring all-reduce: 2 (N - 1) / N of B x r values, per rank
+        assert predicted[("des.partials", 0)] == 2 * (world - 1) / world * world * 8 * r * 4 * STEPS

@@ -28,11 +28,12 @@ def workload(ids: str = "expected", model: str = "dnn", rows: int = ROWS, batch:
 
 def run(wl: Workload, strategy: str, hosts: int, *, servers: int | None = None, placement: str = "colocated",
         workers: int | None = None, dense: str = "ps", fidelity: str = "analytical", steps: int = 1,
-        des_input: str = "gathered", mode: str = "sync", column_shards: int = 4, device: str = "h100"):
+        des_input: str = "gathered", mode: str = "sync", column_shards: int = 4, device: str = "h100",
+        des_partial: str = "fields"):
     fabric = Fabric(star_graph(hosts))
     cluster = make_cluster(fabric, strategy, load_device(device), load_device("cpu-server"), workers, servers,
                            placement)
-    options = StrategyOptions(PSOptions(dense=dense, mode=mode), DESOptions(input=des_input),
+    options = StrategyOptions(PSOptions(dense=dense, mode=mode), DESOptions(input=des_input, partial=des_partial),
                               ShardingOptions(column_shards=column_shards))
     return simulate_step(wl, cluster, strategy, fidelity, steps, options)
 
@@ -334,3 +335,87 @@ def test_table_wise_shards_spread_over_nodes_by_cost() -> None:
     workload = base.model_copy(update={"tables": [hot, *cold]})
     table, _, owner = place_shards(workload, 2)
     assert owner[table == 0].tolist() == [0] and owner[table > 0].tolist() == [1, 1, 1, 1]
+
+
+H1 = 16  # the test workload's first top layer: reads E = FIELDS x DIM pooled values and the bottom MLP's 8
+
+
+@pytest.mark.parametrize(("build", "params", "r_fields", "r_first_layer"), [
+    ("widedeep", {"n_tables": 26, "dim": 32, "top_mlp": [1024, 512]}, 26 * 32 + 1, 1024 + 1),
+    ("deepfm", {"n_tables": 39, "dim": 16, "top_mlp": [400, 400]}, 39 * 16 + 1, 400 + 16 + 1),
+    ("dnn", {"n_tables": 26, "dim": 64, "top_mlp": [1024, 512]}, 26 * 64, 1024),
+    ("dnn", {"n_tables": 26, "dim": 64, "dense_features": 0, "top_mlp": [], "interaction": "sum"}, 26 * 64, 1),
+    ("dlrm", {"n_tables": 26, "dim": 16, "bottom_mlp": [64, 16], "top_mlp": [256, 1], "interaction": "concat"},
+     26 * 16, 256),
+    ("lr", {"n_tables": 26}, 1, 0), ("fm", {"n_tables": 26, "dim": 16}, 17, 0),
+    ("dlrm", {"n_tables": 26, "dim": 16, "bottom_mlp": [64, 16]}, 26 * 16, 0),
+    ("dcn", {"n_tables": 26, "dim": 16}, 26 * 16, 0),
+    ("deepfm", {"n_tables": 39, "dim": 16, "hotness": 2}, 39 * 16 + 1, 0),
+])
+def test_first_layer_partial_width_per_model(build: str, params: dict, r_fields: int, r_first_layer: int) -> None:
+    """r per sample: fields' E (+1 first order), or the first layer's h1 (+ k + 1 DeepFM, + 1 W&D); 0 and a
+    reason where the first layer's partial is not exact (LR, FM: no dense layer; DLRM's dots, DCN's cross,
+    DeepFM's squares with multi-hot fields)."""
+    import workloads
+
+    wl = getattr(workloads, build)(**params)
+    assert wl.partial_width == r_fields
+    assert wl.first_layer_partial_width == r_first_layer
+    assert bool(wl.first_layer_obstacle) == (r_first_layer == 0)
+
+
+@pytest.mark.parametrize("variant", ["des", "des-rs", "des-a2a"])
+def test_first_layer_partials_carry_h1_values_per_sample(variant: str) -> None:
+    """des.partials and des.partials_grad move B x h1 values (the DNN's first top layer) instead of B x E."""
+    n, wl = 4, workload()
+    report = run(wl, variant, n, des_partial="first-layer")
+    assert (report.summary["des_partial"], report.summary["partial_width"]) == ("first-layer", H1)
+    share, big_b = (n - 1) / n, n * BATCH
+    if variant == "des-a2a":  # to each of the n - 1 other workers, b x h1 values
+        forward = backward = (n - 1) * BATCH * H1 * S
+    else:
+        forward, backward = (2 if variant == "des" else 1) * share * big_b * H1 * S, share * big_b * H1 * S
+    assert np.allclose(per_worker(report, "des.partials"), forward)
+    assert np.allclose(per_worker(report, "des.partials_grad"), backward)
+    assert np.allclose(per_worker(report, "dense.allreduce"), 2 * share * wl.dense_params * S)
+    fields = run(wl, variant, n).summary["bytes_by_category"]["des.partials"]
+    assert report.summary["bytes_by_category"]["des.partials"] == pytest.approx(fields * H1 / (FIELDS * DIM))
+
+
+def test_first_layer_moves_the_first_layer_flops_to_the_owners() -> None:
+    """The owners' GEMM over all B samples (2 B E h1 FLOPs forward, twice that backward) is added to the
+    partial ops; each worker's dense forward loses its b samples' 2 b E h1."""
+    from simulator import compute
+
+    n, wl = 4, workload()
+    device = load_device("h100")
+    fields, first = (run(wl, "des", n, des_partial=p).trace for p in ("fields", "first-layer"))
+
+    def op_s(trace, name: str) -> float:
+        return float(trace[(trace.op == name) & (trace["rank"] == 0)].eval("end_s - start_s").iloc[0])
+
+    e, s, big_b = FIELDS * DIM, S, n * BATCH
+    gemm = compute.dense_forward_s(device, big_b * 2 * e * H1, e * H1 * s, big_b * (e + H1) * s, "fp32", 1)
+    assert op_s(first, "des.partial_forward") - op_s(fields, "des.partial_forward") == pytest.approx(gemm)
+    assert op_s(first, "des.partial_backward") - op_s(fields, "des.partial_backward") == pytest.approx(
+        device.backward_factor * gemm)
+    flops = BATCH * (wl.dense_flops_per_sample - 2 * e * H1)
+    kernels = len(wl.linear_layers) + 1
+    forward = compute.dense_forward_s(device, flops, wl.dense_params * s, BATCH * wl.activation_bytes_per_sample,
+                                      "fp32", kernels)
+    assert op_s(first, "forward") == pytest.approx(forward)
+    assert op_s(first, "backward") == pytest.approx(device.backward_factor * forward)
+
+
+def test_auto_takes_the_smaller_partial_and_first_layer_is_refused_where_not_exact() -> None:
+    from simulator.errors import SpecError
+
+    small_h1 = run(workload(), "des", 2, des_partial="auto").summary  # h1 16 < E 48
+    assert (small_h1["des_partial"], small_h1["partial_width"]) == ("first-layer", H1)
+    wide = workload().model_copy(update={"top_mlp": [64, 1]})  # h1 64 > E 48
+    chosen = run(wide, "des", 2, des_partial="auto").summary
+    assert (chosen["des_partial"], chosen["partial_width"]) == ("fields", FIELDS * DIM)
+    dot = workload().model_copy(update={"model": "dlrm", "interaction": "dot", "bottom_mlp": [DIM]})
+    assert run(dot, "des", 2, des_partial="auto").summary["des_partial"] == "fields"
+    with pytest.raises(SpecError, match=r"^--des-partial: got 'first-layer'; allowed for dlrm \(dot\): fields, auto"):
+        run(dot, "des", 2, des_partial="first-layer")

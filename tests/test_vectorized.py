@@ -21,13 +21,16 @@ H100 = load_device("h100").model_copy(update={"id_ns": 0.5, "dedup_ns": 2.0, "st
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "ps"])
-@pytest.mark.parametrize(("workload", "des_input"), [("dlrm-small", "gathered"), ("fm-criteo", "gathered"),
-                                                     ("lr-criteo", "replicated")])
+@pytest.mark.parametrize(("workload", "des_input", "des_partial"), [
+    ("dlrm-small", "gathered", "auto"), ("fm-criteo", "gathered", "auto"), ("lr-criteo", "replicated", "auto"),
+    ("deepfm-criteo", "gathered", "auto"), ("widedeep-criteo", "replicated", "first-layer")])
 def test_closed_form_equals_the_analytical_engine(topology: str, strategy: str, workload: str,
-                                                  des_input: str) -> None:
+                                                  des_input: str, des_partial: str) -> None:
+    """deepfm-criteo: auto sums the first layer's 417 values per sample (not 625); widedeep-criteo: first-layer
+    forced (1,025, not 833)."""
     cluster = make_cluster(Fabric(load_topology(topology)), strategy, H100, load_device("cpu-server"))
     options = StrategyOptions.default()
-    options.des = DESOptions(input=des_input)
+    options.des = DESOptions(input=des_input, partial=des_partial)
     quick = step_times(load_workload(workload), cluster, strategy, BATCHES, options)
     for i, b in enumerate(BATCHES):
         summary = simulate_step(load_workload(workload, [f"batch_per_worker={b}"]), cluster, strategy, "analytical",
@@ -39,6 +42,11 @@ def test_closed_form_equals_the_analytical_engine(topology: str, strategy: str, 
         assert quick["exposed_comm_s"][i] == pytest.approx(summary["exposed_comm_s"], rel=1e-9, abs=1e-15)
         assert quick["memory_worker_bytes"][i] == pytest.approx(summary["memory_per_device_bytes"]["worker"])
         assert bool(quick["fits_memory"][i]) == summary["fits_memory"]
+        if strategy != "dp":
+            assert (quick["des_partial"][i], quick["partial_width"][i]) == (summary["des_partial"],
+                                                                            summary["partial_width"])
+    if strategy != "dp" and workload in ("deepfm-criteo", "widedeep-criteo"):
+        assert quick["des_partial"][0] == "first-layer"
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)

@@ -235,6 +235,51 @@ class Workload(MixedPrecision, BaseModel):
         return self.embedding_width + (1 if self.model in ("widedeep", "deepfm") else 0)
 
     @property
+    def first_layer_width(self) -> int:
+        """h1: outputs of the first dense layer reading the pooled vectors (the top MLP's first layer, or the
+        output layer without a top MLP); 0 where no dense layer reads them (``none``, ``fm`` without a deep
+        tower)."""
+        if self.interaction == "none" or (self.interaction == "fm" and not self.top_mlp):
+            return 0
+        return self.top_mlp[0] if self.top_mlp else 1
+
+    @property
+    def first_layer_input(self) -> int:
+        """Embedding values per sample the first dense layer reads: k for ``sum`` (the fields' sum), else E."""
+        return self.dim if self.interaction == "sum" else self.embedding_width
+
+    @property
+    def first_layer_flops_per_sample(self) -> int:
+        """Forward FLOPs per sample of the first dense layer's embedding columns: 2 x ``first_layer_input``
+        x h1 (what DES's ``first-layer`` partial moves from the dense forward to the row owners)."""
+        return 2 * self.first_layer_input * self.first_layer_width
+
+    @property
+    def first_layer_obstacle(self) -> str:
+        """Why summing per-worker partials of the first dense layer would not be exact ('' when it is):
+        that layer must be linear in every field's pooled vector, and so must whatever else reads them."""
+        if not self.first_layer_width:
+            return "no dense layer reads the embeddings (the field partial is already the model's linear part)"
+        if self.interaction == "dot":
+            return "the pairwise dot products are not linear in the embeddings"
+        if self.interaction == "cross":
+            return "the cross network (x0 x0^T w) is not linear in x0"
+        if self.interaction == "fm" and any(t.hotness > 1 for t in self.tables):
+            return ("FM's sum of squared field vectors is linear in the owners' partials only with one-hot "
+                    "fields (hotness 1)")
+        return ""
+
+    @property
+    def first_layer_partial_width(self) -> int:
+        """r with the first dense layer substituted (TRAINING_MODEL.md): h1, plus k + 1 for DeepFM's FM
+        part (the vectors' sum; first-order sum - 1/2 sum of squared field vectors), plus 1 for W&D's
+        first-order sum; 0 where that is not exact (``first_layer_obstacle``)."""
+        if self.first_layer_obstacle:
+            return 0
+        return (self.first_layer_width + (self.dim if self.interaction == "fm" else 0)
+                + (1 if self.model in LINEAR_MODELS else 0))
+
+    @property
     def pools_in_lookup(self) -> bool:
         """Whether a lookup can sum a sample's rows as it reads them (an embedding bag): not FM's, whose
         second-order term needs each ID's own vector (its |v|^2) before the per-sample sums."""

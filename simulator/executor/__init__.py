@@ -4,6 +4,7 @@ Needs the ``torch`` extra. ``comm``: the instrumented communicator (payload byte
 the simulator's conventions); ``launch``: local ranks (gloo on CPU, NCCL on GPUs) that fail cleanly;
 ``tables``: table-batched embeddings, owner-sharded or replicated, and DES's ID exchanges;
 ``sum_models`` (LR, FM) and ``pooled_models`` (DNN, DLRM, W&D, DeepFM): single-process reference and the
-DES and DP strategies; ``ps``: synchronous and asynchronous parameter servers; ``run``: one configuration
-(local spawner or torchrun); ``calibrate``: microbenchmarks fitted to the simulator's parameters.
+DES (fields' or first-layer partials) and DP strategies; ``ps``: synchronous and asynchronous parameter
+servers; ``run``: one configuration (local spawner or torchrun); ``calibrate``: microbenchmarks fitted to the
+simulator's parameters.
 """

@@ -13,7 +13,13 @@ first-order sum and the linear term where the model has them. Data (dense featur
 included) and loss as in ``sum_models``.
 
 On the wire a sample's partial result is one row of r values: the pooled vectors field by field (tables in
-workload order, k values each), then the first-order sum for W&D and DeepFM.
+workload order, k values each), then the first-order sum for W&D and DeepFM. With DES's ``first-layer``
+partial (``simulator.strategies.des.partial_mode``; concat and DeepFM's deep tower), a row is instead the
+owner's share of the first top layer's embedding part, pooled.flatten(1) @ W[:, :E]^T (h1 values, no bias),
+then for DeepFM the sum of the field vectors (k) and the scalar first-order sum - 1/2 sum of squared field
+vectors, for W&D the first-order sum: every piece linear in the owner's rows (DeepFM's squares because
+each one-hot field's vector lies on one owner), so the sum over owners is the model's exactly; the worker
+adds W[:, E:] x + bias once, after the sum (``DenseHead.forward_substituted``).
 """
 
 from __future__ import annotations
@@ -72,11 +78,36 @@ class DenseHead(nn.Module):
             x = torch.cat([dots[:, upper[0], upper[1]], x], dim=1)
         else:
             x = torch.cat([pooled.flatten(1), x], dim=1)
-        for i, layer in enumerate(self.top):
+        return self._top(x) + extra
+
+    def _top(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """The top MLP from layer ``start`` (ReLU between layers) -> logits (n,)."""
+        for i, layer in enumerate(self.top[start:], start):
             x = layer(x)
             if i < len(self.top) - 1:
                 x = torch.relu(x)
-        return x.squeeze(1) + extra
+        return x.squeeze(1)
+
+    def first_weight(self, embedding_width: int) -> torch.Tensor:
+        """W_e: the first top layer's embedding columns (h1, E), a view of its weight (gradients land there)."""
+        return self.top[0].weight[:, :embedding_width]
+
+    def forward_substituted(self, y: torch.Tensor, dense: torch.Tensor, scalar: torch.Tensor | None,
+                            total: torch.Tensor | None) -> torch.Tensor:
+        """Logits from the summed first-layer partials: ``y`` = pooled.flatten(1) @ W_e^T (n, h1), the FM
+        vectors' sum ``total`` (n, k; DeepFM) and ``scalar`` (n,: W&D's first-order sum; DeepFM's minus half
+        the squared field vectors); equal to ``forward`` on the pooled vectors."""
+        x = dense
+        for layer in self.bottom:
+            x = torch.relu(layer(x))
+        extra = 0.0
+        if self.linear is not None:
+            extra = scalar + self.linear(x).squeeze(1)
+        if total is not None:
+            extra = extra + 0.5 * (total * total).sum(dim=1)
+        first = self.top[0]  # its dense-feature columns and bias, once per sample
+        h = y + x @ first.weight[:, first.weight.shape[1] - x.shape[1]:].T + first.bias
+        return self._top(torch.relu(h) if len(self.top) > 1 else h, 1) + extra
 
 
 def _pool(sums: torch.Tensor, first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,11 +162,14 @@ class PooledHead:
     as ``weight`` and ``index``: looked up and pooled in one fused embedding bag), ``logits`` and
     ``logits_from_partials`` from either."""
 
-    def __init__(self, workload: Workload) -> None:
+    def __init__(self, workload: Workload, partial: str = "fields") -> None:
         self.workload = workload
         self.head = DenseHead(workload)
         self.first_order = workload.model in FIRST_ORDER
         self.field = columns(workload).field  # each ID slot's field, numbered across tables
+        self.first_layer = partial == "first-layer"  # DES partials: the first layer's (module doc), not fields'
+        if self.first_layer and (workload.first_layer_obstacle or workload.interaction not in ("concat", "fm")):
+            raise ValueError(f"first-layer partials are not exact for {workload.model} ({workload.interaction})")
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.head.parameters())
@@ -150,8 +184,18 @@ class PooledHead:
     def partials(self, weight: torch.Tensor, index: torch.Tensor, segment: torch.Tensor, n: int, fields: int,
                  sparse: bool = True) -> torch.Tensor:
         """An owner's share of n samples' partial results (n, r): rows ``index`` of ``weight`` summed per
-        segment (sample x fields + field, nondecreasing), pooled, flattened as sent."""
-        return _columns(*self._bags(weight, index, segment, n, sparse), self.first_order)
+        segment (sample x fields + field, nondecreasing), pooled, flattened as sent; or with first-layer
+        partials their (n, r) share of the first layer, FM sum and scalar (module doc)."""
+        pooled, first = self._bags(weight, index, segment, n, sparse)
+        if not self.first_layer:
+            return _columns(pooled, first, self.first_order)
+        parts = [pooled.flatten(1) @ self.head.first_weight(self.workload.embedding_width).T]
+        if self.workload.interaction == "fm":
+            parts.append(pooled.sum(dim=1))
+            first = first - 0.5 * (pooled * pooled).sum(dim=(1, 2))
+        if self.first_order:
+            parts.append(first.unsqueeze(1))
+        return torch.cat(parts, dim=1)
 
     def _bags(self, weight: torch.Tensor, index: torch.Tensor, segment: torch.Tensor, n: int,
               sparse: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,5 +210,10 @@ class PooledHead:
 
     def logits_from_partials(self, summed: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Logits of a batch from its summed partial results (n, r)."""
+        if self.first_layer:
+            h1, k = self.workload.first_layer_width, self.workload.dim
+            total = summed[:, h1:h1 + k] if self.workload.interaction == "fm" else None
+            return self.head.forward_substituted(summed[:, :h1], from_numpy(batch.dense),
+                                                 summed[:, -1] if self.first_order else None, total)
         vectors = summed[:, :self.workload.embedding_width].reshape(len(summed), self.workload.n_fields, -1)
         return self.logits((vectors, summed[:, -1]), batch)

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from simulator.executor import fc_models, ps, tensors
 from simulator.executor import train as loops
 from simulator.executor.launch import ExecutorError, init_from_env, rank_device, run_local
+from simulator.strategies.des import PARTIALS, VARIANTS, partial_mode
 from simulator.validation import EXECUTOR_KNN
 from workloads import AnyWorkload, deepfm, dlrm, dnn, fm, lr, widedeep
 
@@ -81,17 +82,19 @@ def default_servers(world: int) -> int:
     return max(1, world // 2)
 
 
-def train(rank: int, ranks: int, workload: AnyWorkload, strategy: str, steps: int, servers: int) -> dict:
-    """Rank ``rank`` of ``ranks`` trains ``steps`` steps of ``workload`` with ``strategy``; its report."""
+def train(rank: int, ranks: int, workload: AnyWorkload, strategy: str, steps: int, servers: int,
+          des_partial: str = "auto") -> dict:
+    """Rank ``rank`` of ``ranks`` trains ``steps`` steps of ``workload`` with ``strategy`` (DES: with
+    ``des_partial`` partials); its report."""
     if strategy in fc_models.STRATEGIES:
         knn_k = EXECUTOR_KNN.knn_k if strategy == "mp-fc-knn" else None
         return fc_models.train_mp_fc(rank, ranks, workload, steps, knn_k, EXECUTOR_KNN.knn_rebuild_steps)
     if strategy in ("ps", "ps-async"):
         return ps.train_ps(rank, ranks, workload, steps, servers, "async" if strategy == "ps-async" else "sync")
     if strategy in ("des", "des-rs"):
-        return loops.train_des(rank, ranks, workload, steps, strategy)
+        return loops.train_des(rank, ranks, workload, steps, strategy, des_partial)
     if strategy == "des-a2a":
-        return loops.train_des_a2a(rank, ranks, workload, steps)
+        return loops.train_des_a2a(rank, ranks, workload, steps, des_partial)
     if strategy == "dp":
         return loops.train_dp(rank, ranks, workload, steps)
     raise ValueError(f"strategy {strategy!r}: allowed: {', '.join(STRATEGIES)}")
@@ -168,28 +171,32 @@ def measurement(strategy: str, workers: int, servers: int, steps: int, reports: 
 
 
 def execute(workload: AnyWorkload, strategy: str, world: int, steps: int, servers: int | None = None,
-            backend: str = "gloo", timeout_s: float = 60.0) -> Measurement:
+            backend: str = "gloo", timeout_s: float = 60.0, des_partial: str = "auto") -> Measurement:
     """Train ``steps`` steps on ``world`` local worker ranks (plus servers for PS); what they measured."""
-    return execute_many([(workload, strategy)], world, steps, servers, backend, timeout_s)[0]
+    return execute_many([(workload, strategy)], world, steps, servers, backend, timeout_s, des_partial=des_partial)[0]
 
 
 def execute_many(configs: list[tuple[AnyWorkload, str]], world: int, steps: int, servers: int | None = None,
-                 backend: str = "gloo", timeout_s: float = 60.0, repeats: int = 1) -> list[Measurement]:
+                 backend: str = "gloo", timeout_s: float = 60.0, repeats: int = 1,
+                 des_partial: str = "auto") -> list[Measurement]:
     """Each (workload, strategy) trained for ``steps`` steps, one after the other, on ranks started once:
     ``world`` workers, plus ``servers`` (default ``default_servers``) when the strategies are PS (then all
-    of them must be).
+    of them must be). DES runs sum ``des_partial`` partials (``DESOptions.partial``).
 
     With ``repeats`` > 1 the whole list runs that many times over, and each configuration keeps its quietest
     pass (``quietest``): a shared machine's speed changes in phases of seconds, and interference only ever
     adds time, so the pass with the smallest median step is the one the machine's own costs explain."""
     for workload, strategy in configs:
         check(strategy, backend, model_name(workload))
+        if strategy in VARIANTS:  # a partial the model cannot sum: one SpecError here, not one per rank
+            partial_mode(workload, des_partial)
     with_servers = {strategy.startswith("ps") for _, strategy in configs}
     if len(with_servers) > 1:
         raise ValueError("execute_many: PS and non-PS strategies need different ranks; run them apart")
     p = (servers or default_servers(world)) if with_servers.pop() else 0
     passes = configs * repeats
-    reports = run_local(_spawned, world + p, passes, steps, p, backend, backend=backend, timeout_s=timeout_s)
+    reports = run_local(_spawned, world + p, passes, steps, p, backend, des_partial, backend=backend,
+                        timeout_s=timeout_s)
     measured = [measurement(strategy, world, p, steps, [rank[i] for rank in reports])
                 for i, (_, strategy) in enumerate(passes)]
     return [quietest(measured[i::len(configs)]) for i in range(len(configs))]
@@ -201,11 +208,11 @@ def quietest(passes: list[Measurement], warmup: int = 1) -> Measurement:
 
 
 def _spawned(rank: int, ranks: int, configs: list[tuple[AnyWorkload, str]], steps: int, servers: int,
-             backend: str) -> list[dict]:
+             backend: str, des_partial: str = "auto") -> list[dict]:
     use_device(backend, rank)
     results = []
     for workload, strategy in configs:
-        results.append(train(rank, ranks, workload, strategy, steps, servers))
+        results.append(train(rank, ranks, workload, strategy, steps, servers, des_partial))
         # every rank ends this configuration before any starts the next: an asynchronous PS server still
         # serving a slow worker must not receive a fast worker's next request (gloo aborts on the mismatch)
         dist.barrier()
@@ -232,6 +239,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--servers", type=int, default=None, help="PS server ranks (default: half the workers; "
                         "under torchrun, 1: the last rank)")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--des-partial", choices=PARTIALS, default="auto",
+                        help="DES: what owners sum (fields, first-layer, auto: fewer values per sample)")
     parser.add_argument("--batch", type=int, default=1024, help="samples per worker per step")
     parser.add_argument("--backend", choices=("gloo", "nccl"), default="nccl" if torch.cuda.is_available() else "gloo")
     parser.add_argument("--timeout-s", type=float, default=60.0)
@@ -254,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
             rank, ranks = dist.get_rank(), dist.get_world_size()
             servers = (args.servers or 1) if args.strategy.startswith("ps") else 0
             use_device(args.backend, int(os.environ.get("LOCAL_RANK", rank)))
-            report = train(rank, ranks, workload, args.strategy, args.steps, servers)
+            report = train(rank, ranks, workload, args.strategy, args.steps, servers, args.des_partial)
             reports = [None] * ranks if rank == 0 else None
             dist.gather_object(report, reports)
             dist.destroy_process_group()
@@ -263,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
             result = measurement(args.strategy, ranks - servers, servers, args.steps, reports)
         else:
             result = execute(workload, args.strategy, args.world, args.steps, args.servers, args.backend,
-                             args.timeout_s)
+                             args.timeout_s, args.des_partial)
     except (ExecutorError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2 if isinstance(error, ValueError) else 1) from None

@@ -43,15 +43,17 @@ from simulator.executor.tables import (
     route_ids,
 )
 from simulator.executor.tensors import from_numpy
+from simulator.strategies.des import partial_mode
 from workloads import Workload
 
 Head = SumHead | PooledHead
 Data = TypeVar("Data")
 
 
-def model_head(workload: Workload) -> Head:
-    """The dense part of ``workload``'s model, as its workers run it."""
-    return PooledHead(workload) if workload.model in POOLED_MODELS else SumHead(workload)
+def model_head(workload: Workload, partial: str = "fields") -> Head:
+    """The dense part of ``workload``'s model, as its workers run it (``partial``: DES's resolved partial,
+    ``simulator.strategies.des.partial_mode``; LR and FM only have fields)."""
+    return PooledHead(workload, partial) if workload.model in POOLED_MODELS else SumHead(workload)
 
 
 def sgd(tables: list[torch.Tensor], dense: list[torch.Tensor], comm: Communicator) -> None:
@@ -115,12 +117,15 @@ def _loss(head: Head, batch: Batch, global_batch_size: int, pooled: object = Non
     return bce_loss(logits, from_numpy(batch.labels), global_batch_size)
 
 
-def train_des(rank: int, world: int, workload: Workload, steps: int, variant: str = "des") -> dict:
-    """One DES worker (``des`` or ``des-rs``); returns its rows (owned IDs and weights), losses, timings and
-    counters (and the bias, for LR and FM)."""
+def train_des(rank: int, world: int, workload: Workload, steps: int, variant: str = "des",
+              partial: str = "auto") -> dict:
+    """One DES worker (``des`` or ``des-rs``; ``partial``: fields, first-layer or auto, as the simulator's
+    ``DESOptions.partial``); returns its rows (owned IDs and weights), losses, timings and counters (and the
+    bias, for LR and FM). With first-layer partials the owners' backward also adds their share of the first
+    layer's weight gradient, which ``dense.allreduce`` sums."""
     comm = Communicator()
     timed = comm.timer.op
-    head = model_head(workload)
+    head = model_head(workload, partial_mode(workload, partial))
     owned, layout = OwnedTables(initial_rows(workload), rank, world), columns(workload)
     big_b = world * workload.batch_per_worker
 
@@ -153,15 +158,15 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     return {**shard_result(owned, losses, comm), **_bias(head)}
 
 
-def train_des_a2a(rank: int, world: int, workload: Workload, steps: int) -> dict:
+def train_des_a2a(rank: int, world: int, workload: Workload, steps: int, partial: str = "auto") -> dict:
     """DES with all-to-all (``des-a2a``): each worker sends every owner the IDs of its b samples that owner
     holds (``des.ids``, in (sample, field, slot) order, after their per-(sample, field) ``des.lengths``),
     owners pool them into (b, r) partial rows per requester and return them (``des.partials``), and backward
     sends each owner the (b, r) partial gradients (``des.partials_grad``); owners kept the IDs and backpropagate
-    into their rows. This is TorchRec's row-wise sharding with pooled outputs."""
+    into their rows. This is TorchRec's row-wise sharding with pooled outputs. ``partial`` as ``train_des``."""
     comm = Communicator()
     timed = comm.timer.op
-    head = model_head(workload)
+    head = model_head(workload, partial_mode(workload, partial))
     owned, layout = OwnedTables(initial_rows(workload), rank, world), columns(workload)
     b = workload.batch_per_worker
 

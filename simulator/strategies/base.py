@@ -225,10 +225,12 @@ def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: n
 
 @dataclass
 class Lowered:
-    """A strategy's step graph and memory per device: role ("worker", "server") -> component -> bytes."""
+    """A strategy's step graph, memory per device (role ("worker", "server") -> component -> bytes) and the
+    choices it made that the summary reports (``details``: DES's ``des_partial`` and ``partial_width``)."""
 
     graph: StepGraph
     memory: dict[str, dict[str, float]]
+    details: dict[str, object] = field(default_factory=dict)
 
 
 def worker_memory(workload: Workload, dense_copies: float, batch_per_worker: float | np.ndarray | None = None,

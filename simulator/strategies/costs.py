@@ -6,6 +6,8 @@ prices an op on every rank.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from simulator import compute
@@ -34,17 +36,42 @@ def dense_kernels(workload: Workload) -> int:
     return len(workload.linear_layers) + 1
 
 
-def dense_forward_s(workload: Workload, device: Device, samples: float) -> float:
-    """Forward of the dense part (MLPs, interaction) for ``samples`` samples."""
+def dense_flops_per_sample(workload: Workload, first_layer: bool = False) -> int:
+    """Forward FLOPs per sample of a worker's dense part; ``first_layer``: without the first dense layer's
+    embedding columns (DES ``first-layer``: the row owners compute them, ``first_layer_forward_s``)."""
+    return workload.dense_flops_per_sample - (workload.first_layer_flops_per_sample if first_layer else 0)
+
+
+def dense_forward_s(workload: Workload, device: Device, samples: float, first_layer: bool = False) -> float:
+    """Forward of the dense part (MLPs, interaction) for ``samples`` samples (``first_layer``: as above)."""
     return float(compute.dense_forward_s(
-        device, samples * workload.dense_flops_per_sample, workload.dense_params * workload.dtype_bytes,
+        device, samples * dense_flops_per_sample(workload, first_layer), workload.dense_params * workload.dtype_bytes,
         samples * workload.activation_bytes_per_sample, dtype(workload), dense_kernels(workload)))
 
 
-def dense_backward_s(workload: Workload, device: Device, samples: float) -> float:
+def dense_backward_s(workload: Workload, device: Device, samples: float, first_layer: bool = False) -> float:
     return float(compute.dense_backward_s(
-        device, samples * workload.dense_flops_per_sample, workload.dense_params * workload.dtype_bytes,
+        device, samples * dense_flops_per_sample(workload, first_layer), workload.dense_params * workload.dtype_bytes,
         samples * workload.activation_bytes_per_sample, dtype(workload), dense_kernels(workload)))
+
+
+def first_layer_forward_s(workload: Workload, device: Device, samples: float | np.ndarray) -> float | np.ndarray:
+    """An owner's partial of the first dense layer for ``samples`` samples: its (samples x embeddings read)
+    partial times the layer's embedding columns W (``first_layer_flops_per_sample`` each; W, the partial and
+    the h1 outputs streamed), one GEMM."""
+    return _first_layer(compute.dense_forward_s, workload, device, samples)
+
+
+def first_layer_backward_s(workload: Workload, device: Device, samples: float | np.ndarray) -> float | np.ndarray:
+    """Its backward: the gradient of W (partial^T dL/dy) and of the partial (dL/dy W^T)."""
+    return _first_layer(compute.dense_backward_s, workload, device, samples)
+
+
+def _first_layer(cost: Callable[..., float | np.ndarray], workload: Workload, device: Device,
+                 samples: float | np.ndarray) -> float | np.ndarray:
+    width, h1 = workload.first_layer_input, workload.first_layer_width
+    return cost(device, samples * workload.first_layer_flops_per_sample, width * h1 * workload.dtype_bytes,
+                samples * (width + h1) * workload.activation_value_bytes, dtype(workload), 1)
 
 
 def tables_batched(device: Device, per_table: np.ndarray) -> np.ndarray:

@@ -13,6 +13,13 @@ B = N b samples, m IDs per sample and r partial values per sample (``Workload.pa
   back to every owner (owners kept the IDs). This is TorchRec's row-wise sharding with pooled outputs.
 Sparse rows and their gradients never cross the network; only IDs and partial results do. Values on the
 wire are ``comm_bytes`` each; partial buffers in memory ``activation_value_bytes``.
+
+``partial`` (TRAINING_MODEL.md, "DES partials"): ``fields`` sums r = ``partial_width`` values per sample (the
+fields' pooled vectors); ``first-layer`` substitutes the first dense layer, linear in them: each owner
+multiplies its partial by that layer's embedding columns W (replicated) for all B samples, so r =
+``first_layer_partial_width`` (h1, plus DeepFM's FM and W&D's wide values), the worker's dense forward
+skips those columns, and the owners' backward adds the gradients of W (summed by ``dense.allreduce``) and
+of their partials; ``auto`` takes the smaller r (fields on a tie) where first-layer is exact.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from simulator.errors import SpecError
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
@@ -38,14 +46,38 @@ from simulator.strategies.base import (
 from workloads import Workload
 
 VARIANTS = ("des", "des-rs", "des-a2a")
+PARTIALS = ("fields", "first-layer", "auto")
 
 
 class DESOptions(BaseModel):
     """``input``: gathered (IDs exchanged: all-gathered, or sent to owners for ``des-a2a``) or replicated
-    (every worker reads the global batch's IDs itself)."""
+    (every worker reads the global batch's IDs itself). ``partial``: what is summed across owners (module
+    doc): fields, first-layer, or auto (the fewer values per sample)."""
 
     model_config = ConfigDict(extra="forbid")
     input: Literal["gathered", "replicated"] = "gathered"
+    partial: Literal["fields", "first-layer", "auto"] = "auto"
+
+
+def partial_mode(workload: Workload, partial: str = "auto") -> str:
+    """``fields`` or ``first-layer``: ``partial`` itself, or for ``auto`` the one with fewer values per sample
+    (fields on a tie, and wherever first-layer is not exact). A SpecError naming ``--des-partial`` when
+    first-layer is asked for where it is not exact (``Workload.first_layer_obstacle``)."""
+    if partial not in PARTIALS:
+        raise SpecError("--des-partial", partial, f"allowed: {', '.join(PARTIALS)}")
+    obstacle = workload.first_layer_obstacle
+    if partial == "first-layer" and obstacle:
+        raise SpecError("--des-partial", partial, f"allowed for {workload.model} ({workload.interaction}): "
+                                                  f"fields, auto; {obstacle}")
+    if partial == "auto":
+        return "first-layer" if not obstacle and workload.first_layer_partial_width < workload.partial_width \
+            else "fields"
+    return partial
+
+
+def partial_width(workload: Workload, mode: str) -> int:
+    """r, values per sample DES sums, for a resolved ``mode`` (``partial_mode``)."""
+    return workload.first_layer_partial_width if mode == "first-layer" else workload.partial_width
 
 
 def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DESOptions | None = None,
@@ -57,14 +89,20 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
     workers = cluster.workers
     n = len(workers)
     s, key = workload.comm_bytes, workload.id_bytes  # s: bytes per value on the wire
-    b, r, m = workload.batch_per_worker, workload.partial_width, workload.ids_per_sample
+    mode = partial_mode(workload, opts.partial)
+    first_layer = mode == "first-layer"
+    b, r, m = workload.batch_per_worker, partial_width(workload, mode), workload.ids_per_sample
     big_b = n * b
     partial_bytes = big_b * r * s  # B x r values
     lengths_bytes = b * workload.n_fields * LENGTH_BYTES  # des-a2a: per (sample, field), to every owner
     dense_bytes = workload.dense_params * s
     graph = StepGraph(cluster.fabric.n_hosts, workers, steps=steps)
     device = cluster.device
-    fwd_s, bwd_s = costs.dense_forward_s(workload, device, b), costs.dense_backward_s(workload, device, b)
+    fwd_s = costs.dense_forward_s(workload, device, b, first_layer)
+    bwd_s = costs.dense_backward_s(workload, device, b, first_layer)
+    # the owners' first-layer partial for all B samples, and its backward (W's gradient and the partial's)
+    layer_fwd_s = costs.first_layer_forward_s(workload, device, big_b) if first_layer else 0.0
+    layer_bwd_s = costs.first_layer_backward_s(workload, device, big_b) if first_layer else 0.0
     src, dst = np.repeat(workers, n), np.tile(workers, n)
     stats = demand(workload, n) if workload.ids == "expected" else None
     a2a = cluster.collective_costs.get("alltoall")  # des-a2a's exchanges are all-to-alls
@@ -85,7 +123,8 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
                                                                    big_b * m * key, workers, (), k)
             held = ids_op(graph, "des.held", workers, costs.ids_s(device, big_b * m), ids, k)
         partial = graph.compute("des.partial_forward", "compute.partial", workers,
-                                costs.lookup_s(workload, device, owned_lookups, owned_rows, big_b), deps=held, step=k)
+                                costs.lookup_s(workload, device, owned_lookups, owned_rows, big_b) + layer_fwd_s,
+                                deps=held, step=k)
         if variant == "des":
             summed = collective(graph, cluster, "des.partials", "allreduce", partial_bytes, workers,
                                 (partial,), k)
@@ -105,20 +144,21 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
                                workers, (bwd,), k)
         graph.compute("des.partial_backward", "compute.update", workers,
                       costs.lookup_s(workload, device, owned_lookups, owned_rows, big_b)
-                      + costs.sparse_update_s(workload, device, owned_rows), deps=grads, step=k)
+                      + costs.sparse_update_s(workload, device, owned_rows) + layer_bwd_s, deps=grads, step=k)
         reduced = collective(graph, cluster, "dense.allreduce", "allreduce", dense_bytes, workers,
                              (bwd,), k)
         graph.compute("dense.update", "compute.update", workers,
                       costs.dense_update_s(workload, device, workload.dense_params), deps=reduced, step=k)
 
-    return Lowered(graph, des_memory(workload, n, variant, opts, b))
+    return Lowered(graph, des_memory(workload, n, variant, opts, b), {"des_partial": mode, "partial_width": r})
 
 
 def des_memory(workload: Workload, workers: int, variant: str, options: DESOptions,
                batch_per_worker: float | np.ndarray) -> dict[str, dict[str, float | np.ndarray]]:
-    """A DES worker's memory (bytes) by component, for one batch size or an array of them."""
+    """A DES worker's memory (bytes) by component, for one batch size or an array of them (partials: B x r
+    values, sent and summed, with r as ``options.partial`` makes it)."""
     b, s, key = batch_per_worker, workload.activation_value_bytes, workload.id_bytes
-    r, m = workload.partial_width, workload.ids_per_sample
+    r, m = partial_width(workload, partial_mode(workload, options.partial)), workload.ids_per_sample
     buffers = {"sparse_shard": workload.sparse_bytes * (1 + workload.optimizer_slots) / workers,
                "partials": 2.0 * workers * b * r * s,
                "ids": workers * b * m * key if variant != "des-a2a" or options.input == "replicated" else b * m * key}
