@@ -62,12 +62,7 @@ class DenseHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor, dense: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
         """Logits from pooled vectors (n, F, k), dense features (n, D) and first-order sums (n,)."""
-        x = dense
-        for layer in self.bottom:
-            x = torch.relu(layer(x))
-        extra = 0.0
-        if self.linear is not None:
-            extra = first + self.linear(x).squeeze(1)
+        x, extra = self._bottom(dense, first)
         if self.interaction == "fm":
             total = pooled.sum(dim=1)
             extra = extra + 0.5 * ((total * total).sum(dim=1) - (pooled * pooled).sum(dim=(1, 2)))
@@ -79,6 +74,14 @@ class DenseHead(nn.Module):
         else:
             x = torch.cat([pooled.flatten(1), x], dim=1)
         return self._top(x) + extra
+
+    def _bottom(self, dense: torch.Tensor, first: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """The bottom MLP's output (n, D') and the wide part's logits (n,; 0 without one): first-order sums
+        plus the linear layer on the dense features."""
+        x = dense
+        for layer in self.bottom:
+            x = torch.relu(layer(x))
+        return x, (first + self.linear(x).squeeze(1) if self.linear is not None else 0.0)
 
     def _top(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """The top MLP from layer ``start`` (ReLU between layers) -> logits (n,)."""
@@ -97,12 +100,7 @@ class DenseHead(nn.Module):
         """Logits from the summed first-layer partials: ``y`` = pooled.flatten(1) @ W_e^T (n, h1), the FM
         vectors' sum ``total`` (n, k; DeepFM) and ``scalar`` (n,: W&D's first-order sum; DeepFM's minus half
         the squared field vectors); equal to ``forward`` on the pooled vectors."""
-        x = dense
-        for layer in self.bottom:
-            x = torch.relu(layer(x))
-        extra = 0.0
-        if self.linear is not None:
-            extra = scalar + self.linear(x).squeeze(1)
+        x, extra = self._bottom(dense, scalar)
         if total is not None:
             extra = extra + 0.5 * (total * total).sum(dim=1)
         first = self.top[0]  # its dense-feature columns and bias, once per sample
