@@ -409,6 +409,22 @@ def sparse_update_bytes(rows: ArrayLike, row_bytes: ArrayLike, optimizer_slots: 
     return _array(rows, "rows") * _array(row_bytes, "row_bytes") * (2 * (1 + _slots(optimizer_slots)) + 1)
 
 
+def embedding_fused_backward_s(device: Device, lookups: ArrayLike, unique_rows: ArrayLike, row_bytes: ArrayLike,
+                               optimizer_slots: float, pooled_rows: ArrayLike | None = None) -> float | np.ndarray:
+    """A lookup's backward with the optimizer fused in (FBGEMM's table-batched kernel), seconds: read the
+    ``pooled_rows`` gradient rows (default ``lookups``) at ``eff_mem``, read and write each distinct row and its
+    ``optimizer_slots`` state rows, ``unique_rows x row_bytes x 2 (1 + slots)``, at ``eff_gather``, plus
+    ``lookups x lookup_ns`` and one launch. Against the unfused backward and update it saves writing each
+    row's gradient, reading it back, and a launch."""
+    row = _array(row_bytes, "row_bytes")
+    ids = _array(lookups, "lookups")
+    read = (ids if pooled_rows is None else _array(pooled_rows, "pooled_rows")) * row
+    moved = _array(unique_rows, "unique_rows") * row * 2 * (1 + _slots(optimizer_slots))
+    mem_s = (_mem_s(device, moved, device.eff_gather) + _mem_s(device, read, device.eff_mem)
+             + ids * device.lookup_ns * 1e-9)
+    return _result(_roofline_s(device, 0.0, mem_s, "fp32"))
+
+
 def embedding_update_s(device: Device, unique_rows: ArrayLike, row_bytes: ArrayLike,
                        optimizer_slots: float) -> float | np.ndarray:
     """Sparse optimizer update of ``unique_rows`` rows on ``device``: ``sparse_update_bytes`` at ``eff_gather``

@@ -44,12 +44,12 @@ from simulator.strategies.costs import (
     dense_flops_per_sample,
     dense_kernels,
     dtype,
+    embedding_backward_s,
     first_layer_backward_s,
     first_layer_forward_s,
     lookup_s,
     server_lookup_s,
     server_update_s,
-    sparse_update_s,
     table_gradient_s,
 )
 from simulator.strategies.des import des_memory, partial_mode, partial_width
@@ -138,7 +138,7 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
         owned_rows = _unique(workload, n * lookups) / n
         big_b = n * b
         partial_lookups = lookup_s(workload, device, lookups, owned_rows, big_b)
-        partial_back = partial_lookups + sparse_update_s(workload, device, owned_rows)
+        partial_back = embedding_backward_s(workload, device, lookups, owned_rows, big_b)
         if mode == "first-layer":
             partial_back = partial_back + first_layer_backward_s(workload, device, big_b)
             partial_lookups = partial_lookups + first_layer_forward_s(workload, device, big_b)

@@ -15,6 +15,7 @@ from simulator.compute import (
     dense_backward_s,
     dense_forward_s,
     dense_update_s,
+    embedding_fused_backward_s,
     embedding_lookup_s,
     embedding_update_s,
     fits,
@@ -161,6 +162,37 @@ def test_embedding_update_bytes_model() -> None:
                                [0.0, 10 * 256e6 / 250e9 + LAUNCH_S], rtol=1e-12)
     with pytest.raises(SpecError, match=r"^optimizer_slots"):
         embedding_update_s(toy(), 1e6, 256, -1)
+
+
+def test_fused_embedding_backward_skips_the_gradient_rows() -> None:
+    """FBGEMM-style fused backward + Adagrad: read the 1e6 pooled gradient rows (512 B, streamed: 1.024 ms),
+    read + write each of 1e6 distinct rows and its state (4 x 512e6 B / 250e9 = 8.192 ms), one launch. The
+    unfused pair (the lookup's cost again, then the update) also writes and reads back each gradient row
+    (2 x 512e6 B / 250e9 = 4.096 ms) and pays a second launch."""
+    dev = toy()
+    fused = embedding_fused_backward_s(dev, 4e6, 1e6, 512, 1, pooled_rows=1e6)
+    assert fused == pytest.approx(1.024e-3 + 8.192e-3 + LAUNCH_S, rel=1e-12)
+    unfused = embedding_lookup_s(dev, 4e6, 1e6, 512, pooled_rows=1e6) + embedding_update_s(dev, 1e6, 512, 1)
+    assert unfused - fused == pytest.approx(4.096e-3 + LAUNCH_S, rel=1e-12)
+
+
+def test_workloads_choose_the_embedding_backward_of_row_owners() -> None:
+    """``embedding_update: fused`` changes DES's and TorchRec's owners' backward op by exactly that saving, and
+    the closed form follows the engine."""
+    from simulator.strategies.costs import embedding_backward_s, lookup_s, sparse_update_s
+    from workloads import deepfm
+
+    dev = toy()
+    unfused = deepfm(n_tables=2, rows=10_000, dim=16, hotness=2)
+    fused = unfused.model_copy(update={"embedding_update": "fused"})
+    lookups, rows = np.array([2000.0, 2000.0]), np.array([600.0, 700.0])
+    np.testing.assert_allclose(embedding_backward_s(unfused, dev, lookups, rows, 1000.0),
+                               lookup_s(unfused, dev, lookups, rows, 1000.0) + sparse_update_s(unfused, dev, rows),
+                               rtol=1e-12)
+    row = unfused.tables[0].params_per_id * unfused.dtype_bytes
+    saved = 2 * 1300 * row / 250e9 + LAUNCH_S  # each distinct row's gradient written and read back, a launch
+    assert float(embedding_backward_s(unfused, dev, lookups, rows, 1000.0)
+                 - embedding_backward_s(fused, dev, lookups, rows, 1000.0)) == pytest.approx(saved, rel=1e-12)
 
 
 def test_ps_server_update_on_cpu_server() -> None:

@@ -21,20 +21,22 @@ H100 = load_device("h100").model_copy(update={"id_ns": 0.5, "dedup_ns": 2.0, "st
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "ps"])
-@pytest.mark.parametrize(("workload", "des_input", "des_partial"), [
-    ("dlrm-small", "gathered", "auto"), ("fm-criteo", "gathered", "auto"), ("lr-criteo", "replicated", "auto"),
-    ("deepfm-criteo", "gathered", "auto"), ("widedeep-criteo", "replicated", "first-layer")])
+@pytest.mark.parametrize(("workload", "des_input", "des_partial", "sets"), [
+    ("dlrm-small", "gathered", "auto", []), ("fm-criteo", "gathered", "auto", []),
+    ("lr-criteo", "replicated", "auto", []), ("deepfm-criteo", "gathered", "auto", []),
+    ("widedeep-criteo", "replicated", "first-layer", []),
+    ("dlrm-small", "gathered", "auto", ["embedding_update=fused"])])
 def test_closed_form_equals_the_analytical_engine(topology: str, strategy: str, workload: str,
-                                                  des_input: str, des_partial: str) -> None:
+                                                  des_input: str, des_partial: str, sets: list[str]) -> None:
     """deepfm-criteo: auto sums the first layer's 417 values per sample (not 625); widedeep-criteo: first-layer
-    forced (1,025, not 833)."""
+    forced (1,025, not 833); the owners' fused embedding backward."""
     cluster = make_cluster(Fabric(load_topology(topology)), strategy, H100, load_device("cpu-server"))
     options = StrategyOptions.default()
     options.des = DESOptions(input=des_input, partial=des_partial)
-    quick = step_times(load_workload(workload), cluster, strategy, BATCHES, options)
+    quick = step_times(load_workload(workload, sets), cluster, strategy, BATCHES, options)
     for i, b in enumerate(BATCHES):
-        summary = simulate_step(load_workload(workload, [f"batch_per_worker={b}"]), cluster, strategy, "analytical",
-                                options=options).summary
+        summary = simulate_step(load_workload(workload, [*sets, f"batch_per_worker={b}"]), cluster, strategy,
+                                "analytical", options=options).summary
         assert quick["step_time_s"][i] == pytest.approx(summary["step_time_s"], rel=1e-9)
         assert quick["bytes_on_wire"][i] == pytest.approx(summary["bytes_on_wire"], rel=1e-9)
         assert quick["bytes_per_worker_mean"][i] == pytest.approx(summary["bytes_per_worker"]["mean"], rel=1e-9)

@@ -129,8 +129,11 @@ class Workload(MixedPrecision, BaseModel):
     ``batch_per_worker``: samples per worker per step. ``dtype_bytes``: bytes per stored value (parameters,
     gradients, optimizer state; activations and partials too unless ``precision`` is bf16/fp16).
     ``precision``: the GEMMs' dtype; ``comm_dtype``: the dtype values travel in (``workloads.precision``).
-    ``id_bytes``: bytes per ID key on the wire. ``ids``: ``expected`` (expected distinct-ID counts) or
-    ``sampled`` (draw IDs with ``workloads.ids``, seeded by ``seed`` >= 0).
+    ``embedding_update``: ``unfused`` (a lookup's backward, then the optimizer: PyTorch's sparse gradients,
+    the executor) or ``fused`` (one kernel, FBGEMM's; ``strategies.costs.embedding_backward_s``), on the
+    workers that own rows (DES, TorchRec sharding). ``id_bytes``: bytes per ID key on the wire. ``ids``:
+    ``expected`` (expected distinct-ID counts) or ``sampled`` (draw IDs with ``workloads.ids``, seeded by
+    ``seed`` >= 0).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -149,6 +152,7 @@ class Workload(MixedPrecision, BaseModel):
     comm_dtype: CommDtype | None = None
     id_bytes: Literal[4, 8] = 8
     optimizer: Literal["sgd", "adagrad", "adam"] = "adagrad"
+    embedding_update: Literal["unfused", "fused"] = "unfused"
     ids: Literal["expected", "sampled"] = "expected"
     seed: NonNegInt = 0
 

@@ -88,13 +88,34 @@ def lookup_s(workload: Workload, device: Device, lookups: np.ndarray, unique_row
     samples (None: no pooling, a row written per lookup), tables batched (per table on the last axis). A
     workload that cannot pool as it reads (``Workload.pools_in_lookup``: FM) writes each lookup's row first,
     then the pooled ones."""
-    fields = np.array([t.fields for t in workload.tables], dtype=np.float64)
-    pooled = None if samples is None else np.asarray(samples, dtype=np.float64)[..., None] * fields
-    if pooled is not None and not workload.pools_in_lookup:
-        pooled = pooled + np.asarray(lookups, dtype=np.float64)
     return tables_batched(device, compute.embedding_lookup_s(device, np.asarray(lookups, dtype=np.float64),
                                                              np.asarray(unique_rows, dtype=np.float64),
-                                                             row_bytes(workload), pooled))
+                                                             row_bytes(workload), _written(workload, lookups, samples)))
+
+
+def _written(workload: Workload, lookups: np.ndarray, samples: float | np.ndarray | None) -> np.ndarray | None:
+    """Rows a lookup writes per table (``lookup_s``): one per (sample, field), plus one per lookup where it
+    cannot pool as it reads; None without ``samples`` (a row per lookup)."""
+    if samples is None:
+        return None
+    pooled = np.asarray(samples, dtype=np.float64)[..., None] * np.array([t.fields for t in workload.tables],
+                                                                         dtype=np.float64)
+    return pooled if workload.pools_in_lookup else pooled + np.asarray(lookups, dtype=np.float64)
+
+
+def embedding_backward_s(workload: Workload, device: Device, lookups: np.ndarray, unique_rows: np.ndarray,
+                         samples: float | np.ndarray | None = None) -> np.ndarray:
+    """The backward and optimizer update of a lookup (``lookup_s``'s arguments) on the device owning the rows,
+    as ``Workload.embedding_update`` runs them: ``unfused``, the lookup's cost again (read the pooled
+    gradients, scatter-add them into the rows' gradients) then ``sparse_update_s``; ``fused``, one kernel
+    (FBGEMM's table-batched embedding backward) reading the pooled gradients and updating each row and its
+    optimizer state in place, no gradient row materialized (``compute.embedding_fused_backward_s``)."""
+    if workload.embedding_update == "unfused":
+        return lookup_s(workload, device, lookups, unique_rows, samples) + sparse_update_s(workload, device,
+                                                                                            unique_rows)
+    return tables_batched(device, compute.embedding_fused_backward_s(
+        device, np.asarray(lookups, dtype=np.float64), np.asarray(unique_rows, dtype=np.float64), row_bytes(workload),
+        workload.optimizer_slots, _written(workload, lookups, samples)))
 
 
 def ids_s(device: Device, ids: np.ndarray | float, dedup: bool = False) -> np.ndarray | float:

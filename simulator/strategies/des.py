@@ -143,8 +143,8 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
             grads = collective(graph, cluster, "des.partials_grad", "allgather", partial_bytes,
                                workers, (bwd,), k)
         graph.compute("des.partial_backward", "compute.update", workers,
-                      costs.lookup_s(workload, device, owned_lookups, owned_rows, big_b)
-                      + costs.sparse_update_s(workload, device, owned_rows) + layer_bwd_s, deps=grads, step=k)
+                      costs.embedding_backward_s(workload, device, owned_lookups, owned_rows, big_b) + layer_bwd_s,
+                      deps=grads, step=k)
         reduced = collective(graph, cluster, "dense.allreduce", "allreduce", dense_bytes, workers,
                              (bwd,), k)
         graph.compute("dense.update", "compute.update", workers,

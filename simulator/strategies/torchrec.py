@@ -111,7 +111,7 @@ def lower_sharded(workload: Workload, cluster: Cluster, sharding: str, steps: in
         bwd = graph.compute("backward", "compute.backward", workers, bwd_s, deps=(fwd,), step=k)
         grads = plan.output_dist(graph, (bwd,), k, backward=True)
         graph.compute("embedding.backward", "compute.update", workers,
-                      lookup_s + costs.sparse_update_s(workload, device, rows), deps=grads, step=k)
+                      costs.embedding_backward_s(workload, device, lookups, rows), deps=grads, step=k)
         reduced = collective(graph, cluster, "dense.allreduce", "allreduce", workload.dense_params * wire,
                              workers, (bwd,), k)
         graph.compute("dense.update", "compute.update", workers,
