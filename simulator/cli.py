@@ -5,8 +5,9 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -35,25 +36,11 @@ def _root(ctx: typer.Context) -> None:
         typer.echo(ctx.get_help())
 
 
-FaultOpt = Annotated[list[str] | None, typer.Option(
-    "--fault", help="link fault SRC-DST=FACTOR: keep FACTOR of the bandwidth, 0 or fail = failed and rerouted "
-                    "around (fnmatch patterns, SRC>DST one way, ,fraction=F,seed=S a random share of the "
-                    "matches; repeatable)")]
-StragglerOpt = Annotated[list[str] | None, typer.Option(
-    "--straggler", help="slower compute: RANKS=FACTOR (3=2, 0-7=1.5), bernoulli:p=P,factor=F,seed=S or "
-                        "lognormal:sigma=S,seed=S per rank and step (repeatable)")]
-RankDeviceOpt = Annotated[list[str] | None, typer.Option(
-    "--rank-device", help="mixed devices: RANKS=DEVICE runs those ranks on another device (0-7=a100; repeatable)")]
-def check_network_model(name: str) -> None:
-    from simulator.network.models import network_model
+def _key_option(name: str) -> object:
+    """A run key's typer option, for commands that take a few of them (``collective``)."""
+    from simulator.runspec import KEYS
 
-    network_model(name, "--network-model")
-
-
-NetworkModelOpt = Annotated[str, typer.Option(
-    "--network-model", help="how flows share links, as SimGrid names it: maxmin (equal shares, ideal capacity) | "
-                            "cm02 (shares by 1/RTT, TCP window cap, ACK load) | lv08 (cm02 with SimGrid's TCP "
-                            "corrections: latency x13.01, rate x0.97; for TCP/Ethernet clusters)")]
+    return typer.Option(KEYS[name].cli, help=KEYS[name].field.description)
 
 
 @app.command()
@@ -73,8 +60,8 @@ def collective(
     rate_tolerance: Annotated[float, typer.Option(
         help="flow: completions within this fraction of a flow's age share one rate recomputation "
              "(0 = exact event order)")] = DEFAULT_RATE_TOLERANCE,
-    fault: FaultOpt = None,
-    network_model: NetworkModelOpt = DEFAULT_NETWORK_MODEL,
+    fault: Annotated[list[str] | None, _key_option("faults")] = None,
+    network_model: Annotated[str, _key_option("network_model")] = DEFAULT_NETWORK_MODEL,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     links_out: Annotated[str | None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")]
     = None,
@@ -94,7 +81,9 @@ def collective(
     size_bytes = parse_size_bytes(size, "size")
     if fidelity not in FIDELITIES:
         raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
-    check_network_model(network_model)
+    from simulator.network.models import network_model as check_model
+
+    check_model(network_model, "--network-model")
     fabric = Fabric(apply_faults(load_topology(topology), fault or []), ecmp=ecmp)
     report, links = simulate_collective(op, algo, size_bytes, fabric, fidelity, servers, rate_tolerance,
                                         network_model)
@@ -125,172 +114,69 @@ def collective(
     console.print(table)
 
 
-DEFAULT_WORKLOAD = "dlrm-criteo-tb"
-DEFAULT_STEP_TOPOLOGY = "leafspine:leaves=4,hosts_per_leaf=4,spines=2,host_gbps=100,uplink_gbps=200,latency_us=1"
-
-WorkloadOpt = Annotated[str, typer.Option(help="preset name, YAML file, or inline builder (dlrm:batch=2048)")]
-TopologyOpt = Annotated[str, typer.Option(help="preset name, YAML/JSON file, or inline builder string")]
-FidelityOpt = Annotated[str, typer.Option(help="flow (max-min fair, event driven) | analytical")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="workload override key=value (repeatable)")]
-DeviceOpt = Annotated[str, typer.Option(help="worker device preset (v100, a100, h100, h200) or YAML file")]
-ServerDeviceOpt = Annotated[str, typer.Option(help="PS server device preset or YAML file")]
-WorkersOpt = Annotated[int | None, typer.Option(help="workers (default: every host not a dedicated server)")]
-ServersOpt = Annotated[int | None, typer.Option(help="PS servers (default: one per worker co-located, "
-                                                    "or hosts/8 dedicated)")]
-PlacementOpt = Annotated[str, typer.Option(help="PS servers: colocated (on worker hosts) | dedicated")]
-StepsOpt = Annotated[int, typer.Option(help="training steps to simulate (summary is per step)")]
-PsModeOpt = Annotated[str, typer.Option(help="ps: sync | async | ssp")]
-StalenessOpt = Annotated[int, typer.Option(help="ps --ps-mode ssp: staleness bound in steps")]
-ServerThreadsOpt = Annotated[int | None, typer.Option(
-    help="ps async/ssp: requests a server handles at once, first come first served (default: all)")]
-DenseOpt = Annotated[str, typer.Option(help="ps: dense parameters on the servers (ps) or all-reduced")]
-DesInputOpt = Annotated[str, typer.Option(help="des: gathered (all-gather IDs) | replicated input")]
-DesPartialOpt = Annotated[str, typer.Option(help="des: what owners sum: fields (pooled vectors) | first-layer "
-                                                 "(the first dense layer's partial) | auto (fewer values per "
-                                                 "sample)")]
-ColumnShardsOpt = Annotated[int, typer.Option(help="cw: column blocks per table")]
-KnnKOpt = Annotated[int, typer.Option(help="mp-fc-knn: neighbours scored per label (1 to classes - 1)")]
-KnnRebuildOpt = Annotated[int, typer.Option(help="mp-fc-knn: steps between rebuilds of the class-neighbour graph")]
-KnnCandidatesOpt = Annotated[int | None, typer.Option(help="mp-fc-knn: classes compared per class in a rebuild "
-                                                           "(default: all, brute force)")]
-OverlapOpt = Annotated[bool, typer.Option(help="*-fc: bucketed backbone gradient reduction overlapping backward")]
-TopkOpt = Annotated[float, typer.Option(help="*-fc: fraction of backbone gradient values sent, 0 < r <= 1 "
-                                             "(1: dense all-reduce)")]
-Fp16CommOpt = Annotated[bool, typer.Option(help="*-fc: features, gradients and weights travel as fp16 (as "
-                                                  "--comm-dtype fp16)")]
-PrecisionOpt = Annotated[str | None, typer.Option(
-    help="GEMM precision: fp32 | tf32 | bf16 | fp16 (bf16/fp16: mixed precision, fp32 master weights and "
-         "optimizer state, 2-byte activations; default: the workload's, fp32)")]
-CommDtypeOpt = Annotated[str | None, typer.Option(
-    help="dtype of values on the wire: fp32 | bf16 | fp16 (default: the activations', 2 bytes under bf16/fp16)")]
-CalibrationOpt = Annotated[str | None, typer.Option(help="calibration profile JSON (dessim calibrate)")]
-ToleranceOpt = Annotated[float, typer.Option(help="flow: completion batching tolerance (0 = exact)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")]
-TraceOutOpt = Annotated[str | None, typer.Option("--trace-out", help="write the trace (.csv/.parquet)")]
-LinksOutOpt = Annotated[str | None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")]
-SaveOpt = Annotated[str | None, typer.Option("--save", help="save the results to this directory (summary, trace, "
-                                                            "links, link timeline) for dessim report")]
+OUTPUTS = [  # run and compare: what to write besides the table
+    ("as_json", bool, False, typer.Option("--json", help="print one JSON document")),
+    ("trace_out", str | None, None, typer.Option("--trace-out", help="write the trace (.csv/.parquet)")),
+    ("links_out", str | None, None, typer.Option("--links-out", help="write the per-link table (.csv/.parquet)")),
+    ("save", str | None, None, typer.Option("--save", help="save the results to this directory (summary, trace, "
+                                                           "links, link timeline) for dessim report")),
+]
 
 
-FC_ALLOWED = {"knn_k": "an integer >= 1 (and < the classes)", "knn_rebuild_steps": "an integer >= 1",
-              "knn_candidates": "an integer >= 1", "topk_ratio": "a number with 0 < ratio <= 1"}
+def _run_options(skip: tuple[str, ...] = (), extra: list[tuple] | None = None) -> Callable[[Callable], Callable]:
+    """Give a command one option per run key (``runspec.KEYS``: type, default and help from ``RunSpec``), but
+    ``skip``, then ``extra`` (name, type, default, typer.Option); the command receives them as keywords."""
+    from simulator.runspec import KEYS, choices
+
+    params = []
+    for name, key in KEYS.items():
+        if name in skip:
+            continue
+        field = key.field
+        default = field.get_default(call_default_factory=True)
+        kind = typing.get_origin(field.annotation)
+        if isinstance(default, list):
+            annotation, default = list[str] | None, None
+        elif choices(field):
+            annotation = str | None if default is None else str
+        elif kind in (typing.Union, types.UnionType):
+            annotation = next(a for a in typing.get_args(field.annotation) if a is not type(None)) | None
+        else:
+            annotation = field.annotation
+        option = typer.Option(key.cli, help=field.description, show_default=default is not None)
+        params.append((name, annotation, default, option))
+    params += extra or []
+
+    def decorate(command: Callable) -> Callable:
+        signature = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                       annotation=Annotated[annotation, option])
+                     for name, annotation, default, option in params]
+        command.__signature__ = inspect.Signature(signature, return_annotation=None)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in signature}
+        return command
+
+    return decorate
 
 
-def _strategy_options(ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int, knn_k: int,
-                      knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float,
-                      fp16_comm: bool, server_threads: int | None = None, des_partial: str = "auto") -> object:
-    """The StrategyOptions of the command-line options; a bad value is one SpecError naming the option."""
-    from simulator.strategies import StrategyOptions
-    from simulator.strategies.des import PARTIALS, DESOptions
-    from simulator.strategies.fc import FCOptions
-    from simulator.strategies.ps import PSOptions
-    from simulator.strategies.torchrec import ShardingOptions
+def _spec(options: dict[str, object]) -> object:
+    """The RunSpec of a command's run options (those not given keep RunSpec's defaults)."""
+    from simulator.runspec import KEYS, RunSpec, cli_name
 
-    try:
-        fc = FCOptions(knn_k=knn_k, knn_rebuild_steps=knn_rebuild_steps, knn_candidates=knn_candidates,
-                       overlap=overlap, topk_ratio=topk_ratio, fp16_comm=fp16_comm)
-    except pydantic.ValidationError as error:
-        first = error.errors()[0]
-        name = str(first["loc"][0])
-        raise SpecError("--" + name.replace("_", "-"), first.get("input"),
-                        f"allowed: {FC_ALLOWED.get(name, first['msg'])}") from None
-    if des_partial not in PARTIALS:
-        raise SpecError("--des-partial", des_partial, f"allowed: {', '.join(PARTIALS)}")
-    if server_threads is not None and server_threads < 1:
-        raise SpecError("--server-threads", server_threads, "allowed: an integer >= 1")
-    return StrategyOptions(PSOptions(mode=ps_mode, staleness=staleness, dense=dense, server_threads=server_threads),
-                           DESOptions(input=des_input, partial=des_partial),
-                           ShardingOptions(column_shards=column_shards), fc)
+    return RunSpec.from_flat({k: v for k, v in options.items() if k in KEYS and v is not None}, cli_name)
 
 
-def _precision_overrides(precision: str | None, comm_dtype: str | None) -> dict[str, str]:
-    """``--precision`` and ``--comm-dtype`` as workload overrides (field -> value), each value checked."""
-    from workloads.precision import COMM_DTYPES, PRECISIONS
+def _step_reports(spec: object, names: list[str] | None = None, single: bool = False, record_rates: bool = False,
+                  progress: ProgressUpdate | None = None) -> list:
+    """Simulate every strategy of ``spec`` (``names``, or the workload kind's defaults); their StepReports."""
+    from simulator.runspec import named_as_options, resolve
 
-    given = {"precision": precision, "comm_dtype": comm_dtype}
-    for name, allowed in (("precision", PRECISIONS), ("comm_dtype", COMM_DTYPES)):
-        if given[name] is not None and given[name] not in allowed:
-            raise SpecError(_OPTION_OF[name], given[name], f"allowed: {', '.join(allowed)}")
-    return {name: value for name, value in given.items() if value is not None}
-
-
-_OPTION_OF = {"precision": "--precision", "comm_dtype": "--comm-dtype"}
-
-
-@contextmanager
-def _named_as_options(fields: typing.Iterable[str]) -> Iterator[None]:
-    """Errors about the workload ``fields`` a command-line option set name that option (``--precision``)."""
-    try:
-        yield
-    except SpecError as error:
-        field = error.field.removeprefix("classification.")
-        if field not in fields:
-            raise
-        raise SpecError(_OPTION_OF[field], error.value, error.allowed) from None
-
-
-def _step_reports(workload: str, topology: str, strategies: list[str] | None, fidelity: str,
-                  overrides: list[str] | None, device: str, server_device: str, workers: int | None,
-                  servers: int | None, placement: str, steps: int, options: object, calibration: str | None,
-                  rate_tolerance: float, single: bool = False, record_rates: bool = False,
-                  progress: ProgressUpdate | None = None, faults: list[str] | None = None,
-                  stragglers: list[str] | None = None, rank_devices: list[str] | None = None,
-                  precision: str | None = None, comm_dtype: str | None = None,
-                  network_model: str = DEFAULT_NETWORK_MODEL) -> list:
-    """Load, validate and simulate every strategy (default: the workload kind's defaults); returns their
-    StepReports. ``precision`` and ``comm_dtype`` (the options) override the workload's."""
-    numerics = _precision_overrides(precision, comm_dtype)
-    with _named_as_options(numerics):
-        return _simulate_all(workload, topology, strategies, fidelity,
-                             [*(overrides or []), *(f"{k}={v}" for k, v in numerics.items())], device,
-                             server_device, workers, servers, placement, steps, options, calibration,
-                             rate_tolerance, single, record_rates, progress, faults, stragglers, rank_devices,
-                             network_model)
-
-
-def _simulate_all(workload: str, topology: str, strategies: list[str] | None, fidelity: str,
-                  overrides: list[str], device: str, server_device: str, workers: int | None,
-                  servers: int | None, placement: str, steps: int, options: object, calibration: str | None,
-                  rate_tolerance: float, single: bool, record_rates: bool, progress: ProgressUpdate | None,
-                  faults: list[str] | None, stragglers: list[str] | None, rank_devices: list[str] | None,
-                  network_model: str) -> list:
-    """``_step_reports`` with the workload overrides final."""
-    from simulator.compute import apply_calibration, load_calibration, load_device
-    from simulator.fabric import Fabric
-    from simulator.network import FIDELITIES
-    from simulator.strategies import STRATEGIES, strategies_for
-    from simulator.training import make_cluster, simulate_step
-    from topologies import load_topology
-    from topologies.faults import apply_faults
-    from workloads import ClassificationWorkload, load_workload
-
-    for name in strategies or ():
-        if name not in STRATEGIES:
-            raise SpecError("strategy", name, f"allowed: {', '.join(STRATEGIES)}")
-    if fidelity not in FIDELITIES:
-        raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
-    check_network_model(network_model)
-    spec = load_workload(workload, overrides)
-    if not strategies:  # PS vs DES, or every extreme-classification strategy; one: the last of them
-        strategies = list(strategies_for(spec)) if isinstance(spec, ClassificationWorkload) else ["ps", "des"]
-        strategies = strategies[-1:] if single else strategies
-    for name in strategies:
-        if name not in strategies_for(spec):
-            raise SpecError("strategy", name, f"allowed for this workload ({spec.model}): "
-                                              f"{', '.join(strategies_for(spec))}")
-    worker_device, host_device = load_device(device), load_device(server_device)
-    if calibration:
-        profile = load_calibration(calibration)
-        worker_device, host_device = apply_calibration(worker_device, profile), apply_calibration(host_device, profile)
-    fabric = Fabric(apply_faults(load_topology(topology), faults or []))
-    reports = []
-    for name in strategies:
-        cluster = make_cluster(fabric, name, worker_device, host_device, workers, servers, placement)
-        follow = (lambda done, total, name=name: progress(f"simulating {name}", done, total)) if progress else None
-        reports.append(simulate_step(spec, cluster, name, fidelity, steps, options, rate_tolerance,
-                                     record_rates=record_rates and fidelity == "flow", progress=follow,
-                                     stragglers=stragglers or (), rank_devices=rank_devices or (),
-                                     network_model=network_model))
+    with named_as_options(spec):  # type: ignore[arg-type]
+        scenario = resolve(spec)  # type: ignore[arg-type]
+        reports = []
+        for name in scenario.strategies(names, single):
+            follow = (lambda done, total, name=name: progress(f"simulating {name}", done, total)) if progress else None
+            reports.append(scenario.simulate(name, record_rates, follow))
     return reports
 
 
@@ -398,52 +284,17 @@ def _write_step_outputs(reports: list, trace_out: str | None, links_out: str | N
                                ignore_index=True), links_out, "links-out")
 
 
-def _one_step(workload: str, topology: str, strategy: str | None, fidelity: str, overrides: list[str] | None,
-              device: str, server_device: str, workers: int | None, servers: int | None, placement: str, steps: int,
-              ps_mode: str, staleness: int, dense: str, des_input: str, column_shards: int, knn_k: int,
-              knn_rebuild_steps: int, knn_candidates: int | None, overlap: bool, topk_ratio: float, fp16_comm: bool,
-              calibration: str | None, rate_tolerance: float, fault: list[str] | None = None,
-              straggler: list[str] | None = None, rank_device: list[str] | None = None,
-              server_threads: int | None = None, des_partial: str = "auto", precision: str | None = None,
-              comm_dtype: str | None = None, network_model: str = DEFAULT_NETWORK_MODEL,
-              record_rates: bool = False, show_progress: bool = False) -> object:
+def _one_step(show_progress: bool = False, record_rates: bool = False, **options: object) -> object:
     """The StepReport of one strategy (default: the workload kind's), as ``dessim run`` and ``trace`` run it."""
-    options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
-                                knn_candidates, overlap, topk_ratio, fp16_comm, server_threads, des_partial)
     with progress_bar(show_progress) as update:
-        return _step_reports(workload, topology, [strategy] if strategy else None, fidelity, overrides, device,
-                             server_device, workers, servers, placement, steps, options, calibration,
-                             rate_tolerance, single=True, record_rates=record_rates, progress=update,
-                             faults=fault, stragglers=straggler, rank_devices=rank_device, precision=precision,
-                             comm_dtype=comm_dtype, network_model=network_model)[0]
+        return _step_reports(_spec(options), single=True, record_rates=record_rates, progress=update)[0]
 
 
-@app.command()
-def run(
-    workload: WorkloadOpt = DEFAULT_WORKLOAD, topology: TopologyOpt = DEFAULT_STEP_TOPOLOGY,
-    strategy: Annotated[str | None, typer.Option(
-        help="ps | des | des-rs | des-a2a | dp | tw | cw | rw | twrw; for extreme classification dp-fc | ps-fc | "
-             "mp-fc | mp-fc-knn (default: des, or mp-fc-knn)")] = None,
-    fidelity: FidelityOpt = "flow", overrides: SetOpt = None, device: DeviceOpt = "h100",
-    server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
-    placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",
-    staleness: StalenessOpt = 1, server_threads: ServerThreadsOpt = None, dense: DenseOpt = "ps",
-    des_input: DesInputOpt = "gathered", des_partial: DesPartialOpt = "auto",
-    column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
-    knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
-    fp16_comm: Fp16CommOpt = False, precision: PrecisionOpt = None, comm_dtype: CommDtypeOpt = None,
-    calibration: CalibrationOpt = None,
-    rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, fault: FaultOpt = None, straggler: StragglerOpt = None,
-    rank_device: RankDeviceOpt = None, network_model: NetworkModelOpt = DEFAULT_NETWORK_MODEL,
-    as_json: JsonOpt = False, trace_out: TraceOutOpt = None, links_out: LinksOutOpt = None, save: SaveOpt = None,
-) -> None:
+@_run_options(extra=OUTPUTS)
+def run(as_json: bool = False, trace_out: str | None = None, links_out: str | None = None, save: str | None = None,
+        **options: object) -> None:
     """Simulate one training step of a workload under one strategy."""
-    reports = [_one_step(workload, topology, strategy, fidelity, overrides, device, server_device, workers, servers,
-                         placement, steps, ps_mode, staleness, dense, des_input, column_shards, knn_k,
-                         knn_rebuild_steps, knn_candidates, overlap, topk_ratio, fp16_comm, calibration,
-                         rate_tolerance, fault, straggler, rank_device, server_threads, des_partial, precision,
-                         comm_dtype, network_model,
-                         record_rates=save is not None, show_progress=_bars_wanted(as_json))]
+    reports = [_one_step(_bars_wanted(as_json), save is not None, **options)]
     _write_step_outputs(reports, trace_out, links_out, save)
     if as_json:
         typer.echo(json.dumps(reports[0].summary))
@@ -451,25 +302,11 @@ def run(
     _print_summary(reports, f"Ran {reports[0].summary['strategy']}")
 
 
-@app.command()
-def compare(
-    workload: WorkloadOpt = DEFAULT_WORKLOAD, topology: TopologyOpt = DEFAULT_STEP_TOPOLOGY,
-    strategies: Annotated[str | None, typer.Option(
-        help="comma-separated; savings are against the first (default: ps,des, or dp-fc,ps-fc,mp-fc,mp-fc-knn "
-             "for extreme classification)")] = None,
-    fidelity: FidelityOpt = "flow", overrides: SetOpt = None, device: DeviceOpt = "h100",
-    server_device: ServerDeviceOpt = "cpu-server", workers: WorkersOpt = None, servers: ServersOpt = None,
-    placement: PlacementOpt = "colocated", steps: StepsOpt = 1, ps_mode: PsModeOpt = "sync",
-    staleness: StalenessOpt = 1, server_threads: ServerThreadsOpt = None, dense: DenseOpt = "ps",
-    des_input: DesInputOpt = "gathered", des_partial: DesPartialOpt = "auto",
-    column_shards: ColumnShardsOpt = 4, knn_k: KnnKOpt = 10, knn_rebuild_steps: KnnRebuildOpt = 1000,
-    knn_candidates: KnnCandidatesOpt = None, overlap: OverlapOpt = False, topk_ratio: TopkOpt = 1.0,
-    fp16_comm: Fp16CommOpt = False, precision: PrecisionOpt = None, comm_dtype: CommDtypeOpt = None,
-    calibration: CalibrationOpt = None,
-    rate_tolerance: ToleranceOpt = DEFAULT_RATE_TOLERANCE, fault: FaultOpt = None, straggler: StragglerOpt = None,
-    rank_device: RankDeviceOpt = None, network_model: NetworkModelOpt = DEFAULT_NETWORK_MODEL,
-    as_json: JsonOpt = False, trace_out: TraceOutOpt = None, links_out: LinksOutOpt = None, save: SaveOpt = None,
-) -> None:
+@_run_options(skip=("strategy",), extra=[("strategies", str | None, None, typer.Option(
+    help="comma-separated; savings are against the first (default: ps,des, or dp-fc,ps-fc,mp-fc,mp-fc-knn for "
+         "extreme classification)")), *OUTPUTS])
+def compare(strategies: str | None = None, as_json: bool = False, trace_out: str | None = None,
+            links_out: str | None = None, save: str | None = None, **options: object) -> None:
     """Simulate one training step under several strategies side by side (default: PS vs DES, or every
     extreme-classification strategy)."""
     from simulator.training import SAVING_KEYS, comparison_table
@@ -477,14 +314,8 @@ def compare(
     names = [name.strip() for name in strategies.split(",") if name.strip()] if strategies is not None else None
     if names == []:
         raise SpecError("strategies", strategies, "allowed: a comma-separated list such as ps,des")
-    options = _strategy_options(ps_mode, staleness, dense, des_input, column_shards, knn_k, knn_rebuild_steps,
-                                knn_candidates, overlap, topk_ratio, fp16_comm, server_threads, des_partial)
     with progress_bar(_bars_wanted(as_json)) as update:
-        reports = _step_reports(workload, topology, names, fidelity, overrides, device, server_device, workers,
-                                servers, placement, steps, options, calibration, rate_tolerance,
-                                record_rates=save is not None, progress=update, faults=fault,
-                                stragglers=straggler, rank_devices=rank_device, precision=precision,
-                                comm_dtype=comm_dtype, network_model=network_model)
+        reports = _step_reports(_spec(options), names, record_rates=save is not None, progress=update)
     names = [r.summary["strategy"] for r in reports]
     table = comparison_table(reports)
     savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}
@@ -497,36 +328,24 @@ def compare(
     _print_summary(reports, "Compared " + ", ".join(names))
 
 
-def trace(out: Annotated[str, typer.Option(help="the trace-event JSON to write (ui.perfetto.dev, chrome://tracing)")],
-          **run_options: object) -> None:
+@_run_options(extra=[("out", str, ..., typer.Option(
+    help="the trace-event JSON to write (ui.perfetto.dev, chrome://tracing)"))])
+def trace(out: str, **options: object) -> None:
     """Simulate one step (the options of dessim run) and write its trace as Perfetto / Chrome trace-event JSON:
     a track per rank and stream, a slice per op, flows tying each collective's slices together."""
     from simulator.perfetto import write_trace_events
 
     if not out.endswith(".json"):
         raise SpecError("out", out, "must end in .json")
-    report = _one_step(**run_options, show_progress=_bars_wanted(False))  # type: ignore[arg-type]
+    report = _one_step(_bars_wanted(False), **options)
     summary = report.summary
     write_trace_events(report.trace, out, f"{summary['strategy']} / {summary['workload']} / {summary['topology']}")
     typer.echo(f"wrote {out}: {summary['strategy']}, {report.trace['rank'].nunique()} ranks, {len(report.trace)} ops, "
                f"step {_seconds(summary['step_time_s'])}; open it in https://ui.perfetto.dev")
 
 
-_RUN_ONLY = ("as_json", "trace_out", "links_out", "save")
-
-
-def _signature_of_run_plus_out() -> inspect.Signature:
-    """``trace``'s signature: ``--out`` and every option of ``run`` but its outputs (annotations resolved, so
-    typer reads their Option metadata)."""
-    hints = {**typing.get_type_hints(run, include_extras=True), **typing.get_type_hints(trace, include_extras=True)}
-    params = [inspect.signature(trace).parameters["out"],
-              *(p for name, p in inspect.signature(run).parameters.items() if name not in _RUN_ONLY)]
-    return inspect.Signature([p.replace(annotation=hints[p.name]) for p in params], return_annotation=None)
-
-
-trace.__signature__ = _signature_of_run_plus_out()  # type: ignore[attr-defined]
-trace.__annotations__ = {p.name: p.annotation for p in trace.__signature__.parameters.values()}  # type: ignore[attr-defined]
-app.command("trace")(trace)
+for _command in (run, compare, trace):
+    app.command()(_command)
 
 
 @app.command()
@@ -840,10 +659,11 @@ def _breakdown_table(rows: pd.DataFrame) -> Table:
 
 @app.command("list")
 def list_things(what: Annotated[str, typer.Argument(
-        help="topologies | collectives | workloads | hardware | strategies | links")] = "topologies",
-        topology: Annotated[str, typer.Option(help="links: the topology whose cables to list (names for --fault)")]
-        = DEFAULT_STEP_TOPOLOGY) -> None:
-    """List topologies, collectives, workloads, hardware presets, strategies, or a topology's links."""
+        help="topologies | collectives | workloads | hardware | strategies | links | keys")] = "topologies",
+        topology: Annotated[str | None, typer.Option(
+            help="links: the topology whose cables to list (names for --fault; default: run's)")] = None) -> None:
+    """List topologies, collectives, workloads, hardware presets, strategies, a topology's links, or the run
+    keys (options of run, compare and trace; keys of sweeps and jobs)."""
     if what == "topologies":
         from topologies import BUILDERS, list_presets
 
@@ -873,12 +693,19 @@ def list_things(what: Annotated[str, typer.Argument(
         for name, text in DESCRIPTIONS.items():
             typer.echo(f"{name}: {text}")
     elif what == "links":
+        from simulator.runspec import DEFAULT_TOPOLOGY
         from topologies import load_topology
 
-        for u, v, gbps in load_topology(topology).edges(data="link_gbps"):
+        for u, v, gbps in load_topology(topology or DEFAULT_TOPOLOGY).edges(data="link_gbps"):
             typer.echo(f"{u}-{v} {gbps:g} Gb/s")
+    elif what == "keys":
+        from simulator.runspec import key_table
+
+        for row in key_table().itertuples(index=False):
+            typer.echo(f"{row.key} ({row.option}; {row.type}, default {row.default}): {row.help}")
     else:
-        raise SpecError("list", what, "allowed: topologies, collectives, workloads, hardware, strategies, links")
+        raise SpecError("list", what, "allowed: topologies, collectives, workloads, hardware, strategies, links, "
+                                      "keys")
 
 
 def _write_table(frame: object, path: str, option: str = "links-out") -> None:

@@ -18,6 +18,7 @@ from simulator.engine import Engine, EngineResult
 from simulator.errors import SpecError
 from simulator.fabric import Fabric
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, Network, make_network
+from simulator.options import MAX_STEPS
 from simulator.results import link_timeline, network_links, step_summary
 from simulator.stragglers import device_of_rank, mix_devices, slow_down, slowdown_factors
 from simulator.strategies import StrategyOptions, lower, needs_servers
@@ -25,7 +26,6 @@ from simulator.strategies.base import Cluster, Lowered
 from workloads import AnyWorkload
 
 PLACEMENTS = ("colocated", "dedicated")
-MAX_STEPS = 1_000  # steps simulated in one run (enough for staleness to settle; more only takes longer)
 
 
 @dataclass

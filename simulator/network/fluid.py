@@ -42,11 +42,9 @@ import numpy as np
 from simulator.fabric import Fabric
 from simulator.network.maxmin import max_min_rates, weighted_max_min_rates
 from simulator.network.models import ModelRoutes
+from simulator.options import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE  # noqa: F401 (re-exported)
 
 TIME_REL_EPS = 1e-12
-# Completions within this fraction of a flow's age after another share one rate recomputation.
-DEFAULT_RATE_TOLERANCE = 1e-3
-MAX_RATE_TOLERANCE = 0.1
 TOLERANCE_BOUND = 2.0  # a rank's end moves by at most this x rate_tolerance, relative (tested, not proven)
 
 

@@ -14,15 +14,14 @@ Recommender strategies take a ``Workload``; the ``*-fc`` ones a ``Classification
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from simulator.errors import SpecError
+from simulator.options import StrategyOptions
 from simulator.strategies.base import Cluster, Lowered
-from simulator.strategies.des import VARIANTS, DESOptions, lower_des
+from simulator.strategies.des import VARIANTS, lower_des
 from simulator.strategies.dp import lower_dp
-from simulator.strategies.fc import FC_STRATEGIES, FCOptions, lower_fc
-from simulator.strategies.ps import PSOptions, lower_ps
-from simulator.strategies.torchrec import SHARDINGS, ShardingOptions, lower_sharded
+from simulator.strategies.fc import FC_STRATEGIES, lower_fc
+from simulator.strategies.ps import lower_ps
+from simulator.strategies.torchrec import SHARDINGS, lower_sharded
 from workloads import AnyWorkload, ClassificationWorkload
 from workloads.precision import check_device
 
@@ -43,20 +42,6 @@ DESCRIPTIONS = {
     "mp-fc": "extreme classification: FC sharded by class, features all-gathered, distributed softmax",
     "mp-fc-knn": "mp-fc with KNN softmax: only each label's nearest classes are scored",
 }
-
-
-@dataclass
-class StrategyOptions:
-    """Options of every strategy, each used by the strategies it concerns."""
-
-    ps: PSOptions
-    des: DESOptions
-    sharding: ShardingOptions
-    fc: FCOptions = field(default_factory=FCOptions)
-
-    @staticmethod
-    def default() -> StrategyOptions:
-        return StrategyOptions(PSOptions(), DESOptions(), ShardingOptions())
 
 
 def needs_servers(strategy: str) -> bool:

@@ -24,12 +24,10 @@ of their partials; ``auto`` takes the smaller r (fields on a tie) where first-la
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from simulator.errors import SpecError
+from simulator.options import PARTIALS, DESOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
@@ -46,17 +44,6 @@ from simulator.strategies.base import (
 from workloads import Workload
 
 VARIANTS = ("des", "des-rs", "des-a2a")
-PARTIALS = ("fields", "first-layer", "auto")
-
-
-class DESOptions(BaseModel):
-    """``input``: gathered (IDs exchanged: all-gathered, or sent to owners for ``des-a2a``) or replicated
-    (every worker reads the global batch's IDs itself). ``partial``: what is summed across owners (module
-    doc): fields, first-layer, or auto (the fewer values per sample)."""
-
-    model_config = ConfigDict(extra="forbid")
-    input: Literal["gathered", "replicated"] = "gathered"
-    partial: Literal["fields", "first-layer", "auto"] = "auto"
 
 
 def partial_mode(workload: Workload, partial: str = "auto") -> str:

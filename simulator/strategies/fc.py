@@ -35,10 +35,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from simulator import compute
 from simulator.errors import SpecError
+from simulator.options import FCOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies.base import Cluster, Lowered, collective, exchange, host_op
 from workloads.classification import ClassificationWorkload
@@ -51,28 +51,6 @@ SOFTMAX_BYTES = 4  # the row max and row sum stay fp32
 INDEX_BYTES = 4  # int32 index of a top-k gradient value
 SOFTMAX_PASSES = 3  # max, exp-and-sum, normalize: memory passes over the logits
 ACTIVATION_TRAFFIC = 2  # backbone activation bytes moved per byte kept for backward (written, then read)
-
-
-class FCOptions(BaseModel):
-    """Options of the extreme-classification strategies (each used where it applies).
-
-    ``knn_k``: neighbours per class (``mp-fc-knn``), 1 to C - 1. ``knn_rebuild_steps``: T, steps between
-    rebuilds of the neighbour graph. ``knn_candidates``: classes compared per class in a rebuild (an
-    approximate index such as IVF compares a few thousand; None: all C, brute force). ``overlap``:
-    bucketed backbone gradient reduction overlapping backward.
-    ``bucket_bytes``: bucket size on the wire. ``topk_ratio``: fraction of backbone gradient values sent
-    (0 < r <= 1; 1 sends all, by all-reduce). ``fp16_comm``: features, gradients and weights travel in 2
-    bytes per value, as the workload's ``comm_dtype: fp16`` (``wire_bytes``).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    knn_k: int = Field(10, ge=1)
-    knn_rebuild_steps: int = Field(1000, ge=1)
-    knn_candidates: int | None = Field(None, ge=1)
-    overlap: bool = False
-    bucket_bytes: float = Field(25e6, gt=0, allow_inf_nan=False)
-    topk_ratio: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
-    fp16_comm: bool = False
 
 
 def wire_bytes(workload: ClassificationWorkload, options: FCOptions) -> int:

@@ -22,11 +22,9 @@ first served (``StepGraph.fifo``), as a real server's request handlers do.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.options import PSOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
@@ -40,18 +38,6 @@ from simulator.strategies.base import (
     worker_memory,
 )
 from workloads import Workload
-
-
-class PSOptions(BaseModel):
-    """``mode``: sync (BSP), async (ASP) or ssp (bounded staleness ``staleness``); ``dense``: ps | allreduce;
-    ``server_threads`` (async/ssp): requests a server handles at once, first come first served (None: every
-    worker's at once; 1: a single-threaded server, as the executor's)."""
-
-    model_config = ConfigDict(extra="forbid")
-    mode: Literal["sync", "async", "ssp"] = "sync"
-    staleness: int = Field(1, ge=0)
-    dense: Literal["ps", "allreduce"] = "ps"
-    server_threads: int | None = Field(None, ge=1, le=1_000_000)
 
 
 def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOptions | None = None) -> Lowered:

@@ -23,8 +23,8 @@ distribution); tables are stored in ``dtype_bytes``.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.options import ShardingOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
@@ -41,13 +41,6 @@ from simulator.strategies.base import (
 from workloads import Workload
 
 SHARDINGS = ("tw", "cw", "rw", "twrw")
-
-
-class ShardingOptions(BaseModel):
-    """``column_shards``: column blocks per table for ``cw``."""
-
-    model_config = ConfigDict(extra="forbid")
-    column_shards: int = Field(4, ge=1)
 
 
 def place_shards(workload: Workload, n_workers: int, column_shards: int = 1,

@@ -1,0 +1,308 @@
+"""One run, specified once: the options of ``dessim run``, ``compare`` and ``trace``, of a sweep point and of
+a job are the fields of ``RunSpec``.
+
+Each field is declared here once, with its type, default and help; the strategies' options nest in it
+(``ps``, ``des``, ``sharding``, ``fc``: their models, with their own help). Every field also has a flat key,
+the name commands and sweeps use: the field's name, or the ``key`` its declaration gives (``ps.mode`` is
+``ps_mode``); on the command line ``--`` + the key with dashes (``--ps-mode``), or the ``cli`` name it gives
+(``--fault``, repeatable, for ``faults``). ``KEYS`` lists them; ``dessim list keys`` prints them.
+
+``resolve`` turns a spec into what a simulation takes (workload, fabric, devices, options) and ``simulate``
+runs one strategy of it.
+
+>>> spec = RunSpec.from_flat({"strategy": "ps", "ps_mode": "ssp", "staleness": 2})
+>>> spec.ps.mode, spec.ps.staleness, spec.fidelity
+('ssp', 2, 'flow')
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+
+from simulator.errors import SpecError
+from simulator.options import (
+    DEFAULT_RATE_TOLERANCE,
+    MAX_RATE_TOLERANCE,
+    MAX_STEPS,
+    DESOptions,
+    FCOptions,
+    PSOptions,
+    ShardingOptions,
+    StrategyOptions,
+)
+
+if typing.TYPE_CHECKING:
+    import pandas as pd
+
+    from simulator.compute import Device
+    from simulator.fabric import Fabric
+    from simulator.training import StepReport
+    from workloads import AnyWorkload
+
+DEFAULT_WORKLOAD = "dlrm-criteo-tb"
+DEFAULT_TOPOLOGY = "leafspine:leaves=4,hosts_per_leaf=4,spines=2,host_gbps=100,uplink_gbps=200,latency_us=1"
+
+
+class RunSpec(BaseModel):
+    """Every option of one simulated run (a training step of a workload under one strategy)."""
+
+    model_config = ConfigDict(extra="forbid")
+    workload: str = Field(DEFAULT_WORKLOAD, description="preset name, YAML file, or inline builder (dlrm:batch=2048)")
+    set: list[str] = Field([], description="workload override key=value (repeatable)")
+    topology: str = Field(DEFAULT_TOPOLOGY, description="preset name, YAML/JSON file, or inline builder string")
+    faults: list[str] = Field([], description=(
+        "link fault SRC-DST=FACTOR: keep FACTOR of the bandwidth, 0 or fail = failed and rerouted around "
+        "(fnmatch patterns, SRC>DST one way, ,fraction=F,seed=S a random share of the matches; repeatable)"),
+        json_schema_extra={"cli": "--fault"})
+    strategy: str | None = Field(None, description=(
+        "ps | des | des-rs | des-a2a | dp | tw | cw | rw | twrw; for extreme classification dp-fc | ps-fc | mp-fc | "
+        "mp-fc-knn (default: des, or mp-fc-knn)"))
+    fidelity: Literal["flow", "analytical"] = Field("flow", description="flow (event driven) | analytical")
+    network_model: Literal["maxmin", "cm02", "lv08"] = Field("maxmin", description=(
+        "how flows share links, as SimGrid names it: maxmin (equal shares, ideal capacity) | cm02 (shares by "
+        "1/RTT, TCP window cap, ACK load) | lv08 (cm02 with SimGrid's TCP corrections: latency x13.01, rate "
+        "x0.97; for TCP/Ethernet clusters)"))
+    rate_tolerance: float = Field(DEFAULT_RATE_TOLERANCE, ge=0.0, le=MAX_RATE_TOLERANCE,
+                                  description="flow: completion batching tolerance (0 = exact)")
+    device: str = Field("h100", description="worker device preset (v100, a100, h100, h200) or YAML file")
+    server_device: str = Field("cpu-server", description="PS server device preset or YAML file")
+    workers: int | None = Field(None, ge=1, description="workers (default: every host not a dedicated server)")
+    servers: int | None = Field(None, ge=1, description="PS servers (default: one per worker co-located, or "
+                                                         "hosts/8 dedicated)")
+    placement: Literal["colocated", "dedicated"] = Field("colocated", description=(
+        "PS servers: colocated (on worker hosts) | dedicated"))
+    steps: int = Field(1, ge=1, le=MAX_STEPS, description="training steps to simulate (summary is per step)")
+    calibration: str | None = Field(None, description="calibration profile JSON (dessim calibrate)")
+    stragglers: list[str] = Field([], description=(
+        "slower compute: RANKS=FACTOR (3=2, 0-7=1.5), bernoulli:p=P,factor=F,seed=S or lognormal:sigma=S,seed=S "
+        "per rank and step (repeatable)"), json_schema_extra={"cli": "--straggler"})
+    rank_devices: list[str] = Field([], description=(
+        "mixed devices: RANKS=DEVICE runs those ranks on another device (0-7=a100; repeatable)"),
+        json_schema_extra={"cli": "--rank-device"})
+    precision: Literal["fp32", "tf32", "bf16", "fp16"] | None = Field(None, description=(
+        "GEMM precision: fp32 | tf32 | bf16 | fp16 (bf16/fp16: mixed precision, fp32 master weights and "
+        "optimizer state, 2-byte activations; default: the workload's, fp32)"))
+    comm_dtype: Literal["fp32", "bf16", "fp16"] | None = Field(None, description=(
+        "dtype of values on the wire: fp32 | bf16 | fp16 (default: the activations', 2 bytes under bf16/fp16)"))
+    ps: PSOptions = PSOptions()
+    des: DESOptions = DESOptions()
+    sharding: ShardingOptions = ShardingOptions()
+    fc: FCOptions = FCOptions()
+
+    @property
+    def options(self) -> StrategyOptions:
+        return StrategyOptions(self.ps, self.des, self.sharding, self.fc)
+
+    @property
+    def workload_overrides(self) -> list[str]:
+        """``set``, then ``precision`` and ``comm_dtype`` as the workload overrides they are."""
+        numerics = [f"{k}={v}" for k, v in (("precision", self.precision), ("comm_dtype", self.comm_dtype)) if v]
+        return [*self.set, *numerics]
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any], name: Callable[[str], str] = lambda key: key) -> RunSpec:
+        """A spec from flat keys (``ps_mode``, ``des_input``, ...); an invalid value is one SpecError naming
+        the key as ``name(key)`` gives it (the command line's ``--ps-mode``)."""
+        nested: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in KEYS:
+                raise SpecError(name(key), value, f"unknown key; allowed: {', '.join(KEYS)}")
+            *group, field = KEYS[key].path
+            (nested.setdefault(group[0], {}) if group else nested)[field] = value
+        try:
+            return cls.model_validate(nested)
+        except ValidationError as exc:
+            raise _one_error(exc, name) from None
+
+    def to_flat(self) -> dict[str, Any]:
+        """The spec as flat keys (every key, defaults included)."""
+        dumped = self.model_dump()
+        return {key: _get(dumped, k.path) for key, k in KEYS.items()}
+
+
+@dataclass(frozen=True)
+class Key:
+    """A flat run key: where it lives in RunSpec, its declaration and its command-line option."""
+
+    path: tuple[str, ...]
+    field: FieldInfo
+
+    @property
+    def cli(self) -> str:
+        extra = self.field.json_schema_extra
+        return extra["cli"] if isinstance(extra, dict) and "cli" in extra else "--" + self.name.replace("_", "-")
+
+    @property
+    def name(self) -> str:
+        extra = self.field.json_schema_extra
+        return extra["key"] if isinstance(extra, dict) and "key" in extra else self.path[-1]
+
+
+def _keys() -> dict[str, Key]:
+    keys: dict[str, Key] = {}
+    for name, field in RunSpec.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for sub, subfield in model.model_fields.items():
+                key = Key((name, sub), subfield)
+                keys[key.name] = key
+        else:
+            keys[name] = Key((name,), field)
+    return keys
+
+
+KEYS = _keys()
+
+
+def key_table() -> pd.DataFrame:
+    """One row per run key: ``key`` (sweeps, jobs), ``option`` (command line), ``type``, ``default``, ``help``."""
+    import pandas as pd
+
+    rows = []
+    for name, key in KEYS.items():
+        field = key.field
+        kind = " | ".join(choices(field)) or _type_name(field.annotation)
+        rows.append({"key": name, "option": key.cli, "type": kind,
+                     "default": field.get_default(call_default_factory=True), "help": field.description or ""})
+    return pd.DataFrame(rows)
+
+
+def _type_name(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is list:
+        return f"list of {args[0].__name__}"
+    if args:
+        return f"{_type_name(args[0])} or none"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def cli_name(key: str) -> str:
+    """How the command line spells a flat key (``--ps-mode``; an unknown key as given)."""
+    return KEYS[key].cli if key in KEYS else key
+
+
+def choices(field: FieldInfo) -> tuple[str, ...]:
+    """The values a Literal field allows (``()`` for other fields)."""
+    annotation = field.annotation
+    for arg in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arg) is Literal:
+            return tuple(str(value) for value in typing.get_args(arg))
+    return ()
+
+
+def _get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _one_error(exc: ValidationError, name: Callable[[str], str]) -> SpecError:
+    """The first validation error as one SpecError naming the flat key (``name(key)``) and what is allowed."""
+    err = exc.errors()[0]
+    loc = tuple(str(part) for part in err["loc"] if not isinstance(part, int))
+    key = next((k for k, spec in KEYS.items() if spec.path == loc[: len(spec.path)]), ".".join(loc))
+    kind, ctx = err["type"], err.get("ctx", {})
+    allowed = {"greater_than": f"allowed: > {ctx.get('gt')}", "greater_than_equal": f"allowed: >= {ctx.get('ge')}",
+               "less_than": f"allowed: < {ctx.get('lt')}", "less_than_equal": f"allowed: <= {ctx.get('le')}",
+               "int_parsing": "allowed: an integer", "int_from_float": "allowed: an integer",
+               "float_parsing": "allowed: a number", "bool_parsing": "allowed: true or false",
+               "finite_number": "allowed: a finite number"}.get(kind, err["msg"])
+    if key in KEYS and choices(KEYS[key].field) and kind == "literal_error":
+        allowed = f"allowed: {', '.join(choices(KEYS[key].field))}"
+    if key in KEYS and kind in ("greater_than_equal", "less_than_equal"):
+        low, high = _bounds(KEYS[key].field)
+        if low is not None and high is not None:
+            allowed = f"allowed: {low} to {high:,}"
+    return SpecError(name(key), err.get("input"), allowed)
+
+
+def _bounds(field: FieldInfo) -> tuple[Any, Any]:
+    low = high = None
+    for meta in field.metadata:
+        low = getattr(meta, "ge", low)
+        high = getattr(meta, "le", high)
+    return low, high
+
+
+# ----- resolving and running ----------------------------------------------------------------------------
+@dataclass
+class Scenario:
+    """A spec made into the objects a simulation takes."""
+
+    spec: RunSpec
+    workload: AnyWorkload
+    fabric: Fabric
+    device: Device
+    server_device: Device
+
+    def strategies(self, names: list[str] | None = None, single: bool = False) -> list[str]:
+        """``names`` checked against the workload (default: PS vs DES, or every extreme-classification
+        strategy; with ``single`` the spec's strategy, or the last of those)."""
+        from simulator.strategies import STRATEGIES, strategies_for
+        from workloads import ClassificationWorkload
+
+        names = names if names is not None else ([self.spec.strategy] if self.spec.strategy else None)
+        for name in names or ():
+            if name not in STRATEGIES:
+                raise SpecError("strategy", name, f"allowed: {', '.join(STRATEGIES)}")
+        if not names:
+            names = (list(strategies_for(self.workload)) if isinstance(self.workload, ClassificationWorkload)
+                     else ["ps", "des"])
+            names = names[-1:] if single else names
+        for name in names:
+            if name not in strategies_for(self.workload):
+                raise SpecError("strategy", name, f"allowed for this workload ({self.workload.model}): "
+                                                  f"{', '.join(strategies_for(self.workload))}")
+        return names
+
+    def simulate(self, strategy: str, record_rates: bool = False,
+                 progress: Callable[[int, int], None] | None = None) -> StepReport:
+        """One training step (``spec.steps`` of them) of ``strategy``."""
+        from simulator.training import make_cluster, simulate_step
+
+        spec = self.spec
+        cluster = make_cluster(self.fabric, strategy, self.device, self.server_device, spec.workers, spec.servers,
+                               spec.placement)
+        return simulate_step(self.workload, cluster, strategy, spec.fidelity, spec.steps, spec.options,
+                             spec.rate_tolerance, record_rates=record_rates and spec.fidelity == "flow",
+                             progress=progress, stragglers=spec.stragglers, rank_devices=spec.rank_devices,
+                             network_model=spec.network_model)
+
+
+def resolve(spec: RunSpec, fabric: Fabric | None = None) -> Scenario:
+    """Load the spec's workload (with its overrides), devices (calibrated) and fabric (with faults; or the
+    ``fabric`` given, already built from them)."""
+    from simulator.compute import apply_calibration, load_calibration, load_device
+    from simulator.fabric import Fabric
+    from topologies import load_topology
+    from topologies.faults import apply_faults
+    from workloads import load_workload
+
+    workload = load_workload(spec.workload, spec.workload_overrides)
+    device, server_device = load_device(spec.device), load_device(spec.server_device)
+    if spec.calibration:
+        profile = load_calibration(spec.calibration)
+        device, server_device = apply_calibration(device, profile), apply_calibration(server_device, profile)
+    if fabric is None:
+        fabric = Fabric(apply_faults(load_topology(spec.topology), spec.faults))
+    return Scenario(spec, workload, fabric, device, server_device)
+
+
+@contextmanager
+def named_as_options(spec: RunSpec, name: Callable[[str], str] = cli_name) -> Iterator[None]:
+    """Errors about the workload fields ``spec`` sets as run keys (``precision``, ``comm_dtype``) name that
+    key as ``name`` spells it (``--precision``); set by ``--set``, they keep the field's name."""
+    try:
+        yield
+    except SpecError as error:
+        field = error.field.removeprefix("classification.")
+        if field not in ("precision", "comm_dtype") or getattr(spec, field) is None:
+            raise
+        raise SpecError(name(field), error.value, error.allowed) from None
