@@ -216,19 +216,20 @@ def _one_error(exc: ValidationError, name: Callable[[str], str]) -> SpecError:
                "finite_number": "allowed: a finite number"}.get(kind, err["msg"])
     if key in KEYS and choices(KEYS[key].field) and kind == "literal_error":
         allowed = f"allowed: {', '.join(choices(KEYS[key].field))}"
-    if key in KEYS and kind in ("greater_than_equal", "less_than_equal"):
-        low, high = _bounds(KEYS[key].field)
-        if low is not None and high is not None:
-            allowed = f"allowed: {low} to {high:,}"
+    if key in KEYS and kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        allowed = f"allowed: {_range(KEYS[key].field)}"
     return SpecError(name(key), err.get("input"), allowed)
 
 
-def _bounds(field: FieldInfo) -> tuple[Any, Any]:
-    low = high = None
-    for meta in field.metadata:
-        low = getattr(meta, "ge", low)
-        high = getattr(meta, "le", high)
-    return low, high
+def _range(field: FieldInfo) -> str:
+    """What a bounded number field allows: ``an integer >= 1``, ``a number > 0 and <= 1``, ``1 to 1,000``."""
+    bounds = {op: getattr(meta, op) for meta in field.metadata for op in ("gt", "ge", "lt", "le")
+              if getattr(meta, op, None) is not None}
+    kind = "an integer" if int in (field.annotation, *typing.get_args(field.annotation)) else "a number"
+    if set(bounds) == {"ge", "le"} and kind == "an integer":
+        return f"{bounds['ge']:,} to {bounds['le']:,}"
+    signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    return f"{kind} " + " and ".join(f"{signs[op]} {value:g}" for op, value in bounds.items())
 
 
 # ----- resolving and running ----------------------------------------------------------------------------

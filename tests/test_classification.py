@@ -195,7 +195,7 @@ XC = ["--workload", "classification:classes=1000,feature_dim=16,batch=4", "--top
 
 @pytest.mark.parametrize(("args", "field"), [
     (["--strategy", "mp-fc-knn", "--knn-k", "1000"], "fc.knn_k: got 1000"),
-    (["--strategy", "mp-fc", "--topk-ratio", "0"], "--topk-ratio: got 0.0; allowed: a number with 0 < ratio <= 1"),
+    (["--strategy", "mp-fc", "--topk-ratio", "0"], "--topk-ratio: got 0.0; allowed: a number > 0 and <= 1"),
     (["--strategy", "mp-fc-knn", "--knn-rebuild-steps", "0"], "--knn-rebuild-steps: got 0; allowed: an integer"),
     (["--strategy", "mp-fc", "--topk-ratio", "1.5"], "--topk-ratio: got 1.5"),
     (["--strategy", "mp-fc", "--topk-ratio", "nan"], "--topk-ratio: got nan"),
