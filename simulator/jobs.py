@@ -33,18 +33,16 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.compute import load_device
+from simulator.compute import apply_calibration, load_calibration, load_device
 from simulator.engine import Engine, EngineResult
 from simulator.errors import SpecError, read_mapping
 from simulator.fabric import Fabric
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE, make_network
+from simulator.runspec import RunSpec
 from simulator.stragglers import slow_down, slowdown_factors
-from simulator.strategies import StrategyOptions, lower, needs_servers
+from simulator.strategies import lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
-from simulator.strategies.des import DESOptions
-from simulator.strategies.ps import PSOptions
-from simulator.strategies.torchrec import ShardingOptions
-from simulator.training import MAX_STEPS, StepReport, step_report
+from simulator.training import StepReport, step_report
 from topologies import load_topology
 from topologies.builders import MAX_ELEMENTS
 from topologies.faults import apply_faults
@@ -97,28 +95,18 @@ def hosts_text(hosts: np.ndarray) -> str:
     return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in np.split(hosts, cuts))
 
 
-class JobSpec(BaseModel):
-    """One job: a workload (``set``: its ``key=value`` overrides, such as ``precision=bf16``) under a
-    strategy, on ``hosts`` or on the next ``workers`` free hosts (neither: every host still free), from
-    ``start_s`` (s) for ``steps`` steps.
-    ``ps`` (``mode``, ``staleness``, ``dense``) and ``des`` (``input``, ``partial``) are the strategies' options;
-    ``stragglers`` slow some of the job's hosts (``simulator.stragglers``: ``3=2``, ``bernoulli:p=..``)."""
+class JobSpec(RunSpec):
+    """One job: a run (``simulator.runspec.RunSpec``: workload, ``set`` overrides such as ``precision=bf16``,
+    strategy and every strategy option, devices, calibration, steps, stragglers) on ``hosts`` or on the next
+    ``workers`` free hosts (neither: every host still free), from ``start_s`` (s). The topology, its faults, the
+    fidelity and how links are shared are the file's, the same for every job (``SHARED``); servers sit on the
+    job's first ``servers`` hosts."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     workload: str
-    set: list[str] = Field(default_factory=list)
     strategy: str
     hosts: list[int] | None = None
-    workers: int | None = Field(None, ge=1, le=MAX_ELEMENTS)
-    device: str = "h100"
-    server_device: str = "cpu-server"
-    servers: int | None = Field(None, ge=1, le=MAX_ELEMENTS)
-    steps: int = Field(1, ge=1, le=MAX_STEPS)
     start_s: float = Field(0.0, ge=0.0, le=MAX_START_S, allow_inf_nan=False)
-    ps: PSOptions = Field(default_factory=PSOptions)
-    des: DESOptions = Field(default_factory=DESOptions)
-    stragglers: list[str] = Field(default_factory=list)
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -224,14 +212,25 @@ class _Job:
     lowered: Lowered
 
 
+SHARED = ("topology", "faults", "fidelity", "network_model", "rate_tolerance")  # the file's, not a job's
+NOT_IN_JOBS = {"placement": "servers sit on the job's own hosts", "rank_devices": "give each job its own device"}
+
+
 def _prepare(i: int, job: JobSpec, fabric: Fabric, hosts: np.ndarray) -> _Job:
+    for key in job.model_fields_set & {*SHARED, *NOT_IN_JOBS}:
+        why = NOT_IN_JOBS.get(key, "set once, at the top of the jobs file, for every job")
+        raise SpecError(f"jobs[{i}].{key}", getattr(job, key), f"not a job's key: {why}")
     with _in_job(i):
         workload = load_workload(job.workload)
         device = load_device(job.device)
     with _in_job(i, {"set": "set"}, prefix="set."):
-        workload = override(workload, job.set)
+        workload = override(workload, job.workload_overrides)
     with _in_job(i, {"device": "server_device"}):
         server_device = load_device(job.server_device)
+    if job.calibration:
+        with _in_job(i):
+            profile = load_calibration(job.calibration)
+        device, server_device = apply_calibration(device, profile), apply_calibration(server_device, profile)
     servers = np.zeros(0, dtype=np.int64)
     if needs_servers(job.strategy):
         p = job.servers if job.servers is not None else len(hosts)
@@ -241,9 +240,8 @@ def _prepare(i: int, job: JobSpec, fabric: Fabric, hosts: np.ndarray) -> _Job:
     elif job.servers is not None:
         raise SpecError(f"jobs[{i}].servers", job.servers, "allowed only for ps and ps-fc (omit it)")
     cluster = Cluster(fabric, hosts, device, servers, server_device)
-    options = StrategyOptions(job.ps, job.des, ShardingOptions())
     with _in_job(i):
-        lowered = lower(job.strategy, workload, cluster, job.steps, options)
+        lowered = lower(job.strategy, workload, cluster, job.steps, job.options)
     with _in_job(i, {"straggler": "stragglers"}):
         factors = slowdown_factors(job.stragglers, fabric.n_hosts, job.steps)
     outside = np.setdiff1d(np.nonzero((factors != 1).any(axis=1))[0], hosts)

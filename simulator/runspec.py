@@ -17,10 +17,12 @@ runs one strategy of it.
 
 from __future__ import annotations
 
+import functools
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,6 +45,7 @@ if typing.TYPE_CHECKING:
 
     from simulator.compute import Device
     from simulator.fabric import Fabric
+    from simulator.strategies.base import Cluster
     from simulator.training import StepReport
     from workloads import AnyWorkload
 
@@ -263,37 +266,76 @@ class Scenario:
                                                   f"{', '.join(strategies_for(self.workload))}")
         return names
 
+    def cluster(self, strategy: str) -> Cluster:
+        """Workers and servers of ``strategy`` on the fabric, as the spec places them."""
+        from simulator.training import make_cluster
+
+        spec = self.spec
+        return make_cluster(self.fabric, strategy, self.device, self.server_device, spec.workers, spec.servers,
+                            spec.placement)
+
     def simulate(self, strategy: str, record_rates: bool = False,
                  progress: Callable[[int, int], None] | None = None) -> StepReport:
         """One training step (``spec.steps`` of them) of ``strategy``."""
-        from simulator.training import make_cluster, simulate_step
+        from simulator.training import simulate_step
 
         spec = self.spec
-        cluster = make_cluster(self.fabric, strategy, self.device, self.server_device, spec.workers, spec.servers,
-                               spec.placement)
-        return simulate_step(self.workload, cluster, strategy, spec.fidelity, spec.steps, spec.options,
+        return simulate_step(self.workload, self.cluster(strategy), strategy, spec.fidelity, spec.steps, spec.options,
                              spec.rate_tolerance, record_rates=record_rates and spec.fidelity == "flow",
                              progress=progress, stragglers=spec.stragglers, rank_devices=spec.rank_devices,
                              network_model=spec.network_model)
 
 
-def resolve(spec: RunSpec, fabric: Fabric | None = None) -> Scenario:
-    """Load the spec's workload (with its overrides), devices (calibrated) and fabric (with faults; or the
-    ``fabric`` given, already built from them)."""
-    from simulator.compute import apply_calibration, load_calibration, load_device
-    from simulator.fabric import Fabric
-    from topologies import load_topology
-    from topologies.faults import apply_faults
-    from workloads import load_workload
+def resolve(spec: RunSpec, device_changes: Mapping[str, Any] | None = None) -> Scenario:
+    """Load the spec's workload (with its overrides), devices (``device_changes``: worker Device fields set,
+    then calibrated) and fabric (with faults). Presets, devices and fabrics are built once per process, so a
+    sweep's points share them (and the analytical profiles cached on a fabric)."""
+    from simulator.compute import Device, apply_calibration, load_calibration
+    from workloads.load import override
 
-    workload = load_workload(spec.workload, spec.workload_overrides)
-    device, server_device = load_device(spec.device), load_device(spec.server_device)
+    workload = _base_workload(spec.workload)
+    workload = override(workload, spec.workload_overrides) if spec.workload_overrides else workload
+    device, server_device = _device(spec.device), _device(spec.server_device)
+    if device_changes:
+        device = Device(**{**device.model_dump(), **device_changes})
     if spec.calibration:
         profile = load_calibration(spec.calibration)
         device, server_device = apply_calibration(device, profile), apply_calibration(server_device, profile)
-    if fabric is None:
-        fabric = Fabric(apply_faults(load_topology(spec.topology), spec.faults))
-    return Scenario(spec, workload, fabric, device, server_device)
+    return Scenario(spec, workload, _fabric(spec.topology, tuple(spec.faults)), device, server_device)
+
+
+def _cached(build: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``build`` memoized per process, except for files (which may change between calls)."""
+    memo = functools.lru_cache(maxsize=64)(build)
+
+    def get(name: str, *rest: Any) -> Any:
+        is_file = "/" in name or "\\" in name or Path(name).suffix.lower() in (".yaml", ".yml", ".json")
+        return build(name, *rest) if is_file else memo(name, *rest)
+
+    return get
+
+
+@_cached
+def _base_workload(name: str) -> AnyWorkload:
+    from workloads import load_workload
+
+    return load_workload(name)
+
+
+@_cached
+def _device(name: str) -> Device:
+    from simulator.compute import load_device
+
+    return load_device(name)
+
+
+@_cached
+def _fabric(topology: str, faults: tuple[str, ...] = ()) -> Fabric:
+    from simulator.fabric import Fabric
+    from topologies import load_topology
+    from topologies.faults import apply_faults
+
+    return Fabric(apply_faults(load_topology(topology), list(faults)))
 
 
 @contextmanager

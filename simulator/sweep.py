@@ -38,7 +38,6 @@ second); the table (Parquet, or CSV for ``.csv``) is written atomically at the e
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import json
@@ -47,7 +46,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,13 +54,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simulator.errors import SpecError, read_mapping
+from simulator.runspec import KEYS
 
-RUN_KEYS = ("workload", "topology", "strategy", "fidelity", "device", "server_device", "workers", "servers",
-            "placement", "steps", "ps_mode", "staleness", "server_threads", "dense", "des_input", "des_partial",
-            "column_shards",
-            "knn_k",
-            "knn_rebuild_steps", "knn_candidates", "overlap", "topk_ratio", "fp16_comm", "calibration",
-            "rate_tolerance", "network_model", "faults", "stragglers", "rank_devices")
+RUN_KEYS = tuple(KEYS)  # every run key (``simulator.runspec``), underscores or dashes
 PREFIXES = ("workload.", "topology.", "device.")
 DEFAULTS: dict[str, Any] = {"workload": "dlrm-small", "topology": "leafspine16", "strategy": None,
                             "fidelity": "analytical", "device": "h100", "server_device": "cpu-server",
@@ -175,37 +169,12 @@ def run_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=64)
-def _fabric(topology: str, faults: tuple[str, ...] = ()) -> Any:
-    """One Fabric per topology string and faults per process: analytical profiles are cached on it."""
-    from simulator.fabric import Fabric
-    from topologies import load_topology
-    from topologies.faults import apply_faults
-
-    return Fabric(apply_faults(load_topology(topology), faults))
-
-
 def _texts(value: Any) -> tuple[str, ...]:
     """A list of specs, or one string of them separated by ``;`` (``faults``, ``stragglers``, ``rank_devices``)."""
     if value is None:
         return ()
     items = value if isinstance(value, list | tuple) else str(value).split(";")
     return tuple(str(item).strip() for item in items if str(item).strip())
-
-
-@functools.lru_cache(maxsize=64)
-def _device(name: str) -> Any:
-    from simulator.compute import load_device
-
-    return load_device(name)
-
-
-@functools.lru_cache(maxsize=64)
-def _workload(name: str) -> Any:
-    """A workload before overrides, parsed once per process (presets are YAML files)."""
-    from workloads import load_workload
-
-    return load_workload(name)
 
 
 def _topology(base: str, params: dict[str, Any]) -> str:
@@ -221,62 +190,23 @@ def _topology(base: str, params: dict[str, Any]) -> str:
     return f"{name}:" + ",".join(f"{k}={v}" for k, v in merged.items())
 
 
-@dataclass
-class _Run:
-    """A point's parameters made into the objects a simulation takes."""
-
-    workload: Any
-    cluster: Any
-    strategy: str
-    options: Any
-    fidelity: str
-    steps: int
-    network: dict[str, Any]  # the network's options given: rate_tolerance, network_model
-    stragglers: tuple[str, ...] = ()
-    rank_devices: tuple[str, ...] = ()
-
-
-def _resolve(params: dict[str, Any]) -> _Run:
-    """The workload, cluster, strategy and options of a point (a SpecError or ValueError if invalid)."""
-    from simulator.compute import Device, apply_calibration, load_calibration
-    from simulator.strategies import StrategyOptions
-    from simulator.strategies.des import DESOptions
-    from simulator.strategies.fc import FCOptions
-    from simulator.strategies.ps import PSOptions
-    from simulator.strategies.torchrec import ShardingOptions
-    from simulator.training import make_cluster
+def _resolve(params: dict[str, Any]) -> tuple[Any, str]:
+    """The scenario (``simulator.runspec``) and strategy of a point; a SpecError or ValueError if invalid.
+    ``workload.<field>`` keys are ``set`` overrides, ``topology.<param>`` change the inline builder's
+    parameters and ``device.<field>`` the worker device's fields."""
+    from simulator.runspec import RunSpec, resolve
     from workloads import ClassificationWorkload
-    from workloads.load import override
 
     plain = {k: v for k, v in params.items() if "." not in k}
-    overrides = [f"{k.split('.', 1)[1]}={v}" for k, v in params.items() if k.startswith("workload.")]
-    workload = override(_workload(plain["workload"]), overrides)
-    topology = _topology(plain["topology"], {k.split(".", 1)[1]: v for k, v in params.items()
-                                             if k.startswith("topology.")})
-    device, server = _device(plain["device"]), _device(plain["server_device"])
-    changes = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("device.")}
-    if changes:
-        device = Device(**{**device.model_dump(), **changes})
-    if plain.get("calibration"):
-        profile = load_calibration(plain["calibration"])
-        device, server = apply_calibration(device, profile), apply_calibration(server, profile)
-    strategy = plain.get("strategy") or ("mp-fc" if isinstance(workload, ClassificationWorkload) else "des")
-
-    def pick(*names: str, rename: dict[str, str] | None = None) -> dict[str, Any]:
-        return {(rename or {}).get(k, k): plain[k] for k in names if k in plain}
-
-    options = StrategyOptions(PSOptions(**pick("ps_mode", "staleness", "server_threads", "dense",
-                                               rename={"ps_mode": "mode"})),
-                              DESOptions(**pick("des_input", "des_partial",
-                                                rename={"des_input": "input", "des_partial": "partial"})),
-                              ShardingOptions(**pick("column_shards")),
-                              FCOptions(**pick("knn_k", "knn_rebuild_steps", "knn_candidates", "overlap",
-                                               "topk_ratio", "fp16_comm")))
-    cluster = make_cluster(_fabric(topology, _texts(plain.get("faults"))), strategy, device, server,
-                           plain.get("workers"), plain.get("servers"), plain.get("placement", "colocated"))
-    return _Run(workload, cluster, strategy, options, plain.get("fidelity", "analytical"), plain.get("steps", 1),
-                pick("rate_tolerance", "network_model"), _texts(plain.get("stragglers")),
-                _texts(plain.get("rank_devices")))
+    for key in ("set", "faults", "stragglers", "rank_devices"):
+        plain[key] = list(_texts(plain.get(key)))
+    plain["set"] += [f"{k.split('.', 1)[1]}={v}" for k, v in params.items() if k.startswith("workload.")]
+    plain["topology"] = _topology(plain["topology"], {k.split(".", 1)[1]: v for k, v in params.items()
+                                                      if k.startswith("topology.")})
+    spec = RunSpec.from_flat(plain)
+    scenario = resolve(spec, {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("device.")})
+    strategy = spec.strategy or ("mp-fc" if isinstance(scenario.workload, ClassificationWorkload) else "des")
+    return scenario, strategy
 
 
 def _failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
@@ -287,14 +217,12 @@ def _failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
 def run_point(index: int, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """Simulate one point on the engine; its row: ``run``, ``key``, the inputs, ``evaluation``
     (``engine``), the summary's scalars and ``error``."""
-    from simulator.training import flat_summary, simulate_step
+    from simulator.training import flat_summary
 
     row: dict[str, Any] = {"run": index, "key": run_key(params), **inputs, "evaluation": "engine"}
     try:
-        run = _resolve(params)
-        summary = simulate_step(run.workload, run.cluster, run.strategy, run.fidelity, run.steps, run.options,
-                                **run.network, stragglers=run.stragglers,
-                                rank_devices=run.rank_devices).summary
+        scenario, strategy = _resolve(params)
+        summary = scenario.simulate(strategy).summary
     except (SpecError, ValueError, ValidationError) as exc:
         return _failed(row, exc)
     row.update({k: v for k, v in flat_summary(summary).items() if k not in inputs}, error="")
@@ -316,25 +244,27 @@ def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[st
     for group in groups.values():
         shared = {k: v for k, v in group[0][1].items() if k != BATCH}
         try:
-            run = _resolve(shared)
+            scenario, strategy = _resolve(shared)
         except (SpecError, ValueError, ValidationError):
             left += group  # the engine path records the error of each point
             continue
-        if (run.stragglers or run.rank_devices or run.network.get("network_model", "maxmin") != "maxmin"
-                or not supports(run.workload, run.strategy, run.fidelity, run.steps, run.options)):
+        spec, workload = scenario.spec, scenario.workload
+        if (spec.stragglers or spec.rank_devices or spec.network_model != "maxmin"
+                or not supports(workload, strategy, spec.fidelity, spec.steps, spec.options)):
             left += group
             continue
-        batches = np.array([p[1].get(BATCH, run.workload.batch_per_worker) for p in group], dtype=np.float64)
+        batches = np.array([p[1].get(BATCH, workload.batch_per_worker) for p in group], dtype=np.float64)
         try:
-            values = step_times(run.workload, run.cluster, run.strategy, batches, run.options)
+            cluster = scenario.cluster(strategy)
+            values = step_times(workload, cluster, strategy, batches, spec.options)
         except (SpecError, ValueError, ValidationError) as exc:
             rows += [_failed({"run": i, "key": run_key(params), **inputs, "evaluation": "closed form"}, exc)
                      for i, params, inputs in group]
             continue
-        summary = run.workload.name, run.workload.model, str(run.cluster.fabric.graph.graph.get("spec", "custom"))
+        summary = workload.name, workload.model, str(cluster.fabric.graph.graph.get("spec", "custom"))
         for j, (index, params, inputs) in enumerate(group):
-            row = {"strategy": run.strategy, "workload": summary[0], "model": summary[1], "topology": summary[2],
-                   "fidelity": "analytical", "workers": run.cluster.n_workers, "servers": 0,
+            row = {"strategy": strategy, "workload": summary[0], "model": summary[1], "topology": summary[2],
+                   "fidelity": "analytical", "workers": cluster.n_workers, "servers": 0,
                    "batch_per_worker": int(batches[j]), "steps": 1,
                    **{k: v[j].item() for k, v in values.items()}}
             rows.append({"run": index, "key": run_key(params), **inputs, "evaluation": "closed form",

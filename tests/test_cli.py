@@ -128,8 +128,8 @@ def test_des_partial_is_chosen_reported_and_refused_where_not_exact(capsys) -> N
     assert err.startswith("dessim: error: --des-partial: got 'first-layer'; allowed for dlrm (dot): fields, auto")
     code, _, err = run(capsys, "run", "--strategy", "des", "--des-partial", "rows")
     assert (code, err.strip()) == (2, "dessim: error: --des-partial: got 'rows'; allowed: fields, first-layer, auto")
-    point = _resolve({**DEFAULTS, "workload": "deepfm-criteo", "strategy": "des", "des_partial": "fields"})
-    assert point.options.des.partial == "fields"
+    scenario, _ = _resolve({**DEFAULTS, "workload": "deepfm-criteo", "strategy": "des", "des_partial": "fields"})
+    assert scenario.spec.des.partial == "fields"
     jobs = load_jobs({"topology": "leafspine16", "jobs": [{"name": "a", "workload": "deepfm-criteo",
                                                            "strategy": "des", "des": {"partial": "first-layer"}}]})
     assert jobs.jobs[0].des.partial == "first-layer"
