@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
 from simulator.errors import SpecError
@@ -99,6 +99,18 @@ class RunSpec(BaseModel):
     sharding: ShardingOptions = ShardingOptions()
     fc: FCOptions = FCOptions()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_keys(cls, data: Any) -> Any:
+        """Flat keys of nested options (``ps_mode: ssp``) go where they live (``ps: {mode: ssp}``)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in [k for k in data if k in KEYS and len(KEYS[k].path) == 2]:
+            group, field = KEYS[key].path
+            data[group] = {**(data.get(group) or {}), field: data.pop(key)}
+        return data
+
     @property
     def options(self) -> StrategyOptions:
         return StrategyOptions(self.ps, self.des, self.sharding, self.fc)
@@ -113,14 +125,11 @@ class RunSpec(BaseModel):
     def from_flat(cls, values: Mapping[str, Any], name: Callable[[str], str] = lambda key: key) -> RunSpec:
         """A spec from flat keys (``ps_mode``, ``des_input``, ...); an invalid value is one SpecError naming
         the key as ``name(key)`` gives it (the command line's ``--ps-mode``)."""
-        nested: dict[str, Any] = {}
         for key, value in values.items():
             if key not in KEYS:
                 raise SpecError(name(key), value, f"unknown key; allowed: {', '.join(KEYS)}")
-            *group, field = KEYS[key].path
-            (nested.setdefault(group[0], {}) if group else nested)[field] = value
         try:
-            return cls.model_validate(nested)
+            return cls.model_validate(dict(values))
         except ValidationError as exc:
             raise _one_error(exc, name) from None
 
