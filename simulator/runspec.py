@@ -347,14 +347,17 @@ def _fabric(topology: str, faults: tuple[str, ...] = ()) -> Fabric:
     return Fabric(apply_faults(load_topology(topology), list(faults)))
 
 
+NAMED_IN_ERRORS = ("precision", "comm_dtype", "des_partial")  # run keys the workload checks
+
+
 @contextmanager
 def named_as_options(spec: RunSpec, name: Callable[[str], str] = cli_name) -> Iterator[None]:
-    """Errors about the workload fields ``spec`` sets as run keys (``precision``, ``comm_dtype``) name that
-    key as ``name`` spells it (``--precision``); set by ``--set``, they keep the field's name."""
+    """Errors about a run key that the workload checks (``NAMED_IN_ERRORS``) and ``spec`` sets name that key as
+    ``name`` spells it (``--precision``); set by ``--set`` instead, they keep the workload field's name."""
     try:
         yield
     except SpecError as error:
         field = error.field.removeprefix("classification.")
-        if field not in ("precision", "comm_dtype") or getattr(spec, field) is None:
+        if field not in NAMED_IN_ERRORS or spec.to_flat()[field] is None:
             raise
         raise SpecError(name(field), error.value, error.allowed) from None

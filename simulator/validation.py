@@ -23,13 +23,13 @@ import pandas as pd
 
 from simulator.compute import CalibrationProfile, Device, apply_calibration, load_device
 from simulator.engine import Engine
+from simulator.executor import EXECUTOR_KNN
 from simulator.fabric import Fabric
 from simulator.network import make_network
 from simulator.stepgraph import StepGraph
 from simulator.stragglers import slow_down
 from simulator.strategies import StrategyOptions, lower
 from simulator.strategies.base import Cluster
-from simulator.strategies.fc import FCOptions
 from simulator.strategies.ps import PSOptions
 from simulator.training import make_cluster
 from topologies.builders import star
@@ -39,7 +39,6 @@ LOOPBACK_GBPS = 100.0  # nominal rate of the local fabric; calibration scales it
 LOOPBACK_LATENCY_US = 1.0  # nominal latency per hop; calibration adds latency_us_extra
 WARMUP_STEPS = 1
 JITTER_DRAWS = 8  # seeded draws of the ranks' compute jitter a prediction pools its steps over
-EXECUTOR_KNN = FCOptions(knn_k=5, knn_rebuild_steps=2)  # what the executor's mp-fc-knn runs (K, T)
 COLUMNS = ["model", "strategy", "workers", "servers", "predicted_bytes", "measured_bytes", "bytes_error",
            "predicted_step_s", "measured_step_s", "step_time_error", "measured_spread", "breakdown"]
 

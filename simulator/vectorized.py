@@ -9,7 +9,7 @@ ops in program order):
   then the owned rows' backward and update (c_pb) on the compute stream while the dense gradients are
   all-reduced (T_d) on the communication stream; then the dense update (c_du):
   ``step = T_ids + c_pf + T_p + f + g + T_g + max(c_pb, T_d) + c_du``; with ``partial`` first-layer (resolved
-  as ``des.partial_mode``), c_pf and c_pb add the owners' first-layer GEMM over the B samples and its
+  as ``Workload.des_partial``), c_pf and c_pb add the owners' first-layer GEMM over the B samples and its
   backward, f and g lose its FLOPs, and T_p, T_g carry r = ``first_layer_partial_width`` values per sample;
 - ``dp``: forward and backward with their lookups (and the tables' dense gradient zeroed, z), then the
   table and dense gradients all-reduced one after the other, then the update:
@@ -52,7 +52,7 @@ from simulator.strategies.costs import (
     server_update_s,
     table_gradient_s,
 )
-from simulator.strategies.des import des_memory, partial_mode, partial_width
+from simulator.strategies.des import des_memory
 from simulator.strategies.dp import dp_memory
 from workloads import Workload
 from workloads.ids import expected_unique
@@ -114,7 +114,7 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
     host = device.step_overhead_us * 1e-6  # a step's host time outside its ops, first on the compute stream
     s, wire = workload.dtype_bytes, workload.comm_bytes  # bytes per stored value, per value on the wire
     lookups = b[:, None] * np.array([t.fields * t.hotness for t in workload.tables], dtype=np.float64)
-    mode = partial_mode(workload, opts.des.partial) if strategy in ("des", "des-rs") else "fields"
+    mode = workload.des_partial(opts.des.partial) if strategy in ("des", "des-rs") else "fields"
     flops, act = dense_flops_per_sample(workload, mode == "first-layer"), workload.activation_bytes_per_sample
     weights, kernels = workload.dense_params * s, dense_kernels(workload)
     forward = compute.dense_forward_s(device, b * flops, weights, b * act, dtype(workload), kernels)
@@ -144,7 +144,7 @@ def step_times(workload: Workload, cluster: Cluster, strategy: str, batches: np.
             partial_lookups = partial_lookups + first_layer_forward_s(workload, device, big_b)
         ids_s, ids_wire = (np.zeros_like(b), np.zeros_like(b)) if opts.des.input == "replicated" else collective_s(
             cluster, "allgather", big_b * workload.ids_per_sample * workload.id_bytes, workers)
-        r = partial_width(workload, mode)
+        r = workload.des_partial_width(mode)
         partial_bytes = big_b * r * wire
         sum_s, sum_wire = collective_s(cluster, "allreduce" if strategy == "des" else "reducescatter",
                                        partial_bytes, workers)

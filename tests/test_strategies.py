@@ -417,5 +417,5 @@ def test_auto_takes_the_smaller_partial_and_first_layer_is_refused_where_not_exa
     assert (chosen["des_partial"], chosen["partial_width"]) == ("fields", FIELDS * DIM)
     dot = workload().model_copy(update={"model": "dlrm", "interaction": "dot", "bottom_mlp": [DIM]})
     assert run(dot, "des", 2, des_partial="auto").summary["des_partial"] == "fields"
-    with pytest.raises(SpecError, match=r"^--des-partial: got 'first-layer'; allowed for dlrm \(dot\): fields, auto"):
+    with pytest.raises(SpecError, match=r"^des_partial: got 'first-layer'; allowed for dlrm \(dot\): fields, auto"):
         run(dot, "des", 2, des_partial="first-layer")

@@ -48,6 +48,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from simulator.errors import SpecError
+from simulator.options import PARTIALS
 from workloads.precision import CommDtype, MixedPrecision, Precision, check_precision
 
 ModelName = Literal["lr", "fm", "widedeep", "deepfm", "dnn", "dlrm", "dcn"]
@@ -282,6 +283,24 @@ class Workload(MixedPrecision, BaseModel):
             return 0
         return (self.first_layer_width + (self.dim if self.interaction == "fm" else 0)
                 + (1 if self.model in LINEAR_MODELS else 0))
+
+    def des_partial(self, partial: str = "auto") -> str:
+        """What DES sums for the option ``partial`` (``fields``, ``first-layer`` or ``auto``): ``partial`` itself,
+        or for ``auto`` the one with fewer values per sample (fields on a tie, and wherever first-layer is not
+        exact). A SpecError naming ``des_partial`` when first-layer is asked for where it is not exact."""
+        if partial not in PARTIALS:
+            raise SpecError("des_partial", partial, f"allowed: {', '.join(PARTIALS)}")
+        obstacle = self.first_layer_obstacle
+        if partial == "first-layer" and obstacle:
+            raise SpecError("des_partial", partial, f"allowed for {self.model} ({self.interaction}): fields, auto; "
+                                                    f"{obstacle}")
+        if partial == "auto":
+            return "first-layer" if not obstacle and self.first_layer_partial_width < self.partial_width else "fields"
+        return partial
+
+    def des_partial_width(self, mode: str) -> int:
+        """r, values per sample DES sums, for a resolved ``mode`` (``des_partial``)."""
+        return self.first_layer_partial_width if mode == "first-layer" else self.partial_width
 
     @property
     def pools_in_lookup(self) -> bool:

@@ -8,3 +8,7 @@ DES (fields' or first-layer partials) and DP strategies; ``ps``: synchronous and
 servers; ``run``: one configuration (local spawner or torchrun); ``calibrate``: microbenchmarks fitted to the
 simulator's parameters.
 """
+
+from simulator.options import FCOptions
+
+EXECUTOR_KNN = FCOptions(knn_k=5, knn_rebuild_steps=2)  # what the executor's mp-fc-knn runs (K, T)

@@ -14,7 +14,7 @@ included) and loss as in ``sum_models``.
 
 On the wire a sample's partial result is one row of r values: the pooled vectors field by field (tables in
 workload order, k values each), then the first-order sum for W&D and DeepFM. With DES's ``first-layer``
-partial (``simulator.strategies.des.partial_mode``; concat and DeepFM's deep tower), a row is instead the
+partial (``Workload.des_partial``; concat and DeepFM's deep tower), a row is instead the
 owner's share of the first top layer's embedding part, pooled.flatten(1) @ W[:, :E]^T (h1 values, no bias),
 then for DeepFM the sum of the field vectors (k) and the scalar first-order sum - 1/2 sum of squared field
 vectors, for W&D the first-order sum: every piece linear in the owner's rows (DeepFM's squares because

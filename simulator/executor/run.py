@@ -27,11 +27,10 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from simulator.executor import fc_models, ps, tensors
+from simulator.executor import EXECUTOR_KNN, fc_models, ps, tensors
 from simulator.executor import train as loops
 from simulator.executor.launch import ExecutorError, init_from_env, rank_device, run_local
-from simulator.strategies.des import PARTIALS, VARIANTS, partial_mode
-from simulator.validation import EXECUTOR_KNN
+from simulator.options import PARTIALS
 from workloads import AnyWorkload, deepfm, dlrm, dnn, fm, lr, widedeep
 
 RECOMMENDERS = ("lr", "fm", "widedeep", "deepfm", "dnn", "dlrm")
@@ -188,8 +187,8 @@ def execute_many(configs: list[tuple[AnyWorkload, str]], world: int, steps: int,
     adds time, so the pass with the smallest median step is the one the machine's own costs explain."""
     for workload, strategy in configs:
         check(strategy, backend, model_name(workload))
-        if strategy in VARIANTS:  # a partial the model cannot sum: one SpecError here, not one per rank
-            partial_mode(workload, des_partial)
+        if strategy.startswith("des"):  # a partial the model cannot sum: one SpecError here, not one per rank
+            workload.des_partial(des_partial)
     with_servers = {strategy.startswith("ps") for _, strategy in configs}
     if len(with_servers) > 1:
         raise ValueError("execute_many: PS and non-PS strategies need different ranks; run them apart")

@@ -43,7 +43,6 @@ from simulator.executor.tables import (
     route_ids,
 )
 from simulator.executor.tensors import from_numpy
-from simulator.strategies.des import partial_mode
 from workloads import Workload
 
 Head = SumHead | PooledHead
@@ -52,7 +51,7 @@ Data = TypeVar("Data")
 
 def model_head(workload: Workload, partial: str = "fields") -> Head:
     """The dense part of ``workload``'s model, as its workers run it (``partial``: DES's resolved partial,
-    ``simulator.strategies.des.partial_mode``; LR and FM only have fields)."""
+    ``Workload.des_partial``; LR and FM only have fields)."""
     return PooledHead(workload, partial) if workload.model in POOLED_MODELS else SumHead(workload)
 
 
@@ -125,7 +124,7 @@ def train_des(rank: int, world: int, workload: Workload, steps: int, variant: st
     layer's weight gradient, which ``dense.allreduce`` sums."""
     comm = Communicator()
     timed = comm.timer.op
-    head = model_head(workload, partial_mode(workload, partial))
+    head = model_head(workload, workload.des_partial(partial))
     owned, layout = OwnedTables(initial_rows(workload), rank, world), columns(workload)
     big_b = world * workload.batch_per_worker
 
@@ -166,7 +165,7 @@ def train_des_a2a(rank: int, world: int, workload: Workload, steps: int, partial
     into their rows. This is TorchRec's row-wise sharding with pooled outputs. ``partial`` as ``train_des``."""
     comm = Communicator()
     timed = comm.timer.op
-    head = model_head(workload, partial_mode(workload, partial))
+    head = model_head(workload, workload.des_partial(partial))
     owned, layout = OwnedTables(initial_rows(workload), rank, world), columns(workload)
     b = workload.batch_per_worker
 

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.errors import SpecError
-from simulator.options import PARTIALS, DESOptions
+from simulator.options import DESOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
@@ -46,27 +45,6 @@ from workloads import Workload
 VARIANTS = ("des", "des-rs", "des-a2a")
 
 
-def partial_mode(workload: Workload, partial: str = "auto") -> str:
-    """``fields`` or ``first-layer``: ``partial`` itself, or for ``auto`` the one with fewer values per sample
-    (fields on a tie, and wherever first-layer is not exact). A SpecError naming ``--des-partial`` when
-    first-layer is asked for where it is not exact (``Workload.first_layer_obstacle``)."""
-    if partial not in PARTIALS:
-        raise SpecError("--des-partial", partial, f"allowed: {', '.join(PARTIALS)}")
-    obstacle = workload.first_layer_obstacle
-    if partial == "first-layer" and obstacle:
-        raise SpecError("--des-partial", partial, f"allowed for {workload.model} ({workload.interaction}): "
-                                                  f"fields, auto; {obstacle}")
-    if partial == "auto":
-        return "first-layer" if not obstacle and workload.first_layer_partial_width < workload.partial_width \
-            else "fields"
-    return partial
-
-
-def partial_width(workload: Workload, mode: str) -> int:
-    """r, values per sample DES sums, for a resolved ``mode`` (``partial_mode``)."""
-    return workload.first_layer_partial_width if mode == "first-layer" else workload.partial_width
-
-
 def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DESOptions | None = None,
               variant: str = "des") -> Lowered:
     """The DES step graph (``variant``: des | des-rs | des-a2a) of ``steps`` steps on the cluster's workers."""
@@ -76,9 +54,9 @@ def lower_des(workload: Workload, cluster: Cluster, steps: int = 1, options: DES
     workers = cluster.workers
     n = len(workers)
     s, key = workload.comm_bytes, workload.id_bytes  # s: bytes per value on the wire
-    mode = partial_mode(workload, opts.partial)
+    mode = workload.des_partial(opts.partial)
     first_layer = mode == "first-layer"
-    b, r, m = workload.batch_per_worker, partial_width(workload, mode), workload.ids_per_sample
+    b, r, m = workload.batch_per_worker, workload.des_partial_width(mode), workload.ids_per_sample
     big_b = n * b
     partial_bytes = big_b * r * s  # B x r values
     lengths_bytes = b * workload.n_fields * LENGTH_BYTES  # des-a2a: per (sample, field), to every owner
@@ -145,7 +123,7 @@ def des_memory(workload: Workload, workers: int, variant: str, options: DESOptio
     """A DES worker's memory (bytes) by component, for one batch size or an array of them (partials: B x r
     values, sent and summed, with r as ``options.partial`` makes it)."""
     b, s, key = batch_per_worker, workload.activation_value_bytes, workload.id_bytes
-    r, m = partial_width(workload, partial_mode(workload, options.partial)), workload.ids_per_sample
+    r, m = workload.des_partial_width(workload.des_partial(options.partial)), workload.ids_per_sample
     buffers = {"sparse_shard": workload.sparse_bytes * (1 + workload.optimizer_slots) / workers,
                "partials": 2.0 * workers * b * r * s,
                "ids": workers * b * m * key if variant != "des-a2a" or options.input == "replicated" else b * m * key}
