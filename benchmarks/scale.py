@@ -37,7 +37,7 @@ def run_case(op: str, algo: str, size: str, topology: str, fidelity: str, rate_t
     from simulator.collectives import build_schedule
     from simulator.fabric import Fabric
     from simulator.network import make_network
-    from simulator.simulate import analytical_collective
+    from simulator.tuner import profiled
     from simulator.units import parse_size_bytes
     from topologies import load_topology
 
@@ -58,11 +58,12 @@ def run_case(op: str, algo: str, size: str, topology: str, fidelity: str, rate_t
         run_s = time.perf_counter() - t0
         events = f"{network.core.n_windows} windows / {network.core.n_rate_solves} solves"
     else:  # cold: first profile (routing included); warm: the same collective at another size, as a sweep
-        sim_s, _, entry = analytical_collective(network, op, algo, size_bytes, servers)
+        entry = profiled(fabric, op, algo, size_bytes, servers)
+        sim_s = entry.time_s(size_bytes)
         run_s = time.perf_counter() - t0
         flows = entry.messages
         t1 = time.perf_counter()
-        analytical_collective(network, op, algo, size_bytes / 2, servers)
+        profiled(fabric, op, algo, size_bytes / 2, servers).time_s(size_bytes / 2)
         events = f"warm {1e3 * (time.perf_counter() - t1):.3f} ms"
     return {"op": op, "algo": algo, "size": size, "topology": topology, "fidelity": fidelity, "ranks": n,
             "rate_tolerance": rate_tolerance if fidelity == "flow" else None,

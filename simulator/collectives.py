@@ -81,7 +81,7 @@ def build_schedule(op: str, algo: str, size_bytes: float, n_ranks: int, servers:
     """
     check_request(op, algo, n_ranks, servers, ranks_per_node)
     if algo == "auto":
-        raise SpecError("algo", algo, "resolve 'auto' with simulator.simulate.choose_algorithm first")
+        raise SpecError("algo", algo, "resolve 'auto' with simulator.tuner.choose_algorithm first")
     n, size = n_ranks, float(size_bytes)
     order = ring_order(n, ranks_per_node)
     if algo == "hierarchical":

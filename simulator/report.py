@@ -35,7 +35,7 @@ def save_results(directory: str | Path, document: dict, reports: list) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(document))
     tables = {"trace": [r.trace for r in reports], "links": [r.links for r in reports]}
-    if all(getattr(r.network, "core", None) is not None for r in reports):
+    if all(r.network.link_segments() is not None for r in reports):
         tables["link_timeline"] = [r.link_timeline() for r in reports]
     for name, frames in tables.items():
         pd.concat([f.assign(strategy=r.summary["strategy"]) for f, r in zip(frames, reports, strict=True)],

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.fabric import Fabric
+from simulator.network.result import Network
 from simulator.stepgraph import StepGraph
 
 
@@ -29,17 +30,11 @@ def link_table(fabric: Fabric, link_bytes: np.ndarray, busy_s: np.ndarray, peak_
     })
 
 
-def network_links(network: object, horizon_s: float) -> pd.DataFrame:
-    """The link table of a network backend after a run: the flow backend measures busy time and peak
-    utilization; the analytical one reports busy time as bytes / capacity and no peak (NaN)."""
-    fabric = network.fabric  # type: ignore[attr-defined]
-    link_bytes = network.link_bytes()  # type: ignore[attr-defined]
-    core = getattr(network, "core", None)
-    if core is not None:
-        busy_s, peak = core.link_busy_s, core.link_peak_util
-    else:
-        busy_s, peak = link_bytes / fabric.capacity_Bps, np.full(fabric.n_links, np.nan)
-    return link_table(fabric, link_bytes, busy_s, peak, horizon_s)
+def network_links(network: Network, horizon_s: float) -> pd.DataFrame:
+    """The link table of a network backend after a run (``Network.link_stats``: the flow backend measures
+    busy time and peak utilization; the analytical one reports busy time as bytes / capacity, no peak)."""
+    busy_s, peak = network.link_stats()
+    return link_table(network.fabric, network.link_bytes(), busy_s, peak, horizon_s)
 
 
 def node_tier(name: str) -> str:

@@ -49,8 +49,7 @@ class StepReport:
     def link_timeline(self, bins: int = 100) -> pd.DataFrame:
         """Each used link's utilization over ``bins`` time bins of the run (``results.link_timeline``); needs a
         flow-level run with ``record_rates=True``."""
-        core = getattr(self.network, "core", None)
-        segments = core.link_segments() if core is not None else None
+        segments = self.network.link_segments()
         if segments is None:
             raise SpecError("link_timeline", self.summary["fidelity"],
                             "needs fidelity flow, simulated with record_rates=True")

@@ -37,7 +37,6 @@ import numpy as np
 from simulator import compute
 from simulator.collectives import pipeline_chunks
 from simulator.compute import fits
-from simulator.simulate import _chooser, analytical_collective, candidate_algorithms
 from simulator.strategies import StrategyOptions
 from simulator.strategies.base import Cluster, whole_nodes
 from simulator.strategies.costs import (
@@ -54,6 +53,7 @@ from simulator.strategies.costs import (
 )
 from simulator.strategies.des import des_memory
 from simulator.strategies.dp import dp_memory
+from simulator.tuner import candidate_algorithms, profiled
 from workloads import Workload
 from workloads.ids import expected_unique
 from workloads.precision import check_device
@@ -76,7 +76,6 @@ def collective_s(cluster: Cluster, op: str, sizes: np.ndarray, ranks: np.ndarray
     if len(ranks) < 2:
         return np.zeros_like(sizes), np.zeros_like(sizes)
     per_node = whole_nodes(cluster, ranks)
-    network = _chooser(cluster.fabric)
     algos = [cluster.collective_algorithm] if cluster.collective_algorithm else candidate_algorithms(
         op, len(ranks), per_node)
     times, wire = np.full((len(algos), len(sizes)), np.inf), np.zeros((len(algos), len(sizes)))
@@ -86,7 +85,7 @@ def collective_s(cluster: Cluster, op: str, sizes: np.ndarray, ranks: np.ndarray
             sel = np.nonzero((chunks == c) & (sizes > 0))[0]
             if not len(sel):
                 continue
-            entry = analytical_collective(network, op, algo, float(sizes[sel[0]]), 0, per_node, ranks)[2]
+            entry = profiled(cluster.fabric, op, algo, float(sizes[sel[0]]), 0, per_node, ranks)
             scale = sizes[sel] / entry.size_bytes
             times[a, sel] = sum(repeat * (step.latency_s[None, :] + scale[:, None] * step.drain_s[None, :]).max(axis=1)
                                 for repeat, step in entry.profile)
@@ -185,14 +184,13 @@ def exchange_s(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes: np.nda
 def _exchange_profile(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> object:
     """The analytical step profile of messages ``src[i] -> dst[i]`` (hosts) of ``sizes`` bytes, over the
     hosts they involve, as the engine runs an exchange."""
-    from simulator.network.analytical import AnalyticalNetwork
+    from simulator.network.analytical import step_profile
     from simulator.schedule import Pattern
 
     present = np.zeros(cluster.fabric.n_hosts, dtype=bool)
     present[src] = present[dst] = True
     ranks, position = np.nonzero(present)[0], np.cumsum(present) - 1
-    return AnalyticalNetwork(cluster.fabric).step_profile(Pattern.of(len(ranks), position[src], position[dst],
-                                                                     sizes), ranks)
+    return step_profile(cluster.fabric, Pattern.of(len(ranks), position[src], position[dst], sizes), ranks)
 
 
 def _ps(workload: Workload, cluster: Cluster, opts: StrategyOptions, b: np.ndarray, lookups: np.ndarray,

@@ -320,14 +320,14 @@ def test_max_min_solvers_agree_on_instances_larger_than_a_candidate_batch(seed: 
                                           ("allreduce", "halving-doubling"), ("broadcast", "ring"),
                                           ("pushpull", "direct")])
 def test_memoized_analytical_profiles_scale_exactly_with_size(op: str, algo: str) -> None:
-    from simulator.simulate import analytical_collective
+    from simulator.tuner import profiled
 
     fabric = Fabric(fattree_graph(4))
     servers = 4 if op == "pushpull" else 0
-    network = AnalyticalNetwork(fabric)
-    analytical_collective(network, op, algo, 3e6, servers)  # profile built at another size first
+    profiled(fabric, op, algo, 3e6, servers)  # profile built at another size first
     for size in (2e6, 5e6, 64 * 2**20):
-        memo_s, memo_bytes, _ = analytical_collective(network, op, algo, size, servers)
+        entry = profiled(fabric, op, algo, size, servers)
+        memo_s, memo_bytes = entry.time_s(size), entry.link_bytes(size, fabric.n_links)
         direct_s, direct_bytes = AnalyticalNetwork(fabric).schedule_time_s(
             build_schedule(op, algo, size, fabric.n_hosts, servers))
         assert memo_s == pytest.approx(direct_s, rel=1e-12)

@@ -16,10 +16,10 @@ from simulator.network.analytical import AnalyticalNetwork
 from simulator.network.flow import FlowNetwork
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE
 from simulator.network.models import DEFAULT_NETWORK_MODEL, MODELS, network_model
+from simulator.network.result import Network
 
 FIDELITIES = ("flow", "analytical")
 NETWORK_MODELS = tuple(MODELS)
-Network = FlowNetwork | AnalyticalNetwork
 
 
 def make_network(fabric: Fabric, fidelity: str = "flow", env: simpy.Environment | None = None,

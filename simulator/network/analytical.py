@@ -74,6 +74,81 @@ _SHAPES: weakref.WeakKeyDictionary[Fabric, dict[tuple, tuple[float, list[tuple[i
     weakref.WeakKeyDictionary())
 
 
+def schedule_profile(fabric: Fabric, schedule: Schedule, hosts: np.ndarray | None = None,
+                     model: NetworkModel = MODELS["maxmin"]) -> list[tuple[int, StepProfile]]:
+    """(repeat, profile) of each schedule entry, ranks on ``hosts`` (default: rank r on host r)."""
+    hosts = np.arange(schedule.n_ranks) if hosts is None else np.asarray(hosts, dtype=np.int64)
+    return [(step.repeat, step_profile(fabric, step.pattern, hosts, model)) for step in schedule.steps]
+
+
+def step_profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray,
+                 model: NetworkModel = MODELS["maxmin"]) -> StepProfile:
+    """Distinct (latency, drain time) pairs of a pattern's messages and its bytes per link.
+
+    Cached per fabric by content, at sizes relative to the largest message, so a sweep that rebuilds
+    the same exchange at other sizes (another batch, another dim) reuses it.
+    """
+    if not len(pattern):
+        return StepProfile(np.zeros(1), np.zeros(1), np.zeros(fabric.n_links))
+    scale = float(pattern.size_bytes.max())
+    key = hashlib.blake2b(b"".join((model.name.encode(), pattern.src.tobytes(), pattern.dst.tobytes(),
+                                    (pattern.size_bytes / scale).tobytes(), hosts.tobytes())),
+                          digest_size=16).digest()
+    cache = _PROFILES.setdefault(fabric, OrderedDict())
+    unit = cache.get(key)
+    if unit is None:
+        unit = _profile(fabric, Pattern(pattern.n_ranks, pattern.src, pattern.dst, pattern.size_bytes / scale), hosts,
+                        model)
+        cache[key] = unit
+        if len(cache) > PROFILE_CACHE_ENTRIES:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return StepProfile(unit.latency_s, unit.drain_s * scale, unit.link_bytes * scale)
+
+
+def _profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray, model: NetworkModel) -> StepProfile:
+    """Two passes over message chunks: bytes per link, then each message's latency and drain time.
+
+    Small patterns use the fabric's route cache; huge ones (an all-to-all on thousands of ranks) are
+    routed chunk by chunk without caching, keeping only int32 link rows, so memory stays bounded.
+    """
+    cached = len(pattern) <= STREAM_MESSAGES
+    chunks = []
+    payload = np.zeros(fabric.n_links)
+    acks = np.zeros(fabric.n_links)
+    for start in range(0, len(pattern), STREAM_MESSAGES):
+        part = slice(start, start + STREAM_MESSAGES)
+        src, dst = hosts[pattern.src[part]], hosts[pattern.dst[part]]
+        links = _links(fabric, src, dst, cached)
+        size = pattern.size_bytes[part]
+        latency_s = fabric.route_metrics(links)[0]
+        payload += _link_sums(links, size, fabric.n_links)
+        if model.ack_fraction > 0:  # the reverse route carries the ACK stream
+            back = _links(fabric, dst, src, cached)
+            acks += _link_sums(back, size, fabric.n_links)
+            links = np.concatenate([links, back], axis=1)
+        chunks.append((links, size, latency_s))
+    drain_per_byte = (payload + model.ack_fraction * acks) / (fabric.capacity_Bps * model.rate_factor)
+    pairs = []
+    for links, size, latency_s in chunks:
+        valid = links >= 0
+        drain_s = np.where(valid, drain_per_byte[np.where(valid, links, 0)], 0.0).max(axis=1)
+        if model.tcp_gamma_bytes > 0:  # a message moves at most gamma / (2 x route latency)
+            drain_s = np.maximum(drain_s, size * 2 * latency_s / (model.tcp_gamma_bytes * model.rate_factor))
+        pairs.append(np.unique(np.stack([latency_s * model.latency_factor, drain_s]), axis=1))
+    distinct = np.unique(np.concatenate(pairs, axis=1), axis=1)
+    return StepProfile(distinct[0], distinct[1], payload)
+
+
+def _links(fabric: Fabric, src: np.ndarray, dst: np.ndarray, cached: bool) -> np.ndarray:
+    """Padded link matrix of the routes src -> dst (through the route cache if ``cached``)."""
+    if cached:
+        ids = fabric.route_ids(src, dst)  # first: it may grow (replace) the route arrays
+        return fabric.route_links[ids]
+    return fabric.uncached_routes(src, dst)
+
+
 @dataclass
 class _Pending:
     """A started schedule waiting for its ranks to join."""
@@ -98,76 +173,10 @@ class AnalyticalNetwork:
         self.env = env if env is not None else simpy.Environment()
         self._link_bytes = np.zeros(fabric.n_links)
         self._pending: dict[simpy.Event, _Pending] = {}
-        self.memo: dict[object, object] = {}  # callers' cache of schedule profiles (see simulate.py)
-
-    def step_profile(self, pattern: Pattern, hosts: np.ndarray) -> StepProfile:
-        """Distinct (latency, drain time) pairs of a pattern's messages and its bytes per link.
-
-        Cached per fabric by content, at sizes relative to the largest message, so a sweep that rebuilds
-        the same exchange at other sizes (another batch, another dim) reuses it.
-        """
-        if not len(pattern):
-            return StepProfile(np.zeros(1), np.zeros(1), np.zeros(self.fabric.n_links))
-        scale = float(pattern.size_bytes.max())
-        key = hashlib.blake2b(b"".join((self.model.name.encode(), pattern.src.tobytes(), pattern.dst.tobytes(),
-                                        (pattern.size_bytes / scale).tobytes(), hosts.tobytes())),
-                              digest_size=16).digest()
-        cache = _PROFILES.setdefault(self.fabric, OrderedDict())
-        unit = cache.get(key)
-        if unit is None:
-            unit = self._profile(Pattern(pattern.n_ranks, pattern.src, pattern.dst, pattern.size_bytes / scale), hosts)
-            cache[key] = unit
-            if len(cache) > PROFILE_CACHE_ENTRIES:
-                cache.popitem(last=False)
-        else:
-            cache.move_to_end(key)
-        return StepProfile(unit.latency_s, unit.drain_s * scale, unit.link_bytes * scale)
-
-    def _profile(self, pattern: Pattern, hosts: np.ndarray) -> StepProfile:
-        """Two passes over message chunks: bytes per link, then each message's latency and drain time.
-
-        Small patterns use the fabric's route cache; huge ones (an all-to-all on thousands of ranks) are
-        routed chunk by chunk without caching, keeping only int32 link rows, so memory stays bounded.
-        """
-        fabric, model = self.fabric, self.model
-        cached = len(pattern) <= STREAM_MESSAGES
-        chunks = []
-        payload = np.zeros(fabric.n_links)
-        acks = np.zeros(fabric.n_links)
-        for start in range(0, len(pattern), STREAM_MESSAGES):
-            part = slice(start, start + STREAM_MESSAGES)
-            src, dst = hosts[pattern.src[part]], hosts[pattern.dst[part]]
-            links = self._links(src, dst, cached)
-            size = pattern.size_bytes[part]
-            latency_s = fabric.route_metrics(links)[0]
-            payload += _link_sums(links, size, fabric.n_links)
-            if model.ack_fraction > 0:  # the reverse route carries the ACK stream
-                back = self._links(dst, src, cached)
-                acks += _link_sums(back, size, fabric.n_links)
-                links = np.concatenate([links, back], axis=1)
-            chunks.append((links, size, latency_s))
-        drain_per_byte = (payload + model.ack_fraction * acks) / (fabric.capacity_Bps * model.rate_factor)
-        pairs = []
-        for links, size, latency_s in chunks:
-            valid = links >= 0
-            drain_s = np.where(valid, drain_per_byte[np.where(valid, links, 0)], 0.0).max(axis=1)
-            if model.tcp_gamma_bytes > 0:  # a message moves at most gamma / (2 x route latency)
-                drain_s = np.maximum(drain_s, size * 2 * latency_s / (model.tcp_gamma_bytes * model.rate_factor))
-            pairs.append(np.unique(np.stack([latency_s * model.latency_factor, drain_s]), axis=1))
-        distinct = np.unique(np.concatenate(pairs, axis=1), axis=1)
-        return StepProfile(distinct[0], distinct[1], payload)
-
-    def _links(self, src: np.ndarray, dst: np.ndarray, cached: bool) -> np.ndarray:
-        """Padded link matrix of the routes src -> dst (through the route cache if ``cached``)."""
-        if cached:
-            ids = self.fabric.route_ids(src, dst)  # first: it may grow (replace) the route arrays
-            return self.fabric.route_links[ids]
-        return self.fabric.uncached_routes(src, dst)
 
     def schedule_profile(self, schedule: Schedule, hosts: np.ndarray | None = None) -> list[tuple[int, StepProfile]]:
-        """(repeat, profile) of each schedule entry."""
-        hosts = np.arange(schedule.n_ranks) if hosts is None else np.asarray(hosts, dtype=np.int64)
-        return [(step.repeat, self.step_profile(step.pattern, hosts)) for step in schedule.steps]
+        """(repeat, profile) of each schedule entry (``schedule_profile`` on this network's fabric and model)."""
+        return schedule_profile(self.fabric, schedule, hosts, self.model)
 
     def schedule_time_s(self, schedule: Schedule, hosts: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """(time in s, bytes per link) of a whole schedule.
@@ -221,3 +230,11 @@ class AnalyticalNetwork:
 
     def link_bytes(self) -> np.ndarray:
         return self._link_bytes.copy()
+
+    def link_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per link: busy time as bytes / capacity (s); peak utilization is not measured (NaN)."""
+        return self._link_bytes / self.fabric.capacity_Bps, np.full(self.fabric.n_links, np.nan)
+
+    def link_segments(self) -> None:
+        """Closed forms have no rates over time."""
+        return None

@@ -127,6 +127,14 @@ class FlowNetwork:
         """Bytes carried by each directed link by completed messages."""
         return self.core.link_bytes()
 
+    def link_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per link: time with at least one flow (s) and peak utilization."""
+        return self.core.link_busy_s, self.core.link_peak_util
+
+    def link_segments(self) -> dict[str, np.ndarray] | None:
+        """Each link's rate over time (``record_rates``), or None."""
+        return self.core.link_segments()
+
     def _report(self, run: _Run) -> None:
         """Tell the run's owner which ranks finished; finish the run when all have."""
         ranks = run.progress.take_finished()

@@ -16,8 +16,8 @@ from simulator.collectives import build_schedule
 from simulator.compute import CollectiveCost, Device
 from simulator.fabric import Fabric
 from simulator.schedule import Pattern, Schedule
-from simulator.simulate import choose_algorithm
 from simulator.stepgraph import StepGraph
+from simulator.tuner import choose_algorithm
 from workloads import Workload
 from workloads.ids import expected_unique, make_rng, sample_batch_ids
 
