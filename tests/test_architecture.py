@@ -1,0 +1,64 @@
+"""The house rules of the import graph: no circles, and no layer imports one above it. grimp builds the graph
+of every import, at module level or inside functions; imports only for type checking are left out."""
+
+from __future__ import annotations
+
+import grimp
+import networkx as nx
+import pytest
+
+PACKAGES = ("simulator", "workloads", "topologies")
+# Top to bottom: a module may import its own layer and those below, never one above. Each entry is a list of
+# module names; a name covers its submodules.
+LAYERS = [
+    ["simulator.cli"],
+    ["simulator.report", "simulator.plots", "simulator.jobs", "simulator.sweep", "simulator.validation",
+     "simulator.executor.calibrate", "simulator.executor.stepfit"],
+    ["simulator.runspec"],
+    ["simulator.training", "simulator.vectorized", "simulator.simulate"],
+    ["simulator.strategies"],
+    ["simulator.engine", "simulator.tuner", "simulator.stragglers", "simulator.results", "simulator.perfetto"],
+    ["simulator.network", "simulator.collectives", "simulator.compute", "simulator.cpu_sharing"],
+    ["simulator.fabric", "simulator.schedule", "simulator.stepgraph", "simulator.executor"],
+    ["workloads", "topologies"],
+    ["simulator.options", "simulator.errors", "simulator.units"],
+]
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph(*PACKAGES, cache_dir=None, exclude_type_checking_imports=True)
+
+
+def layer_of(module: str) -> int:
+    """Index of the most specific layer entry covering ``module`` (0 is the top)."""
+    best = max((name for layer in LAYERS for name in layer if module == name or module.startswith(name + ".")),
+               key=len, default=None)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS"
+    return next(i for i, layer in enumerate(LAYERS) if best in layer)
+
+
+def test_no_import_circles(graph: grimp.ImportGraph) -> None:
+    edges = nx.DiGraph([(m, i) for m in graph.modules for i in graph.find_modules_directly_imported_by(m)])
+    assert [sorted(c) for c in nx.strongly_connected_components(edges) if len(c) > 1] == []
+
+
+def test_no_module_imports_a_layer_above_its_own(graph: grimp.ImportGraph) -> None:
+    upward = []
+    for module in sorted(graph.modules):
+        if module in PACKAGES or module == "simulator.strategies":  # package inits gather their submodules
+            continue
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported.split(".")[0] in PACKAGES and layer_of(imported) < layer_of(module):
+                upward.append(f"{module} -> {imported}")
+    assert upward == []
+
+
+def test_the_executor_needs_nothing_of_the_simulator_but_options_and_errors(graph: grimp.ImportGraph) -> None:
+    """The executor runs the strategies for real; it shares workloads, options and errors with the simulator,
+    never its model (calibration and its step fit sit above both)."""
+    allowed = ("simulator.executor", "simulator.options", "simulator.errors", "workloads", "topologies")
+    executor = [m for m in graph.modules if m.startswith("simulator.executor")
+                and m not in ("simulator.executor.calibrate", "simulator.executor.stepfit")]
+    used = {i for m in executor for i in graph.find_modules_directly_imported_by(m)}
+    assert sorted(i for i in used if i.split(".")[0] in PACKAGES and not i.startswith(allowed)) == []
