@@ -3,7 +3,7 @@
 For each model preset, per-worker bytes and step time under ``ps`` (servers co-located, one per worker),
 ``des`` (IDs all-gathered) and ``des`` with ``input=replicated`` (each worker reads the global batch's IDs
 itself, so only partial results cross the network) as the number of workers N, the IDs per sample
-(hotness) and the ID skew vary, at analytical fidelity on a leaf-spine of 100G hosts. TRAINING.md
+(hotness) and the ID skew vary, at analytical fidelity on a leaf-spine of 100G hosts. docs/TRAINING_MODEL.md
 predicts: PS bytes follow the distinct IDs of a worker's batch and do not depend on N; DES partials
 follow (N-1)/N x B x r and do not depend on the IDs (the all-gathered IDs do). ``des`` takes DES's default
 partial (``auto``: the first dense layer's where that sums fewer values, TRAINING_MODEL.md).

@@ -1,8 +1,8 @@
 """Collective operations lowered to point-to-point schedules, with nccl-tests sizes and bus bandwidth.
 
-Sizes follow nccl-tests (PERFORMANCE.md): S is the ``--size``; allreduce moves S in and out of every
-rank; reducescatter takes S in and leaves S/N; allgather takes S/N and leaves S; alltoall sends S/N to
-every rank; broadcast sends S from rank 0; incast sends S from every rank to rank 0 (the PS push);
+Sizes follow nccl-tests (docs/NETWORK_MODEL.md, "Collectives"): S is the ``--size``; allreduce moves S in
+and out of every rank; reducescatter takes S in and leaves S/N; allgather takes S/N and leaves S; alltoall
+sends S/N to every rank; broadcast sends S from rank 0; incast sends S from every rank to rank 0 (the PS push);
 pushpull makes the last P ranks servers: each worker pushes S split evenly over the servers, then pulls
 it back. ``busbw = algbw * factor`` with the nccl-tests factors; for incast and pushpull the factor is
 the load on the busiest link relative to S (N-1, and max(1, W/P)), so busbw again compares to link speed.

@@ -1,4 +1,4 @@
-"""Device presets and the roofline cost model of compute ops (TRAINING.md, "Compute and memory").
+"""Device presets and the roofline cost model of compute ops (docs/TRAINING_MODEL.md, "Compute and memory").
 
 Op time = max(FLOPs / (peak x eff_flops), bytes / (bandwidth x eff_mem)) + launch overhead. Embedding lookups
 and updates are memory-bound gathers/scatters of unique rows (``eff_gather``); backward of a dense layer costs

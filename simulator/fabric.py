@@ -1,6 +1,6 @@
 """A topology compiled for simulation: directed links as numpy arrays, hosts in rank order, ECMP routes.
 
-Semantics (shared/design/NETWORK.md): a cable is two directed links; switches forward, hosts never do;
+Semantics (docs/NETWORK_MODEL.md, "Semantics"): a cable is two directed links; switches forward, hosts never do;
 a flow follows one shortest path (fewest links); among equal-cost paths each switch picks a next hop by
 hashing (src, dst, flow_index, switch), so the spread is deterministic and per flow. Routes are computed
 in vectorized batches, one breadth-first search per destination host, and cached.

@@ -30,7 +30,7 @@ PLACEMENTS = ("colocated", "dedicated")
 
 @dataclass
 class StepReport:
-    """A simulated training step: summary (ARCHITECTURE.md's keys), and on demand its trace and link table."""
+    """A simulated training step: summary (docs/ARCHITECTURE.md's keys), and on demand its trace and link table."""
 
     summary: dict
     result: EngineResult = field(repr=False)

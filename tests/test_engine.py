@@ -1,4 +1,4 @@
-"""The engine and per-rank joins, against closed forms on a star (NETWORK.md)."""
+"""The engine and per-rank joins, against closed forms on a star (docs/NETWORK_MODEL.md, "Semantics")."""
 
 import numpy as np
 import pytest

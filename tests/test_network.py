@@ -1,4 +1,4 @@
-"""The flow and analytical backends against NETWORK.md's closed forms and fluid-model invariants."""
+"""The flow and analytical backends against the closed forms of docs/NETWORK_MODEL.md and fluid-model invariants."""
 
 import networkx as nx
 import numpy as np
@@ -25,7 +25,7 @@ RANKS = [2, 3, 5, 8, 16]
 
 
 def closed_form_s(op: str, n: int, size: float, servers: int = 0) -> float:
-    """NETWORK.md, star of n hosts, one link of B bytes/s and latency L each."""
+    """docs/NETWORK_MODEL.md, star of n hosts, one link of B bytes/s and latency L each."""
     return {
         "allreduce": 2 * (n - 1) * (2 * L + size / (n * B)),
         "reducescatter": (n - 1) * (2 * L + size / (n * B)),

@@ -1,4 +1,4 @@
-"""Each strategy's bytes per category against TRAINING.md's formulas, computed here independently."""
+"""Each strategy's bytes per category against docs/TRAINING_MODEL.md's formulas, computed here independently."""
 
 import numpy as np
 import pytest

@@ -230,7 +230,7 @@ class Workload(MixedPrecision, BaseModel):
 
     @property
     def partial_width(self) -> int:
-        """r: values of the DES partial result per sample (TRAINING.md): lr 1; fm k+1 (sum v x, plus the
+        """r: values of the DES partial result per sample (docs/TRAINING_MODEL.md): lr 1; fm k+1 (sum v x, plus the
         scalar w x - 1/2 sum v^2 x^2); dnn, dlrm, dcn E = F*k (one pooled vector per field); widedeep and
         deepfm E+1 (the pooled vectors plus the first-order sum)."""
         if self.model == "lr":

@@ -1,7 +1,7 @@
 """Models whose sparse part is a sum over IDs, for real: LR and FM, and the executor's data.
 
 Each ID's row (``params_per_id`` values) maps to a partial vector of width r = ``Workload.partial_width``,
-and a sample's partial result is the sum over its IDs (TRAINING.md): LR, the weight (r = 1); FM, the
+and a sample's partial result is the sum over its IDs (docs/TRAINING_MODEL.md): LR, the weight (r = 1); FM, the
 vector v and the scalar w - |v|^2 / 2 (r = k + 1). The rest is dense: LR's logit is the sum plus a bias,
 FM's is bias + (the scalar) + |sum of v|^2 / 2. That sum is what DES splits over row owners.
 

@@ -3,10 +3,11 @@
 Each step of a schedule costs the slowest of its messages, and a message costs its route latency plus
 the time for the busiest link on its route to drain that step's load:
 ``t_step = max_m (latency_m + max_{l in route m} load_l / capacity_l)``. Steps run back to back. On a
-star this is exactly NETWORK.md's closed forms (ring: 2L + S/(N B) per step; alltoall: 2L + (N-1) S/(N B);
-pushpull, incast likewise), and it equals the flow backend wherever flows do not contend. Where they do,
-it assumes every flow on a link gets an equal share and ignores overlap between steps. Step profiles are
-cached per pattern, so a sweep that reuses a schedule costs a few numpy operations per step.
+star this is exactly the closed forms of docs/NETWORK_MODEL.md (ring: 2L + S/(N B) per step; alltoall:
+2L + (N-1) S/(N B); pushpull, incast likewise), and it equals the flow backend wherever flows do not
+contend. Where they do, it assumes every flow on a link gets an equal share and ignores overlap between
+steps. Step profiles are cached per pattern, so a sweep that reuses a schedule costs a few numpy operations
+per step.
 
 Under a TCP ``model`` (``models``) the same form takes its terms: latency x latency factor, drain times
 over capacity x rate factor, ACK bytes on each message's reverse route, and a message never faster than

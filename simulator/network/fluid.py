@@ -1,6 +1,6 @@
 """The fluid (flow-level) state of a fabric: which flows move, at what max-min fair rate, until when.
 
-Exact semantics of shared/design/NETWORK.md, made fast by three observations:
+Exact semantics of docs/NETWORK_MODEL.md ("Semantics"), made fast by three observations:
 
 1. Lookahead. A flow that becomes ready at t starts moving at t + route latency >= t + L_min, where
    L_min is the smallest route latency. So once the earliest pending event is at t0, every flow that

@@ -1,4 +1,4 @@
-"""Distributed Equivalent Substitution (TRAINING.md, "DES"): sub-operators on the workers owning the rows.
+"""Distributed Equivalent Substitution: sub-operators on the workers owning the rows (docs/TRAINING_MODEL.md).
 
 Rows are hash-partitioned over the N workers (``shard_of``); dense weights are replicated. Per step, with
 B = N b samples, m IDs per sample and r partial values per sample (``Workload.partial_width``):
@@ -14,7 +14,7 @@ B = N b samples, m IDs per sample and r partial values per sample (``Workload.pa
 Sparse rows and their gradients never cross the network; only IDs and partial results do. Values on the
 wire are ``comm_bytes`` each; partial buffers in memory ``activation_value_bytes``.
 
-``partial`` (TRAINING_MODEL.md, "DES partials"): ``fields`` sums r = ``partial_width`` values per sample (the
+``partial`` (docs/TRAINING_MODEL.md, "DES partials"): ``fields`` sums r = ``partial_width`` values per sample (the
 fields' pooled vectors); ``first-layer`` substitutes the first dense layer, linear in them: each owner
 multiplies its partial by that layer's embedding columns W (replicated) for all B samples, so r =
 ``first_layer_partial_width`` (h1, plus DeepFM's FM and W&D's wide values), the worker's dense forward

@@ -1,4 +1,4 @@
-"""Data parallel (TRAINING.md baseline ``dp``): every worker holds every table; gradients are all-reduced.
+"""Data parallel (docs/TRAINING_MODEL.md, "Strategies"): every worker holds every table; gradients are all-reduced.
 
 As PyTorch DDP does with dense embedding gradients, the whole table gradient is all-reduced each step
 (``sparse.allreduce``, sum of rows x params_per_id values), then dense gradients (``dense.allreduce``), each

@@ -1,4 +1,4 @@
-"""Extreme classification (TRAINING.md baselines): a data-parallel backbone feeding a C-class FC softmax.
+"""Extreme classification (docs/CLASSIFICATION.md): a data-parallel backbone feeding a C-class FC softmax.
 
 Notation: N workers, b samples per worker, B = N b, D feature dim, C classes, M backbone parameters, s the
 workload's bytes per stored value (``dtype_bytes``), s_c bytes per value on the wire (``wire_bytes``: the

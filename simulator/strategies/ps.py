@@ -1,4 +1,4 @@
-"""Parameter server (TRAINING.md, "PS"): workers pull the rows their batch needs and push their gradients.
+"""Parameter server: workers pull the rows their batch needs and push their gradients (docs/TRAINING_MODEL.md).
 
 Per step, worker w with U_w distinct IDs (split over P servers by ``shard_of``):
 - ``ps.keys``: it dedups its b m IDs into keys per server (``compute.ids``);

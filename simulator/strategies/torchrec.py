@@ -1,4 +1,4 @@
-"""TorchRec-style embedding sharding baselines (TRAINING.md): ``tw``, ``cw``, ``rw`` and ``twrw``.
+"""TorchRec-style embedding sharding baselines ``tw``, ``cw``, ``rw`` and ``twrw`` (docs/TRAINING_MODEL.md).
 
 Each lowers to TorchRec's input distribution (IDs to the ranks holding their rows, by all-to-all, after
 their lengths: ``sparse.lengths``, b int32 per sample and field each rank holds rows of) and
