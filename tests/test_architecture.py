@@ -62,3 +62,20 @@ def test_the_executor_needs_nothing_of_the_simulator_but_options_and_errors(grap
                 and m not in ("simulator.executor.calibrate", "simulator.executor.stepfit")]
     used = {i for m in executor for i in graph.find_modules_directly_imported_by(m)}
     assert sorted(i for i in used if i.split(".")[0] in PACKAGES and not i.startswith(allowed)) == []
+
+
+def test_the_readme_layout_table_matches_the_tree() -> None:
+    """Every module and package of simulator/ and every top-level folder is in the README's layout table,
+    and every path the table names exists."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    table = (root / "README.md").read_text().split("## Layout", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    named = {cell.strip().strip("`").rstrip("/") for row in table.splitlines()[2:]
+             for cell in row.split("|")[1].split(", ")}
+    assert all((root / path).exists() for path in named), sorted(p for p in named if not (root / p).exists())
+    tree = {f"simulator/{p.name}".removesuffix("/") for p in (root / "simulator").iterdir()
+            if (p.suffix == ".py" and p.name != "__init__.py") or (p.is_dir() and (p / "__init__.py").exists())}
+    folders = {"workloads", "topologies", "notebooks", "tests", "benchmarks", "docs"}
+    assert all((root / folder).is_dir() for folder in folders)
+    assert sorted((tree | folders) - named) == []
