@@ -7,19 +7,19 @@ import json
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Annotated
 
 import pydantic
 import typer
 
 if typing.TYPE_CHECKING:
-    import pandas as pd
+    pass
 from rich.console import Console
 from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
 
+from simulator import console as ui
 from simulator.errors import ExecutorError, SpecError
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE
 from simulator.network.models import DEFAULT_NETWORK_MODEL
@@ -88,7 +88,7 @@ def collective(
     report, links = simulate_collective(op, algo, size_bytes, fabric, fidelity, servers, rate_tolerance,
                                         network_model)
     if links_out:
-        _write_table(links, links_out)
+        ui.write_table(links, links_out)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
@@ -167,7 +167,7 @@ def _spec(options: dict[str, object]) -> object:
 
 
 def _step_reports(spec: object, names: list[str] | None = None, single: bool = False, record_rates: bool = False,
-                  progress: ProgressUpdate | None = None) -> list:
+                  progress: ui.ProgressUpdate | None = None) -> list:
     """Simulate every strategy of ``spec`` (``names``, or the workload kind's defaults); their StepReports."""
     from simulator.runspec import named_as_options, resolve
 
@@ -180,94 +180,6 @@ def _step_reports(spec: object, names: list[str] | None = None, single: bool = F
     return reports
 
 
-def _print_summary(reports: list, title: str) -> None:
-    from simulator.training import comparison_table
-
-    table = comparison_table(reports)
-    console = Console()
-    first = reports[0].summary
-    servers = max(r.summary["servers"] for r in reports)
-    with_servers = f" (ps: {servers} servers)" if servers else ""
-    console.print(f"{title}: [bold]{first['workload']}[/bold] ({first['model']}) on {first['workers']} workers"
-                  f"{with_servers} of [bold]{first['topology']}[/bold] at {first['fidelity']} fidelity "
-                  f"({first['network_model']} sharing), batch "
-                  f"{first['batch_per_worker']} per worker.")
-    out = Table(show_header=True)
-    for column in ("strategy", "step", "samples/s", "on wire", "per worker", "exposed comm", "memory"):
-        out.add_column(column)
-    for _, row in table.iterrows():
-        out.add_row(row["strategy"], _seconds(row["step_time_s"]), f"{row['samples_per_s']:.3g}",
-                    _bytes(row["bytes_on_wire"]), _bytes(row["bytes_per_worker_max"]),
-                    _seconds(row["exposed_comm_s"]), "fits" if row["fits_memory"] else "DOES NOT FIT")
-    console.print(out)
-    whatif = [key for key in ("faults", "stragglers", "rank_devices") if first.get(key)]
-    if whatif:
-        console.print("what if: " + "; ".join(f"{key} {first[key]}" for key in whatif))
-    for report in reports:
-        summary = report.summary
-        if "des_partial" in summary:
-            console.print(f"{summary['strategy']}: partials summed per sample: {summary['partial_width']} values "
-                          f"({summary['des_partial']}; --des-partial)")
-        if whatif or summary["staleness_max"] > 0:
-            pace = summary["worker_step_time_s"]
-            console.print(f"{summary['strategy']}: each worker's own step {_seconds(pace['min'])} to "
-                          f"{_seconds(pace['max'])}; at those paces all workers together "
-                          f"{summary['worker_samples_per_s']:.3g} samples/s (the table's samples/s: every worker's "
-                          f"batch per step of the whole run); staleness mean {summary['staleness_mean']:.3g}, max "
-                          f"{summary['staleness_max']:.0f} updates by other workers between a read and its apply; "
-                          f"a read at most {summary['clock_gap_max']:.0f} steps ahead of the slowest worker "
-                          f"(SSP's bound)", soft_wrap=True)
-        for role, used in report.summary["memory"].items():
-            if not used["fits"]:
-                console.print(f"{report.summary['strategy']}: {role} memory: {used['reason']}")
-    base = table.iloc[0]
-    for _, row in table.iloc[1:].iterrows():
-        ratios = [f"step time x{row['step_time_s'] / base['step_time_s']:.3g}"]
-        if base["bytes_on_wire"]:
-            ratios.append(f"bytes on wire x{row['bytes_on_wire'] / base['bytes_on_wire']:.3g}")
-        console.print(f"{row['strategy']} vs {base['strategy']}: " + ", ".join(ratios))
-
-
-def _seconds(value: float) -> str:
-    return f"{value * 1e3:.4g} ms" if value < 1 else f"{value:.4g} s"
-
-
-def _bytes(value: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g} B"
-
-
-ProgressUpdate = typing.Callable[[str, float, float], None]
-
-
-@contextmanager
-def progress_bar(enabled: bool, console: Console | None = None) -> Iterator[ProgressUpdate]:
-    """Progress bars (rich, on stderr) when ``enabled``: yields ``update(label, done, total)``, one bar per
-    label. Disabled (a no-op) under --json or when stderr is not a terminal."""
-    if not enabled:
-        yield lambda label, done, total: None
-        return
-    from rich import progress as rp
-
-    columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
-               rp.TextColumn("ETA"), rp.TimeRemainingColumn())
-    with rp.Progress(*columns, console=console or Console(stderr=True), transient=True) as bar:
-        tasks: dict[str, typing.Any] = {}
-
-        def update(label: str, done: float, total: float) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
-        yield update
-
-
-def _bars_wanted(as_json: bool) -> bool:
-    return not as_json and sys.stderr.isatty()
-
-
 def _write_step_outputs(reports: list, trace_out: str | None, links_out: str | None, save: str | None = None,
                         document: dict | None = None) -> None:
     import pandas as pd
@@ -277,16 +189,16 @@ def _write_step_outputs(reports: list, trace_out: str | None, links_out: str | N
 
         save_results(save, document or {"strategies": [r.summary for r in reports]}, reports)
     if trace_out:
-        _write_table(pd.concat([r.trace.assign(strategy=r.summary["strategy"]) for r in reports],
+        ui.write_table(pd.concat([r.trace.assign(strategy=r.summary["strategy"]) for r in reports],
                                ignore_index=True), trace_out, "trace-out")
     if links_out:
-        _write_table(pd.concat([r.links.assign(strategy=r.summary["strategy"]) for r in reports],
+        ui.write_table(pd.concat([r.links.assign(strategy=r.summary["strategy"]) for r in reports],
                                ignore_index=True), links_out, "links-out")
 
 
 def _one_step(show_progress: bool = False, record_rates: bool = False, **options: object) -> object:
     """The StepReport of one strategy (default: the workload kind's), as ``dessim run`` and ``trace`` run it."""
-    with progress_bar(show_progress) as update:
+    with ui.progress_bar(show_progress) as update:
         return _step_reports(_spec(options), single=True, record_rates=record_rates, progress=update)[0]
 
 
@@ -294,12 +206,12 @@ def _one_step(show_progress: bool = False, record_rates: bool = False, **options
 def run(as_json: bool = False, trace_out: str | None = None, links_out: str | None = None, save: str | None = None,
         **options: object) -> None:
     """Simulate one training step of a workload under one strategy."""
-    reports = [_one_step(_bars_wanted(as_json), save is not None, **options)]
+    reports = [_one_step(ui.bars_wanted(as_json), save is not None, **options)]
     _write_step_outputs(reports, trace_out, links_out, save)
     if as_json:
         typer.echo(json.dumps(reports[0].summary))
         return
-    _print_summary(reports, f"Ran {reports[0].summary['strategy']}")
+    ui.print_summary(reports, f"Ran {reports[0].summary['strategy']}")
 
 
 @_run_options(skip=("strategy",), extra=[("strategies", str | None, None, typer.Option(
@@ -314,7 +226,7 @@ def compare(strategies: str | None = None, as_json: bool = False, trace_out: str
     names = [name.strip() for name in strategies.split(",") if name.strip()] if strategies is not None else None
     if names == []:
         raise SpecError("strategies", strategies, "allowed: a comma-separated list such as ps,des")
-    with progress_bar(_bars_wanted(as_json)) as update:
+    with ui.progress_bar(ui.bars_wanted(as_json)) as update:
         reports = _step_reports(_spec(options), names, record_rates=save is not None, progress=update)
     names = [r.summary["strategy"] for r in reports]
     table = comparison_table(reports)
@@ -325,7 +237,7 @@ def compare(strategies: str | None = None, as_json: bool = False, trace_out: str
     if as_json:
         typer.echo(json.dumps(document))
         return
-    _print_summary(reports, "Compared " + ", ".join(names))
+    ui.print_summary(reports, "Compared " + ", ".join(names))
 
 
 @_run_options(extra=[("out", str, ..., typer.Option(
@@ -337,11 +249,11 @@ def trace(out: str, **options: object) -> None:
 
     if not out.endswith(".json"):
         raise SpecError("out", out, "must end in .json")
-    report = _one_step(_bars_wanted(False), **options)
+    report = _one_step(ui.bars_wanted(False), **options)
     summary = report.summary
     write_trace_events(report.trace, out, f"{summary['strategy']} / {summary['workload']} / {summary['topology']}")
     typer.echo(f"wrote {out}: {summary['strategy']}, {report.trace['rank'].nunique()} ranks, {len(report.trace)} ops, "
-               f"step {_seconds(summary['step_time_s'])}; open it in https://ui.perfetto.dev")
+               f"step {ui.seconds(summary['step_time_s'])}; open it in https://ui.perfetto.dev")
 
 
 for _command in (run, compare, trace):
@@ -363,7 +275,7 @@ def sweep(
     """Run every point of a sweep spec, writing each row as it finishes; resumable."""
     from simulator.sweep import sweep as run_sweep
 
-    with progress_bar(_bars_wanted(as_json)) as update:
+    with ui.progress_bar(ui.bars_wanted(as_json)) as update:
         table = run_sweep(spec, out, backend, jobs, resume, scheduler,
                           progress=lambda done, total: update("runs", done, total))
     failed = table[table.error != ""] if "error" in table else table.iloc[:0]
@@ -387,11 +299,11 @@ def jobs_command(
 
     if out is not None and not out.endswith((".parquet", ".csv")):
         raise SpecError("out", out, "must end in .csv or .parquet")
-    with progress_bar(_bars_wanted(as_json)) as update:
+    with ui.progress_bar(ui.bars_wanted(as_json)) as update:
         result = simulate_jobs(spec, progress=update)
     table = result.table
     if out is not None:
-        _write_table(table, out, "out")
+        ui.write_table(table, out, "out")
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
@@ -402,8 +314,8 @@ def jobs_command(
     for column in ("job", "strategy", "hosts", "alone", "shared", "slowdown", "interference"):
         shown.add_column(column)
     for row in table.itertuples():
-        shown.add_row(row.name, row.strategy, row.hosts, _seconds(row.step_time_alone_s),
-                      _seconds(row.step_time_shared_s), f"x{row.slowdown:.3g}", _seconds(row.interference_s))
+        shown.add_row(row.name, row.strategy, row.hosts, ui.seconds(row.step_time_alone_s),
+                      ui.seconds(row.step_time_shared_s), f"x{row.slowdown:.3g}", ui.seconds(row.interference_s))
     console.print(shown)
     for name, report in result.shared.items():
         for role, used in report.summary["memory"].items():
@@ -516,31 +428,14 @@ def calibrate(
         raise SpecError("out", out, "must end in .json")
     from simulator.executor.calibrate import calibrate as run_calibration
 
-    with progress_bar(_bars_wanted(False)) as update:
+    with ui.progress_bar(ui.bars_wanted(False)) as update:
         profile, quality = run_calibration(sizes, preset, backend, timeout_s,
                                            progress=lambda done: update("worker counts calibrated", done, len(sizes)),
                                            models=fitted_models, batches=fitted_batches, steps=steps,
                                            repeats=repeats)
     Path(out).write_text(json.dumps(profile, indent=1))
-    table = Table(title=f"Fit quality ({backend}, worlds {worlds}, device {preset})")
-    for column in ("ranks", "group", "op", "points", "median error", "max error"):
-        table.add_column(column, justify="left" if column in ("group", "op") else "right")
-    for row in quality.itertuples():
-        table.add_row(str(row.ranks), row.group, row.op, str(row.points), f"{row.median_error:.1%}",
-                      f"{row.max_error:.1%}")
-    console = Console()
-    console.print(table)
-    for ranks, fields in profile["ranks"].items():
-        fitted = fields["devices"][preset]
-        calls = ", ".join(f"{op} {c['call_us']:.0f} us + {c['ns_per_byte']:.3f} ns/B"
-                          for op, c in fields["collectives"].items())
-        console.print(f"{ranks} workers: launch {fitted['launch_overhead_us']:.1f} us, "
-                      f"eff_flops {fitted['eff_flops']:.4f}, eff_gather {fitted['eff_gather']:.4f}, "
-                      f"eff_mem {fitted['eff_mem']:.4f}, lookup {fitted['lookup_ns']:.1f} ns, "
-                      f"id {fitted['id_ns']:.1f} ns, backward factor {fitted['backward_factor']:.2f}, "
-                      f"step host {fitted['step_overhead_us']:.0f} us, jitter sigma {fields['jitter_sigma'] or 0:.2f}; "
-                      f"per call: {calls}", soft_wrap=True)
-    console.print(f"wrote {out}")
+    ui.print_calibration(profile, quality, f"{backend}, worlds {worlds}, device {preset}", preset)
+    typer.echo(f"wrote {out}")
 
 
 @app.command()
@@ -588,7 +483,7 @@ def validate(
     calibration = load_calibration(profile) if profile else None
     load_device(device)
     stream = sys.stderr if as_json else sys.stdout
-    console = Console(stderr=as_json, width=None if stream.isatty() else 150)  # the table, unwrapped in files
+    out_console = Console(stderr=as_json, width=None if stream.isatty() else 150)  # the table, unwrapped in files
     done: list[dict] = []
     runs = sum(s in strategies_for(m) for m in grid[0] for s in grid[1]) * len(grid[2])
 
@@ -596,12 +491,12 @@ def validate(
         done.append(row)
         update("executor runs", len(done), runs)
         if not as_json:
-            console.print(f"{row['model']:>8} {row['strategy']:>8} x{row['workers']}: bytes error "
+            out_console.print(f"{row['model']:>8} {row['strategy']:>8} x{row['workers']}: bytes error "
                           f"{row['bytes_error']:.2g}, step {row['measured_step_s'] * 1e3:.1f} ms measured, "
                           f"{row['step_time_error']:+.1%} predicted")
 
     try:
-        with progress_bar(_bars_wanted(as_json), console) as update:
+        with ui.progress_bar(ui.bars_wanted(as_json), out_console) as update:
             rows = run_validation(*grid, steps=steps, profile=calibration, device=device, batch_per_worker=batch,
                                   timeout_s=timeout_s, backend=backend, progress=progress,
                                   repeats=repeats)
@@ -609,52 +504,15 @@ def validate(
         if out and done:  # the runs that finished are not lost
             import pandas as pd
 
-            _write_table(_flat_breakdown(pd.DataFrame(done)), out, "out")
+            ui.write_table(ui.flat_breakdown(pd.DataFrame(done)), out, "out")
             typer.echo(f"dessim: wrote the {len(done)} finished runs to {out}", err=True)
         raise
     if out:
-        _write_table(_flat_breakdown(rows), out, "out")
+        ui.write_table(ui.flat_breakdown(rows), out, "out")
     if as_json:
         typer.echo(json.dumps(rows.to_dict(orient="records")))
         return
-    table = Table(title="Predicted vs measured" + (f" (profile {profile})" if profile else " (uncalibrated)"))
-    for column in ("model", "strategy", "workers", "servers", "bytes pred", "bytes meas", "bytes err",
-                   "step pred", "step meas", "step err", "spread"):
-        table.add_column(column, justify="left" if column in ("model", "strategy") else "right")
-    for r in rows.itertuples():
-        table.add_row(r.model, r.strategy, str(r.workers), str(r.servers), _bytes(r.predicted_bytes),
-                      _bytes(r.measured_bytes), f"{r.bytes_error:.2g}", _seconds(r.predicted_step_s),
-                      _seconds(r.measured_step_s), f"{r.step_time_error:+.1%}", f"{r.measured_spread:.0%}")
-    console.print(table)
-    if breakdown:
-        console.print(_breakdown_table(rows))
-    errors = rows.step_time_error.abs()
-    console.print(f"bytes error: max {rows.bytes_error.max():.2g}; step-time error |pred/meas - 1|: "
-                  f"mean {errors.mean():.1%}, max {errors.max():.1%} over {len(rows)} runs (measured steps' "
-                  f"spread, IQR / median: {rows.measured_spread.median():.0%} typical)", soft_wrap=True)
-    if not profile:
-        console.print(f"uncalibrated: the ranks are modelled as the {device} datasheet; for this machine's numbers, "
-                      "dessim calibrate --out profile.json, then --profile profile.json", soft_wrap=True)
-
-
-def _flat_breakdown(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows with each breakdown as a JSON string (a table file's cells are flat)."""
-    return rows.assign(breakdown=rows.breakdown.map(json.dumps))
-
-
-def _breakdown_table(rows: pd.DataFrame) -> Table:
-    """Predicted and measured ms per step by op category, a line per (validate row, category)."""
-    from simulator.validation import breakdown_table
-
-    table = Table(title="Where the step goes, ms per step by op category (a worker's; server.*: a server's; "
-                        "other: the executor's time outside every timed phase)")
-    for column in ("model", "strategy", "workers", "category", "predicted", "measured", "error"):
-        table.add_column(column, justify="left" if column in ("model", "strategy", "category") else "right")
-    for r in breakdown_table(rows).itertuples():
-        error = f"{r.predicted_s / r.measured_s - 1:+.0%}" if r.measured_s > 0 else ""
-        table.add_row(r.model, r.strategy, str(r.workers), r.category, f"{r.predicted_s * 1e3:.3f}",
-                      f"{r.measured_s * 1e3:.3f}", error)
-    return table
+    ui.print_validation(rows, profile, device, breakdown, out_console)
 
 
 @app.command("list")
@@ -706,15 +564,6 @@ def list_things(what: Annotated[str, typer.Argument(
     else:
         raise SpecError("list", what, "allowed: topologies, collectives, workloads, hardware, strategies, links, "
                                       "keys")
-
-
-def _write_table(frame: object, path: str, option: str = "links-out") -> None:
-    if not path.endswith((".parquet", ".csv")):
-        raise SpecError(option, path, "must end in .csv or .parquet")
-    if path.endswith(".parquet"):
-        frame.to_parquet(path)  # type: ignore[attr-defined]
-    else:
-        frame.to_csv(path, index=False)  # type: ignore[attr-defined]
 
 
 def _one_line(error: pydantic.ValidationError) -> str:

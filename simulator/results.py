@@ -1,4 +1,4 @@
-"""Result tables (pandas; docs/ARCHITECTURE.md, "Results"): the per-link table and a training step's summary."""
+"""Result tables (pandas; docs/ARCHITECTURE.md, "The result contract"): the per-link table and a training step's summary."""
 
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ PACKAGES = ("simulator", "workloads", "topologies")
 # module names; a name covers its submodules.
 LAYERS = [
     ["simulator.cli"],
-    ["simulator.report", "simulator.plots", "simulator.jobs", "simulator.sweep", "simulator.validation",
+    ["simulator.console", "simulator.report", "simulator.plots", "simulator.jobs", "simulator.sweep",
+     "simulator.validation",
      "simulator.executor.calibrate", "simulator.executor.stepfit"],
     ["simulator.runspec"],
     ["simulator.training", "simulator.vectorized", "simulator.simulate"],

@@ -120,7 +120,7 @@ def test_progress_bars_draw_on_a_terminal_and_stay_silent_otherwise(capsys) -> N
 
     from rich.console import Console
 
-    from simulator.cli import progress_bar
+    from simulator.console import progress_bar
 
     screen = io.StringIO()
     with progress_bar(True, Console(file=screen, force_terminal=True, width=100)) as update:

@@ -1,0 +1,179 @@
+"""What the command line prints: step summaries, calibration and validation tables, progress bars, tables
+written to files. Rendering only (rich); the numbers come from the layers below."""
+
+from __future__ import annotations
+
+import json
+import sys
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.table import Table
+
+from simulator.errors import SpecError
+
+if typing.TYPE_CHECKING:
+    import pandas as pd
+
+
+def print_summary(reports: list, title: str) -> None:
+    from simulator.training import comparison_table
+
+    table = comparison_table(reports)
+    console = Console()
+    first = reports[0].summary
+    servers = max(r.summary["servers"] for r in reports)
+    with_servers = f" (ps: {servers} servers)" if servers else ""
+    console.print(f"{title}: [bold]{first['workload']}[/bold] ({first['model']}) on {first['workers']} workers"
+                  f"{with_servers} of [bold]{first['topology']}[/bold] at {first['fidelity']} fidelity "
+                  f"({first['network_model']} sharing), batch "
+                  f"{first['batch_per_worker']} per worker.")
+    out = Table(show_header=True)
+    for column in ("strategy", "step", "samples/s", "on wire", "per worker", "exposed comm", "memory"):
+        out.add_column(column)
+    for _, row in table.iterrows():
+        out.add_row(row["strategy"], seconds(row["step_time_s"]), f"{row['samples_per_s']:.3g}",
+                    bytes_text(row["bytes_on_wire"]), bytes_text(row["bytes_per_worker_max"]),
+                    seconds(row["exposed_comm_s"]), "fits" if row["fits_memory"] else "DOES NOT FIT")
+    console.print(out)
+    whatif = [key for key in ("faults", "stragglers", "rank_devices") if first.get(key)]
+    if whatif:
+        console.print("what if: " + "; ".join(f"{key} {first[key]}" for key in whatif))
+    for report in reports:
+        summary = report.summary
+        if "des_partial" in summary:
+            console.print(f"{summary['strategy']}: partials summed per sample: {summary['partial_width']} values "
+                          f"({summary['des_partial']}; --des-partial)")
+        if whatif or summary["staleness_max"] > 0:
+            pace = summary["worker_step_time_s"]
+            console.print(f"{summary['strategy']}: each worker's own step {seconds(pace['min'])} to "
+                          f"{seconds(pace['max'])}; at those paces all workers together "
+                          f"{summary['worker_samples_per_s']:.3g} samples/s (the table's samples/s: every worker's "
+                          f"batch per step of the whole run); staleness mean {summary['staleness_mean']:.3g}, max "
+                          f"{summary['staleness_max']:.0f} updates by other workers between a read and its apply; "
+                          f"a read at most {summary['clock_gap_max']:.0f} steps ahead of the slowest worker "
+                          f"(SSP's bound)", soft_wrap=True)
+        for role, used in report.summary["memory"].items():
+            if not used["fits"]:
+                console.print(f"{report.summary['strategy']}: {role} memory: {used['reason']}")
+    base = table.iloc[0]
+    for _, row in table.iloc[1:].iterrows():
+        ratios = [f"step time x{row['step_time_s'] / base['step_time_s']:.3g}"]
+        if base["bytes_on_wire"]:
+            ratios.append(f"bytes on wire x{row['bytes_on_wire'] / base['bytes_on_wire']:.3g}")
+        console.print(f"{row['strategy']} vs {base['strategy']}: " + ", ".join(ratios))
+
+
+def seconds(value: float) -> str:
+    return f"{value * 1e3:.4g} ms" if value < 1 else f"{value:.4g} s"
+
+
+def bytes_text(value: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} B"
+
+
+ProgressUpdate = typing.Callable[[str, float, float], None]
+
+
+@contextmanager
+def progress_bar(enabled: bool, console: Console | None = None) -> Iterator[ProgressUpdate]:
+    """Progress bars (rich, on stderr) when ``enabled``: yields ``update(label, done, total)``, one bar per
+    label. Disabled (a no-op) under --json or when stderr is not a terminal."""
+    if not enabled:
+        yield lambda label, done, total: None
+        return
+    from rich import progress as rp
+
+    columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
+               rp.TextColumn("ETA"), rp.TimeRemainingColumn())
+    with rp.Progress(*columns, console=console or Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, typing.Any] = {}
+
+        def update(label: str, done: float, total: float) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        yield update
+
+
+def bars_wanted(as_json: bool) -> bool:
+    return not as_json and sys.stderr.isatty()
+
+
+def write_table(frame: object, path: str, option: str = "links-out") -> None:
+    if not path.endswith((".parquet", ".csv")):
+        raise SpecError(option, path, "must end in .csv or .parquet")
+    if path.endswith(".parquet"):
+        frame.to_parquet(path)  # type: ignore[attr-defined]
+    else:
+        frame.to_csv(path, index=False)  # type: ignore[attr-defined]
+
+
+def flat_breakdown(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with each breakdown as a JSON string (a table file's cells are flat)."""
+    return rows.assign(breakdown=rows.breakdown.map(json.dumps))
+
+
+def breakdown_table(rows: pd.DataFrame) -> Table:
+    """Predicted and measured ms per step by op category, a line per (validate row, category)."""
+    from simulator.validation import breakdown_table
+
+    table = Table(title="Where the step goes, ms per step by op category (a worker's; server.*: a server's; "
+                        "other: the executor's time outside every timed phase)")
+    for column in ("model", "strategy", "workers", "category", "predicted", "measured", "error"):
+        table.add_column(column, justify="left" if column in ("model", "strategy", "category") else "right")
+    for r in breakdown_table(rows).itertuples():
+        error = f"{r.predicted_s / r.measured_s - 1:+.0%}" if r.measured_s > 0 else ""
+        table.add_row(r.model, r.strategy, str(r.workers), r.category, f"{r.predicted_s * 1e3:.3f}",
+                      f"{r.measured_s * 1e3:.3f}", error)
+    return table
+
+
+def print_calibration(profile: dict, quality: pd.DataFrame, title: str, preset: str) -> None:
+    """``dessim calibrate``'s report: the fit quality per (ranks, group, op), then each worker count's terms."""
+    table = Table(title=f"Fit quality ({title})")
+    for column in ("ranks", "group", "op", "points", "median error", "max error"):
+        table.add_column(column, justify="left" if column in ("group", "op") else "right")
+    for row in quality.itertuples():
+        table.add_row(str(row.ranks), row.group, row.op, str(row.points), f"{row.median_error:.1%}",
+                      f"{row.max_error:.1%}")
+    console = Console()
+    console.print(table)
+    for ranks, fields in profile["ranks"].items():
+        fitted = fields["devices"][preset]
+        calls = ", ".join(f"{op} {c['call_us']:.0f} us + {c['ns_per_byte']:.3f} ns/B"
+                          for op, c in fields["collectives"].items())
+        console.print(f"{ranks} workers: launch {fitted['launch_overhead_us']:.1f} us, "
+                      f"eff_flops {fitted['eff_flops']:.4f}, eff_gather {fitted['eff_gather']:.4f}, "
+                      f"eff_mem {fitted['eff_mem']:.4f}, lookup {fitted['lookup_ns']:.1f} ns, "
+                      f"id {fitted['id_ns']:.1f} ns, backward factor {fitted['backward_factor']:.2f}, "
+                      f"step host {fitted['step_overhead_us']:.0f} us, jitter sigma {fields['jitter_sigma'] or 0:.2f}; "
+                      f"per call: {calls}", soft_wrap=True)
+
+
+def print_validation(rows: pd.DataFrame, profile: str | None, device: str, breakdown: bool, out: Console) -> None:
+    """``dessim validate``'s table (predicted vs measured, per run), its breakdown and the summary line."""
+    table = Table(title="Predicted vs measured" + (f" (profile {profile})" if profile else " (uncalibrated)"))
+    for column in ("model", "strategy", "workers", "servers", "bytes pred", "bytes meas", "bytes err",
+                   "step pred", "step meas", "step err", "spread"):
+        table.add_column(column, justify="left" if column in ("model", "strategy") else "right")
+    for r in rows.itertuples():
+        table.add_row(r.model, r.strategy, str(r.workers), str(r.servers), bytes_text(r.predicted_bytes),
+                      bytes_text(r.measured_bytes), f"{r.bytes_error:.2g}", seconds(r.predicted_step_s),
+                      seconds(r.measured_step_s), f"{r.step_time_error:+.1%}", f"{r.measured_spread:.0%}")
+    out.print(table)
+    if breakdown:
+        out.print(breakdown_table(rows))
+    errors = rows.step_time_error.abs()
+    out.print(f"bytes error: max {rows.bytes_error.max():.2g}; step-time error |pred/meas - 1|: "
+                  f"mean {errors.mean():.1%}, max {errors.max():.1%} over {len(rows)} runs (measured steps' "
+                  f"spread, IQR / median: {rows.measured_spread.median():.0%} typical)", soft_wrap=True)
+    if not profile:
+        out.print(f"uncalibrated: the ranks are modelled as the {device} datasheet; for this machine's numbers, "
+                      "dessim calibrate --out profile.json, then --profile profile.json", soft_wrap=True)
