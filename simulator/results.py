@@ -1,4 +1,5 @@
-"""Result tables (pandas; docs/ARCHITECTURE.md, "The result contract"): the per-link table and a training step's summary."""
+"""Result tables (pandas): the per-link table and a training step's summary (docs/ARCHITECTURE.md, "The result
+contract")."""
 
 from __future__ import annotations
 
