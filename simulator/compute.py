@@ -41,7 +41,7 @@ from numpy.typing import ArrayLike
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from simulator.errors import SpecError, read_text
-from simulator.units import parse_size_bytes
+from simulator.units import format_bytes, parse_size_bytes
 
 PRESET_DIR = Path(__file__).parent / "devices"
 FILE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -460,14 +460,6 @@ def dense_update_s(device: Device, params: ArrayLike, dtype_bytes: float,
 # --- memory ------------------------------------------------------------------------------------------------
 
 
-def format_GB(n_bytes: float) -> str:
-    """Decimal size for messages: ``format_GB(93.4e9) == '93.4 GB'``; MB/KB/B below 1 GB."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if abs(n_bytes) >= scale:
-            return f"{n_bytes / scale:.1f} {unit}"
-    return f"{n_bytes:.0f} B"
-
-
 def fits(device: Device, needed_bytes: float | Mapping[str, float]) -> tuple[bool, str]:
     """Whether ``needed_bytes`` (a total, or named components in bytes) fits in the device's memory.
 
@@ -488,12 +480,15 @@ def fits(device: Device, needed_bytes: float | Mapping[str, float]) -> tuple[boo
 
 def memory_reason(device: Device, total_bytes: float, parts: Mapping[str, float]) -> str:
     """``needs X GB > Y GB of <device> memory (biggest parts, and N more Z GB)``: the one formatting helper."""
-    text = f"needs {format_GB(total_bytes)} > {format_GB(device.mem_capacity_bytes)} of {device.name} memory"
+    def size(n_bytes: float) -> str:
+        return format_bytes(n_bytes, ".1f")
+
+    text = f"needs {size(total_bytes)} > {size(device.mem_capacity_bytes)} of {device.name} memory"
     ranked = sorted(((float(v), k) for k, v in parts.items() if v > 0), reverse=True)
     if not ranked:
         return text
-    shown = [f"{name.replace('_', ' ')} {format_GB(size)}" for size, name in ranked[:_SHOWN_PARTS]]
+    shown = [f"{name.replace('_', ' ')} {size(n)}" for n, name in ranked[:_SHOWN_PARTS]]
     rest = ranked[_SHOWN_PARTS:]
     if rest:
-        shown.append(f"and {len(rest)} more {format_GB(sum(size for size, _ in rest))}")
+        shown.append(f"and {len(rest)} more {size(sum(n for n, _ in rest))}")
     return f"{text} ({', '.join(shown)})"

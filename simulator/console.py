@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simulator.errors import SpecError
+from simulator.units import format_bytes
 
 if typing.TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +36,7 @@ def print_summary(reports: list, title: str) -> None:
         out.add_column(column)
     for _, row in table.iterrows():
         out.add_row(row["strategy"], seconds(row["step_time_s"]), f"{row['samples_per_s']:.3g}",
-                    bytes_text(row["bytes_on_wire"]), bytes_text(row["bytes_per_worker_max"]),
+                    format_bytes(row["bytes_on_wire"]), format_bytes(row["bytes_per_worker_max"]),
                     seconds(row["exposed_comm_s"]), "fits" if row["fits_memory"] else "DOES NOT FIT")
     console.print(out)
     whatif = [key for key in ("faults", "stragglers", "rank_devices") if first.get(key)]
@@ -68,13 +69,6 @@ def print_summary(reports: list, title: str) -> None:
 
 def seconds(value: float) -> str:
     return f"{value * 1e3:.4g} ms" if value < 1 else f"{value:.4g} s"
-
-
-def bytes_text(value: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g} B"
 
 
 ProgressUpdate = typing.Callable[[str, float, float], None]
@@ -164,8 +158,8 @@ def print_validation(rows: pd.DataFrame, profile: str | None, device: str, break
                    "step pred", "step meas", "step err", "spread"):
         table.add_column(column, justify="left" if column in ("model", "strategy") else "right")
     for r in rows.itertuples():
-        table.add_row(r.model, r.strategy, str(r.workers), str(r.servers), bytes_text(r.predicted_bytes),
-                      bytes_text(r.measured_bytes), f"{r.bytes_error:.2g}", seconds(r.predicted_step_s),
+        table.add_row(r.model, r.strategy, str(r.workers), str(r.servers), format_bytes(r.predicted_bytes),
+                      format_bytes(r.measured_bytes), f"{r.bytes_error:.2g}", seconds(r.predicted_step_s),
                       seconds(r.measured_step_s), f"{r.step_time_error:+.1%}", f"{r.measured_spread:.0%}")
     out.print(table)
     if breakdown:

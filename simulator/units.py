@@ -49,9 +49,13 @@ def parse_size_bytes(text: str | int | float, field: str = "size") -> int:
     return round(size)
 
 
-def format_bytes(n_bytes: float) -> str:
-    """Human-readable binary size: ``format_bytes(67108864) == '64 MiB'``."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+def format_bytes(n_bytes: float, digits: str = ".3g") -> str:
+    """A size in decimal units for people (``digits`` formats the number):
+
+    >>> format_bytes(93.4e9), format_bytes(80e9, ".1f"), format_bytes(512)
+    ('93.4 GB', '80.0 GB', '512 B')
+    """
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if abs(n_bytes) >= scale:
-            return f"{n_bytes / scale:.4g} {unit}"
-    return f"{n_bytes:.4g} B"
+            return f"{n_bytes / scale:{digits}} {unit}"
+    return f"{n_bytes:.0f} B"
