@@ -419,3 +419,28 @@ def test_auto_takes_the_smaller_partial_and_first_layer_is_refused_where_not_exa
     assert run(dot, "des", 2, des_partial="auto").summary["des_partial"] == "fields"
     with pytest.raises(SpecError, match=r"^des_partial: got 'first-layer'; allowed for dlrm \(dot\): fields, auto"):
         run(dot, "des", 2, des_partial="first-layer")
+
+
+def test_the_registry_holds_every_strategy_once_with_what_it_needs() -> None:
+    """Each registered strategy lowers a workload of its kind, reads the options it declares, needs servers
+    exactly when it says so, and is listed by ``dessim list strategies``."""
+    import dataclasses
+
+    from simulator.options import StrategyOptions as Options
+    from simulator.strategies import REGISTRY, STRATEGIES, lower
+    from simulator.training import make_cluster
+    from topologies import load_topology
+    from workloads import load_workload
+
+    assert tuple(REGISTRY) == STRATEGIES and len(set(STRATEGIES)) == len(STRATEGIES) == 13
+    fabric = Fabric(load_topology("star:hosts=4"))
+    fields = {f.name for f in dataclasses.fields(Options)}
+    workloads = {"recommender": load_workload("dlrm-small", ["batch=64"]),
+                 "classification": load_workload("classification:classes=1000,feature_dim=16,batch=4")}
+    for name, strategy in REGISTRY.items():
+        assert strategy.name == name and strategy.description and strategy.kind in workloads
+        assert strategy.options is None or strategy.options in fields
+        cluster = make_cluster(fabric, name, load_device("h100"), load_device("cpu-server"))
+        assert (len(cluster.servers) > 0) == strategy.needs_servers
+        lowered = lower(name, workloads[strategy.kind], cluster)
+        assert len(lowered.graph.ops) > 0 and "worker" in lowered.memory

@@ -8,6 +8,7 @@ generator the executor also uses (``ids=sampled``). Rows are owned by ``shard_of
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -221,6 +222,21 @@ def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: n
         sent, received = schedule.bytes_by_rank()
         deps = call(graph, name, category, ranks, cost, np.maximum(sent, received), deps, step, stream)
     return (graph.comm(name, category, ranks, schedule, deps=deps, step=step, kind="p2p", stream=stream),)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One strategy, as the registry (``simulator.strategies.REGISTRY``) holds it: ``name`` and
+    ``description`` (``dessim list strategies``), the workload kind it lowers (``recommender`` or
+    ``classification``), whether it needs PS servers, the ``StrategyOptions`` field it reads (``ps``, ``des``,
+    ``sharding``, ``fc``; None: none) and ``lower(workload, cluster, steps, options) -> Lowered``."""
+
+    name: str
+    description: str
+    kind: str
+    lower: Callable[..., Lowered]
+    needs_servers: bool = False
+    options: str | None = None
 
 
 @dataclass

@@ -24,15 +24,18 @@ of their partials; ``auto`` takes the smaller r (fields on a tie) where first-la
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from simulator.options import DESOptions
+from simulator.options import DESOptions, StrategyOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
     LENGTH_BYTES,
     Cluster,
     Lowered,
+    Strategy,
     collective,
     demand,
     exchange,
@@ -128,3 +131,17 @@ def des_memory(workload: Workload, workers: int, variant: str, options: DESOptio
                "partials": 2.0 * workers * b * r * s,
                "ids": workers * b * m * key if variant != "des-a2a" or options.input == "replicated" else b * m * key}
     return {"worker": worker_memory(workload, 2 + workload.optimizer_slots, batch_per_worker=b, **buffers)}
+
+
+def _lower(variant: str) -> Callable[..., Lowered]:
+    def lower(workload: Workload, cluster: Cluster, steps: int, options: StrategyOptions) -> Lowered:
+        return lower_des(workload, cluster, steps, options.des, variant=variant)
+
+    return lower
+
+
+STRATEGIES = tuple(Strategy(variant, description, "recommender", _lower(variant), options="des")
+                   for variant, description in (
+    ("des", "Distributed Equivalent Substitution: all-gather IDs, all-reduce partial results"),
+    ("des-rs", "DES with a reduce-scatter of partial results (half the forward bytes of des)"),
+    ("des-a2a", "DES with IDs and partial results routed to and from owners by all-to-all")))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.options import StrategyOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
-from simulator.strategies.base import Cluster, Lowered, collective, demand, host_op, worker_memory
+from simulator.strategies.base import Cluster, Lowered, Strategy, collective, demand, host_op, worker_memory
 from workloads import Workload
 
 
@@ -45,3 +46,11 @@ def dp_memory(workload: Workload, batch_per_worker: float | np.ndarray) -> dict[
     replicas = workload.sparse_bytes * (2 + workload.optimizer_slots)
     return {"worker": worker_memory(workload, 2 + workload.optimizer_slots, batch_per_worker=batch_per_worker,
                                     tables=replicas)}
+
+
+def _lower(workload: Workload, cluster: Cluster, steps: int, options: StrategyOptions) -> Lowered:
+    return lower_dp(workload, cluster, steps)
+
+
+STRATEGIES = (Strategy("dp", "data parallel: tables replicated, every table gradient all-reduced", "recommender",
+                       _lower),)

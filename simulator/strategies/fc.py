@@ -33,14 +33,15 @@ step (its bytes and time averaged over T steps, what a long run sees).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from simulator import compute
 from simulator.errors import SpecError
-from simulator.options import FCOptions
+from simulator.options import FCOptions, StrategyOptions
 from simulator.stepgraph import StepGraph
-from simulator.strategies.base import Cluster, Lowered, collective, exchange, host_op
+from simulator.strategies.base import Cluster, Lowered, Strategy, collective, exchange, host_op
 from workloads.classification import ClassificationWorkload
 from workloads.ids import expected_unique
 
@@ -222,3 +223,18 @@ def fc_memory(workload: ClassificationWorkload, strategy: str, workers: int, ser
     if strategy == "ps-fc":
         memory["server"] = {"fc_shard": c * d * s * (1 + slots) / servers}
     return memory
+
+
+def _lower(strategy: str) -> Callable[..., Lowered]:
+    def lower(workload: ClassificationWorkload, cluster: Cluster, steps: int, options: StrategyOptions) -> Lowered:
+        return lower_fc(workload, cluster, strategy, steps, options.fc)
+
+    return lower
+
+
+STRATEGIES = tuple(Strategy(name, description, "classification", _lower(name), needs_servers=name == "ps-fc",
+                            options="fc") for name, description in (
+    ("dp-fc", "extreme classification: FC replicated, its gradient all-reduced"),
+    ("ps-fc", "extreme classification: FC rows on parameter servers, pulled and pushed every step"),
+    ("mp-fc", "extreme classification: FC sharded by class, features all-gathered, distributed softmax"),
+    ("mp-fc-knn", "mp-fc with KNN softmax: only each label's nearest classes are scored")))

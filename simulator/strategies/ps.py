@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.options import PSOptions
+from simulator.options import PSOptions, StrategyOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
     Cluster,
     Lowered,
+    Strategy,
     collective,
     demand,
     exchange,
@@ -143,3 +144,11 @@ def _updates_to_wait_for(updates: list[tuple[int, ...]], step: int, opts: PSOpti
     if lag is None or step - 1 - lag < 0:
         return ()
     return updates[step - 1 - lag]
+
+
+def _lower(workload: Workload, cluster: Cluster, steps: int, options: StrategyOptions) -> Lowered:
+    return lower_ps(workload, cluster, steps, options.ps)
+
+
+STRATEGIES = (Strategy("ps", "parameter server: pull rows, push gradients (sync, async or bounded staleness)",
+                       "recommender", _lower, needs_servers=True, options="ps"),)

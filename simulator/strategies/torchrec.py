@@ -22,9 +22,11 @@ distribution); tables are stored in ``dtype_bytes``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from simulator.options import ShardingOptions
+from simulator.options import ShardingOptions, StrategyOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
@@ -32,6 +34,7 @@ from simulator.strategies.base import (
     Cluster,
     Demand,
     Lowered,
+    Strategy,
     collective,
     demand,
     exchange,
@@ -234,3 +237,18 @@ class _Plan:
         held = np.zeros(n)
         np.add.at(held, owner, self.row_counts[table] * width * s)
         return float(held.max())
+
+
+def _lower(sharding: str) -> Callable[..., Lowered]:
+    def lower(workload: Workload, cluster: Cluster, steps: int, options: StrategyOptions) -> Lowered:
+        return lower_sharded(workload, cluster, sharding, steps, options.sharding)
+
+    return lower
+
+
+STRATEGIES = tuple(Strategy(name, description, "recommender", _lower(name), options="sharding")
+                   for name, description in (
+    ("tw", "TorchRec table-wise sharding (all-to-all of IDs and pooled embeddings)"),
+    ("cw", "TorchRec column-wise sharding"),
+    ("rw", "TorchRec row-wise sharding (all-to-all of IDs, reduce-scatter of pooled embeddings)"),
+    ("twrw", "TorchRec table-wise-row-wise sharding (tables on nodes, rows over a node's GPUs)")))
