@@ -229,7 +229,9 @@ class Strategy:
     """One strategy, as the registry (``simulator.strategies.REGISTRY``) holds it: ``name`` and
     ``description`` (``dessim list strategies``), the workload kind it lowers (``recommender`` or
     ``classification``), whether it needs PS servers, the ``StrategyOptions`` field it reads (``ps``, ``des``,
-    ``sharding``, ``fc``; None: none) and ``lower(workload, cluster, steps, options) -> Lowered``."""
+    ``sharding``, ``fc``; None: none), ``lower(workload, cluster, steps, options) -> Lowered`` and, where the
+    analytical step is a fixed chain, ``closed_form(terms) -> figures per batch size`` (``strategies.closed``),
+    which must equal the engine on ``lower``'s graph."""
 
     name: str
     description: str
@@ -237,6 +239,7 @@ class Strategy:
     lower: Callable[..., Lowered]
     needs_servers: bool = False
     options: str | None = None
+    closed_form: Callable[..., dict] | None = None
 
 
 @dataclass

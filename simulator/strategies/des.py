@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from simulator import compute
 from simulator.options import DESOptions, StrategyOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
@@ -43,6 +44,7 @@ from simulator.strategies.base import (
     ids_op,
     worker_memory,
 )
+from simulator.strategies.closed import Terms, collective_s
 from workloads import Workload
 
 VARIANTS = ("des", "des-rs", "des-a2a")
@@ -140,7 +142,48 @@ def _lower(variant: str) -> Callable[..., Lowered]:
     return lower
 
 
-STRATEGIES = tuple(Strategy(variant, description, "recommender", _lower(variant), options="des")
+def _closed_form(variant: str) -> Callable[[Terms], dict[str, np.ndarray]]:
+    def closed_form(t: Terms) -> dict[str, np.ndarray]:
+        """des / des-rs per batch size: IDs all-gathered (T_ids) -> partials of the owned rows (c_pf) ->
+        partials all-reduced or reduce-scattered (T_p) -> dense forward and backward (f + g) -> partial
+        gradients all-gathered (T_g); then the owned rows' backward and update (c_pb) on the compute stream
+        while the dense gradients are all-reduced (T_d); then the dense update (c_du):
+        ``step = T_ids + c_pf + T_p + f + g + T_g + max(c_pb, T_d) + c_du``. With first-layer partials c_pf
+        and c_pb add the owners' GEMM over the B samples and its backward, f and g lose its FLOPs, and T_p,
+        T_g carry r = ``first_layer_partial_width`` values per sample."""
+        w, device, n, b, opts = t.workload, t.device, t.n, t.b, t.options.des
+        mode = w.des_partial(opts.partial)
+        forward, backward = t.dense_pass_s(mode == "first-layer")
+        dense_s, dense_wire = t.dense_allreduce
+        owned_rows = t.unique(n * t.lookups) / n
+        big_b = n * b
+        partial_lookups = costs.lookup_s(w, device, t.lookups, owned_rows, big_b)
+        partial_back = costs.embedding_backward_s(w, device, t.lookups, owned_rows, big_b)
+        if mode == "first-layer":
+            partial_back = partial_back + costs.first_layer_backward_s(w, device, big_b)
+            partial_lookups = partial_lookups + costs.first_layer_forward_s(w, device, big_b)
+        workers = t.cluster.workers
+        ids_s, ids_wire = (np.zeros_like(b), np.zeros_like(b)) if opts.input == "replicated" else collective_s(
+            t.cluster, "allgather", big_b * w.ids_per_sample * w.id_bytes, workers)
+        r = w.des_partial_width(mode)
+        partial_bytes = big_b * r * t.wire
+        sum_s, sum_wire = collective_s(t.cluster, "allreduce" if variant == "des" else "reducescatter",
+                                       partial_bytes, workers)
+        grad_s, grad_wire = collective_s(t.cluster, "allgather", partial_bytes, workers)
+        held = compute.id_handling_s(device, big_b * w.ids_per_sample)
+        host, dense_update = t.host_s, t.dense_update_s
+        busy = host + held + partial_lookups + forward + backward + partial_back + dense_update
+        step = (np.maximum(host, ids_s) + held + partial_lookups + sum_s + forward + backward + grad_s
+                + np.maximum(partial_back, dense_s) + dense_update)
+        return t.result(step, busy, ids_wire + sum_wire + grad_wire + dense_wire,
+                        des_memory(w, n, variant, opts, b)["worker"], des_partial=np.full(b.shape, mode),
+                        partial_width=np.full(b.shape, r))
+
+    return closed_form
+
+
+STRATEGIES = tuple(Strategy(variant, description, "recommender", _lower(variant), options="des",
+                            closed_form=_closed_form(variant) if variant != "des-a2a" else None)
                    for variant, description in (
     ("des", "Distributed Equivalent Substitution: all-gather IDs, all-reduce partial results"),
     ("des-rs", "DES with a reduce-scatter of partial results (half the forward bytes of des)"),

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator import compute
 from simulator.options import StrategyOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import Cluster, Lowered, Strategy, collective, demand, host_op, worker_memory
+from simulator.strategies.closed import Terms, collective_s
 from workloads import Workload
 
 
@@ -52,5 +54,21 @@ def _lower(workload: Workload, cluster: Cluster, steps: int, options: StrategyOp
     return lower_dp(workload, cluster, steps)
 
 
+def closed_form(t: Terms) -> dict[str, np.ndarray]:
+    """dp per batch size: forward and backward with their lookups p (and the tables' dense gradient zeroed,
+    z), then the table and dense gradients all-reduced one after the other, then the update u:
+    ``step = (p + f) + (p + g + z) + T_s + T_d + u``."""
+    w, device = t.workload, t.device
+    forward, backward = t.dense_pass_s()
+    dense_s, dense_wire = t.dense_allreduce
+    pool = costs.lookup_s(w, device, t.lookups, t.unique(t.lookups), t.b)
+    sparse_s, sparse_wire = collective_s(t.cluster, "allreduce", np.array([w.sparse_params * t.wire]),
+                                         t.cluster.workers)
+    update = compute.dense_update_s(device, w.dense_params + w.sparse_params, t.s, w.optimizer_slots)
+    busy = t.host_s + 2 * pool + forward + backward + costs.table_gradient_s(w, device) + update
+    step = busy + sparse_s + dense_s
+    return t.result(step, busy, np.broadcast_to(sparse_wire + dense_wire, t.b.shape), dp_memory(w, t.b)["worker"])
+
+
 STRATEGIES = (Strategy("dp", "data parallel: tables replicated, every table gradient all-reduced", "recommender",
-                       _lower),)
+                       _lower, closed_form=closed_form),)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator import compute
 from simulator.options import PSOptions, StrategyOptions
 from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
@@ -38,6 +39,7 @@ from simulator.strategies.base import (
     ids_op,
     worker_memory,
 )
+from simulator.strategies.closed import Terms, exchange_profile, exchange_s, memory_fits
 from workloads import Workload
 
 
@@ -150,5 +152,66 @@ def _lower(workload: Workload, cluster: Cluster, steps: int, options: StrategyOp
     return lower_ps(workload, cluster, steps, options.ps)
 
 
+def closed_form(t: Terms) -> dict[str, np.ndarray]:
+    """Synchronous ps per batch size: keys to the servers (K), their lookup (L), rows back (V), with
+    ``dense=ps`` the dense values after them on the same stream (DP); forward and backward with the pooling
+    (f + g); keys and gradients pushed (Pu), dense gradients after them (DPu); the servers' update (SU):
+    ``step = K + L + V + DP + f + g + Pu + DPu + SU``; with ``dense=allreduce`` the dense all-reduce (T_d) and
+    update (u) follow the push alongside the servers' update: ``... + Pu + max(SU, T_d + u)``. An exchange
+    whose messages all have one size c takes ``max(latency + c x drain)`` of its unit profile."""
+    workload, cluster, opts, b, lookups = t.workload, t.cluster, t.options, t.b, t.lookups
+    forward, backward = t.dense_pass_s()
+    (dense_s, dense_wire), dense_update, host = t.dense_allreduce, t.dense_update_s, t.host_s
+    workers, servers = cluster.workers, cluster.servers
+    n, p = len(workers), len(servers)
+    device, server = cluster.device, cluster.server_device or cluster.device
+    s, wire, key = workload.dtype_bytes, workload.comm_bytes, workload.id_bytes
+    values = np.array([t.params_per_id for t in workload.tables], dtype=np.float64) * wire  # a row on the wire
+    unique = t.unique(lookups)  # (configs, tables): a worker's distinct IDs
+    unique_global = t.unique(n * lookups)
+    pool = costs.lookup_s(workload, device, lookups, unique, b)
+    requested = n * unique / p  # what each server looks up: every worker's distinct IDs it holds
+    lookup = costs.server_lookup_s(workload, server, requested, n)
+    src, dst = np.repeat(workers, p), np.tile(servers, n)
+    keys_s, keys_wire = exchange_s(cluster, src, dst, unique.sum(axis=1) / p * key)
+    rows_s, rows_wire = exchange_s(cluster, dst, src, unique @ values / p)
+    push_s, push_wire = exchange_s(cluster, src, dst, (unique.sum(axis=1) * key + unique @ values) / p)
+    server_s = costs.server_update_s(workload, server, unique_global / p, n)
+    pulled_dense = pushed_dense = 0.0
+    dense_wire_ps = 0.0
+    if opts.ps.dense == "ps":  # server j holds whole values [D j // P, D (j+1) // P): sizes differ by one value
+        shard = np.diff(workload.dense_params * np.arange(p + 1) // p).astype(np.float64)
+        sizes = np.tile(shard * wire, n)
+        sel = (sizes > 0) & (src != dst)
+        if sel.any():
+            pulled_dense = exchange_profile(cluster, dst[sel], src[sel], sizes[sel]).time_s()
+            pushed_dense = exchange_profile(cluster, src[sel], dst[sel], sizes[sel]).time_s()
+            dense_wire_ps = 2 * float(sizes[sel].sum())
+        server_s = server_s + float(np.max(compute.dense_update_s(server, shard, s, workload.optimizer_slots)))
+    colocated = bool(np.isin(servers, workers).any())
+    dedup = compute.id_handling_s(device, lookups.sum(axis=1), dedup=True)
+    head = host + dedup + keys_s + lookup + rows_s + pulled_dense + pool + forward + pool + backward + push_s
+    if opts.ps.dense == "ps":
+        step = head + pushed_dense + server_s
+        worker_end = step if colocated else head + pushed_dense
+        tail, hosted = 0.0, server_s  # a worker's compute after backward; a co-located host's
+    else:
+        step = head + np.maximum(server_s, dense_s + dense_update)
+        worker_end = step if colocated else head + dense_s + dense_update
+        overlap = np.maximum(0.0, np.minimum(server_s, dense_s + dense_update) - dense_s)
+        tail, hosted = dense_update, server_s + dense_update - overlap  # the two updates' union
+    busy = host + dedup + 2 * pool + forward + backward + (lookup + hosted if colocated else tail)
+    exchanged = keys_wire + rows_wire + push_wire + dense_wire_ps
+    reduced = dense_wire if opts.ps.dense == "allreduce" else 0.0
+    wire = exchanged + reduced
+    traffic = (2 * exchanged if colocated else exchanged) + 2 * reduced
+    memory = ps_memory(workload, p, opts.ps, unique, b)
+    server_total, server_fits = memory_fits(server, memory["server"], b)
+    figures = t.result(step, busy, wire, memory["worker"], traffic / n, memory_server_bytes=server_total)
+    figures["exposed_comm_s"] = worker_end - busy  # a dedicated server's update is not a worker's wait
+    figures["fits_memory"] = figures["fits_memory"] & server_fits
+    return figures
+
+
 STRATEGIES = (Strategy("ps", "parameter server: pull rows, push gradients (sync, async or bounded staleness)",
-                       "recommender", _lower, needs_servers=True, options="ps"),)
+                       "recommender", _lower, needs_servers=True, options="ps", closed_form=closed_form),)

@@ -1,0 +1,157 @@
+"""What the strategies' closed forms share: a step's common terms over an array of batch sizes, and the
+collectives and exchanges priced as the analytical engine prices them.
+
+A strategy with a closed form (``Strategy.closed_form``, beside its lowering) writes its critical path out
+from these terms; ``simulator.vectorized.step_times`` picks it from the registry. Every collective time is
+the analytical backend's: the fastest candidate algorithm (as ``tuner.choose_algorithm``) of ``sum over
+steps of repeat x max(latency + size / size_ref x drain)``, each algorithm's profile built once per fabric
+(and pipeline shape) and evaluated for every size at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from simulator import compute
+from simulator.collectives import pipeline_chunks
+from simulator.compute import Device, fits
+from simulator.options import StrategyOptions
+from simulator.strategies.base import Cluster, whole_nodes
+from simulator.strategies.costs import dense_flops_per_sample, dense_kernels, dtype
+from simulator.tuner import candidate_algorithms, profiled
+from workloads import Workload
+from workloads.ids import expected_unique
+
+
+@dataclass
+class Terms:
+    """A step's common terms per batch size ``b`` (samples per worker): bytes per stored value ``s`` and per
+    value on the wire ``wire``, IDs looked up per table (``lookups``, configs x tables), the host's time per
+    step, and (cached) the dense part's all-reduce and update."""
+
+    workload: Workload
+    cluster: Cluster
+    options: StrategyOptions
+    b: np.ndarray
+
+    @property
+    def device(self) -> Device:
+        return self.cluster.device
+
+    @property
+    def n(self) -> int:
+        return len(self.cluster.workers)
+
+    @property
+    def host_s(self) -> float:
+        """A step's host time outside its ops, first on the compute stream."""
+        return self.device.step_overhead_us * 1e-6
+
+    @property
+    def s(self) -> int:
+        return self.workload.dtype_bytes
+
+    @property
+    def wire(self) -> int:
+        return self.workload.comm_bytes
+
+    @cached_property
+    def lookups(self) -> np.ndarray:
+        return self.b[:, None] * np.array([t.fields * t.hotness for t in self.workload.tables], dtype=np.float64)
+
+    def dense_pass_s(self, first_layer: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(forward, backward) of the dense part for each batch size (``first_layer``: without DES's
+        substituted first layer)."""
+        w, device = self.workload, self.device
+        flops, act = dense_flops_per_sample(w, first_layer), w.activation_bytes_per_sample
+        weights, kernels = w.dense_params * self.s, dense_kernels(w)
+        return (compute.dense_forward_s(device, self.b * flops, weights, self.b * act, dtype(w), kernels),
+                compute.dense_backward_s(device, self.b * flops, weights, self.b * act, dtype(w), kernels))
+
+    @cached_property
+    def dense_allreduce(self) -> tuple[np.ndarray, np.ndarray]:
+        """(time s, bytes) of the dense gradients' all-reduce over the workers."""
+        return collective_s(self.cluster, "allreduce", np.array([self.workload.dense_params * self.wire]),
+                            self.cluster.workers)
+
+    @property
+    def dense_update_s(self) -> float:
+        w = self.workload
+        return compute.dense_update_s(self.device, w.dense_params, self.s, w.optimizer_slots)
+
+    def unique(self, draws: np.ndarray) -> np.ndarray:
+        """Expected distinct IDs per (batch size, table) among ``draws`` draws of each table."""
+        return np.array([[expected_unique(t.rows, d, t.popularity, t.zipf_alpha)
+                          for t, d in zip(self.workload.tables, row, strict=True)] for row in draws])
+
+    def result(self, step: np.ndarray, busy: np.ndarray, wire: np.ndarray, memory: dict[str, float | np.ndarray],
+               per_worker: np.ndarray | None = None, **more: np.ndarray) -> dict[str, np.ndarray]:
+        """The summary's figures per batch size (``per_worker``: bytes sent plus received per worker; default
+        2 x bytes on the wire / N)."""
+        total, fitting = memory_fits(self.device, memory, self.b)
+        return {"step_time_s": step, "samples_per_s": self.n * self.b / step, "bytes_on_wire": wire,
+                "bytes_per_worker_mean": 2 * wire / self.n if per_worker is None else per_worker,
+                "compute_s": busy, "exposed_comm_s": step - busy, "memory_worker_bytes": total,
+                "fits_memory": fitting, **more}
+
+
+def memory_fits(device: Device, parts: dict[str, float | np.ndarray], b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Total bytes and whether they fit ``device``, per batch size."""
+    total = sum(np.broadcast_to(v, b.shape) for v in parts.values())
+    fitting = np.array([fits(device, {k: float(np.broadcast_to(v, b.shape)[i]) for k, v in parts.items()})[0]
+                        for i in range(len(b))])
+    return total, fitting
+
+
+def collective_s(cluster: Cluster, op: str, sizes: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time s, bytes on the wire) of ``op`` over ``ranks`` at each of ``sizes`` (bytes), with the algorithm
+    the engine would pick at each size (the fastest, or the cluster's)."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if len(ranks) < 2:
+        return np.zeros_like(sizes), np.zeros_like(sizes)
+    per_node = whole_nodes(cluster, ranks)
+    algos = [cluster.collective_algorithm] if cluster.collective_algorithm else candidate_algorithms(
+        op, len(ranks), per_node)
+    times, wire = np.full((len(algos), len(sizes)), np.inf), np.zeros((len(algos), len(sizes)))
+    for a, algo in enumerate(algos):
+        chunks = np.array([pipeline_chunks(op, algo, s) or 0 for s in sizes])
+        for c in np.unique(chunks):
+            sel = np.nonzero((chunks == c) & (sizes > 0))[0]
+            if not len(sel):
+                continue
+            entry = profiled(cluster.fabric, op, algo, float(sizes[sel[0]]), 0, per_node, ranks)
+            scale = sizes[sel] / entry.size_bytes
+            times[a, sel] = sum(repeat * (step.latency_s[None, :] + scale[:, None] * step.drain_s[None, :]).max(axis=1)
+                                for repeat, step in entry.profile)
+            wire[a, sel] = entry.total_bytes * scale
+    best = np.argmin(times, axis=0)  # ties go to the first candidate, as min() over the dict does
+    columns = np.arange(len(sizes))
+    empty = sizes <= 0
+    return np.where(empty, 0.0, times[best, columns]), np.where(empty, 0.0, wire[best, columns])
+
+
+def exchange_s(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time s, bytes) of a one-round exchange ``src[i] -> dst[i]`` of messages that all have one size, at
+    each of ``sizes`` (bytes per message), as ``strategies.base.exchange`` lowers it (self-messages dropped)."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    keep = src != dst
+    if not keep.any():
+        return np.zeros_like(sizes), np.zeros_like(sizes)
+    unit = exchange_profile(cluster, src[keep], dst[keep], np.ones(int(keep.sum())))
+    time_s = (unit.latency_s[None, :] + sizes[:, None] * unit.drain_s[None, :]).max(axis=1)
+    return np.where(sizes > 0, time_s, 0.0), sizes * int(keep.sum())
+
+
+def exchange_profile(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> object:
+    """The analytical step profile of messages ``src[i] -> dst[i]`` (hosts) of ``sizes`` bytes, over the
+    hosts they involve, as the engine runs an exchange."""
+    from simulator.network.analytical import step_profile
+    from simulator.schedule import Pattern
+
+    present = np.zeros(cluster.fabric.n_hosts, dtype=bool)
+    present[src] = present[dst] = True
+    ranks, position = np.nonzero(present)[0], np.cumsum(present) - 1
+    return step_profile(cluster.fabric, Pattern.of(len(ranks), position[src], position[dst], sizes), ranks)
