@@ -1,12 +1,17 @@
-"""Small graphs built by hand, independent of the topology builders under test elsewhere."""
+"""What several test modules share: small graphs built by hand (independent of the topology builders under
+test elsewhere), running the command line, and the simulator's bytes of an executor run. Test modules
+import these from here (``from conftest import ...``), never from each other."""
 
 import networkx as nx
 import numpy as np
 import pytest
 
+from simulator.cli import main
+from simulator.compute import load_device
 from simulator.fabric import Fabric
 from simulator.network.flow import FlowNetwork
 from simulator.schedule import Schedule
+from simulator.training import make_cluster, simulate_step
 
 
 def star_graph(n: int, link_gbps: float = 100.0, latency_us: float = 1.0) -> nx.Graph:
@@ -50,3 +55,37 @@ def run_flow(fabric: Fabric, schedule: Schedule, ready_s: np.ndarray | None = No
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(7)
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """``dessim ARGS``: exit code, stdout, stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def sent(report, category: str, rank: int = 0) -> float:
+    """Bytes ``rank`` sends in ``category`` over a StepReport's trace."""
+    trace = report.trace
+    return float(trace[(trace.category == category) & (trace["rank"] == rank)].bytes_sent.sum())
+
+
+def simulated_bytes(workload: object, world: int, strategy: str, steps: int) -> dict[tuple[str, int], float]:
+    """What the simulator says each (category, rank) sends in ``steps`` steps of an executor run (star of
+    ``world`` hosts, ring collectives as the communicator counts them)."""
+    fabric = Fabric(star_graph(world))
+    cluster = make_cluster(fabric, strategy, load_device("h100"), load_device("cpu-server"))
+    cluster.collective_algorithm = "ring"  # the communicator counts ring (bus) bytes
+    trace = simulate_step(workload, cluster, strategy, "analytical", steps=steps).trace
+    comm = trace[trace.kind != "compute"]
+    return {key: float(v) for key, v in comm.groupby(["category", "rank"], observed=True).bytes_sent.sum().items()}
+
+
+def assert_bytes_as_predicted(ranks: list[dict], predicted: dict[tuple[str, int], float]) -> None:
+    """Every rank's counted bytes per category equal the simulator's, and nothing else was sent."""
+    measured = {(category, rank): c["bytes_sent"] for rank, out in enumerate(ranks)
+                for category, c in out["counters"].items() if category not in ("metrics", "metadata")}
+    assert measured.keys() == predicted.keys()
+    for key, value in predicted.items():
+        assert measured[key] == pytest.approx(value, rel=1e-12), key

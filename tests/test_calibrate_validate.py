@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_cli import run  # noqa: E402
+from conftest import run_cli as run  # noqa: E402
 
 from simulator.compute import CalibrationProfile, load_calibration, load_device, op_time_s  # noqa: E402
 from simulator.executor.calibrate import COLLECTIVES, fit_collectives, fit_compute  # noqa: E402

@@ -5,8 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import star_graph
-from test_cli import run as run_cli
+from conftest import run_cli, sent, star_graph
 
 from simulator import compute
 from simulator.compute import load_device
@@ -34,11 +33,6 @@ def simulate(wl: ClassificationWorkload, strategy: str, n: int, servers: int = 0
     options = StrategyOptions.default()
     options.fc = FCOptions(**fc)
     return simulate_step(wl, cluster, strategy, "analytical", options=options)
-
-
-def sent(report, category: str, rank: int = 0) -> float:
-    trace = report.trace
-    return float(trace[(trace.category == category) & (trace["rank"] == rank)].bytes_sent.sum())
 
 
 def categories(report) -> set[str]:

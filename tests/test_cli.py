@@ -6,15 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
-
-from simulator.cli import main
-
-
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
+from conftest import run_cli as run
 
 
 def test_default_run_says_what_it_ran() -> None:

@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
-from test_cli import run
+from conftest import run_cli as run
 
 from simulator.strategies import STRATEGIES
 

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import star_graph  # noqa: E402
+from conftest import assert_bytes_as_predicted, simulated_bytes, star_graph  # noqa: E402
 
 from simulator.compute import load_device  # noqa: E402
 from simulator.executor.launch import run_local  # noqa: E402
@@ -24,24 +24,6 @@ def small(model: str) -> object:
         return lr(n_tables=3, rows=1000, hotness=2, batch_per_worker=16, ids="sampled", seed=5, popularity="zipf",
                   zipf_alpha=1.1)
     return fm(n_tables=2, rows=500, dim=4, hotness=3, batch_per_worker=16, ids="sampled", seed=6)
-
-
-def _simulated_bytes(workload: object, world: int, strategy: str) -> dict[tuple[str, int], float]:
-    fabric = Fabric(star_graph(world))
-    cluster = make_cluster(fabric, strategy, load_device("h100"), load_device("cpu-server"))
-    cluster.collective_algorithm = "ring"  # the communicator counts ring (bus) bytes
-    trace = simulate_step(workload, cluster, strategy, "analytical", steps=STEPS).trace
-    comm = trace[trace.kind != "compute"]
-    return {key: float(v) for key, v in comm.groupby(["category", "rank"], observed=True).bytes_sent.sum().items()}
-
-
-def _assert_bytes_as_predicted(ranks: list[dict], predicted: dict[tuple[str, int], float]) -> None:
-    """Every rank's counted bytes per category equal the simulator's, and nothing else was sent."""
-    measured = {(category, rank): c["bytes_sent"] for rank, out in enumerate(ranks)
-                for category, c in out["counters"].items() if category not in ("metrics", "metadata")}
-    assert measured.keys() == predicted.keys()
-    for key, value in predicted.items():
-        assert measured[key] == pytest.approx(value, rel=1e-12), key
 
 
 def _train(strategy: str) -> tuple:
@@ -64,7 +46,7 @@ def test_des_and_dp_equal_single_process_training_and_the_predicted_bytes(model:
         assert out["bias"] == pytest.approx(bias, rel=1e-5, abs=1e-7)
         for owned, rows, full in zip(out["owned"], out["weights"], tables, strict=True):
             assert np.allclose(rows, full[owned], rtol=1e-5, atol=1e-6)
-    _assert_bytes_as_predicted(ranks, _simulated_bytes(workload, world, variant))
+    assert_bytes_as_predicted(ranks, simulated_bytes(workload, world, variant, STEPS))
 
 
 @pytest.mark.parametrize("model", ["lr", "fm", "dlrm"])
@@ -130,4 +112,4 @@ def test_pooled_models_under_des_equal_single_process_training_and_the_predicted
         assert np.allclose(out["losses"], losses, rtol=1e-5, atol=1e-7)
         for owned, rows, full in zip(out["owned"], out["weights"], tables, strict=True):
             assert np.allclose(rows, full[owned], rtol=1e-4, atol=1e-6)
-    _assert_bytes_as_predicted(ranks, _simulated_bytes(workload, world, variant))
+    assert_bytes_as_predicted(ranks, simulated_bytes(workload, world, variant, STEPS))

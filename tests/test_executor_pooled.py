@@ -6,12 +6,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_executor_models import STEPS, _assert_bytes_as_predicted, _simulated_bytes  # noqa: E402
+from conftest import assert_bytes_as_predicted, simulated_bytes  # noqa: E402
 
 from simulator.executor.launch import run_local  # noqa: E402
 from simulator.executor.pooled_models import train_reference  # noqa: E402
 from simulator.executor.train import train_des_a2a, train_dp  # noqa: E402
 from workloads import Workload, deepfm, dlrm, dnn, widedeep  # noqa: E402
+
+STEPS = 3
 
 
 def small(model: str) -> Workload:
@@ -43,7 +45,7 @@ def test_pooled_models_under_des_a2a_and_dp_equal_single_process_training_and_th
         assert len(out["step_s"]) == STEPS and all(s > 0 for s in out["step_s"])
         for owned, rows, full in zip(out["owned"], out["weights"], tables, strict=True):
             assert np.allclose(rows, full[owned], rtol=1e-4, atol=1e-6)
-    _assert_bytes_as_predicted(ranks, _simulated_bytes(workload, world, strategy))
+    assert_bytes_as_predicted(ranks, simulated_bytes(workload, world, strategy, STEPS))
 
 
 @pytest.mark.parametrize(("model", "variant"), [("widedeep", "des"), ("deepfm", "des-a2a")])
@@ -66,7 +68,7 @@ def test_first_layer_partials_equal_single_process_training_and_the_predicted_by
         assert np.allclose(out["losses"], losses, rtol=1e-6, atol=1e-6)
         for owned, rows, full in zip(out["owned"], out["weights"], tables, strict=True):
             assert np.allclose(rows, full[owned], rtol=1e-6, atol=1e-6)
-    predicted = _simulated_bytes(workload, world, variant)  # DES's default, auto: first-layer here
-    _assert_bytes_as_predicted(ranks, predicted)
+    predicted = simulated_bytes(workload, world, variant, STEPS)  # DES's default, auto: first-layer here
+    assert_bytes_as_predicted(ranks, predicted)
     if variant == "des":  # ring all-reduce: 2 (N - 1) / N of B x r values, per rank
         assert predicted[("des.partials", 0)] == 2 * (world - 1) / world * world * 8 * r * 4 * STEPS

@@ -6,9 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import star_graph
-from test_classification import sent
-from test_cli import run as run_cli
+from conftest import run_cli, sent, star_graph
 
 from simulator.compute import load_device
 from simulator.errors import SpecError

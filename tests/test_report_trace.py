@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
-from test_cli import run as run_cli
+from conftest import run_cli
 
 from simulator.compute import load_device
 from simulator.fabric import Fabric

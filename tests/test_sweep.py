@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_cli import run as run_cli
+from conftest import run_cli
 
 from simulator.sweep import SweepSpec, expand, load_sweep, run_key, sweep
 

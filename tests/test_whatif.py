@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_flow, star_graph
 
 from simulator.cli import main
 from simulator.compute import load_device
@@ -19,7 +20,6 @@ from simulator.stragglers import parse_ranks, slowdown_factors
 from simulator.strategies import StrategyOptions
 from simulator.strategies.ps import PSOptions
 from simulator.training import make_cluster, simulate_step
-from tests.conftest import run_flow, star_graph
 from topologies import load_topology
 from topologies.faults import apply_faults, parse_fault
 from workloads import load_workload
