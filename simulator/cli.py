@@ -187,12 +187,12 @@ def _write_step_outputs(reports: list, trace_out: str | None, links_out: str | N
     if save:
         from simulator.report import save_results
 
-        save_results(save, document or {"strategies": [r.summary for r in reports]}, reports)
+        save_results(save, document or {"strategies": [r.summary.document() for r in reports]}, reports)
     if trace_out:
-        ui.write_table(pd.concat([r.trace.assign(strategy=r.summary["strategy"]) for r in reports],
+        ui.write_table(pd.concat([r.trace.assign(strategy=r.summary.strategy) for r in reports],
                                ignore_index=True), trace_out, "trace-out")
     if links_out:
-        ui.write_table(pd.concat([r.links.assign(strategy=r.summary["strategy"]) for r in reports],
+        ui.write_table(pd.concat([r.links.assign(strategy=r.summary.strategy) for r in reports],
                                ignore_index=True), links_out, "links-out")
 
 
@@ -209,9 +209,9 @@ def run(as_json: bool = False, trace_out: str | None = None, links_out: str | No
     reports = [_one_step(ui.bars_wanted(as_json), save is not None, **options)]
     _write_step_outputs(reports, trace_out, links_out, save)
     if as_json:
-        typer.echo(json.dumps(reports[0].summary))
+        typer.echo(json.dumps(reports[0].summary.document()))
         return
-    ui.print_summary(reports, f"Ran {reports[0].summary['strategy']}")
+    ui.print_summary(reports, f"Ran {reports[0].summary.strategy}")
 
 
 @_run_options(skip=("strategy",), extra=[("strategies", str | None, None, typer.Option(
@@ -228,11 +228,11 @@ def compare(strategies: str | None = None, as_json: bool = False, trace_out: str
         raise SpecError("strategies", strategies, "allowed: a comma-separated list such as ps,des")
     with ui.progress_bar(ui.bars_wanted(as_json)) as update:
         reports = _step_reports(_spec(options), names, record_rates=save is not None, progress=update)
-    names = [r.summary["strategy"] for r in reports]
+    names = [r.summary.strategy for r in reports]
     table = comparison_table(reports)
     savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}
                for _, row in table.iterrows()}
-    document = {"baseline": names[0], "strategies": [r.summary for r in reports], "savings": savings}
+    document = {"baseline": names[0], "strategies": [r.summary.document() for r in reports], "savings": savings}
     _write_step_outputs(reports, trace_out, links_out, save, document)
     if as_json:
         typer.echo(json.dumps(document))
@@ -251,9 +251,9 @@ def trace(out: str, **options: object) -> None:
         raise SpecError("out", out, "must end in .json")
     report = _one_step(ui.bars_wanted(False), **options)
     summary = report.summary
-    write_trace_events(report.trace, out, f"{summary['strategy']} / {summary['workload']} / {summary['topology']}")
-    typer.echo(f"wrote {out}: {summary['strategy']}, {report.trace['rank'].nunique()} ranks, {len(report.trace)} ops, "
-               f"step {ui.seconds(summary['step_time_s'])}; open it in https://ui.perfetto.dev")
+    write_trace_events(report.trace, out, f"{summary.strategy} / {summary.workload} / {summary.topology}")
+    typer.echo(f"wrote {out}: {summary.strategy}, {report.trace['rank'].nunique()} ranks, {len(report.trace)} ops, "
+               f"step {ui.seconds(summary.step_time_s)}; open it in https://ui.perfetto.dev")
 
 
 for _command in (run, compare, trace):
@@ -318,9 +318,9 @@ def jobs_command(
                       ui.seconds(row.step_time_shared_s), f"x{row.slowdown:.3g}", ui.seconds(row.interference_s))
     console.print(shown)
     for name, report in result.shared.items():
-        for role, used in report.summary["memory"].items():
-            if not used["fits"]:
-                console.print(f"{name}: {role} memory: {used['reason']}")
+        for role, used in report.summary.memory.items():
+            if not used.fits:
+                console.print(f"{name}: {role} memory: {used.reason}")
     if out is not None:
         console.print(f"wrote {out}")
 

@@ -25,12 +25,12 @@ def print_summary(reports: list, title: str) -> None:
     table = comparison_table(reports)
     console = Console()
     first = reports[0].summary
-    servers = max(r.summary["servers"] for r in reports)
+    servers = max(r.summary.servers for r in reports)
     with_servers = f" (ps: {servers} servers)" if servers else ""
-    console.print(f"{title}: [bold]{first['workload']}[/bold] ({first['model']}) on {first['workers']} workers"
-                  f"{with_servers} of [bold]{first['topology']}[/bold] at {first['fidelity']} fidelity "
-                  f"({first['network_model']} sharing), batch "
-                  f"{first['batch_per_worker']} per worker.")
+    console.print(f"{title}: [bold]{first.workload}[/bold] ({first.model}) on {first.workers} workers"
+                  f"{with_servers} of [bold]{first.topology}[/bold] at {first.fidelity} fidelity "
+                  f"({first.network_model} sharing), batch "
+                  f"{first.batch_per_worker} per worker.")
     out = Table(show_header=True)
     for column in ("strategy", "step", "samples/s", "on wire", "per worker", "exposed comm", "memory"):
         out.add_column(column)
@@ -39,26 +39,26 @@ def print_summary(reports: list, title: str) -> None:
                     format_bytes(row["bytes_on_wire"]), format_bytes(row["bytes_per_worker_max"]),
                     seconds(row["exposed_comm_s"]), "fits" if row["fits_memory"] else "DOES NOT FIT")
     console.print(out)
-    whatif = [key for key in ("faults", "stragglers", "rank_devices") if first.get(key)]
+    whatif = {key: getattr(first, key) for key in ("faults", "stragglers", "rank_devices") if getattr(first, key)}
     if whatif:
-        console.print("what if: " + "; ".join(f"{key} {first[key]}" for key in whatif))
+        console.print("what if: " + "; ".join(f"{key} {value}" for key, value in whatif.items()))
     for report in reports:
         summary = report.summary
-        if "des_partial" in summary:
-            console.print(f"{summary['strategy']}: partials summed per sample: {summary['partial_width']} values "
-                          f"({summary['des_partial']}; --des-partial)")
-        if whatif or summary["staleness_max"] > 0:
-            pace = summary["worker_step_time_s"]
-            console.print(f"{summary['strategy']}: each worker's own step {seconds(pace['min'])} to "
-                          f"{seconds(pace['max'])}; at those paces all workers together "
-                          f"{summary['worker_samples_per_s']:.3g} samples/s (the table's samples/s: every worker's "
-                          f"batch per step of the whole run); staleness mean {summary['staleness_mean']:.3g}, max "
-                          f"{summary['staleness_max']:.0f} updates by other workers between a read and its apply; "
-                          f"a read at most {summary['clock_gap_max']:.0f} steps ahead of the slowest worker "
+        if summary.des_partial is not None:
+            console.print(f"{summary.strategy}: partials summed per sample: {summary.partial_width} values "
+                          f"({summary.des_partial}; --des-partial)")
+        if whatif or summary.staleness_max > 0:
+            pace = summary.worker_step_time_s
+            console.print(f"{summary.strategy}: each worker's own step {seconds(pace.min)} to "
+                          f"{seconds(pace.max)}; at those paces all workers together "
+                          f"{summary.worker_samples_per_s:.3g} samples/s (the table's samples/s: every worker's "
+                          f"batch per step of the whole run); staleness mean {summary.staleness_mean:.3g}, max "
+                          f"{summary.staleness_max:.0f} updates by other workers between a read and its apply; "
+                          f"a read at most {summary.clock_gap_max:.0f} steps ahead of the slowest worker "
                           f"(SSP's bound)", soft_wrap=True)
-        for role, used in report.summary["memory"].items():
-            if not used["fits"]:
-                console.print(f"{report.summary['strategy']}: {role} memory: {used['reason']}")
+        for role, used in report.summary.memory.items():
+            if not used.fits:
+                console.print(f"{report.summary.strategy}: {role} memory: {used.reason}")
     base = table.iloc[0]
     for _, row in table.iloc[1:].iterrows():
         ratios = [f"step time x{row['step_time_s'] / base['step_time_s']:.3g}"]

@@ -325,16 +325,16 @@ def jobs_table(jobs: list[_Job], alone: dict[str, StepReport], shared: dict[str,
     rows = []
     for job in jobs:
         a, s = alone[job.spec.name].summary, shared[job.spec.name].summary
-        t_alone, t_shared = a["step_time_s"], s["step_time_s"]
+        t_alone, t_shared = a.step_time_s, s.step_time_s
         rows.append({
-            "name": job.spec.name, "workload": a["workload"], "strategy": job.spec.strategy,
-            "workers": a["workers"], "servers": a["servers"], "hosts": hosts_text(job.cluster.workers),
+            "name": job.spec.name, "workload": a.workload, "strategy": job.spec.strategy,
+            "workers": a.workers, "servers": a.servers, "hosts": hosts_text(job.cluster.workers),
             "start_s": job.spec.start_s, "steps": job.spec.steps,
             "step_time_alone_s": t_alone, "step_time_shared_s": t_shared,
             "slowdown": t_shared / t_alone if t_alone > 0 else math.nan, "interference_s": t_shared - t_alone,
             "end_shared_s": job.spec.start_s + t_shared * job.spec.steps,
-            "exposed_comm_alone_s": a["exposed_comm_s"], "exposed_comm_shared_s": s["exposed_comm_s"],
-            "samples_per_s_alone": a["samples_per_s"], "samples_per_s_shared": s["samples_per_s"],
-            "bytes_on_wire": s["bytes_on_wire"], "bytes_per_worker_max": s["bytes_per_worker"]["max"],
-            "fits_memory": s["fits_memory"]})
+            "exposed_comm_alone_s": a.exposed_comm_s, "exposed_comm_shared_s": s.exposed_comm_s,
+            "samples_per_s_alone": a.samples_per_s, "samples_per_s_shared": s.samples_per_s,
+            "bytes_on_wire": s.bytes_on_wire, "bytes_per_worker_max": s.bytes_per_worker.max,
+            "fits_memory": s.fits_memory})
     return pd.DataFrame(rows)

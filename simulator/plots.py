@@ -27,7 +27,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from simulator.results import node_tier
+from simulator.results import StepSummary, node_tier
 
 PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark24
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
@@ -86,7 +86,7 @@ def link_heatmap(link_timeline: pd.DataFrame, title: str = "Link utilization ove
     return fig
 
 
-def traffic_by_category(summaries: Sequence[dict], title: str = "Bytes on the wire per step, by category",
+def traffic_by_category(summaries: Sequence[StepSummary | dict], title: str = "Bytes on the wire per step, by category",
                         colors: dict[str, str] | None = None) -> go.Figure:
     """Stacked bars: per strategy (a step summary each), the bytes every rank sent, by category (MB)."""
     rows = pd.DataFrame([{"strategy": s["strategy"], "category": c, "MB": v / 1e6}
@@ -99,7 +99,8 @@ def traffic_by_category(summaries: Sequence[dict], title: str = "Bytes on the wi
     return fig
 
 
-def step_breakdown(summaries: Sequence[dict], title: str = "Step time breakdown (critical worker)") -> go.Figure:
+def step_breakdown(summaries: Sequence[StepSummary | dict],
+                   title: str = "Step time breakdown (critical worker)") -> go.Figure:
     """Stacked bars per strategy: compute alone, compute overlapped with communication, and exposed
     communication (the compute stream idle); they add up to the step time (ms)."""
     parts = {"compute": [], "compute overlapped with comm": [], "exposed communication": []}

@@ -38,7 +38,7 @@ def save_results(directory: str | Path, document: dict, reports: list) -> None:
     if all(r.network.link_segments() is not None for r in reports):
         tables["link_timeline"] = [r.link_timeline() for r in reports]
     for name, frames in tables.items():
-        pd.concat([f.assign(strategy=r.summary["strategy"]) for f, r in zip(frames, reports, strict=True)],
+        pd.concat([f.assign(strategy=r.summary.strategy) for f, r in zip(frames, reports, strict=True)],
                   ignore_index=True).to_parquet(out / f"{name}.parquet")
 
 

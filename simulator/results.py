@@ -4,9 +4,11 @@ contract")."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.fabric import Fabric
 from simulator.network.result import Network
@@ -88,6 +90,89 @@ def _union_s(start: np.ndarray, end: np.ndarray) -> list[tuple[float, float]]:
 
 def _overlap_s(one: list[tuple[float, float]], other: list[tuple[float, float]]) -> float:
     return sum(max(0.0, min(b, d) - max(a, c)) for a, b in one for c, d in other)
+
+
+class Spread(BaseModel):
+    """Over the workers: the least, the mean and the greatest."""
+
+    min: float
+    mean: float
+    max: float
+
+
+class WorkerBytes(BaseModel):
+    """Bytes a worker sends plus receives per step: the busiest worker's and the mean."""
+
+    max: float
+    mean: float
+
+
+class MemoryUse(BaseModel):
+    """A device role's memory (``worker``, ``server``): total ``bytes``, ``parts`` (component -> bytes), the
+    ``device`` it must fit and whether it does (``reason`` says why not)."""
+
+    bytes: float
+    parts: dict[str, float]
+    device: str
+    fits: bool
+    reason: str
+
+
+class StepSummary(BaseModel):
+    """One training step's figures (per step, over the run's steps), as ``dessim run --json`` prints them
+    (``document()``); docs/ARCHITECTURE.md, "The result contract", says what each means. Units are in the
+    names: ``_s`` seconds, bytes for every ``bytes`` field, ``samples_per_s`` samples per second."""
+
+    model_config = ConfigDict(extra="forbid")
+    strategy: str
+    workload: str
+    model: str
+    topology: str
+    faults: str
+    fidelity: str
+    network_model: str
+    workers: int
+    servers: int
+    batch_per_worker: int
+    precision: str
+    steps: int
+    step_time_s: float = Field(description="wall-clock time of one step of the whole job")
+    bytes_on_wire: float = Field(description="bytes every rank sends in one step, counted once per message "
+                                             "(not once per link it crosses)")
+    bytes_per_worker: WorkerBytes
+    bytes_by_category: dict[str, float] = Field(description="bytes on the wire per op category")
+    compute_s: float = Field(description="the critical worker's time computing")
+    exposed_comm_s: float = Field(description="the critical worker's time with its compute stream idle")
+    overlap_s: float = Field(description="the critical worker's time communicating while computing")
+    critical_worker: int = Field(description="the host of the worker that ends last")
+    worker_step_time_s: Spread = Field(description="each worker's own time per step")
+    worker_samples_per_s: float = Field(description="all workers together at their own paces")
+    staleness_mean: float = Field(description="updates by other workers between a read and its apply (PS)")
+    staleness_max: float
+    clock_gap_max: float = Field(description="steps a read runs ahead of the slowest worker (SSP bounds it)")
+    memory_per_device_bytes: dict[str, float]
+    fits_memory: bool
+    memory: dict[str, MemoryUse]
+    wall_s: float = Field(description="the simulator's own run time (not simulated time)")
+    samples_per_s: float = Field(description="every worker's batch per step of the whole job")
+    stragglers: str = ""
+    rank_devices: str = ""
+    des_partial: str | None = Field(None, description="DES: what owners summed (fields or first-layer)")
+    partial_width: int | None = Field(None, description="DES: values summed per sample")
+
+    def document(self) -> dict[str, Any]:
+        """The summary as ``--json`` prints it (DES's two fields only for DES)."""
+        return self.model_dump(exclude_none=True)
+
+    def __getitem__(self, key: str) -> Any:
+        """Read a figure as the JSON document has it (``summary["bytes_per_worker"]["max"]``)."""
+        if key not in type(self).model_fields or getattr(self, key) is None:
+            raise KeyError(key)
+        value = getattr(self, key)
+        return self.document()[key] if isinstance(value, BaseModel | dict) else value
+
+    def __contains__(self, key: str) -> bool:
+        return key in type(self).model_fields and getattr(self, key) is not None
 
 
 def step_summary(rows: dict[str, np.ndarray], graph: StepGraph, makespan_s: float, batch_per_worker: float = 1.0,

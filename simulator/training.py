@@ -19,7 +19,7 @@ from simulator.errors import SpecError
 from simulator.fabric import Fabric
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, Network, make_network
 from simulator.options import MAX_STEPS
-from simulator.results import link_timeline, network_links, step_summary
+from simulator.results import StepSummary, link_timeline, network_links, step_summary
 from simulator.stragglers import device_of_rank, mix_devices, slow_down, slowdown_factors
 from simulator.strategies import StrategyOptions, lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
@@ -30,9 +30,9 @@ PLACEMENTS = ("colocated", "dedicated")
 
 @dataclass
 class StepReport:
-    """A simulated training step: summary (docs/ARCHITECTURE.md's keys), and on demand its trace and link table."""
+    """A simulated training step: its summary (``results.StepSummary``), and on demand its trace and link table."""
 
-    summary: dict
+    summary: StepSummary
     result: EngineResult = field(repr=False)
     network: Network = field(repr=False)
 
@@ -108,7 +108,7 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
                            model=network_model)
     result = Engine(lowered.graph, network).run(progress)
     report = step_report(workload, cluster, strategy, fidelity, steps, lowered, result, network, started, devices)
-    report.summary.update(stragglers="; ".join(stragglers), rank_devices="; ".join(rank_devices))
+    report.summary.stragglers, report.summary.rank_devices = "; ".join(stragglers), "; ".join(rank_devices)
     return report
 
 
@@ -127,17 +127,18 @@ def step_report(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity
         ok, reason = fits(device, parts)
         memory[role] = {"bytes": float(sum(parts.values())), "parts": parts, "device": device.name,
                         "fits": ok, "reason": reason}
-    summary = {"strategy": strategy, "workload": workload.name, "model": workload.model,
-               "topology": str(cluster.fabric.graph.graph.get("spec", "custom")),
-               "faults": "; ".join(cluster.fabric.graph.graph.get("faults", [])), "fidelity": fidelity,
-               "network_model": network.model.name,
-               "workers": cluster.n_workers, "servers": len(cluster.servers) if needs_servers(strategy) else 0,
-               "batch_per_worker": workload.batch_per_worker, "precision": workload.precision, "steps": steps,
-               **step_summary(result.rows, lowered.graph, result.makespan_s, workload.batch_per_worker),
-               "memory_per_device_bytes": {role: m["bytes"] for role, m in memory.items()},
-               "fits_memory": all(m["fits"] for m in memory.values()), "memory": memory,
-               **lowered.details, "wall_s": time.perf_counter() - started}
-    summary["samples_per_s"] = cluster.n_workers * workload.batch_per_worker / summary["step_time_s"]
+    figures = step_summary(result.rows, lowered.graph, result.makespan_s, workload.batch_per_worker)
+    summary = StepSummary(
+        strategy=strategy, workload=workload.name, model=workload.model,
+        topology=str(cluster.fabric.graph.graph.get("spec", "custom")),
+        faults="; ".join(cluster.fabric.graph.graph.get("faults", [])), fidelity=fidelity,
+        network_model=network.model.name, workers=cluster.n_workers,
+        servers=len(cluster.servers) if needs_servers(strategy) else 0, batch_per_worker=workload.batch_per_worker,
+        precision=workload.precision, steps=steps, **figures,
+        memory_per_device_bytes={role: m["bytes"] for role, m in memory.items()},
+        fits_memory=all(m["fits"] for m in memory.values()), memory=memory, **lowered.details,
+        wall_s=time.perf_counter() - started,
+        samples_per_s=cluster.n_workers * workload.batch_per_worker / figures["step_time_s"])
     return StepReport(summary, result, network)
 
 
@@ -154,8 +155,10 @@ def comparison_table(reports: list[StepReport]) -> pd.DataFrame:
     return rows
 
 
-def flat_summary(summary: dict) -> dict:
-    """The summary's scalars, with ``bytes_per_worker`` and memory flattened to ``*_max``/``*_mean``/per role."""
+def flat_summary(summary: StepSummary | dict) -> dict:
+    """The summary's scalars (a StepSummary, or its JSON document), with ``bytes_per_worker`` and memory
+    flattened to ``*_max``/``*_mean``/per role."""
+    summary = summary.document() if isinstance(summary, StepSummary) else summary
     flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     flat["bytes_per_worker_max"] = summary["bytes_per_worker"]["max"]
     flat["bytes_per_worker_mean"] = summary["bytes_per_worker"]["mean"]
