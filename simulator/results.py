@@ -219,12 +219,12 @@ def step_summary(rows: dict[str, np.ndarray], graph: StepGraph, makespan_s: floa
 
 
 def _own_ends(rows: dict[str, np.ndarray], graph: StepGraph) -> np.ndarray:
-    """Per rank, when its own work ended: ops of PS server streams (``server*``) and of other workers'
-    request streams (``ps.w<k>``, async PS) do not count, so a co-located server's work for a slow worker
+    """Per rank, when its own work ended: a PS server's ops (``Op.role`` ``server``) and ops of other workers'
+    request streams (``Op.worker``, async PS) do not count, so a co-located server's work for a slow worker
     does not stretch a fast worker's pace."""
-    server = np.array([o.stream.startswith("server") for o in graph.ops], dtype=bool)
-    worker = np.array([int(o.stream[4:]) if o.stream.startswith("ps.w") else -1 for o in graph.ops], dtype=np.int64)
-    owner = np.where(worker >= 0, graph.workers[np.maximum(worker, 0)], -1)  # ps.w<k>: the k-th worker's host
+    server = np.array([o.role == "server" for o in graph.ops], dtype=bool)
+    worker = np.array([-1 if o.worker is None else o.worker for o in graph.ops], dtype=np.int64)
+    owner = np.where(worker >= 0, graph.workers[np.maximum(worker, 0)], -1)  # the request stream's worker's host
     op, rank = rows["op"], rows["rank"]
     mine = ~server[op] & ((owner[op] < 0) | (owner[op] == rank))
     ends = np.full(graph.n_ranks, -np.inf)
@@ -248,17 +248,11 @@ def staleness(rows: dict[str, np.ndarray], graph: StepGraph) -> dict[str, float]
     op, end = rows["op"], rows["end_s"]
     last_end = np.full(len(graph.ops), -np.inf)
     np.maximum.at(last_end, op, end)
-    read: dict[tuple[str, int], float] = {}
-    applied: dict[tuple[str, int], float] = {}
+    read: dict[tuple[int, int], float] = {}
+    applied: dict[tuple[int, int], float] = {}
     for o in graph.ops:
-        if o.name not in ("server.lookup", "server.update"):
-            continue
-        # whose request: the worker's own server stream, or (a shared pool of threads) its exchange's stream
-        streams = [o.stream] + [graph.ops[d].stream for d in o.deps]
-        worker = next((st for st in streams if st.startswith(("server.w", "ps.w"))), None)
-        if worker is not None:
-            key = (worker.removeprefix("server.").removeprefix("ps."), o.step)
-            (read if o.name == "server.lookup" else applied)[key] = float(last_end[o.index])
+        if o.name in ("server.lookup", "server.update") and o.worker is not None:  # a worker's own request
+            (read if o.name == "server.lookup" else applied)[(o.worker, o.step)] = float(last_end[o.index])
     keys = [k for k in applied if k in read]
     if not keys:
         return {"staleness_mean": 0.0, "staleness_max": 0.0, "clock_gap_max": 0.0}

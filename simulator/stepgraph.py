@@ -26,11 +26,14 @@ import numpy as np
 from simulator.schedule import Schedule
 
 OpKind = Literal["compute", "collective", "p2p"]
+OpRole = Literal["compute", "comm", "server"]  # a worker's device computing; communicating; a PS server's CPU
 
 
 @dataclass(eq=False)
 class Op:
-    """One op of a step graph. Times in seconds, bytes per rank."""
+    """One op of a step graph. Times in seconds, bytes per rank. ``role``: whose work it is (``OpRole``);
+    ``worker``: the worker (index into ``StepGraph.workers``) whose own request stream it belongs to
+    (asynchronous PS), None when it serves every worker. ``stream`` only names the op's lane."""
 
     index: int
     name: str
@@ -42,6 +45,8 @@ class Op:
     stream: str
     duration_s: np.ndarray | None = None
     schedule: Schedule | None = None
+    role: OpRole = "compute"
+    worker: int | None = None
 
     def bytes_by_rank(self) -> tuple[np.ndarray, np.ndarray]:
         """(sent, received) bytes of each of the op's ranks; zero for compute."""
@@ -65,22 +70,24 @@ class StepGraph:
     cores: int | None = None  # all ranks share one machine of this many cores (processor sharing); None: own devices
 
     def compute(self, name: str, category: str, ranks: np.ndarray, duration_s: np.ndarray | float,
-                deps: tuple[int, ...] = (), step: int = 0, stream: str = "compute") -> int:
+                deps: tuple[int, ...] = (), step: int = 0, stream: str = "compute", role: OpRole = "compute",
+                worker: int | None = None) -> int:
         """Add a compute op costing ``duration_s`` (per rank, or one value for all); returns its index."""
         ranks = np.asarray(ranks, dtype=np.int64)
         duration = np.broadcast_to(np.asarray(duration_s, dtype=np.float64), ranks.shape).copy()
         if np.any(duration < 0) or not np.all(np.isfinite(duration)):
             raise ValueError(f"op {name}: durations must be finite and >= 0")
         return self._add(Op(len(self.ops), name, "compute", category, ranks, tuple(deps), step, stream,
-                            duration_s=duration))
+                            duration_s=duration, role=role, worker=worker))
 
-    def comm(self, name: str, category: str, ranks: np.ndarray, schedule: Schedule,
-             deps: tuple[int, ...] = (), step: int = 0, kind: OpKind = "collective", stream: str = "comm") -> int:
+    def comm(self, name: str, category: str, ranks: np.ndarray, schedule: Schedule, deps: tuple[int, ...] = (),
+             step: int = 0, kind: OpKind = "collective", stream: str = "comm", worker: int | None = None) -> int:
         """Add a communication op running ``schedule`` over ``ranks``; returns its index."""
         ranks = np.asarray(ranks, dtype=np.int64)
         if schedule.n_ranks != len(ranks):
             raise ValueError(f"op {name}: schedule has {schedule.n_ranks} ranks, op has {len(ranks)}")
-        return self._add(Op(len(self.ops), name, kind, category, ranks, tuple(deps), step, stream, schedule=schedule))
+        return self._add(Op(len(self.ops), name, kind, category, ranks, tuple(deps), step, stream, schedule=schedule,
+                            role="comm", worker=worker))
 
     def _add(self, op: Op) -> int:
         if op.stream in self.fifo and op.duration_s is None:

@@ -1,7 +1,7 @@
 """Per-rank compute speed: stragglers and mixed device types, applied to a lowered step graph.
 
-Both act on compute ops of the ``compute`` stream (a worker's GPU work); a PS server's CPU work
-(``server*`` streams) and the network are untouched.
+Both act on a worker's compute ops (``Op.role`` ``compute``: its GPU work); a PS server's CPU work, the
+calls of collectives and the network are untouched.
 
 - A straggler spec ``RANKS=FACTOR`` makes those ranks (fabric host indices, as in the trace) take
   ``FACTOR`` times as long for every compute op: ``3=2``, ``0-7=1.5``, ``0,5,9=3``.
@@ -95,9 +95,10 @@ def slowdown_factors(specs: Sequence[str], n_ranks: int, steps: int) -> np.ndarr
 
 
 def slow_down(graph: StepGraph, factors: np.ndarray) -> None:
-    """Multiply the duration of each ``compute``-stream op on rank r in step k by ``factors[r, k]``."""
+    """Multiply the duration of each of a worker's compute ops (``Op.role`` ``compute``) on rank r in step k by
+    ``factors[r, k]``."""
     for op in graph.ops:
-        if op.duration_s is not None and op.stream == "compute":
+        if op.role == "compute":
             op.duration_s = op.duration_s * factors[op.ranks, op.step]
 
 
@@ -123,6 +124,6 @@ def mix_devices(graph: StepGraph, ranks: np.ndarray, other: StepGraph) -> None:
     on = np.zeros(graph.n_ranks, dtype=bool)
     on[ranks] = True
     for op, theirs in zip(graph.ops, other.ops, strict=True):
-        if op.duration_s is not None and op.stream == "compute":
+        if op.role == "compute":
             mine = on[op.ranks]
             op.duration_s = np.where(mine, theirs.duration_s, op.duration_s)

@@ -173,14 +173,16 @@ def collective(graph: StepGraph, cluster: Cluster, category: str, op: str, size_
 
 
 def call(graph: StepGraph, name: str, category: str, ranks: np.ndarray, cost: CollectiveCost | None,
-         buffer_bytes: np.ndarray | float, deps: tuple[int, ...], step: int, stream: str = "comm") -> tuple[int, ...]:
+         buffer_bytes: np.ndarray | float, deps: tuple[int, ...], step: int, stream: str = "comm",
+         worker: int | None = None) -> tuple[int, ...]:
     """Before a collective or an exchange: each rank's cost of the call beyond moving bytes over the fabric
     (``cost.call_us`` plus ``cost.ns_per_byte`` per byte of its buffer), an op of the collective's category on
     its stream; ``deps`` unchanged without a cost (the default: uncalibrated)."""
     if cost is None or not (cost.call_us or cost.ns_per_byte):
         return deps
     seconds = cost.call_us * 1e-6 + cost.ns_per_byte * 1e-9 * np.asarray(buffer_bytes, dtype=np.float64)
-    return (graph.compute(f"{name}.call", category, ranks, seconds, deps=deps, step=step, stream=stream),)
+    return (graph.compute(f"{name}.call", category, ranks, seconds, deps=deps, step=step, stream=stream, role="comm",
+                          worker=worker),)
 
 
 def ids_op(graph: StepGraph, name: str, ranks: np.ndarray, seconds: np.ndarray | float, deps: tuple[int, ...],
@@ -204,9 +206,10 @@ LENGTH_BYTES = 4  # one length of a KeyedJaggedTensor (int32): how many IDs a (s
 
 def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: np.ndarray,
              size_bytes: np.ndarray, deps: tuple[int, ...], step: int, stream: str = "comm",
-             cost: CollectiveCost | None = None) -> tuple[int, ...]:
+             cost: CollectiveCost | None = None, worker: int | None = None) -> tuple[int, ...]:
     """Add one round of point-to-point messages between hosts (``src[i] -> dst[i]``, ``size_bytes[i]``), after
-    each rank's ``cost`` of the call (``call``; its buffer: the bytes it sends, or receives if more)."""
+    each rank's ``cost`` of the call (``call``; its buffer: the bytes it sends, or receives if more); ``worker``:
+    the worker whose own request stream it is part of (``Op.worker``)."""
     keep = (size_bytes > 0) & (src != dst)
     src, dst, size_bytes = src[keep], dst[keep], size_bytes[keep]
     if not len(src):
@@ -220,8 +223,9 @@ def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: n
     schedule.add(pattern)
     if cost is not None:
         sent, received = schedule.bytes_by_rank()
-        deps = call(graph, name, category, ranks, cost, np.maximum(sent, received), deps, step, stream)
-    return (graph.comm(name, category, ranks, schedule, deps=deps, step=step, kind="p2p", stream=stream),)
+        deps = call(graph, name, category, ranks, cost, np.maximum(sent, received), deps, step, stream, worker)
+    return (graph.comm(name, category, ranks, schedule, deps=deps, step=step, kind="p2p", stream=stream,
+                       worker=worker),)
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
             server_s = compute.ps_server_update_s(cluster.server_device or device, row_share * n, d * s,
                                                   workload.optimizer_slots)
             previous_update = (graph.compute("server.update", "server.update", servers, server_s,
-                                             deps=fc_reduced, step=k, stream="server"),)
+                                             deps=fc_reduced, step=k, stream="server", role="server"),)
     return Lowered(graph, fc_memory(workload, strategy, n, p, opts))
 
 

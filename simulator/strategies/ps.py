@@ -79,6 +79,7 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
         for members in groups:
             own = len(groups) > 1
             comm, server_stream = (f"ps.w{members[0]}", f"server.w{members[0]}") if own else ("comm", "server")
+            worker = int(members[0]) if own else None  # the request stream's worker
             if own and opts.server_threads is not None:  # one pool of threads per server for every worker
                 server_stream = "server.pool"
                 graph.fifo[server_stream] = opts.server_threads
@@ -88,29 +89,29 @@ def lower_ps(workload: Workload, cluster: Cluster, steps: int = 1, options: PSOp
             rows = rows_ws[members].ravel()
             requested = dem.requested(p, members)
             dedup = ids_op(graph, "ps.keys", hosts, costs.ids_s(cluster.device, dem.lookups.sum(), dedup=True), (), k)
-            pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys, waits + dedup, k, comm, p2p)
+            pull = exchange(graph, "pull.keys", "sparse.pull", src, dst, keys, waits + dedup, k, comm, p2p, worker)
             lookup = graph.compute("server.lookup", "server.lookup", servers,
                                    costs.server_lookup_s(workload, server_device, requested, len(members)),
-                                   deps=pull, step=k, stream=server_stream)
-            pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows, (lookup,), k, comm, p2p)
+                                   deps=pull, step=k, stream=server_stream, role="server", worker=worker)
+            pulled = exchange(graph, "pull.values", "sparse.pull", dst, src, rows, (lookup,), k, comm, p2p, worker)
             if opts.dense == "ps":
                 # in the reply to the pull request: one call per server and direction carries rows and range
                 pulled += exchange(graph, "dense.pull", "dense.pull", dst, src, np.tile(dense_shard * s, len(members)),
-                                   waits, k, comm)
+                                   waits, k, comm, worker=worker)
             pool = graph.compute("lookup", "compute.lookup", hosts, pool_s[members], deps=pulled, step=k)
             fwd = graph.compute("forward", "compute.forward", hosts, fwd_s, deps=(pool,), step=k)
             bwd = graph.compute("backward", "compute.backward", hosts, pool_s[members] + bwd_s, deps=(fwd,), step=k)
             backwards.append(bwd)
-            pushed = exchange(graph, "push", "sparse.push", src, dst, keys + rows, (bwd,), k, comm, p2p)
+            pushed = exchange(graph, "push", "sparse.push", src, dst, keys + rows, (bwd,), k, comm, p2p, worker)
             # A server merges the gradients of the rows it received: distinct across the round's workers.
             merged = requested if own else dem.owned_global(p)
             server_s = costs.server_update_s(workload, server_device, merged, len(members))
             if opts.dense == "ps":
                 pushed += exchange(graph, "dense.push", "dense.push", src, dst, np.tile(dense_shard * s, len(members)),
-                                   (bwd,), k, comm)  # with the push's rows, in its call
+                                   (bwd,), k, comm, worker=worker)  # with the push's rows, in its call
                 server_s = server_s + costs.dense_update_s(workload, server_device, dense_shard)
             step_updates.append(graph.compute("server.update", "server.update", servers, server_s, deps=pushed,
-                                              step=k, stream=server_stream))
+                                              step=k, stream=server_stream, role="server", worker=worker))
         if opts.dense == "allreduce":
             reduced = collective(graph, cluster, "dense.allreduce", "allreduce", dense_bytes, workers,
                                  tuple(backwards), k)
