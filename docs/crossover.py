@@ -162,11 +162,7 @@ def main() -> None:
              "(`--des-input replicated`). Both take DES's default partial, `auto`: the first dense layer's where",
              "that sums fewer values per sample (DeepFM at hotness 1), else the fields' (last section).",
              ""]
-    for model, part in wide.groupby("model", sort=False):
-        lines += [f"## {model}", "", markdown(part.drop(columns="model")), ""]
-        counts = part["fastest"].value_counts()
-        lines += ["Fastest in " + ", ".join(f"{label}: {counts.get(label, 0)}" for label, _, _ in VARIANTS)
-                  + f" of {len(part)} configurations.", ""]
+    lines += model_sections(wide, "", [label for label, _, _ in VARIANTS])
     lines += partial_section(partial_winners(partial))
     (HERE / "CROSSOVER.md").write_text("\n".join(lines))
     print(wide.groupby("model")["fastest"].value_counts().unstack(fill_value=0))
@@ -186,11 +182,16 @@ def partial_section(wide: pd.DataFrame) -> list[str]:
              "not, so it beats PS only at few workers with many IDs per sample: here DNN and W&D at hotness",
              "8-32 (and DNN one-hot at F = 104), DeepFM one-hot at F = 156, all at 4 workers but a few at 16.",
              ""]
+    return lines + model_sections(wide, " (partials)", ["ps", *(label for label, _ in PARTIALS)])
+
+
+def model_sections(wide: pd.DataFrame, suffix: str, labels: list[str]) -> list[str]:
+    """A section per model: its table, then how many configurations each of ``labels`` is fastest in."""
+    lines = []
     for model, part in wide.groupby("model", sort=False):
-        lines += [f"## {model} (partials)", "", markdown(part.drop(columns="model")), ""]
         counts = part["fastest"].value_counts()
-        lines += ["Fastest in " + ", ".join(f"{label}: {counts.get(label, 0)}" for label in
-                                            ("ps", *(label for label, _ in PARTIALS)))
+        lines += [f"## {model}{suffix}", "", markdown(part.drop(columns="model")), "",
+                  "Fastest in " + ", ".join(f"{label}: {counts.get(label, 0)}" for label in labels)
                   + f" of {len(part)} configurations.", ""]
     return lines
 
