@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.collectives import build_schedule
-from simulator.errors import SpecError
 from simulator.fabric import Fabric
 from simulator.network.analytical import AnalyticalNetwork
 from simulator.network.flow import FlowNetwork
@@ -376,45 +375,3 @@ def test_streamed_analytical_profile_equals_cached(monkeypatch: pytest.MonkeyPat
     assert fabric.n_routes == 0  # nothing was cached
     assert streamed[0] == cached[0]
     assert np.allclose(streamed[1], cached[1], rtol=1e-12)
-
-
-def test_link_timeline_of_one_message_is_full_for_its_duration() -> None:
-    """One 12.5 MB message h0 -> h1 on 100 Gb/s links: both links of its path run at 100% from its route's
-    2 us of latency (the fluid model moves it on every link at once) to 1 ms + 2 us, and carry its bytes."""
-    from simulator.network import make_network
-    from simulator.results import link_timeline
-    from simulator.schedule import Pattern, Schedule
-
-    fabric = Fabric(star_graph(2))
-    network = make_network(fabric, "flow", record_rates=True)
-    schedule = Schedule(2)
-    schedule.add(Pattern.of(2, np.array([0]), np.array([1]), np.array([12.5e6])))
-    network.start(schedule)
-    network.env.run()
-    timeline = link_timeline(fabric, network.core.link_segments(), 2e-3, bins=4)
-    used = timeline.groupby(["src", "dst"]).bytes.sum()
-    assert used.to_dict() == pytest.approx({("h0", "sw"): 12.5e6, ("sw", "h1"): 12.5e6})
-    for hop in (timeline[timeline.src == "h0"], timeline[timeline.dst == "h1"]):  # 0.5 ms bins
-        assert hop.util.to_numpy() == pytest.approx([1 - 2e-6 / 5e-4, 1, 2e-6 / 5e-4, 0])
-    assert set(timeline.tier) == {"h->sw", "sw->h"}
-
-
-def test_link_timeline_carries_the_link_table_bytes_and_never_exceeds_capacity() -> None:
-    """A PS step on an oversubscribed leaf-spine, exact event order: per link, the timeline's bytes are the
-    link table's and no bin is above 100%."""
-    from simulator.compute import load_device
-    from simulator.training import make_cluster, simulate_step
-    from topologies import load_topology
-    from workloads import load_workload
-
-    cluster = make_cluster(Fabric(load_topology("leafspine16-oversub")), "ps", load_device("h100"),
-                           load_device("cpu-server"))
-    report = simulate_step(load_workload("dlrm-small"), cluster, "ps", "flow", record_rates=True, rate_tolerance=0)
-    timeline = report.link_timeline(bins=40)
-    carried = timeline.groupby(["src", "dst"]).bytes.sum()
-    table = report.links.set_index(["src", "dst"]).bytes
-    assert carried.to_numpy() == pytest.approx(table.loc[carried.index].to_numpy(), rel=1e-9)
-    assert timeline.util.max() <= 1 + 1e-9 and timeline.util.max() > 0.99  # the uplinks saturate
-    assert {"h->leaf", "leaf->spine", "spine->leaf", "leaf->h"} <= set(timeline.tier)
-    with pytest.raises(SpecError, match="needs fidelity flow"):
-        simulate_step(load_workload("dlrm-small"), cluster, "ps", "analytical").link_timeline()

@@ -1,0 +1,57 @@
+"""Fabric: compiled links, ECMP routes and their cache."""
+
+import numpy as np
+import pytest
+
+from simulator.collectives import build_schedule
+from simulator.fabric import Fabric, KeyCache, pad_columns
+from simulator.network import make_network
+from topologies import load_topology
+
+
+def test_the_key_cache_builds_each_key_once_and_keeps_ids() -> None:
+    built: list[list[int]] = []
+
+    def build(keys: np.ndarray) -> np.ndarray:
+        built.append(keys.tolist())
+        return np.arange(len(keys)) + 10 * len(built)
+
+    cache = KeyCache()
+    first = cache.ids(np.array([5, 3, 5, 9]), build)
+    again = cache.ids(np.array([9, 3, 7]), build)
+    assert built == [[3, 5, 9], [7]]  # sorted unique new keys, once each
+    assert first.tolist() == [11, 10, 11, 12] and again.tolist() == [12, 10, 20]
+
+
+def test_pad_columns_widens_with_the_fill_and_keeps_the_dtype() -> None:
+    links = np.array([[1, 2], [3, -1]], dtype=np.int32)
+    wide = pad_columns(links, 4)
+    assert wide.dtype == np.int32 and wide.tolist() == [[1, 2, -1, -1], [3, -1, -1, -1]]
+    assert pad_columns(np.ones((1, 1)), 2, 0.0).tolist() == [[1.0, 0.0]]
+    assert pad_columns(links, 2) is links
+
+
+@pytest.mark.parametrize("text", ["dgx:nodes=1,rails=false", "dgx:nodes=2,rails=false", "dgx:nodes=1,rails=true",
+                                  "dgx:nodes=4,gpus_per_node=4,rails=false,nodes_per_leaf=2", "dgx:nodes=2"])
+def test_intra_node_traffic_never_touches_a_nic(text: str) -> None:
+    """Every route between two GPUs of one node runs GPU -> NVSwitch -> GPU (a NIC is its own node, so a
+    detour through a leaf is 4 links against 2), and a ring all-reduce inside one node takes the NVLink
+    closed form whether the GPUs have rails or not: 2(n-1) steps of 2 NVLink hops and S/n at 3600 Gb/s."""
+    fabric = Fabric(load_topology(text))
+    per_node = fabric.graph.graph["gpus_per_node"]
+    src, dst = np.divmod(np.arange(per_node * per_node), per_node)
+    for node in range(fabric.n_hosts // per_node):
+        pairs = src != dst
+        routes = fabric.route_ids(node * per_node + src[pairs], node * per_node + dst[pairs])
+        nodes = fabric.node_names
+        for route in np.unique(routes):
+            links = fabric.route_links[route][fabric.route_links[route] >= 0]
+            via = {nodes[n] for n in np.concatenate([fabric.link_src[links], fabric.link_dst[links]])}
+            assert len(links) == 2 and f"n{node}/nvswitch" in via and not any("nic" in v for v in via), via
+    ring = build_schedule("allreduce", "ring", 256 * 2**20, per_node)
+    network = make_network(fabric, "analytical")
+    done = network.start(ring, np.arange(per_node))
+    network.env.run(until=done)
+    size, bandwidth = 256 * 2**20, 3600e9 / 8
+    expected = 2 * (per_node - 1) * (2 * 0.5e-6 + size / per_node / bandwidth)
+    assert float(done.value.rank_end_s.max()) == pytest.approx(expected, rel=1e-9)
