@@ -109,6 +109,48 @@ def write_table(frame: object, path: str, option: str = "links-out") -> None:
         frame.to_csv(path, index=False)  # type: ignore[attr-defined]
 
 
+def print_collective(report: object, size: str) -> None:
+    """``dessim collective``'s report (a ``simulate.CollectiveReport``; ``size`` as the user gave it)."""
+    console = Console()
+    console.print(f"Ran {report.op} ({report.algo}) of {size} on {report.ranks} ranks of "
+                  f"[bold]{report.topology}[/bold] at {report.fidelity} fidelity, {report.network_model} sharing.")
+    table = Table(show_header=True)
+    for column in ("quantity", "value"):
+        table.add_column(column)
+    rows = [
+        ("time", f"{report.time_s * 1e3:.6g} ms"),
+        ("algbw", f"{report.algbw_GBps:.4g} GB/s"),
+        ("busbw", f"{report.busbw_GBps:.4g} GB/s"),
+        ("bytes on wire", f"{report.bytes_on_wire:.6g}"),
+        ("busiest link bytes", f"{report.max_link_bytes:.6g}"),
+        ("steps / messages", f"{report.steps} / {report.messages}"),
+        ("wall time", f"{report.wall_s:.3g} s"),
+    ]
+    if report.auto_times_s:
+        rows.append(("auto candidates", ", ".join(f"{a} {t * 1e3:.4g} ms" for a, t in report.auto_times_s.items())))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def write_step_outputs(reports: list, trace_out: str | None, links_out: str | None, save: str | None = None,
+                       document: dict | None = None) -> None:
+    """A run's files: ``--save`` (the JSON ``document``, default every summary; trace and link tables),
+    ``--trace-out`` and ``--links-out`` (every report's table, with a ``strategy`` column)."""
+    import pandas as pd
+
+    if save:
+        from simulator.report import save_results
+
+        save_results(save, document or {"strategies": [r.summary.document() for r in reports]}, reports)
+    if trace_out:
+        write_table(pd.concat([r.trace.assign(strategy=r.summary.strategy) for r in reports], ignore_index=True),
+                    trace_out, "trace-out")
+    if links_out:
+        write_table(pd.concat([r.links.assign(strategy=r.summary.strategy) for r in reports], ignore_index=True),
+                    links_out, "links-out")
+
+
 def flat_breakdown(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows with each breakdown as a JSON string (a table file's cells are flat)."""
     return rows.assign(breakdown=rows.breakdown.map(json.dumps))

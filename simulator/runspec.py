@@ -347,6 +347,20 @@ def _fabric(topology: str, faults: tuple[str, ...] = ()) -> Fabric:
     return Fabric(apply_faults(load_topology(topology), list(faults)))
 
 
+def simulate_all(spec: RunSpec, names: list[str] | None = None, single: bool = False, record_rates: bool = False,
+                 progress: Callable[[str, float, float], None] | None = None) -> list[StepReport]:
+    """Simulate the strategies ``names`` of ``spec`` (default: its strategy, or the workload kind's; with
+    ``single`` just one); ``progress(label, done, total)`` follows each. Errors about the run keys the workload
+    checks name them as the command line spells them."""
+    with named_as_options(spec):
+        scenario = resolve(spec)
+        reports = []
+        for name in scenario.strategies(names, single):
+            follow = (lambda done, total, name=name: progress(f"simulating {name}", done, total)) if progress else None
+            reports.append(scenario.simulate(name, record_rates, follow))
+    return reports
+
+
 NAMED_IN_ERRORS = ("precision", "comm_dtype", "des_partial")  # run keys the workload checks
 
 
