@@ -90,7 +90,7 @@ def collective(
     report, links = simulate_collective(op, algo, size_bytes, fabric, fidelity, servers, rate_tolerance,
                                         network_model)
     if links_out:
-        ui.write_table(links, links_out)
+        ui.write_table(links, links_out, "links-out")
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

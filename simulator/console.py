@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.table import Table
 
-from simulator.errors import SpecError
+from simulator.results import write_table
 from simulator.units import format_bytes
 
 if typing.TYPE_CHECKING:
@@ -98,15 +98,6 @@ def progress_bar(enabled: bool, console: Console | None = None) -> Iterator[Prog
 
 def bars_wanted(as_json: bool) -> bool:
     return not as_json and sys.stderr.isatty()
-
-
-def write_table(frame: object, path: str, option: str = "links-out") -> None:
-    if not path.endswith((".parquet", ".csv")):
-        raise SpecError(option, path, "must end in .csv or .parquet")
-    if path.endswith(".parquet"):
-        frame.to_parquet(path)  # type: ignore[attr-defined]
-    else:
-        frame.to_csv(path, index=False)  # type: ignore[attr-defined]
 
 
 def print_collective(report: object, size: str) -> None:

@@ -4,12 +4,14 @@ contract")."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.errors import SpecError
 from simulator.fabric import Fabric
 from simulator.network.result import Network
 from simulator.stepgraph import StepGraph
@@ -38,6 +40,20 @@ def network_links(network: Network, horizon_s: float) -> pd.DataFrame:
     busy time and peak utilization; the analytical one reports busy time as bytes / capacity, no peak)."""
     busy_s, peak = network.link_stats()
     return link_table(network.fabric, network.link_bytes(), busy_s, peak, horizon_s)
+
+
+def write_table(frame: pd.DataFrame, path: str | Path, field: str = "out") -> None:
+    """Write ``frame`` to ``path`` (``.parquet``, or ``.csv``) atomically: into ``<path>.partial``, then renamed
+    into place, so a crash never leaves half a table. A SpecError naming ``field`` for another suffix."""
+    path = Path(path)
+    if path.suffix not in (".parquet", ".csv"):
+        raise SpecError(field, str(path), "must end in .csv or .parquet")
+    partial = path.with_name(path.name + ".partial")
+    if path.suffix == ".parquet":
+        frame.to_parquet(partial, index=False)
+    else:
+        frame.to_csv(partial, index=False)
+    partial.replace(path)
 
 
 def node_tier(name: str) -> str:

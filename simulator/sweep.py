@@ -54,6 +54,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simulator.errors import SpecError, read_mapping
+from simulator.results import write_table
 from simulator.runspec import KEYS
 
 RUN_KEYS = tuple(KEYS)  # every run key (``simulator.runspec``), underscores or dashes
@@ -386,7 +387,7 @@ def sweep(spec: str | Path | dict | SweepSpec, out: str | Path | None = None, ba
     for name in [c for c in table.columns if table[c].dtype == np.dtype("O")]:  # an invalid run's gaps: None
         table[name] = table[name].astype(object).where(table[name].notna(), None)
     if path is not None:
-        _write_atomically(table, path)
+        write_table(table, path)
         _journal(path).unlink(missing_ok=True)
     return table
 
@@ -397,10 +398,3 @@ def _json_value(value: object) -> object:
     return str(value)
 
 
-def _write_atomically(table: pd.DataFrame, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    if path.suffix == ".parquet":
-        table.to_parquet(partial, index=False)
-    else:
-        table.to_csv(partial, index=False)
-    partial.replace(path)

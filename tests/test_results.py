@@ -74,3 +74,18 @@ def test_the_step_summary_is_typed_and_its_document_is_the_json() -> None:
     assert "des_partial" not in dp.document() and "des_partial" not in dp
     with pytest.raises(KeyError):
         dp["des_partial"]
+
+
+def test_tables_are_written_whole_or_not_at_all(tmp_path) -> None:
+    import pandas as pd
+
+    from simulator.results import write_table
+
+    frame = pd.DataFrame({"link": [0, 1], "bytes": [1.5, 2.5]})
+    for name in ("t.parquet", "t.csv"):
+        write_table(frame, tmp_path / name)
+        read = pd.read_parquet(tmp_path / name) if name.endswith("parquet") else pd.read_csv(tmp_path / name)
+        pd.testing.assert_frame_equal(read, frame)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.parquet"]  # no .partial left
+    with pytest.raises(SpecError, match=r"^--links-out: got '.*t\.txt'; must end in \.csv or \.parquet"):
+        write_table(frame, tmp_path / "t.txt", "--links-out")
