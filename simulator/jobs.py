@@ -21,7 +21,6 @@ A shared report's trace has times from the job's start; its ``links`` table cove
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ from simulator.stragglers import slow_down, slowdown_factors
 from simulator.strategies import lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
 from simulator.training import StepReport, step_report
+from simulator.units import parse_ranges
 from topologies import load_topology
 from topologies.builders import MAX_ELEMENTS
 from topologies.faults import apply_faults
@@ -50,37 +50,9 @@ from workloads import AnyWorkload, load_workload
 from workloads.load import override
 
 MAX_START_S = 1e9
-_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
-HOSTS_ALLOWED = "allowed: a-b, a-b:stride, a, comma-separated such ranges, or a list of host indices"
-
-
 def parse_hosts(value: Any) -> list[int]:
-    """Host indices of ``a-b`` (inclusive), ``a-b:stride``, ``a``, comma-separated such ranges, an int or a list
-    of ints; sorted, distinct (a ValueError says what is wrong)."""
-    if isinstance(value, bool) or not isinstance(value, str | int | list):
-        raise ValueError(HOSTS_ALLOWED)
-    if isinstance(value, int):
-        hosts = [value]
-    elif isinstance(value, list):
-        if not value or any(isinstance(h, bool) or not isinstance(h, int) for h in value):
-            raise ValueError(f"{HOSTS_ALLOWED} (a non-empty list of integers)")
-        hosts = list(value)
-    else:
-        hosts = []
-        for part in value.replace(" ", "").split(","):
-            match = _RANGE.match(part)
-            if not match:
-                raise ValueError(f"cannot read {part!r}; {HOSTS_ALLOWED}")
-            first, last, stride = (int(g) if g is not None else None for g in match.groups())
-            last = first if last is None else last
-            if last < first or stride == 0 or last >= MAX_ELEMENTS:
-                raise ValueError(f"{part!r}: {HOSTS_ALLOWED}, with a <= b < {MAX_ELEMENTS:,} and stride >= 1")
-            hosts += range(first, last + 1, stride or 1)
-    if min(hosts) < 0 or max(hosts) >= MAX_ELEMENTS:
-        raise ValueError(f"host indices must be 0 to {MAX_ELEMENTS - 1:,}")
-    if len(set(hosts)) != len(hosts):
-        raise ValueError("a host is listed twice")
-    return sorted(hosts)
+    """Host indices (``units.parse_ranges``): sorted, distinct, each below ``MAX_ELEMENTS``."""
+    return parse_ranges(value, MAX_ELEMENTS, "host")
 
 
 def hosts_text(hosts: np.ndarray) -> str:

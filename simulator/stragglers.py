@@ -21,32 +21,25 @@ calls of collectives and the network are untouched.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from simulator.errors import SpecError
 from simulator.stepgraph import StepGraph
+from simulator.units import parse_ranges
 
 RANDOM_KINDS = ("bernoulli", "lognormal")
 MAX_FACTOR = 1e6
-_RANKS = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 
 def parse_ranks(text: str, n_ranks: int, field: str = "straggler") -> np.ndarray:
-    """``"0-3,8"`` -> [0, 1, 2, 3, 8]: sorted distinct ranks, each in [0, n_ranks)."""
-    text = str(text).replace(" ", "")
-    if not _RANKS.match(text):
-        raise SpecError(field, text, "ranks must be like 3, 0-7 or 0,5,9-12")
-    ranks: set[int] = set()
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        low, high = int(first), int(last or first)
-        if not 0 <= low <= high < n_ranks:
-            raise SpecError(field, part, f"ranks must satisfy 0 <= first <= last < {n_ranks} (hosts of the topology)")
-        ranks.update(range(low, high + 1))
-    return np.array(sorted(ranks), dtype=np.int64)
+    """``"0-3,8"`` -> [0, 1, 2, 3, 8]: sorted distinct ranks, each in [0, n_ranks) (``units.parse_ranges``; a
+    SpecError naming ``field``)."""
+    try:
+        return np.array(parse_ranges(str(text), n_ranks, "rank"), dtype=np.int64)
+    except ValueError as error:
+        raise SpecError(field, text, f"{error} (hosts of the topology)") from None
 
 
 def _positive(text: str, value: str, name: str, upper: float = MAX_FACTOR) -> float:

@@ -59,3 +59,41 @@ def format_bytes(n_bytes: float, digits: str = ".3g") -> str:
         if abs(n_bytes) >= scale:
             return f"{n_bytes / scale:{digits}} {unit}"
     return f"{n_bytes:.0f} B"
+
+
+_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+RANGES_ALLOWED = "allowed: a, a-b, a-b:stride, comma-separated such ranges, or a list of integers"
+
+
+def parse_ranges(value: object, upper: int, what: str = "index") -> list[int]:
+    """Sorted distinct integers in [0, ``upper``) from ``a-b`` (inclusive), ``a-b:stride``, ``a``,
+    comma-separated such ranges, an int or a list of ints; a ValueError says what is wrong (``what``: one
+    item's name in its messages).
+
+    >>> parse_ranges("0-6:2,9", 16), parse_ranges([5, 3], 8)
+    ([0, 2, 4, 6, 9], [3, 5])
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | list):
+        raise ValueError(RANGES_ALLOWED)
+    if isinstance(value, int):
+        items = [value]
+    elif isinstance(value, list):
+        if not value or any(isinstance(h, bool) or not isinstance(h, int) for h in value):
+            raise ValueError(f"{RANGES_ALLOWED} (a non-empty list of integers)")
+        items = list(value)
+    else:
+        items = []
+        for part in value.replace(" ", "").split(","):
+            match = _RANGE.match(part)
+            if not match:
+                raise ValueError(f"cannot read {part!r}; {RANGES_ALLOWED}")
+            first, last, stride = (int(g) if g is not None else None for g in match.groups())
+            last = first if last is None else last
+            if last < first or stride == 0 or last >= upper:
+                raise ValueError(f"{part!r}: {RANGES_ALLOWED}, with a <= b < {upper:,} and stride >= 1")
+            items += range(first, last + 1, stride or 1)
+    if min(items) < 0 or max(items) >= upper:
+        raise ValueError(f"each {what} must be 0 to {upper - 1:,}")
+    if len(set(items)) != len(items):
+        raise ValueError(f"an {what} is listed twice" if what[0] in "aeiou" else f"a {what} is listed twice")
+    return sorted(items)
