@@ -89,8 +89,10 @@ def parse_ranges(value: object, upper: int, what: str = "index") -> list[int]:
                 raise ValueError(f"cannot read {part!r}; {RANGES_ALLOWED}")
             first, last, stride = (int(g) if g is not None else None for g in match.groups())
             last = first if last is None else last
-            if last < first or stride == 0 or last >= upper:
-                raise ValueError(f"{part!r}: {RANGES_ALLOWED}, with a <= b < {upper:,} and stride >= 1")
+            if last < first or stride == 0:
+                raise ValueError(f"{part!r}: {RANGES_ALLOWED}, with a <= b and stride >= 1")
+            if last >= upper:
+                raise ValueError(f"{part!r}: each {what} must be 0 to {upper - 1:,}")
             items += range(first, last + 1, stride or 1)
     if min(items) < 0 or max(items) >= upper:
         raise ValueError(f"each {what} must be 0 to {upper - 1:,}")
