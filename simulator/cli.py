@@ -110,7 +110,8 @@ OUTPUTS = [  # run and compare: what to write besides the table
 def _run_options(skip: tuple[str, ...] = (), extra: list[tuple] | None = None) -> Callable[[Callable], Callable]:
     """Give a command one option per run key (``runspec.KEYS``: type, default and help from ``RunSpec``), but
     ``skip``, then ``extra`` (name, type, default, typer.Option); the command receives them as keywords."""
-    from simulator.runspec import KEYS, choices
+    from simulator.errors import choices
+    from simulator.runspec import KEYS
 
     params = []
     for name, key in KEYS.items():

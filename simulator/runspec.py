@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
-from simulator.errors import SpecError
+from simulator.errors import SpecError, allowed_text, choices
 from simulator.options import (
     DEFAULT_RATE_TOLERANCE,
     MAX_RATE_TOLERANCE,
@@ -200,15 +200,6 @@ def cli_name(key: str) -> str:
     return KEYS[key].cli if key in KEYS else key
 
 
-def choices(field: FieldInfo) -> tuple[str, ...]:
-    """The values a Literal field allows (``()`` for other fields)."""
-    annotation = field.annotation
-    for arg in (annotation, *typing.get_args(annotation)):
-        if typing.get_origin(arg) is Literal:
-            return tuple(str(value) for value in typing.get_args(arg))
-    return ()
-
-
 def _get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
     for part in path:
         data = data[part]
@@ -220,28 +211,7 @@ def _one_error(exc: ValidationError, name: Callable[[str], str]) -> SpecError:
     err = exc.errors()[0]
     loc = tuple(str(part) for part in err["loc"] if not isinstance(part, int))
     key = next((k for k, spec in KEYS.items() if spec.path == loc[: len(spec.path)]), ".".join(loc))
-    kind, ctx = err["type"], err.get("ctx", {})
-    allowed = {"greater_than": f"allowed: > {ctx.get('gt')}", "greater_than_equal": f"allowed: >= {ctx.get('ge')}",
-               "less_than": f"allowed: < {ctx.get('lt')}", "less_than_equal": f"allowed: <= {ctx.get('le')}",
-               "int_parsing": "allowed: an integer", "int_from_float": "allowed: an integer",
-               "float_parsing": "allowed: a number", "bool_parsing": "allowed: true or false",
-               "finite_number": "allowed: a finite number"}.get(kind, err["msg"])
-    if key in KEYS and choices(KEYS[key].field) and kind == "literal_error":
-        allowed = f"allowed: {', '.join(choices(KEYS[key].field))}"
-    if key in KEYS and kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        allowed = f"allowed: {_range(KEYS[key].field)}"
-    return SpecError(name(key), err.get("input"), allowed)
-
-
-def _range(field: FieldInfo) -> str:
-    """What a bounded number field allows: ``an integer >= 1``, ``a number > 0 and <= 1``, ``1 to 1,000``."""
-    bounds = {op: getattr(meta, op) for meta in field.metadata for op in ("gt", "ge", "lt", "le")
-              if getattr(meta, op, None) is not None}
-    kind = "an integer" if int in (field.annotation, *typing.get_args(field.annotation)) else "a number"
-    if set(bounds) == {"ge", "le"} and kind == "an integer":
-        return f"{bounds['ge']:,} to {bounds['le']:,}"
-    signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-    return f"{kind} " + " and ".join(f"{signs[op]} {value:g}" for op, value in bounds.items())
+    return SpecError(name(key), err.get("input"), allowed_text(err, KEYS[key].field if key in KEYS else None))
 
 
 # ----- resolving and running ----------------------------------------------------------------------------

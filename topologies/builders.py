@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import networkx as nx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from simulator.errors import SpecError
+from simulator.errors import SpecError, allowed_text
 
 Count = Annotated[int, Field(strict=True, gt=0)]
 NonNegCount = Annotated[int, Field(strict=True, ge=0)]
@@ -57,14 +57,6 @@ Dims = Annotated[str | list[int], BeforeValidator(_dims_text)]
 BUILDERS: dict[str, Callable[..., nx.Graph]] = {}
 PARAMS: dict[str, type[BaseModel]] = {}
 
-_ALLOWED_BY_TYPE: dict[str, str] = {
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "bool_type": "must be true or false",
-    "finite_number": "must be a finite number",
-}
-
-
 def format_value(value: object) -> str:
     """Format one parameter value the way the inline parser reads it back (``true``, ``100``, ``0.5``)."""
     if isinstance(value, bool):
@@ -91,19 +83,14 @@ def validate_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         param = str(err["loc"][0])
-        kind, ctx = err["type"], err.get("ctx", {})
+        kind = err["type"]
         if kind == "extra_forbidden":
             allowed = f"unknown parameter of {name}; allowed: {', '.join(model.model_fields)}"
         elif kind == "missing":
             required = [k for k, f in model.model_fields.items() if f.is_required()]
             allowed = f"required by {name}; required parameters: {', '.join(required)}"
-        elif kind in ("greater_than", "greater_than_equal"):
-            op, bound = (">", ctx["gt"]) if kind == "greater_than" else (">=", ctx["ge"])
-            allowed = f"must be {op} {bound:g}"
-        elif kind == "value_error":
-            allowed = str(ctx["error"])
         else:
-            allowed = _ALLOWED_BY_TYPE.get(kind, err["msg"])
+            allowed = allowed_text(err, model.model_fields.get(param))
         raise SpecError(f"topology.{param}", err.get("input"), allowed) from None
 
 

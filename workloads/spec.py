@@ -47,7 +47,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from simulator.errors import SpecError
+from simulator.errors import SpecError, allowed_text
 from simulator.options import PARTIALS
 from workloads.precision import CommDtype, MixedPrecision, Precision, check_precision
 
@@ -394,15 +394,6 @@ class Workload(MixedPrecision, BaseModel):
 
 
 # ----- validation errors as one SpecError line -------------------------------------------------------------
-_ALLOWED_BY_TYPE = {
-    "int_type": "allowed: an integer", "int_parsing": "allowed: an integer",
-    "int_from_float": "allowed: an integer", "float_type": "allowed: a number", "float_parsing": "allowed: a number",
-    "finite_number": "allowed: a finite number", "bool_type": "allowed: true or false",
-    "bool_parsing": "allowed: true or false", "list_type": "allowed: a list", "string_type": "allowed: a string",
-    "model_type": "allowed: a mapping", "dict_type": "allowed: a mapping",
-}
-
-
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -440,19 +431,10 @@ def spec_error(exc: ValidationError, data: Any = None, prefix: str = "",
     elif kind == "missing":
         required = [k for k, f in owner.model_fields.items() if f.is_required()]
         value, allowed = None, f"required; required fields: {', '.join(required)}"
-    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        ops = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"), "less_than": ("<", "lt"),
-               "less_than_equal": ("<=", "le")}
-        op, key = ops[kind]
-        allowed = f"allowed: {op} {ctx[key]}"
-    elif kind in ("literal_error", "enum"):
-        allowed = f"allowed: {ctx.get('expected', err['msg'])}"
     elif kind == "too_short":
         allowed = f"allowed: at least {ctx.get('min_length', 1)} item(s)"
-    elif kind == "value_error":
-        allowed = str(inner if inner is not None else err["msg"])
     else:
-        allowed = _ALLOWED_BY_TYPE.get(kind, err["msg"])
+        allowed = allowed_text(err, owner.model_fields.get(loc[-1]) if loc else None)
     return SpecError(field, value, _one_line(allowed))
 
 
