@@ -93,6 +93,22 @@ def value_range(field: FieldInfo) -> str:
     return f"{kind} " + " and ".join(f"{signs[op]} {value:g}" for op, value in bounds.items())
 
 
+def field_at(model: type, loc: tuple) -> FieldInfo | None:
+    """The declaration a pydantic error's ``loc`` points at, walking nested models and lists of them (None
+    where the path leaves declared fields)."""
+    field = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        field = fields[part]
+        inner = [a for a in (field.annotation, *typing.get_args(field.annotation)) if hasattr(a, "model_fields")]
+        model = inner[0] if inner else None
+    return field
+
+
 def allowed_text(err: dict[str, Any], field: FieldInfo | None = None) -> str:
     """What one pydantic error (``ValidationError.errors()[0]``) says is allowed, in the ``allowed: ...`` form
     every SpecError uses: the field's choices or whole range when its declaration (``field``) is known."""

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from simulator.compute import apply_calibration, load_calibration, load_device
 from simulator.engine import Engine, EngineResult
-from simulator.errors import SpecError, read_mapping
+from simulator.errors import SpecError, allowed_text, field_at, read_mapping
 from simulator.fabric import Fabric
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE, make_network
 from simulator.runspec import RunSpec
@@ -109,8 +109,8 @@ def load_jobs(spec: str | Path | dict | JobsSpec) -> JobsSpec:
         except ValidationError as exc:
             err = exc.errors()[0]
             where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]).lstrip(".")
-            message = str(err.get("ctx", {}).get("error", err["msg"]))
-            raise SpecError(where or "jobs", err.get("input"), message) from None
+            allowed = allowed_text(err, field_at(JobsSpec, err["loc"]))
+            raise SpecError(where or "jobs", err.get("input"), allowed) from None
     names = [job.name for job in spec.jobs]
     for i, name in enumerate(names):
         if name in names[:i]:

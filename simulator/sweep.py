@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.errors import SpecError, read_mapping
+from simulator.errors import SpecError, allowed_text, field_at, read_mapping
 from simulator.results import write_table
 from simulator.runspec import KEYS
 
@@ -129,8 +129,8 @@ def load_sweep(spec: str | Path | dict | SweepSpec) -> SweepSpec:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(part) for part in err["loc"]) or "sweep"
-        message = str(err.get("ctx", {}).get("error", err["msg"]))
-        raise SpecError(f"{source}:{where}", err.get("input"), message) from None
+        allowed = allowed_text(err, field_at(SweepSpec, err["loc"]))
+        raise SpecError(f"{source}:{where}", err.get("input"), allowed) from None
 
 
 def expand(spec: SweepSpec) -> list[dict[str, Any]]:

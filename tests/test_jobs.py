@@ -204,6 +204,8 @@ STAR8 = "star:hosts=8"
     ({"topology": STAR8, "jobs": [job("a", device="tpu")]}, "jobs[0].device"),
     ({"topology": STAR8, "jobs": [job("a", server_device="tpu")]}, "jobs[0].server_device"),
     ({"topology": STAR8, "jobs": [job("a", start_s=-1)]}, "jobs[0].start_s"),
+    ({"topology": STAR8, "jobs": [job("a", steps=0)]}, "jobs[0].steps: got 0; allowed: 1 to 1,000"),
+    ({"topology": STAR8, "jobs": [job("a", ps_mode="x")]}, "jobs[0].ps.mode: got 'x'; allowed: sync, async, ssp"),
     ({"topology": "star:hosts=x", "jobs": [job("a")]}, "topology"),
 ])
 def test_spec_errors_name_the_field(spec: dict, needle: str) -> None:
