@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ from simulator.engine import Engine, EngineResult
 from simulator.errors import SpecError, allowed_text, field_at, read_mapping
 from simulator.fabric import Fabric
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE, make_network
+from simulator.options import NetworkModelName
 from simulator.runspec import RunSpec
 from simulator.stragglers import slow_down, slowdown_factors
 from simulator.strategies import lower, needs_servers
@@ -95,7 +96,7 @@ class JobsSpec(BaseModel):
     faults: list[str] = Field(default_factory=list)
     fidelity: str = "flow"
     rate_tolerance: float = Field(DEFAULT_RATE_TOLERANCE, ge=0.0, le=MAX_RATE_TOLERANCE)
-    network_model: Literal["maxmin", "cm02", "lv08"] = DEFAULT_NETWORK_MODEL
+    network_model: NetworkModelName = DEFAULT_NETWORK_MODEL
     jobs: list[JobSpec] = Field(min_length=1)
 
 

@@ -18,6 +18,7 @@ MAX_STEPS = 1_000  # steps simulated in one run (enough for staleness to settle;
 DEFAULT_RATE_TOLERANCE = 1e-3
 MAX_RATE_TOLERANCE = 0.1
 PARTIALS = ("fields", "first-layer", "auto")  # DES's partial sums (``strategies.des``)
+NetworkModelName = Literal["maxmin", "cm02", "lv08"]  # how flows share links (``network.models.MODELS``)
 
 
 class PSOptions(BaseModel):

@@ -35,10 +35,12 @@ from simulator.options import (
     MAX_STEPS,
     DESOptions,
     FCOptions,
+    NetworkModelName,
     PSOptions,
     ShardingOptions,
     StrategyOptions,
 )
+from workloads.precision import CommDtype, Precision
 
 if typing.TYPE_CHECKING:
     import pandas as pd
@@ -68,7 +70,7 @@ class RunSpec(BaseModel):
         "ps | des | des-rs | des-a2a | dp | tw | cw | rw | twrw; for extreme classification dp-fc | ps-fc | mp-fc | "
         "mp-fc-knn (default: des, or mp-fc-knn)"))
     fidelity: Literal["flow", "analytical"] = Field("flow", description="flow (event driven) | analytical")
-    network_model: Literal["maxmin", "cm02", "lv08"] = Field("maxmin", description=(
+    network_model: NetworkModelName = Field("maxmin", description=(
         "how flows share links, as SimGrid names it: maxmin (equal shares, ideal capacity) | cm02 (shares by "
         "1/RTT, TCP window cap, ACK load) | lv08 (cm02 with SimGrid's TCP corrections: latency x13.01, rate "
         "x0.97; for TCP/Ethernet clusters)"))
@@ -89,10 +91,10 @@ class RunSpec(BaseModel):
     rank_devices: list[str] = Field([], description=(
         "mixed devices: RANKS=DEVICE runs those ranks on another device (0-7=a100; repeatable)"),
         json_schema_extra={"cli": "--rank-device"})
-    precision: Literal["fp32", "tf32", "bf16", "fp16"] | None = Field(None, description=(
+    precision: Precision | None = Field(None, description=(
         "GEMM precision: fp32 | tf32 | bf16 | fp16 (bf16/fp16: mixed precision, fp32 master weights and "
         "optimizer state, 2-byte activations; default: the workload's, fp32)"))
-    comm_dtype: Literal["fp32", "bf16", "fp16"] | None = Field(None, description=(
+    comm_dtype: CommDtype | None = Field(None, description=(
         "dtype of values on the wire: fp32 | bf16 | fp16 (default: the activations', 2 bytes under bf16/fp16)"))
     ps: PSOptions = PSOptions()
     des: DESOptions = DESOptions()

@@ -16,12 +16,14 @@ payload only; the ACK stream takes capacity but is not payload.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import numpy as np
 
 from simulator.errors import SpecError
 from simulator.fabric import Fabric, KeyCache, pad_columns
+from simulator.options import NetworkModelName
 
 TCP_GAMMA_BYTES = 4 * 1024 * 1024  # SimGrid's network/TCP-gamma: the largest TCP window
 MIN_PENALTY_S = 1e-12  # a zero-latency route still gets a finite weight
@@ -53,6 +55,7 @@ MODELS = {model.name: model for model in (
                  tcp_gamma_bytes=TCP_GAMMA_BYTES, ack_fraction=0.05),
 )}
 DEFAULT_NETWORK_MODEL = "maxmin"
+assert tuple(MODELS) == typing.get_args(NetworkModelName)  # the names run specs accept
 
 
 def network_model(name: str, field: str = "network_model") -> NetworkModel:
