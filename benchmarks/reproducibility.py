@@ -21,9 +21,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from simulator.executor.calibrate import MODELS
+from simulator.calibration.calibrate import MODELS
+from simulator.calibration.validation import WARMUP_STEPS
 from simulator.executor.run import execute_many, small_workload
-from simulator.validation import WARMUP_STEPS
 
 STRATEGIES = ("des", "des-rs", "des-a2a", "dp")
 

@@ -34,10 +34,10 @@ CASES = [("allreduce", "ring", "64MiB"), ("alltoall", "direct", "64MiB"), ("push
 
 def run_case(op: str, algo: str, size: str, topology: str, fidelity: str, rate_tolerance: float) -> dict:
     """Run one case in this process and return its measurements."""
-    from simulator.collectives import build_schedule
-    from simulator.fabric import Fabric
+    from simulator.collectives.algorithms import build_schedule
+    from simulator.collectives.tuner import profiled
     from simulator.network import make_network
-    from simulator.tuner import profiled
+    from simulator.network.fabric import Fabric
     from simulator.units import parse_size_bytes
     from topologies import load_topology
 

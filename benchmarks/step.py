@@ -25,10 +25,10 @@ def topology_for(gpus: int) -> str:
 
 
 def run_case(strategy: str, fidelity: str, gpus: int, workload: str) -> dict:
-    from simulator.compute import load_device
-    from simulator.fabric import Fabric
+    from simulator.compute.roofline import load_device
+    from simulator.network.fabric import Fabric
+    from simulator.run.training import make_cluster, simulate_step
     from simulator.strategies import lower
-    from simulator.training import make_cluster, simulate_step
     from topologies import load_topology
     from workloads import load_workload
 
@@ -46,9 +46,9 @@ def run_case(strategy: str, fidelity: str, gpus: int, workload: str) -> dict:
 
 def run_throughput(gpus: int, workload: str, configs: int) -> dict:
     """Analytical steps per minute over ``configs`` configurations (batch sizes x strategies)."""
-    from simulator.compute import load_device
-    from simulator.fabric import Fabric
-    from simulator.training import make_cluster, simulate_step
+    from simulator.compute.roofline import load_device
+    from simulator.network.fabric import Fabric
+    from simulator.run.training import make_cluster, simulate_step
     from topologies import load_topology
     from workloads import load_workload
 

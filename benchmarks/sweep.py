@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from simulator.sweep import sweep
+from simulator.run.sweep import sweep
 
 
 def spec_for(configs: int, closed_form: bool = False) -> dict:

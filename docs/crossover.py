@@ -24,11 +24,11 @@ from pathlib import Path
 import pandas as pd
 import plotly.express as px
 
-from simulator.compute import load_device
-from simulator.fabric import Fabric
+from simulator.compute.roofline import load_device
+from simulator.network.fabric import Fabric
+from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import StrategyOptions
 from simulator.strategies.des import DESOptions
-from simulator.training import make_cluster, simulate_step
 from topologies import load_topology
 from workloads import load_workload
 

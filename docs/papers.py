@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from simulator.compute import load_device
-from simulator.fabric import Fabric
+from simulator.compute.roofline import load_device
+from simulator.network.fabric import Fabric
+from simulator.run.sweep import sweep
+from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import StrategyOptions
 from simulator.strategies.fc import FCOptions
-from simulator.sweep import sweep
-from simulator.training import make_cluster, simulate_step
 from topologies import load_topology
 from workloads import load_workload
 

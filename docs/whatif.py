@@ -18,12 +18,13 @@ from pathlib import Path
 import pandas as pd
 from crossover import markdown  # docs/ is on the path when this script runs
 
-from simulator import plots
-from simulator.compute import load_device
-from simulator.fabric import Fabric
+from simulator.compute.roofline import load_device
+from simulator.network.fabric import Fabric
+from simulator.results import plots
+from simulator.results.tables import flat_summary
+from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import StrategyOptions
 from simulator.strategies.ps import PSOptions
-from simulator.training import flat_summary, make_cluster, simulate_step
 from topologies import load_topology
 from topologies.faults import apply_faults
 from workloads import load_workload

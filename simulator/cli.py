@@ -24,7 +24,7 @@ from simulator import console as ui
 from simulator.errors import ExecutorError, SpecError
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE
 from simulator.network.models import DEFAULT_NETWORK_MODEL
-from simulator.runspec import simulate_all
+from simulator.run.spec import simulate_all
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="dessim: simulate distributed-training "
                   "communication (PS vs DES and friends) over cluster topologies.")
@@ -40,7 +40,7 @@ def _root(ctx: typer.Context) -> None:
 
 def _key_option(name: str) -> object:
     """A run key's typer option, for commands that take a few of them (``collective``)."""
-    from simulator.runspec import KEYS
+    from simulator.run.spec import KEYS
 
     return typer.Option(KEYS[name].cli, help=KEYS[name].field.description)
 
@@ -69,10 +69,10 @@ def collective(
     = None,
 ) -> None:
     """Simulate one collective over every host of a topology (nccl-tests sizes and busbw)."""
-    from simulator.collectives import DEFAULT_ALGO, OPS
-    from simulator.fabric import Fabric
+    from simulator.collectives.algorithms import DEFAULT_ALGO, OPS
     from simulator.network import FIDELITIES
-    from simulator.simulate import simulate_collective
+    from simulator.network.fabric import Fabric
+    from simulator.run.collective import simulate_collective
     from simulator.units import parse_size_bytes
     from topologies import load_topology
     from topologies.faults import apply_faults
@@ -108,10 +108,10 @@ OUTPUTS = [  # run and compare: what to write besides the table
 
 
 def _run_options(skip: tuple[str, ...] = (), extra: list[tuple] | None = None) -> Callable[[Callable], Callable]:
-    """Give a command one option per run key (``runspec.KEYS``: type, default and help from ``RunSpec``), but
+    """Give a command one option per run key (``run.spec.KEYS``: type, default and help from ``RunSpec``), but
     ``skip``, then ``extra`` (name, type, default, typer.Option); the command receives them as keywords."""
     from simulator.errors import choices
-    from simulator.runspec import KEYS
+    from simulator.run.spec import KEYS
 
     params = []
     for name, key in KEYS.items():
@@ -145,7 +145,7 @@ def _run_options(skip: tuple[str, ...] = (), extra: list[tuple] | None = None) -
 
 def _spec(options: dict[str, object]) -> object:
     """The RunSpec of a command's run options (those not given keep RunSpec's defaults)."""
-    from simulator.runspec import KEYS, RunSpec, cli_name
+    from simulator.run.spec import KEYS, RunSpec, cli_name
 
     return RunSpec.from_flat({k: v for k, v in options.items() if k in KEYS and v is not None}, cli_name)
 
@@ -175,7 +175,7 @@ def compare(strategies: str | None = None, as_json: bool = False, trace_out: str
             links_out: str | None = None, save: str | None = None, **options: object) -> None:
     """Simulate one training step under several strategies side by side (default: PS vs DES, or every
     extreme-classification strategy)."""
-    from simulator.training import SAVING_KEYS, comparison_table
+    from simulator.run.training import SAVING_KEYS, comparison_table
 
     names = [name.strip() for name in strategies.split(",") if name.strip()] if strategies is not None else None
     if names == []:
@@ -199,7 +199,7 @@ def compare(strategies: str | None = None, as_json: bool = False, trace_out: str
 def trace(out: str, **options: object) -> None:
     """Simulate one step (the options of dessim run) and write its trace as Perfetto / Chrome trace-event JSON:
     a track per rank and stream, a slice per op, flows tying each collective's slices together."""
-    from simulator.perfetto import write_trace_events
+    from simulator.results.perfetto import write_trace_events
 
     if not out.endswith(".json"):
         raise SpecError("out", out, "must end in .json")
@@ -216,7 +216,7 @@ for _command in (run, compare, trace):
 
 @app.command()
 def sweep(
-    spec: Annotated[str, typer.Argument(help="the sweep spec (YAML): base, grid, sample; see simulator/sweep.py")],
+    spec: Annotated[str, typer.Argument(help="the sweep spec (YAML): base, grid, sample; see simulator/run/sweep.py")],
     out: Annotated[str, typer.Option(help="the results table (.parquet, or .csv), one row per run")] = (
         "results.parquet"),
     backend: Annotated[str, typer.Option(help="local (process pool) | dask (dask.distributed)")] = "local",
@@ -227,7 +227,7 @@ def sweep(
     as_json: JsonOpt = False,
 ) -> None:
     """Run every point of a sweep spec, writing each row as it finishes; resumable."""
-    from simulator.sweep import sweep as run_sweep
+    from simulator.run.sweep import sweep as run_sweep
 
     with ui.progress_bar(ui.bars_wanted(as_json)) as update:
         table = run_sweep(spec, out, backend, jobs, resume, scheduler,
@@ -243,13 +243,13 @@ def sweep(
 
 @app.command("jobs")
 def jobs_command(
-    spec: Annotated[str, typer.Argument(help="the jobs spec (YAML): topology, fidelity, jobs; see simulator/jobs.py")],
+    spec: Annotated[str, typer.Argument(help="jobs spec (YAML): topology, fidelity, jobs (docs/examples/jobs.yaml)")],
     out: Annotated[str | None, typer.Option(help="write the table (.csv/.parquet), one row per job")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run several training jobs at once on one topology, each on its own hosts and sharing links; per job,
     its step time alone and shared, and the interference it suffers."""
-    from simulator.jobs import simulate_jobs
+    from simulator.run.jobs import simulate_jobs
 
     if out is not None and not out.endswith((".parquet", ".csv")):
         raise SpecError("out", out, "must end in .csv or .parquet")
@@ -288,7 +288,7 @@ def report(
     """One self-contained HTML report (summary table and figures) of saved results."""
     from pathlib import Path
 
-    from simulator.report import build_report
+    from simulator.results.report import build_report
 
     if not out.endswith((".html", ".htm")):
         raise SpecError("out", out, "must end in .html")
@@ -310,7 +310,7 @@ def list_things(what: Annotated[str, typer.Argument(
         typer.echo("builders: " + ", ".join(BUILDERS))
         typer.echo("presets:  " + ", ".join(list_presets()))
     elif what == "collectives":
-        from simulator.collectives import SUPPORTED
+        from simulator.collectives.algorithms import SUPPORTED
 
         for op, algos in SUPPORTED.items():
             typer.echo(f"{op}: {', '.join((*algos, 'auto'))}")
@@ -320,7 +320,7 @@ def list_things(what: Annotated[str, typer.Argument(
         typer.echo("builders: " + ", ".join(MODELS))
         typer.echo("presets:  " + ", ".join(list_presets()))
     elif what == "hardware":
-        from simulator.compute import list_devices, load_device
+        from simulator.compute.roofline import list_devices, load_device
         from workloads.precision import PRECISIONS
 
         for name in list_devices():
@@ -333,13 +333,13 @@ def list_things(what: Annotated[str, typer.Argument(
         for name, text in DESCRIPTIONS.items():
             typer.echo(f"{name}: {text}")
     elif what == "links":
-        from simulator.runspec import DEFAULT_TOPOLOGY
+        from simulator.run.spec import DEFAULT_TOPOLOGY
         from topologies import load_topology
 
         for u, v, gbps in load_topology(topology or DEFAULT_TOPOLOGY).edges(data="link_gbps"):
             typer.echo(f"{u}-{v} {gbps:g} Gb/s")
     elif what == "keys":
-        from simulator.runspec import key_table
+        from simulator.run.spec import key_table
 
         for row in key_table().itertuples(index=False):
             typer.echo(f"{row.key} ({row.option}; {row.type}, default {row.default}): {row.help}")

@@ -1,6 +1,6 @@
 """The ``dessim`` commands that run the real executor (``calibrate``, ``validate``; they need the ``torch``
 extra), which ``register`` adds to the command line (``simulator.cli.app``). Parsing only; the work is in
-``simulator.executor`` and ``simulator.validation``, the printing in ``simulator.console``."""
+``simulator.executor`` and ``simulator.calibration.validation``, the printing in ``simulator.console``."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def calibrate(
     the compute terms to the per-op times of real executor steps (at batch sizes validate does not use)."""
     from pathlib import Path
 
-    from simulator.compute import load_device
+    from simulator.compute.roofline import load_device
 
     _executor()
     _backend(backend)
@@ -97,7 +97,7 @@ def calibrate(
     preset = load_device(device or ("h100" if backend == "nccl" else "cpu-server")).name
     if not out.endswith(".json"):
         raise SpecError("out", out, "must end in .json")
-    from simulator.executor.calibrate import calibrate as run_calibration
+    from simulator.calibration.calibrate import calibrate as run_calibration
 
     with ui.progress_bar(ui.bars_wanted(False)) as update:
         profile, quality = run_calibration(sizes, preset, backend, timeout_s,
@@ -131,11 +131,11 @@ def validate(
     """Run a grid of models x strategies x world sizes on the real executor and on the simulator: predicted
     and measured bytes and step time, side by side, with their errors (and where the time went:
     --breakdown)."""
-    from simulator.compute import load_calibration, load_device
+    from simulator.compute.roofline import load_calibration, load_device
 
     _executor()
+    from simulator.calibration.validation import validate as run_validation
     from simulator.executor.run import MODELS, STRATEGIES, strategies_for
-    from simulator.validation import validate as run_validation
 
     grid = (_names(models, "models", MODELS), _names(strategies, "strategies", STRATEGIES), _worlds(worlds))
     _backend(backend)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.table import Table
 
-from simulator.results import write_table
+from simulator.results.tables import write_table
 from simulator.units import format_bytes
 
 if typing.TYPE_CHECKING:
@@ -20,7 +20,7 @@ if typing.TYPE_CHECKING:
 
 
 def print_summary(reports: list, title: str) -> None:
-    from simulator.training import comparison_table
+    from simulator.run.training import comparison_table
 
     table = comparison_table(reports)
     console = Console()
@@ -101,7 +101,7 @@ def bars_wanted(as_json: bool) -> bool:
 
 
 def print_collective(report: object, size: str) -> None:
-    """``dessim collective``'s report (a ``simulate.CollectiveReport``; ``size`` as the user gave it)."""
+    """``dessim collective``'s report (a ``run.collective.CollectiveReport``; ``size`` as the user gave it)."""
     console = Console()
     console.print(f"Ran {report.op} ({report.algo}) of {size} on {report.ranks} ranks of "
                   f"[bold]{report.topology}[/bold] at {report.fidelity} fidelity, {report.network_model} sharing.")
@@ -131,7 +131,7 @@ def write_step_outputs(reports: list, trace_out: str | None, links_out: str | No
     import pandas as pd
 
     if save:
-        from simulator.report import save_results
+        from simulator.results.report import save_results
 
         save_results(save, document or {"strategies": [r.summary.document() for r in reports]}, reports)
     if trace_out:
@@ -149,7 +149,7 @@ def flat_breakdown(rows: pd.DataFrame) -> pd.DataFrame:
 
 def breakdown_table(rows: pd.DataFrame) -> Table:
     """Predicted and measured ms per step by op category, a line per (validate row, category)."""
-    from simulator.validation import breakdown_table
+    from simulator.calibration.validation import breakdown_table
 
     table = Table(title="Where the step goes, ms per step by op category (a worker's; server.*: a server's; "
                         "other: the executor's time outside every timed phase)")

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from simulator.cli import main
-from simulator.compute import load_device
-from simulator.fabric import Fabric
+from simulator.compute.roofline import load_device
+from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
-from simulator.schedule import Schedule
-from simulator.training import make_cluster, simulate_step
+from simulator.network.schedule import Schedule
+from simulator.run.training import make_cluster, simulate_step
 
 
 def star_graph(n: int, link_gbps: float = 100.0, latency_us: float = 1.0) -> nx.Graph:

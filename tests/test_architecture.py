@@ -12,15 +12,16 @@ PACKAGES = ("simulator", "workloads", "topologies")
 # module names; a name covers its submodules.
 LAYERS = [
     ["simulator.cli", "simulator.cli_executor"],
-    ["simulator.console", "simulator.report", "simulator.plots", "simulator.jobs", "simulator.sweep",
-     "simulator.validation",
-     "simulator.executor.calibrate", "simulator.executor.stepfit"],
-    ["simulator.runspec"],
-    ["simulator.training", "simulator.vectorized", "simulator.simulate"],
+    ["simulator.console"],
+    ["simulator.calibration"],
+    ["simulator.run.sweep", "simulator.run.jobs"],
+    ["simulator.run.spec"],
+    ["simulator.run.training", "simulator.run.closed_form", "simulator.run.collective"],
+    ["simulator.results"],
     ["simulator.strategies"],
-    ["simulator.engine", "simulator.tuner", "simulator.stragglers", "simulator.results", "simulator.perfetto"],
-    ["simulator.network", "simulator.collectives", "simulator.compute", "simulator.cpu_sharing"],
-    ["simulator.fabric", "simulator.schedule", "simulator.stepgraph", "simulator.executor"],
+    ["simulator.core", "simulator.collectives"],
+    ["simulator.compute", "simulator.network"],
+    ["simulator.executor"],
     ["workloads", "topologies"],
     ["simulator.options", "simulator.errors", "simulator.units"],
 ]
@@ -44,6 +45,20 @@ def test_no_import_circles(graph: grimp.ImportGraph) -> None:
     assert [sorted(c) for c in nx.strongly_connected_components(edges) if len(c) > 1] == []
 
 
+def package_of(module: str) -> str:
+    """The folder a module belongs to: ``simulator.run.spec`` -> ``simulator.run``; top-level modules stand alone."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "simulator" else parts[0]
+
+
+def test_no_circles_between_folders(graph: grimp.ImportGraph) -> None:
+    """Folders, not only modules, import one way: a folder never imports one that imports it back."""
+    edges = nx.DiGraph([(package_of(m), package_of(i)) for m in graph.modules
+                        for i in graph.find_modules_directly_imported_by(m)
+                        if i.split(".")[0] in PACKAGES and package_of(m) != package_of(i)])
+    assert [sorted(c) for c in nx.strongly_connected_components(edges) if len(c) > 1] == []
+
+
 def test_no_module_imports_a_layer_above_its_own(graph: grimp.ImportGraph) -> None:
     upward = []
     for module in sorted(graph.modules):
@@ -57,10 +72,9 @@ def test_no_module_imports_a_layer_above_its_own(graph: grimp.ImportGraph) -> No
 
 def test_the_executor_needs_nothing_of_the_simulator_but_options_and_errors(graph: grimp.ImportGraph) -> None:
     """The executor runs the strategies for real; it shares workloads, options and errors with the simulator,
-    never its model (calibration and its step fit sit above both)."""
+    never its model (calibration, in its own folder, sits above both)."""
     allowed = ("simulator.executor", "simulator.options", "simulator.errors", "workloads", "topologies")
-    executor = [m for m in graph.modules if m.startswith("simulator.executor")
-                and m not in ("simulator.executor.calibrate", "simulator.executor.stepfit")]
+    executor = [m for m in graph.modules if m.startswith("simulator.executor")]
     used = {i for m in executor for i in graph.find_modules_directly_imported_by(m)}
     assert sorted(i for i in used if i.split(".")[0] in PACKAGES and not i.startswith(allowed)) == []
 

@@ -11,18 +11,18 @@ torch = pytest.importorskip("torch")
 
 from conftest import run_cli as run  # noqa: E402
 
-from simulator.compute import CalibrationProfile, load_calibration, load_device, op_time_s  # noqa: E402
-from simulator.executor.calibrate import COLLECTIVES, fit_collectives, fit_compute  # noqa: E402
-from simulator.validation import local_fabric  # noqa: E402
+from simulator.calibration.calibrate import COLLECTIVES, fit_collectives, fit_compute  # noqa: E402
+from simulator.calibration.validation import local_fabric  # noqa: E402
+from simulator.compute.roofline import CalibrationProfile, load_calibration, load_device, op_time_s  # noqa: E402
 
 
 def test_collective_costs_fitted_to_calls_the_simulator_times_are_the_costs_they_were_made_with() -> None:
     """Points timed by the simulator itself, each call lowered as a strategy lowers it (``collective``; all-to-all
     and p2p as ``exchange``) with known per-call costs on the loopback star: the fit returns those costs."""
-    from simulator.compute import CollectiveCost
-    from simulator.engine import Engine
+    from simulator.compute.roofline import CollectiveCost
+    from simulator.core.engine import Engine
+    from simulator.core.stepgraph import StepGraph
     from simulator.network import make_network
-    from simulator.stepgraph import StepGraph
     from simulator.strategies.base import Cluster, collective, exchange
 
     world = 4
@@ -54,7 +54,7 @@ def test_collective_costs_fitted_to_calls_the_simulator_times_are_the_costs_they
 
 def test_compute_fit_recovers_launch_efficiencies_lookup_cost_and_backward_factor() -> None:
     """Points made with the simulator's own cost functions and known parameters: the fit returns them."""
-    from simulator.compute import embedding_lookup_s
+    from simulator.compute.roofline import embedding_lookup_s
 
     device = load_device("cpu-server")
     truth = device.model_copy(update={"launch_overhead_us": 12.0, "eff_flops": 0.02, "eff_gather": 0.004,
@@ -82,8 +82,8 @@ def test_compute_fit_recovers_launch_efficiencies_lookup_cost_and_backward_facto
 def test_predicted_breakdown_covers_each_workers_step_and_prices_the_id_handling() -> None:
     """The executor's ranks are synchronous programs: serial in the prediction, each worker's op times add up
     to its step; ``id_ns`` prices DES's scan of the B m gathered IDs and PS's dedup of b m."""
+    from simulator.calibration.validation import predict
     from simulator.executor.run import small_workload
-    from simulator.validation import predict
 
     device = load_device("cpu-server").model_copy(update={"id_ns": 10.0})
     workload = small_workload("dlrm", 256)
@@ -128,8 +128,8 @@ def test_calibrate_writes_a_profile_the_simulator_loads(capsys, tmp_path) -> Non
 def test_the_step_fit_recovers_known_per_op_costs() -> None:
     """A synthetic executor: per-op times the simulator itself prices with known terms (worker and server),
     at two batch sizes. The fit, started elsewhere, recovers every term within 1%."""
+    from simulator.calibration.stepfit import FITTED, FITTED_SERVER, Observed, fit_device, predicted_breakdown
     from simulator.executor.run import small_workload
-    from simulator.executor.stepfit import FITTED, FITTED_SERVER, Observed, fit_device, predicted_breakdown
 
     preset = load_device("cpu-server")
     truth = preset.model_copy(update={"launch_overhead_us": 40.0, "eff_flops": 0.01, "eff_mem": 0.05,
@@ -159,10 +159,10 @@ def test_the_in_step_collective_fit_recovers_known_per_call_costs() -> None:
     loopback (the unwaited times the simulator itself predicts with them). The fit, started from other
     (microbenchmark) costs, recovers each called op's within 1%; p2p, which no step calls collectively,
     keeps its starting cost; PS runs (whose calls wait on the servers) are left out."""
-    from simulator.compute import CalibrationProfile
+    from simulator.calibration.stepfit import Observed, fit_collectives_in_step
+    from simulator.calibration.validation import predict
+    from simulator.compute.roofline import CalibrationProfile
     from simulator.executor.run import small_workload
-    from simulator.executor.stepfit import Observed, fit_collectives_in_step
-    from simulator.validation import predict
 
     device = load_device("cpu-server")
     truth = {"allreduce": {"call_us": 700.0, "ns_per_byte": 0.6},
@@ -190,10 +190,10 @@ def test_the_jitter_fit_recovers_a_known_sigma() -> None:
     """A synthetic executor whose ranks' compute jitters by exp(0.3 Z) per step: its collectives' times are
     what the simulator predicts with that jitter, their unwaited times those without. The fit finds 0.3 (within
     2%) from the waiting alone; with no waiting it finds 0. PS runs and one-worker runs are not used."""
-    from simulator.compute import CalibrationProfile
+    from simulator.calibration.stepfit import Observed, fit_jitter
+    from simulator.calibration.validation import predict
+    from simulator.compute.roofline import CalibrationProfile
     from simulator.executor.run import small_workload
-    from simulator.executor.stepfit import Observed, fit_jitter
-    from simulator.validation import predict
 
     device = load_device("cpu-server")
     costs = {"allreduce": {"call_us": 700.0, "ns_per_byte": 0.6}, "allgather": {"call_us": 500.0, "ns_per_byte": 1.0}}
@@ -283,8 +283,8 @@ def test_collective_fit_sets_a_cost_too_small_to_see_to_zero() -> None:
 def test_every_model_and_strategy_counts_exactly_the_predicted_bytes() -> None:
     """The whole grid at 2 workers (PS: plus 1 server), small batches: every (category, rank) count equals
     the simulator's prediction for the same workload and IDs."""
+    from simulator.calibration.validation import validate
     from simulator.executor.run import MODELS, RECOMMENDER_STRATEGIES, RECOMMENDERS, STRATEGIES
-    from simulator.validation import validate
 
     rows = validate(MODELS, STRATEGIES, [2], steps=2, batch_per_worker=32, repeats=1)
     assert len(rows) == len(RECOMMENDERS) * len(RECOMMENDER_STRATEGIES) + 2  # + xc: mp-fc, mp-fc-knn

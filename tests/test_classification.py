@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from conftest import run_cli, sent, star_graph
 
-from simulator import compute
-from simulator.compute import load_device
+from simulator.compute import roofline
+from simulator.compute.roofline import load_device
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
+from simulator.network.fabric import Fabric
+from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import FC_STRATEGIES, StrategyOptions, lower
 from simulator.strategies.fc import FCOptions, fc_memory
-from simulator.training import make_cluster, simulate_step
 from workloads import ClassificationWorkload, classification, load_workload
 
 D, C, B, M = 64, 100_000, 16, 1_000_000  # feature dim, classes, batch per worker, backbone parameters
@@ -131,7 +131,7 @@ def test_knn_compute_and_memory_scale_with_the_active_fraction() -> None:
     device = load_device("h100")
 
     def fc_forward_s(scored: float) -> float:
-        return compute.dense_forward_s(device, 2 * big_b * D * scored, scored * D * 4,
+        return roofline.dense_forward_s(device, 2 * big_b * D * scored, scored * D * 4,
                                        (big_b * D + big_b * scored) * 4, "fp32")
 
     for report, scored in ((knn, active / n), (full, wl.classes / n)):
@@ -159,8 +159,8 @@ def test_memory_of_1e8_classes_on_256_gpus_by_hand() -> None:
     knn = memory["mp-fc-knn"]["worker"]
     assert knn["knn_graph"] == c * 10 * 8 and knn["knn_buffer"] == pytest.approx(c / n * d * s)
     h100 = load_device("h100")
-    assert not compute.fits(h100, memory["dp-fc"]["worker"])[0]  # 614 GB of FC alone
-    assert compute.fits(h100, memory["mp-fc"]["worker"])[0]
+    assert not roofline.fits(h100, memory["dp-fc"]["worker"])[0]  # 614 GB of FC alone
+    assert roofline.fits(h100, memory["mp-fc"]["worker"])[0]
 
 
 def test_one_worker_sends_nothing() -> None:

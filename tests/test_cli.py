@@ -99,8 +99,8 @@ def test_des_partial_is_chosen_reported_and_refused_where_not_exact(capsys) -> N
     """``--des-partial``: auto picks DeepFM's first layer (400 + 16 + 1 = 417 values per sample, not 39 x 16 +
     1 = 625), fields keeps 625 (partials' bytes in that ratio); first-layer on DLRM is one line, status 2.
     The sweep and jobs files take the same option."""
-    from simulator.jobs import load_jobs
-    from simulator.sweep import DEFAULTS, _resolve
+    from simulator.run.jobs import load_jobs
+    from simulator.run.sweep import DEFAULTS, _resolve
 
     common = ("--workload", "deepfm-criteo", "--strategy", "des", "--fidelity", "analytical", "--topology",
               "star:hosts=4,link_gbps=100,latency_us=1")

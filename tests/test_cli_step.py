@@ -100,9 +100,9 @@ def test_list_workloads_hardware_strategies(capsys) -> None:
 
 
 def test_the_engine_reports_progress_up_to_every_op_and_rank() -> None:
-    from simulator.compute import load_device
-    from simulator.fabric import Fabric
-    from simulator.training import make_cluster, simulate_step
+    from simulator.compute.roofline import load_device
+    from simulator.network.fabric import Fabric
+    from simulator.run.training import make_cluster, simulate_step
     from topologies import load_topology
     from workloads import load_workload
 

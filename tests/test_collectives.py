@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from conftest import run_flow, star_graph
 
-from simulator.collectives import SUPPORTED, build_schedule, busbw_factor, check_request
+from simulator.collectives.algorithms import SUPPORTED, build_schedule, busbw_factor, check_request
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
-from simulator.schedule import Schedule
+from simulator.network.fabric import Fabric
+from simulator.network.schedule import Schedule
 
 
 def sent_per_rank(schedule: Schedule) -> np.ndarray:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import simulator.compute
-from simulator.compute import (
+import simulator.compute.roofline
+from simulator.compute.roofline import (
     CalibrationProfile,
     Device,
     apply_calibration,
@@ -39,7 +39,7 @@ def toy(**changes: object) -> Device:
 
 
 def test_docstring_examples() -> None:
-    failures, tried = doctest.testmod(simulator.compute)
+    failures, tried = doctest.testmod(simulator.compute.roofline)
     assert tried > 0 and failures == 0
 
 

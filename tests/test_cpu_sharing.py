@@ -1,4 +1,4 @@
-"""Processor sharing of one machine's cores (``simulator.cpu_sharing``) and the engine under it, against
+"""Processor sharing of one machine's cores (``simulator.compute.cpu_sharing``) and the engine under it, against
 closed forms."""
 
 import numpy as np
@@ -8,12 +8,12 @@ from conftest import star_graph
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.collectives import build_schedule
-from simulator.cpu_sharing import SharedCores
-from simulator.engine import Engine
-from simulator.fabric import Fabric
+from simulator.collectives.algorithms import build_schedule
+from simulator.compute.cpu_sharing import SharedCores
+from simulator.core.engine import Engine
+from simulator.core.stepgraph import StepGraph
 from simulator.network import make_network
-from simulator.stepgraph import StepGraph
+from simulator.network.fabric import Fabric
 
 
 def _ends(cores: int, jobs: list[tuple[float, float]]) -> list[float]:

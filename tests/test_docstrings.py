@@ -4,16 +4,17 @@ import doctest
 
 import pytest
 
-import simulator.collectives
-import simulator.fabric
+import simulator.collectives.algorithms
+import simulator.core.stragglers
+import simulator.network.fabric
 import simulator.network.maxmin
-import simulator.stragglers
 import simulator.units
 import topologies.faults
 
 
-@pytest.mark.parametrize("module", [simulator.collectives, simulator.fabric, simulator.network.maxmin,
-                                    simulator.stragglers, simulator.units, topologies.faults])
+@pytest.mark.parametrize("module", [simulator.collectives.algorithms, simulator.network.fabric,
+                                    simulator.network.maxmin,
+                                    simulator.core.stragglers, simulator.units, topologies.faults])
 def test_docstring_examples(module: object) -> None:
     failures, tried = doctest.testmod(module)
     assert tried > 0 and failures == 0

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from conftest import star_graph
 
-from simulator.collectives import build_schedule
-from simulator.engine import Engine
-from simulator.fabric import Fabric
+from simulator.collectives.algorithms import build_schedule
+from simulator.core.engine import Engine
+from simulator.core.stepgraph import StepGraph
 from simulator.network import make_network
-from simulator.schedule import Pattern, Schedule
-from simulator.stepgraph import StepGraph
+from simulator.network.fabric import Fabric
+from simulator.network.schedule import Pattern, Schedule
 
 GBPS, LATENCY_US = 100.0, 1.0
 B = GBPS * 1e9 / 8

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from simulator.collectives import build_schedule  # noqa: E402
+from simulator.collectives.algorithms import build_schedule  # noqa: E402
 from simulator.executor.comm import Communicator  # noqa: E402
 from simulator.executor.launch import ExecutorError, run_local  # noqa: E402
 

@@ -8,7 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from simulator.compute import load_device  # noqa: E402
+from simulator.calibration.validation import predict  # noqa: E402
+from simulator.compute.roofline import load_device  # noqa: E402
 from simulator.executor import EXECUTOR_KNN  # noqa: E402
 from simulator.executor.fc_models import (  # noqa: E402
     Backbone,
@@ -18,7 +19,6 @@ from simulator.executor.fc_models import (  # noqa: E402
     train_reference,
 )
 from simulator.executor.launch import run_local  # noqa: E402
-from simulator.validation import predict  # noqa: E402
 from workloads.classification import ClassificationWorkload  # noqa: E402
 
 STEPS, KNN_K, REBUILD = 4, 5, 2

@@ -8,12 +8,12 @@ torch = pytest.importorskip("torch")
 
 from conftest import assert_bytes_as_predicted, simulated_bytes, star_graph  # noqa: E402
 
-from simulator.compute import load_device  # noqa: E402
+from simulator.compute.roofline import load_device  # noqa: E402
 from simulator.executor.launch import run_local  # noqa: E402
 from simulator.executor.sum_models import train_reference  # noqa: E402
 from simulator.executor.train import train_des  # noqa: E402
-from simulator.fabric import Fabric  # noqa: E402
-from simulator.training import make_cluster, simulate_step  # noqa: E402
+from simulator.network.fabric import Fabric  # noqa: E402
+from simulator.run.training import make_cluster, simulate_step  # noqa: E402
 from workloads import fm, lr  # noqa: E402
 
 STEPS = 3

@@ -9,13 +9,13 @@ torch = pytest.importorskip("torch")
 
 from conftest import star_graph  # noqa: E402
 
-from simulator.compute import load_device  # noqa: E402
+from simulator.compute.roofline import load_device  # noqa: E402
 from simulator.executor.launch import run_local  # noqa: E402
 from simulator.executor.ps import train_ps  # noqa: E402
-from simulator.fabric import Fabric  # noqa: E402
+from simulator.network.fabric import Fabric  # noqa: E402
+from simulator.run.training import make_cluster, simulate_step  # noqa: E402
 from simulator.strategies import StrategyOptions  # noqa: E402
 from simulator.strategies.ps import PSOptions  # noqa: E402
-from simulator.training import make_cluster, simulate_step  # noqa: E402
 from workloads import Workload, dlrm, fm, lr  # noqa: E402
 
 STEPS = 3

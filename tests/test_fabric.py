@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from simulator.collectives import build_schedule
-from simulator.fabric import Fabric, KeyCache, pad_columns
+from simulator.collectives.algorithms import build_schedule
 from simulator.network import make_network
+from simulator.network.fabric import Fabric, KeyCache, pad_columns
 from topologies import load_topology
 
 

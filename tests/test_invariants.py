@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.compute import load_device
-from simulator.engine import Engine
-from simulator.fabric import Fabric
+from simulator.compute.roofline import load_device
+from simulator.core.engine import Engine
+from simulator.core.stragglers import slow_down, slowdown_factors
+from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
-from simulator.stragglers import slow_down, slowdown_factors
+from simulator.run.training import make_cluster
 from simulator.strategies import FC_STRATEGIES, RECOMMENDER_STRATEGIES, lower
-from simulator.training import make_cluster
 from topologies import load_topology
 from topologies.faults import apply_faults
 from workloads import load_workload

@@ -1,4 +1,4 @@
-"""Several jobs on one fabric (simulator.jobs): engines sharing a network, placement, interference against
+"""Several jobs on one fabric (simulator.run.jobs): engines sharing a network, placement, interference against
 closed forms, one-line spec errors, and ``dessim jobs``."""
 
 import json
@@ -10,16 +10,16 @@ import pytest
 import yaml
 
 from simulator.cli import main
-from simulator.compute import load_device
-from simulator.engine import Engine
+from simulator.compute.roofline import load_device
+from simulator.core.engine import Engine
+from simulator.core.stepgraph import StepGraph
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
-from simulator.jobs import hosts_text, load_jobs, parse_hosts, place, simulate_jobs
 from simulator.network import make_network
-from simulator.schedule import Pattern, Schedule
-from simulator.stepgraph import StepGraph
+from simulator.network.fabric import Fabric
+from simulator.network.schedule import Pattern, Schedule
+from simulator.run.jobs import hosts_text, load_jobs, parse_hosts, place, simulate_jobs
+from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies.base import Cluster
-from simulator.training import make_cluster, simulate_step
 from topologies import load_topology
 from workloads import load_workload
 

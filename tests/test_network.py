@@ -7,14 +7,14 @@ from conftest import fattree_graph, run_flow, star_graph
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.collectives import build_schedule
-from simulator.fabric import Fabric
+from simulator.collectives.algorithms import build_schedule
 from simulator.network.analytical import AnalyticalNetwork
+from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
 from simulator.network.fluid import TOLERANCE_BOUND
 from simulator.network.maxmin import by_candidate_minima, by_local_minima
 from simulator.network.models import MODELS, NetworkModel
-from simulator.schedule import Pattern, Schedule
+from simulator.network.schedule import Pattern, Schedule
 
 GBPS, LATENCY_US = 100.0, 1.0
 B = GBPS * 1e9 / 8  # bytes/s
@@ -127,7 +127,7 @@ def test_ring_without_barriers_follows_slowest_neighbour() -> None:
 @pytest.mark.parametrize("op", ["allreduce", "alltoall", "broadcast"])
 @pytest.mark.parametrize("algo", ["ring", "tree", "direct", "halving-doubling"])
 def test_bytes_sent_equal_bytes_received_and_links_carry_hops(op: str, algo: str) -> None:
-    from simulator.collectives import SUPPORTED
+    from simulator.collectives.algorithms import SUPPORTED
 
     if algo not in SUPPORTED[op]:
         pytest.skip("unsupported pair")
@@ -319,7 +319,7 @@ def test_max_min_solvers_agree_on_instances_larger_than_a_candidate_batch(seed: 
                                           ("allreduce", "halving-doubling"), ("broadcast", "ring"),
                                           ("pushpull", "direct")])
 def test_memoized_analytical_profiles_scale_exactly_with_size(op: str, algo: str) -> None:
-    from simulator.tuner import profiled
+    from simulator.collectives.tuner import profiled
 
     fabric = Fabric(fattree_graph(4))
     servers = 4 if op == "pushpull" else 0

@@ -12,15 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.cli import main
-from simulator.collectives import build_schedule
+from simulator.collectives.algorithms import build_schedule
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
-from simulator.jobs import simulate_jobs
 from simulator.network import make_network
+from simulator.network.fabric import Fabric
 from simulator.network.maxmin import max_min_rates, weighted_max_min_rates
 from simulator.network.models import MODELS, TCP_GAMMA_BYTES, ModelRoutes
-from simulator.schedule import Pattern, Schedule, Step
-from simulator.sweep import sweep
+from simulator.network.schedule import Pattern, Schedule, Step
+from simulator.run.jobs import simulate_jobs
+from simulator.run.sweep import sweep
 from topologies import star
 from workloads import load_workload
 

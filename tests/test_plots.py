@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator import plots
-from simulator.compute import load_device
-from simulator.fabric import Fabric
-from simulator.training import flat_summary, make_cluster, simulate_step
+from simulator.compute.roofline import load_device
+from simulator.network.fabric import Fabric
+from simulator.results import plots
+from simulator.results.tables import flat_summary
+from simulator.run.training import make_cluster, simulate_step
 from topologies import load_topology
 from workloads import load_workload
 

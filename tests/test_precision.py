@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 from conftest import run_cli, sent, star_graph
 
-from simulator.compute import load_device
+from simulator.compute.roofline import load_device
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
-from simulator.jobs import simulate_jobs
+from simulator.network.fabric import Fabric
+from simulator.run.closed_form import STRATEGIES, step_times
+from simulator.run.jobs import simulate_jobs
+from simulator.run.sweep import sweep
+from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import StrategyOptions
 from simulator.strategies.fc import FCOptions
-from simulator.sweep import sweep
-from simulator.training import make_cluster, simulate_step
-from simulator.vectorized import STRATEGIES, step_times
 from workloads import ClassificationWorkload, load_workload
 
 EFF_FLOPS, EFF_MEM, LAUNCH_S = 0.6, 0.8, 5e-6  # the GPU presets' efficiencies and launch cost
-# peak FLOP/s by device and precision: the datasheets' dense figures (simulator/devices/*.yaml)
+# peak FLOP/s by device and precision: the datasheets' dense figures (simulator/compute/presets/*.yaml)
 PEAKS = {("h100", "fp32"): 66.9e12, ("h100", "tf32"): 494.7e12, ("h100", "bf16"): 989.4e12,
          ("h100", "fp16"): 989.4e12, ("a100", "fp32"): 19.5e12, ("a100", "tf32"): 156e12,
          ("a100", "bf16"): 312e12, ("a100", "fp16"): 312e12, ("v100", "fp32"): 15.7e12, ("v100", "fp16"): 125e12}

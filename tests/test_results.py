@@ -1,14 +1,14 @@
-"""Result tables and the typed step summary (``simulator.results``)."""
+"""Result tables and the typed step summary (``simulator.results.tables``)."""
 
 import numpy as np
 import pytest
 from conftest import star_graph
 
-from simulator.compute import load_device
+from simulator.compute.roofline import load_device
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
-from simulator.results import StepSummary
-from simulator.training import flat_summary, make_cluster, simulate_step
+from simulator.network.fabric import Fabric
+from simulator.results.tables import StepSummary, flat_summary
+from simulator.run.training import make_cluster, simulate_step
 from workloads import load_workload
 
 
@@ -16,8 +16,8 @@ def test_link_timeline_of_one_message_is_full_for_its_duration() -> None:
     """One 12.5 MB message h0 -> h1 on 100 Gb/s links: both links of its path run at 100% from its route's
     2 us of latency (the fluid model moves it on every link at once) to 1 ms + 2 us, and carry its bytes."""
     from simulator.network import make_network
-    from simulator.results import link_timeline
-    from simulator.schedule import Pattern, Schedule
+    from simulator.network.schedule import Pattern, Schedule
+    from simulator.results.tables import link_timeline
 
     fabric = Fabric(star_graph(2))
     network = make_network(fabric, "flow", record_rates=True)
@@ -36,8 +36,8 @@ def test_link_timeline_of_one_message_is_full_for_its_duration() -> None:
 def test_link_timeline_carries_the_link_table_bytes_and_never_exceeds_capacity() -> None:
     """A PS step on an oversubscribed leaf-spine, exact event order: per link, the timeline's bytes are the
     link table's and no bin is above 100%."""
-    from simulator.compute import load_device
-    from simulator.training import make_cluster, simulate_step
+    from simulator.compute.roofline import load_device
+    from simulator.run.training import make_cluster, simulate_step
     from topologies import load_topology
     from workloads import load_workload
 
@@ -79,7 +79,7 @@ def test_the_step_summary_is_typed_and_its_document_is_the_json() -> None:
 def test_tables_are_written_whole_or_not_at_all(tmp_path) -> None:
     import pandas as pd
 
-    from simulator.results import write_table
+    from simulator.results.tables import write_table
 
     frame = pd.DataFrame({"link": [0, 1], "bytes": [1.5, 2.5]})
     for name in ("t.parquet", "t.csv"):

@@ -15,9 +15,9 @@ import pytest
 
 from simulator.cli import main
 from simulator.errors import SpecError
-from simulator.jobs import JobSpec, load_jobs
-from simulator.runspec import KEYS, RunSpec, cli_name, key_table, resolve
-from simulator.sweep import RUN_KEYS
+from simulator.run.jobs import JobSpec, load_jobs
+from simulator.run.spec import KEYS, RunSpec, cli_name, key_table, resolve
+from simulator.run.sweep import RUN_KEYS
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -71,7 +71,7 @@ def test_a_key_added_to_runspec_appears_everywhere_with_nothing_else_changed(tmp
     root = Path(__file__).resolve().parent.parent
     for package in ("simulator", "workloads", "topologies"):
         shutil.copytree(root / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    source = tmp_path / "simulator" / "runspec.py"
+    source = tmp_path / "simulator" / "run" / "spec.py"
     anchor = "    ps: PSOptions = PSOptions()\n"
     text = source.read_text()
     assert text.count(anchor) == 1
@@ -81,8 +81,8 @@ def test_a_key_added_to_runspec_appears_everywhere_with_nothing_else_changed(tmp
 import json
 from typer.testing import CliRunner
 from simulator.cli import app
-from simulator.jobs import JobSpec
-from simulator.sweep import RUN_KEYS
+from simulator.run.jobs import JobSpec
+from simulator.run.sweep import RUN_KEYS
 runner = CliRunner()
 print(json.dumps({
     "helps": [("--tuning-knob" in runner.invoke(app, [c, "--help"]).output) for c in ("run", "compare", "trace")],
@@ -105,7 +105,7 @@ def test_a_jobs_file_takes_every_strategy_option_but_not_the_files_shared_keys()
     assert spec.jobs[0].sharding.column_shards == 2 and spec.jobs[1].ps.mode == "ssp" and spec.jobs[1].ps.staleness == 2
     code, _ = cli("jobs", "--help")
     assert code == 0
-    from simulator.jobs import simulate_jobs
+    from simulator.run.jobs import simulate_jobs
 
     with pytest.raises(SpecError, match=r"^jobs\[0\]\.fidelity: got 'analytical'; not a job's key"):
         simulate_jobs({"topology": "leafspine16", "jobs": [{"name": "a", "workload": "dlrm-small", "strategy": "dp",

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from conftest import star_graph
 
-from simulator.collectives import build_schedule
-from simulator.compute import load_device
-from simulator.fabric import Fabric
+from simulator.collectives.algorithms import build_schedule
+from simulator.compute.roofline import load_device
+from simulator.core.stepgraph import StepGraph
+from simulator.network.fabric import Fabric
 from simulator.options import PSOptions, StrategyOptions
-from simulator.stepgraph import StepGraph
+from simulator.run.training import make_cluster
 from simulator.strategies import lower
-from simulator.training import make_cluster
 from workloads import load_workload
 
 

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from conftest import star_graph
 
-from simulator.compute import load_device
-from simulator.fabric import Fabric
+from simulator.compute.roofline import load_device
+from simulator.network.fabric import Fabric
+from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import RECOMMENDER_STRATEGIES, StrategyOptions
 from simulator.strategies.des import DESOptions
 from simulator.strategies.ps import PSOptions
 from simulator.strategies.torchrec import ShardingOptions
-from simulator.training import make_cluster, simulate_step
 from workloads import Table, Workload
 from workloads.ids import make_rng, sample_batch_ids
 
@@ -275,13 +275,13 @@ def test_flow_and_analytical_agree_on_a_star(strategy: str) -> None:
 
 def test_dense_part_pays_one_launch_per_linear_layer_and_one_for_interaction_and_loss() -> None:
     """DLRM with a 2-layer bottom and 3-layer top MLP: 6 launches forward, x backward_factor backward."""
-    from simulator import compute
+    from simulator.compute import roofline
     from simulator.strategies import costs
     from workloads import dlrm
 
     workload = dlrm(n_tables=4, rows=1000, dim=8, bottom_mlp=[16, 8], top_mlp=[32, 16, 1])
     device = load_device("h100").model_copy(update={"launch_overhead_us": 10.0})
-    one_launch = compute.dense_forward_s(device, 64 * workload.dense_flops_per_sample,
+    one_launch = roofline.dense_forward_s(device, 64 * workload.dense_flops_per_sample,
                                          workload.dense_params * workload.dtype_bytes,
                                          64 * workload.activation_bytes_per_sample)
     assert len(workload.linear_layers) == 5
@@ -385,7 +385,7 @@ def test_first_layer_partials_carry_h1_values_per_sample(variant: str) -> None:
 def test_first_layer_moves_the_first_layer_flops_to_the_owners() -> None:
     """The owners' GEMM over all B samples (2 B E h1 FLOPs forward, twice that backward) is added to the
     partial ops; each worker's dense forward loses its b samples' 2 b E h1."""
-    from simulator import compute
+    from simulator.compute import roofline
 
     n, wl = 4, workload()
     device = load_device("h100")
@@ -395,13 +395,13 @@ def test_first_layer_moves_the_first_layer_flops_to_the_owners() -> None:
         return float(trace[(trace.op == name) & (trace["rank"] == 0)].eval("end_s - start_s").iloc[0])
 
     e, s, big_b = FIELDS * DIM, S, n * BATCH
-    gemm = compute.dense_forward_s(device, big_b * 2 * e * H1, e * H1 * s, big_b * (e + H1) * s, "fp32", 1)
+    gemm = roofline.dense_forward_s(device, big_b * 2 * e * H1, e * H1 * s, big_b * (e + H1) * s, "fp32", 1)
     assert op_s(first, "des.partial_forward") - op_s(fields, "des.partial_forward") == pytest.approx(gemm)
     assert op_s(first, "des.partial_backward") - op_s(fields, "des.partial_backward") == pytest.approx(
         device.backward_factor * gemm)
     flops = BATCH * (wl.dense_flops_per_sample - 2 * e * H1)
     kernels = len(wl.linear_layers) + 1
-    forward = compute.dense_forward_s(device, flops, wl.dense_params * s, BATCH * wl.activation_bytes_per_sample,
+    forward = roofline.dense_forward_s(device, flops, wl.dense_params * s, BATCH * wl.activation_bytes_per_sample,
                                       "fp32", kernels)
     assert op_s(first, "forward") == pytest.approx(forward)
     assert op_s(first, "backward") == pytest.approx(device.backward_factor * forward)
@@ -427,8 +427,8 @@ def test_the_registry_holds_every_strategy_once_with_what_it_needs() -> None:
     import dataclasses
 
     from simulator.options import StrategyOptions as Options
+    from simulator.run.training import make_cluster
     from simulator.strategies import REGISTRY, STRATEGIES, lower
-    from simulator.training import make_cluster
     from topologies import load_topology
     from workloads import load_workload
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from simulator.sweep import SweepSpec, expand, load_sweep, run_key, sweep
+from simulator.run.sweep import SweepSpec, expand, load_sweep, run_key, sweep
 
 TOPOLOGY = "leafspine:leaves=4,hosts_per_leaf=4,spines=2,host_gbps=100,uplink_gbps=200,latency_us=1"
 SPEC = {"base": {"workload": "dlrm-small", "topology": TOPOLOGY},
@@ -135,7 +135,7 @@ def test_report_on_a_sweep_over_several_inputs_draws_medians(capsys, tmp_path) -
     spec = {"base": {"topology": TOPOLOGY, "workload": "dlrm-small"},
             "grid": {"strategy": ["ps", "des"], "workers": [4, 16], "workload.batch_per_worker": [256, 512, 4096]}}
     table = sweep(spec, tmp_path / "r.parquet", jobs=1)
-    from simulator import plots
+    from simulator.results import plots
 
     fig = plots.scaling(table)
     des = next(t for t in fig.data if t.name == "des")

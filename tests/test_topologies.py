@@ -13,7 +13,7 @@ from pydantic import ConfigDict, create_model
 import topologies.builders
 import topologies.spec
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
+from simulator.network.fabric import Fabric
 from topologies import (
     BUILDERS,
     PARAMS,

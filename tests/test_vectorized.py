@@ -1,15 +1,15 @@
-"""The closed-form analytical step (``simulator.vectorized``) equals the engine's, batch size by batch size."""
+"""The closed-form analytical step (``simulator.run.closed_form``) equals the engine's, batch size by batch size."""
 
 import numpy as np
 import pytest
 
-from simulator.compute import load_device
-from simulator.fabric import Fabric
+from simulator.compute.roofline import load_device
+from simulator.network.fabric import Fabric
+from simulator.run.closed_form import STRATEGIES, step_times, supports
+from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import StrategyOptions
 from simulator.strategies.des import DESOptions
 from simulator.strategies.ps import PSOptions
-from simulator.training import make_cluster, simulate_step
-from simulator.vectorized import STRATEGIES, step_times, supports
 from topologies import load_topology
 from workloads import load_workload
 

@@ -11,15 +11,15 @@ import pytest
 from conftest import run_flow, star_graph
 
 from simulator.cli import main
-from simulator.compute import load_device
+from simulator.compute.roofline import load_device
+from simulator.core.stragglers import parse_ranks, slowdown_factors
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
-from simulator.schedule import Pattern, Schedule
-from simulator.simulate import simulate_collective
-from simulator.stragglers import parse_ranks, slowdown_factors
+from simulator.network.fabric import Fabric
+from simulator.network.schedule import Pattern, Schedule
+from simulator.run.collective import simulate_collective
+from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import StrategyOptions
 from simulator.strategies.ps import PSOptions
-from simulator.training import make_cluster, simulate_step
 from topologies import load_topology
 from topologies.faults import apply_faults, parse_fault
 from workloads import load_workload
@@ -251,7 +251,7 @@ def test_cli_run_reports_the_whatif_inputs(capsys: pytest.CaptureFixture) -> Non
 
 @pytest.mark.parametrize("closed_form", [False, True])
 def test_sweeps_vary_faults_and_stragglers(closed_form: bool, tmp_path) -> None:
-    from simulator.sweep import sweep
+    from simulator.run.sweep import sweep
 
     spec = {"base": {"workload": "dlrm-small", "strategy": "des", "fidelity": "analytical"}, "closed_form": closed_form,
             "grid": {"faults": ["", "leaf0-spine*=0.25"], "stragglers": ["", "3=2"]}}
@@ -297,7 +297,7 @@ def test_a_random_fraction_of_matching_cables_fails_the_same_for_the_same_seed()
 def test_random_uplink_failures_in_a_sweep_give_a_distribution(tmp_path) -> None:
     """Failing 25% of a 2-spine leaf-spine's uplinks at random: seeds that fail both of a leaf's uplinks cut
     it off (an error row), the others slow the PS step or not; the healthy run is never slower."""
-    from simulator.sweep import sweep
+    from simulator.run.sweep import sweep
 
     topology = "leafspine:leaves=4,hosts_per_leaf=4,spines=2,host_gbps=100,uplink_gbps=100,latency_us=1"
     faults = [""] + [f"leaf*-spine*=fail,fraction=0.25,seed={s}" for s in range(16)]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from simulator.errors import SpecError
 
 if TYPE_CHECKING:
-    from simulator.compute import Device
+    from simulator.compute.roofline import Device
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 COMM_DTYPES = ("fp32", "bf16", "fp16")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import simpy
 
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
 from simulator.network.analytical import AnalyticalNetwork
+from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE
 from simulator.network.models import DEFAULT_NETWORK_MODEL, MODELS, network_model

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from simulator.fabric import Fabric
+from simulator.network.fabric import Fabric
 from simulator.network.models import MODELS, NetworkModel
 from simulator.network.result import RankCallback, RunResult
-from simulator.schedule import Pattern, Schedule
+from simulator.network.schedule import Pattern, Schedule
 
 
 @dataclass

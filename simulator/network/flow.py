@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from simulator.fabric import Fabric
+from simulator.network.fabric import Fabric
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE, FluidCore, time_eps
 from simulator.network.models import MODELS, ModelRoutes, NetworkModel
 from simulator.network.progress import TAG_SHIFT, Released, ScheduleProgress
 from simulator.network.result import RankCallback, RunResult
-from simulator.schedule import Pattern, Schedule, group_by
+from simulator.network.schedule import Pattern, Schedule, group_by
 
 
 @dataclass

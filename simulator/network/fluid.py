@@ -39,7 +39,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from simulator.fabric import Fabric
+from simulator.network.fabric import Fabric
 from simulator.network.maxmin import max_min_rates, weighted_max_min_rates
 from simulator.network.models import ModelRoutes
 from simulator.options import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE  # noqa: F401 (re-exported)

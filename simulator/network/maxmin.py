@@ -20,7 +20,7 @@ Two exact implementations, picked by size (measured on a 2-core machine):
 
 import numpy as np
 
-from simulator.fabric import gather_ranges
+from simulator.network.fabric import gather_ranges
 
 REL_TOL = 1e-12
 LARGE_SOLVE_ENTRIES = 15_000

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.errors import SpecError
-from simulator.fabric import Fabric, KeyCache, pad_columns
+from simulator.network.fabric import Fabric, KeyCache, pad_columns
 from simulator.options import NetworkModelName
 
 TCP_GAMMA_BYTES = 4 * 1024 * 1024  # SimGrid's network/TCP-gamma: the largest TCP window

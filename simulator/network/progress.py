@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.fabric import gather_ranges
-from simulator.schedule import Schedule
+from simulator.network.fabric import gather_ranges
+from simulator.network.schedule import Schedule
 
 TAG_SHIFT = 32
 

@@ -10,7 +10,7 @@ import numpy as np
 import simpy
 
 if TYPE_CHECKING:
-    from simulator.fabric import Fabric
+    from simulator.network.fabric import Fabric
     from simulator.network.models import NetworkModel
 
 RankCallback = Callable[[np.ndarray, np.ndarray], None]

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.collectives import build_schedule
-from simulator.compute import CollectiveCost, Device
-from simulator.fabric import Fabric
-from simulator.schedule import Pattern, Schedule
-from simulator.stepgraph import StepGraph
-from simulator.tuner import choose_algorithm
+from simulator.collectives.algorithms import build_schedule
+from simulator.collectives.tuner import choose_algorithm
+from simulator.compute.roofline import CollectiveCost, Device
+from simulator.core.stepgraph import StepGraph
+from simulator.network.fabric import Fabric
+from simulator.network.schedule import Pattern, Schedule
 from workloads import Workload
 from workloads.ids import expected_unique, make_rng, sample_batch_ids
 

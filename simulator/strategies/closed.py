@@ -2,7 +2,7 @@
 collectives and exchanges priced as the analytical engine prices them.
 
 A strategy with a closed form (``Strategy.closed_form``, beside its lowering) writes its critical path out
-from these terms; ``simulator.vectorized.step_times`` picks it from the registry. Every collective time is
+from these terms; ``simulator.run.closed_form.step_times`` picks it from the registry. Every collective time is
 the analytical backend's: the fastest candidate algorithm (as ``tuner.choose_algorithm``) of ``sum over
 steps of repeat x max(latency + size / size_ref x drain)``, each algorithm's profile built once per fabric
 (and pipeline shape) and evaluated for every size at once.
@@ -15,13 +15,13 @@ from functools import cached_property
 
 import numpy as np
 
-from simulator import compute
-from simulator.collectives import pipeline_chunks
-from simulator.compute import Device, fits
+from simulator.collectives.algorithms import pipeline_chunks
+from simulator.collectives.tuner import candidate_algorithms, profiled
+from simulator.compute import roofline
+from simulator.compute.roofline import Device, fits
 from simulator.options import StrategyOptions
 from simulator.strategies.base import Cluster, whole_nodes
 from simulator.strategies.costs import dense_flops_per_sample, dense_kernels, dtype
-from simulator.tuner import candidate_algorithms, profiled
 from workloads import Workload
 from workloads.ids import expected_unique
 
@@ -68,8 +68,8 @@ class Terms:
         w, device = self.workload, self.device
         flops, act = dense_flops_per_sample(w, first_layer), w.activation_bytes_per_sample
         weights, kernels = w.dense_params * self.s, dense_kernels(w)
-        return (compute.dense_forward_s(device, self.b * flops, weights, self.b * act, dtype(w), kernels),
-                compute.dense_backward_s(device, self.b * flops, weights, self.b * act, dtype(w), kernels))
+        return (roofline.dense_forward_s(device, self.b * flops, weights, self.b * act, dtype(w), kernels),
+                roofline.dense_backward_s(device, self.b * flops, weights, self.b * act, dtype(w), kernels))
 
     @cached_property
     def dense_allreduce(self) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +80,7 @@ class Terms:
     @property
     def dense_update_s(self) -> float:
         w = self.workload
-        return compute.dense_update_s(self.device, w.dense_params, self.s, w.optimizer_slots)
+        return roofline.dense_update_s(self.device, w.dense_params, self.s, w.optimizer_slots)
 
     def unique(self, draws: np.ndarray) -> np.ndarray:
         """Expected distinct IDs per (batch size, table) among ``draws`` draws of each table."""
@@ -149,7 +149,7 @@ def exchange_profile(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes: 
     """The analytical step profile of messages ``src[i] -> dst[i]`` (hosts) of ``sizes`` bytes, over the
     hosts they involve, as the engine runs an exchange."""
     from simulator.network.analytical import step_profile
-    from simulator.schedule import Pattern
+    from simulator.network.schedule import Pattern
 
     present = np.zeros(cluster.fabric.n_hosts, dtype=bool)
     present[src] = present[dst] = True

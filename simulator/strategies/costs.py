@@ -1,4 +1,4 @@
-"""Compute-op durations of a training step, from the workload and ``simulator.compute``'s roofline model.
+"""Compute-op durations of a training step, from the workload and ``simulator.compute.roofline``'s roofline model.
 
 Arrays of rows are per table (last axis); leading axes (workers, servers) pass through, so one call
 prices an op on every rank.
@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from simulator import compute
-from simulator.compute import Device
+from simulator.compute import roofline
+from simulator.compute.roofline import Device
 from workloads import Workload
 
 
@@ -44,13 +44,13 @@ def dense_flops_per_sample(workload: Workload, first_layer: bool = False) -> int
 
 def dense_forward_s(workload: Workload, device: Device, samples: float, first_layer: bool = False) -> float:
     """Forward of the dense part (MLPs, interaction) for ``samples`` samples (``first_layer``: as above)."""
-    return float(compute.dense_forward_s(
+    return float(roofline.dense_forward_s(
         device, samples * dense_flops_per_sample(workload, first_layer), workload.dense_params * workload.dtype_bytes,
         samples * workload.activation_bytes_per_sample, dtype(workload), dense_kernels(workload)))
 
 
 def dense_backward_s(workload: Workload, device: Device, samples: float, first_layer: bool = False) -> float:
-    return float(compute.dense_backward_s(
+    return float(roofline.dense_backward_s(
         device, samples * dense_flops_per_sample(workload, first_layer), workload.dense_params * workload.dtype_bytes,
         samples * workload.activation_bytes_per_sample, dtype(workload), dense_kernels(workload)))
 
@@ -59,12 +59,12 @@ def first_layer_forward_s(workload: Workload, device: Device, samples: float | n
     """An owner's partial of the first dense layer for ``samples`` samples: its (samples x embeddings read)
     partial times the layer's embedding columns W (``first_layer_flops_per_sample`` each; W, the partial and
     the h1 outputs streamed), one GEMM."""
-    return _first_layer(compute.dense_forward_s, workload, device, samples)
+    return _first_layer(roofline.dense_forward_s, workload, device, samples)
 
 
 def first_layer_backward_s(workload: Workload, device: Device, samples: float | np.ndarray) -> float | np.ndarray:
     """Its backward: the gradient of W (partial^T dL/dy) and of the partial (dL/dy W^T)."""
-    return _first_layer(compute.dense_backward_s, workload, device, samples)
+    return _first_layer(roofline.dense_backward_s, workload, device, samples)
 
 
 def _first_layer(cost: Callable[..., float | np.ndarray], workload: Workload, device: Device,
@@ -88,7 +88,7 @@ def lookup_s(workload: Workload, device: Device, lookups: np.ndarray, unique_row
     samples (None: no pooling, a row written per lookup), tables batched (per table on the last axis). A
     workload that cannot pool as it reads (``Workload.pools_in_lookup``: FM) writes each lookup's row first,
     then the pooled ones."""
-    return tables_batched(device, compute.embedding_lookup_s(device, np.asarray(lookups, dtype=np.float64),
+    return tables_batched(device, roofline.embedding_lookup_s(device, np.asarray(lookups, dtype=np.float64),
                                                              np.asarray(unique_rows, dtype=np.float64),
                                                              row_bytes(workload), _written(workload, lookups, samples)))
 
@@ -109,11 +109,11 @@ def embedding_backward_s(workload: Workload, device: Device, lookups: np.ndarray
     as ``Workload.embedding_update`` runs them: ``unfused``, the lookup's cost again (read the pooled
     gradients, scatter-add them into the rows' gradients) then ``sparse_update_s``; ``fused``, one kernel
     (FBGEMM's table-batched embedding backward) reading the pooled gradients and updating each row and its
-    optimizer state in place, no gradient row materialized (``compute.embedding_fused_backward_s``)."""
+    optimizer state in place, no gradient row materialized (``roofline.embedding_fused_backward_s``)."""
     if workload.embedding_update == "unfused":
         return lookup_s(workload, device, lookups, unique_rows, samples) + sparse_update_s(workload, device,
                                                                                             unique_rows)
-    return tables_batched(device, compute.embedding_fused_backward_s(
+    return tables_batched(device, roofline.embedding_fused_backward_s(
         device, np.asarray(lookups, dtype=np.float64), np.asarray(unique_rows, dtype=np.float64), row_bytes(workload),
         workload.optimizer_slots, _written(workload, lookups, samples)))
 
@@ -121,12 +121,12 @@ def embedding_backward_s(workload: Workload, device: Device, lookups: np.ndarray
 def ids_s(device: Device, ids: np.ndarray | float, dedup: bool = False) -> np.ndarray | float:
     """Finding where ``ids`` IDs live (owner, routing; ``dedup``: and their distinct values), before any
     lookup."""
-    return compute.id_handling_s(device, ids, dedup)
+    return roofline.id_handling_s(device, ids, dedup)
 
 
 def sparse_update_s(workload: Workload, device: Device, unique_rows: np.ndarray) -> np.ndarray:
     """Optimizer update of ``unique_rows`` rows on the device that owns them, summed over tables."""
-    return tables_batched(device, compute.embedding_update_s(device, np.asarray(unique_rows, dtype=np.float64),
+    return tables_batched(device, roofline.embedding_update_s(device, np.asarray(unique_rows, dtype=np.float64),
                                                              row_bytes(workload), workload.optimizer_slots))
 
 
@@ -138,7 +138,7 @@ def server_lookup_s(workload: Workload, server: Device, rows: np.ndarray, reques
 def server_update_s(workload: Workload, server: Device, rows: np.ndarray, requests: float) -> np.ndarray:
     """A PS server applying the optimizer to ``rows`` received rows (tables batched), and handling the
     ``requests`` pushes that brought them."""
-    return tables_batched(server, compute.ps_server_update_s(server, np.asarray(rows, dtype=np.float64),
+    return tables_batched(server, roofline.ps_server_update_s(server, np.asarray(rows, dtype=np.float64),
                                                              row_bytes(workload), workload.optimizer_slots)) + (
         requests * server.request_us * 1e-6)
 
@@ -147,8 +147,8 @@ def table_gradient_s(workload: Workload, device: Device) -> float:
     """Zero-filling the tables' dense gradient (``sparse_bytes``, streaming at ``eff_mem``) before a batch's
     row gradients are added into it: what DP's backward does first (DDP's dense embedding gradient, the
     executor's gradient bucket)."""
-    return float(compute.op_time_s(device, 0.0, workload.sparse_bytes))
+    return float(roofline.op_time_s(device, 0.0, workload.sparse_bytes))
 
 
 def dense_update_s(workload: Workload, device: Device, params: float | np.ndarray) -> float | np.ndarray:
-    return compute.dense_update_s(device, params, workload.dtype_bytes, workload.optimizer_slots)
+    return roofline.dense_update_s(device, params, workload.dtype_bytes, workload.optimizer_slots)

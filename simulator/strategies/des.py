@@ -28,9 +28,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from simulator import compute
+from simulator.compute import roofline
+from simulator.core.stepgraph import StepGraph
 from simulator.options import DESOptions, StrategyOptions
-from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
     LENGTH_BYTES,
@@ -170,7 +170,7 @@ def _closed_form(variant: str) -> Callable[[Terms], dict[str, np.ndarray]]:
         sum_s, sum_wire = collective_s(t.cluster, "allreduce" if variant == "des" else "reducescatter",
                                        partial_bytes, workers)
         grad_s, grad_wire = collective_s(t.cluster, "allgather", partial_bytes, workers)
-        held = compute.id_handling_s(device, big_b * w.ids_per_sample)
+        held = roofline.id_handling_s(device, big_b * w.ids_per_sample)
         host, dense_update = t.host_s, t.dense_update_s
         busy = host + held + partial_lookups + forward + backward + partial_back + dense_update
         step = (np.maximum(host, ids_s) + held + partial_lookups + sum_s + forward + backward + grad_s

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator import compute
+from simulator.compute import roofline
+from simulator.core.stepgraph import StepGraph
 from simulator.options import StrategyOptions
-from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import Cluster, Lowered, Strategy, collective, demand, host_op, worker_memory
 from simulator.strategies.closed import Terms, collective_s
@@ -64,7 +64,7 @@ def closed_form(t: Terms) -> dict[str, np.ndarray]:
     pool = costs.lookup_s(w, device, t.lookups, t.unique(t.lookups), t.b)
     sparse_s, sparse_wire = collective_s(t.cluster, "allreduce", np.array([w.sparse_params * t.wire]),
                                          t.cluster.workers)
-    update = compute.dense_update_s(device, w.dense_params + w.sparse_params, t.s, w.optimizer_slots)
+    update = roofline.dense_update_s(device, w.dense_params + w.sparse_params, t.s, w.optimizer_slots)
     busy = t.host_s + 2 * pool + forward + backward + costs.table_gradient_s(w, device) + update
     step = busy + sparse_s + dense_s
     return t.result(step, busy, np.broadcast_to(sparse_wire + dense_wire, t.b.shape), dp_memory(w, t.b)["worker"])

@@ -37,10 +37,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from simulator import compute
+from simulator.compute import roofline
+from simulator.core.stepgraph import StepGraph
 from simulator.errors import SpecError
 from simulator.options import FCOptions, StrategyOptions
-from simulator.stepgraph import StepGraph
 from simulator.strategies.base import Cluster, Lowered, Strategy, collective, exchange, host_op
 from workloads.classification import ClassificationWorkload
 from workloads.ids import expected_unique
@@ -101,19 +101,20 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
     logits = samples * scored
     fc_flops = 2.0 * samples * d * scored
     fc_act = samples * d * a + logits * s  # features read, logits written
-    fc_fwd_s = compute.dense_forward_s(device, fc_flops, scored * d * s, fc_act, dtype)
-    fc_bwd_s = compute.dense_backward_s(device, fc_flops, scored * d * s, fc_act, dtype)
-    softmax_s = compute.op_time_s(device, 0.0, SOFTMAX_PASSES * logits * s)
+    fc_fwd_s = roofline.dense_forward_s(device, fc_flops, scored * d * s, fc_act, dtype)
+    fc_bwd_s = roofline.dense_backward_s(device, fc_flops, scored * d * s, fc_act, dtype)
+    softmax_s = roofline.op_time_s(device, 0.0, SOFTMAX_PASSES * logits * s)
     # activation traffic: each kept activation is written by its layer and read by the next
     bb_flops = b * workload.backbone_flops_per_sample
     bb_act = ACTIVATION_TRAFFIC * b * workload.activation_bytes_per_sample
-    bb_fwd_s = compute.dense_forward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
-    bb_bwd_s = compute.dense_backward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
-    update_s = compute.dense_update_s(device, workload.backbone_params + scored * d, s, workload.optimizer_slots)
+    bb_fwd_s = roofline.dense_forward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
+    bb_bwd_s = roofline.dense_backward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
+    update_s = roofline.dense_update_s(device, workload.backbone_params + scored * d, s, workload.optimizer_slots)
     rebuild_s = 0.0
     if strategy == "mp-fc-knn":  # search this worker's classes' neighbours among the candidates, 1/T per step
         candidates = min(c, opts.knn_candidates or c)
-        rebuild_s = compute.op_time_s(device, 2.0 * (c / n) * candidates * d, c * d * s, dtype) / opts.knn_rebuild_steps
+        search_s = roofline.op_time_s(device, 2.0 * (c / n) * candidates * d, c * d * s, dtype)
+        rebuild_s = search_s / opts.knn_rebuild_steps
 
     p = len(servers)
     row_share = np.diff(c * np.arange(p + 1) // p).astype(np.float64) if p else np.zeros(0)  # class ranges
@@ -162,7 +163,7 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
         graph.compute("update", "compute.update", workers, update_s,
                       deps=reduced + (fc_reduced if strategy != "ps-fc" else ()), step=k)
         if strategy == "ps-fc":  # servers apply the N workers' gradients of their rows
-            server_s = compute.ps_server_update_s(cluster.server_device or device, row_share * n, d * s,
+            server_s = roofline.ps_server_update_s(cluster.server_device or device, row_share * n, d * s,
                                                   workload.optimizer_slots)
             previous_update = (graph.compute("server.update", "server.update", servers, server_s,
                                              deps=fc_reduced, step=k, stream="server", role="server"),)
@@ -184,7 +185,7 @@ def _backbone_reduction(graph: StepGraph, cluster: Cluster, workload: Classifica
         values = workload.backbone_params / buckets
         if opts.topk_ratio < 1:
             select = graph.compute("topk.select", "compute.topk", workers,
-                                   compute.op_time_s(cluster.device, 0.0, 2 * values * workload.dtype_bytes),
+                                   roofline.op_time_s(cluster.device, 0.0, 2 * values * workload.dtype_bytes),
                                    deps=(part,), step=step)
             sent = math.ceil(opts.topk_ratio * values) * (wire + INDEX_BYTES)
             done += collective(graph, cluster, "backbone.topk", "allgather", n * sent, workers, (select,), step)

@@ -1,10 +1,10 @@
 """Parameter server: workers pull the rows their batch needs and push their gradients (docs/TRAINING_MODEL.md).
 
 Per step, worker w with U_w distinct IDs (split over P servers by ``shard_of``):
-- ``ps.keys``: it dedups its b m IDs into keys per server (``compute.ids``);
+- ``ps.keys``: it dedups its b m IDs into keys per server (``roofline.ids``);
 - ``sparse.pull``: U_w keys out (``id_bytes`` each), U_w rows back (``params_per_id x comm_bytes``: every
   value on the wire in the workload's ``comm_bytes``, stored values in ``dtype_bytes``);
-- the pulled rows pooled per sample (``compute.lookup``), forward and backward on its b samples;
+- the pulled rows pooled per sample (``roofline.lookup``), forward and backward on its b samples;
 - ``sparse.push``: U_w keys + U_w row gradients out;
 - dense parameters on the servers (``dense=ps``: ``dense.pull`` P_d values at the start of a step,
   ``dense.push`` P_d gradients at its end, range-partitioned in whole values: server j holds
@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator import compute
+from simulator.compute import roofline
+from simulator.core.stepgraph import StepGraph
 from simulator.options import PSOptions, StrategyOptions
-from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
     Cluster,
@@ -188,9 +188,9 @@ def closed_form(t: Terms) -> dict[str, np.ndarray]:
             pulled_dense = exchange_profile(cluster, dst[sel], src[sel], sizes[sel]).time_s()
             pushed_dense = exchange_profile(cluster, src[sel], dst[sel], sizes[sel]).time_s()
             dense_wire_ps = 2 * float(sizes[sel].sum())
-        server_s = server_s + float(np.max(compute.dense_update_s(server, shard, s, workload.optimizer_slots)))
+        server_s = server_s + float(np.max(roofline.dense_update_s(server, shard, s, workload.optimizer_slots)))
     colocated = bool(np.isin(servers, workers).any())
-    dedup = compute.id_handling_s(device, lookups.sum(axis=1), dedup=True)
+    dedup = roofline.id_handling_s(device, lookups.sum(axis=1), dedup=True)
     head = host + dedup + keys_s + lookup + rows_s + pulled_dense + pool + forward + pool + backward + push_s
     if opts.ps.dense == "ps":
         step = head + pushed_dense + server_s

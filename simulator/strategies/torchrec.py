@@ -26,8 +26,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from simulator.core.stepgraph import StepGraph
 from simulator.options import ShardingOptions, StrategyOptions
-from simulator.stepgraph import StepGraph
 from simulator.strategies import costs
 from simulator.strategies.base import (
     LENGTH_BYTES,

@@ -5,7 +5,7 @@ and updates are memory-bound gathers/scatters of unique rows (``eff_gather``); b
 ``backward_factor`` (2.0 unless calibrated) x its forward. Ops with no work (0 FLOPs and 0 bytes) do not exist
 and cost nothing, not even a launch.
 
-Presets: one YAML file per device in ``simulator/devices/`` (the file stem is the preset name); each file
+Presets: one YAML file per device in ``simulator/compute/presets/`` (the file stem is the preset name); each file
 cites its datasheet. Which peak a workload's GEMMs run at (its ``precision``): ``workloads.precision``.
 Units: ``*_tflops`` 1e12 FLOP/s (dense, no sparsity), ``*_GBps`` 1e9 bytes/s, ``*_bytes`` bytes, ``*_us``
 microseconds, ``*_s`` seconds; memory sizes in messages are decimal GB (1e9).
@@ -43,7 +43,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from simulator.errors import SpecError, read_text
 from simulator.units import format_bytes, parse_size_bytes
 
-PRESET_DIR = Path(__file__).parent / "devices"
+PRESET_DIR = Path(__file__).parent / "presets"
 FILE_SUFFIXES = (".yaml", ".yml", ".json")
 DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8")
 DEFAULT_BACKWARD_FACTOR = 2.0

@@ -45,10 +45,10 @@ from workloads.precision import CommDtype, Precision
 if typing.TYPE_CHECKING:
     import pandas as pd
 
-    from simulator.compute import Device
-    from simulator.fabric import Fabric
+    from simulator.compute.roofline import Device
+    from simulator.network.fabric import Fabric
+    from simulator.run.training import StepReport
     from simulator.strategies.base import Cluster
-    from simulator.training import StepReport
     from workloads import AnyWorkload
 
 DEFAULT_WORKLOAD = "dlrm-criteo-tb"
@@ -249,7 +249,7 @@ class Scenario:
 
     def cluster(self, strategy: str) -> Cluster:
         """Workers and servers of ``strategy`` on the fabric, as the spec places them."""
-        from simulator.training import make_cluster
+        from simulator.run.training import make_cluster
 
         spec = self.spec
         return make_cluster(self.fabric, strategy, self.device, self.server_device, spec.workers, spec.servers,
@@ -258,7 +258,7 @@ class Scenario:
     def simulate(self, strategy: str, record_rates: bool = False,
                  progress: Callable[[int, int], None] | None = None) -> StepReport:
         """One training step (``spec.steps`` of them) of ``strategy``."""
-        from simulator.training import simulate_step
+        from simulator.run.training import simulate_step
 
         spec = self.spec
         return simulate_step(self.workload, self.cluster(strategy), strategy, spec.fidelity, spec.steps, spec.options,
@@ -271,7 +271,7 @@ def resolve(spec: RunSpec, device_changes: Mapping[str, Any] | None = None) -> S
     """Load the spec's workload (with its overrides), devices (``device_changes``: worker Device fields set,
     then calibrated) and fabric (with faults). Presets, devices and fabrics are built once per process, so a
     sweep's points share them (and the analytical profiles cached on a fabric)."""
-    from simulator.compute import Device, apply_calibration, load_calibration
+    from simulator.compute.roofline import Device, apply_calibration, load_calibration
     from workloads.load import override
 
     workload = _base_workload(spec.workload)
@@ -305,14 +305,14 @@ def _base_workload(name: str) -> AnyWorkload:
 
 @_cached
 def _device(name: str) -> Device:
-    from simulator.compute import load_device
+    from simulator.compute.roofline import load_device
 
     return load_device(name)
 
 
 @_cached
 def _fabric(topology: str, faults: tuple[str, ...] = ()) -> Fabric:
-    from simulator.fabric import Fabric
+    from simulator.network.fabric import Fabric
     from topologies import load_topology
     from topologies.faults import apply_faults
 

@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from simulator.collectives import build_schedule, busbw_factor, check_request
-from simulator.fabric import Fabric
+from simulator.collectives.algorithms import build_schedule, busbw_factor, check_request
+from simulator.collectives.tuner import choose_algorithm, profiled
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, AnalyticalNetwork, make_network
-from simulator.results import link_table, network_links
-from simulator.tuner import choose_algorithm, profiled
+from simulator.network.fabric import Fabric
+from simulator.results.tables import link_table, network_links
 
 
 @dataclass

@@ -11,9 +11,9 @@ workers instead (a server's threads): its compute ops run as they become ready, 
 at most that many at once per rank. A rank in ``serial`` runs all its ops (but those of a fifo stream) in
 program order, one at a time: a synchronous program, whose blocking collectives never overlap its compute
 (the executor's ranks; an eager framework without asynchronous communication). With ``cores`` set, all
-ranks share one machine of that many cores, and their compute ops share them (``simulator.cpu_sharing``).
+ranks share one machine of that many cores, and their compute ops share them (``simulator.compute.cpu_sharing``).
 
-The graph knows nothing of simpy or networks; ``simulator.engine`` runs it.
+The graph knows nothing of simpy or networks; ``simulator.core.engine`` runs it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from simulator.schedule import Schedule
+from simulator.network.schedule import Schedule
 
 OpKind = Literal["compute", "collective", "p2p"]
 OpRole = Literal["compute", "comm", "server"]  # a worker's device computing; communicating; a PS server's CPU

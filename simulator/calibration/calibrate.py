@@ -19,7 +19,7 @@ Fitted, by least squares on relative errors:
 
 Executor steps are run ``STEP_REPEATS`` times over; each configuration keeps its quietest pass.
 
-The profile (JSON) is what ``simulator.compute.load_calibration`` reads; its ``meta.points`` keeps every
+The profile (JSON) is what ``simulator.compute.roofline.load_calibration`` reads; its ``meta.points`` keeps every
 measured point with the fitted prediction, ``meta.quality`` the fit's quality per group.
 """
 
@@ -34,13 +34,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from simulator.compute import Device, load_device
+from simulator.calibration.stepfit import (
+    FITTED,
+    Observed,
+    fit_collectives_in_step,
+    fit_device,
+    fit_jitter,
+    relative_lstsq,
+)
+from simulator.calibration.validation import WARMUP_STEPS, machine_cores
+from simulator.compute.roofline import Device, load_device
 from simulator.executor import tensors
 from simulator.executor.comm import Communicator
 from simulator.executor.launch import run_local
 from simulator.executor.run import use_device
-from simulator.executor.stepfit import FITTED, Observed, fit_collectives_in_step, fit_device, fit_jitter, relative_lstsq
-from simulator.validation import WARMUP_STEPS, machine_cores
 
 COLLECTIVES = {"allreduce": "ring", "allgather": "ring", "reducescatter": "ring", "alltoall": "direct",
                "p2p": None}  # p2p: each rank sends its buffer to the next and receives the previous one's
@@ -149,9 +156,9 @@ def measure(world: int, backend: str = "gloo", timeout_s: float = 60.0) -> pd.Da
 def nominal_s(op: str, size_bytes: float, world: int) -> float:
     """A collective's time on the nominal loopback star (``LOOPBACK_GBPS``, ``LOOPBACK_LATENCY_US`` per hop);
     ``p2p``: every rank sends ``size_bytes`` to the next (two hops, the bytes once over each link)."""
-    from simulator.fabric import Fabric
-    from simulator.simulate import simulate_collective
-    from simulator.validation import LOOPBACK_GBPS, LOOPBACK_LATENCY_US, local_fabric
+    from simulator.calibration.validation import LOOPBACK_GBPS, LOOPBACK_LATENCY_US, local_fabric
+    from simulator.network.fabric import Fabric
+    from simulator.run.collective import simulate_collective
 
     if op == "p2p":
         return 2 * LOOPBACK_LATENCY_US * 1e-6 + size_bytes * 8 / (LOOPBACK_GBPS * 1e9)
@@ -178,7 +185,7 @@ def fit_collectives(points: pd.DataFrame) -> tuple[dict[str, dict[str, float]], 
 
 def fit_compute(points: pd.DataFrame, device: Device) -> tuple[dict, pd.DataFrame]:
     """Launch overhead, eff_flops, eff_gather, eff_mem, lookup_ns and the backward factor of ``device``, with
-    the simulator's own cost models (``simulator.compute``): GEMMs ``launch + flops / (peak x eff_flops)``;
+    the simulator's own cost models (``simulator.compute.roofline``): GEMMs ``launch + flops / (peak x eff_flops)``;
     lookups ``launch + unique_rows x row_bytes / (bw x eff_gather) + pooled_rows x row_bytes / (bw x eff_mem)
     + lookups x lookup_ns``; streams ``launch + bytes / (bw x eff_mem)``."""
     timed = points[points.group.isin(["gemm", "gather", "stream"])].fillna(0.0)

@@ -21,17 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from simulator.compute import CalibrationProfile, Device, apply_calibration, load_device
-from simulator.engine import Engine
+from simulator.compute.roofline import CalibrationProfile, Device, apply_calibration, load_device
+from simulator.core.engine import Engine
+from simulator.core.stepgraph import StepGraph
+from simulator.core.stragglers import slow_down
 from simulator.executor import EXECUTOR_KNN
-from simulator.fabric import Fabric
 from simulator.network import make_network
-from simulator.stepgraph import StepGraph
-from simulator.stragglers import slow_down
+from simulator.network.fabric import Fabric
+from simulator.run.training import make_cluster
 from simulator.strategies import StrategyOptions, lower
 from simulator.strategies.base import Cluster
 from simulator.strategies.ps import PSOptions
-from simulator.training import make_cluster
 from topologies.builders import star
 from workloads import AnyWorkload
 

@@ -20,10 +20,10 @@ A sweep spec (YAML or a dict)::
 
 Keys: the run options (``RUN_KEYS``), ``workload.<field>``, ``topology.<param>`` (inline builder topologies)
 and ``device.<field>`` (a Device field of the worker device). Each run becomes one row: its inputs (the
-swept keys), the step summary's scalars (``training.flat_summary``) and ``error`` (empty, or the one-line
+swept keys), the step summary's scalars (``results.tables.flat_summary``) and ``error`` (empty, or the one-line
 reason the point is invalid: an invalid point does not stop the others).
 
-With ``closed_form: true`` the points the closed form covers (``simulator.vectorized``: des, des-rs, dp and
+With ``closed_form: true`` the points the closed form covers (``simulator.run.closed_form``: des, des-rs, dp and
 synchronous ps, analytical, expected IDs, maxmin sharing) are evaluated together, one numpy evaluation per
 group of points that differ only in ``workload.batch_per_worker``; their rows (``evaluation``: ``closed form``) hold the
 step time, samples/s, bytes on the wire and per worker (mean), compute, exposed communication and memory,
@@ -54,10 +54,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simulator.errors import SpecError, allowed_text, field_at, read_mapping
-from simulator.results import write_table
-from simulator.runspec import KEYS
+from simulator.results.tables import write_table
+from simulator.run.spec import KEYS
 
-RUN_KEYS = tuple(KEYS)  # every run key (``simulator.runspec``), underscores or dashes
+RUN_KEYS = tuple(KEYS)  # every run key (``simulator.run.spec``), underscores or dashes
 PREFIXES = ("workload.", "topology.", "device.")
 DEFAULTS: dict[str, Any] = {"workload": "dlrm-small", "topology": "leafspine16", "strategy": None,
                             "fidelity": "analytical", "device": "h100", "server_device": "cpu-server",
@@ -192,10 +192,10 @@ def _topology(base: str, params: dict[str, Any]) -> str:
 
 
 def _resolve(params: dict[str, Any]) -> tuple[Any, str]:
-    """The scenario (``simulator.runspec``) and strategy of a point; a SpecError or ValueError if invalid.
+    """The scenario (``simulator.run.spec``) and strategy of a point; a SpecError or ValueError if invalid.
     ``workload.<field>`` keys are ``set`` overrides, ``topology.<param>`` change the inline builder's
     parameters and ``device.<field>`` the worker device's fields."""
-    from simulator.runspec import RunSpec, resolve
+    from simulator.run.spec import RunSpec, resolve
     from workloads import ClassificationWorkload
 
     plain = {k: v for k, v in params.items() if "." not in k}
@@ -218,7 +218,7 @@ def _failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
 def run_point(index: int, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """Simulate one point on the engine; its row: ``run``, ``key``, the inputs, ``evaluation``
     (``engine``), the summary's scalars and ``error``."""
-    from simulator.training import flat_summary
+    from simulator.results.tables import flat_summary
 
     row: dict[str, Any] = {"run": index, "key": run_key(params), **inputs, "evaluation": "engine"}
     try:
@@ -234,9 +234,9 @@ BATCH = "workload.batch_per_worker"
 
 
 def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[str, Any]], list[tuple[int, dict, dict]]]:
-    """Rows of the points the closed form covers (``simulator.vectorized``), one evaluation per group of
+    """Rows of the points the closed form covers (``simulator.run.closed_form``), one evaluation per group of
     points that differ only in their batch size; and the points left for the engine."""
-    from simulator.vectorized import step_times, supports
+    from simulator.run.closed_form import step_times, supports
 
     groups: dict[str, list[tuple[int, dict, dict]]] = {}
     for point in points:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.collectives import SUPPORTED, build_schedule, pipeline_chunks
-from simulator.fabric import Fabric
+from simulator.collectives.algorithms import SUPPORTED, build_schedule, pipeline_chunks
 from simulator.network.analytical import StepProfile, profile_link_bytes, profile_time_s, schedule_profile
+from simulator.network.fabric import Fabric
 from simulator.network.models import MODELS, NetworkModel
 
 DIRECT_MAX_RANKS = 64  # all-pairs reductions and gathers are candidates up to this many ranks

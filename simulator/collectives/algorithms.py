@@ -7,7 +7,7 @@ pushpull makes the last P ranks servers: each worker pushes S split evenly over 
 it back. ``busbw = algbw * factor`` with the nccl-tests factors; for incast and pushpull the factor is
 the load on the busiest link relative to S (N-1, and max(1, W/P)), so busbw again compares to link speed.
 
-Every algorithm is a ``Schedule`` with per-rank dependencies (see ``simulator.schedule``); nothing
+Every algorithm is a ``Schedule`` with per-rank dependencies (see ``simulator.network.schedule``); nothing
 here knows about time or topology.
 """
 
@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from simulator.errors import SpecError
-from simulator.schedule import Pattern, Schedule
+from simulator.network.schedule import Pattern, Schedule
 
 OPS = ("allreduce", "reducescatter", "allgather", "alltoall", "broadcast", "incast", "pushpull")
 ALGOS = ("ring", "tree", "halving-doubling", "direct", "hierarchical", "auto")
@@ -81,7 +81,7 @@ def build_schedule(op: str, algo: str, size_bytes: float, n_ranks: int, servers:
     """
     check_request(op, algo, n_ranks, servers, ranks_per_node)
     if algo == "auto":
-        raise SpecError("algo", algo, "resolve 'auto' with simulator.tuner.choose_algorithm first")
+        raise SpecError("algo", algo, "resolve 'auto' with simulator.collectives.tuner.choose_algorithm first")
     n, size = n_ranks, float(size_bytes)
     order = ring_order(n, ranks_per_node)
     if algo == "hierarchical":

@@ -32,17 +32,17 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.compute import apply_calibration, load_calibration, load_device
-from simulator.engine import Engine, EngineResult
+from simulator.compute.roofline import apply_calibration, load_calibration, load_device
+from simulator.core.engine import Engine, EngineResult
+from simulator.core.stragglers import slow_down, slowdown_factors
 from simulator.errors import SpecError, allowed_text, field_at, read_mapping
-from simulator.fabric import Fabric
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE, make_network
+from simulator.network.fabric import Fabric
 from simulator.options import NetworkModelName
-from simulator.runspec import RunSpec
-from simulator.stragglers import slow_down, slowdown_factors
+from simulator.run.spec import RunSpec
+from simulator.run.training import StepReport, step_report
 from simulator.strategies import lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
-from simulator.training import StepReport, step_report
 from simulator.units import parse_ranges
 from topologies import load_topology
 from topologies.builders import MAX_ELEMENTS
@@ -69,7 +69,7 @@ def hosts_text(hosts: np.ndarray) -> str:
 
 
 class JobSpec(RunSpec):
-    """One job: a run (``simulator.runspec.RunSpec``: workload, ``set`` overrides such as ``precision=bf16``,
+    """One job: a run (``simulator.run.spec.RunSpec``: workload, ``set`` overrides such as ``precision=bf16``,
     strategy and every strategy option, devices, calibration, steps, stragglers) on ``hosts`` or on the next
     ``workers`` free hosts (neither: every host still free), from ``start_s`` (s). The topology, its faults, the
     fidelity and how links are shared are the file's, the same for every job (``SHARED``); servers sit on the

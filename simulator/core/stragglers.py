@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from simulator.core.stepgraph import StepGraph
 from simulator.errors import SpecError
-from simulator.stepgraph import StepGraph
 from simulator.units import parse_ranges
 
 RANDOM_KINDS = ("bernoulli", "lognormal")

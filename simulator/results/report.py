@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from simulator import plots
 from simulator.errors import SpecError, read_text
-from simulator.training import flat_summary
+from simulator.results import plots
+from simulator.results.tables import flat_summary
 
 SUMMARY_COLUMNS = ["strategy", "step_time_s", "samples_per_s", "bytes_on_wire", "bytes_per_worker_max",
                    "compute_s", "exposed_comm_s", "fits_memory"]

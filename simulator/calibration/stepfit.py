@@ -1,7 +1,7 @@
 """Fitting the simulator's compute terms to the per-op times of real executor steps (``dessim calibrate``).
 
 The model is the simulator's own: a configuration's step graph as the executor runs it
-(``validation.executor_step``), its compute ops priced by ``simulator.compute`` from a Device. The fit finds
+(``validation.executor_step``), its compute ops priced by ``simulator.compute.roofline`` from a Device. The fit finds
 the Device fields of ``FITTED`` that bring every configuration's predicted seconds per step by category
 (``validation.per_step`` of ``validation.compute_times``) closest to the measured ones
 (``Measurement.breakdown``): Levenberg-Marquardt on the fields' logarithms (they stay positive;
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from simulator.compute import CalibrationProfile, CollectiveCost, Device
-from simulator.validation import WARMUP_STEPS, compute_times, executor_step, per_step, predict
+from simulator.calibration.validation import WARMUP_STEPS, compute_times, executor_step, per_step, predict
+from simulator.compute.roofline import CalibrationProfile, CollectiveCost, Device
 from workloads import AnyWorkload
 
 FITTED = ("launch_overhead_us", "eff_flops", "eff_mem", "eff_gather", "lookup_ns", "id_ns", "dedup_ns",

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from simulator.cpu_sharing import SharedCores
+from simulator.compute.cpu_sharing import SharedCores
+from simulator.core.stepgraph import StepGraph
 from simulator.network import Network
-from simulator.schedule import group_by
-from simulator.stepgraph import StepGraph
+from simulator.network.schedule import group_by
 
 SERIAL = "<serial>"  # the one stream of every op of a serial rank (``StepGraph.serial``)
 TRACE_COLUMNS = ["rank", "op", "kind", "category", "step", "start_s", "end_s", "bytes_sent", "bytes_received",

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.core.stepgraph import StepGraph
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
+from simulator.network.fabric import Fabric
 from simulator.network.result import Network
-from simulator.stepgraph import StepGraph
 
 
 def link_table(fabric: Fabric, link_bytes: np.ndarray, busy_s: np.ndarray, peak_util: np.ndarray,
@@ -287,3 +287,17 @@ def staleness(rows: dict[str, np.ndarray], graph: StepGraph) -> dict[str, float]
     read_s = np.array(list(read.values()))
     gap = int((read_steps - np.searchsorted(all_applied, read_s, side="right")).max())
     return {"staleness_mean": float(tau.mean()), "staleness_max": float(tau.max()), "clock_gap_max": float(gap)}
+
+
+def flat_summary(summary: StepSummary | dict) -> dict:
+    """The summary's scalars (a StepSummary, or its JSON document), with ``bytes_per_worker`` and memory
+    flattened to ``*_max``/``*_mean``/per role."""
+    summary = summary.document() if isinstance(summary, StepSummary) else summary
+    flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    flat["bytes_per_worker_max"] = summary["bytes_per_worker"]["max"]
+    flat["bytes_per_worker_mean"] = summary["bytes_per_worker"]["mean"]
+    for stat, value in summary.get("worker_step_time_s", {}).items():
+        flat[f"worker_step_time_s_{stat}"] = value
+    for role, used in summary["memory_per_device_bytes"].items():
+        flat[f"memory_{role}_bytes"] = used
+    return flat

@@ -27,7 +27,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from simulator.results import StepSummary, node_tier
+from simulator.results.tables import StepSummary, node_tier
 
 PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Dark24
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")

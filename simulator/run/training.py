@@ -13,14 +13,14 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from simulator.compute import Device, fits, load_device
-from simulator.engine import Engine, EngineResult
+from simulator.compute.roofline import Device, fits, load_device
+from simulator.core.engine import Engine, EngineResult
+from simulator.core.stragglers import device_of_rank, mix_devices, slow_down, slowdown_factors
 from simulator.errors import SpecError
-from simulator.fabric import Fabric
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, Network, make_network
+from simulator.network.fabric import Fabric
 from simulator.options import MAX_STEPS
-from simulator.results import StepSummary, link_timeline, network_links, step_summary
-from simulator.stragglers import device_of_rank, mix_devices, slow_down, slowdown_factors
+from simulator.results.tables import StepSummary, flat_summary, link_timeline, network_links, step_summary
 from simulator.strategies import StrategyOptions, lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
 from workloads import AnyWorkload
@@ -92,7 +92,7 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
     ``record_rates`` (flow fidelity) keeps every link's rate over time for ``StepReport.link_timeline``;
     ``progress(done, total)`` follows the engine's (op, rank) pairs. ``stragglers`` (``3=2``,
     ``bernoulli:p=0.05,factor=3,seed=1``) and ``rank_devices`` (``0-7=a100``) vary compute speed per rank
-    (``simulator.stragglers``)."""
+    (``simulator.core.stragglers``)."""
     if not 1 <= steps <= MAX_STEPS:
         raise SpecError("steps", steps, f"allowed: 1 to {MAX_STEPS:,}")
     started = time.perf_counter()
@@ -153,17 +153,3 @@ def comparison_table(reports: list[StepReport]) -> pd.DataFrame:
         base = float(rows[key].iloc[0])
         rows[f"saving_{key}"] = 1 - rows[key] / base if base > 0 else 0.0
     return rows
-
-
-def flat_summary(summary: StepSummary | dict) -> dict:
-    """The summary's scalars (a StepSummary, or its JSON document), with ``bytes_per_worker`` and memory
-    flattened to ``*_max``/``*_mean``/per role."""
-    summary = summary.document() if isinstance(summary, StepSummary) else summary
-    flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
-    flat["bytes_per_worker_max"] = summary["bytes_per_worker"]["max"]
-    flat["bytes_per_worker_mean"] = summary["bytes_per_worker"]["mean"]
-    for stat, value in summary.get("worker_step_time_s", {}).items():
-        flat[f"worker_step_time_s_{stat}"] = value
-    for role, used in summary["memory_per_device_bytes"].items():
-        flat[f"memory_{role}_bytes"] = used
-    return flat
