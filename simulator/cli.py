@@ -21,7 +21,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from simulator import cli_executor
 from simulator import console as ui
-from simulator.errors import ExecutorError, SpecError
+from simulator.errors import ExecutorError, SpecError, from_validation
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE
 from simulator.network.models import DEFAULT_NETWORK_MODEL
 from simulator.run.spec import simulate_all
@@ -348,12 +348,6 @@ def list_things(what: Annotated[str, typer.Argument(
                                       "keys")
 
 
-def _one_line(error: pydantic.ValidationError) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "input"
-    return f"{field}: got {first.get('input')!r}; {first['msg']}"
-
-
 cli_executor.register(app)
 
 
@@ -372,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"dessim: error: {error}", err=True)
         sys.exit(2)
     except pydantic.ValidationError as error:
-        typer.echo(f"dessim: error: {_one_line(error)}", err=True)
+        typer.echo(f"dessim: error: {from_validation(error, None)}", err=True)
         sys.exit(2)
     except ExecutorError as error:
         typer.echo(f"dessim: run failed: {error}", err=True)

@@ -9,10 +9,12 @@ exit status 1.
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 if typing.TYPE_CHECKING:
+    from pydantic import ValidationError
     from pydantic.fields import FieldInfo
 
 
@@ -82,31 +84,83 @@ def choices(field: FieldInfo) -> tuple[str, ...]:
 def value_range(field: FieldInfo) -> str:
     """What a bounded number field allows: ``an integer >= 1``, ``a number > 0 and <= 1``, ``1 to 1,000``; ``""``
     for a field without bounds."""
-    bounds = {op: getattr(meta, op) for meta in field.metadata for op in ("gt", "ge", "lt", "le")
+    metadata = list(field.metadata)
+    types = []
+    for arg in (field.annotation, *typing.get_args(field.annotation)):  # an optional bounded type: T | None
+        if typing.get_origin(arg) is typing.Annotated:
+            types.append(typing.get_args(arg)[0])
+            for meta in arg.__metadata__:
+                metadata.extend(getattr(meta, "metadata", [meta]))
+        else:
+            types.append(arg)
+    bounds = {op: getattr(meta, op) for meta in metadata for op in ("gt", "ge", "lt", "le")
               if getattr(meta, op, None) is not None}
     if not bounds:
         return ""
-    kind = "an integer" if int in (field.annotation, *typing.get_args(field.annotation)) else "a number"
+    kind = "an integer" if int in types else "a number"
     if set(bounds) == {"ge", "le"} and kind == "an integer":
         return f"{bounds['ge']:,} to {bounds['le']:,}"
     signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
     return f"{kind} " + " and ".join(f"{signs[op]} {value:g}" for op, value in bounds.items())
 
 
-def field_at(model: type, loc: tuple) -> FieldInfo | None:
+def field_at(model: type | None, loc: tuple) -> FieldInfo | None:
     """The declaration a pydantic error's ``loc`` points at, walking nested models and lists of them (None
     where the path leaves declared fields)."""
-    field = None
-    for part in loc:
-        if isinstance(part, int):
+    owner = owner_at(model, loc)
+    names = [part for part in loc if not isinstance(part, int)]
+    return owner.model_fields.get(names[-1]) if owner is not None and names else None
+
+
+def owner_at(model: type | None, loc: tuple) -> Any:
+    """The model whose field the last named part of ``loc`` is (the one an unknown or missing field belongs
+    to), walking nested models and lists of them; None where the path leaves declared fields."""
+    names = [part for part in loc if not isinstance(part, int)]
+    keyed = False  # the part before was a mapping of models: this part is one of its keys
+    for part in names[:-1]:
+        if keyed:
+            keyed = False
             continue
         fields = getattr(model, "model_fields", None)
         if fields is None or part not in fields:
             return None
-        field = fields[part]
-        inner = [a for a in (field.annotation, *typing.get_args(field.annotation)) if hasattr(a, "model_fields")]
-        model = inner[0] if inner else None
-    return field
+        annotation = fields[part].annotation
+        args = [annotation, *typing.get_args(annotation)]
+        args += [inner for arg in args for inner in typing.get_args(arg)]
+        models = [arg for arg in args if hasattr(arg, "model_fields")]
+        model = models[0] if models else None
+        keyed = any(typing.get_origin(arg) is dict for arg in args)
+    return None if keyed or not hasattr(model, "model_fields") else model
+
+
+def location(loc: tuple) -> str:
+    """A pydantic error's ``loc`` as the user wrote it: ``jobs[0].steps``."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def from_validation(exc: ValidationError, model: type | None, prefix: str = "", default: str = "input",
+                    noun: str = "field", label: Callable[[tuple], str] = location) -> SpecError:
+    """The first error of validating ``model`` as one SpecError line, the one way every spec reads a pydantic
+    error: ``<prefix><where>: got <value>; allowed: ...``. ``where`` is ``label(loc)`` (``default`` at the top),
+    and what is allowed is the declared choices or range, the fields of an unknown or missing ``noun``, or a
+    validator's own SpecError (kept whole, under ``where``)."""
+    err = exc.errors()[0]
+    loc, kind, ctx, value = tuple(err["loc"]), err["type"], err.get("ctx", {}), err.get("input")
+    where = prefix + (label(loc) or default)
+    inner = ctx.get("error")
+    if isinstance(inner, SpecError):
+        return SpecError(f"{where}.{inner.field}" if loc else prefix + inner.field, inner.value, inner.allowed)
+    owner = owner_at(model, loc)
+    if kind == "extra_forbidden" and owner is not None:
+        allowed = f"unknown {noun}; allowed: {', '.join(owner.model_fields)}"
+    elif kind == "missing" and owner is not None:
+        required = [name for name, field in owner.model_fields.items() if field.is_required()]
+        value, allowed = None, f"required; required {noun}s: {', '.join(required)}"
+    elif kind == "too_short":
+        allowed = f"allowed: at least {ctx.get('min_length', 1)} item(s)"
+    else:
+        allowed = allowed_text(err, field_at(model, loc))
+    return SpecError(where, value, " ".join(allowed.split()))
 
 
 def allowed_text(err: dict[str, Any], field: FieldInfo | None = None) -> str:

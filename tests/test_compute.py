@@ -255,8 +255,8 @@ def test_unknown_device_lists_the_presets() -> None:
 
 
 @pytest.mark.parametrize(("changes", "field", "allowed"), [
-    ({"eff_flops": 1.5}, "device.eff_flops", "0 < x <= 1"),
-    ({"eff_gather": 0}, "device.eff_gather", "0 < x <= 1"),
+    ({"eff_flops": 1.5}, "device.eff_flops", "allowed: a number > 0 and <= 1"),
+    ({"eff_gather": 0}, "device.eff_gather", "allowed: a number > 0 and <= 1"),
     ({"mem_bandwidth_GBps": -1}, "device.mem_bandwidth_GBps", "> 0"),
     ({"launch_overhead_us": -0.5}, "device.launch_overhead_us", ">= 0"),
     ({"mem_capacity_bytes": "lots"}, "device.mem_capacity_bytes", "64MiB"),

@@ -315,24 +315,6 @@ def test_max_min_solvers_agree_on_instances_larger_than_a_candidate_batch(seed: 
         assert np.allclose(solver(matrix, np.array(capacity)), expected, rtol=1e-7)
 
 
-@pytest.mark.parametrize(("op", "algo"), [("allreduce", "ring"), ("allreduce", "tree"), ("alltoall", "direct"),
-                                          ("allreduce", "halving-doubling"), ("broadcast", "ring"),
-                                          ("pushpull", "direct")])
-def test_memoized_analytical_profiles_scale_exactly_with_size(op: str, algo: str) -> None:
-    from simulator.collectives.tuner import profiled
-
-    fabric = Fabric(fattree_graph(4))
-    servers = 4 if op == "pushpull" else 0
-    profiled(fabric, op, algo, 3e6, servers)  # profile built at another size first
-    for size in (2e6, 5e6, 64 * 2**20):
-        entry = profiled(fabric, op, algo, size, servers)
-        memo_s, memo_bytes = entry.time_s(size), entry.link_bytes(size, fabric.n_links)
-        direct_s, direct_bytes = AnalyticalNetwork(fabric).schedule_time_s(
-            build_schedule(op, algo, size, fabric.n_hosts, servers))
-        assert memo_s == pytest.approx(direct_s, rel=1e-12)
-        assert np.allclose(memo_bytes, direct_bytes, rtol=1e-12)
-
-
 def test_run_started_later_by_another_process_shares_exactly() -> None:
     """A simpy process starts a second run mid-flight; the first must slow down exactly when it joins."""
     import simpy

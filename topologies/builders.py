@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import networkx as nx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from simulator.errors import SpecError, allowed_text
+from simulator.errors import SpecError, from_validation
 
 Count = Annotated[int, Field(strict=True, gt=0)]
 NonNegCount = Annotated[int, Field(strict=True, ge=0)]
@@ -81,17 +81,7 @@ def validate_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     try:
         return model(**params).model_dump()
     except ValidationError as exc:
-        err = exc.errors()[0]
-        param = str(err["loc"][0])
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            allowed = f"unknown parameter of {name}; allowed: {', '.join(model.model_fields)}"
-        elif kind == "missing":
-            required = [k for k, f in model.model_fields.items() if f.is_required()]
-            allowed = f"required by {name}; required parameters: {', '.join(required)}"
-        else:
-            allowed = allowed_text(err, model.model_fields.get(param))
-        raise SpecError(f"topology.{param}", err.get("input"), allowed) from None
+        raise from_validation(exc, model, prefix="topology.", noun="parameter") from None
 
 
 def _builder(func: Callable[..., nx.Graph]) -> Callable[..., nx.Graph]:

@@ -47,7 +47,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from simulator.errors import SpecError, allowed_text
+from simulator.errors import SpecError, from_validation
 from simulator.options import PARTIALS
 from workloads.precision import CommDtype, MixedPrecision, Precision, check_precision
 
@@ -394,10 +394,6 @@ class Workload(MixedPrecision, BaseModel):
 
 
 # ----- validation errors as one SpecError line -------------------------------------------------------------
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _table_name(data: Any, index: int) -> str:
     """The name of table ``index`` in raw input ``data`` (a dict or Workload), else ``str(index)``."""
     tables = data.get("tables") if isinstance(data, dict) else getattr(data, "tables", None)
@@ -416,26 +412,11 @@ def spec_error(exc: ValidationError, data: Any = None, prefix: str = "",
     Table positions are shown by name (``tables.t0.dim``) when ``data`` (the raw input) has one. ``model``
     lists the allowed fields for unknown/missing ones (default: Workload, or Table inside ``tables``).
     """
-    err = exc.errors()[0]
-    loc = [str(part) for part in err["loc"]]
-    if len(loc) >= 2 and loc[0] == "tables" and isinstance(err["loc"][1], int):
-        loc[1] = _table_name(data, err["loc"][1])
-    kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
-    inner = ctx.get("error")
-    if isinstance(inner, SpecError):
-        return SpecError(prefix + ".".join([*loc, inner.field]), inner.value, _one_line(inner.allowed))
-    field = prefix + (".".join(loc) or "workload")
-    owner = model or (Table if len(loc) >= 2 and loc[0] == "tables" else Workload)
-    if kind == "extra_forbidden":
-        allowed = f"unknown field; allowed: {', '.join(owner.model_fields)}"
-    elif kind == "missing":
-        required = [k for k, f in owner.model_fields.items() if f.is_required()]
-        value, allowed = None, f"required; required fields: {', '.join(required)}"
-    elif kind == "too_short":
-        allowed = f"allowed: at least {ctx.get('min_length', 1)} item(s)"
-    else:
-        allowed = allowed_text(err, owner.model_fields.get(loc[-1]) if loc else None)
-    return SpecError(field, value, _one_line(allowed))
+    def label(loc: tuple) -> str:
+        named = [_table_name(data, part) if i == 1 and loc[0] == "tables" else str(part) for i, part in enumerate(loc)]
+        return ".".join(named)
+
+    return from_validation(exc, model or Workload, prefix=prefix, default="workload", label=label)
 
 
 def validate_workload(data: Any, prefix: str = "") -> Workload:

@@ -40,7 +40,7 @@ import yaml
 from numpy.typing import ArrayLike
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.errors import SpecError, read_text
+from simulator.errors import SpecError, from_validation, read_text
 from simulator.units import format_bytes, parse_size_bytes
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -117,7 +117,7 @@ class Device(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise _spec_error(exc, "device.", Device) from None
+            raise from_validation(exc, Device, prefix="device.") from None
 
     @field_validator("peak_tflops")
     @classmethod
@@ -200,30 +200,6 @@ class CalibrationProfile(BaseModel):
         return lowered
 
 
-def _spec_error(exc: ValidationError, prefix: str, model: type[BaseModel]) -> SpecError:
-    """One SpecError line for the first error: ``<prefix><field>``, the bad value, what is allowed."""
-    err = exc.errors()[0]
-    loc = [str(part) for part in err["loc"]]
-    if loc[:1] == ["devices"] and len(loc) >= 3:  # devices.<name>.<field> of a profile: describe the field
-        field_name, model = loc[2], DeviceOverrides
-    else:
-        field_name = loc[0] if loc else ""
-    info = model.model_fields.get(field_name)
-    info = Device.model_fields.get(field_name) if model is DeviceOverrides else info
-    described = info.description if info is not None and info.description else err["msg"]
-    kind = err["type"]
-    value = err.get("input")
-    if kind == "extra_forbidden":
-        allowed = f"unknown field; allowed: {', '.join(model.model_fields)}"
-    elif kind == "missing":
-        value, allowed = None, f"required; {described}"
-    elif kind == "value_error":
-        allowed = str(err.get("ctx", {}).get("error", err["msg"]))
-    else:
-        allowed = described
-    return SpecError(prefix + ".".join(loc), value, allowed)
-
-
 def list_devices() -> list[str]:
     """Names of the device presets shipped in ``simulator/devices``."""
     return sorted(path.stem for path in PRESET_DIR.glob("*.yaml"))
@@ -274,7 +250,7 @@ def load_calibration(path: str | Path) -> CalibrationProfile:
     try:
         return CalibrationProfile.model_validate(doc)
     except ValidationError as exc:
-        raise _spec_error(exc, f"{source}:", CalibrationProfile) from None
+        raise from_validation(exc, CalibrationProfile, prefix=f"{source}:") from None
 
 
 def apply_calibration(device: Device, profile: CalibrationProfile) -> Device:

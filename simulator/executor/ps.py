@@ -134,9 +134,8 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
     width = weights.shape[1]
     workers = list(range(n))
     timed = comm.timer.op
-    for _ in range(steps):
-        comm.barrier()
-        comm.timer.begin()
+
+    def serve(_k: int, _data: None) -> None:
         keys = comm.exchange_variable({}, workers, "sparse.pull")
         with timed("server.lookup"):
             local = {w: np.searchsorted(owned, keys[w].cpu().numpy()) for w in workers}
@@ -149,7 +148,8 @@ def _serve(comm: Communicator, server: int, n: int, workload: Workload, steps: i
                 if not torch.equal(pushed_keys, keys[w]):
                     raise RuntimeError(f"worker {w} pushed other keys than it pulled")
                 weights[local[w]] -= LEARNING_RATE * grads.cpu().numpy().reshape(-1, width)
-        comm.timer.end()
+
+    run_steps(comm, steps, lambda k: None, serve)
     return {"owned": owned, "weights": weights, "counters": comm.counters(), **timings(comm)}
 
 
@@ -210,11 +210,9 @@ def _work_async(comm: Communicator, rank: int, n: int, workload: Workload, steps
     head = model_head(workload)
     params = head.parameters()
     ranges = {n + s: _dense_range(sum(p.numel() for p in params), s, servers) for s in range(servers)}
-    timer, timed = comm.timer, comm.timer.op
-    losses = []
-    for step in range(steps):
-        batch = worker_batch(workload, rank, step)
-        timer.begin()
+    timed = comm.timer.op
+
+    def step(_k: int, batch: Batch) -> torch.Tensor:
         with timed("compute.ids"):
             keys, where = _batch_keys(workload, batch, n, servers)
         rows = {peer: tensors.empty(len(k), width) for peer, k in keys.items()}
@@ -242,8 +240,9 @@ def _work_async(comm: Communicator, rank: int, n: int, workload: Workload, steps
                   + [(peer, k, "sparse.push") for peer, k in keys.items()]
                   + [(peer, grads[peer], "sparse.push") for peer in keys]
                   + [(peer, dense_grad[lo:hi], "dense.push") for peer, (lo, hi) in ranges.items()], [])
-        timer.end()
-        losses.append(float(loss.detach()))
+        return loss
+
+    losses = run_steps(comm, steps, lambda k: worker_batch(workload, rank, k), step, synchronous=False)
     return {"losses": losses, "counters": comm.counters(), **timings(comm)}
 
 
@@ -258,9 +257,8 @@ def _serve_async(comm: Communicator, server: int, n: int, workload: Workload, st
     dense = initial[lo:hi].clone()
     header = tensors.empty(2, dtype=torch.int64)
     timed = comm.timer.op
-    comm.timer.begin()  # one "step": all requests served; ``ops`` holds their totals
-    for _ in range(2 * n * steps):
-        worker = dist.recv(header, src=None, group=comm.group, tag=HEADER_TAG)  # metadata, bounded by the timeout
+
+    def serve(worker: int) -> None:
         kind, count = header.tolist()
         keys = tensors.empty(count, dtype=torch.int64)
         if kind == PULL:
@@ -275,6 +273,11 @@ def _serve_async(comm: Communicator, server: int, n: int, workload: Workload, st
             with timed("server.update"):
                 rows = np.searchsorted(owned, keys.cpu().numpy())
                 weights[rows] -= LEARNING_RATE * grads.cpu().numpy().reshape(-1, width)
-                dense -= LEARNING_RATE * dense_grad
-    comm.timer.end()
+                dense.sub_(LEARNING_RATE * dense_grad)
+
+    def serve_all(_k: int, _data: None) -> None:  # one "step": every request; ``ops`` holds their totals
+        for _ in range(2 * n * steps):
+            serve(dist.recv(header, src=None, group=comm.group, tag=HEADER_TAG))  # metadata, bounded by the timeout
+
+    run_steps(comm, 1, lambda k: None, serve_all, synchronous=False)
     return {"owned": owned, "weights": weights, "counters": comm.counters(), **timings(comm)}

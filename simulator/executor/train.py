@@ -82,19 +82,24 @@ def global_loss(loss: torch.Tensor, comm: Communicator) -> float:
 
 
 def run_steps(comm: Communicator, steps: int, load: Callable[[int], Data],
-              step: Callable[[int, Data], torch.Tensor], metrics: Communicator | None = None) -> list[float]:
-    """The executor's timed step loop: per step, ``load(k)`` (input loading, not part of the step: a loader
-    prefetches), a barrier, then ``step(k, data)`` timed on ``comm.timer`` (its wall time, from the barrier to
-    the end of its update, and its phases); the loss it returns is summed over ``metrics`` (default ``comm``)
-    outside the step. Returns the global losses."""
+              step: Callable[[int, Data], torch.Tensor | None], metrics: Communicator | None = None,
+              synchronous: bool = True) -> list[float]:
+    """The executor's one timed step loop (every strategy's workers and servers run it): per step, ``load(k)``
+    (input loading, not part of the step: a loader prefetches), a barrier when ``synchronous``, then
+    ``step(k, data)`` timed on ``comm.timer`` (its wall time, from the barrier, or its own start, to the end
+    of its update, and its phases). The loss it returns is summed over ``metrics`` (default ``comm``) outside
+    the step when synchronous, and is this rank's own otherwise; a step that returns None (a server's) has
+    none. Returns the losses."""
     losses = []
     for k in range(steps):
         data = load(k)
-        comm.barrier()
+        if synchronous:
+            comm.barrier()
         comm.timer.begin()
         loss = step(k, data)
         comm.timer.end()
-        losses.append(global_loss(loss, metrics or comm))
+        if loss is not None:
+            losses.append(global_loss(loss, metrics or comm) if synchronous else float(loss.detach()))
     return losses
 
 

@@ -8,7 +8,7 @@ from the registry, for expected IDs, one step, analytical fidelity.
 
 Bytes on the wire are the workload's ``comm_bytes`` per value, as the strategies send them (stored values
 ``dtype_bytes``, GEMMs at ``compute_dtype``'s peak: ``workloads.precision``). The result equals
-``simulate_step(..., "analytical")`` per batch size (``tests/test_vectorized.py`` loops over the registry),
+``simulate_step(..., "analytical")`` per batch size (``tests/test_closed_form.py`` loops over the registry),
 at a small fraction of the cost per configuration (``benchmarks/sweep.py``).
 """
 

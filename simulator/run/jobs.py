@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from simulator.compute.roofline import apply_calibration, load_calibration, load_device
 from simulator.core.engine import Engine, EngineResult
 from simulator.core.stragglers import slow_down, slowdown_factors
-from simulator.errors import SpecError, allowed_text, field_at, read_mapping
+from simulator.errors import SpecError, from_validation, read_mapping
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE, make_network
 from simulator.network.fabric import Fabric
 from simulator.options import NetworkModelName
@@ -108,10 +108,7 @@ def load_jobs(spec: str | Path | dict | JobsSpec) -> JobsSpec:
         try:
             spec = JobsSpec.model_validate(spec)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]).lstrip(".")
-            allowed = allowed_text(err, field_at(JobsSpec, err["loc"]))
-            raise SpecError(where or "jobs", err.get("input"), allowed) from None
+            raise from_validation(exc, JobsSpec, default="jobs") from None
     names = [job.name for job in spec.jobs]
     for i, name in enumerate(names):
         if name in names[:i]:

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.errors import SpecError, allowed_text, field_at, read_mapping
+from simulator.errors import SpecError, from_validation, read_mapping
 from simulator.results.tables import write_table
 from simulator.run.spec import KEYS
 
@@ -127,10 +127,8 @@ def load_sweep(spec: str | Path | dict | SweepSpec) -> SweepSpec:
     try:
         return SweepSpec.model_validate(spec)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(part) for part in err["loc"]) or "sweep"
-        allowed = allowed_text(err, field_at(SweepSpec, err["loc"]))
-        raise SpecError(f"{source}:{where}", err.get("input"), allowed) from None
+        raise from_validation(exc, SweepSpec, prefix=f"{source}:", default="sweep",
+                              label=lambda loc: ".".join(map(str, loc))) from None
 
 
 def expand(spec: SweepSpec) -> list[dict[str, Any]]:
