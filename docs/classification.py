@@ -17,6 +17,7 @@ import pandas as pd
 
 from simulator.compute.roofline import load_device
 from simulator.network.fabric import Fabric
+from simulator.results.tables import markdown
 from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import StrategyOptions
 from simulator.strategies.fc import FCOptions
@@ -76,8 +77,7 @@ def _markdown(frame: pd.DataFrame) -> str:
                "exposed_comm_ms": "{:,.2f}", "GPU_GB": "{:,.1f}", "throughput_gain": "{:.2f}x"}
     shown = frame.assign(**{c: frame[c].map(f.format) for c, f in formats.items()},
                          fits=frame.fits.map({True: "yes", False: "**no**"}))
-    header = "| " + " | ".join(shown.columns) + " |\n|" + "---|" * len(shown.columns) + "\n"
-    return header + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in shown.itertuples(index=False))
+    return markdown(shown) + "\n"
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ import plotly.express as px
 
 from simulator.compute.roofline import load_device
 from simulator.network.fabric import Fabric
+from simulator.results.tables import markdown
 from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import StrategyOptions
 from simulator.strategies.des import DESOptions
@@ -128,16 +129,6 @@ def winners(frame: pd.DataFrame) -> pd.DataFrame:
     wide["fastest"] = [VARIANTS[i][0] for i in times.argmin(axis=1)]
     return wide[["model", "workers", "hotness", "skew", "bytes_des_over_ps", "bytes_des-repl_over_ps",
                  "step_time_ms_ps", "step_time_ms_des", "step_time_ms_des-repl", "fastest"]]
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """A pipe table (pandas' to_markdown would need the tabulate package)."""
-    def cell(v: object) -> str:
-        return ("-" if v != v else f"{v:.4g}") if isinstance(v, float) else str(v)  # NaN: not run
-    head = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 def main() -> None:

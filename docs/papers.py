@@ -17,6 +17,7 @@ import pandas as pd
 
 from simulator.compute.roofline import load_device
 from simulator.network.fabric import Fabric
+from simulator.results.tables import markdown
 from simulator.run.sweep import sweep
 from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import StrategyOptions
@@ -142,10 +143,7 @@ def classification() -> pd.DataFrame:
 
 def _markdown(frame: pd.DataFrame, index: bool = False) -> str:
     frame = frame.reset_index() if index else frame
-    header = "| " + " | ".join(map(str, frame.columns)) + " |\n|" + "---|" * len(frame.columns) + "\n"
-    body = "".join("| " + " | ".join(f"`{v}`" if str(v).startswith("dessim ") else str(v) for v in row) + " |\n"
-                   for row in frame.itertuples(index=False))
-    return header + body
+    return markdown(frame.map(lambda v: f"`{v}`" if str(v).startswith("dessim ") else v)) + "\n"
 
 
 def main() -> None:

@@ -16,12 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from crossover import markdown  # docs/ is on the path when this script runs
 
 from simulator.compute.roofline import load_device
 from simulator.network.fabric import Fabric
 from simulator.results import plots
-from simulator.results.tables import flat_summary
+from simulator.results.tables import flat_summary, markdown
 from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import StrategyOptions
 from simulator.strategies.ps import PSOptions

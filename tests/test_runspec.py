@@ -67,10 +67,11 @@ def test_every_key_is_an_option_of_run_compare_and_trace_a_sweep_key_a_job_key_a
 
 def test_a_key_added_to_runspec_appears_everywhere_with_nothing_else_changed(tmp_path) -> None:
     """Add one line to RunSpec's source (in a copy of the packages) and find the new key in run, compare and
-    trace, in sweeps' keys, in a job, and in ``dessim list keys``."""
+    trace, in sweeps' keys, in a job, in ``dessim list keys`` and in the docs' key table."""
     root = Path(__file__).resolve().parent.parent
-    for package in ("simulator", "workloads", "topologies"):
-        shutil.copytree(root / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("simulator", "workloads", "topologies", "docs"):
+        shutil.copytree(root / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "*.html",
+                                                                                           "img", "validation-*"))
     source = tmp_path / "simulator" / "run" / "spec.py"
     anchor = "    ps: PSOptions = PSOptions()\n"
     text = source.read_text()
@@ -79,23 +80,27 @@ def test_a_key_added_to_runspec_appears_everywhere_with_nothing_else_changed(tmp
     source.write_text(text.replace(anchor, added + anchor))
     script = """
 import json
+import sys
 from typer.testing import CliRunner
 from simulator.cli import app
 from simulator.run.jobs import JobSpec
 from simulator.run.sweep import RUN_KEYS
+sys.path.insert(0, "docs")
+from keys import render
 runner = CliRunner()
 print(json.dumps({
     "helps": [("--tuning-knob" in runner.invoke(app, [c, "--help"]).output) for c in ("run", "compare", "trace")],
     "sweep": "tuning_knob" in RUN_KEYS,
     "job": JobSpec.model_validate({"name": "j", "workload": "w", "strategy": "s", "tuning_knob": 3}).tuning_knob,
-    "listed": "tuning_knob (--tuning-knob; int, default 7)" in runner.invoke(app, ["list", "keys"]).output,
+    "listed": "tuning_knob (--tuning-knob; an integer >= 0, default 7)" in runner.invoke(app, ["list", "keys"]).output,
+    "documented": "| tuning_knob | --tuning-knob | an integer >= 0 | `7` | a test knob |" in render(),
 }))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen == {"helps": [True, True, True], "sweep": True, "job": 3, "listed": True}
+    assert seen == {"helps": [True, True, True], "sweep": True, "job": 3, "listed": True, "documented": True}
 
 
 def test_a_jobs_file_takes_every_strategy_option_but_not_the_files_shared_keys() -> None:
@@ -118,3 +123,21 @@ def test_resolve_shares_presets_and_fabrics_across_specs() -> None:
                                    "set": ["batch=64"]}))
     assert a.fabric is b.fabric and a.device is b.device
     assert b.workload.batch_per_worker == 64 and a.workload.batch_per_worker != 64
+
+
+def test_the_keys_page_is_generated_from_the_specs() -> None:
+    """docs/KEYS.md is what docs/keys.py writes now: a key added to RunSpec, SweepSpec or JobsSpec without
+    regenerating the page fails here."""
+    import importlib.util
+
+    from simulator.run.jobs import JobsSpec
+    from simulator.run.sweep import SweepSpec
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("keys_page", root / "docs" / "keys.py")
+    page = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(page)
+    text = (root / "docs" / "KEYS.md").read_text()
+    assert text == page.render(), "docs/KEYS.md is stale: run python docs/keys.py"
+    rows = {line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")}
+    assert set(KEYS) | set(SweepSpec.model_fields) | set(JobsSpec.model_fields) | {"name", "hosts", "start_s"} <= rows

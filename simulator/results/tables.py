@@ -301,3 +301,17 @@ def flat_summary(summary: StepSummary | dict) -> dict:
     for role, used in summary["memory_per_device_bytes"].items():
         flat[f"memory_{role}_bytes"] = used
     return flat
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """``frame`` as a Markdown pipe table (pandas' ``to_markdown`` needs the tabulate package): floats to 4
+    significant digits, NaN as ``-`` (not run), anything else as ``str`` with its pipes escaped; no trailing
+    newline."""
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "-" if value != value else f"{value:.4g}"
+        return str(value).replace("|", "\\|")
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    return "\n".join([head, rule, *("| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False))])
+

@@ -75,11 +75,12 @@ class JobSpec(RunSpec):
     fidelity and how links are shared are the file's, the same for every job (``SHARED``); servers sit on the
     job's first ``servers`` hosts."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="unique; letters, digits, _ . -")
     workload: str
     strategy: str
-    hosts: list[int] | None = None
-    start_s: float = Field(0.0, ge=0.0, le=MAX_START_S, allow_inf_nan=False)
+    hosts: list[int] | None = Field(None, description="host indices: 0-63, 0-62:2, 0-3,8-11 or a list; "
+                                                      "default: the next `workers` free hosts, or every free one")
+    start_s: float = Field(0.0, ge=0.0, le=MAX_START_S, allow_inf_nan=False, description="start time (s)")
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -92,12 +93,13 @@ class JobsSpec(BaseModel):
     the fidelity (flow), how flows share links (``network_model``: maxmin, cm02, lv08) and the jobs sharing it."""
 
     model_config = ConfigDict(extra="forbid")
-    topology: str
-    faults: list[str] = Field(default_factory=list)
-    fidelity: str = "flow"
-    rate_tolerance: float = Field(DEFAULT_RATE_TOLERANCE, ge=0.0, le=MAX_RATE_TOLERANCE)
-    network_model: NetworkModelName = DEFAULT_NETWORK_MODEL
-    jobs: list[JobSpec] = Field(min_length=1)
+    topology: str = Field(description="every job's topology: a preset, file or builder string")
+    faults: list[str] = Field(default_factory=list, description="link faults, as --fault")
+    fidelity: str = Field("flow", description="flow (only the flow level shares links between jobs)")
+    rate_tolerance: float = Field(DEFAULT_RATE_TOLERANCE, ge=0.0, le=MAX_RATE_TOLERANCE,
+                                  description="as --rate-tolerance")
+    network_model: NetworkModelName = Field(DEFAULT_NETWORK_MODEL, description="as --network-model")
+    jobs: list[JobSpec] = Field(min_length=1, description="the jobs: each a run's keys plus name, hosts, start_s")
 
 
 def load_jobs(spec: str | Path | dict | JobsSpec) -> JobsSpec:

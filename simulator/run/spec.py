@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
-from simulator.errors import SpecError, allowed_text, choices
+from simulator.errors import SpecError, allowed_text, choices, value_range
 from simulator.options import (
     DEFAULT_RATE_TOLERANCE,
     MAX_RATE_TOLERANCE,
@@ -179,22 +179,40 @@ def key_table() -> pd.DataFrame:
     """One row per run key: ``key`` (sweeps, jobs), ``option`` (command line), ``type``, ``default``, ``help``."""
     import pandas as pd
 
-    rows = []
-    for name, key in KEYS.items():
-        field = key.field
-        kind = " | ".join(choices(field)) or _type_name(field.annotation)
-        rows.append({"key": name, "option": key.cli, "type": kind,
-                     "default": field.get_default(call_default_factory=True), "help": field.description or ""})
+    rows = [{"key": name, "option": key.cli, **_field_row(key.field)} for name, key in KEYS.items()]
     return pd.DataFrame(rows)
 
 
+def field_table(model: type[BaseModel]) -> pd.DataFrame:
+    """One row per field of a spec model (a sweep file, a jobs file): ``key``, ``type``, ``default`` (``required``
+    where there is none), ``help``."""
+    import pandas as pd
+
+    return pd.DataFrame([{"key": name, **_field_row(field)} for name, field in model.model_fields.items()])
+
+
+def _field_row(field: FieldInfo) -> dict[str, Any]:
+    kind = " | ".join(choices(field)) or value_range(field) or _type_name(field.annotation)
+    default = "required" if field.is_required() else field.get_default(call_default_factory=True)
+    return {"type": kind, "default": default, "help": field.description or ""}
+
+
 def _type_name(annotation: Any) -> str:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) is list:
-        return f"list of {args[0].__name__}"
-    if args:
-        return f"{_type_name(args[0])} or none"
-    return getattr(annotation, "__name__", str(annotation))
+    """A type as a person reads it: ``int``, ``list of str``, ``mapping of str to any``, ``int or none``."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    if origin is dict:
+        return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}"
+    if origin is tuple:
+        return f"pair of {' and '.join(_type_name(a) for a in args)}" if len(args) == 2 else "tuple"
+    if args:  # a union
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " or ".join(dict.fromkeys(names)) + (" or none" if type(None) in args else "")
+    return "any" if annotation is Any else getattr(annotation, "__name__", str(annotation))
 
 
 def cli_name(key: str) -> str:

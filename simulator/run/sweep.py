@@ -79,10 +79,11 @@ class Sample(BaseModel):
     """Points drawn in ranges: ``lhs`` (one point per stratum of every range) or ``random`` (uniform)."""
 
     model_config = ConfigDict(extra="forbid")
-    method: Literal["lhs", "random"] = "lhs"
-    n: int = Field(ge=1, le=1_000_000)
-    seed: int = Field(0, ge=0)
-    ranges: dict[str, tuple[int | float, int | float]] = Field(min_length=1)
+    method: Literal["lhs", "random"] = Field("lhs", description="lhs: Latin hypercube; random: uniform")
+    n: int = Field(ge=1, le=1_000_000, description="points drawn")
+    seed: int = Field(0, ge=0, description="the draw's seed")
+    ranges: dict[str, tuple[int | float, int | float]] = Field(
+        min_length=1, description="key: [low, high]; integers stay integers (a range of two ints draws ints)")
 
     @field_validator("ranges")
     @classmethod
@@ -97,10 +98,12 @@ class SweepSpec(BaseModel):
     """What to run: ``base`` options for every run, a ``grid`` of values, and optional ``sample`` points."""
 
     model_config = ConfigDict(extra="forbid")
-    base: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
-    sample: Sample | None = None
-    closed_form: bool = False
+    base: dict[str, Any] = Field(default_factory=dict, description="key: value for every point")
+    grid: dict[str, list[Any]] = Field(default_factory=dict,
+                                       description="key: [values]; every combination, the first key slowest")
+    sample: Sample | None = Field(None, description="points drawn in ranges, times every grid point")
+    closed_form: bool = Field(False, description="evaluate the strategies that have one in closed form over "
+                                                 "whole batch-size axes (analytical, maxmin); others go to the engine")
 
     @field_validator("base", "grid")
     @classmethod
