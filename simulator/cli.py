@@ -21,7 +21,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from simulator import cli_executor
 from simulator import console as ui
-from simulator.errors import ExecutorError, SpecError, from_validation
+from simulator.errors import ExecutorError, SpecError, check_choice, from_validation
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE
 from simulator.network.models import DEFAULT_NETWORK_MODEL
 from simulator.run.spec import simulate_all
@@ -77,12 +77,10 @@ def collective(
     from topologies import load_topology
     from topologies.faults import apply_faults
 
-    if op not in OPS:
-        raise SpecError("op", op, f"allowed: {', '.join(OPS)}")
+    check_choice("op", op, OPS)
     algo = algo or DEFAULT_ALGO[op]
     size_bytes = parse_size_bytes(size, "size")
-    if fidelity not in FIDELITIES:
-        raise SpecError("fidelity", fidelity, f"allowed: {', '.join(FIDELITIES)}")
+    check_choice("fidelity", fidelity, FIDELITIES)
     from simulator.network.models import network_model as check_model
 
     check_model(network_model, "--network-model")

@@ -9,7 +9,7 @@ exit status 1.
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +24,21 @@ class SpecError(ValueError):
     def __init__(self, field: str, value: object, allowed: str) -> None:
         self.field, self.value, self.allowed = field, value, allowed
         super().__init__(one_line(f"{field}: got {value!r}; {allowed}"))
+
+
+def check_choice(field: str, value: object, allowed: Iterable[object]) -> None:
+    """A SpecError naming ``field`` unless ``value`` is one of ``allowed`` (which it lists)."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise SpecError(field, value, f"allowed: {', '.join(map(str, allowed))}")
+
+
+def check_keys(mapping: Mapping[str, object], allowed: Iterable[str], prefix: str = "") -> None:
+    """A SpecError naming ``<prefix><key>`` for the first key of ``mapping`` not in ``allowed``."""
+    allowed = tuple(allowed)
+    unknown = [key for key in mapping if key not in allowed]
+    if unknown:
+        raise SpecError(f"{prefix}{unknown[0]}", mapping[unknown[0]], f"unknown key; allowed: {', '.join(allowed)}")
 
 
 def one_line(text: str) -> str:

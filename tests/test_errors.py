@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.errors import SpecError, from_validation, location, one_line
+from simulator.errors import SpecError, check_choice, check_keys, from_validation, location, one_line
 
 Fraction = Annotated[float, Field(gt=0, le=1)]
 
@@ -80,3 +80,12 @@ def test_location_and_one_line() -> None:
     assert location(("jobs", 0, "set", 2)) == "jobs[0].set[2]"
     assert location(()) == ""
     assert one_line("a\nb\tc") == "a\\nb\\tc"
+
+
+def test_a_value_or_key_outside_what_is_allowed_is_one_line_naming_it() -> None:
+    check_choice("op", "allreduce", ("allreduce", "alltoall"))
+    with pytest.raises(SpecError, match=r"^op: got 'allreduse'; allowed: allreduce, alltoall$"):
+        check_choice("op", "allreduse", ("allreduce", "alltoall"))
+    check_keys({"a": 1}, ("a", "b"))
+    with pytest.raises(SpecError, match=r"^file.yaml:c: got 3; unknown key; allowed: a, b$"):
+        check_keys({"a": 1, "c": 3}, ("a", "b"), "file.yaml:")

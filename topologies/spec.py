@@ -26,7 +26,7 @@ from xml.etree.ElementTree import ParseError
 import networkx as nx
 import yaml
 
-from simulator.errors import SpecError, read_text
+from simulator.errors import SpecError, check_keys, read_text
 from topologies.builders import BUILDERS, MAX_GBPS, MAX_US, MIN_GBPS
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -126,7 +126,7 @@ def load_file(path: Path) -> nx.Graph:
     if not isinstance(doc, dict):
         raise SpecError("topology", source, "YAML must be a mapping with builder + params, or nodes + links")
     if "builder" in doc:
-        _check_keys(doc, _PRESET_KEYS, f"{source}:")
+        check_keys(doc, _PRESET_KEYS, f"{source}:")
         params = doc.get("params") or {}
         if not isinstance(params, dict):
             raise SpecError(f"{source}:params", params, "must be a mapping of builder parameters")
@@ -134,14 +134,10 @@ def load_file(path: Path) -> nx.Graph:
         if "description" in doc:
             graph.graph["description"] = str(doc["description"])
         return graph
-    _check_keys(doc, _CUSTOM_KEYS, f"{source}:")
+    check_keys(doc, _CUSTOM_KEYS, f"{source}:")
     return _finish(_from_mapping(doc, source), source)
 
 
-def _check_keys(doc: dict[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
-    unknown = [key for key in doc if key not in allowed]
-    if unknown:
-        raise SpecError(f"{prefix}{unknown[0]}", doc[unknown[0]], f"unknown key; allowed: {', '.join(allowed)}")
 
 
 def _entries(doc: dict[str, Any], key: str, source: str, required: tuple[str, ...],
@@ -156,7 +152,7 @@ def _entries(doc: dict[str, Any], key: str, source: str, required: tuple[str, ..
         missing = [k for k in required if k not in item]
         if missing:
             raise SpecError(f"{where}.{missing[0]}", None, f"required; each entry needs {', '.join(required)}")
-        _check_keys(item, allowed, f"{where}.")
+        check_keys(item, allowed, f"{where}.")
     return items
 
 

@@ -42,7 +42,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from simulator.errors import SpecError
+from simulator.errors import SpecError, check_choice
 from workloads.spec import Table, Workload
 
 EXACT_ROWS = 2**24
@@ -59,8 +59,7 @@ _POPULARITIES = ("uniform", "zipf")
 def _check(rows: int, popularity: str, zipf_alpha: float) -> None:
     if isinstance(rows, bool) or not isinstance(rows, int | np.integer) or rows < 1:
         raise SpecError("rows", rows, "allowed: an integer >= 1")
-    if popularity not in _POPULARITIES:
-        raise SpecError("popularity", popularity, f"allowed: {', '.join(_POPULARITIES)}")
+    check_choice("popularity", popularity, _POPULARITIES)
     if popularity == "zipf" and not (math.isfinite(zipf_alpha) and zipf_alpha > 0):
         raise SpecError("zipf_alpha", zipf_alpha, "allowed: > 0")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from simulator.errors import SpecError, read_text
+from simulator.errors import SpecError, check_keys, read_text
 from workloads.classification import ClassificationWorkload
 from workloads.models import MODELS, PARAMS
 from workloads.spec import Workload, apply_overrides, parse_scalar, validate_workload
@@ -147,10 +147,7 @@ def load_file(path: Path, name: str | None = None) -> Workload | ClassificationW
         raise SpecError("workload", source, "allowed: a mapping with builder + params, or Workload fields")
     name = name or path.stem
     if "builder" in doc:
-        unknown = [key for key in doc if key not in PRESET_KEYS]
-        if unknown:
-            raise SpecError(f"{source}:{unknown[0]}", doc[unknown[0]],
-                            f"unknown key; allowed: {', '.join(PRESET_KEYS)}")
+        check_keys(doc, PRESET_KEYS, f"{source}:")
         params = doc.get("params") or {}
         if not isinstance(params, dict):
             raise SpecError(f"{source}:params", params, "allowed: a mapping of builder parameters")

@@ -47,7 +47,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from simulator.errors import SpecError, from_validation
+from simulator.errors import SpecError, check_choice, from_validation
 from simulator.options import PARTIALS
 from workloads.precision import CommDtype, MixedPrecision, Precision, check_precision
 
@@ -288,8 +288,7 @@ class Workload(MixedPrecision, BaseModel):
         """What DES sums for the option ``partial`` (``fields``, ``first-layer`` or ``auto``): ``partial`` itself,
         or for ``auto`` the one with fewer values per sample (fields on a tie, and wherever first-layer is not
         exact). A SpecError naming ``des_partial`` when first-layer is asked for where it is not exact."""
-        if partial not in PARTIALS:
-            raise SpecError("des_partial", partial, f"allowed: {', '.join(PARTIALS)}")
+        check_choice("des_partial", partial, PARTIALS)
         obstacle = self.first_layer_obstacle
         if partial == "first-layer" and obstacle:
             raise SpecError("des_partial", partial, f"allowed for {self.model} ({self.interaction}): fields, auto; "

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from simulator.errors import SpecError
+from simulator.errors import SpecError, check_choice
 from simulator.network.schedule import Pattern, Schedule
 
 OPS = ("allreduce", "reducescatter", "allgather", "alltoall", "broadcast", "incast", "pushpull")
@@ -53,10 +53,8 @@ def busbw_factor(op: str, n_ranks: int, servers: int = 0) -> float:
 
 def check_request(op: str, algo: str, n_ranks: int, servers: int = 0, ranks_per_node: int | None = None) -> None:
     """Raise SpecError for an op/algorithm/rank combination that cannot run."""
-    if op not in OPS:
-        raise SpecError("op", op, f"allowed: {', '.join(OPS)}")
-    if algo not in ALGOS:
-        raise SpecError("algo", algo, f"allowed: {', '.join(ALGOS)}")
+    check_choice("op", op, OPS)
+    check_choice("algo", algo, ALGOS)
     if algo != "auto" and algo not in SUPPORTED[op]:
         raise SpecError("algo", algo, f"{op} supports: {', '.join(SUPPORTED[op] + ('auto',))}")
     if n_ranks < 2:

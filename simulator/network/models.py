@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.errors import SpecError
+from simulator.errors import check_choice
 from simulator.network.fabric import Fabric, KeyCache, pad_columns
 from simulator.options import NetworkModelName
 
@@ -60,10 +60,8 @@ assert tuple(MODELS) == typing.get_args(NetworkModelName)  # the names run specs
 
 def network_model(name: str, field: str = "network_model") -> NetworkModel:
     """The preset called ``name``; a ``SpecError`` naming ``field`` otherwise."""
-    model = MODELS.get(name)
-    if model is None:
-        raise SpecError(field, name, f"allowed: {', '.join(MODELS)}")
-    return model
+    check_choice(field, name, MODELS)
+    return MODELS[name]
 
 
 class ModelRoutes:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
-from simulator.errors import SpecError, allowed_text, choices, value_range
+from simulator.errors import SpecError, allowed_text, check_choice, choices, value_range
 from simulator.options import (
     DEFAULT_RATE_TOLERANCE,
     MAX_RATE_TOLERANCE,
@@ -253,8 +253,7 @@ class Scenario:
 
         names = names if names is not None else ([self.spec.strategy] if self.spec.strategy else None)
         for name in names or ():
-            if name not in STRATEGIES:
-                raise SpecError("strategy", name, f"allowed: {', '.join(STRATEGIES)}")
+            check_choice("strategy", name, STRATEGIES)
         if not names:
             names = (list(strategies_for(self.workload)) if isinstance(self.workload, ClassificationWorkload)
                      else ["ps", "des"])

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.errors import SpecError, from_validation, read_mapping
+from simulator.errors import SpecError, check_choice, from_validation, read_mapping
 from simulator.results.tables import write_table
 from simulator.run.spec import KEYS
 
@@ -337,8 +337,7 @@ def sweep(spec: str | Path | dict | SweepSpec, out: str | Path | None = None, ba
     follows the runs.
     """
     plan = load_sweep(spec)
-    if backend not in BACKENDS:
-        raise SpecError("backend", backend, f"allowed: {', '.join(BACKENDS)}")
+    check_choice("backend", backend, BACKENDS)
     jobs = jobs or os.cpu_count() or 1
     if jobs < 1:
         raise SpecError("jobs", jobs, "allowed: >= 1")

@@ -16,7 +16,7 @@ import pandas as pd
 from simulator.compute.roofline import Device, fits, load_device
 from simulator.core.engine import Engine, EngineResult
 from simulator.core.stragglers import device_of_rank, mix_devices, slow_down, slowdown_factors
-from simulator.errors import SpecError
+from simulator.errors import SpecError, check_choice
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, Network, make_network
 from simulator.network.fabric import Fabric
 from simulator.options import MAX_STEPS
@@ -65,8 +65,7 @@ def make_cluster(fabric: Fabric, strategy: str, device: Device, server_device: D
     eight hosts), workers on the first ``workers`` of the rest (default all of them).
     """
     hosts = fabric.n_hosts
-    if placement not in PLACEMENTS:
-        raise SpecError("placement", placement, f"allowed: {', '.join(PLACEMENTS)}")
+    check_choice("placement", placement, PLACEMENTS)
     p = 0
     if needs_servers(strategy):
         default = max(1, hosts // 8) if placement == "dedicated" else (workers or hosts)
