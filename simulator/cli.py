@@ -21,7 +21,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from simulator import cli_executor
 from simulator import console as ui
-from simulator.errors import ExecutorError, SpecError, check_choice, from_validation
+from simulator.errors import ExecutorError, SpecError, from_validation
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE
 from simulator.network.models import DEFAULT_NETWORK_MODEL
 from simulator.run.spec import simulate_all
@@ -69,24 +69,10 @@ def collective(
     = None,
 ) -> None:
     """Simulate one collective over every host of a topology (nccl-tests sizes and busbw)."""
-    from simulator.collectives.algorithms import DEFAULT_ALGO, OPS
-    from simulator.network import FIDELITIES
-    from simulator.network.fabric import Fabric
-    from simulator.run.collective import simulate_collective
-    from simulator.units import parse_size_bytes
-    from topologies import load_topology
-    from topologies.faults import apply_faults
+    from simulator.run.collective import run_collective
 
-    check_choice("op", op, OPS)
-    algo = algo or DEFAULT_ALGO[op]
-    size_bytes = parse_size_bytes(size, "size")
-    check_choice("fidelity", fidelity, FIDELITIES)
-    from simulator.network.models import network_model as check_model
-
-    check_model(network_model, "--network-model")
-    fabric = Fabric(apply_faults(load_topology(topology), fault or []), ecmp=ecmp)
-    report, links = simulate_collective(op, algo, size_bytes, fabric, fidelity, servers, rate_tolerance,
-                                        network_model)
+    report, links = run_collective(op, algo, size, topology, fault or [], ecmp, fidelity, servers, rate_tolerance,
+                                   network_model)
     if links_out:
         ui.write_table(links, links_out, "links-out")
     if as_json:

@@ -8,11 +8,22 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from simulator.collectives.algorithms import build_schedule, busbw_factor, check_request
+from simulator.collectives.algorithms import DEFAULT_ALGO, OPS, build_schedule, busbw_factor, check_request
 from simulator.collectives.tuner import choose_algorithm, profiled
-from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, AnalyticalNetwork, make_network
+from simulator.errors import check_choice
+from simulator.network import (
+    DEFAULT_NETWORK_MODEL,
+    DEFAULT_RATE_TOLERANCE,
+    FIDELITIES,
+    AnalyticalNetwork,
+    make_network,
+)
 from simulator.network.fabric import Fabric
+from simulator.network.models import network_model as network_model_named
 from simulator.results.tables import link_table, network_links
+from simulator.units import parse_size_bytes
+from topologies import load_topology
+from topologies.faults import apply_faults
 
 
 @dataclass
@@ -40,6 +51,22 @@ class CollectiveReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def run_collective(op: str, algo: str | None, size: str | float, topology: str, faults: list[str] | None = None,
+                   ecmp: str = "hash", fidelity: str = "flow", servers: int = 0,
+                   rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
+                   network_model: str = DEFAULT_NETWORK_MODEL) -> tuple[CollectiveReport, pd.DataFrame]:
+    """What ``dessim collective`` runs, from what a user types: ``op`` by ``algo`` (default: the op's usual one)
+    at ``size`` (``64MiB``, ``1e9``: bytes per rank as nccl-tests counts them) over every host of ``topology``
+    with link ``faults``; each input is checked and named as the command line names it."""
+    check_choice("op", op, OPS)
+    size_bytes = parse_size_bytes(size, "size")
+    check_choice("fidelity", fidelity, FIDELITIES)
+    network_model_named(network_model, "--network-model")
+    fabric = Fabric(apply_faults(load_topology(topology), faults or []), ecmp=ecmp)
+    return simulate_collective(op, algo or DEFAULT_ALGO[op], size_bytes, fabric, fidelity, servers, rate_tolerance,
+                               network_model)
 
 
 def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, fidelity: str = "flow",
