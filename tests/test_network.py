@@ -352,8 +352,35 @@ def test_streamed_analytical_profile_equals_cached(monkeypatch: pytest.MonkeyPat
     schedule = build_schedule("alltoall", "direct", 64e6, 16)
     cached = AnalyticalNetwork(Fabric(fattree_graph(4))).schedule_time_s(schedule)
     monkeypatch.setattr(analytical, "STREAM_MESSAGES", 7)
+    monkeypatch.setattr(analytical, "CACHED_MESSAGES", 7)
     fabric = Fabric(fattree_graph(4))
     streamed = AnalyticalNetwork(fabric).schedule_time_s(schedule)
     assert fabric.n_routes == 0  # nothing was cached
     assert streamed[0] == cached[0]
     assert np.allclose(streamed[1], cached[1], rtol=1e-12)
+
+
+def test_a_step_profile_keeps_the_slowest_message_of_every_latency() -> None:
+    """A profile keeps one (latency, longest drain) pair per distinct route latency; at every scale its time
+    equals the slowest message computed message by message."""
+    from simulator.network.analytical import step_profile
+
+    rng = np.random.default_rng(3)
+    graph = fattree_graph(4)
+    for i, (u, v) in enumerate(graph.edges):  # uneven latencies and rates: many distinct pairs
+        graph.edges[u, v].update(latency_us=1.0 + i % 3, link_gbps=100.0 * (1 + i % 4))
+    fabric = Fabric(graph)
+    src, dst = rng.integers(0, 16, 300), rng.integers(0, 16, 300)
+    pattern = Pattern.of(16, src, dst, rng.uniform(1e3, 1e6, 300))
+    profile = step_profile(fabric, pattern, np.arange(16))
+    ids = fabric.route_ids(pattern.src, pattern.dst)
+    links = fabric.route_links[ids]
+    load = np.bincount(links[links >= 0], weights=np.repeat(pattern.size_bytes, links.shape[1])[links.ravel() >= 0],
+                       minlength=fabric.n_links)
+    per_byte = load / fabric.capacity_Bps
+    drain = np.array([per_byte[row[row >= 0]].max() for row in links])
+    latency = fabric.route_latency_s[ids]
+    assert len(profile.latency_s) == len(np.unique(latency)) < len(pattern)
+    for scale in (0.0, 0.3, 1.0, 50.0):
+        assert profile.time_s(scale) == pytest.approx((latency + scale * drain).max(), rel=1e-12)
+    assert np.allclose(profile.link_bytes, load, rtol=1e-12)

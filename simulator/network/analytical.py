@@ -54,9 +54,8 @@ def profile_time_s(profile: list[tuple[int, StepProfile]], scale: float = 1.0) -
 
 def _link_sums(links: np.ndarray, size_bytes: np.ndarray, n_links: int) -> np.ndarray:
     """Bytes each link carries when message i of ``size_bytes`` crosses the links of row i."""
-    valid = links >= 0
-    return np.bincount(links[valid], weights=np.broadcast_to(size_bytes[:, None], links.shape)[valid],
-                       minlength=n_links)
+    # shifted by one so that padding (-1) counts into a bin that is dropped
+    return np.bincount((links + 1).ravel(), weights=np.repeat(size_bytes, links.shape[1]), minlength=n_links + 1)[1:]
 
 
 def profile_link_bytes(profile: list[tuple[int, StepProfile]], n_links: int, scale: float = 1.0) -> np.ndarray:
@@ -67,6 +66,7 @@ def profile_link_bytes(profile: list[tuple[int, StepProfile]], n_links: int, sca
 
 
 STREAM_MESSAGES = 1 << 20
+CACHED_MESSAGES = 1 << 16  # larger patterns are routed without the route cache: the profile is cached instead
 PROFILE_CACHE_ENTRIES = 1024
 # Step profiles at unit scale, per fabric, by pattern content: shared by every AnalyticalNetwork on it.
 _PROFILES: weakref.WeakKeyDictionary[Fabric, OrderedDict[bytes, StepProfile]] = weakref.WeakKeyDictionary()
@@ -114,7 +114,7 @@ def _profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray, model: Network
     Small patterns use the fabric's route cache; huge ones (an all-to-all on thousands of ranks) are
     routed chunk by chunk without caching, keeping only int32 link rows, so memory stays bounded.
     """
-    cached = len(pattern) <= STREAM_MESSAGES
+    cached = len(pattern) <= CACHED_MESSAGES
     chunks = []
     payload = np.zeros(fabric.n_links)
     acks = np.zeros(fabric.n_links)
@@ -131,15 +131,26 @@ def _profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray, model: Network
             links = np.concatenate([links, back], axis=1)
         chunks.append((links, size, latency_s))
     drain_per_byte = (payload + model.ack_fraction * acks) / (fabric.capacity_Bps * model.rate_factor)
-    pairs = []
+    drain_per_byte = np.append(drain_per_byte, 0.0)  # padding (-1) reads the last entry
+    latencies, drains = [], []
     for links, size, latency_s in chunks:
-        valid = links >= 0
-        drain_s = np.where(valid, drain_per_byte[np.where(valid, links, 0)], 0.0).max(axis=1)
+        drain_s = drain_per_byte[links].max(axis=1)
         if model.tcp_gamma_bytes > 0:  # a message moves at most gamma / (2 x route latency)
             drain_s = np.maximum(drain_s, size * 2 * latency_s / (model.tcp_gamma_bytes * model.rate_factor))
-        pairs.append(np.unique(np.stack([latency_s * model.latency_factor, drain_s]), axis=1))
-    distinct = np.unique(np.concatenate(pairs, axis=1), axis=1)
-    return StepProfile(distinct[0], distinct[1], payload)
+        latencies.append(latency_s * model.latency_factor)
+        drains.append(drain_s)
+    latency_s, drain_s = _slowest_per_latency(np.concatenate(latencies), np.concatenate(drains))
+    return StepProfile(latency_s, drain_s, payload)
+
+
+def _slowest_per_latency(latency_s: np.ndarray, drain_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct latency with the longest drain among its messages. A step takes max(latency + scale x
+    drain) for a scale >= 0, which only these pairs can attain; routes have few distinct latencies, so this
+    keeps a handful of pairs out of millions of messages."""
+    distinct, group = np.unique(latency_s, return_inverse=True)
+    longest = np.full(len(distinct), -np.inf)
+    np.maximum.at(longest, group, drain_s)
+    return distinct, longest
 
 
 def _links(fabric: Fabric, src: np.ndarray, dst: np.ndarray, cached: bool) -> np.ndarray:

@@ -244,10 +244,9 @@ class Fabric:
 
     def route_metrics(self, links: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(latency s, bottleneck bytes/s) of each row of a padded link matrix."""
-        valid = links >= 0
-        safe = np.where(valid, links, 0)
-        return (np.where(valid, self.latency_s[safe], 0.0).sum(axis=1),
-                np.where(valid, self.capacity_Bps[safe], np.inf).min(axis=1))
+        # padding (-1) reads one extra entry at the end: no latency, no bound
+        return (np.append(self.latency_s, 0.0)[links].sum(axis=1),
+                np.append(self.capacity_Bps, np.inf)[links].min(axis=1))
 
     def uncached_routes(self, src_rank: np.ndarray, dst_rank: np.ndarray) -> np.ndarray:
         """Padded link matrix (int32) for each pair, computed without touching the cache.
