@@ -22,8 +22,8 @@ from typer.exceptions import Abort, Exit, TyperException
 from simulator import cli_executor
 from simulator import console as ui
 from simulator.errors import ExecutorError, SpecError, from_validation
-from simulator.network.fluid import DEFAULT_RATE_TOLERANCE
 from simulator.network.models import DEFAULT_NETWORK_MODEL
+from simulator.options import DEFAULT_BUDGET_S, DEFAULT_RATE_TOLERANCE
 from simulator.run.spec import simulate_all
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="dessim: simulate distributed-training "
@@ -55,7 +55,8 @@ def collective(
     size: Annotated[str, typer.Option(help="bytes per rank as nccl-tests counts them: 64MiB, 4KB, 1e9")] = "64MiB",
     topology: Annotated[str, typer.Option(help="preset name, YAML/JSON file, or inline builder string")]
     = DEFAULT_TOPOLOGY,
-    fidelity: Annotated[str, typer.Option(help="flow (max-min fair, event driven) | analytical")] = "flow",
+    fidelity: Annotated[str, _key_option("fidelity")] = "auto",
+    budget_s: Annotated[float, _key_option("budget_s")] = DEFAULT_BUDGET_S,
     servers: Annotated[int, typer.Option(help="pushpull: the last P endpoints are servers")] = 0,
     ecmp: Annotated[str, typer.Option(help="equal-cost next hop: hash (per flow) | dmodk (fat-tree static)")]
     = "hash",
@@ -72,7 +73,7 @@ def collective(
     from simulator.run.collective import run_collective
 
     report, links = run_collective(op, algo, size, topology, fault or [], ecmp, fidelity, servers, rate_tolerance,
-                                   network_model)
+                                   network_model, budget_s)
     if links_out:
         ui.write_table(links, links_out, "links-out")
     if as_json:

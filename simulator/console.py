@@ -27,8 +27,10 @@ def print_summary(reports: list, title: str) -> None:
     first = reports[0].summary
     servers = max(r.summary.servers for r in reports)
     with_servers = f" (ps: {servers} servers)" if servers else ""
+    fidelities = {r.summary.fidelity for r in reports}
+    fidelity = f"at {first.fidelity} fidelity" if len(fidelities) == 1 else "at the fidelities below"
     console.print(f"{title}: [bold]{first.workload}[/bold] ({first.model}) on {first.workers} workers"
-                  f"{with_servers} of [bold]{first.topology}[/bold] at {first.fidelity} fidelity "
+                  f"{with_servers} of [bold]{first.topology}[/bold] {fidelity} "
                   f"({first.network_model} sharing), batch "
                   f"{first.batch_per_worker} per worker.")
     out = Table(show_header=True)
@@ -44,6 +46,11 @@ def print_summary(reports: list, title: str) -> None:
         console.print("what if: " + "; ".join(f"{key} {value}" for key, value in whatif.items()))
     for report in reports:
         summary = report.summary
+        if summary.fidelity_reason != "requested":
+            sample = ("" if summary.analytical_difference is None else
+                      f"; the analytical model's step time differs by {100 * summary.analytical_difference:+.3g}%")
+            console.print(f"{summary.strategy}: {summary.fidelity} fidelity ({summary.fidelity_reason}{sample}; "
+                          "--fidelity flow|analytical to choose)", soft_wrap=True)
         if summary.des_partial is not None:
             console.print(f"{summary.strategy}: partials summed per sample: {summary.partial_width} values "
                           f"({summary.des_partial}; --des-partial)")
@@ -122,6 +129,9 @@ def print_collective(report: object, size: str) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if report.fidelity_reason != "requested":
+        console.print(f"{report.fidelity} fidelity ({report.fidelity_reason}; --fidelity flow|analytical to choose)",
+                      soft_wrap=True)
 
 
 def write_step_outputs(reports: list, trace_out: str | None, links_out: str | None, save: str | None = None,

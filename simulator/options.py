@@ -17,6 +17,8 @@ MAX_STEPS = 1_000  # steps simulated in one run (enough for staleness to settle;
 # Completions within this fraction of a flow's age share one rate recomputation (``network.fluid``).
 DEFAULT_RATE_TOLERANCE = 1e-3
 MAX_RATE_TOLERANCE = 0.1
+DEFAULT_BUDGET_S = 60.0  # --fidelity auto: the most wall seconds flow level may take (``run.fidelity``)
+MAX_BUDGET_S = 86_400.0
 PARTIALS = ("fields", "first-layer", "auto")  # DES's partial sums (``strategies.des``)
 NetworkModelName = Literal["maxmin", "cm02", "lv08"]  # how flows share links (``network.models.MODELS``)
 

@@ -17,6 +17,7 @@ LAYERS = [
     ["simulator.run.sweep", "simulator.run.jobs"],
     ["simulator.run.spec"],
     ["simulator.run.training", "simulator.run.closed_form", "simulator.run.collective"],
+    ["simulator.run.fidelity"],
     ["simulator.results"],
     ["simulator.strategies"],
     ["simulator.core", "simulator.collectives"],

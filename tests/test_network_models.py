@@ -228,7 +228,7 @@ def test_jobs_share_a_bottleneck_under_tcp_acks() -> None:
 
 def test_sweeps_vary_the_model_and_leave_the_closed_form_to_maxmin(tmp_path) -> None:
     spec = {"base": {"workload": "dlrm-small", "topology": "star:hosts=4,link_gbps=100,latency_us=5",
-                     "strategy": "dp", "workers": 4},
+                     "strategy": "dp", "workers": 4, "fidelity": "analytical"},
             "grid": {"network_model": ["maxmin", "lv08"]}, "closed_form": True}
     rows = sweep(spec, tmp_path / "models.parquet", jobs=1).set_index("network_model")
     assert rows.loc["maxmin", "evaluation"] == "closed form"

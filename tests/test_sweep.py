@@ -119,7 +119,7 @@ def test_an_existing_table_needs_resume_and_a_bad_backend_is_refused(capsys, tmp
 
 @pytest.mark.parametrize("closed_form", [False, True])
 def test_report_on_sweep_results(capsys, tmp_path, closed_form: bool) -> None:
-    spec = {"base": {"topology": TOPOLOGY, "workload": "dlrm-small"},
+    spec = {"base": {"topology": TOPOLOGY, "workload": "dlrm-small", "fidelity": "analytical"},
             "grid": {"strategy": ["ps", "des"], "workers": [2, 4, 8, 16]}, "closed_form": closed_form}
     table = tmp_path / "r.parquet"
     sweep(spec, table, jobs=1)
@@ -150,7 +150,7 @@ def test_the_closed_form_gives_the_engines_rows_for_the_points_it_covers() -> No
     """des, des-rs, dp and ps are evaluated in closed form, a group of batch sizes at once, and equal the
     engine's summaries; des-a2a (not covered) runs on the engine in the same sweep."""
     spec = {"base": {"workload": "dlrm-small", "topology": "dgx:nodes=2,gpus_per_node=8,nvlink_gbps=3600,"
-                                                           "nic_gbps=400,rails=true"},
+                                                           "nic_gbps=400,rails=true", "fidelity": "analytical"},
             "grid": {"strategy": ["des", "des-rs", "dp", "ps", "des-a2a"], "workers": [8, 16],
                      "workload.batch_per_worker": [64, 512, 4096]}}
     engine = sweep(spec, jobs=1)

@@ -9,6 +9,7 @@ before t + L_min, so it never disturbs a window already processed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,10 @@ from simulator.network.models import MODELS, ModelRoutes, NetworkModel
 from simulator.network.progress import TAG_SHIFT, Released, ScheduleProgress
 from simulator.network.result import RankCallback, RunResult
 from simulator.network.schedule import Pattern, Schedule, group_by
+
+
+class FlowBudgetExceeded(RuntimeError):
+    """The flow-level run passed its wall-clock deadline (``FlowNetwork.deadline``)."""
 
 
 @dataclass
@@ -53,6 +58,7 @@ class FlowNetwork:
         self._run_of_event: dict[simpy.Event, _Run] = {}
         self._next_id = 0
         self._wakeup = self.env.event()
+        self.deadline: float | None = None  # a time.perf_counter() value: past it, the next window raises
         self.env.process(self._loop())
 
     def start(self, schedule: Schedule, hosts: np.ndarray | None = None, ready_s: np.ndarray | None = None,
@@ -114,6 +120,8 @@ class FlowNetwork:
                     self._wakeup = env.event()
                 if self.core.next_event_time() > env.now + time_eps(env.now):
                     continue
+            if self.deadline is not None and time.perf_counter() > self.deadline:
+                raise FlowBudgetExceeded(f"flow level passed its deadline at t = {env.now:.6g} s simulated")
             now = env.now
             done = self.core.run_window(now, now + self.lookahead_s)
             for owner, sel in group_by(done.owner):

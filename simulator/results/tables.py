@@ -145,7 +145,10 @@ class StepSummary(BaseModel):
     model: str
     topology: str
     faults: str
-    fidelity: str
+    fidelity: str = Field(description="the fidelity the step ran at: flow or analytical")
+    fidelity_reason: str = Field("requested", description="why: requested, or what --fidelity auto estimated")
+    analytical_difference: float | None = Field(
+        None, description="auto, when flow level was cheap: (analytical - flow) / flow step time")
     network_model: str
     workers: int
     servers: int

@@ -19,8 +19,11 @@ from simulator.network import (
     make_network,
 )
 from simulator.network.fabric import Fabric
+from simulator.network.flow import FlowBudgetExceeded
 from simulator.network.models import network_model as network_model_named
+from simulator.options import DEFAULT_BUDGET_S
 from simulator.results.tables import link_table, network_links
+from simulator.run.fidelity import choose, over_budget_reason
 from simulator.units import parse_size_bytes
 from topologies import load_topology
 from topologies.faults import apply_faults
@@ -48,32 +51,35 @@ class CollectiveReport:
     rate_tolerance: float | None = None
     network_model: str = DEFAULT_NETWORK_MODEL
     auto_times_s: dict[str, float] | None = None
+    fidelity_reason: str = "requested"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def run_collective(op: str, algo: str | None, size: str | float, topology: str, faults: list[str] | None = None,
-                   ecmp: str = "hash", fidelity: str = "flow", servers: int = 0,
-                   rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
-                   network_model: str = DEFAULT_NETWORK_MODEL) -> tuple[CollectiveReport, pd.DataFrame]:
+                   ecmp: str = "hash", fidelity: str = "auto", servers: int = 0,
+                   rate_tolerance: float = DEFAULT_RATE_TOLERANCE, network_model: str = DEFAULT_NETWORK_MODEL,
+                   budget_s: float = DEFAULT_BUDGET_S) -> tuple[CollectiveReport, pd.DataFrame]:
     """What ``dessim collective`` runs, from what a user types: ``op`` by ``algo`` (default: the op's usual one)
     at ``size`` (``64MiB``, ``1e9``: bytes per rank as nccl-tests counts them) over every host of ``topology``
     with link ``faults``; each input is checked and named as the command line names it."""
     check_choice("op", op, OPS)
     size_bytes = parse_size_bytes(size, "size")
-    check_choice("fidelity", fidelity, FIDELITIES)
+    check_choice("fidelity", fidelity, ("auto", *FIDELITIES))
     network_model_named(network_model, "--network-model")
     fabric = Fabric(apply_faults(load_topology(topology), faults or []), ecmp=ecmp)
     return simulate_collective(op, algo or DEFAULT_ALGO[op], size_bytes, fabric, fidelity, servers, rate_tolerance,
-                               network_model)
+                               network_model, budget_s)
 
 
 def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, fidelity: str = "flow",
                         servers: int = 0, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
-                        network_model: str = DEFAULT_NETWORK_MODEL) -> tuple[CollectiveReport, pd.DataFrame]:
+                        network_model: str = DEFAULT_NETWORK_MODEL,
+                        budget_s: float = DEFAULT_BUDGET_S) -> tuple[CollectiveReport, pd.DataFrame]:
     """Simulate ``op`` over all hosts of ``fabric``, links shared by ``network_model``; returns the report
-    and the per-link table.
+    and the per-link table. ``fidelity``: flow, analytical or auto (flow level if it fits ``budget_s`` wall
+    seconds: ``run.fidelity``).
 
     ``rate_tolerance`` is the flow backend's (see ``make_network``); the report records it.
     """
@@ -81,11 +87,27 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
     n = fabric.n_hosts
     per_node = fabric.ranks_per_node
     check_request(op, algo, n, servers, per_node)
-    network = make_network(fabric, fidelity, rate_tolerance=rate_tolerance, model=network_model)
-    analytical = isinstance(network, AnalyticalNetwork)
+    check_choice("fidelity", fidelity, ("auto", *FIDELITIES))
     auto_times = None
     if algo == "auto":
         algo, auto_times = choose_algorithm(op, size_bytes, fabric, servers)
+    schedule = build_schedule(op, algo, size_bytes, n, servers, per_node) if fidelity != "analytical" else None
+    reason = "requested"
+    deadline = None
+    if fidelity == "auto":
+        choice = choose([schedule], budget_s, maxmin=network_model == "maxmin")
+        fidelity, reason = choice.fidelity, choice.reason
+        deadline = started + budget_s
+    network = make_network(fabric, fidelity, rate_tolerance=rate_tolerance, model=network_model)
+    if fidelity == "flow":
+        network.deadline = deadline
+        try:
+            done = network.start(schedule)
+            network.env.run(until=done)
+        except FlowBudgetExceeded:
+            fidelity, reason = "analytical", over_budget_reason(budget_s, choice.estimate_s)
+            network = make_network(fabric, fidelity, model=network_model)
+    analytical = isinstance(network, AnalyticalNetwork)
     if analytical:
         entry = profiled(fabric, op, algo, size_bytes, servers, per_node, model=network.model)
         time_s, link_bytes = entry.time_s(size_bytes), entry.link_bytes(size_bytes, fabric.n_links)
@@ -94,9 +116,6 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
         links = link_table(fabric, link_bytes, link_bytes / fabric.capacity_Bps, np.full(fabric.n_links, np.nan),
                            time_s)
     else:
-        schedule = build_schedule(op, algo, size_bytes, n, servers, per_node)
-        done = network.start(schedule)
-        network.env.run(until=done)
         time_s, wire_bytes = done.value.time_s, float(done.value.sent_bytes.sum())
         steps, messages = schedule.n_steps, schedule.n_messages()
         links = network_links(network, time_s)
@@ -108,5 +127,6 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
         topology=str(fabric.graph.graph.get("spec", "custom")), servers=servers, steps=steps,
         messages=messages, max_link_bytes=float(link_bytes.max(initial=0.0)),
         wall_s=time.perf_counter() - started, auto_times_s=auto_times, network_model=network_model,
+        fidelity_reason=reason,
         rate_tolerance=None if analytical else rate_tolerance)
     return report, links

@@ -30,7 +30,9 @@ from pydantic.fields import FieldInfo
 
 from simulator.errors import SpecError, allowed_text, check_choice, choices, value_range
 from simulator.options import (
+    DEFAULT_BUDGET_S,
     DEFAULT_RATE_TOLERANCE,
+    MAX_BUDGET_S,
     MAX_RATE_TOLERANCE,
     MAX_STEPS,
     DESOptions,
@@ -69,7 +71,11 @@ class RunSpec(BaseModel):
     strategy: str | None = Field(None, description=(
         "ps | des | des-rs | des-a2a | dp | tw | cw | rw | twrw; for extreme classification dp-fc | ps-fc | mp-fc | "
         "mp-fc-knn (default: des, or mp-fc-knn)"))
-    fidelity: Literal["flow", "analytical"] = Field("flow", description="flow (event driven) | analytical")
+    fidelity: Literal["auto", "flow", "analytical"] = Field("auto", description=(
+        "auto (flow level if its estimated cost fits --budget-s, else analytical; the result says which and "
+        "why) | flow (event driven, exact sharing) | analytical (closed form, equal shares)"))
+    budget_s: float = Field(DEFAULT_BUDGET_S, gt=0.0, le=MAX_BUDGET_S, allow_inf_nan=False, description=(
+        "fidelity auto: the most wall seconds flow level may take per strategy; past it, analytical"))
     network_model: NetworkModelName = Field("maxmin", description=(
         "how flows share links, as SimGrid names it: maxmin (equal shares, ideal capacity) | cm02 (shares by "
         "1/RTT, TCP window cap, ACK load) | lv08 (cm02 with SimGrid's TCP corrections: latency x13.01, rate "
@@ -279,9 +285,9 @@ class Scenario:
 
         spec = self.spec
         return simulate_step(self.workload, self.cluster(strategy), strategy, spec.fidelity, spec.steps, spec.options,
-                             spec.rate_tolerance, record_rates=record_rates and spec.fidelity == "flow",
+                             spec.rate_tolerance, record_rates=record_rates and spec.fidelity != "analytical",
                              progress=progress, stragglers=spec.stragglers, rank_devices=spec.rank_devices,
-                             network_model=spec.network_model)
+                             network_model=spec.network_model, budget_s=spec.budget_s)
 
 
 def resolve(spec: RunSpec, device_changes: Mapping[str, Any] | None = None) -> Scenario:

@@ -21,13 +21,14 @@ A sweep spec (YAML or a dict)::
 Keys: the run options (``RUN_KEYS``), ``workload.<field>``, ``topology.<param>`` (inline builder topologies)
 and ``device.<field>`` (a Device field of the worker device). Each run becomes one row: its inputs (the
 swept keys), the step summary's scalars (``results.tables.flat_summary``) and ``error`` (empty, or the one-line
-reason the point is invalid: an invalid point does not stop the others).
+reason the point is invalid: an invalid point does not stop the others). Points run at ``fidelity: auto`` unless
+they say otherwise, as commands do: each row's ``fidelity`` is the one it ran at, and ``fidelity_reason`` why.
 
 With ``closed_form: true`` the points the closed form covers (``simulator.run.closed_form``: des, des-rs, dp and
-synchronous ps, analytical, expected IDs, maxmin sharing) are evaluated together, one numpy evaluation per
-group of points that differ only in ``workload.batch_per_worker``; their rows (``evaluation``: ``closed form``) hold the
-step time, samples/s, bytes on the wire and per worker (mean), compute, exposed communication and memory,
-equal to the engine's. Other points run on the engine (``evaluation``: ``engine``).
+synchronous ps, at ``fidelity: analytical``, expected IDs, maxmin sharing) are evaluated together, one numpy
+evaluation per group of points that differ only in ``workload.batch_per_worker``; their rows (``evaluation``:
+``closed form``) hold the step time, samples/s, bytes on the wire and per worker (mean), compute, exposed
+communication and memory, equal to the engine's. Other points run on the engine (``evaluation``: ``engine``).
 
 Rows are appended and flushed to ``<out>.journal.jsonl`` as runs finish (fsynced at most every half
 second); the table (Parquet, or CSV for ``.csv``) is written atomically at the end, sorted by ``run``.
@@ -60,7 +61,7 @@ from simulator.run.spec import KEYS
 RUN_KEYS = tuple(KEYS)  # every run key (``simulator.run.spec``), underscores or dashes
 PREFIXES = ("workload.", "topology.", "device.")
 DEFAULTS: dict[str, Any] = {"workload": "dlrm-small", "topology": "leafspine16", "strategy": None,
-                            "fidelity": "analytical", "device": "h100", "server_device": "cpu-server",
+                            "fidelity": "auto", "device": "h100", "server_device": "cpu-server",
                             "workers": None, "servers": None, "placement": "colocated", "steps": 1}
 BACKENDS = ("local", "dask")
 FSYNC_EVERY_S = 0.5
@@ -227,7 +228,8 @@ def run_point(index: int, params: dict[str, Any], inputs: dict[str, Any]) -> dic
         summary = scenario.simulate(strategy).summary
     except (SpecError, ValueError, ValidationError) as exc:
         return _failed(row, exc)
-    row.update({k: v for k, v in flat_summary(summary).items() if k not in inputs}, error="")
+    # the fidelity that ran replaces the one asked for (auto); fidelity_reason says why
+    row.update({k: v for k, v in flat_summary(summary).items() if k not in inputs or k == "fidelity"}, error="")
     return row
 
 
@@ -266,7 +268,7 @@ def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[st
         summary = workload.name, workload.model, str(cluster.fabric.graph.graph.get("spec", "custom"))
         for j, (index, params, inputs) in enumerate(group):
             row = {"strategy": strategy, "workload": summary[0], "model": summary[1], "topology": summary[2],
-                   "fidelity": "analytical", "workers": cluster.n_workers, "servers": 0,
+                   "fidelity": "analytical", "fidelity_reason": "requested", "workers": cluster.n_workers, "servers": 0,
                    "batch_per_worker": int(batches[j]), "steps": 1,
                    **{k: v[j].item() for k, v in values.items()}}
             rows.append({"run": index, "key": run_key(params), **inputs, "evaluation": "closed form",

@@ -19,8 +19,10 @@ from simulator.core.stragglers import device_of_rank, mix_devices, slow_down, sl
 from simulator.errors import SpecError, check_choice
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, Network, make_network
 from simulator.network.fabric import Fabric
+from simulator.network.flow import FlowBudgetExceeded
 from simulator.options import MAX_STEPS
 from simulator.results.tables import StepSummary, flat_summary, link_timeline, network_links, step_summary
+from simulator.run.fidelity import DEFAULT_BUDGET_S, SAMPLE_FRACTION, choose, over_budget_reason
 from simulator.strategies import StrategyOptions, lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
 from workloads import AnyWorkload
@@ -86,8 +88,9 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
                   options: StrategyOptions | None = None, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
                   record_rates: bool = False, progress: Callable[[int, int], None] | None = None,
                   stragglers: Sequence[str] = (), rank_devices: Sequence[str] = (),
-                  network_model: str = DEFAULT_NETWORK_MODEL) -> StepReport:
+                  network_model: str = DEFAULT_NETWORK_MODEL, budget_s: float = DEFAULT_BUDGET_S) -> StepReport:
     """Simulate ``steps`` training steps, links shared by ``network_model``; the summary is per step.
+    ``fidelity``: flow, analytical or auto (flow level if it fits ``budget_s`` wall seconds: ``run.fidelity``).
     ``record_rates`` (flow fidelity) keeps every link's rate over time for ``StepReport.link_timeline``;
     ``progress(done, total)`` follows the engine's (op, rank) pairs. ``stragglers`` (``3=2``,
     ``bernoulli:p=0.05,factor=3,seed=1``) and ``rank_devices`` (``0-7=a100``) vary compute speed per rank
@@ -103,11 +106,33 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
                                                 options).graph)
     if stragglers:
         slow_down(lowered.graph, slowdown_factors(stragglers, cluster.fabric.n_hosts, steps))
-    network = make_network(cluster.fabric, fidelity, rate_tolerance=rate_tolerance, record_rates=record_rates,
-                           model=network_model)
-    result = Engine(lowered.graph, network).run(progress)
+
+    def run(at: str, deadline: float | None = None, follow: bool = True) -> tuple[EngineResult, Network]:
+        network = make_network(cluster.fabric, at, rate_tolerance=rate_tolerance,
+                               record_rates=record_rates and at == "flow", model=network_model)
+        if deadline is not None:
+            network.deadline = deadline  # type: ignore[union-attr]  (flow level only)
+        return Engine(lowered.graph, network).run(progress if follow else None), network
+
+    reason, difference = "requested", None
+    if fidelity == "auto":
+        schedules = [op.schedule for op in lowered.graph.ops if op.schedule is not None]
+        choice = choose(schedules, budget_s, maxmin=network_model == "maxmin")
+        fidelity, reason = choice.fidelity, choice.reason
+        try:
+            result, network = run(fidelity, started + budget_s if fidelity == "flow" else None)
+        except FlowBudgetExceeded:
+            fidelity, reason = "analytical", over_budget_reason(budget_s, choice.estimate_s)
+            result, network = run(fidelity)
+        if fidelity == "flow" and time.perf_counter() - started <= SAMPLE_FRACTION * budget_s:
+            analytical_s = run("analytical", follow=False)[0].makespan_s / steps
+            flow_s = result.makespan_s / steps
+            difference = (analytical_s - flow_s) / flow_s if flow_s > 0 else 0.0
+    else:
+        result, network = run(fidelity)
     report = step_report(workload, cluster, strategy, fidelity, steps, lowered, result, network, started, devices)
     report.summary.stragglers, report.summary.rank_devices = "; ".join(stragglers), "; ".join(rank_devices)
+    report.summary.fidelity_reason, report.summary.analytical_difference = reason, difference
     return report
 
 

@@ -1,0 +1,74 @@
+"""``--fidelity auto``: flow level when it fits a wall-clock budget, analytical otherwise, and why.
+
+Flow level is exact where flows contend and costs up to minutes on thousands of ranks; the analytical model
+costs milliseconds to seconds and assumes equal shares on each link (docs/NETWORK_MODEL.md). ``auto``
+estimates flow level's cost from the step's messages before running it:
+
+- under max-min sharing, each message costs ``PER_MESSAGE_S``, and each pattern of m concurrent messages
+  ``PER_STEP_S`` + ``PER_PAIR_S`` x m^2 more (the rate solves of flows that collide on links: their cost grows
+  with the flows they couple, and their number with the flows' distinct completion times);
+- under ``cm02``/``lv08`` the ACK streams couple every flow and the weighted solver has no large-solve
+  algorithm: each pattern costs ``WEIGHTED_STEP_S`` + ``WEIGHTED_MESSAGE_S`` x m.
+
+The constants come from flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): a 64 MiB
+direct all-to-all on 1,024 fat-tree hosts (1 M messages, 40 s), the default DES step there (4,092 shifted
+permutations of 1,024 messages, 56 s), push-pull and ring all-reduce. A ring's steps rarely collide, so the
+estimate errs high there (where the analytical model is exact anyway), and it can err low elsewhere, so a flow
+run chosen by ``auto`` also gets a deadline: past the budget it stops and the step runs at analytical
+fidelity instead, and the result says so. Every result names the fidelity it ran at and why
+(``StepSummary.fidelity_reason``). When flow level was cheap (under ``SAMPLE_FRACTION`` of the budget), the
+analytical model runs too and ``analytical_difference`` says how far its step time is from flow level's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.network.schedule import Schedule
+from simulator.options import DEFAULT_BUDGET_S
+
+PER_MESSAGE_S = 1.2e-6
+PER_STEP_S = 0.012
+PER_PAIR_S = 4e-11
+WEIGHTED_STEP_S = 0.05
+WEIGHTED_MESSAGE_S = 4e-4
+SAMPLE_FRACTION = 0.1
+
+
+def flow_cost_s(schedules: list[Schedule], maxmin: bool = True) -> float:
+    """Estimated wall seconds of running ``schedules`` at flow level (this project's 2-core machine)."""
+    total = 0.0
+    for schedule in schedules:
+        for step in schedule.steps:
+            m = len(step.pattern)
+            if maxmin:
+                total += step.repeat * (PER_MESSAGE_S * m + PER_STEP_S + PER_PAIR_S * m * m)
+            else:
+                total += step.repeat * (WEIGHTED_STEP_S + WEIGHTED_MESSAGE_S * m)
+    return total
+
+
+@dataclass(frozen=True)
+class FidelityChoice:
+    """What ``auto`` chose (``fidelity``: flow or analytical), its estimate of flow level's cost and why."""
+
+    fidelity: str
+    estimate_s: float
+    budget_s: float
+
+    @property
+    def reason(self) -> str:
+        verdict = "within" if self.fidelity == "flow" else "over"
+        return f"auto: flow level estimated at {self.estimate_s:.3g} s, {verdict} the {self.budget_s:g} s budget"
+
+
+def choose(schedules: list[Schedule], budget_s: float = DEFAULT_BUDGET_S, maxmin: bool = True) -> FidelityChoice:
+    """Flow level if its estimated cost fits ``budget_s`` (wall seconds), analytical otherwise."""
+    estimate = flow_cost_s(schedules, maxmin)
+    return FidelityChoice("flow" if estimate <= budget_s else "analytical", estimate, budget_s)
+
+
+def over_budget_reason(budget_s: float, estimate_s: float) -> str:
+    """Why a step chosen for flow level ran at analytical fidelity after all."""
+    return (f"auto: flow level passed the {budget_s:g} s budget (estimated at {estimate_s:.3g} s) and was "
+            "stopped; analytical instead")

@@ -1,0 +1,105 @@
+"""``--fidelity auto`` (simulator/run/fidelity.py): the estimate, the choice, the deadline and what every result
+says about them, through the library, the commands and sweeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+
+import simulator.run.training as training
+from simulator.compute.roofline import load_device
+from simulator.network.fabric import Fabric
+from simulator.network.schedule import Pattern, Schedule
+from simulator.run import fidelity
+from simulator.run.fidelity import FidelityChoice, choose, flow_cost_s
+from simulator.run.training import make_cluster, simulate_step
+from topologies import load_topology
+from workloads import load_workload
+
+
+def test_the_estimate_is_its_stated_formula() -> None:
+    a = Schedule(8)
+    a.add(Pattern.of(8, [0, 1, 2], [1, 2, 3], 1.0), repeat=2)
+    a.add(Pattern.of(8, list(range(5)), [5, 6, 7, 5, 6], 1.0))
+    m3 = fidelity.PER_MESSAGE_S * 3 + fidelity.PER_STEP_S + fidelity.PER_PAIR_S * 9
+    m5 = fidelity.PER_MESSAGE_S * 5 + fidelity.PER_STEP_S + fidelity.PER_PAIR_S * 25
+    assert flow_cost_s([a, a]) == pytest.approx(2 * (2 * m3 + m5), rel=1e-12)
+    weighted = 3 * fidelity.WEIGHTED_STEP_S + fidelity.WEIGHTED_MESSAGE_S * (2 * 3 + 5)
+    assert flow_cost_s([a], maxmin=False) == pytest.approx(weighted, rel=1e-12)
+    estimate = flow_cost_s([a])
+    assert choose([a], budget_s=estimate).fidelity == "flow"
+    assert choose([a], budget_s=estimate * 0.999).fidelity == "analytical"
+    assert "over the" in choose([a], budget_s=estimate * 0.999).reason
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple:
+    fabric = Fabric(load_topology("leafspine16"))
+    return load_workload("dlrm-small"), make_cluster(fabric, "des", load_device("h100"), None, workers=8)
+
+
+def test_auto_runs_flow_level_when_it_fits_and_says_how_far_the_analytical_model_is(small: tuple) -> None:
+    workload, cluster = small
+    auto = simulate_step(workload, cluster, "des", "auto").summary
+    flow = simulate_step(workload, cluster, "des", "flow").summary
+    analytical = simulate_step(workload, cluster, "des", "analytical").summary
+    assert auto.fidelity == "flow" and auto.fidelity_reason.startswith("auto: flow level estimated at")
+    assert "within the 60 s budget" in auto.fidelity_reason
+    assert auto.step_time_s == flow.step_time_s and flow.fidelity_reason == "requested"
+    expected = (analytical.step_time_s - flow.step_time_s) / flow.step_time_s
+    assert auto.analytical_difference == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert flow.analytical_difference is None and "analytical_difference" not in flow.document()
+
+
+def test_auto_runs_analytical_when_the_estimate_is_over_budget(small: tuple) -> None:
+    workload, cluster = small
+    auto = simulate_step(workload, cluster, "des", "auto", budget_s=1e-6).summary
+    analytical = simulate_step(workload, cluster, "des", "analytical").summary
+    assert auto.fidelity == "analytical" and "over the 1e-06 s budget" in auto.fidelity_reason
+    assert auto.step_time_s == analytical.step_time_s and auto.analytical_difference is None
+
+
+def test_a_flow_run_past_its_deadline_stops_and_the_step_runs_analytical(small: tuple,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The estimate can err low: then flow level stops at the budget and the result says so."""
+    workload, cluster = small
+    monkeypatch.setattr(training, "choose", lambda schedules, budget_s, maxmin: FidelityChoice("flow", 0.0, budget_s))
+    auto = simulate_step(workload, cluster, "des", "auto", budget_s=1e-9).summary
+    analytical = simulate_step(workload, cluster, "des", "analytical").summary
+    assert auto.fidelity == "analytical" and "passed the 1e-09 s budget" in auto.fidelity_reason
+    assert auto.step_time_s == analytical.step_time_s
+
+
+def test_commands_default_to_auto_and_print_what_they_chose(capsys: pytest.CaptureFixture) -> None:
+    args = ["--workload", "dlrm-small", "--topology", "leafspine16", "--workers", "8"]
+    code, out, _ = run_cli(capsys, "run", *args, "--json")
+    document = json.loads(out)
+    assert code == 0 and document["fidelity"] == "flow" and document["fidelity_reason"].startswith("auto:")
+    code, out, _ = run_cli(capsys, "compare", *args, "--budget-s", "1e-6")
+    assert code == 0 and "ps: analytical fidelity (auto: flow level estimated at" in " ".join(out.split())
+    code, out, _ = run_cli(capsys, "run", *args, "--fidelity", "flow", "--json")
+    assert json.loads(out)["fidelity_reason"] == "requested"
+    code, _, err = run_cli(capsys, "run", *args, "--budget-s", "0")
+    assert code == 2 and "--budget-s: got 0.0; allowed: a number > 0 and <= 86400" in err
+
+
+def test_a_collective_chooses_too(capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run_cli(capsys, "collective", "--topology", "star8", "--size", "1MiB", "--json")
+    flow = json.loads(out)
+    assert code == 0 and flow["fidelity"] == "flow" and "within" in flow["fidelity_reason"]
+    code, out, _ = run_cli(capsys, "collective", "--topology", "star8", "--size", "1MiB", "--budget-s", "1e-9",
+                           "--json")
+    analytical = json.loads(out)
+    assert analytical["fidelity"] == "analytical" and "over the" in analytical["fidelity_reason"]
+    assert analytical["time_s"] == pytest.approx(flow["time_s"], rel=1e-9)  # a contention-free ring: equal
+
+
+def test_sweep_rows_say_the_fidelity_each_point_ran_at() -> None:
+    from simulator.run.sweep import sweep
+
+    rows = sweep({"base": {"workload": "dlrm-small", "workers": 4},
+                  "grid": {"strategy": ["ps", "des"], "budget_s": [60, 1e-9]}}, jobs=1)
+    assert list(rows.fidelity) == ["flow", "analytical", "flow", "analytical"]
+    assert all(reason.startswith("auto: ") for reason in rows.fidelity_reason)
