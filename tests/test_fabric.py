@@ -55,3 +55,29 @@ def test_intra_node_traffic_never_touches_a_nic(text: str) -> None:
     size, bandwidth = 256 * 2**20, 3600e9 / 8
     expected = 2 * (per_node - 1) * (2 * 0.5e-6 + size / per_node / bandwidth)
     assert float(done.value.rank_end_s.max()) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(("text", "ecmp"), [
+    ("fattree:k=8,link_gbps=400,latency_us=1", "hash"), ("fattree:k=8,link_gbps=400,latency_us=1", "dmodk"),
+    ("dgx:nodes=4,gpus_per_node=8,nvlink_gbps=3600,nic_gbps=400,rails=true", "hash"),
+    ("leafspine:leaves=4,hosts_per_leaf=4,spines=3,host_gbps=100,uplink_gbps=100,latency_us=1", "hash"),
+    ("torus:dims=4x4x2,link_gbps=100,latency_us=1", "hash"), ("dragonfly:groups=3,routers_per_group=3,hosts_per_router=2", "hash"),
+])
+def test_the_next_hop_table_chooses_the_links_the_per_flow_walk_chooses(text: str, ecmp: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Walks look next hops up in a table per (node, destination row); past its size limit they gather each
+    flow's candidates instead. Every route, every flow index, is the same either way."""
+    import simulator.network.fabric as fabric_module
+
+    n = Fabric(load_topology(text)).n_hosts
+    src, dst = np.divmod(np.arange(n * n), n)
+    flow = np.arange(n * n) % 3
+    tabled = Fabric(load_topology(text), ecmp=ecmp)
+    assert tabled._hops() is not None
+    ids = tabled.route_ids(src, dst, flow)  # first: it grows the route arrays
+    by_table = tabled.route_links[ids]
+    monkeypatch.setattr(fabric_module, "_HOP_TABLE_ENTRIES", 0)
+    gathered = Fabric(load_topology(text), ecmp=ecmp)
+    assert gathered._hops() is None
+    ids = gathered.route_ids(src, dst, flow)
+    assert np.array_equal(gathered.route_links[ids], by_table)

@@ -361,8 +361,9 @@ def test_streamed_analytical_profile_equals_cached(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_step_profile_keeps_the_slowest_message_of_every_latency() -> None:
-    """A profile keeps one (latency, longest drain) pair per distinct route latency; at every scale its time
-    equals the slowest message computed message by message."""
+    """A profile keeps a few (latency, drain) pairs (per link: the longest latency through it and its drain;
+    then the longest drain per latency); at every scale its time equals the slowest message, computed
+    message by message."""
     from simulator.network.analytical import step_profile
 
     rng = np.random.default_rng(3)
@@ -380,7 +381,7 @@ def test_a_step_profile_keeps_the_slowest_message_of_every_latency() -> None:
     per_byte = load / fabric.capacity_Bps
     drain = np.array([per_byte[row[row >= 0]].max() for row in links])
     latency = fabric.route_latency_s[ids]
-    assert len(profile.latency_s) == len(np.unique(latency)) < len(pattern)
+    assert len(profile.latency_s) <= len(np.unique(latency)) < len(pattern)
     for scale in (0.0, 0.3, 1.0, 50.0):
         assert profile.time_s(scale) == pytest.approx((latency + scale * drain).max(), rel=1e-12)
     assert np.allclose(profile.link_bytes, load, rtol=1e-12)

@@ -55,7 +55,10 @@ def profile_time_s(profile: list[tuple[int, StepProfile]], scale: float = 1.0) -
 def _link_sums(links: np.ndarray, size_bytes: np.ndarray, n_links: int) -> np.ndarray:
     """Bytes each link carries when message i of ``size_bytes`` crosses the links of row i."""
     # shifted by one so that padding (-1) counts into a bin that is dropped
-    return np.bincount((links + 1).ravel(), weights=np.repeat(size_bytes, links.shape[1]), minlength=n_links + 1)[1:]
+    bins = (links + 1).ravel()
+    if len(size_bytes) and size_bytes.min() == size_bytes.max():  # one size (an all-to-all): count, then scale
+        return np.bincount(bins, minlength=n_links + 1)[1:] * size_bytes[0]
+    return np.bincount(bins, weights=np.repeat(size_bytes, links.shape[1]), minlength=n_links + 1)[1:]
 
 
 def profile_link_bytes(profile: list[tuple[int, StepProfile]], n_links: int, scale: float = 1.0) -> np.ndarray:
@@ -109,37 +112,43 @@ def step_profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray,
 
 
 def _profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray, model: NetworkModel) -> StepProfile:
-    """Two passes over message chunks: bytes per link, then each message's latency and drain time.
+    """One pass over message chunks: bytes per link, and per link the longest route latency of the messages
+    crossing it.
 
-    Small patterns use the fabric's route cache; huge ones (an all-to-all on thousands of ranks) are
-    routed chunk by chunk without caching, keeping only int32 link rows, so memory stays bounded.
+    A message drains at its busiest link, so the step's max over messages of (latency + scale x drain) equals
+    the max over links of (the longest latency through the link + scale x the link's drain): the profile is a
+    pair per link, never per message. Small patterns use the fabric's route cache; huge ones (an all-to-all
+    on thousands of ranks) are routed chunk by chunk without caching, keeping only int32 link rows, so memory
+    stays bounded.
     """
     cached = len(pattern) <= CACHED_MESSAGES
-    chunks = []
     payload = np.zeros(fabric.n_links)
     acks = np.zeros(fabric.n_links)
+    longest_s = np.full(fabric.n_links + 1, -np.inf)  # the last entry collects padding (-1)
+    hop_latency_s = np.append(fabric.latency_s, 0.0)
+    window = []  # (latency, drain) pairs of messages held back by their TCP window
     for start in range(0, len(pattern), STREAM_MESSAGES):
         part = slice(start, start + STREAM_MESSAGES)
         src, dst = hosts[pattern.src[part]], hosts[pattern.dst[part]]
         links = _links(fabric, src, dst, cached)
         size = pattern.size_bytes[part]
-        latency_s = fabric.route_metrics(links)[0]
+        latency_s = hop_latency_s[links].sum(axis=1)
         payload += _link_sums(links, size, fabric.n_links)
         if model.ack_fraction > 0:  # the reverse route carries the ACK stream
             back = _links(fabric, dst, src, cached)
             acks += _link_sums(back, size, fabric.n_links)
             links = np.concatenate([links, back], axis=1)
-        chunks.append((links, size, latency_s))
-    drain_per_byte = (payload + model.ack_fraction * acks) / (fabric.capacity_Bps * model.rate_factor)
-    drain_per_byte = np.append(drain_per_byte, 0.0)  # padding (-1) reads the last entry
-    latencies, drains = [], []
-    for links, size, latency_s in chunks:
-        drain_s = drain_per_byte[links].max(axis=1)
+        np.maximum.at(longest_s, links.ravel(), np.repeat(latency_s, links.shape[1]))
         if model.tcp_gamma_bytes > 0:  # a message moves at most gamma / (2 x route latency)
-            drain_s = np.maximum(drain_s, size * 2 * latency_s / (model.tcp_gamma_bytes * model.rate_factor))
-        latencies.append(latency_s * model.latency_factor)
-        drains.append(drain_s)
-    latency_s, drain_s = _slowest_per_latency(np.concatenate(latencies), np.concatenate(drains))
+            window.append((latency_s, size * 2 * latency_s / (model.tcp_gamma_bytes * model.rate_factor)))
+    drain_per_byte = (payload + model.ack_fraction * acks) / (fabric.capacity_Bps * model.rate_factor)
+    used = np.isfinite(longest_s[:-1])
+    latency_s, drain_s = [longest_s[:-1][used]], [drain_per_byte[used]]
+    for latency, drain in window:
+        latency_s.append(latency)
+        drain_s.append(drain)
+    latency_s, drain_s = _slowest_per_latency(np.concatenate(latency_s) * model.latency_factor,
+                                              np.concatenate(drain_s))
     return StepProfile(latency_s, drain_s, payload)
 
 

@@ -18,6 +18,7 @@ in vectorized batches, one breadth-first search per destination host, and cached
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
@@ -28,6 +29,7 @@ from simulator.units import gbps_to_Bps, us_to_s
 _UNREACHED = np.iinfo(np.int16).max
 _ROUTE_CHUNK = 1 << 16
 _BFS_CHUNK = 256
+_HOP_TABLE_ENTRIES = 50_000_000  # (distance rows) x (links into switches): beyond it, walks gather per flow
 
 
 def gather_ranges(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +55,21 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     x *= np.uint64(0x94D049BB133111EB)
     x ^= x >> np.uint64(31)
     return x
+
+
+@dataclass(frozen=True)
+class _HopTable:
+    """Next hops toward every destination host, for ECMP walks. A host reached through a single switch is
+    reached through that switch's row (one hop more), so a fat-tree's table has a row per edge switch.
+
+    ``row``/``offset``: per host rank, its distance row and the hops it adds to it; ``dist``: (rows, nodes) hop
+    counts; candidate links one hop closer from node n toward row r: ``links[ptr[r * n_nodes + n]:...+1]``."""
+
+    row: np.ndarray
+    offset: np.ndarray
+    dist: np.ndarray
+    ptr: np.ndarray
+    links: np.ndarray
 
 
 class KeyCache:
@@ -143,6 +160,7 @@ class Fabric:
 
         self._seed = np.uint64(ecmp_seed)
         self._dist: dict[int, np.ndarray] = {}
+        self._hop_table: _HopTable | bool | None = False  # False: not built yet
         self._route_cache = KeyCache()
         self.route_links = np.zeros((0, 1), dtype=np.int32)
         self.route_latency_s = np.zeros(0)
@@ -263,10 +281,34 @@ class Fabric:
         width = max(c.shape[1] for c in chunks)
         return np.concatenate([pad_columns(c, width) for c in chunks])
 
+    def _hops(self) -> _HopTable | None:
+        """The next-hop table (built once), or None where it would exceed ``_HOP_TABLE_ENTRIES``."""
+        if self._hop_table is False:
+            anchor = np.arange(self.n_nodes)
+            single = (np.diff(self._in_ptr) == 1) & ~self.is_switch  # reached only through one switch
+            anchor[single] = self.link_src[self._in_link[self._in_ptr[:-1][single]]]
+            targets, row = np.unique(anchor[self.host_nodes], return_inverse=True)
+            links = self._out_sw_link
+            if len(targets) * max(len(links), self.n_nodes) > _HOP_TABLE_ENTRIES:
+                self._hop_table = None
+            else:
+                dist = self._distance_rows(targets).astype(np.int32)
+                closer = dist[:, self.link_dst[links]] == dist[:, self.link_src[links]] - 1
+                counted = np.zeros((len(targets), len(links) + 1), dtype=np.int64)
+                np.cumsum(closer, axis=1, out=counted[:, 1:])
+                count = counted[:, self._out_sw_ptr[1:]] - counted[:, self._out_sw_ptr[:-1]]
+                ptr = np.zeros(count.size + 1, dtype=np.int64)
+                np.cumsum(count.ravel(), out=ptr[1:])
+                self._hop_table = _HopTable(row, (anchor[self.host_nodes] != self.host_nodes).astype(np.int32),
+                                            dist, ptr, links[np.nonzero(closer)[1]].astype(np.int32))
+        return self._hop_table
+
     def _walk(self, keys: np.ndarray) -> np.ndarray:
         """Walk each (src, dst, flow) key hop by hop from source to destination, hashing among next hops.
 
-        Inner hops choose among switch neighbours one hop closer; the last hop is the direct link.
+        Inner hops choose among switch neighbours one hop closer (in the order of ``_out_sw_link``); the last
+        hop is the direct link. With the next-hop table a hop is a lookup; without it (huge multi-homed
+        fabrics) the candidates are gathered per flow. Both choose the same links.
         """
         pair, _ = np.divmod(keys, 65536)
         src_rank, dst_rank = np.divmod(pair, self.n_hosts)
@@ -274,9 +316,19 @@ class Fabric:
         dst = self.host_nodes[dst_rank]
         flow_hash = _mix64(keys.astype(np.uint64) ^ self._seed)
         digits = dst_rank.copy()
-        dst_unique, dst_row = np.unique(dst, return_inverse=True)
-        dist = self._distance_rows(dst_unique)
-        hops_needed = dist[dst_row, cur]
+        table = self._hops()
+        if table is not None:
+            dst_row, offset, dist = table.row[dst_rank], table.offset[dst_rank], table.dist
+        else:
+            dst_unique, dst_row = np.unique(dst, return_inverse=True)
+            offset, dist = 0, self._distance_rows(dst_unique)
+
+        def remaining(flows: np.ndarray, node: np.ndarray) -> np.ndarray:
+            hops = dist[dst_row[flows], node]
+            return np.where(hops == _UNREACHED, _UNREACHED, hops + (offset if table is None else offset[flows]))
+
+        everyone = np.arange(len(keys))
+        hops_needed = np.where(cur == dst, 0, remaining(everyone, cur))
         if np.any(hops_needed == _UNREACHED):
             bad = int(np.argmax(hops_needed == _UNREACHED))
             raise SpecError("topology", self.graph.graph.get("spec", "graph"),
@@ -288,30 +340,37 @@ class Fabric:
         hop = 0
         while len(active):
             node = cur[active]
-            remaining = dist[dst_row[active], node]
-            last = remaining == 1
+            last = remaining(active, node) == 1
+            chosen = np.empty(len(active), dtype=np.int32)
             if np.any(last):
                 pos = np.searchsorted(self._pair_keys, node[last] * self.n_nodes + dst[active[last]])
-                links[active[last], hop] = self._pair_order[pos]
+                chosen[last] = self._pair_order[pos]
             inner = active[~last]
             if len(inner):
-                node = cur[inner]
-                positions, owner = gather_ranges(self._out_sw_ptr, node)
-                cand_link = self._out_sw_link[positions]
-                row = dst_row[inner[owner]]
-                ok = dist[row, self.link_dst[cand_link]] == dist[row, node[owner]] - 1
-                cand_link, owner = cand_link[ok], owner[ok]
-                n_cand = np.bincount(owner, minlength=len(inner))
-                first = np.cumsum(n_cand) - n_cand
+                node = node[~last]
+                if table is not None:
+                    cell = dst_row[inner] * self.n_nodes + node
+                    first, n_cand = table.ptr[cell], table.ptr[cell + 1] - table.ptr[cell]
+                    cand_link = table.links
+                else:
+                    positions, owner = gather_ranges(self._out_sw_ptr, node)
+                    cand_link = self._out_sw_link[positions]
+                    row = dst_row[inner[owner]]
+                    ok = dist[row, self.link_dst[cand_link]] == dist[row, node[owner]] - 1
+                    cand_link, owner = cand_link[ok], owner[ok]
+                    n_cand = np.bincount(owner, minlength=len(inner))
+                    first = np.cumsum(n_cand) - n_cand
                 if self.ecmp == "dmodk":
                     choice = digits[inner] % n_cand
                     digits[inner] //= n_cand
                 else:
                     salt = _mix64(flow_hash[inner] + np.uint64(0x9E3779B97F4A7C15) * node.astype(np.uint64))
                     choice = (salt % n_cand.astype(np.uint64)).astype(np.int64)
-                links[inner, hop] = cand_link[first + choice]
-            cur[active] = self.link_dst[links[active, hop]]
-            active = active[cur[active] != dst[active]]
+                chosen[~last] = cand_link[first + choice]
+            links[active, hop] = chosen
+            moved = self.link_dst[chosen]
+            cur[active] = moved
+            active = active[moved != dst[active]]
             hop += 1
         return links
 
