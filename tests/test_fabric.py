@@ -61,7 +61,8 @@ def test_intra_node_traffic_never_touches_a_nic(text: str) -> None:
     ("fattree:k=8,link_gbps=400,latency_us=1", "hash"), ("fattree:k=8,link_gbps=400,latency_us=1", "dmodk"),
     ("dgx:nodes=4,gpus_per_node=8,nvlink_gbps=3600,nic_gbps=400,rails=true", "hash"),
     ("leafspine:leaves=4,hosts_per_leaf=4,spines=3,host_gbps=100,uplink_gbps=100,latency_us=1", "hash"),
-    ("torus:dims=4x4x2,link_gbps=100,latency_us=1", "hash"), ("dragonfly:groups=3,routers_per_group=3,hosts_per_router=2", "hash"),
+    ("torus:dims=4x4x2,link_gbps=100,latency_us=1", "hash"),
+    ("dragonfly:groups=3,routers_per_group=3,hosts_per_router=2", "hash"),
 ])
 def test_the_next_hop_table_chooses_the_links_the_per_flow_walk_chooses(text: str, ecmp: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,17 +4,20 @@ Flow level is exact where flows contend and costs up to minutes on thousands of 
 costs milliseconds to seconds and assumes equal shares on each link (docs/NETWORK_MODEL.md). ``auto``
 estimates flow level's cost from the step's messages before running it:
 
-- under max-min sharing, each message costs ``PER_MESSAGE_S``, and each pattern of m concurrent messages
-  ``PER_STEP_S`` + ``PER_PAIR_S`` x m^2 more (the rate solves of flows that collide on links: their cost grows
-  with the flows they couple, and their number with the flows' distinct completion times);
+- under max-min sharing, each message costs ``PER_MESSAGE_S`` and each pattern (a step of concurrent messages)
+  ``PER_STEP_S``; in a pattern where some rank sends or receives more than one message, those messages share
+  its host link, so every flow is coupled to others and takes part in rate solves: ``PER_SHARED_MESSAGE_S``
+  more per message;
 - under ``cm02``/``lv08`` the ACK streams couple every flow and the weighted solver has no large-solve
   algorithm: each pattern costs ``WEIGHTED_STEP_S`` + ``WEIGHTED_MESSAGE_S`` x m.
 
-The constants come from flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): a 64 MiB
-direct all-to-all on 1,024 fat-tree hosts (1 M messages, 40 s), the default DES step there (4,092 shifted
-permutations of 1,024 messages, 56 s), push-pull and ring all-reduce. A ring's steps rarely collide, so the
-estimate errs high there (where the analytical model is exact anyway), and it can err low elsewhere, so a flow
-run chosen by ``auto`` also gets a deadline: past the budget it stops and the step runs at analytical
+The constants come from two flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): a 64 MiB
+direct all-to-all on 1,024 fat-tree hosts (1 M messages sharing host links, 40 s) and the default DES step
+there (4,092 permutations of 1,024 messages, 55 s). On held-out cases (``benchmarks/fidelity.py``, 64 to 1,024
+hosts) it gives 0.37 to 1.3 x the measured time of default training steps (ps, des, dp), and 2 to 8 x for lone
+collectives: rings rarely collide (and there the analytical model is exact anyway), and a push-pull's flows
+share one bottleneck each, so they need few rate solves. So a flow run chosen by ``auto`` also gets a
+deadline: past the budget it stops and the step runs at analytical
 fidelity instead, and the result says so. Every result names the fidelity it ran at and why
 (``StepSummary.fidelity_reason``). When flow level was cheap (under ``SAMPLE_FRACTION`` of the budget), the
 analytical model runs too and ``analytical_difference`` says how far its step time is from flow level's.
@@ -24,12 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from simulator.network.schedule import Schedule
 from simulator.options import DEFAULT_BUDGET_S
 
 PER_MESSAGE_S = 1.2e-6
-PER_STEP_S = 0.012
-PER_PAIR_S = 4e-11
+PER_STEP_S = 0.005
+PER_SHARED_MESSAGE_S = 4e-5
 WEIGHTED_STEP_S = 0.05
 WEIGHTED_MESSAGE_S = 4e-4
 SAMPLE_FRACTION = 0.1
@@ -42,7 +47,8 @@ def flow_cost_s(schedules: list[Schedule], maxmin: bool = True) -> float:
         for step in schedule.steps:
             m = len(step.pattern)
             if maxmin:
-                total += step.repeat * (PER_MESSAGE_S * m + PER_STEP_S + PER_PAIR_S * m * m)
+                shared = m and max(np.bincount(step.pattern.src).max(), np.bincount(step.pattern.dst).max()) > 1
+                total += step.repeat * ((PER_MESSAGE_S + shared * PER_SHARED_MESSAGE_S) * m + PER_STEP_S)
             else:
                 total += step.repeat * (WEIGHTED_STEP_S + WEIGHTED_MESSAGE_S * m)
     return total

@@ -1,0 +1,56 @@
+"""How well ``--fidelity auto`` estimates flow level's cost: estimate against the measured wall time.
+
+Cases other than the two the constants were fitted on (the 1,024-host all-to-all and DES step), so the table
+is a held-out check. Each case runs at flow level in this process, one after the other.
+
+    .venv/bin/python benchmarks/fidelity.py            # about 2 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import time
+
+from simulator.collectives.algorithms import build_schedule
+from simulator.network import make_network
+from simulator.network.fabric import Fabric
+from simulator.run.fidelity import flow_cost_s
+from simulator.run.spec import RunSpec, resolve
+from simulator.strategies import lower
+from topologies import load_topology
+
+FATTREE = {64: "fattree:k=8,pods=4,link_gbps=400,latency_us=1", 256: "fattree:k=16,pods=4,link_gbps=400,latency_us=1",
+           1024: "fattree:k=16,link_gbps=400,latency_us=1"}
+COLLECTIVES = [("allreduce", "ring", 256), ("allreduce", "ring", 1024), ("alltoall", "direct", 256),
+               ("pushpull", "direct", 1024)]
+STEPS = [("ps", 64), ("des", 64), ("ps", 256), ("des", 256), ("dp", 256)]
+
+
+def collective(op: str, algo: str, hosts: int) -> tuple[float, float]:
+    fabric = Fabric(load_topology(FATTREE[hosts]))
+    schedule = build_schedule(op, algo, 64 * 2**20, hosts, hosts // 8 if op == "pushpull" else 0)
+    network = make_network(fabric, "flow")
+    started = time.perf_counter()
+    network.env.run(until=network.start(schedule))
+    return flow_cost_s([schedule]), time.perf_counter() - started
+
+
+def step(strategy: str, hosts: int) -> tuple[float, float]:
+    scenario = resolve(RunSpec(topology=FATTREE[hosts], fidelity="flow"))
+    lowered = lower(strategy, scenario.workload, scenario.cluster(strategy), 1, scenario.spec.options)
+    estimate = flow_cost_s([op.schedule for op in lowered.graph.ops if op.schedule is not None])
+    started = time.perf_counter()
+    scenario.simulate(strategy)
+    return estimate, time.perf_counter() - started
+
+
+def main() -> None:
+    print(f"{'case':34} {'estimate s':>11} {'measured s':>11} {'ratio':>7}")
+    cases = [(f"{op} {algo} 64 MiB, {n} hosts", collective, (op, algo, n)) for op, algo, n in COLLECTIVES]
+    cases += [(f"default DLRM step, {s}, {n} hosts", step, (s, n)) for s, n in STEPS]
+    for name, run, args in cases:
+        estimate, measured = run(*args)
+        print(f"{name:34} {estimate:11.3g} {measured:11.3g} {estimate / measured:7.2g}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
