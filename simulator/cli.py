@@ -22,8 +22,7 @@ from typer.exceptions import Abort, Exit, TyperException
 from simulator import cli_executor
 from simulator import console as ui
 from simulator.errors import ExecutorError, SpecError, from_validation
-from simulator.network.models import DEFAULT_NETWORK_MODEL
-from simulator.options import DEFAULT_BUDGET_S, DEFAULT_RATE_TOLERANCE
+from simulator.options import DEFAULT_BUDGET_S, DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE
 from simulator.run.spec import simulate_all
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="dessim: simulate distributed-training "

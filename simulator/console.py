@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.table import Table
 
-from simulator.results.tables import write_table
 from simulator.units import format_bytes
 
 if typing.TYPE_CHECKING:
@@ -72,6 +71,14 @@ def print_summary(reports: list, title: str) -> None:
         if base["bytes_on_wire"]:
             ratios.append(f"bytes on wire x{row['bytes_on_wire'] / base['bytes_on_wire']:.3g}")
         console.print(f"{row['strategy']} vs {base['strategy']}: " + ", ".join(ratios))
+
+
+def write_table(frame: pd.DataFrame, path: str, field: str) -> None:
+    """``results.tables.write_table``, imported only when a table is written: commands that print need no
+    pandas."""
+    from simulator.results.tables import write_table as write
+
+    write(frame, path, field)
 
 
 def seconds(value: float) -> str:

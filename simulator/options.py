@@ -21,6 +21,7 @@ DEFAULT_BUDGET_S = 60.0  # --fidelity auto: the most wall seconds flow level may
 MAX_BUDGET_S = 86_400.0
 PARTIALS = ("fields", "first-layer", "auto")  # DES's partial sums (``strategies.des``)
 NetworkModelName = Literal["maxmin", "cm02", "lv08"]  # how flows share links (``network.models.MODELS``)
+DEFAULT_NETWORK_MODEL: NetworkModelName = "maxmin"
 
 
 class PSOptions(BaseModel):

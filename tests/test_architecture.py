@@ -103,3 +103,14 @@ def test_the_command_line_module_is_thin() -> None:
 
     source = Path(__file__).resolve().parent.parent / "simulator" / "cli.py"
     assert len(source.read_text().splitlines()) < 400
+
+
+def test_the_command_line_loads_no_pandas_networkx_or_simpy_until_a_command_needs_them() -> None:
+    """``dessim --help``, ``list`` and bad-input errors start fast (issue 18 item 5): importing the command line
+    pulls in none of the heavy libraries; commands import them when they run."""
+    import subprocess
+    import sys
+
+    code = "import sys, simulator.cli; print(sorted(m for m in ('pandas', 'networkx', 'simpy') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"

@@ -23,7 +23,7 @@ import numpy as np
 
 from simulator.errors import check_choice
 from simulator.network.fabric import Fabric, KeyCache, pad_columns
-from simulator.options import NetworkModelName
+from simulator.options import DEFAULT_NETWORK_MODEL, NetworkModelName  # noqa: F401 (re-exported)
 
 TCP_GAMMA_BYTES = 4 * 1024 * 1024  # SimGrid's network/TCP-gamma: the largest TCP window
 MIN_PENALTY_S = 1e-12  # a zero-latency route still gets a finite weight
@@ -54,7 +54,6 @@ MODELS = {model.name: model for model in (
     NetworkModel("lv08", latency_factor=13.01, rate_factor=0.97, weight_S_bytes=20537.0, rtt_weighted=True,
                  tcp_gamma_bytes=TCP_GAMMA_BYTES, ack_fraction=0.05),
 )}
-DEFAULT_NETWORK_MODEL = "maxmin"
 assert tuple(MODELS) == typing.get_args(NetworkModelName)  # the names run specs accept
 
 
