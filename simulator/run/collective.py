@@ -66,7 +66,6 @@ def run_collective(op: str, algo: str | None, size: str | float, topology: str, 
     with link ``faults``; each input is checked and named as the command line names it."""
     check_choice("op", op, OPS)
     size_bytes = parse_size_bytes(size, "size")
-    check_choice("fidelity", fidelity, ("auto", *FIDELITIES))
     network_model_named(network_model, "--network-model")
     fabric = Fabric(apply_faults(load_topology(topology), faults or []), ecmp=ecmp)
     return simulate_collective(op, algo or DEFAULT_ALGO[op], size_bytes, fabric, fidelity, servers, rate_tolerance,
