@@ -323,16 +323,16 @@ class Fabric:
             dst_unique, dst_row = np.unique(dst, return_inverse=True)
             offset, dist = 0, self._distance_rows(dst_unique)
 
-        def remaining(flows: np.ndarray, node: np.ndarray) -> np.ndarray:
-            hops = dist[dst_row[flows], node]
-            return np.where(hops == _UNREACHED, _UNREACHED, hops + (offset if table is None else offset[flows]))
+        def remaining(flows: np.ndarray | slice, node: np.ndarray) -> np.ndarray:
+            """Hops left from ``node`` to each flow's destination (valid once every route is known to exist)."""
+            return dist[dst_row[flows], node] + (offset if table is None else offset[flows])
 
-        everyone = np.arange(len(keys))
-        hops_needed = np.where(cur == dst, 0, remaining(everyone, cur))
+        hops_needed = dist[dst_row, cur]
         if np.any(hops_needed == _UNREACHED):
             bad = int(np.argmax(hops_needed == _UNREACHED))
             raise SpecError("topology", self.graph.graph.get("spec", "graph"),
                             f"has no path from {self.node_names[cur[bad]]} to {self.node_names[dst[bad]]}")
+        hops_needed = np.where(cur == dst, 0, remaining(slice(None), cur))
         max_hops = int(hops_needed.max()) if len(keys) else 0
         links = np.full((len(keys), max(max_hops, 1)), -1, dtype=np.int32)
 
