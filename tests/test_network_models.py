@@ -235,3 +235,30 @@ def test_sweeps_vary_the_model_and_leave_the_closed_form_to_maxmin(tmp_path) -> 
     assert rows.loc["lv08", "evaluation"] == "engine"
     assert rows.loc["lv08", "error"] == ""
     assert rows.loc["lv08", "step_time_s"] > rows.loc["maxmin", "step_time_s"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_large_weighted_solves_by_candidate_minima_equal_local_minima(seed: int,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``LARGE_SOLVE_ENTRIES`` the weighted solver fills levels by candidate minima, each flow's bound a link of
+    its own; on random instances (ACK coefficients, RTT weights, some window bounds, links shared by many) it
+    gives the local-minima solver's rates."""
+    import simulator.network.maxmin as maxmin
+
+    rng = np.random.default_rng(seed)
+    n_links, n_flows, width = 50, 400, 6
+    capacity = rng.uniform(1.0, 100.0, n_links)
+    links = np.full((n_flows, width), -1)
+    coef = np.zeros((n_flows, width))
+    for f in range(n_flows):
+        hops = int(rng.integers(1, width + 1))
+        links[f, :hops] = rng.choice(n_links, hops, replace=False)
+        coef[f, :hops] = np.where(rng.random(hops) < 0.3, 0.05, 1.0)
+    weight = rng.uniform(0.2, 5.0, n_flows)
+    bound = np.where(rng.random(n_flows) < 0.3, rng.uniform(0.01, 1.0, n_flows), np.inf)
+    monkeypatch.setattr(maxmin, "LARGE_SOLVE_ENTRIES", 10**9)
+    local = weighted_max_min_rates(links, capacity, coef, weight, bound)
+    monkeypatch.setattr(maxmin, "LARGE_SOLVE_ENTRIES", 0)
+    candidates = weighted_max_min_rates(links, capacity, coef, weight, bound)
+    np.testing.assert_allclose(candidates, local, rtol=1e-9)
+    assert np.isfinite(candidates).all() and (candidates <= bound * (1 + 1e-12)).all()

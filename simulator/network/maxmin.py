@@ -86,8 +86,14 @@ def by_local_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndar
     return rate
 
 
-def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
-    """``max_min_rates`` freezing, per iteration, every locally minimal link among the lowest shares."""
+def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
+                        demand: np.ndarray | None = None) -> np.ndarray:
+    """``max_min_rates`` freezing, per iteration, every locally minimal link among the lowest shares.
+
+    With ``demand`` (an array shaped like ``flow_links``), entry (f, h) loads its link with ``demand[f, h]`` x
+    the flow's level, and the result is each flow's level (``weighted_max_min_rates`` on large solves); without
+    it every entry loads its link with the flow's rate, as in ``max_min_rates``.
+    """
     n_flows = flow_links.shape[0]
     rate = np.full(n_flows, np.inf)
     valid = flow_links >= 0
@@ -95,6 +101,8 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.
         return rate
     links, local = _local_link_ids(flow_links[valid], len(capacity_Bps))
     n_links = len(links)
+    if demand is not None:
+        demand = np.where(valid, demand, 0.0)
     # int32 indices (flows and links stay far below 2**31) halve the memory traffic of the large gathers
     local_links = np.full(flow_links.shape, -1, dtype=np.int32)
     local_links[valid] = local
@@ -104,14 +112,15 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.
     link_ptr = np.zeros(n_links + 1, dtype=np.int64)
     np.cumsum(np.bincount(local, minlength=n_links), out=link_ptr[1:])
     remaining_Bps = np.maximum(capacity_Bps[links].astype(np.float64), 0.0)
-    unfrozen = np.diff(link_ptr).astype(np.float64)
+    alive = np.diff(link_ptr).astype(np.float64)  # unfrozen flows per link
+    load = alive if demand is None else np.bincount(local, weights=demand[valid], minlength=n_links)
     frozen = np.zeros(n_flows, dtype=bool)
     stamp = np.zeros(n_flows, dtype=np.int64)
     share = np.full(n_links + 1, np.inf)  # the last entry is read by padding (-1)
     batch = 16
     while True:
         share[:-1] = np.inf
-        np.divide(remaining_Bps, unfrozen, out=share[:-1], where=unfrozen > 0)
+        np.divide(remaining_Bps, load, out=share[:-1], where=(alive > 0) & (load > 0))
         if batch < n_links:
             cand = np.argpartition(share[:-1], batch)[:batch]
             cand = cand[share[cand] < np.inf]
@@ -138,11 +147,17 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.
         touched = local_links[newly]
         tv = touched >= 0
         counts = np.bincount(touched[tv], minlength=n_links)
-        used = np.bincount(touched[tv], weights=np.broadcast_to(newly_rate[:, None], touched.shape)[tv],
-                           minlength=n_links)
+        if demand is None:  # load is alive: the counts update both
+            used = np.bincount(touched[tv], weights=np.broadcast_to(newly_rate[:, None], touched.shape)[tv],
+                               minlength=n_links)
+        else:
+            entry = demand[newly]
+            used = np.bincount(touched[tv], weights=(entry * newly_rate[:, None])[tv], minlength=n_links)
+            load -= np.bincount(touched[tv], weights=entry[tv], minlength=n_links)
+            load[cand[ok]] = 0
         remaining_Bps = np.maximum(remaining_Bps - used, 0.0)
-        unfrozen -= counts
-        unfrozen[cand[ok]] = 0
+        alive -= counts
+        alive[cand[ok]] = 0
         n_ok = int(ok.sum())
         if n_ok == len(cand):
             batch *= 2
@@ -165,6 +180,8 @@ def weighted_max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray, coe
     ...                        np.full(2, np.inf)).tolist()
     [6.0, 3.0]
     """
+    if flow_links.size > LARGE_SOLVE_ENTRIES:
+        return _weighted_by_candidate_minima(flow_links, capacity_Bps, coef, weight, bound_Bps)
     n_flows, width = flow_links.shape
     rate = np.minimum(np.full(n_flows, np.inf), bound_Bps)
     valid = flow_links >= 0
@@ -204,3 +221,16 @@ def weighted_max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray, coe
         keep = ~freeze
         flows, matrix, demand, bound_level = flows[keep], matrix[keep], demand[keep], bound_level[keep]
     return rate
+
+
+def _weighted_by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray, coef: np.ndarray,
+                                  weight: np.ndarray, bound_Bps: np.ndarray) -> np.ndarray:
+    """``weighted_max_min_rates`` for large solves: a flow's bound becomes a link of its own (capacity the bound,
+    demand the flow's weight: it fills at level bound / weight), and ``by_candidate_minima`` fills levels."""
+    bounded = np.nonzero(np.isfinite(bound_Bps))[0]
+    own = np.full(len(weight), -1, dtype=flow_links.dtype)
+    own[bounded] = len(capacity_Bps) + np.arange(len(bounded))
+    links = np.concatenate([flow_links, own[:, None]], axis=1)
+    demand = np.concatenate([coef * weight[:, None], weight[:, None]], axis=1)
+    capacity = np.concatenate([capacity_Bps, bound_Bps[bounded]])
+    return by_candidate_minima(links, capacity, demand) * weight
