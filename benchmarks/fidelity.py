@@ -1,7 +1,7 @@
 """How well ``--fidelity auto`` estimates flow level's cost: estimate against the measured wall time.
 
-Cases other than the two the constants were fitted on (the 1,024-host all-to-all and DES step), so the table
-is a held-out check. Each case runs at flow level in this process, one after the other.
+The constants were set from the 1,024-host all-to-all and from window counts (``simulator/run/fidelity.py``);
+these cases are held out. Each case runs at flow level in this process, one after the other.
 
     .venv/bin/python benchmarks/fidelity.py            # about 2 minutes on 2 cores
 """
@@ -31,7 +31,7 @@ def collective(op: str, algo: str, hosts: int) -> tuple[float, float]:
     network = make_network(fabric, "flow")
     started = time.perf_counter()
     network.env.run(until=network.start(schedule))
-    return flow_cost_s([schedule]), time.perf_counter() - started
+    return flow_cost_s([schedule], alone=True), time.perf_counter() - started
 
 
 def step(strategy: str, hosts: int) -> tuple[float, float]:

@@ -23,9 +23,11 @@ def test_the_estimate_is_its_stated_formula() -> None:
     a = Schedule(8)
     a.add(Pattern.of(8, [0, 1, 2], [1, 2, 3], 1.0), repeat=2)  # a chain: no rank in two sends or receives
     a.add(Pattern.of(8, list(range(5)), [5, 6, 7, 5, 6], 1.0))  # ranks 5 and 6 receive twice: shared links
-    m3 = fidelity.PER_MESSAGE_S * 3 + fidelity.PER_STEP_S
-    m5 = (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_S) * 5 + fidelity.PER_STEP_S
+    m3 = fidelity.PER_MESSAGE_S * 3 + fidelity.STEP_IN_TRAINING_S
+    m5 = (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_S) * 5 + fidelity.STEP_IN_TRAINING_S
     assert flow_cost_s([a, a]) == pytest.approx(2 * (2 * m3 + m5), rel=1e-12)
+    alone = 3 * fidelity.STEP_ALONE_S - 3 * fidelity.STEP_IN_TRAINING_S  # three pattern steps, one collective
+    assert flow_cost_s([a], alone=True) == pytest.approx(2 * m3 + m5 + alone, rel=1e-12)
     weighted = 3 * fidelity.WEIGHTED_STEP_S + fidelity.WEIGHTED_MESSAGE_S * (2 * 3 + 5)
     assert flow_cost_s([a], maxmin=False) == pytest.approx(weighted, rel=1e-12)
     estimate = flow_cost_s([a])

@@ -5,22 +5,24 @@ costs milliseconds to seconds and assumes equal shares on each link (docs/NETWOR
 estimates flow level's cost from the step's messages before running it:
 
 - under max-min sharing, each message costs ``PER_MESSAGE_S`` and each pattern (a step of concurrent messages)
-  ``PER_STEP_S``; in a pattern where some rank sends or receives more than one message, those messages share
-  its host link, so every flow is coupled to others and takes part in rate solves: ``PER_SHARED_MESSAGE_S``
-  more per message;
-- under ``cm02``/``lv08`` the ACK streams couple every flow and the weighted solver has no large-solve
-  algorithm: each pattern costs ``WEIGHTED_STEP_S`` + ``WEIGHTED_MESSAGE_S`` x m.
+  ``STEP_IN_TRAINING_S``, or ``STEP_ALONE_S`` in a lone collective; in a pattern where some rank sends or
+  receives more than one message, those messages share its host link, so every flow is coupled to others and
+  takes part in rate solves: ``PER_SHARED_MESSAGE_S`` more per message. A pattern costs most of its time in
+  lookahead windows (about 150 us each), one per distinct event time. A lone collective's ranks move in step
+  (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step they
+  drift apart, since routes of different lengths finish at different times and ops overlap: a DES or DP step
+  on 256 hosts runs about 85 windows per pattern step;
+- under ``cm02``/``lv08`` the ACK streams couple every flow, so every pattern needs weighted rate solves: each
+  costs ``WEIGHTED_STEP_S`` + ``WEIGHTED_MESSAGE_S`` x m.
 
-The constants come from two flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): a 64 MiB
-direct all-to-all on 1,024 fat-tree hosts (1 M messages sharing host links, 40 s) and the default DES step
-there (4,092 permutations of 1,024 messages, 55 s). On held-out cases (``benchmarks/fidelity.py``, 64 to 1,024
-hosts) it gives 0.37 to 1.3 x the measured time of default training steps (ps, des, dp), and 2 to 8 x for lone
-collectives: rings rarely collide (and there the analytical model is exact anyway), and a push-pull's flows
-share one bottleneck each, so they need few rate solves. So a flow run chosen by ``auto`` also gets a
-deadline: past the budget it stops and the step runs at analytical
-fidelity instead, and the result says so. Every result names the fidelity it ran at and why
-(``StepSummary.fidelity_reason``). When flow level was cheap (under ``SAMPLE_FRACTION`` of the budget), the
-analytical model runs too and ``analytical_difference`` says how far its step time is from flow level's.
+The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): a
+64 MiB direct all-to-all on 1,024 fat-tree hosts (1 M messages sharing host links, 40 s) and the window counts
+above. ``benchmarks/fidelity.py`` compares the estimate with held-out runs of lone collectives and default
+training steps on 64 to 1,024 hosts. It can still err either way, so a flow run chosen by ``auto`` also gets a
+deadline: past the budget it stops and the step runs at analytical fidelity instead, and the result says so.
+Every result names the fidelity it ran at and why (``StepSummary.fidelity_reason``). When flow level was
+cheap (under ``SAMPLE_FRACTION`` of the budget), the analytical model runs too and ``analytical_difference``
+says how far its step time is from flow level's.
 """
 
 from __future__ import annotations
@@ -33,22 +35,25 @@ from simulator.network.schedule import Schedule
 from simulator.options import DEFAULT_BUDGET_S
 
 PER_MESSAGE_S = 1.2e-6
-PER_STEP_S = 0.005
+STEP_IN_TRAINING_S = 0.013
+STEP_ALONE_S = 0.0015
 PER_SHARED_MESSAGE_S = 4e-5
 WEIGHTED_STEP_S = 0.05
 WEIGHTED_MESSAGE_S = 4e-4
 SAMPLE_FRACTION = 0.1
 
 
-def flow_cost_s(schedules: list[Schedule], maxmin: bool = True) -> float:
-    """Estimated wall seconds of running ``schedules`` at flow level (this project's 2-core machine)."""
+def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = False) -> float:
+    """Estimated wall seconds of running ``schedules`` at flow level (this project's 2-core machine): the ops of
+    a training step, or one collective ``alone``."""
+    step_s = STEP_ALONE_S if alone else STEP_IN_TRAINING_S
     total = 0.0
     for schedule in schedules:
         for step in schedule.steps:
             m = len(step.pattern)
             if maxmin:
                 shared = m and max(np.bincount(step.pattern.src).max(), np.bincount(step.pattern.dst).max()) > 1
-                total += step.repeat * ((PER_MESSAGE_S + shared * PER_SHARED_MESSAGE_S) * m + PER_STEP_S)
+                total += step.repeat * ((PER_MESSAGE_S + shared * PER_SHARED_MESSAGE_S) * m + step_s)
             else:
                 total += step.repeat * (WEIGHTED_STEP_S + WEIGHTED_MESSAGE_S * m)
     return total
@@ -68,9 +73,10 @@ class FidelityChoice:
         return f"auto: flow level estimated at {self.estimate_s:.3g} s, {verdict} the {self.budget_s:g} s budget"
 
 
-def choose(schedules: list[Schedule], budget_s: float = DEFAULT_BUDGET_S, maxmin: bool = True) -> FidelityChoice:
-    """Flow level if its estimated cost fits ``budget_s`` (wall seconds), analytical otherwise."""
-    estimate = flow_cost_s(schedules, maxmin)
+def choose(schedules: list[Schedule], budget_s: float = DEFAULT_BUDGET_S, maxmin: bool = True,
+           alone: bool = False) -> FidelityChoice:
+    """Flow level if its estimated cost (``flow_cost_s``) fits ``budget_s`` (wall seconds), analytical otherwise."""
+    estimate = flow_cost_s(schedules, maxmin, alone)
     return FidelityChoice("flow" if estimate <= budget_s else "analytical", estimate, budget_s)
 
 
