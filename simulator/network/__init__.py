@@ -15,8 +15,9 @@ from simulator.network.analytical import AnalyticalNetwork
 from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE
-from simulator.network.models import DEFAULT_NETWORK_MODEL, MODELS, network_model
+from simulator.network.models import MODELS, network_model
 from simulator.network.result import Network
+from simulator.options import DEFAULT_NETWORK_MODEL
 
 FIDELITIES = ("flow", "analytical")
 NETWORK_MODELS = tuple(MODELS)

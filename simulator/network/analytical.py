@@ -140,7 +140,8 @@ def _profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray, model: Network
             links = np.concatenate([links, back], axis=1)
         np.maximum.at(longest_s, links.ravel(), np.repeat(latency_s, links.shape[1]))
         if model.tcp_gamma_bytes > 0:  # a message moves at most gamma / (2 x route latency)
-            window.append((latency_s, size * 2 * latency_s / (model.tcp_gamma_bytes * model.rate_factor)))
+            window.append(_slowest_per_latency(latency_s, size * 2 * latency_s / (model.tcp_gamma_bytes
+                                                                                  * model.rate_factor)))
     drain_per_byte = (payload + model.ack_fraction * acks) / (fabric.capacity_Bps * model.rate_factor)
     used = np.isfinite(longest_s[:-1])
     latency_s, drain_s = [longest_s[:-1][used]], [drain_per_byte[used]]

@@ -23,7 +23,7 @@ import numpy as np
 
 from simulator.errors import check_choice
 from simulator.network.fabric import Fabric, KeyCache, pad_columns
-from simulator.options import DEFAULT_NETWORK_MODEL, NetworkModelName  # noqa: F401 (re-exported)
+from simulator.options import NetworkModelName
 
 TCP_GAMMA_BYTES = 4 * 1024 * 1024  # SimGrid's network/TCP-gamma: the largest TCP window
 MIN_PENALTY_S = 1e-12  # a zero-latency route still gets a finite weight
