@@ -74,8 +74,20 @@ class Terms:
     @cached_property
     def dense_allreduce(self) -> tuple[np.ndarray, np.ndarray]:
         """(time s, bytes) of the dense gradients' all-reduce over the workers."""
-        return collective_s(self.cluster, "allreduce", np.array([self.workload.dense_params * self.wire]),
-                            self.cluster.workers)
+        return self.collective("allreduce", np.array([self.workload.dense_params * self.wire]), self.cluster.workers)
+
+    def collective(self, op: str, sizes: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(time s, bytes on the wire) of ``op`` over ``ranks`` at each of ``sizes`` (bytes), as
+        ``collective_s``: every closed form prices its collectives here."""
+        return collective_s(self.cluster, op, sizes, ranks)
+
+    def exchange(self, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(time s, bytes) of a one-round exchange of one-size messages at each of ``sizes``, as ``exchange_s``."""
+        return exchange_s(self.cluster, src, dst, sizes)
+
+    def exchange_time_s(self, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> float:
+        """Time (s) of one exchange of messages ``src[i] -> dst[i]`` of ``sizes[i]`` bytes (sizes may differ)."""
+        return exchange_profile(self.cluster, src, dst, sizes).time_s()
 
     @property
     def dense_update_s(self) -> float:

@@ -44,7 +44,7 @@ from simulator.strategies.base import (
     ids_op,
     worker_memory,
 )
-from simulator.strategies.closed import Terms, collective_s
+from simulator.strategies.closed import Terms
 from workloads import Workload
 
 VARIANTS = ("des", "des-rs", "des-a2a")
@@ -163,13 +163,13 @@ def _closed_form(variant: str) -> Callable[[Terms], dict[str, np.ndarray]]:
             partial_back = partial_back + costs.first_layer_backward_s(w, device, big_b)
             partial_lookups = partial_lookups + costs.first_layer_forward_s(w, device, big_b)
         workers = t.cluster.workers
-        ids_s, ids_wire = (np.zeros_like(b), np.zeros_like(b)) if opts.input == "replicated" else collective_s(
-            t.cluster, "allgather", big_b * w.ids_per_sample * w.id_bytes, workers)
+        ids_s, ids_wire = (np.zeros_like(b), np.zeros_like(b)) if opts.input == "replicated" else t.collective(
+            "allgather", big_b * w.ids_per_sample * w.id_bytes, workers)
         r = w.des_partial_width(mode)
         partial_bytes = big_b * r * t.wire
-        sum_s, sum_wire = collective_s(t.cluster, "allreduce" if variant == "des" else "reducescatter",
-                                       partial_bytes, workers)
-        grad_s, grad_wire = collective_s(t.cluster, "allgather", partial_bytes, workers)
+        sum_s, sum_wire = t.collective("allreduce" if variant == "des" else "reducescatter",
+                                      partial_bytes, workers)
+        grad_s, grad_wire = t.collective("allgather", partial_bytes, workers)
         held = roofline.id_handling_s(device, big_b * w.ids_per_sample)
         host, dense_update = t.host_s, t.dense_update_s
         busy = host + held + partial_lookups + forward + backward + partial_back + dense_update

@@ -15,7 +15,7 @@ from simulator.core.stepgraph import StepGraph
 from simulator.options import StrategyOptions
 from simulator.strategies import costs
 from simulator.strategies.base import Cluster, Lowered, Strategy, collective, demand, host_op, worker_memory
-from simulator.strategies.closed import Terms, collective_s
+from simulator.strategies.closed import Terms
 from workloads import Workload
 
 
@@ -62,8 +62,7 @@ def closed_form(t: Terms) -> dict[str, np.ndarray]:
     forward, backward = t.dense_pass_s()
     dense_s, dense_wire = t.dense_allreduce
     pool = costs.lookup_s(w, device, t.lookups, t.unique(t.lookups), t.b)
-    sparse_s, sparse_wire = collective_s(t.cluster, "allreduce", np.array([w.sparse_params * t.wire]),
-                                         t.cluster.workers)
+    sparse_s, sparse_wire = t.collective("allreduce", np.array([w.sparse_params * t.wire]), t.cluster.workers)
     update = roofline.dense_update_s(device, w.dense_params + w.sparse_params, t.s, w.optimizer_slots)
     busy = t.host_s + 2 * pool + forward + backward + costs.table_gradient_s(w, device) + update
     step = busy + sparse_s + dense_s

@@ -39,7 +39,7 @@ from simulator.strategies.base import (
     ids_op,
     worker_memory,
 )
-from simulator.strategies.closed import Terms, exchange_profile, exchange_s, memory_fits
+from simulator.strategies.closed import Terms, memory_fits
 from workloads import Workload
 
 
@@ -174,9 +174,9 @@ def closed_form(t: Terms) -> dict[str, np.ndarray]:
     requested = n * unique / p  # what each server looks up: every worker's distinct IDs it holds
     lookup = costs.server_lookup_s(workload, server, requested, n)
     src, dst = np.repeat(workers, p), np.tile(servers, n)
-    keys_s, keys_wire = exchange_s(cluster, src, dst, unique.sum(axis=1) / p * key)
-    rows_s, rows_wire = exchange_s(cluster, dst, src, unique @ values / p)
-    push_s, push_wire = exchange_s(cluster, src, dst, (unique.sum(axis=1) * key + unique @ values) / p)
+    keys_s, keys_wire = t.exchange(src, dst, unique.sum(axis=1) / p * key)
+    rows_s, rows_wire = t.exchange(dst, src, unique @ values / p)
+    push_s, push_wire = t.exchange(src, dst, (unique.sum(axis=1) * key + unique @ values) / p)
     server_s = costs.server_update_s(workload, server, unique_global / p, n)
     pulled_dense = pushed_dense = 0.0
     dense_wire_ps = 0.0
@@ -185,8 +185,8 @@ def closed_form(t: Terms) -> dict[str, np.ndarray]:
         sizes = np.tile(shard * wire, n)
         sel = (sizes > 0) & (src != dst)
         if sel.any():
-            pulled_dense = exchange_profile(cluster, dst[sel], src[sel], sizes[sel]).time_s()
-            pushed_dense = exchange_profile(cluster, src[sel], dst[sel], sizes[sel]).time_s()
+            pulled_dense = t.exchange_time_s(dst[sel], src[sel], sizes[sel])
+            pushed_dense = t.exchange_time_s(src[sel], dst[sel], sizes[sel])
             dense_wire_ps = 2 * float(sizes[sel].sum())
         server_s = server_s + float(np.max(roofline.dense_update_s(server, shard, s, workload.optimizer_slots)))
     colocated = bool(np.isin(servers, workers).any())
