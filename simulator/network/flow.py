@@ -112,12 +112,11 @@ class FlowNetwork:
             t_next = self.core.next_event_time()
             if t_next > env.now + time_eps(env.now):
                 wake = self._wakeup
-                if t_next == np.inf:
-                    yield wake
-                else:
-                    yield env.timeout(t_next - env.now) | wake
-                if wake.triggered:
-                    self._wakeup = env.event()
+                if t_next < np.inf:  # a plain timer that fires the wake-up event: cheaper than a condition
+                    env.timeout(t_next - env.now).callbacks.append(lambda _timer, wake=wake: wake.triggered
+                                                                   or wake.succeed())
+                yield wake
+                self._wakeup = env.event()
                 if self.core.next_event_time() > env.now + time_eps(env.now):
                     continue
             if self.deadline is not None and time.perf_counter() > self.deadline:

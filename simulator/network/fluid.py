@@ -53,6 +53,11 @@ def time_eps(t: float) -> float:
     return TIME_REL_EPS * abs(t) + 1e-18
 
 
+def _entries(per_row: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``per_row[f]`` for each real entry (f, h) of a padded link matrix whose mask is ``valid``."""
+    return per_row[:, None].repeat(valid.shape[1], axis=1)[valid]
+
+
 def _extended(array: np.ndarray, size: int) -> np.ndarray:
     """A copy of ``array`` zero-extended to ``size`` elements."""
     out = np.zeros(size, dtype=array.dtype)
@@ -163,6 +168,7 @@ class FluidCore:
         self._route_bytes = np.zeros(0)
         self._segments: list[tuple[np.ndarray, ...]] | None = [] if record_rates else None
         self._t_last_event = 0.0
+        self._next_event_s: float | None = None  # cached next_event_time; None: recompute
         self.n_flows = 0
         self.n_windows = 0
         self.n_rate_solves = 0
@@ -175,13 +181,17 @@ class FluidCore:
         if len(route):
             self.pending.append(route=route, size=size, t_act=t_act, owner=owner, tag=tag)
             self.n_flows += len(route)
+            self._next_event_s = None
 
     def next_event_time(self) -> float:
-        t = np.inf
-        for table, col in ((self.pending, "t_act"), (self.iso, "t_fin"), (self.cpl, "t_fin")):
-            if table.n_alive:
-                t = min(t, float(getattr(table, col).min()))
-        return t
+        """The earliest pending arrival or completion (s); inf when none."""
+        if self._next_event_s is None:
+            t = np.inf
+            for table, col in ((self.pending, "t_act"), (self.iso, "t_fin"), (self.cpl, "t_fin")):
+                if table.n_alive:
+                    t = min(t, float(table.cols[col][: table.n].min()))
+            self._next_event_s = t
+        return self._next_event_s
 
     def link_segments(self) -> dict[str, np.ndarray] | None:
         """What each link carried over time (``record_rates``), as segments of constant rate: ``link``,
@@ -198,7 +208,7 @@ class FluidCore:
         """Isolated flows moved at their route's bottleneck rate from ``t0`` to ``t1``."""
         if self._segments is not None:
             links, valid = self._links_of(route)
-            per_link = [np.broadcast_to(v[:, None], links.shape)[valid] for v in (t0, t1)]
+            per_link = [_entries(v, valid) for v in (t0, t1)]
             rate = self._entry_Bps(route, valid, self.fabric.route_bottleneck_Bps[route])
             self._segments.append((links[valid].astype(np.int64), *per_link, rate))
 
@@ -207,14 +217,15 @@ class FluidCore:
         used = np.nonzero(self._route_bytes)[0]
         model = self._model_routes
         links = self.fabric.route_links[used] if model is None else model.fabric.route_links[model.route_fwd[used]]
-        weights = np.broadcast_to(self._route_bytes[used][:, None], links.shape)
         valid = links >= 0
-        return np.bincount(links[valid], weights=weights[valid], minlength=self.fabric.n_links)
+        weights = _entries(self._route_bytes[used], valid)
+        return np.bincount(links[valid], weights=weights, minlength=self.fabric.n_links)
 
     # ----- the window ---------------------------------------------------------------------------------
     def run_window(self, t0: float, horizon: float) -> Completions:
         """Process every event at time t0 or in [t0, horizon); return the flows that finished."""
         self.n_windows += 1
+        self._next_event_s = None
         limit = max(horizon, t0 + time_eps(t0) * 2)
         done: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         arrivals = self._classify_arrivals(t0, limit)
@@ -231,10 +242,9 @@ class FluidCore:
 
     def _entry_Bps(self, routes: np.ndarray, valid: np.ndarray, rate_Bps: np.ndarray) -> np.ndarray:
         """Bytes/s each real entry of ``routes``' link matrix carries at these flow rates (ACK entries less)."""
-        per_entry = np.broadcast_to(rate_Bps[:, None], valid.shape)
-        if self._model_routes is not None:
-            per_entry = per_entry * self._model_routes.route_coef[routes]
-        return per_entry[valid]
+        if self._model_routes is None:
+            return _entries(rate_Bps, valid)
+        return (rate_Bps[:, None] * self._model_routes.route_coef[routes])[valid]
 
     def _classify_arrivals(self, t0: float, limit: float) -> dict[str, np.ndarray]:
         """Start this window's arrivals: alone on their links -> isolated; otherwise coupled, later."""
@@ -242,7 +252,7 @@ class FluidCore:
         rows = np.nonzero(pend.t_act < limit)[0]
         if not len(rows):
             return {}
-        arr = {name: getattr(pend, name)[rows].copy() for name in ("route", "size", "t_act", "owner", "tag")}
+        arr = {name: getattr(pend, name)[rows] for name in ("route", "size", "t_act", "owner", "tag")}
         pend.kill(rows)
         pend.compact()
 
@@ -255,17 +265,17 @@ class FluidCore:
             self._isolated_to_coupled(np.unique(owners[owned]), t0)
         alone = np.all(~valid | (self.link_count[touched] == 1), axis=1)
 
-        iso_rows = np.nonzero(alone)[0]
-        if len(iso_rows):
-            cap = self.fabric.route_bottleneck_Bps[arr["route"][iso_rows]]
-            t_fin = arr["t_act"][iso_rows] + arr["size"][iso_rows] * self._work_per_byte / cap
-            new_rows = self.iso.append(route=arr["route"][iso_rows], size=arr["size"][iso_rows],
-                                       t_act=arr["t_act"][iso_rows], t_fin=t_fin, owner=arr["owner"][iso_rows],
-                                       tag=arr["tag"][iso_rows])
-            il, iv = links[iso_rows], valid[iso_rows]
-            owner_rows = np.broadcast_to(new_rows[:, None], il.shape)
-            self.link_owner[il[iv]] = owner_rows[iv]
-            self._account_isolated(arr["route"][iso_rows], il, iv, cap, t_fin - arr["t_act"][iso_rows])
+        every = bool(alone.all())
+        if every or alone.any():
+            iso = arr if every else {name: col[alone] for name, col in arr.items()}
+            il, iv = (links, valid) if every else (links[alone], valid[alone])
+            cap = self.fabric.route_bottleneck_Bps[iso["route"]]
+            duration = iso["size"] * self._work_per_byte / cap
+            new_rows = self.iso.append(**iso, t_fin=iso["t_act"] + duration)
+            self.link_owner[il[iv]] = _entries(new_rows, iv)
+            self._account_isolated(iso["route"], il, iv, cap, duration)
+        if every:
+            return {}
         coupled = ~alone
         order = np.argsort(arr["t_act"][coupled], kind="stable")
         return {name: col[coupled][order] for name, col in arr.items()}
@@ -274,7 +284,7 @@ class FluidCore:
                           duration: np.ndarray) -> None:
         """Busy time and peak utilization of links carrying isolated flows (``duration`` may be negative)."""
         flat = links[valid]
-        np.add.at(self.link_busy_s, flat, np.broadcast_to(duration[:, None], links.shape)[valid])
+        np.add.at(self.link_busy_s, flat, _entries(duration, valid))
         util = self._entry_Bps(route, valid, rate) / self.fabric.capacity_Bps[flat]
         np.maximum.at(self.link_peak_util, flat, util)
 
@@ -313,7 +323,7 @@ class FluidCore:
         if old_rows is not None:
             live = np.arange(len(old_rows))
             links, valid = self._links_of(iso.route[live])
-            self.link_owner[links[valid]] = np.broadcast_to(live[:, None], links.shape)[valid]
+            self.link_owner[links[valid]] = _entries(live, valid)
 
     def _record_done(self, route: np.ndarray, size: np.ndarray) -> None:
         if len(self._route_bytes) < self.fabric.n_routes:
@@ -392,7 +402,11 @@ class FluidCore:
 
     def _count(self, route: np.ndarray, links: np.ndarray, valid: np.ndarray, sign: int) -> None:
         """Flows on ``route`` join (+1) or leave (-1) their links' counts and demands."""
-        self.link_count += sign * np.bincount(links[valid], minlength=self.fabric.n_links)
+        flat = links[valid]
+        if 8 * len(flat) < len(self.link_count):
+            np.add.at(self.link_count, flat, sign)
+        else:
+            self.link_count += sign * np.bincount(flat, minlength=len(self.link_count))
         model = self._model_routes
         if model is not None:
             demand = self._entry_Bps(route, valid, model.route_weight[route])

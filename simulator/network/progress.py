@@ -108,7 +108,7 @@ class ScheduleProgress:
         if highest - lowest >= self._width:
             self._grow(highest - lowest + 1)
         new = steps[self._slot_step[steps % self._width] != steps]
-        for k in np.unique(new):
+        for k in np.unique(new) if len(new) else ():
             slot = int(k) % self._width
             self._outstanding[slot] = self.schedule.pattern_at(int(k)).involvement
             self._last_arrival_s[slot] = -np.inf
