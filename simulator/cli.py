@@ -191,7 +191,7 @@ def trace(out: str, **options: object) -> None:
     summary = report.summary
     write_trace_events(report.trace, out, f"{summary.strategy} / {summary.workload} / {summary.topology}")
     typer.echo(f"wrote {out}: {summary.strategy}, {report.trace['rank'].nunique()} ranks, {len(report.trace)} ops, "
-               f"step {ui.seconds(summary.step_time_s)}; open it in https://ui.perfetto.dev")
+               f"step {ui.seconds(summary.step_time_s)} at {summary.fidelity} level; open it in https://ui.perfetto.dev")
 
 
 for _command in (run, compare, trace):
