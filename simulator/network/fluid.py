@@ -69,7 +69,7 @@ class _Table:
     """Columnar store of flows with amortized O(1) appends and lazy deletion."""
 
     FIELDS: ClassVar[dict[str, type]] = {
-        "route": np.int64, "size": np.float64, "owner": np.int64, "tag": np.int64, "t_act": np.float64,
+        "route": np.int32, "size": np.float64, "owner": np.int32, "tag": np.int64, "t_act": np.float64,
         "t_fin": np.float64, "rem": np.float64, "t_upd": np.float64, "rate": np.float64}
 
     def __init__(self) -> None:
