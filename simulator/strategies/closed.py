@@ -22,7 +22,7 @@ from simulator.compute.roofline import Device, fits
 from simulator.options import StrategyOptions
 from simulator.strategies.base import Cluster, whole_nodes
 from simulator.strategies.costs import dense_flops_per_sample, dense_kernels, dtype
-from workloads import Workload
+from workloads import AnyWorkload
 from workloads.ids import expected_unique
 
 
@@ -30,9 +30,11 @@ from workloads.ids import expected_unique
 class Terms:
     """A step's common terms per batch size ``b`` (samples per worker): bytes per stored value ``s`` and per
     value on the wire ``wire``, IDs looked up per table (``lookups``, configs x tables), the host's time per
-    step, and (cached) the dense part's all-reduce and update."""
+    step, and (cached) the dense part's all-reduce and update. The recommender's terms (``lookups``,
+    ``dense_pass_s``, ``dense_allreduce``, ``dense_update_s``, ``unique``) need a ``Workload``; the others serve
+    a ``ClassificationWorkload`` too (``strategies.fc``)."""
 
-    workload: Workload
+    workload: AnyWorkload
     cluster: Cluster
     options: StrategyOptions
     b: np.ndarray
