@@ -28,6 +28,10 @@ a ring shard by shard, so one shard is held at a time), finds its C / N classes'
 ``knn_candidates`` classes each (2 C/N x candidates x D FLOPs; default all C: brute force) and
 all-gathers the lists (C K int64), so every worker holds the whole graph. The rebuild is charged 1/T per
 step (its bytes and time averaged over T steps, what a long run sees).
+
+Every strategy's analytical step is a fixed chain; its closed form over an array of batch sizes
+(``_closed_form``, for ``simulator.run.closed_form``) sits beside the lowering and shares its op times
+(``fc_seconds``), buckets (``backbone_buckets``) and class ranges (``class_ranges``).
 """
 
 from __future__ import annotations
@@ -327,8 +331,8 @@ def _closed_form(strategy: str) -> Callable[[Terms], dict[str, np.ndarray]]:
         sent = []  # bytes on the wire of the workers' collectives
 
         def collective_s(op: str, size_bytes: float | np.ndarray, calls: int = 1) -> np.ndarray:
-            time_s, wire_bytes_ = t.collective(op, np.atleast_1d(size_bytes), workers)
-            sent.append(calls * wire_bytes_)
+            time_s, on_wire = t.collective(op, np.atleast_1d(size_bytes), workers)
+            sent.append(calls * on_wire)
             return time_s
 
         fc_s = sec.fc_forward + sec.softmax + sec.fc_backward
