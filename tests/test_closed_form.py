@@ -4,10 +4,14 @@ import numpy as np
 import pytest
 
 from simulator.compute.roofline import load_device
+from simulator.errors import SpecError
 from simulator.network.fabric import Fabric
+from simulator.options import FCOptions
 from simulator.run.closed_form import STRATEGIES, step_times, supports
+from simulator.run.sweep import sweep
 from simulator.run.training import make_cluster, simulate_step
-from simulator.strategies import StrategyOptions
+from simulator.strategies import REGISTRY, StrategyOptions
+from simulator.strategies.base import Cluster
 from simulator.strategies.des import DESOptions
 from simulator.strategies.ps import PSOptions
 from topologies import load_topology
@@ -20,7 +24,7 @@ H100 = load_device("h100").model_copy(update={"id_ns": 0.5, "dedup_ns": 2.0, "st
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "ps"])
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "ps" and REGISTRY[s].kind == "recommender"])
 @pytest.mark.parametrize(("workload", "des_input", "des_partial", "sets"), [
     ("dlrm-small", "gathered", "auto", []), ("fm-criteo", "gathered", "auto", []),
     ("lr-criteo", "replicated", "auto", []), ("deepfm-criteo", "gathered", "auto", []),
@@ -83,5 +87,81 @@ def test_what_the_closed_form_covers() -> None:
     assert not supports(load_workload("dlrm-small", ["ids=sampled"]), "des", "analytical")
     assert not supports(load_workload("xc-1e6"), "des", "analytical")
     cluster = make_cluster(Fabric(load_topology("leafspine16")), "tw", load_device("h100"), load_device("cpu-server"))
-    with pytest.raises(ValueError, match="closed form covers ps, des, des-rs, dp "):
+    with pytest.raises(ValueError, match="closed form covers ps, des, des-rs, dp"):
         step_times(load_workload("dlrm-small"), cluster, "tw", BATCHES)
+
+
+FC_STRATEGIES = ("dp-fc", "ps-fc", "mp-fc", "mp-fc-knn")
+# every fc option that changes the chain: buckets overlapping backward, top-k selection, fp16 on the wire, KNN
+TUNED = FCOptions(overlap=True, topk_ratio=0.01, fp16_comm=True, knn_k=5, knn_candidates=512, knn_rebuild_steps=100)
+
+
+def assert_fc_equals_engine(workload: str, cluster: Cluster, strategy: str,
+                            options: StrategyOptions) -> dict[str, np.ndarray]:
+    quick = step_times(load_workload(workload), cluster, strategy, BATCHES, options)
+    for i, b in enumerate(BATCHES):
+        summary = simulate_step(load_workload(workload, [f"batch_per_worker={b}"]), cluster, strategy, "analytical",
+                                options=options).summary
+        for key in ("step_time_s", "samples_per_s", "bytes_on_wire", "compute_s", "exposed_comm_s"):
+            assert quick[key][i] == pytest.approx(summary[key], rel=1e-9), key
+        assert quick["bytes_per_worker_mean"][i] == pytest.approx(summary["bytes_per_worker"]["mean"], rel=1e-9)
+        for role, total in summary["memory_per_device_bytes"].items():
+            assert quick[f"memory_{role}_bytes"][i] == pytest.approx(total, rel=1e-9), role
+        assert bool(quick["fits_memory"][i]) == summary["fits_memory"]
+    return quick
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("strategy", FC_STRATEGIES)
+@pytest.mark.parametrize(("workload", "fc"), [("xc-1e6", FCOptions()), ("xc-1e7", TUNED),
+                                              ("xc-1e6", FCOptions(overlap=True, bucket_bytes=10e6))])
+def test_closed_form_fc_equals_the_analytical_engine(topology: str, strategy: str, workload: str,
+                                                     fc: FCOptions) -> None:
+    """ps-fc: a co-located server per worker. 10 MB buckets all-reduced on leafspine16-oversub take longer
+    than their part of the backward (the comm stream paces the buckets); TUNED's top-k buckets take less."""
+    cluster = make_cluster(Fabric(load_topology(topology)), strategy, H100, load_device("cpu-server"))
+    options = StrategyOptions.default()
+    options.fc = fc
+    fits = assert_fc_equals_engine(workload, cluster, strategy, options)["fits_memory"]
+    assert fits[0] and not fits[-1]  # 4,096 ResNet-50 samples' activations: 410 GB
+
+
+@pytest.mark.parametrize(("placement", "servers"), [("dedicated", 1), ("colocated", 3)])
+@pytest.mark.parametrize("workload", ["xc-1e6", "classification:classes=1e8,batch_per_worker=8"])
+def test_closed_form_ps_fc_servers_equal_the_analytical_engine(placement: str, servers: int, workload: str) -> None:
+    """Few servers for many rows: their update ends the step; co-located, the critical worker is the host of
+    the largest class range (333,334 of 1e6), its compute time the worker's plus the server's update."""
+    star = Fabric(load_topology("star:hosts=8,link_gbps=800"))
+    cluster = make_cluster(star, "ps-fc", H100, load_device("cpu-server"), servers=servers, placement=placement)
+    options = StrategyOptions.default()
+    assert_fc_equals_engine(workload, cluster, "ps-fc", options)
+    summary = simulate_step(load_workload(workload), cluster, "ps-fc", "analytical").summary
+    assert summary["step_time_s"] > summary["worker_step_time_s"]["max"]
+    assert summary["critical_worker"] == (2 if placement == "colocated" else 0)
+
+
+def test_what_the_closed_form_covers_for_classification() -> None:
+    xc, dlrm = load_workload("xc-1e6"), load_workload("dlrm-small")
+    assert all(supports(xc, strategy, "analytical") for strategy in FC_STRATEGIES)
+    assert not supports(xc, "mp-fc", "flow") and not supports(xc, "ps-fc", "analytical", steps=2)
+    assert not supports(dlrm, "dp-fc", "analytical") and not supports(xc, "dp", "analytical")
+    cluster = make_cluster(Fabric(load_topology("leafspine16")), "mp-fc-knn", H100, load_device("cpu-server"))
+    options = StrategyOptions.default()
+    options.fc = FCOptions(knn_k=10)
+    with pytest.raises(SpecError, match=r"fc\.knn_k"):  # as the lowering
+        step_times(load_workload("classification:classes=10"), cluster, "mp-fc-knn", BATCHES, options)
+
+
+def test_a_sweep_evaluates_classification_points_in_closed_form() -> None:
+    spec = {"base": {"workload": "xc-1e6", "fidelity": "analytical",
+                     "topology": "dgx:nodes=2,gpus_per_node=4,nvlink_gbps=3600,nic_gbps=400,rails=true"},
+            "grid": {"strategy": list(FC_STRATEGIES), "overlap": [False, True], "workload.batch_per_worker": [16, 256]}}
+    engine, quick = sweep(spec, jobs=1), sweep({**spec, "closed_form": True}, jobs=1)
+    assert (quick.evaluation == "closed form").all() and (engine.evaluation == "engine").all()
+    assert (quick.error == "").all() and (engine.error == "").all()
+    for column in ("step_time_s", "samples_per_s", "bytes_on_wire", "bytes_per_worker_mean", "compute_s",
+                   "exposed_comm_s", "memory_worker_bytes", "memory_server_bytes"):
+        expected = engine[column].to_numpy(float)
+        assert quick[column].to_numpy(float) == pytest.approx(expected, rel=1e-9, nan_ok=True), column
+    for column in ("key", "fits_memory", "servers", "workers", "model"):
+        assert quick[column].tolist() == engine[column].tolist(), column

@@ -15,7 +15,7 @@ from simulator.run.closed_form import STRATEGIES, step_times
 from simulator.run.jobs import simulate_jobs
 from simulator.run.sweep import sweep
 from simulator.run.training import make_cluster, simulate_step
-from simulator.strategies import StrategyOptions
+from simulator.strategies import REGISTRY, StrategyOptions
 from simulator.strategies.fc import FCOptions
 from workloads import ClassificationWorkload, load_workload
 
@@ -192,9 +192,10 @@ def test_trace_takes_precision(capsys, tmp_path) -> None:
 def test_closed_form_equals_the_engine_at_every_precision(strategy: str, numerics: list[str]) -> None:
     cluster = make_cluster(Fabric(star_graph(8)), strategy, load_device("h100"), load_device("cpu-server"))
     batches = np.array([64, 2048])
-    quick = step_times(load_workload("dlrm-small", numerics), cluster, strategy, batches)
+    workload = "dlrm-small" if REGISTRY[strategy].kind == "recommender" else "xc-1e6"
+    quick = step_times(load_workload(workload, numerics), cluster, strategy, batches)
     for i, b in enumerate(batches):
-        summary = simulate_step(load_workload("dlrm-small", [*numerics, f"batch_per_worker={b}"]), cluster,
+        summary = simulate_step(load_workload(workload, [*numerics, f"batch_per_worker={b}"]), cluster,
                                 strategy, "analytical").summary
         for key in ("step_time_s", "bytes_on_wire", "compute_s"):
             assert quick[key][i] == pytest.approx(summary[key], rel=1e-9), key

@@ -24,9 +24,10 @@ swept keys), the step summary's scalars (``results.tables.flat_summary``) and ``
 reason the point is invalid: an invalid point does not stop the others). Points run at ``fidelity: auto`` unless
 they say otherwise, as commands do: each row's ``fidelity`` is the one it ran at, and ``fidelity_reason`` why.
 
-With ``closed_form: true`` the points the closed form covers (``simulator.run.closed_form``: des, des-rs, dp and
-synchronous ps, at ``fidelity: analytical``, expected IDs, maxmin sharing) are evaluated together, one numpy
-evaluation per group of points that differ only in ``workload.batch_per_worker``; their rows (``evaluation``:
+With ``closed_form: true`` the points the closed form covers (``simulator.run.closed_form``: des, des-rs, dp
+and synchronous ps with expected IDs, dp-fc, ps-fc, mp-fc and mp-fc-knn; at ``fidelity: analytical``, maxmin
+sharing) are evaluated together, one numpy evaluation per group of points that differ only in
+``workload.batch_per_worker``; their rows (``evaluation``:
 ``closed form``) hold the step time, samples/s, bytes on the wire and per worker (mean), compute, exposed
 communication and memory, equal to the engine's. Other points run on the engine (``evaluation``: ``engine``).
 
@@ -240,6 +241,7 @@ def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[st
     """Rows of the points the closed form covers (``simulator.run.closed_form``), one evaluation per group of
     points that differ only in their batch size; and the points left for the engine."""
     from simulator.run.closed_form import step_times, supports
+    from simulator.strategies import needs_servers
 
     groups: dict[str, list[tuple[int, dict, dict]]] = {}
     for point in points:
@@ -266,10 +268,11 @@ def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[st
                      for i, params, inputs in group]
             continue
         summary = workload.name, workload.model, str(cluster.fabric.graph.graph.get("spec", "custom"))
+        servers = len(cluster.servers) if needs_servers(strategy) else 0
         for j, (index, params, inputs) in enumerate(group):
             row = {"strategy": strategy, "workload": summary[0], "model": summary[1], "topology": summary[2],
-                   "fidelity": "analytical", "fidelity_reason": "requested", "workers": cluster.n_workers, "servers": 0,
-                   "batch_per_worker": int(batches[j]), "steps": 1,
+                   "fidelity": "analytical", "fidelity_reason": "requested", "workers": cluster.n_workers,
+                   "servers": servers, "batch_per_worker": int(batches[j]), "steps": 1,
                    **{k: v[j].item() for k, v in values.items()}}
             rows.append({"run": index, "key": run_key(params), **inputs, "evaluation": "closed form",
                          **{k: v for k, v in row.items() if k not in inputs}, "error": ""})

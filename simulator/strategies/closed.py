@@ -18,11 +18,11 @@ import numpy as np
 from simulator.collectives.algorithms import pipeline_chunks
 from simulator.collectives.tuner import candidate_algorithms, profiled
 from simulator.compute import roofline
-from simulator.compute.roofline import Device, fits
+from simulator.compute.roofline import Device
 from simulator.options import StrategyOptions
 from simulator.strategies.base import Cluster, whole_nodes
 from simulator.strategies.costs import dense_flops_per_sample, dense_kernels, dtype
-from workloads import Workload
+from workloads import AnyWorkload
 from workloads.ids import expected_unique
 
 
@@ -30,9 +30,11 @@ from workloads.ids import expected_unique
 class Terms:
     """A step's common terms per batch size ``b`` (samples per worker): bytes per stored value ``s`` and per
     value on the wire ``wire``, IDs looked up per table (``lookups``, configs x tables), the host's time per
-    step, and (cached) the dense part's all-reduce and update."""
+    step, and (cached) the dense part's all-reduce and update. The recommender's terms (``lookups``,
+    ``dense_pass_s``, ``dense_allreduce``, ``dense_update_s``, ``unique``) need a ``Workload``; the others serve
+    a ``ClassificationWorkload`` too (``strategies.fc``)."""
 
-    workload: Workload
+    workload: AnyWorkload
     cluster: Cluster
     options: StrategyOptions
     b: np.ndarray
@@ -111,11 +113,9 @@ class Terms:
 
 
 def memory_fits(device: Device, parts: dict[str, float | np.ndarray], b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Total bytes and whether they fit ``device``, per batch size."""
+    """Total bytes and whether they fit ``device`` (``roofline.fits``' test: total <= capacity), per batch size."""
     total = sum(np.broadcast_to(v, b.shape) for v in parts.values())
-    fitting = np.array([fits(device, {k: float(np.broadcast_to(v, b.shape)[i]) for k, v in parts.items()})[0]
-                        for i in range(len(b))])
-    return total, fitting
+    return total, total <= device.mem_capacity_bytes
 
 
 def collective_s(cluster: Cluster, op: str, sizes: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

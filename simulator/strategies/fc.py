@@ -28,20 +28,28 @@ a ring shard by shard, so one shard is held at a time), finds its C / N classes'
 ``knn_candidates`` classes each (2 C/N x candidates x D FLOPs; default all C: brute force) and
 all-gathers the lists (C K int64), so every worker holds the whole graph. The rebuild is charged 1/T per
 step (its bytes and time averaged over T steps, what a long run sees).
+
+Every strategy's analytical step is a fixed chain; its closed form over an array of batch sizes
+(``_closed_form``, for ``simulator.run.closed_form``) sits beside the lowering and shares its op times
+(``fc_seconds``), buckets (``backbone_buckets``) and class ranges (``class_ranges``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from simulator.compute import roofline
+from simulator.compute.roofline import Device
 from simulator.core.stepgraph import StepGraph
 from simulator.errors import SpecError
 from simulator.options import FCOptions, StrategyOptions
 from simulator.strategies.base import Cluster, Lowered, Strategy, collective, exchange, host_op
+from simulator.strategies.closed import Terms, memory_fits
 from workloads.classification import ClassificationWorkload
 from workloads.ids import expected_unique
 
@@ -59,21 +67,106 @@ def wire_bytes(workload: ClassificationWorkload, options: FCOptions) -> int:
     return 2 if options.fp16_comm else workload.comm_bytes
 
 
-def active_classes(workload: ClassificationWorkload, workers: int, knn_k: int) -> float:
-    """Expected classes a KNN-softmax step scores over all workers: distinct among B (K + 1) uniform draws."""
-    return expected_unique(workload.classes, workers * workload.batch_per_worker * (knn_k + 1))
+def active_classes(workload: ClassificationWorkload, samples: float | np.ndarray, knn_k: int) -> float | np.ndarray:
+    """Expected classes a KNN-softmax step scores over all workers: distinct among ``samples`` (B, the global
+    batch; an array: one per batch size) x (K + 1) uniform draws."""
+    draws = np.asarray(samples, dtype=np.float64) * (knn_k + 1)
+    return np.array([expected_unique(workload.classes, x) for x in draws.ravel()]).reshape(draws.shape)[()]
 
 
-def scored_by_worker(workload: ClassificationWorkload, strategy: str, workers: int,
-                     options: FCOptions) -> tuple[float, float]:
+def scored_by_worker(workload: ClassificationWorkload, strategy: str, workers: int, options: FCOptions,
+                     batch_per_worker: float | np.ndarray | None = None) -> tuple[float | np.ndarray, ...]:
     """(samples, classes) one worker scores per step: its batch against all C (``dp-fc``, ``ps-fc``), the
-    global batch against its C / N classes (``mp-fc``) or its share A / N of the active ones (``mp-fc-knn``)."""
+    global batch against its C / N classes (``mp-fc``) or its share A / N of the active ones (``mp-fc-knn``);
+    ``batch_per_worker`` b defaults to the workload's (an array: one per batch size)."""
+    b = workload.batch_per_worker if batch_per_worker is None else batch_per_worker
     if strategy in ("dp-fc", "ps-fc"):
-        return workload.batch_per_worker, float(workload.classes)
-    big_b = workers * workload.batch_per_worker
+        return b, float(workload.classes)
+    big_b = workers * b
     if strategy == "mp-fc-knn":
-        return big_b, active_classes(workload, workers, options.knn_k) / workers
+        return big_b, active_classes(workload, big_b, options.knn_k) / workers
     return big_b, workload.classes / workers
+
+
+@dataclass(frozen=True)
+class FCSeconds:
+    """One worker's compute ops in a step (s; scalars, or arrays over batch sizes): the backbone's forward
+    and backward, the FC layer's, the softmax's passes over the logits, the update (backbone and the FC rows
+    scored) and ``mp-fc-knn``'s neighbour search (a rebuild's, 1/T per step; 0 otherwise)."""
+
+    backbone_forward: float | np.ndarray
+    backbone_backward: float | np.ndarray
+    fc_forward: float | np.ndarray
+    fc_backward: float | np.ndarray
+    softmax: float | np.ndarray
+    update: float | np.ndarray
+    search: float
+
+
+def fc_seconds(workload: ClassificationWorkload, device: Device, strategy: str, workers: int, options: FCOptions,
+               batch_per_worker: float | np.ndarray) -> FCSeconds:
+    """The compute ops of one worker's step by the roofline model, at batch size(s) ``batch_per_worker``."""
+    b, s, d, c = batch_per_worker, workload.dtype_bytes, workload.feature_dim, workload.classes
+    a, dtype = workload.activation_value_bytes, workload.compute_dtype
+    samples, scored = scored_by_worker(workload, strategy, workers, options, b)  # the rows scored are updated
+    logits = samples * scored
+    fc_flops = 2.0 * samples * d * scored
+    fc_act = samples * d * a + logits * s  # features read, logits written
+    # activation traffic: each kept activation is written by its layer and read by the next
+    bb_flops = b * workload.backbone_flops_per_sample
+    bb_act = ACTIVATION_TRAFFIC * b * workload.activation_bytes_per_sample
+    search_s = 0.0
+    if strategy == "mp-fc-knn":  # search this worker's classes' neighbours among the candidates, 1/T per step
+        candidates = min(c, options.knn_candidates or c)
+        search_s = roofline.op_time_s(device, 2.0 * (c / workers) * candidates * d, c * d * s, dtype)
+        search_s = search_s / options.knn_rebuild_steps
+    return FCSeconds(
+        backbone_forward=roofline.dense_forward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype),
+        backbone_backward=roofline.dense_backward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype),
+        fc_forward=roofline.dense_forward_s(device, fc_flops, scored * d * s, fc_act, dtype),
+        fc_backward=roofline.dense_backward_s(device, fc_flops, scored * d * s, fc_act, dtype),
+        softmax=roofline.op_time_s(device, 0.0, SOFTMAX_PASSES * logits * s),
+        update=roofline.dense_update_s(device, workload.backbone_params + scored * d, s, workload.optimizer_slots),
+        search=search_s)
+
+
+class Buckets(NamedTuple):
+    """How the backbone's gradient is reduced: ``count`` buckets (1 without overlap), each a collective ``op``
+    of ``size_bytes`` in ``category``, after a top-k selection of ``select_s`` seconds (0: none, all-reduced)."""
+
+    count: int
+    category: str
+    op: str
+    size_bytes: float
+    select_s: float
+
+
+def backbone_buckets(workload: ClassificationWorkload, device: Device, workers: int, options: FCOptions,
+                     wire: int) -> Buckets:
+    """The backbone gradient's buckets: ``bucket_bytes`` each on the wire with ``overlap``, else one; all-reduced
+    (``wire`` bytes per value), or with ``topk_ratio`` < 1 each worker's top ceil(ratio x values) all-gathered
+    with int32 indices after a selection pass (read and write the bucket's values)."""
+    total_bytes = workload.backbone_params * wire
+    count = max(1, math.ceil(total_bytes / options.bucket_bytes)) if options.overlap else 1
+    values = workload.backbone_params / count
+    if options.topk_ratio < 1:
+        sent = math.ceil(options.topk_ratio * values) * (wire + INDEX_BYTES)
+        return Buckets(count, "backbone.topk", "allgather", workers * sent,
+                       roofline.op_time_s(device, 0.0, 2 * values * workload.dtype_bytes))
+    return Buckets(count, "backbone.allreduce", "allreduce", values * wire, 0.0)
+
+
+def class_ranges(classes: int, servers: int) -> np.ndarray:
+    """Classes (FC rows) each of ``servers`` PS servers holds: contiguous ranges of whole classes."""
+    if servers < 1:
+        raise ValueError("the ps-fc strategy needs at least one server")
+    return np.diff(classes * np.arange(servers + 1) // servers).astype(np.float64)
+
+
+def server_update_s(workload: ClassificationWorkload, cluster: Cluster, row_share: np.ndarray) -> np.ndarray:
+    """Each ``ps-fc`` server's update (s): the N workers' gradients of its ``row_share`` rows applied on its CPU."""
+    return roofline.ps_server_update_s(cluster.server_device or cluster.device, row_share * cluster.n_workers,
+                                       workload.feature_dim * workload.dtype_bytes, workload.optimizer_slots)
 
 
 def check_options(workload: ClassificationWorkload, options: FCOptions) -> None:
@@ -88,36 +181,14 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
     opts = options or FCOptions()
     check_options(workload, opts)
     workers, device = cluster.workers, cluster.device
-    n, b, s = len(workers), workload.batch_per_worker, workload.dtype_bytes
-    d, c, a = workload.feature_dim, workload.classes, workload.activation_value_bytes
+    n, b = len(workers), workload.batch_per_worker
+    d, c = workload.feature_dim, workload.classes
     big_b, wire = n * b, wire_bytes(workload, opts)
-    dtype = workload.compute_dtype
     servers = cluster.servers if strategy == "ps-fc" else np.zeros(0, dtype=np.int64)
-    if strategy == "ps-fc" and not len(servers):
-        raise ValueError("the ps-fc strategy needs at least one server")
+    row_share = class_ranges(c, len(servers)) if strategy == "ps-fc" else np.zeros(0)
     graph = StepGraph(cluster.fabric.n_hosts, workers, servers, steps)
-
-    samples, scored = scored_by_worker(workload, strategy, n, opts)  # the rows scored are the rows updated
-    logits = samples * scored
-    fc_flops = 2.0 * samples * d * scored
-    fc_act = samples * d * a + logits * s  # features read, logits written
-    fc_fwd_s = roofline.dense_forward_s(device, fc_flops, scored * d * s, fc_act, dtype)
-    fc_bwd_s = roofline.dense_backward_s(device, fc_flops, scored * d * s, fc_act, dtype)
-    softmax_s = roofline.op_time_s(device, 0.0, SOFTMAX_PASSES * logits * s)
-    # activation traffic: each kept activation is written by its layer and read by the next
-    bb_flops = b * workload.backbone_flops_per_sample
-    bb_act = ACTIVATION_TRAFFIC * b * workload.activation_bytes_per_sample
-    bb_fwd_s = roofline.dense_forward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
-    bb_bwd_s = roofline.dense_backward_s(device, bb_flops, workload.backbone_bytes, bb_act, dtype)
-    update_s = roofline.dense_update_s(device, workload.backbone_params + scored * d, s, workload.optimizer_slots)
-    rebuild_s = 0.0
-    if strategy == "mp-fc-knn":  # search this worker's classes' neighbours among the candidates, 1/T per step
-        candidates = min(c, opts.knn_candidates or c)
-        search_s = roofline.op_time_s(device, 2.0 * (c / n) * candidates * d, c * d * s, dtype)
-        rebuild_s = search_s / opts.knn_rebuild_steps
-
+    sec = fc_seconds(workload, device, strategy, n, opts, b)
     p = len(servers)
-    row_share = np.diff(c * np.arange(p + 1) // p).astype(np.float64) if p else np.zeros(0)  # class ranges
     previous_update: tuple[int, ...] = ()
     p2p = cluster.collective_costs.get("p2p")
     for k in range(steps):
@@ -130,28 +201,29 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
         if strategy == "mp-fc-knn":
             rebuild = collective(graph, cluster, "knn.rebuild", "allgather",
                                  c * d * wire / opts.knn_rebuild_steps, workers, (), k, name="knn.weights")
-            search = graph.compute("knn.search", "compute.knn", workers, rebuild_s, deps=rebuild, step=k)
+            search = graph.compute("knn.search", "compute.knn", workers, sec.search, deps=rebuild, step=k)
             deps = collective(graph, cluster, "knn.rebuild", "allgather",
                               c * opts.knn_k * NEIGHBOUR_BYTES / opts.knn_rebuild_steps, workers, (search,), k,
                               name="knn.graph")
-        features = (graph.compute("backbone.forward", "compute.forward", workers, bb_fwd_s, deps=deps, step=k),)
+        features = (graph.compute("backbone.forward", "compute.forward", workers, sec.backbone_forward, deps=deps,
+                                  step=k),)
         if strategy in ("mp-fc", "mp-fc-knn"):
             labels = collective(graph, cluster, "fc.labels", "allgather", big_b * LABEL_BYTES, workers, (), k)
             features = collective(graph, cluster, "fc.features", "allgather", big_b * d * wire, workers,
                                   features, k) + labels
-        fc = graph.compute("fc.forward", "compute.forward", workers, fc_fwd_s, deps=features, step=k)
+        fc = graph.compute("fc.forward", "compute.forward", workers, sec.fc_forward, deps=features, step=k)
         if strategy in ("mp-fc", "mp-fc-knn"):
             row_max = collective(graph, cluster, "fc.softmax", "allreduce", big_b * SOFTMAX_BYTES, workers,
                                  (fc,), k, name="fc.softmax.max")
             row_sum = collective(graph, cluster, "fc.softmax", "allreduce", big_b * SOFTMAX_BYTES, workers,
-                                 (graph.compute("softmax.exp", "compute.forward", workers, softmax_s, deps=row_max,
+                                 (graph.compute("softmax.exp", "compute.forward", workers, sec.softmax, deps=row_max,
                                                 step=k),), k, name="fc.softmax.sum")
-            fc_bwd = graph.compute("fc.backward", "compute.backward", workers, fc_bwd_s, deps=row_sum, step=k)
+            fc_bwd = graph.compute("fc.backward", "compute.backward", workers, sec.fc_backward, deps=row_sum, step=k)
             grads = collective(graph, cluster, "fc.feature_grad", "reducescatter", big_b * d * wire, workers,
                                (fc_bwd,), k)
         else:
-            grads = (graph.compute("fc.backward", "compute.backward", workers, softmax_s + fc_bwd_s, deps=(fc,),
-                                   step=k),)
+            grads = (graph.compute("fc.backward", "compute.backward", workers, sec.softmax + sec.fc_backward,
+                                   deps=(fc,), step=k),)
         fc_reduced = grads
         if strategy == "dp-fc":
             fc_reduced = collective(graph, cluster, "fc.allreduce", "allreduce", c * d * wire, workers, grads, k)
@@ -159,13 +231,12 @@ def lower_fc(workload: ClassificationWorkload, cluster: Cluster, strategy: str, 
             src, dst = np.tile(workers, p), np.repeat(servers, n)
             fc_reduced = exchange(graph, "fc.push", "fc.push", src, dst, np.repeat(row_share * d * wire, n), grads, k,
                                   cost=p2p)
-        reduced = _backbone_reduction(graph, cluster, workload, opts, bb_bwd_s, wire, grads, k)
-        graph.compute("update", "compute.update", workers, update_s,
+        reduced = _backbone_reduction(graph, cluster, workload, opts, sec.backbone_backward, wire, grads, k)
+        graph.compute("update", "compute.update", workers, sec.update,
                       deps=reduced + (fc_reduced if strategy != "ps-fc" else ()), step=k)
         if strategy == "ps-fc":  # servers apply the N workers' gradients of their rows
-            server_s = roofline.ps_server_update_s(cluster.server_device or device, row_share * n, d * s,
-                                                  workload.optimizer_slots)
-            previous_update = (graph.compute("server.update", "server.update", servers, server_s,
+            previous_update = (graph.compute("server.update", "server.update", servers,
+                                             server_update_s(workload, cluster, row_share),
                                              deps=fc_reduced, step=k, stream="server", role="server"),)
     return Lowered(graph, fc_memory(workload, strategy, n, p, opts))
 
@@ -175,29 +246,23 @@ def _backbone_reduction(graph: StepGraph, cluster: Cluster, workload: Classifica
     """The backbone's backward and the reduction of its gradient, in buckets when overlapping; returns the
     ops the update waits for."""
     workers = cluster.workers
-    total_bytes = workload.backbone_params * wire
-    buckets = max(1, math.ceil(total_bytes / opts.bucket_bytes)) if opts.overlap else 1
-    n, done = len(workers), []
-    for _ in range(buckets):
-        part = graph.compute("backbone.backward", "compute.backward", workers, backward_s / buckets, deps=deps,
+    buckets = backbone_buckets(workload, cluster.device, len(workers), opts, wire)
+    done = []
+    for _ in range(buckets.count):
+        part = graph.compute("backbone.backward", "compute.backward", workers, backward_s / buckets.count, deps=deps,
                              step=step)
-        deps = (part,)
-        values = workload.backbone_params / buckets
-        if opts.topk_ratio < 1:
-            select = graph.compute("topk.select", "compute.topk", workers,
-                                   roofline.op_time_s(cluster.device, 0.0, 2 * values * workload.dtype_bytes),
-                                   deps=(part,), step=step)
-            sent = math.ceil(opts.topk_ratio * values) * (wire + INDEX_BYTES)
-            done += collective(graph, cluster, "backbone.topk", "allgather", n * sent, workers, (select,), step)
-        else:
-            done += collective(graph, cluster, "backbone.allreduce", "allreduce", values * wire, workers, (part,),
-                               step)
+        deps = ready = (part,)
+        if buckets.select_s:
+            ready = (graph.compute("topk.select", "compute.topk", workers, buckets.select_s, deps=(part,),
+                                   step=step),)
+        done += collective(graph, cluster, buckets.category, buckets.op, buckets.size_bytes, workers, ready, step)
     return tuple(done) or deps
 
 
-def fc_memory(workload: ClassificationWorkload, strategy: str, workers: int, servers: int,
-              options: FCOptions) -> dict[str, dict[str, float]]:
-    """Bytes per device by component: a worker's (and a PS server's host DRAM for ``ps-fc``).
+def fc_memory(workload: ClassificationWorkload, strategy: str, workers: int, servers: int, options: FCOptions,
+              batch_per_worker: float | np.ndarray | None = None) -> dict[str, dict[str, float | np.ndarray]]:
+    """Bytes per device by component: a worker's (and a PS server's host DRAM for ``ps-fc``), at the
+    workload's batch size or ``batch_per_worker`` (an array: one per batch size).
 
     ``backbone``: weights, gradients, optimizer state; ``activations``: the backbone's, for backward; ``fc``:
     the FC rows held (with gradients and optimizer state where they are updated); ``logits``: the scores
@@ -207,9 +272,10 @@ def fc_memory(workload: ClassificationWorkload, strategy: str, workers: int, ser
     per value (fp32 masters under mixed precision); activations and features ``activation_value_bytes``.
     """
     s, slots, d, c = workload.dtype_bytes, workload.optimizer_slots, workload.feature_dim, workload.classes
-    samples, scored = scored_by_worker(workload, strategy, workers, options)
+    b = workload.batch_per_worker if batch_per_worker is None else batch_per_worker
+    samples, scored = scored_by_worker(workload, strategy, workers, options, b)
     worker = {"backbone": workload.backbone_bytes * (2 + slots),
-              "activations": workload.batch_per_worker * workload.activation_bytes_per_sample,
+              "activations": b * workload.activation_bytes_per_sample,
               "logits": samples * scored * s}
     if strategy == "dp-fc":
         worker["fc"] = c * d * s * (2 + slots)
@@ -233,8 +299,122 @@ def _lower(strategy: str) -> Callable[..., Lowered]:
     return lower
 
 
+def _overlap_s(start: np.ndarray, end: np.ndarray, other_start: np.ndarray, other_end: np.ndarray) -> np.ndarray:
+    """Length (s) of the intersection of intervals [start, end] and [other_start, other_end], elementwise."""
+    return np.maximum(0.0, np.minimum(end, other_end) - np.maximum(start, other_start))
+
+
+def _closed_form(strategy: str) -> Callable[[Terms], dict[str, np.ndarray]]:
+    def closed_form(t: Terms) -> dict[str, np.ndarray]:
+        """One step per batch size b. Per worker: host time H, backbone forward F and backward G, FC forward
+        f and backward g, the softmax's passes m, the update u (``fc_seconds``); T_x a collective or
+        exchange x. The FC part's backward ends at e, and the comm stream is free again at c:
+
+        - ``dp-fc``: ``e = H + F + f + m + g``, then the FC gradient's all-reduce: ``c = e + T_fc``;
+        - ``ps-fc``: ``e = max(H, T_pull) + F + f + m + g``, then the push: ``c = e + T_push``;
+        - ``mp-fc``: ``e = max(T_labels, H + F) + T_features + f + T_max + m + T_sum + g + T_grad``, ``c = e``;
+        - ``mp-fc-knn``: the rebuild first, ``r = max(H, T_weights) + search + T_graph`` (labels wait for it on
+          the comm stream, the forward on the compute stream), then ``e = r + max(T_labels, F) + T_features +
+          ...`` as ``mp-fc``, ``c = e``.
+
+        The backbone's k buckets (``backbone_buckets``; 1 without overlap) each take p = G / k (plus a top-k
+        selection q) on the compute stream, then their reduction R in order on the comm stream:
+        ``reduced = max(c + k R, e + p + k R, e + k p + R)`` (the chain ``c_i = max(c_{i-1}, e + i p) + R`` is
+        linear in i), and ``step = reduced + u``. ``ps-fc``'s servers apply their rows' gradients (S_j) after the
+        push, on their own stream: ``step = max(reduced + u, e + T_push + max_j S_j)``; a co-located server's
+        update counts in its host's compute time where the worker's compute does not cover it."""
+        w, cluster, opts, b = t.workload, t.cluster, t.options.fc, t.b
+        check_options(w, opts)
+        workers, n, d, c = cluster.workers, t.n, w.feature_dim, w.classes
+        wire, big_b = wire_bytes(w, opts), t.n * b
+        sec = fc_seconds(w, t.device, strategy, n, opts, b)
+        sent = []  # bytes on the wire of the workers' collectives
+
+        def collective_s(op: str, size_bytes: float | np.ndarray, calls: int = 1) -> np.ndarray:
+            time_s, on_wire = t.collective(op, np.atleast_1d(size_bytes), workers)
+            sent.append(calls * on_wire)
+            return time_s
+
+        fc_s = sec.fc_forward + sec.softmax + sec.fc_backward
+        exchanged = traffic = 0.0  # ps-fc: bytes pulled and pushed; their bytes sent plus received by workers
+        if strategy == "dp-fc":
+            fc_end = t.host_s + sec.backbone_forward + fc_s
+            comm_free = fc_end + collective_s("allreduce", c * d * wire)
+        elif strategy == "ps-fc":  # message i: server i // N <-> worker i % N, its class range's rows
+            servers = cluster.servers
+            row_share = class_ranges(c, len(servers))
+            src, dst = np.repeat(servers, n), np.tile(workers, len(servers))
+            sizes = np.repeat(row_share * d * wire, n)
+            keep = (sizes > 0) & (src != dst)
+            src, dst, sizes = src[keep], dst[keep], sizes[keep]
+            pull_s = t.exchange_time_s(src, dst, sizes) if keep.any() else 0.0
+            push_s = t.exchange_time_s(dst, src, sizes) if keep.any() else 0.0
+            exchanged = 2 * sizes.sum()
+            traffic = 2 * (sizes * (np.isin(src, workers).astype(float) + np.isin(dst, workers))).sum()
+            fc_end = np.maximum(t.host_s, pull_s) + sec.backbone_forward + fc_s
+            comm_free = fc_end + push_s
+        else:
+            comm_start, forward_start = 0.0, t.host_s  # when the labels' all-gather and the forward may start
+            if strategy == "mp-fc-knn":  # both wait for the rebuild
+                weights_s = collective_s("allgather", c * d * wire / opts.knn_rebuild_steps)
+                comm_start = forward_start = (np.maximum(t.host_s, weights_s) + sec.search + collective_s(
+                    "allgather", c * opts.knn_k * NEIGHBOUR_BYTES / opts.knn_rebuild_steps))
+            features_at = np.maximum(comm_start + collective_s("allgather", big_b * LABEL_BYTES),
+                                     forward_start + sec.backbone_forward)
+            fc_end = (features_at + collective_s("allgather", big_b * d * wire) + fc_s
+                      + collective_s("allreduce", big_b * SOFTMAX_BYTES, calls=2) * 2
+                      + collective_s("reducescatter", big_b * d * wire))
+            comm_free = fc_end
+        buckets = backbone_buckets(w, t.device, n, opts, wire)
+        bucket_s = collective_s(buckets.op, buckets.size_bytes, buckets.count)
+        per_bucket = sec.backbone_backward / buckets.count + buckets.select_s
+        reduced = np.maximum.reduce([comm_free + buckets.count * bucket_s,
+                                     fc_end + per_bucket + buckets.count * bucket_s,
+                                     fc_end + buckets.count * per_bucket + bucket_s])
+        worker_end = reduced + sec.update
+        busy = (t.host_s + sec.search + sec.backbone_forward + fc_s + sec.backbone_backward
+                + buckets.count * buckets.select_s + sec.update)
+        reduced_wire = sum(sent)
+        memory = fc_memory(w, strategy, n, len(cluster.servers) if strategy == "ps-fc" else 0, opts, b)
+        figures = t.result(np.broadcast_to(worker_end, b.shape), np.broadcast_to(busy, b.shape),
+                           np.broadcast_to(reduced_wire + exchanged, b.shape), memory["worker"],
+                           np.broadcast_to((2 * reduced_wire + traffic) / n, b.shape))
+        if strategy == "ps-fc":
+            figures.update(_ps_servers(t, memory["server"], fc_end + push_s, fc_end, fc_end + buckets.count
+                                       * per_bucket, reduced, worker_end, busy, figures["fits_memory"]))
+        return figures
+
+    return closed_form
+
+
+def _ps_servers(t: Terms, memory: dict[str, float], pushed: np.ndarray, backward_start: np.ndarray,
+                backward_end: np.ndarray, update_start: np.ndarray, worker_end: np.ndarray, busy: np.ndarray,
+                fits_memory: np.ndarray) -> dict[str, np.ndarray]:
+    """``ps-fc``'s figures that its servers change, per batch size: the step (a server's update may end
+    last), and the critical worker's compute and exposed communication. The critical worker is the first
+    host ending last; on a host holding server j, its update [pushed, pushed + S_j] adds the part the worker's
+    compute ([backward_start, backward_end] and the update [update_start, worker_end]) does not cover."""
+    cluster = t.cluster
+    workers, servers = cluster.workers, cluster.servers
+    update_s = server_update_s(t.workload, cluster, class_ranges(t.workload.classes, len(servers)))
+    hosted = np.zeros(len(workers))  # per worker: the update of the server on its host
+    on_worker = np.isin(servers, workers)
+    order = np.argsort(workers)
+    hosted[order[np.searchsorted(workers, servers[on_worker], sorter=order)]] = update_s[on_worker]
+    ends = np.maximum(worker_end[:, None], pushed[:, None] + hosted[None, :])
+    critical = np.argmax(ends, axis=1)
+    own = hosted[critical]
+    compute_s = busy + own - _overlap_s(pushed, pushed + own, backward_start, backward_end) - _overlap_s(
+        pushed, pushed + own, update_start, worker_end)
+    server_total, server_fits = memory_fits(cluster.server_device or cluster.device, memory, t.b)
+    step = np.maximum(worker_end, pushed + update_s.max())
+    return {"step_time_s": step, "samples_per_s": t.n * t.b / step, "compute_s": compute_s,
+            "exposed_comm_s": ends[np.arange(len(t.b)), critical] - compute_s,
+            "memory_server_bytes": server_total, "fits_memory": fits_memory & server_fits}
+
+
 STRATEGIES = tuple(Strategy(name, description, "classification", _lower(name), needs_servers=name == "ps-fc",
-                            options="fc") for name, description in (
+                            options="fc", closed_form=_closed_form(name)) for name, description in (
     ("dp-fc", "extreme classification: FC replicated, its gradient all-reduced"),
     ("ps-fc", "extreme classification: FC rows on parameter servers, pulled and pushed every step"),
     ("mp-fc", "extreme classification: FC sharded by class, features all-gathered, distributed softmax"),
