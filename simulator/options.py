@@ -22,6 +22,7 @@ MAX_BUDGET_S = 86_400.0
 PARTIALS = ("fields", "first-layer", "auto")  # DES's partial sums (``strategies.des``)
 NetworkModelName = Literal["maxmin", "cm02", "lv08"]  # how flows share links (``network.models.MODELS``)
 DEFAULT_NETWORK_MODEL: NetworkModelName = "maxmin"
+EcmpName = Literal["hash", "dmodk"]  # how a multi-way hop picks its next hop (``network.fabric.Fabric``)
 
 
 class PSOptions(BaseModel):

@@ -38,7 +38,7 @@ from simulator.core.stragglers import slow_down, slowdown_factors
 from simulator.errors import SpecError, from_validation, read_mapping
 from simulator.network import DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE, make_network
 from simulator.network.fabric import Fabric
-from simulator.options import NetworkModelName
+from simulator.options import EcmpName, NetworkModelName
 from simulator.run.spec import RunSpec
 from simulator.run.training import StepReport, step_report
 from simulator.strategies import lower, needs_servers
@@ -95,6 +95,7 @@ class JobsSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     topology: str = Field(description="every job's topology: a preset, file or builder string")
     faults: list[str] = Field(default_factory=list, description="link faults, as --fault")
+    ecmp: EcmpName = Field("hash", description="equal-cost next hop, as --ecmp")
     fidelity: str = Field("flow", description="flow (only the flow level shares links between jobs)")
     rate_tolerance: float = Field(DEFAULT_RATE_TOLERANCE, ge=0.0, le=MAX_RATE_TOLERANCE,
                                   description="as --rate-tolerance")
@@ -184,7 +185,7 @@ class _Job:
     lowered: Lowered
 
 
-SHARED = ("topology", "faults", "fidelity", "network_model", "rate_tolerance")  # the file's, not a job's
+SHARED = ("topology", "faults", "ecmp", "fidelity", "network_model", "rate_tolerance")  # the file's, not a job's
 NOT_IN_JOBS = {"placement": "servers sit on the job's own hosts", "rank_devices": "give each job its own device"}
 
 
@@ -253,7 +254,7 @@ def simulate_jobs(spec: str | Path | dict | JobsSpec,
     """Run the jobs together on one network and each alone on its own (see the module's docstring).
     ``progress(label, done, total)`` follows each run's (op, rank) pairs."""
     spec = load_jobs(spec)
-    fabric = Fabric(apply_faults(load_topology(spec.topology), spec.faults))
+    fabric = Fabric(apply_faults(load_topology(spec.topology), spec.faults), ecmp=spec.ecmp)
     placed = place(spec, fabric.n_hosts)
     jobs = [_prepare(i, job, fabric, hosts) for i, (job, hosts) in enumerate(zip(spec.jobs, placed, strict=True))]
 

@@ -36,6 +36,7 @@ from simulator.options import (
     MAX_RATE_TOLERANCE,
     MAX_STEPS,
     DESOptions,
+    EcmpName,
     FCOptions,
     NetworkModelName,
     PSOptions,
@@ -68,6 +69,9 @@ class RunSpec(BaseModel):
         "link fault SRC-DST=FACTOR: keep FACTOR of the bandwidth, 0 or fail = failed and rerouted around "
         "(fnmatch patterns, SRC>DST one way, ,fraction=F,seed=S a random share of the matches; repeatable)"),
         json_schema_extra={"cli": "--fault"})
+    ecmp: EcmpName = Field("hash", description=(
+        "equal-cost next hop: hash (per flow, as Ethernet/RoCE ECMP) | dmodk (fat-tree static routing, as "
+        "InfiniBand's: no collisions for permutations and all-to-all; flow level runs far faster)"))
     strategy: str | None = Field(None, description=(
         "ps | des | des-rs | des-a2a | dp | tw | cw | rw | twrw; for extreme classification dp-fc | ps-fc | mp-fc | "
         "mp-fc-knn (default: des, or mp-fc-knn)"))
@@ -305,7 +309,7 @@ def resolve(spec: RunSpec, device_changes: Mapping[str, Any] | None = None) -> S
     if spec.calibration:
         profile = load_calibration(spec.calibration)
         device, server_device = apply_calibration(device, profile), apply_calibration(server_device, profile)
-    return Scenario(spec, workload, _fabric(spec.topology, tuple(spec.faults)), device, server_device)
+    return Scenario(spec, workload, _fabric(spec.topology, tuple(spec.faults), spec.ecmp), device, server_device)
 
 
 def _cached(build: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -334,12 +338,12 @@ def _device(name: str) -> Device:
 
 
 @_cached
-def _fabric(topology: str, faults: tuple[str, ...] = ()) -> Fabric:
+def _fabric(topology: str, faults: tuple[str, ...] = (), ecmp: str = "hash") -> Fabric:
     from simulator.network.fabric import Fabric
     from topologies import load_topology
     from topologies.faults import apply_faults
 
-    return Fabric(apply_faults(load_topology(topology), list(faults)))
+    return Fabric(apply_faults(load_topology(topology), list(faults)), ecmp=ecmp)
 
 
 def simulate_all(spec: RunSpec, names: list[str] | None = None, single: bool = False, record_rates: bool = False,
