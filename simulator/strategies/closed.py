@@ -111,6 +111,20 @@ class Terms:
                 "compute_s": busy, "exposed_comm_s": step - busy, "memory_worker_bytes": total,
                 "fits_memory": fitting, **more}
 
+    def exchange_scaled(self, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray,
+                        scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(time s, bytes) of a one-round exchange of messages ``src[i] -> dst[i]`` of ``sizes[i] x scale``
+        bytes at each of ``scale``: sizes that differ per pair but all grow with one quantity (the batch), as
+        ``strategies.base.exchange`` lowers it (self and empty messages dropped). Its unit profile gives
+        ``max over links of (latency + scale x drain)``."""
+        scale = np.asarray(scale, dtype=np.float64)
+        keep = (src != dst) & (sizes > 0)
+        if not keep.any():
+            return np.zeros_like(scale), np.zeros_like(scale)
+        unit = exchange_profile(self.cluster, src[keep], dst[keep], sizes[keep])
+        time_s = (unit.latency_s[None, :] + scale[:, None] * unit.drain_s[None, :]).max(axis=1)
+        return np.where(scale > 0, time_s, 0.0), scale * float(sizes[keep].sum())
+
 
 def memory_fits(device: Device, parts: dict[str, float | np.ndarray], b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Total bytes and whether they fit ``device`` (``roofline.fits``' test: total <= capacity), per batch size."""

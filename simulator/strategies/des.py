@@ -144,11 +144,15 @@ def _lower(variant: str) -> Callable[..., Lowered]:
 
 def _closed_form(variant: str) -> Callable[[Terms], dict[str, np.ndarray]]:
     def closed_form(t: Terms) -> dict[str, np.ndarray]:
-        """des / des-rs per batch size: IDs all-gathered (T_ids) -> partials of the owned rows (c_pf) ->
-        partials all-reduced or reduce-scattered (T_p) -> dense forward and backward (f + g) -> partial
-        gradients all-gathered (T_g); then the owned rows' backward and update (c_pb) on the compute stream
-        while the dense gradients are all-reduced (T_d); then the dense update (c_du):
-        ``step = T_ids + c_pf + T_p + f + g + T_g + max(c_pb, T_d) + c_du``. With first-layer partials c_pf
+        """des / des-rs / des-a2a per batch size: IDs all-gathered (T_ids, alongside the host time h) and the
+        global batch's held (c_h) -> partials of the owned rows (c_pf) -> partials all-reduced, reduce-scattered
+        or sent to their samples' workers by all-to-all (T_p) -> dense forward and backward (f + g) -> partial
+        gradients all-gathered or sent back to every owner (T_g); then the owned rows' backward and update
+        (c_pb) on the compute stream while the dense gradients are all-reduced (T_d); then the dense update
+        (c_du): ``step = max(h, T_ids) + c_h + c_pf + T_p + f + g + T_g + max(c_pb, T_d) + c_du``. des-a2a
+        with gathered input routes its own b m IDs (c_r) after h, then sends their lengths and the IDs to
+        their owners (T_ids: two exchanges), so ``max(h, T_ids) + c_h`` becomes ``h + c_r + T_ids`` (``max(h,
+        T_ids)`` when routing costs nothing: the exchanges do not wait for it). With first-layer partials c_pf
         and c_pb add the owners' GEMM over the B samples and its backward, f and g lose its FLOPs, and T_p,
         T_g carry r = ``first_layer_partial_width`` values per sample."""
         w, device, n, b, opts = t.workload, t.device, t.n, t.b, t.options.des
@@ -162,19 +166,33 @@ def _closed_form(variant: str) -> Callable[[Terms], dict[str, np.ndarray]]:
         if mode == "first-layer":
             partial_back = partial_back + costs.first_layer_backward_s(w, device, big_b)
             partial_lookups = partial_lookups + costs.first_layer_forward_s(w, device, big_b)
-        workers = t.cluster.workers
-        ids_s, ids_wire = (np.zeros_like(b), np.zeros_like(b)) if opts.input == "replicated" else t.collective(
-            "allgather", big_b * w.ids_per_sample * w.id_bytes, workers)
+        workers, host = t.cluster.workers, t.host_s
+        src, dst = np.repeat(workers, n), np.tile(workers, n)
+        if variant == "des-a2a" and opts.input == "gathered":
+            held = roofline.id_handling_s(device, b * w.ids_per_sample)  # c_r: routing its own IDs
+            lengths_s, lengths_wire = t.exchange(src, dst, b * w.n_fields * LENGTH_BYTES)
+            ids_s, ids_wire = t.exchange(src, dst, t.lookups.sum(axis=1) / n * w.id_bytes)
+            start = np.where(held > 0, host + held, 0.0)  # the exchanges wait for the routing op, if there is one
+            ready = np.maximum(host + held, start + lengths_s + ids_s)
+            ids_wire = lengths_wire + ids_wire
+        else:
+            ids_s, ids_wire = (np.zeros_like(b), np.zeros_like(b)) if opts.input == "replicated" else t.collective(
+                "allgather", big_b * w.ids_per_sample * w.id_bytes, workers)
+            held = roofline.id_handling_s(device, big_b * w.ids_per_sample)
+            ready = np.maximum(host, ids_s) + held
         r = w.des_partial_width(mode)
         partial_bytes = big_b * r * t.wire
-        sum_s, sum_wire = t.collective("allreduce" if variant == "des" else "reducescatter",
-                                      partial_bytes, workers)
-        grad_s, grad_wire = t.collective("allgather", partial_bytes, workers)
-        held = roofline.id_handling_s(device, big_b * w.ids_per_sample)
-        host, dense_update = t.host_s, t.dense_update_s
+        if variant == "des-a2a":  # owner -> requester: the b x r partial rows of its samples, and back
+            (sum_s, sum_wire), (grad_s, grad_wire) = (t.exchange(dst, src, b * r * t.wire),
+                                                      t.exchange(src, dst, b * r * t.wire))
+        else:
+            sum_s, sum_wire = t.collective("allreduce" if variant == "des" else "reducescatter",
+                                          partial_bytes, workers)
+            grad_s, grad_wire = t.collective("allgather", partial_bytes, workers)
+        dense_update = t.dense_update_s
         busy = host + held + partial_lookups + forward + backward + partial_back + dense_update
-        step = (np.maximum(host, ids_s) + held + partial_lookups + sum_s + forward + backward + grad_s
-                + np.maximum(partial_back, dense_s) + dense_update)
+        step = (ready + partial_lookups + sum_s + forward + backward + grad_s + np.maximum(partial_back, dense_s)
+                + dense_update)
         return t.result(step, busy, ids_wire + sum_wire + grad_wire + dense_wire,
                         des_memory(w, n, variant, opts, b)["worker"], des_partial=np.full(b.shape, mode),
                         partial_width=np.full(b.shape, r))
@@ -183,7 +201,7 @@ def _closed_form(variant: str) -> Callable[[Terms], dict[str, np.ndarray]]:
 
 
 STRATEGIES = tuple(Strategy(variant, description, "recommender", _lower(variant), options="des",
-                            closed_form=_closed_form(variant) if variant != "des-a2a" else None)
+                            closed_form=_closed_form(variant))
                    for variant, description in (
     ("des", "Distributed Equivalent Substitution: all-gather IDs, all-reduce partial results"),
     ("des-rs", "DES with a reduce-scatter of partial results (half the forward bytes of des)"),

@@ -41,6 +41,7 @@ from simulator.strategies.base import (
     host_op,
     worker_memory,
 )
+from simulator.strategies.closed import Terms
 from workloads import Workload
 
 SHARDINGS = ("tw", "cw", "rw", "twrw")
@@ -112,9 +113,7 @@ def lower_sharded(workload: Workload, cluster: Cluster, sharding: str, steps: in
                              workers, (bwd,), k)
         graph.compute("dense.update", "compute.update", workers,
                       costs.dense_update_s(workload, device, workload.dense_params), deps=reduced, step=k)
-    slots = workload.optimizer_slots
-    memory = worker_memory(workload, 2 + slots, sparse_shard=plan.max_shard_bytes() * (1 + slots))
-    return Lowered(graph, {"worker": memory})
+    return Lowered(graph, {"worker": plan.memory(b)})
 
 
 class _Plan:
@@ -133,6 +132,8 @@ class _Plan:
             self.group = per_node if n % per_node == 0 else 1  # ranks of a node share each of its tables' rows
             self.nodes = workers.reshape(n // self.group, self.group)
             self.table_node = place_shards(workload, len(self.nodes))[2]
+            self.node_width = np.zeros(len(self.nodes))  # pooled values per sample of each node's tables
+            np.add.at(self.node_width, self.table_node, self.fields * self.dims)
         elif sharding in ("tw", "cw"):
             self.shards = place_shards(workload, n, opts.column_shards if sharding == "cw" else 1,
                                        cluster.fabric.ranks_per_node)
@@ -189,12 +190,28 @@ class _Plan:
                               deps, step, name=name)
         if self.sharding == "twrw":
             return self._twrw_output(graph, deps, step, backward, category, name)
+        src, dst, values = self.cross()
+        if backward:
+            src, dst = dst, src
+        return exchange(graph, name, category, src, dst, values * b * s, deps, step,
+                        cost=cluster.collective_costs.get("alltoall"))
+
+    def cross(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The forward output distribution's messages across owners (tw, cw; twrw: across nodes): (sender,
+        receiver, pooled values per sample); backward sends the same back.
+
+        tw, cw: owner o returns every worker w the values of the tables (blocks) it holds. twrw: local rank i
+        of node o sends local rank i of every node its node's width (TorchRec's TwRw dist)."""
+        if self.sharding == "twrw":
+            n_nodes, group = self.nodes.shape
+            dst = np.concatenate([np.tile(self.nodes[:, i], n_nodes) for i in range(group)])
+            src = np.concatenate([np.repeat(self.nodes[:, i], n_nodes) for i in range(group)])
+            return src, dst, np.concatenate([np.repeat(self.node_width, n_nodes) for _ in range(group)])
+        n = len(self.cluster.workers)
         pooled = np.zeros((n, n))  # values owner o returns to worker w per sample
         for t, width, o in zip(*self.shards, strict=True):
             pooled[:, o] += self.fields[t] * width
-        src, dst = (self.src, self.dst) if backward else (self.dst, self.src)
-        return exchange(graph, name, category, src, dst, pooled.ravel() * b * s, deps, step,
-                        cost=cluster.collective_costs.get("alltoall"))
+        return self.dst, self.src, pooled.ravel()
 
     def _twrw_output(self, graph: StepGraph, deps: tuple[int, ...], step: int, backward: bool, category: str,
                      name: str) -> tuple[int, ...]:
@@ -204,24 +221,28 @@ class _Plan:
         workload, cluster = self.workload, self.cluster
         b, s = workload.batch_per_worker, workload.comm_bytes
         n_nodes, group = self.nodes.shape
-        width = np.zeros(n_nodes)
-        np.add.at(width, self.table_node, self.fields * self.dims)
-        # rank (o, i) <-> every worker (o', i): b x width[o] values each
-        dst = np.concatenate([np.tile(self.nodes[:, i], n_nodes) for i in range(group)])
-        src = np.concatenate([np.repeat(self.nodes[:, i], n_nodes) for i in range(group)])
-        sizes = np.concatenate([np.repeat(width, n_nodes) for _ in range(group)]) * b * s
+        src, dst, values = self.cross()  # rank (o, i) <-> every worker (o', i): b x width[o] values each
+        sizes = values * b * s
 
         def inside(deps_in: tuple[int, ...]) -> tuple[int, ...]:
             out: tuple[int, ...] = ()
             for node, ranks in enumerate(self.nodes):
                 out += collective(graph, cluster, category, "allgather" if backward else "reducescatter",
-                                  n_nodes * group * b * width[node] * s, ranks, deps_in, step, name=f"{name}.intra")
+                                  n_nodes * group * b * self.node_width[node] * s, ranks, deps_in, step,
+                                  name=f"{name}.intra")
             return out or deps_in
 
         a2a = cluster.collective_costs.get("alltoall")
         if backward:
             return inside(exchange(graph, f"{name}.cross", category, dst, src, sizes, deps, step, cost=a2a))
         return exchange(graph, f"{name}.cross", category, src, dst, sizes, inside(deps), step, cost=a2a)
+
+    def memory(self, batch_per_worker: float | np.ndarray) -> dict[str, float | np.ndarray]:
+        """A worker's memory (bytes) by component at ``batch_per_worker`` samples (one or an array): dense
+        copies, activations, and its largest shard of the tables with optimizer state."""
+        slots = self.workload.optimizer_slots
+        return worker_memory(self.workload, 2 + slots, batch_per_worker=batch_per_worker,
+                             sparse_shard=self.max_shard_bytes() * (1 + slots))
 
     def max_shard_bytes(self) -> float:
         """The most table bytes any worker holds."""
@@ -246,7 +267,64 @@ def _lower(sharding: str) -> Callable[..., Lowered]:
     return lower
 
 
-STRATEGIES = tuple(Strategy(name, description, "recommender", _lower(name), options="sharding")
+def _closed_form(sharding: str) -> Callable[[Terms], dict[str, np.ndarray]]:
+    def closed_form(t: Terms) -> dict[str, np.ndarray]:
+        """tw / cw / rw / twrw per batch size b, per worker w (configs x workers): the IDs' lengths and the IDs
+        to the row owners (T_len + T_ids, alongside the host time h), each owner's lookups (p_w), the output
+        distribution (inside a node, a reduce-scatter R_j of node j's tables' B x width values, j = node(w);
+        across nodes or owners, an all-to-all X), dense forward and backward (f + g), the gradients back (X',
+        then an all-gather A_j inside node j); then each owner's embedding backward (e_w) while the dense
+        gradients are all-reduced (T_d, after every node's all-gather), and the dense update (u):
+        ``end_w = max(T_len + T_ids, h) + max_v (p_v + R_node(v)) + X + f + g + X' + max(A_j + e_w,
+        max_j A_j + T_d) + u``; the step is the latest worker's end, and its compute ``h + p_w + f + g + e_w +
+        u``. tw and cw have no nodes (R = A = 0); rw is one node of every worker (X = X' = 0); twrw's nodes
+        are the fabric's. Every exchange's sizes grow with b: IDs, lookups and lengths from the plan at one
+        sample, rows touched from the global batch's expected distinct IDs."""
+        w, cluster, b, n, wire = t.workload, t.cluster, t.b, t.n, t.wire
+        plan = _Plan(w, cluster, sharding, t.options.sharding)
+        per_sample = np.array([table.lookups_per_sample for table in w.tables], dtype=np.float64)
+        ids, lookups, rows = plan.input_dist(Demand(per_sample, np.ones((n, len(per_sample))),
+                                                    np.ones(len(per_sample))))
+        lookups = b[:, None, None] * lookups
+        rows = t.unique(n * t.lookups)[:, None, :] * rows  # the global batch's distinct IDs, owners' shares
+        pool = costs.lookup_s(w, t.device, lookups, rows)
+        pool_back = costs.embedding_backward_s(w, t.device, lookups, rows)
+        lengths_s, lengths_wire = t.exchange_scaled(plan.src, plan.dst, plan._lengths() * LENGTH_BYTES, b)
+        ids_s, ids_wire = t.exchange_scaled(plan.src, plan.dst, ids, b)
+        if sharding == "twrw":
+            nodes, widths = plan.nodes, plan.node_width
+        elif sharding == "rw":
+            nodes, widths = cluster.workers[None, :], np.array([float((plan.fields * plan.dims).sum())])
+        else:
+            nodes, widths = cluster.workers[:, None], np.zeros(n)
+        (scatter, scatter_wire), (gather, gather_wire) = (
+            [np.stack(v, axis=1) for v in zip(*(t.collective(op, n * width * b * wire, ranks)
+                                                for ranks, width in zip(nodes, widths, strict=True)), strict=True)]
+            for op in ("reducescatter", "allgather"))
+        scatter, gather = np.repeat(scatter, nodes.shape[1], axis=1), np.repeat(gather, nodes.shape[1], axis=1)
+        if sharding == "rw":
+            out_s = out_wire = back_s = back_wire = np.zeros_like(b)
+        else:
+            src, dst, values = plan.cross()
+            (out_s, out_wire), (back_s, back_wire) = (t.exchange_scaled(src, dst, values * wire, b),
+                                                      t.exchange_scaled(dst, src, values * wire, b))
+        forward, backward = t.dense_pass_s()
+        (dense_s, dense_wire), host, update = t.dense_allreduce, t.host_s, t.dense_update_s
+        trained = (np.maximum(lengths_s + ids_s, host) + (pool + scatter).max(axis=1) + out_s + forward + backward
+                   + back_s)
+        reduced = gather.max(axis=1) + dense_s if w.dense_params else np.zeros_like(b)  # the all-reduce's end
+        tail = np.maximum(gather + pool_back, reduced[:, None])
+        critical = (np.arange(len(b)), np.argmax(tail, axis=1))  # the first of the workers ending last
+        busy = host + pool[critical] + forward + backward + pool_back[critical] + update
+        wire_bytes = (lengths_wire + ids_wire + scatter_wire.sum(axis=1) + gather_wire.sum(axis=1) + out_wire
+                      + back_wire + dense_wire)
+        return t.result(trained + tail.max(axis=1) + update, busy, wire_bytes, plan.memory(b))
+
+    return closed_form
+
+
+STRATEGIES = tuple(Strategy(name, description, "recommender", _lower(name), options="sharding",
+                            closed_form=_closed_form(name))
                    for name, description in (
     ("tw", "TorchRec table-wise sharding (all-to-all of IDs and pooled embeddings)"),
     ("cw", "TorchRec column-wise sharding"),
