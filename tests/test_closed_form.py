@@ -7,13 +7,15 @@ from simulator.compute.roofline import load_device
 from simulator.errors import SpecError
 from simulator.network.fabric import Fabric
 from simulator.options import FCOptions
-from simulator.run.closed_form import STRATEGIES, step_times, supports
+from simulator.results.tables import StepSummary
+from simulator.run.closed_form import step_times, supports
 from simulator.run.sweep import sweep
 from simulator.run.training import make_cluster, simulate_step
-from simulator.strategies import REGISTRY, StrategyOptions
+from simulator.strategies import StrategyOptions
 from simulator.strategies.base import Cluster
 from simulator.strategies.des import DESOptions
 from simulator.strategies.ps import PSOptions
+from simulator.strategies.torchrec import SHARDINGS, ShardingOptions
 from topologies import load_topology
 from workloads import load_workload
 
@@ -23,8 +25,19 @@ BATCHES = np.array([32, 512, 4096])
 H100 = load_device("h100").model_copy(update={"id_ns": 0.5, "dedup_ns": 2.0, "step_overhead_us": 30.0})
 
 
+def assert_equal(quick: dict[str, np.ndarray], i: int, summary: StepSummary) -> None:
+    """The closed form's figures at batch index ``i`` equal the engine's summary."""
+    assert quick["step_time_s"][i] == pytest.approx(summary["step_time_s"], rel=1e-9)
+    assert quick["bytes_on_wire"][i] == pytest.approx(summary["bytes_on_wire"], rel=1e-9)
+    assert quick["bytes_per_worker_mean"][i] == pytest.approx(summary["bytes_per_worker"]["mean"], rel=1e-9)
+    assert quick["compute_s"][i] == pytest.approx(summary["compute_s"], rel=1e-9)
+    assert quick["exposed_comm_s"][i] == pytest.approx(summary["exposed_comm_s"], rel=1e-9, abs=1e-15)
+    assert quick["memory_worker_bytes"][i] == pytest.approx(summary["memory_per_device_bytes"]["worker"])
+    assert bool(quick["fits_memory"][i]) == summary["fits_memory"]
+
+
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "ps" and REGISTRY[s].kind == "recommender"])
+@pytest.mark.parametrize("strategy", ["des", "des-rs", "des-a2a", "dp"])
 @pytest.mark.parametrize(("workload", "des_input", "des_partial", "sets"), [
     ("dlrm-small", "gathered", "auto", []), ("fm-criteo", "gathered", "auto", []),
     ("lr-criteo", "replicated", "auto", []), ("deepfm-criteo", "gathered", "auto", []),
@@ -41,18 +54,41 @@ def test_closed_form_equals_the_analytical_engine(topology: str, strategy: str, 
     for i, b in enumerate(BATCHES):
         summary = simulate_step(load_workload(workload, [*sets, f"batch_per_worker={b}"]), cluster, strategy,
                                 "analytical", options=options).summary
-        assert quick["step_time_s"][i] == pytest.approx(summary["step_time_s"], rel=1e-9)
-        assert quick["bytes_on_wire"][i] == pytest.approx(summary["bytes_on_wire"], rel=1e-9)
-        assert quick["bytes_per_worker_mean"][i] == pytest.approx(summary["bytes_per_worker"]["mean"], rel=1e-9)
-        assert quick["compute_s"][i] == pytest.approx(summary["compute_s"], rel=1e-9)
-        assert quick["exposed_comm_s"][i] == pytest.approx(summary["exposed_comm_s"], rel=1e-9, abs=1e-15)
-        assert quick["memory_worker_bytes"][i] == pytest.approx(summary["memory_per_device_bytes"]["worker"])
-        assert bool(quick["fits_memory"][i]) == summary["fits_memory"]
+        assert_equal(quick, i, summary)
         if strategy != "dp":
             assert (quick["des_partial"][i], quick["partial_width"][i]) == (summary["des_partial"],
                                                                             summary["partial_width"])
     if strategy != "dp" and workload in ("deepfm-criteo", "widedeep-criteo"):
         assert quick["des_partial"][0] == "first-layer"
+
+
+def test_closed_form_des_a2a_without_routing_cost() -> None:
+    """Without ID handling (a preset's id_ns 0) des-a2a's exchanges start at once, alongside the host time."""
+    cluster = make_cluster(Fabric(load_topology(TOPOLOGIES[0])), "des-a2a", H100.model_copy(update={"id_ns": 0.0}),
+                           load_device("cpu-server"))
+    quick = step_times(load_workload("dlrm-small"), cluster, "des-a2a", BATCHES)
+    for i, b in enumerate(BATCHES):
+        assert_equal(quick, i, simulate_step(load_workload("dlrm-small", [f"batch_per_worker={b}"]), cluster,
+                                             "des-a2a", "analytical").summary)
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("strategy", SHARDINGS)
+@pytest.mark.parametrize(("workload", "column_shards", "sets"), [
+    ("dlrm-small", 4, []), ("fm-criteo", 4, []), ("dlrm-small", 3, ["embedding_update=fused"]),
+    ("deepfm-criteo", 2, ["popularity=zipf", "zipf_alpha=1.05"]), ("dlrm-criteo-tb", 4, ["hotness=4"])])
+def test_closed_form_sharding_equals_the_analytical_engine(topology: str, strategy: str, workload: str,
+                                                           column_shards: int, sets: list[str]) -> None:
+    """Owners hold different tables (tw, cw: dlrm-small's 8 tables on 16 or 32 workers leave some with none;
+    twrw: tables on the DGX's nodes, rows over a node's 8 GPUs), so the worker ending last decides compute_s:
+    on the DGX at b = 4096, dlrm-criteo-tb's is worker 3 (cw) and 8 (twrw), not the first."""
+    cluster = make_cluster(Fabric(load_topology(topology)), strategy, H100, load_device("cpu-server"))
+    options = StrategyOptions.default()
+    options.sharding = ShardingOptions(column_shards=column_shards)
+    quick = step_times(load_workload(workload, sets), cluster, strategy, BATCHES, options)
+    for i, b in enumerate(BATCHES):
+        assert_equal(quick, i, simulate_step(load_workload(workload, [*sets, f"batch_per_worker={b}"]), cluster,
+                                             strategy, "analytical", options=options).summary)
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
@@ -77,18 +113,18 @@ def test_closed_form_ps_equals_the_analytical_engine(topology: str, placement: s
 
 
 def test_what_the_closed_form_covers() -> None:
-    assert supports(load_workload("dlrm-small"), "des", "analytical")
-    assert supports(load_workload("dlrm-small"), "ps", "analytical")
-    assert not supports(load_workload("dlrm-small"), "des-a2a", "analytical")
+    for strategy in ("ps", "des", "des-a2a", "dp", *SHARDINGS):
+        assert supports(load_workload("dlrm-small"), strategy, "analytical")
     asynchronous = StrategyOptions.default()
     asynchronous.ps = PSOptions(mode="async")
     assert not supports(load_workload("dlrm-small"), "ps", "analytical", options=asynchronous)
     assert not supports(load_workload("dlrm-small"), "des", "flow")
-    assert not supports(load_workload("dlrm-small", ["ids=sampled"]), "des", "analytical")
+    assert not supports(load_workload("dlrm-small", ["ids=sampled"]), "tw", "analytical")
+    assert not supports(load_workload("dlrm-small"), "rw", "analytical", steps=2)
     assert not supports(load_workload("xc-1e6"), "des", "analytical")
-    cluster = make_cluster(Fabric(load_topology("leafspine16")), "tw", load_device("h100"), load_device("cpu-server"))
-    with pytest.raises(ValueError, match="closed form covers ps, des, des-rs, dp"):
-        step_times(load_workload("dlrm-small"), cluster, "tw", BATCHES)
+    cluster = make_cluster(Fabric(load_topology("leafspine16")), "ps", load_device("h100"), load_device("cpu-server"))
+    with pytest.raises(ValueError, match="closed form covers ps, des, des-rs, des-a2a, dp, tw, cw, rw, twrw"):
+        step_times(load_workload("dlrm-small"), cluster, "ps", BATCHES, asynchronous)
 
 
 FC_STRATEGIES = ("dp-fc", "ps-fc", "mp-fc", "mp-fc-knn")
