@@ -1,11 +1,12 @@
 """Analytical steps over arrays of batch sizes, in closed form: one evaluation for a whole sweep axis.
 
 For the strategies whose analytical critical path is a fixed chain (each rank: a compute, a communication
-and a PS-server stream, ops in program order), the strategy writes that chain out beside its lowering
-(``Strategy.closed_form``: ``des`` and ``des-rs`` in ``strategies.des``, ``dp`` in ``strategies.dp``,
-synchronous ``ps`` in ``strategies.ps``, ``dp-fc``, ``ps-fc``, ``mp-fc`` and ``mp-fc-knn`` in ``strategies.fc``),
-from the terms ``strategies.closed`` shares. This module picks it from the registry, for one step at analytical
-fidelity (recommenders: expected IDs).
+and a PS-server stream, ops in program order; where ranks differ, one chain per rank and the latest one), the
+strategy writes that chain out beside its lowering (``Strategy.closed_form``: ``des``, ``des-rs`` and
+``des-a2a`` in ``strategies.des``, ``dp`` in ``strategies.dp``, synchronous ``ps`` in ``strategies.ps``,
+``tw``, ``cw``, ``rw`` and ``twrw`` in ``strategies.torchrec``, ``dp-fc``, ``ps-fc``, ``mp-fc`` and
+``mp-fc-knn`` in ``strategies.fc``), from the terms ``strategies.closed`` shares. This module picks it from
+the registry, for one step at analytical fidelity (recommenders: expected IDs).
 
 Bytes on the wire are the workload's ``comm_bytes`` per value (fc: 2 with ``fp16_comm``), as the strategies
 send them (stored values ``dtype_bytes``, GEMMs at ``compute_dtype``'s peak: ``workloads.precision``). The
@@ -42,7 +43,8 @@ def step_times(workload: AnyWorkload, cluster: Cluster, strategy: str, batches: 
                options: StrategyOptions | None = None) -> dict[str, np.ndarray]:
     """Per batch size (samples per worker): step_time_s, samples_per_s, bytes_on_wire,
     bytes_per_worker_mean, compute_s, exposed_comm_s, memory_worker_bytes and fits_memory (ps, ps-fc: and
-    memory_server_bytes; des and des-rs: des_partial and partial_width), as the engine's summary reports them."""
+    memory_server_bytes; des, des-rs and des-a2a: des_partial and partial_width), as the engine's summary
+    reports them."""
     opts = options or StrategyOptions.default()
     if not supports(workload, strategy, "analytical", options=opts):
         raise ValueError(f"the closed form covers {', '.join(STRATEGIES)} (ps: sync; recommenders: expected IDs), "

@@ -24,12 +24,12 @@ swept keys), the step summary's scalars (``results.tables.flat_summary``) and ``
 reason the point is invalid: an invalid point does not stop the others). Points run at ``fidelity: auto`` unless
 they say otherwise, as commands do: each row's ``fidelity`` is the one it ran at, and ``fidelity_reason`` why.
 
-With ``closed_form: true`` the points the closed form covers (``simulator.run.closed_form``: des, des-rs, dp
-and synchronous ps with expected IDs, dp-fc, ps-fc, mp-fc and mp-fc-knn; at ``fidelity: analytical``, maxmin
-sharing) are evaluated together, one numpy evaluation per group of points that differ only in
-``workload.batch_per_worker``; their rows (``evaluation``:
-``closed form``) hold the step time, samples/s, bytes on the wire and per worker (mean), compute, exposed
-communication and memory, equal to the engine's. Other points run on the engine (``evaluation``: ``engine``).
+With ``closed_form: true`` the points the closed form covers (``simulator.run.closed_form``: every strategy,
+ps synchronous only, recommenders with expected IDs; at ``fidelity: analytical``, maxmin sharing) are
+evaluated together, one numpy evaluation per group of points that differ only in
+``workload.batch_per_worker``; their rows (``evaluation``: ``closed form``) hold the step time, samples/s,
+bytes on the wire and per worker (mean), compute, exposed communication and memory, equal to the engine's.
+Other points run on the engine (``evaluation``: ``engine``).
 
 Rows are appended and flushed to ``<out>.journal.jsonl`` as runs finish (fsynced at most every half
 second); the table (Parquet, or CSV for ``.csv``) is written atomically at the end, sorted by ``run``.
@@ -104,8 +104,9 @@ class SweepSpec(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict,
                                        description="key: [values]; every combination, the first key slowest")
     sample: Sample | None = Field(None, description="points drawn in ranges, times every grid point")
-    closed_form: bool = Field(False, description="evaluate the strategies that have one in closed form over "
-                                                 "whole batch-size axes (analytical, maxmin); others go to the engine")
+    closed_form: bool = Field(False, description="evaluate points in closed form over whole batch-size axes "
+                                                 "(analytical, maxmin; every strategy, ps synchronous only; "
+                                                 "recommenders: expected IDs); others go to the engine")
 
     @field_validator("base", "grid")
     @classmethod
