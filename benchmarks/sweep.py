@@ -3,12 +3,13 @@ process pool, a row per run, the journal and the final table), on a 64-GPU rail-
 
 The points vary the strategy, the batch and the NIC rate, as a capacity-planning grid does: ``ps``, ``des``,
 ``des-rs`` on MLPerf DLRM, or with ``--fc`` ``dp-fc``, ``ps-fc``, ``mp-fc``, ``mp-fc-knn`` on 1e8 classes
-(``xc-1e8``).
+(``xc-1e8``); ``--strategies`` names others of the workload's kind.
 
     .venv/bin/python benchmarks/sweep.py                  # 1,200 configurations, 2 processes
     .venv/bin/python benchmarks/sweep.py --configs 300 --jobs 1
     .venv/bin/python benchmarks/sweep.py --configs 48000 --closed-form   # the vectorized path
     .venv/bin/python benchmarks/sweep.py --configs 48000 --closed-form --fc
+    .venv/bin/python benchmarks/sweep.py --configs 16000 --closed-form --strategies tw   # one strategy's
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from pathlib import Path
 
 from simulator.run.sweep import sweep
 
+RECOMMENDER, FC = ("ps", "des", "des-rs"), ("dp-fc", "ps-fc", "mp-fc", "mp-fc-knn")
 
-def spec_for(configs: int, closed_form: bool = False, fc: bool = False) -> dict:
-    strategies = ["dp-fc", "ps-fc", "mp-fc", "mp-fc-knn"] if fc else ["ps", "des", "des-rs"]
+
+def spec_for(configs: int, closed_form: bool = False, fc: bool = False,
+             strategies: tuple[str, ...] | None = None) -> dict:
+    strategies = strategies or (FC if fc else RECOMMENDER)
     batches = [(8 if fc else 256) * (k + 1) for k in range(max(1, configs // (len(strategies) * 4)))]
     return {"base": {"workload": "xc-1e8" if fc else "dlrm-criteo-tb", "fidelity": "analytical",
                      "topology": "dgx:nodes=8,gpus_per_node=8,nvlink_gbps=3600,nic_gbps=400,rails=true"},
-            "grid": {"strategy": strategies, "workload.batch_per_worker": batches,
+            "grid": {"strategy": list(strategies), "workload.batch_per_worker": batches,
                      "topology.nic_gbps": [100, 200, 400, 800]}, "closed_form": closed_form}
 
 
@@ -38,8 +42,10 @@ def main() -> None:
     parser.add_argument("--backend", default="local")
     parser.add_argument("--closed-form", action="store_true", help="the same points in closed form (vectorized)")
     parser.add_argument("--fc", action="store_true", help="extreme-classification strategies on xc-1e8")
+    parser.add_argument("--strategies", help="comma-separated strategies of the workload's kind (default: above)")
     args = parser.parse_args()
-    spec = spec_for(args.configs, args.closed_form, args.fc)
+    spec = spec_for(args.configs, args.closed_form, args.fc,
+                    tuple(args.strategies.split(",")) if args.strategies else None)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         table = sweep(spec, Path(tmp) / "rows.parquet", backend=args.backend, jobs=args.jobs)

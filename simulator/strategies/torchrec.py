@@ -285,10 +285,12 @@ def _closed_form(sharding: str) -> Callable[[Terms], dict[str, np.ndarray]]:
         per_sample = np.array([table.lookups_per_sample for table in w.tables], dtype=np.float64)
         ids, lookups, rows = plan.input_dist(Demand(per_sample, np.ones((n, len(per_sample))),
                                                     np.ones(len(per_sample))))
-        lookups = b[:, None, None] * lookups
-        rows = t.unique(n * t.lookups)[:, None, :] * rows  # the global batch's distinct IDs, owners' shares
-        pool = costs.lookup_s(w, t.device, lookups, rows)
-        pool_back = costs.embedding_backward_s(w, t.device, lookups, rows)
+        # owners holding the same shares cost the same: price each distinct one (few: tw's table-less ranks)
+        shares, owner = np.unique(np.concatenate([lookups, rows], axis=1), axis=0, return_inverse=True)
+        lookups = b[:, None, None] * shares[:, :len(per_sample)]
+        rows = t.unique(n * t.lookups)[:, None, :] * shares[:, len(per_sample):]  # the global batch's distinct IDs
+        pool = costs.lookup_s(w, t.device, lookups, rows)[:, owner.ravel()]
+        pool_back = costs.embedding_backward_s(w, t.device, lookups, rows)[:, owner.ravel()]
         lengths_s, lengths_wire = t.exchange_scaled(plan.src, plan.dst, plan._lengths() * LENGTH_BYTES, b)
         ids_s, ids_wire = t.exchange_scaled(plan.src, plan.dst, ids, b)
         if sharding == "twrw":
