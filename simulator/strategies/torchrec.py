@@ -137,9 +137,9 @@ class _Plan:
         elif sharding in ("tw", "cw"):
             self.shards = place_shards(workload, n, opts.column_shards if sharding == "cw" else 1,
                                        cluster.fabric.ranks_per_node)
-        self.lengths_bytes = self._lengths() * workload.batch_per_worker * LENGTH_BYTES
+        self.lengths_bytes = self.lengths() * workload.batch_per_worker * LENGTH_BYTES
 
-    def _lengths(self) -> np.ndarray:
+    def lengths(self) -> np.ndarray:
         """Lengths per sample each worker sends each owner (w-major): the fields of the tables (or blocks)
         it holds rows of (a KeyedJaggedTensor's lengths for them)."""
         n = len(self.cluster.workers)
@@ -277,9 +277,9 @@ def _closed_form(sharding: str) -> Callable[[Terms], dict[str, np.ndarray]]:
         gradients are all-reduced (T_d, after every node's all-gather), and the dense update (u):
         ``end_w = max(T_len + T_ids, h) + max_v (p_v + R_node(v)) + X + f + g + X' + max(A_j + e_w,
         max_j A_j + T_d) + u``; the step is the latest worker's end, and its compute ``h + p_w + f + g + e_w +
-        u``. tw and cw have no nodes (R = A = 0); rw is one node of every worker (X = X' = 0); twrw's nodes
-        are the fabric's. Every exchange's sizes grow with b: IDs, lookups and lengths from the plan at one
-        sample, rows touched from the global batch's expected distinct IDs."""
+        u``. tw and cw: nodes of one worker, nothing inside them (R = A = 0); rw: one node of every worker
+        (X = X' = 0); twrw: the fabric's nodes. Every exchange's sizes grow with b: IDs, lookups and lengths
+        from the plan at one sample, rows touched from the global batch's expected distinct IDs."""
         w, cluster, b, n, wire = t.workload, t.cluster, t.b, t.n, t.wire
         plan = _Plan(w, cluster, sharding, t.options.sharding)
         per_sample = np.array([table.lookups_per_sample for table in w.tables], dtype=np.float64)
@@ -291,7 +291,7 @@ def _closed_form(sharding: str) -> Callable[[Terms], dict[str, np.ndarray]]:
         rows = t.unique(n * t.lookups)[:, None, :] * shares[:, len(per_sample):]  # the global batch's distinct IDs
         pool = costs.lookup_s(w, t.device, lookups, rows)[:, owner.ravel()]
         pool_back = costs.embedding_backward_s(w, t.device, lookups, rows)[:, owner.ravel()]
-        lengths_s, lengths_wire = t.exchange_scaled(plan.src, plan.dst, plan._lengths() * LENGTH_BYTES, b)
+        lengths_s, lengths_wire = t.exchange_scaled(plan.src, plan.dst, plan.lengths() * LENGTH_BYTES, b)
         ids_s, ids_wire = t.exchange_scaled(plan.src, plan.dst, ids, b)
         if sharding == "twrw":
             nodes, widths = plan.nodes, plan.node_width
@@ -299,11 +299,14 @@ def _closed_form(sharding: str) -> Callable[[Terms], dict[str, np.ndarray]]:
             nodes, widths = cluster.workers[None, :], np.array([float((plan.fields * plan.dims).sum())])
         else:
             nodes, widths = cluster.workers[:, None], np.zeros(n)
-        (scatter, scatter_wire), (gather, gather_wire) = (
-            [np.stack(v, axis=1) for v in zip(*(t.collective(op, n * width * b * wire, ranks)
-                                                for ranks, width in zip(nodes, widths, strict=True)), strict=True)]
-            for op in ("reducescatter", "allgather"))
-        scatter, gather = np.repeat(scatter, nodes.shape[1], axis=1), np.repeat(gather, nodes.shape[1], axis=1)
+
+        def inside(op: str) -> tuple[np.ndarray, np.ndarray]:
+            """(time s of each worker's node's ``op``, configs x workers; bytes of them all)."""
+            priced = [t.collective(op, n * width * b * wire, ranks) for ranks, width in zip(nodes, widths, strict=True)]
+            return (np.repeat(np.stack([time_s for time_s, _ in priced], axis=1), nodes.shape[1], axis=1),
+                    sum(sent for _, sent in priced))
+
+        (scatter, scatter_wire), (gather, gather_wire) = inside("reducescatter"), inside("allgather")
         if sharding == "rw":
             out_s = out_wire = back_s = back_wire = np.zeros_like(b)
         else:
@@ -318,8 +321,7 @@ def _closed_form(sharding: str) -> Callable[[Terms], dict[str, np.ndarray]]:
         tail = np.maximum(gather + pool_back, reduced[:, None])
         critical = (np.arange(len(b)), np.argmax(tail, axis=1))  # the first of the workers ending last
         busy = host + pool[critical] + forward + backward + pool_back[critical] + update
-        wire_bytes = (lengths_wire + ids_wire + scatter_wire.sum(axis=1) + gather_wire.sum(axis=1) + out_wire
-                      + back_wire + dense_wire)
+        wire_bytes = lengths_wire + ids_wire + scatter_wire + gather_wire + out_wire + back_wire + dense_wire
         return t.result(trained + tail.max(axis=1) + update, busy, wire_bytes, plan.memory(b))
 
     return closed_form
