@@ -147,15 +147,15 @@ def test_report_on_a_sweep_over_several_inputs_draws_medians(capsys, tmp_path) -
 
 
 def test_the_closed_form_gives_the_engines_rows_for_the_points_it_covers() -> None:
-    """des, des-rs, dp and ps are evaluated in closed form, a group of batch sizes at once, and equal the
-    engine's summaries; des-a2a (not covered) runs on the engine in the same sweep."""
+    """Recommender strategies are evaluated in closed form, a group of batch sizes at once, and equal the
+    engine's summaries; asynchronous ps (not covered) runs on the engine in the same sweep."""
     spec = {"base": {"workload": "dlrm-small", "topology": "dgx:nodes=2,gpus_per_node=8,nvlink_gbps=3600,"
                                                            "nic_gbps=400,rails=true", "fidelity": "analytical"},
-            "grid": {"strategy": ["des", "des-rs", "dp", "ps", "des-a2a"], "workers": [8, 16],
-                     "workload.batch_per_worker": [64, 512, 4096]}}
+            "grid": {"strategy": ["des", "des-rs", "dp", "ps", "des-a2a", "tw", "twrw"], "ps_mode": ["sync", "async"],
+                     "workers": [8, 16], "workload.batch_per_worker": [64, 512, 4096]}}
     engine = sweep(spec, jobs=1)
     quick = sweep({**spec, "closed_form": True}, jobs=1)
-    covered = quick.strategy != "des-a2a"
+    covered = (quick.strategy != "ps") | (quick.ps_mode == "sync")
     assert (quick.evaluation[covered] == "closed form").all() and (quick.evaluation[~covered] == "engine").all()
     assert (engine.evaluation == "engine").all() and (quick.error == "").all()
     for column in ("step_time_s", "samples_per_s", "bytes_on_wire", "bytes_per_worker_mean", "compute_s",
