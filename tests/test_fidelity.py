@@ -28,6 +28,9 @@ def test_the_estimate_is_its_stated_formula() -> None:
     assert flow_cost_s([a, a]) == pytest.approx(2 * (2 * m3 + m5), rel=1e-12)
     alone = 3 * fidelity.STEP_ALONE_S - 3 * fidelity.STEP_IN_TRAINING_S  # three pattern steps, one collective
     assert flow_cost_s([a], alone=True) == pytest.approx(2 * m3 + m5 + alone, rel=1e-12)
+    spread = (2 * (fidelity.PER_MESSAGE_S * 3 + fidelity.STEP_ALONE_S)
+              + (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_SPREAD_S) * 5 + fidelity.STEP_ALONE_S)
+    assert flow_cost_s([a], spread=True) == pytest.approx(spread, rel=1e-12)  # dmodk: ranks in step, few levels
     weighted = 3 * fidelity.WEIGHTED_STEP_S + fidelity.WEIGHTED_MESSAGE_S * (2 * 3 + 5)
     assert flow_cost_s([a], maxmin=False) == pytest.approx(weighted, rel=1e-12)
     estimate = flow_cost_s([a])
@@ -67,7 +70,7 @@ def test_a_flow_run_past_its_deadline_stops_and_the_step_runs_analytical(small: 
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The estimate can err low: then flow level stops at the budget and the result says so."""
     workload, cluster = small
-    monkeypatch.setattr(training, "choose", lambda schedules, budget_s, maxmin: FidelityChoice("flow", 0.0, budget_s))
+    monkeypatch.setattr(training, "choose", lambda schedules, budget_s, **_: FidelityChoice("flow", 0.0, budget_s))
     auto = simulate_step(workload, cluster, "des", "auto", budget_s=1e-9).summary
     analytical = simulate_step(workload, cluster, "des", "analytical").summary
     assert auto.fidelity == "analytical" and "passed the 1e-09 s budget" in auto.fidelity_reason

@@ -94,7 +94,8 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
     reason = "requested"
     deadline = None
     if fidelity == "auto":
-        choice = choose([schedule], budget_s, maxmin=network_model == "maxmin", alone=True)
+        choice = choose([schedule], budget_s, maxmin=network_model == "maxmin", alone=True,
+                        spread=fabric.ecmp == "dmodk")
         fidelity, reason = choice.fidelity, choice.reason
         deadline = started + budget_s
     network = make_network(fabric, fidelity, rate_tolerance=rate_tolerance, model=network_model)

@@ -12,6 +12,10 @@ estimates flow level's cost from the step's messages before running it:
   (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step they
   drift apart, since routes of different lengths finish at different times and ops overlap: a DES or DP step
   on 256 hosts runs about 85 windows per pattern step;
+- with routing that spreads traffic evenly (``ecmp: dmodk`` on a fat-tree), flows get equal rates by symmetry:
+  rate solves settle in a few levels, ranks stay in step, and a shared message costs
+  ``PER_SHARED_MESSAGE_SPREAD_S`` more, a pattern step ``STEP_ALONE_S``. Per-flow hashing instead collides flows
+  on uplinks: hundreds of distinct rates per solve, and ranks drifting apart;
 - under ``cm02``/``lv08`` the ACK streams couple every flow, so every pattern needs weighted rate solves: each
   costs ``WEIGHTED_STEP_S`` + ``WEIGHTED_MESSAGE_S`` x m.
 
@@ -38,22 +42,24 @@ PER_MESSAGE_S = 1.2e-6
 STEP_IN_TRAINING_S = 0.013
 STEP_ALONE_S = 0.0015
 PER_SHARED_MESSAGE_S = 4e-5
+PER_SHARED_MESSAGE_SPREAD_S = 2.5e-6
 WEIGHTED_STEP_S = 0.05
 WEIGHTED_MESSAGE_S = 4e-4
 SAMPLE_FRACTION = 0.1
 
 
-def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = False) -> float:
+def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = False, spread: bool = False) -> float:
     """Estimated wall seconds of running ``schedules`` at flow level (this project's 2-core machine): the ops of
-    a training step, or one collective ``alone``."""
-    step_s = STEP_ALONE_S if alone else STEP_IN_TRAINING_S
+    a training step, or one collective ``alone``; ``spread``: routed by ``dmodk`` rather than hashed."""
+    step_s = STEP_ALONE_S if alone or spread else STEP_IN_TRAINING_S
+    per_shared_s = PER_SHARED_MESSAGE_SPREAD_S if spread else PER_SHARED_MESSAGE_S
     total = 0.0
     for schedule in schedules:
         for step in schedule.steps:
             m = len(step.pattern)
             if maxmin:
                 shared = m and max(np.bincount(step.pattern.src).max(), np.bincount(step.pattern.dst).max()) > 1
-                total += step.repeat * ((PER_MESSAGE_S + shared * PER_SHARED_MESSAGE_S) * m + step_s)
+                total += step.repeat * ((PER_MESSAGE_S + shared * per_shared_s) * m + step_s)
             else:
                 total += step.repeat * (WEIGHTED_STEP_S + WEIGHTED_MESSAGE_S * m)
     return total
@@ -74,9 +80,9 @@ class FidelityChoice:
 
 
 def choose(schedules: list[Schedule], budget_s: float = DEFAULT_BUDGET_S, maxmin: bool = True,
-           alone: bool = False) -> FidelityChoice:
+           alone: bool = False, spread: bool = False) -> FidelityChoice:
     """Flow level if its estimated cost (``flow_cost_s``) fits ``budget_s`` (wall seconds), analytical otherwise."""
-    estimate = flow_cost_s(schedules, maxmin, alone)
+    estimate = flow_cost_s(schedules, maxmin, alone, spread)
     return FidelityChoice("flow" if estimate <= budget_s else "analytical", estimate, budget_s)
 
 

@@ -117,7 +117,7 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
     reason, difference = "requested", None
     if fidelity == "auto":
         schedules = [op.schedule for op in lowered.graph.ops if op.schedule is not None]
-        choice = choose(schedules, budget_s, maxmin=network_model == "maxmin")
+        choice = choose(schedules, budget_s, maxmin=network_model == "maxmin", spread=cluster.fabric.ecmp == "dmodk")
         fidelity, reason = choice.fidelity, choice.reason
         try:
             result, network = run(fidelity, started + budget_s if fidelity == "flow" else None)
