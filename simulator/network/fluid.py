@@ -66,17 +66,20 @@ def _extended(array: np.ndarray, size: int) -> np.ndarray:
 
 
 class _Table:
-    """Columnar store of flows with amortized O(1) appends and lazy deletion."""
+    """Columnar store of flows (only the ``fields`` a table needs) with amortized O(1) appends, lazy deletion,
+    and capacity given back when most of it is dead."""
 
     FIELDS: ClassVar[dict[str, type]] = {
         "route": np.int32, "size": np.float64, "owner": np.int32, "tag": np.int64, "t_act": np.float64,
         "t_fin": np.float64, "rem": np.float64, "t_upd": np.float64, "rate": np.float64}
+    DEAD: ClassVar[dict[str, float]] = {"t_act": np.inf, "t_fin": np.inf, "rate": -np.inf}  # what scans skip
+    MIN_CAPACITY = 64
 
-    def __init__(self) -> None:
+    def __init__(self, *fields: str) -> None:
         self.n = 0
         self.n_alive = 0
-        self.cols = {name: np.zeros(64, dtype=dt) for name, dt in self.FIELDS.items()}
-        self.alive = np.zeros(64, dtype=bool)
+        self.cols = {name: np.zeros(self.MIN_CAPACITY, dtype=self.FIELDS[name]) for name in fields}
+        self.alive = np.zeros(self.MIN_CAPACITY, dtype=bool)
 
     def __getattr__(self, name: str) -> np.ndarray:
         cols = self.__dict__.get("cols")
@@ -88,17 +91,20 @@ class _Table:
         k = len(next(iter(values.values())))
         need = self.n + k
         if need > len(self.alive):
-            capacity = max(need, 2 * len(self.alive))
-            for name, col in self.cols.items():
-                self.cols[name] = _extended(col, capacity)
-            self.alive = _extended(self.alive, capacity)
-        rows = np.arange(self.n, need)
+            self._resize(max(need, 2 * len(self.alive)))
         for name, value in values.items():
-            self.cols[name][rows] = value
-        self.alive[rows] = True
+            self.cols[name][self.n : need] = value
+        self.alive[self.n : need] = True
+        rows = np.arange(self.n, need)
         self.n = need
         self.n_alive += k
         return rows
+
+    def _resize(self, capacity: int) -> None:
+        """Copy the first ``n`` rows into arrays of ``capacity`` rows."""
+        for name, col in self.cols.items():
+            self.cols[name] = _extended(col[: self.n], capacity)
+        self.alive = _extended(self.alive[: self.n], capacity)
 
     def live_rows(self) -> np.ndarray:
         return np.nonzero(self.alive[: self.n])[0]
@@ -107,9 +113,9 @@ class _Table:
         """Delete rows; their times become +inf and rates -inf so scans need no liveness mask."""
         self.alive[rows] = False
         self.n_alive -= len(rows)
-        self.cols["t_act"][rows] = np.inf
-        self.cols["t_fin"][rows] = np.inf
-        self.cols["rate"][rows] = -np.inf
+        for name, dead in self.DEAD.items():
+            if name in self.cols:
+                self.cols[name][rows] = dead
 
     def compact(self) -> np.ndarray | None:
         """Drop dead rows when they are the majority; returns the old row of each new row, or None."""
@@ -121,6 +127,8 @@ class _Table:
         self.alive[: len(keep)] = True
         self.alive[len(keep) : self.n] = False
         self.n = len(keep)
+        if len(self.alive) > 4 * max(self.n, self.MIN_CAPACITY):
+            self._resize(2 * max(self.n, self.MIN_CAPACITY))
         return keep
 
 
@@ -162,9 +170,10 @@ class FluidCore:
         self.coupled_load_Bps = np.zeros(n_links)
         self.link_busy_s = np.zeros(n_links)
         self.link_peak_util = np.zeros(n_links)
-        self.pending = _Table()
-        self.iso = _Table()
-        self.cpl = _Table()
+        arriving = ("route", "size", "t_act", "owner", "tag")
+        self.pending = _Table(*arriving)
+        self.iso = _Table(*arriving, "t_fin")
+        self.cpl = _Table(*_Table.FIELDS)
         self._route_bytes = np.zeros(0)
         self._segments: list[tuple[np.ndarray, ...]] | None = [] if record_rates else None
         self._t_last_event = 0.0
@@ -439,20 +448,19 @@ class FluidCore:
         cpl.t_upd[redo] = t_e
         route = cpl.route[redo]
         links, valid = self._links_of(route)
-        flat = links[valid]
         n_links = self.fabric.n_links
-        old_rate = self._entry_Bps(route, valid, cpl.rate[redo])
         if len(redo) == cpl.n_alive:
             self.coupled_load_Bps[:] = 0.0
         else:
-            self.coupled_load_Bps -= np.bincount(flat, weights=old_rate, minlength=n_links)
+            old_Bps = self._entry_Bps(route, valid, cpl.rate[redo])
+            self.coupled_load_Bps -= np.bincount(links[valid], weights=old_Bps, minlength=n_links)
         np.maximum(self.coupled_load_Bps, 0.0, out=self.coupled_load_Bps)
         with np.errstate(divide="ignore"):
             rate = self._solve(route, links, self.fabric.capacity_Bps - self.coupled_load_Bps)
             cpl.t_fin[redo] = t_e + np.maximum(cpl.rem[redo], 0.0) / rate
         cpl.rate[redo] = rate
-        new_rate = self._entry_Bps(route, valid, rate)
-        self.coupled_load_Bps += np.bincount(flat, weights=new_rate, minlength=n_links)
+        new_Bps = self._entry_Bps(route, valid, rate)
+        self.coupled_load_Bps += np.bincount(links[valid], weights=new_Bps, minlength=n_links)
         util = self.coupled_load_Bps / self.fabric.capacity_Bps
         np.maximum(self.link_peak_util, util, out=self.link_peak_util)
         if self.check_capacity and np.any(util > 1 + 1e-9):

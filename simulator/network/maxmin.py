@@ -44,7 +44,7 @@ def _local_link_ids(entries: np.ndarray, n_links: int) -> tuple[np.ndarray, np.n
     """The distinct link ids in ``entries`` (sorted) and each entry's index among them; no sort needed."""
     count = np.bincount(entries, minlength=n_links)
     links = np.nonzero(count)[0]
-    local = (np.cumsum(count > 0) - 1)[entries]
+    local = (np.cumsum(count > 0, dtype=np.int32) - 1)[entries]  # int32: half the memory of the big solves
     return links, local
 
 
@@ -106,14 +106,14 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
     # int32 indices (flows and links stay far below 2**31) halve the memory traffic of the large gathers
     local_links = np.full(flow_links.shape, -1, dtype=np.int32)
     local_links[valid] = local
-    entry_flow = np.repeat(np.arange(n_flows, dtype=np.int32), valid.sum(axis=1))  # = nonzero(valid)[0]
-    order = np.argsort(local.astype(np.uint16) if n_links <= 1 << 16 else local, kind="stable")
-    link_flows = entry_flow[order]
     link_ptr = np.zeros(n_links + 1, dtype=np.int64)
     np.cumsum(np.bincount(local, minlength=n_links), out=link_ptr[1:])
     remaining_Bps = np.maximum(capacity_Bps[links].astype(np.float64), 0.0)
     alive = np.diff(link_ptr).astype(np.float64)  # unfrozen flows per link
     load = alive if demand is None else np.bincount(local, weights=demand[valid], minlength=n_links)
+    entry_flow = np.repeat(np.arange(n_flows, dtype=np.int32), valid.sum(axis=1))  # = nonzero(valid)[0]
+    link_flows = entry_flow[np.argsort(local.astype(np.uint16) if n_links <= 1 << 16 else local, kind="stable")]
+    del entry_flow, local  # the largest arrays of a big solve: gone before its iterations
     frozen = np.zeros(n_flows, dtype=bool)
     stamp = np.zeros(n_flows, dtype=np.int64)
     share = np.full(n_links + 1, np.inf)  # the last entry is read by padding (-1)
