@@ -33,9 +33,12 @@ class Pattern:
            size_bytes: np.ndarray | list[float] | float) -> Pattern:
         src_a = np.asarray(src, dtype=np.int32)
         dst_a = np.asarray(dst, dtype=np.int32)
-        size_a = np.broadcast_to(np.asarray(size_bytes, dtype=np.float64), src_a.shape)
         keep = src_a != dst_a
-        return Pattern(n_ranks, src_a[keep], dst_a[keep], np.array(size_a[keep]))
+        src_a, dst_a = src_a[keep], dst_a[keep]
+        if np.ndim(size_bytes) == 0:  # one size: a read-only view of one value, no array per message
+            return Pattern(n_ranks, src_a, dst_a, np.broadcast_to(np.float64(size_bytes), src_a.shape))
+        size_a = np.broadcast_to(np.asarray(size_bytes, dtype=np.float64), keep.shape)
+        return Pattern(n_ranks, src_a, dst_a, np.array(size_a[keep]))
 
     def __len__(self) -> int:
         return len(self.src)
