@@ -164,9 +164,9 @@ class FluidCore:
         self.arrival_slack_s = rate_tolerance * fabric.min_route_latency_s()
         n_links = fabric.n_links
         self.check_capacity = check_capacity
-        self.link_count = np.zeros(n_links, dtype=np.int64)
+        self.link_count = np.zeros(n_links, dtype=np.int32)
         self.link_demand = np.zeros(n_links)  # sum of coef x weight of the flows on each link (models only)
-        self.link_owner = np.full(n_links, -1, dtype=np.int64)
+        self.link_owner = np.full(n_links, -1, dtype=np.int32)
         self.coupled_load_Bps = np.zeros(n_links)
         self.link_busy_s = np.zeros(n_links)
         self.link_peak_util = np.zeros(n_links)
