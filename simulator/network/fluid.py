@@ -378,9 +378,8 @@ class FluidCore:
                                       rem=arrivals["size"][sl] * self._work_per_byte, t_upd=np.full(count, t_e),
                                       rate=np.zeros(count))
                 links, valid = self._links_of(arrivals["route"][sl])
-                touched = np.where(valid, links, 0)
-                share = np.where(valid, self._share_level(touched), np.inf)
-                restart = min(restart, float(share.min()))
+                restart = min(restart, float(self._share_level(links[valid]).min(initial=np.inf)))
+                del links, valid  # before the solve: the largest arrays when millions of flows arrive at once
             if restart < np.inf:
                 self._resolve_rates(restart if self.incremental else 0.0, new_rows, t_e)
             cpl.compact()

@@ -94,26 +94,33 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
     the flow's level, and the result is each flow's level (``weighted_max_min_rates`` on large solves); without
     it every entry loads its link with the flow's rate, as in ``max_min_rates``.
     """
-    n_flows = flow_links.shape[0]
+    n_flows, width = flow_links.shape
     rate = np.full(n_flows, np.inf)
-    valid = flow_links >= 0
-    if not valid.any():
-        return rate
-    links, local = _local_link_ids(flow_links[valid], len(capacity_Bps))
+    used = np.bincount(flow_links.ravel() + 1, minlength=len(capacity_Bps) + 1)[1:]  # entries per link
+    links = np.nonzero(used)[0]
     n_links = len(links)
-    if demand is not None:
-        demand = np.where(valid, demand, 0.0)
-    # int32 indices (flows and links stay far below 2**31) halve the memory traffic of the large gathers
-    local_links = np.full(flow_links.shape, -1, dtype=np.int32)
-    local_links[valid] = local
+    if not n_links:
+        return rate
+    # int32 local link ids (flows and links stay far below 2**31), padding -1 read from the lookup's last entry:
+    # no masked copies of the entries, which are the largest arrays of a big solve
+    lookup = np.full(len(capacity_Bps) + 1, -1, dtype=np.int32)
+    lookup[links] = np.arange(n_links, dtype=np.int32)
+    local_links = lookup[flow_links]
+    key = local_links.ravel() + 1  # 0: padding
     link_ptr = np.zeros(n_links + 1, dtype=np.int64)
-    np.cumsum(np.bincount(local, minlength=n_links), out=link_ptr[1:])
+    np.cumsum(used[links], out=link_ptr[1:])
     remaining_Bps = np.maximum(capacity_Bps[links].astype(np.float64), 0.0)
     alive = np.diff(link_ptr).astype(np.float64)  # unfrozen flows per link
-    load = alive if demand is None else np.bincount(local, weights=demand[valid], minlength=n_links)
-    entry_flow = np.repeat(np.arange(n_flows, dtype=np.int32), valid.sum(axis=1))  # = nonzero(valid)[0]
-    link_flows = entry_flow[np.argsort(local.astype(np.uint16) if n_links <= 1 << 16 else local, kind="stable")]
-    del entry_flow, local  # the largest arrays of a big solve: gone before its iterations
+    if demand is None:
+        load = alive
+    else:
+        demand = np.where(local_links >= 0, demand, 0.0)
+        load = np.bincount(key, weights=demand.ravel(), minlength=n_links + 1)[1:]
+    order = np.argsort(key.astype(np.uint16) if n_links < 1 << 16 else key, kind="stable")  # entries by link
+    entries = order[len(key) - link_ptr[-1]:]  # the real entries, by link
+    entries //= width  # each entry's flow, in place
+    link_flows = entries.astype(np.int32)
+    del key, order, entries
     frozen = np.zeros(n_flows, dtype=bool)
     stamp = np.zeros(n_flows, dtype=np.int64)
     share = np.full(n_links + 1, np.inf)  # the last entry is read by padding (-1)
