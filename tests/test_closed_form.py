@@ -8,15 +8,15 @@ from simulator.errors import SpecError
 from simulator.network.fabric import Fabric
 from simulator.options import FCOptions
 from simulator.results.tables import StepSummary
-from simulator.run.closed_form import step_times, supports
+from simulator.run.closed_form import STRATEGIES, step_times, supports
 from simulator.run.sweep import sweep
 from simulator.run.training import make_cluster, simulate_step
-from simulator.strategies import StrategyOptions
+from simulator.strategies import REGISTRY, StrategyOptions, needs_servers
 from simulator.strategies.base import Cluster
 from simulator.strategies.des import DESOptions
 from simulator.strategies.ps import PSOptions
 from simulator.strategies.torchrec import SHARDINGS, ShardingOptions
-from topologies import load_topology
+from topologies import build, load_topology, parse_inline
 from workloads import load_workload
 
 TOPOLOGIES = ["leafspine16-oversub", "dgx:nodes=4,gpus_per_node=8,nvlink_gbps=3600,nic_gbps=400,rails=true"]
@@ -200,4 +200,69 @@ def test_a_sweep_evaluates_classification_points_in_closed_form() -> None:
         expected = engine[column].to_numpy(float)
         assert quick[column].to_numpy(float) == pytest.approx(expected, rel=1e-9, nan_ok=True), column
     for column in ("key", "fits_memory", "servers", "workers", "model"):
+        assert quick[column].tolist() == engine[column].tolist(), column
+
+
+# ----- other link rates and latencies: one fabric's profiles price them all ------------------------------------
+# per topology, four configurations in which every rate and latency parameter takes both its values
+LINK_GRIDS = {
+    "leafspine:leaves=2,hosts_per_leaf=4,spines=2": [
+        {"host_gbps": 25, "uplink_gbps": 10, "latency_us": 0}, {"host_gbps": 400, "uplink_gbps": 800, "latency_us": 0},
+        {"host_gbps": 25, "uplink_gbps": 800, "latency_us": 5}, {"host_gbps": 400, "uplink_gbps": 10, "latency_us": 5}],
+    "dgx:nodes=2,gpus_per_node=4": [
+        {"nic_gbps": 50, "nvlink_latency_us": 0.1, "latency_us": 0}, {"nic_gbps": 400, "nvlink_latency_us": 2,
+                                                                      "latency_us": 0},
+        {"nic_gbps": 50, "nvlink_latency_us": 2, "latency_us": 3}, {"nic_gbps": 400, "nvlink_latency_us": 0.1,
+                                                                    "latency_us": 3}],
+    "dragonfly:groups=3,routers_per_group=2,hosts_per_router=2,global_gbps=50,global_latency_us=3": [
+        {"link_gbps": 25, "global_gbps": 10, "global_latency_us": 0}, {"link_gbps": 200, "global_gbps": 100,
+                                                                       "global_latency_us": 0},
+        {"link_gbps": 25, "global_gbps": 100, "global_latency_us": 10}, {"link_gbps": 200, "global_gbps": 10,
+                                                                         "global_latency_us": 10}]}
+
+
+@pytest.mark.parametrize(("topology", "strategy"), [(t, s) for t in list(LINK_GRIDS)[:2] for s in STRATEGIES]
+                         + [(list(LINK_GRIDS)[2], "des")])
+def test_closed_form_at_other_link_rates_equals_the_engine_on_the_fabric_built_at_them(topology: str,
+                                                                                       strategy: str) -> None:
+    """Host, uplink and NIC rates and latencies (dgx: spine rates derived from the NIC's, NVLink latency a class
+    of its own; dragonfly: routes in and between groups, whose longest latency depends on which latency is
+    larger) vary per configuration on a fabric built once; each configuration equals the analytical engine
+    on the fabric built at its values."""
+    name, built = parse_inline(topology)
+    values = LINK_GRIDS[topology]
+    workload = "dlrm-small" if REGISTRY[strategy].kind == "recommender" else "xc-1e6"
+    batches = np.resize([64, 1024], len(values))
+    servers = 2 if needs_servers(strategy) else None
+    fabric = Fabric(build(name, **built))
+    cluster = make_cluster(fabric, strategy, H100, load_device("cpu-server"), servers=servers)
+    quick = step_times(load_workload(workload), cluster, strategy, batches, grid=fabric.grid(values))
+    for i, (b, point) in enumerate(zip(batches, values, strict=True)):
+        cluster = make_cluster(Fabric(build(name, **{**built, **point})), strategy, H100, load_device("cpu-server"),
+                               servers=servers)
+        summary = simulate_step(load_workload(workload, [f"batch_per_worker={b}"]), cluster, strategy,
+                                "analytical").summary
+        for key in ("step_time_s", "exposed_comm_s", "bytes_on_wire"):
+            assert quick[key][i] == pytest.approx(summary[key], rel=1e-9), (key, point)
+
+
+def test_the_sweep_evaluates_a_topology_shape_once_and_gives_the_engines_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Points that differ in batch size and link rates and latencies are one closed-form evaluation per
+    strategy; their rows (the topology each point names included) equal the engine's."""
+    from simulator.run import closed_form
+
+    calls = []
+    evaluate = closed_form.step_times
+    monkeypatch.setattr(closed_form, "step_times", lambda *args, **kw: calls.append(1) or evaluate(*args, **kw))
+    spec = {"base": {"workload": "dlrm-small", "fidelity": "analytical",
+                     "topology": "leafspine:leaves=2,hosts_per_leaf=4,spines=2,host_gbps=100,uplink_gbps=200"},
+            "grid": {"strategy": ["des", "ps"], "topology.host_gbps": [50, 400], "topology.uplink_gbps": [100, 800],
+                     "topology.latency_us": [0, 2], "workload.batch_per_worker": [64, 4096]}}
+    engine = sweep(spec, jobs=1)
+    quick = sweep({**spec, "closed_form": True}, jobs=1)
+    assert len(calls) == 2 and (quick.evaluation == "closed form").all() and (quick.error == "").all()
+    for column in ("step_time_s", "samples_per_s", "bytes_on_wire", "bytes_per_worker_mean", "compute_s",
+                   "exposed_comm_s", "memory_worker_bytes"):
+        assert quick[column].to_numpy(float) == pytest.approx(engine[column].to_numpy(float), rel=1e-9), column
+    for column in ("key", "topology", "workers", "servers", "batch_per_worker", "fits_memory"):
         assert quick[column].tolist() == engine[column].tolist(), column

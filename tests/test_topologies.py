@@ -30,6 +30,7 @@ from topologies import (
     torus,
     validate_graph,
 )
+from topologies.builders import LINK_PARAMS
 
 
 def counts(g: nx.Graph) -> tuple[int, int, int]:
@@ -59,7 +60,8 @@ def test_star(n: int) -> None:
     assert counts(g) == (n, 1, n)
     assert g.degree["sw0"] == n
     assert g.graph["hosts"] == [f"h{i}" for i in range(n)]
-    assert all(d == {"link_gbps": 25.0, "latency_us": 2.0} for _, _, d in g.edges(data=True))
+    assert all(d == {"link_gbps": 25.0, "latency_us": 2.0, "gbps_param": "link_gbps", "latency_param": "latency_us"}
+               for _, _, d in g.edges(data=True))
     assert g.graph["spec"] == f"star:hosts={n},link_gbps=25,latency_us=2"
 
 
@@ -130,8 +132,11 @@ def test_dgx_rails() -> None:
     assert counts(g) == (32, 4 + 32 + 8 + 8, 32 * 3 + 8 * 8)  # a NIC node per GPU: GPU-NIC and NIC-rail cables
     assert g.graph["hosts"][:9] == [f"n0/gpu{i}" for i in range(8)] + ["n1/gpu0"]
     assert set(g["n2/gpu5"]) == {"n2/nvswitch", "n2/nic5"} and set(g["n2/nic5"]) == {"n2/gpu5", "rail5"}
-    assert g["n0/gpu0"]["n0/nvswitch"] == {"link_gbps": 3600.0, "latency_us": 0.5}
-    assert g["n0/nic0"]["rail0"] == g["n0/gpu0"]["n0/nic0"] == {"link_gbps": 400.0, "latency_us": 0.5}
+    assert g["n0/gpu0"]["n0/nvswitch"] == {"link_gbps": 3600.0, "latency_us": 0.5, "gbps_param": "nvlink_gbps",
+                                           "latency_param": "nvlink_latency_us"}
+    assert g["n0/nic0"]["rail0"] == g["n0/gpu0"]["n0/nic0"] == {"link_gbps": 400.0, "latency_us": 0.5,
+                                                                "gbps_param": "nic_gbps", "latency_param": "latency_us",
+                                                                "latency_share": 0.5}
     assert g["rail3"]["spine7"]["link_gbps"] == pytest.approx(400 * 4 / 8)
     assert g.graph["gpus_per_node"] == 8
     fabric = Fabric(g)
@@ -246,6 +251,24 @@ def test_every_builder_is_connected_valid_and_round_trips(text: str) -> None:
         assert len(g.graph["hosts"]) == DEFAULT_HOSTS[text]
     again = load_topology(g.graph["spec"])
     assert nx.utils.graphs_equal(g, again)  # same nodes, cables and attributes (stronger than isomorphic)
+
+
+@pytest.mark.parametrize("text", [*BUILDERS, *VARIANTS, "dgx:nodes=2,gpus_per_node=2,spine_gbps=50",
+                                  "dragonfly:global_gbps=50,global_latency_us=4"])
+def test_every_link_names_the_parameters_its_rate_and_latency_come_from(text: str) -> None:
+    """Built again with every rate and latency parameter doubled, every link has twice the rate and latency;
+    its latency is ``latency_share`` times the parameter it names (a rate or latency parameter the builder set)."""
+    g = load_topology(text)
+    name, params = g.graph["name"], g.graph["params"]
+    doubled = build(name, **{**params, **{k: 2 * params[k] for k in LINK_PARAMS[name] if params[k] is not None}})
+    named = set()
+    for u, v, d in g.edges(data=True):
+        again = doubled.edges[u, v]
+        assert (again["link_gbps"], again["latency_us"]) == pytest.approx((2 * d["link_gbps"], 2 * d["latency_us"]))
+        assert d["latency_us"] == pytest.approx(d.get("latency_share", 1.0) * params[d["latency_param"]])
+        assert params[d["gbps_param"]] > 0
+        named |= {d["gbps_param"], d["latency_param"]}
+    assert named <= {k for k in LINK_PARAMS[name] if params[k] is not None}
 
 
 ARCHITECTURE_STRINGS = {

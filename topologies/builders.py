@@ -2,7 +2,11 @@
 
 Conventions every builder follows (other packages depend on them):
 
-- edge attributes ``link_gbps`` (1e9 bits/s per direction, > 0) and ``latency_us`` (microseconds, >= 0);
+- edge attributes ``link_gbps`` (1e9 bits/s per direction, > 0) and ``latency_us`` (microseconds, >= 0), and
+  the parameters they come from: ``gbps_param`` (the link's rate is proportional to it: a multiple for
+  bundled or derived links, a fraction after a fault) and ``latency_param`` (its latency is ``latency_share``
+  times it, default 1), so that a fabric can price other values of them without being rebuilt
+  (``LINK_PARAMS``: every parameter of a rate or a latency);
 - node attribute ``kind``: ``"host"`` (a compute endpoint, never forwards) or ``"switch"`` (forwards);
 - ``G.graph["hosts"]``: host names in rank order; ``G.graph["name"]``: the builder name;
   ``G.graph["spec"]``: a canonical inline string that rebuilds the graph; ``G.graph["params"]``: the
@@ -56,6 +60,7 @@ Dims = Annotated[str | list[int], BeforeValidator(_dims_text)]
 
 BUILDERS: dict[str, Callable[..., nx.Graph]] = {}
 PARAMS: dict[str, type[BaseModel]] = {}
+LINK_PARAMS: dict[str, tuple[str, ...]] = {}  # per builder: its Gbps and Micros parameters
 
 def format_value(value: object) -> str:
     """Format one parameter value the way the inline parser reads it back (``true``, ``100``, ``0.5``)."""
@@ -93,6 +98,8 @@ def _builder(func: Callable[..., nx.Graph]) -> Callable[..., nx.Graph]:
         for key, p in inspect.signature(func).parameters.items()
     }
     PARAMS[name] = create_model(f"{name.capitalize()}Params", __config__=ConfigDict(extra="forbid"), **fields)
+    LINK_PARAMS[name] = tuple(key for key, (hint, _) in fields.items()
+                              if hint in (Gbps, Micros) or {Gbps, Micros} & set(typing.get_args(hint)))
 
     @functools.wraps(func)
     def build(**params: Any) -> nx.Graph:
@@ -133,6 +140,11 @@ def _elements(name: str, p: dict[str, Any]) -> float:
     return 0.0
 
 
+def _from(gbps: str, latency: str = "latency_us", share: float = 1.0) -> dict[str, Any]:
+    """Edge attributes naming the parameters a link's rate and latency come from (module docstring)."""
+    return {"gbps_param": gbps, "latency_param": latency, **({"latency_share": share} if share != 1.0 else {})}
+
+
 def _add_hosts(graph: nx.Graph, hosts: list[str]) -> None:
     graph.add_nodes_from(hosts, kind="host")
     graph.graph["hosts"] = hosts
@@ -149,7 +161,8 @@ def star(*, hosts: Count = 8, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0)
     graph = nx.Graph()
     _add_hosts(graph, [f"h{i}" for i in range(hosts)])
     graph.add_node("sw0", kind="switch")
-    graph.add_edges_from(((h, "sw0") for h in graph.graph["hosts"]), link_gbps=link_gbps, latency_us=latency_us)
+    graph.add_edges_from(((h, "sw0") for h in graph.graph["hosts"]), link_gbps=link_gbps, latency_us=latency_us,
+                         **_from("link_gbps"))
     return graph
 
 
@@ -171,7 +184,7 @@ def ring(*, hosts: Count = 8, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0)
     cables = list(zip(graph.graph["hosts"], switches, strict=True))
     if hosts > 1:
         cables += [(switches[i], switches[(i + 1) % hosts]) for i in range(hosts)]
-    graph.add_edges_from(cables, link_gbps=link_gbps, latency_us=latency_us)
+    graph.add_edges_from(cables, link_gbps=link_gbps, latency_us=latency_us, **_from("link_gbps"))
     return graph
 
 
@@ -196,8 +209,9 @@ def leafspine(*, leaves: Count = 4, hosts_per_leaf: Count = 4, spines: NonNegCou
     spine_names = [f"spine{i}" for i in range(spines)]
     graph.add_nodes_from(leaf_names + spine_names, kind="switch")
     graph.add_edges_from(((h, leaf_names[i // hosts_per_leaf]) for i, h in enumerate(graph.graph["hosts"])),
-                         link_gbps=host_gbps, latency_us=latency_us)
-    graph.add_edges_from(itertools.product(leaf_names, spine_names), link_gbps=uplink_gbps, latency_us=latency_us)
+                         link_gbps=host_gbps, latency_us=latency_us, **_from("host_gbps"))
+    graph.add_edges_from(itertools.product(leaf_names, spine_names), link_gbps=uplink_gbps, latency_us=latency_us,
+                         **_from("uplink_gbps"))
     graph.graph["oversubscription"] = hosts_per_leaf * host_gbps / (spines * uplink_gbps) if spines else 1.0
     return graph
 
@@ -235,7 +249,7 @@ def fattree(*, k: Count = 4, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0, 
         cables += [(f"h{(p * half + e) * half + h}", edges[e]) for e in range(half) for h in range(half)]
         cables += itertools.product(edges, aggs)
         cables += [(aggs[a], cores[a * half + c]) for a in range(half) for c in range(half)]
-    graph.add_edges_from(cables, link_gbps=link_gbps, latency_us=latency_us)
+    graph.add_edges_from(cables, link_gbps=link_gbps, latency_us=latency_us, **_from("link_gbps"))
     return graph
 
 
@@ -272,6 +286,7 @@ def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.
         spines = 0 if len(leaves) == 1 else gpus_per_node if rails else len(leaves)
     if spines == 0 and len(leaves) > 1:
         raise SpecError("topology.spines", spines, f"must be >= 1 when there is more than one leaf ({len(leaves)})")
+    spine_param = "spine_gbps" if spine_gbps is not None else "nic_gbps"
     if spine_gbps is None and spines:
         spine_gbps = nic_gbps * ports_per_leaf / spines
 
@@ -281,18 +296,20 @@ def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.
     spine_names = [f"spine{s}" for s in range(spines)]
     graph.add_nodes_from([f"n{n}/nvswitch" for n in range(nodes)] + leaves + spine_names, kind="switch")
     graph.add_edges_from(((gpu, f"n{n}/nvswitch") for n, node in enumerate(gpus) for gpu in node),
-                         link_gbps=nvlink_gbps, latency_us=nvlink_latency_us)
+                         link_gbps=nvlink_gbps, latency_us=nvlink_latency_us,
+                         **_from("nvlink_gbps", "nvlink_latency_us"))
     nics = [[f"n{n}/nic{g}" for g in range(gpus_per_node)] for n in range(nodes)]
     graph.add_nodes_from([nic for node in nics for nic in node], kind="switch")
     graph.add_edges_from(((gpu, nic) for gpu_node, nic_node in zip(gpus, nics, strict=True)
                           for gpu, nic in zip(gpu_node, nic_node, strict=True)),
-                         link_gbps=nic_gbps, latency_us=latency_us / 2)
+                         link_gbps=nic_gbps, latency_us=latency_us / 2, **_from("nic_gbps", share=0.5))
     if rails:
         uplinks = [(nic, leaves[g]) for node in nics for g, nic in enumerate(node)]
     else:
         uplinks = [(nic, leaves[n // per_leaf]) for n, node in enumerate(nics) for nic in node]
-    graph.add_edges_from(uplinks, link_gbps=nic_gbps, latency_us=latency_us / 2)
-    graph.add_edges_from(itertools.product(leaves, spine_names), link_gbps=spine_gbps, latency_us=latency_us)
+    graph.add_edges_from(uplinks, link_gbps=nic_gbps, latency_us=latency_us / 2, **_from("nic_gbps", share=0.5))
+    graph.add_edges_from(itertools.product(leaves, spine_names), link_gbps=spine_gbps, latency_us=latency_us,
+                         **_from(spine_param))
     graph.graph["gpus_per_node"] = gpus_per_node
     return graph
 
@@ -320,7 +337,7 @@ def torus(*, dims: Dims = "4x4", link_gbps: Gbps = 100.0, latency_us: Micros = 1
         for axis, size in enumerate(sizes):
             neighbour = (*c[:axis], (c[axis] + 1) % size, *c[axis + 1 :])
             cables.append((router[c], router[neighbour]))
-    graph.add_edges_from(cables, link_gbps=link_gbps, latency_us=latency_us)
+    graph.add_edges_from(cables, link_gbps=link_gbps, latency_us=latency_us, **_from("link_gbps"))
     return graph
 
 
@@ -386,6 +403,8 @@ def dragonfly(*, groups: Count = 5, routers_per_group: Count = 4, hosts_per_rout
         raise SpecError("topology.groups", groups,
                         f"must be <= routers_per_group*global_links_per_router + 1 = {ports + 1} "
                         "so that every pair of groups gets a global link")
+    global_from = _from("link_gbps" if global_gbps is None else "global_gbps",
+                        "latency_us" if global_latency_us is None else "global_latency_us")
     global_gbps = link_gbps if global_gbps is None else global_gbps
     global_latency_us = latency_us if global_latency_us is None else global_latency_us
     routers = [[f"g{g}/r{r}" for r in range(routers_per_group)] for g in range(groups)]
@@ -395,7 +414,7 @@ def dragonfly(*, groups: Count = 5, routers_per_group: Count = 4, hosts_per_rout
     flat = [r for group in routers for r in group]
     local = [(h, flat[i // hosts_per_router]) for i, h in enumerate(graph.graph["hosts"])]
     local += [pair for group in routers for pair in itertools.combinations(group, 2)]
-    graph.add_edges_from(local, link_gbps=link_gbps, latency_us=latency_us)
+    graph.add_edges_from(local, link_gbps=link_gbps, latency_us=latency_us, **_from("link_gbps"))
 
     cables = _global_cables(groups, ports)
     port_of = {(g, partner, i): p for g, lst in cables.items() for p, (partner, i) in enumerate(lst)}
@@ -406,6 +425,6 @@ def dragonfly(*, groups: Count = 5, routers_per_group: Count = 4, hosts_per_rout
             key = (routers[g][p % routers_per_group], routers[partner][q % routers_per_group])
             bundle[key] = bundle.get(key, 0) + 1
     for (u, v), m in bundle.items():
-        graph.add_edge(u, v, link_gbps=m * global_gbps, latency_us=global_latency_us)
+        graph.add_edge(u, v, link_gbps=m * global_gbps, latency_us=global_latency_us, **global_from)
     graph.graph["global_cables"] = sum(bundle.values())
     return graph

@@ -14,6 +14,7 @@ A link is a full-duplex cable unless ``directed: true`` (then the graph is an ``
 links become two directed ones); ``latency_us`` defaults to 0 in custom files.
 """
 
+import functools
 import json
 import math
 import numbers
@@ -27,7 +28,7 @@ import networkx as nx
 import yaml
 
 from simulator.errors import SpecError, check_keys, read_text
-from topologies.builders import BUILDERS, MAX_GBPS, MAX_US, MIN_GBPS
+from topologies.builders import BUILDERS, LINK_PARAMS, MAX_GBPS, MAX_US, MIN_GBPS, format_spec, validate_params
 
 PRESET_DIR = Path(__file__).parent / "presets"
 FILE_SUFFIXES = (".yaml", ".yml", ".json", ".graphml")
@@ -81,6 +82,24 @@ def parse_inline(text: str) -> tuple[str, dict[str, Any]]:
             raise SpecError(f"topology.{key}", value, "given more than once")
         params[key] = parse_value(value)
     return name, params
+
+
+@functools.lru_cache(maxsize=4096)
+def link_shape(text: str) -> tuple[str, str, tuple[tuple[str, float], ...]]:
+    """(canonical spec, shape, link values) of an inline builder topology: the shape is the spec with the
+    value of every link rate and latency parameter it sets (``LINK_PARAMS``) replaced by ``*``, so that
+    topologies of one shape have the same routes; the link values are those parameters' values.
+
+    >>> spec, shape, values = link_shape("leafspine:leaves=2,host_gbps=50")
+    >>> shape
+    'leafspine:leaves=2,hosts_per_leaf=4,spines=2,host_gbps=*,uplink_gbps=*,latency_us=*'
+    >>> dict(values)
+    {'host_gbps': 50.0, 'uplink_gbps': 200.0, 'latency_us': 1.0}
+    """
+    name, params = parse_inline(text)
+    checked = validate_params(name, params)
+    values = tuple((key, float(checked[key])) for key in LINK_PARAMS[name] if checked[key] is not None)
+    return format_spec(name, checked), format_spec(name, {**checked, **{key: "*" for key, _ in values}}), values
 
 
 def load_topology(text: str | Path) -> nx.Graph:

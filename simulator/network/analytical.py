@@ -12,6 +12,10 @@ per step.
 Under a TCP ``model`` (``models``) the same form takes its terms: latency x latency factor, drain times
 over capacity x rate factor, ACK bytes on each message's reverse route, and a message never faster than
 its TCP window cap; shares stay equal (the model's RTT weights need the flow backend).
+
+A profile is kept per rate class and route latency class, so that it also prices the fabric at other link
+rates and latencies (``fabric.LinkGrid``, one configuration per row) without routing again: a link's drain
+time scales with its rate class's ratio, a route's latency with its hops per latency parameter.
 """
 
 from __future__ import annotations
@@ -24,32 +28,58 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from simulator.network.fabric import Fabric
+from simulator.network.fabric import Fabric, LinkGrid
 from simulator.network.models import MODELS, NetworkModel
 from simulator.network.result import RankCallback, RunResult
 from simulator.network.schedule import Pattern, Schedule
+from simulator.units import us_to_s
 
 
 @dataclass
 class StepProfile:
-    """A step's messages reduced to distinct (route latency, drain time) pairs, plus its bytes per link.
+    """A step's messages reduced to (route latency, drain time) rows, plus its bytes per link.
 
     The step takes ``max(latency_s + drain_s)``. Every size in a collective's pattern is proportional to
     the collective's size S, so at S' the step takes ``max(latency_s + drain_s * S'/S)`` and moves
-    ``link_bytes * S'/S``: one profile serves a whole size sweep.
+    ``link_bytes * S'/S``: one profile serves a whole size sweep. Each row is the longest drain of one rate
+    class (``rate_class``, the fabric's ``link_rate_class``; -1: a TCP window cap, which depends on latency)
+    among the links crossed by routes of one latency: ``hops`` (rows x the fabric's latency parameters) are
+    those routes' shares of each parameter (x the model's latency factor), so that ``times_s`` prices the
+    step at other link rates and latencies too.
     """
 
     latency_s: np.ndarray
     drain_s: np.ndarray
     link_bytes: np.ndarray
+    rate_class: np.ndarray
+    hops: np.ndarray
+
+    def times_s(self, scale: np.ndarray | float, grid: LinkGrid | None = None) -> np.ndarray:
+        """The step's time (s) with every message size x ``scale``, per configuration: its links as built, or
+        with ``grid`` (as many rows as ``scale``, or ``scale`` a scalar) at each row's rates and latencies.
+        Every network time of the analytical model and of the closed forms is priced here."""
+        scale = np.asarray(scale, dtype=np.float64)[..., None]
+        if grid is None:
+            return (self.latency_s + scale * self.drain_s).max(axis=-1)
+        if np.any(self.rate_class < 0):
+            raise ValueError("a TCP window cap depends on the route latency: other link rates need maxmin")
+        latency_s = self.latency_s + grid.latency_delta_s @ self.hops.T
+        return (latency_s + scale * self.drain_s * grid.drain_ratio[:, self.rate_class]).max(axis=-1)
 
     def time_s(self, scale: float = 1.0) -> float:
-        return float((self.latency_s + scale * self.drain_s).max())
+        return float(self.times_s(scale))
+
+
+def profile_times_s(profile: list[tuple[int, StepProfile]], scale: np.ndarray | float,
+                    grid: LinkGrid | None = None) -> np.ndarray:
+    """Time of a schedule from its step profiles, every message size x ``scale``, per configuration (as
+    ``StepProfile.times_s``)."""
+    return sum(repeat * step.times_s(scale, grid) for repeat, step in profile)
 
 
 def profile_time_s(profile: list[tuple[int, StepProfile]], scale: float = 1.0) -> float:
     """Time of a schedule from its step profiles, with every message size multiplied by ``scale``."""
-    return sum(repeat * step.time_s(scale) for repeat, step in profile)
+    return float(profile_times_s(profile, scale))
 
 
 def _link_sums(links: np.ndarray, size_bytes: np.ndarray, n_links: int) -> np.ndarray:
@@ -93,7 +123,8 @@ def step_profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray,
     the same exchange at other sizes (another batch, another dim) reuses it.
     """
     if not len(pattern):
-        return StepProfile(np.zeros(1), np.zeros(1), np.zeros(fabric.n_links))
+        return StepProfile(np.zeros(1), np.zeros(1), np.zeros(fabric.n_links), np.array([len(fabric.rate_params)]),
+                           np.zeros((1, len(fabric.latency_params))))
     scale = float(pattern.size_bytes.max())
     key = hashlib.blake2b(b"".join((model.name.encode(), pattern.src.tobytes(), pattern.dst.tobytes(),
                                     (pattern.size_bytes / scale).tobytes(), hosts.tobytes())),
@@ -108,49 +139,112 @@ def step_profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray,
             cache.popitem(last=False)
     else:
         cache.move_to_end(key)
-    return StepProfile(unit.latency_s, unit.drain_s * scale, unit.link_bytes * scale)
+    return StepProfile(unit.latency_s, unit.drain_s * scale, unit.link_bytes * scale, unit.rate_class, unit.hops)
 
 
 def _profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray, model: NetworkModel) -> StepProfile:
-    """One pass over message chunks: bytes per link, and per link the longest route latency of the messages
-    crossing it.
+    """One pass over message chunks: bytes per link, and per link the latency classes of the routes crossing it.
 
     A message drains at its busiest link, so the step's max over messages of (latency + scale x drain) equals
-    the max over links of (the longest latency through the link + scale x the link's drain): the profile is a
-    pair per link, never per message. Small patterns use the fabric's route cache; huge ones (an all-to-all
-    on thousands of ranks) are routed chunk by chunk without caching, keeping only int32 link rows, so memory
-    stays bounded.
+    the max over links of (the longest latency through the link + scale x the link's drain). Under other
+    link rates and latencies that still holds per latency class of routes, and a class's links drain in
+    proportion per rate class: the profile is a row per (route latency class, rate class), never per
+    message. Small patterns use the fabric's route cache; huge ones (an all-to-all on thousands of ranks) are
+    routed chunk by chunk without caching, keeping only int32 link rows, so memory stays bounded.
     """
     cached = len(pattern) <= CACHED_MESSAGES
     payload = np.zeros(fabric.n_links)
     acks = np.zeros(fabric.n_links)
-    longest_s = np.full(fabric.n_links + 1, -np.inf)  # the last entry collects padding (-1)
-    hop_latency_s = np.append(fabric.latency_s, 0.0)
+    routes = _RouteLatencies(fabric)
+    width = fabric.n_links + 1
+    longest_s = np.full((0, width), -np.inf)  # per (route class, 1 + link): the longest fixed latency; 0: padding
     window = []  # (latency, drain) pairs of messages held back by their TCP window
     for start in range(0, len(pattern), STREAM_MESSAGES):
         part = slice(start, start + STREAM_MESSAGES)
         src, dst = hosts[pattern.src[part]], hosts[pattern.dst[part]]
         links = _links(fabric, src, dst, cached)
         size = pattern.size_bytes[part]
-        latency_s = hop_latency_s[links].sum(axis=1)
+        route, fixed_s = routes.classify(links)
         payload += _link_sums(links, size, fabric.n_links)
         if model.ack_fraction > 0:  # the reverse route carries the ACK stream
             back = _links(fabric, dst, src, cached)
             acks += _link_sums(back, size, fabric.n_links)
             links = np.concatenate([links, back], axis=1)
-        np.maximum.at(longest_s, links.ravel(), np.repeat(latency_s, links.shape[1]))
+        longest_s = np.vstack([longest_s, np.full((len(routes.built_s) - len(longest_s), width), -np.inf)])
+        cell = ((route * width)[:, None] + links + 1).ravel()
+        if routes.fixed:
+            np.maximum.at(longest_s.reshape(-1), cell, np.repeat(fixed_s, links.shape[1]))
+        else:
+            longest_s.reshape(-1)[cell] = 0.0
         if model.tcp_gamma_bytes > 0:  # a message moves at most gamma / (2 x route latency)
+            latency_s = routes.built_s[route] + fixed_s
             window.append(_slowest_per_latency(latency_s, size * 2 * latency_s / (model.tcp_gamma_bytes
                                                                                   * model.rate_factor)))
     drain_per_byte = (payload + model.ack_fraction * acks) / (fabric.capacity_Bps * model.rate_factor)
-    used = np.isfinite(longest_s[:-1])
-    latency_s, drain_s = [longest_s[:-1][used]], [drain_per_byte[used]]
+    route, link = np.nonzero(np.isfinite(longest_s[:, 1:]))
+    fixed_s, rate_class = longest_s[route, link + 1], fabric.link_rate_class[link]
+    order = np.lexsort((fixed_s, rate_class, route))
+    route, fixed_s, rate_class = route[order], fixed_s[order], rate_class[order]
+    first = np.ones(len(order), dtype=bool)  # rows of one (route class, fixed latency, rate class): the longest drain
+    first[1:] = (np.diff(route) != 0) | (np.diff(fixed_s) != 0) | (np.diff(rate_class) != 0)
+    starts = np.nonzero(first)[0]
+    route, fixed_s, rate_class = route[starts], fixed_s[starts], rate_class[starts]
+    latency_s, drain_s = [fixed_s + routes.built_s[route]], [np.maximum.reduceat(drain_per_byte[link[order]], starts)]
     for latency, drain in window:
         latency_s.append(latency)
         drain_s.append(drain)
-    latency_s, drain_s = _slowest_per_latency(np.concatenate(latency_s) * model.latency_factor,
-                                              np.concatenate(drain_s))
-    return StepProfile(latency_s, drain_s, payload)
+    n_windows = sum(len(latency) for latency, _ in window)
+    hops = np.concatenate([routes.hops[route], np.zeros((n_windows, routes.hops.shape[1]))])
+    return StepProfile(np.concatenate(latency_s) * model.latency_factor, np.concatenate(drain_s), payload,
+                       np.concatenate([rate_class, np.full(n_windows, -1)]), hops * model.latency_factor)
+
+
+class _RouteLatencies:
+    """Routes by latency class: per class id, ``hops`` (the shares of each latency parameter its links add up
+    to) and ``built_s`` (their latency as built, s); per route, the latency of its links no parameter sets
+    (``fixed``: whether any link has one)."""
+
+    def __init__(self, fabric: Fabric) -> None:
+        tagged = fabric.link_latency_class < len(fabric.latency_params)
+        pairs, digit = np.unique(np.stack([fabric.link_latency_class, fabric.link_latency_share])[:, tagged], axis=1,
+                                 return_inverse=True)
+        self.pair_param, self.pair_share = pairs[0].astype(np.int64), pairs[1]  # the distinct (parameter, share)
+        self.digit = np.full(fabric.n_links + 1, -1)  # each link's pair; the last entry: padding
+        self.digit[:-1][tagged] = digit.reshape(-1)
+        self.fixed_link_s = np.append(np.where(tagged, 0.0, fabric.latency_s), 0.0)
+        self.fixed = bool(np.any(self.fixed_link_s > 0))
+        self.param_s = us_to_s(np.array([fabric.param_values[p] for p in fabric.latency_params]))
+        self.hops = np.zeros((0, len(self.param_s)))
+        self.built_s = np.zeros(0)
+        self._ids: dict[bytes, int] = {}
+
+    def classify(self, links: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of a padded link matrix: its route class id and its fixed latency (s)."""
+        fixed_s = self.fixed_link_s[links].sum(axis=1) if self.fixed else np.zeros(len(links))
+        base, n_pairs = links.shape[1] + 1, len(self.pair_param)  # a route has fewer than base links of a pair
+        n_codes = base ** n_pairs  # a route's code: its count of links of pair p as digit p in base ``base``
+        if n_codes >= 1 << 62:
+            raise ValueError(f"routes of {links.shape[1]} links: too long to class by latency")
+        weight = np.where(self.digit >= 0, base ** np.maximum(self.digit, 0), 0)
+        code = weight[links].sum(axis=1)
+        if n_codes <= 1 << 22:  # few possible codes: count them
+            present = np.nonzero(np.bincount(code, minlength=n_codes))[0]
+            inverse = np.searchsorted(present, code)
+        else:
+            present, inverse = np.unique(code, return_inverse=True)
+        counts = present[:, None] // base ** np.arange(n_pairs) % base
+        hops = np.zeros((len(present), len(self.param_s)))
+        np.add.at(hops.T, self.pair_param, (counts * self.pair_share).T)
+        ids = np.array([self._id(row) for row in hops], dtype=np.int64)
+        return ids[inverse], fixed_s
+
+    def _id(self, hops: np.ndarray) -> int:
+        key = hops.tobytes()
+        if key not in self._ids:
+            self._ids[key] = len(self.built_s)
+            self.hops = np.vstack([self.hops, hops])
+            self.built_s = np.append(self.built_s, hops @ self.param_s)
+        return self._ids[key]
 
 
 def _slowest_per_latency(latency_s: np.ndarray, drain_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

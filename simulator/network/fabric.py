@@ -17,8 +17,9 @@ in vectorized batches, one breadth-first search per destination host, and cached
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -72,6 +73,28 @@ class _HopTable:
     links: np.ndarray
 
 
+@dataclass(frozen=True)
+class LinkGrid:
+    """A fabric's links at other rates and latencies, one configuration per row, against those it was built with.
+
+    A link of rate class c (``Fabric.link_rate_class``) drains in ``drain_ratio[:, c]`` times its built time
+    (the built rate over the configuration's; the last class, links no parameter sets, keeps 1). A route's
+    latency (s) grows by ``latency_delta_s[:, k]`` per unit of its latency class k (its links' shares of the
+    parameter: ``Fabric.link_latency_share``). Routes do not depend on rates or latencies, so one fabric's
+    routes serve every row.
+    """
+
+    drain_ratio: np.ndarray
+    latency_delta_s: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.drain_ratio)
+
+    def take(self, rows: np.ndarray) -> LinkGrid:
+        """The configurations ``rows``."""
+        return LinkGrid(self.drain_ratio[rows], self.latency_delta_s[rows])
+
+
 class KeyCache:
     """Ids of int64 keys, made by ``build`` the first time a key is seen; sorted arrays, no per-key objects."""
 
@@ -99,8 +122,13 @@ class Fabric:
     """Directed links, hosts and cached ECMP routes of one topology graph.
 
     Attributes (arrays indexed by link id): ``link_src``, ``link_dst`` (node ids), ``capacity_Bps``
-    (bytes/s), ``latency_s``. Routes are rows of ``route_links`` (link ids padded with -1), with
-    ``route_latency_s`` (sum over links, paid once per message) and ``route_bottleneck_Bps``.
+    (bytes/s), ``latency_s``; for a builder's topology, the parameters links take their rates and latencies
+    from (its edges' ``gbps_param``, ``latency_param``): ``rate_params`` and per link ``link_rate_class`` (an
+    index into them; ``len(rate_params)``: a rate no parameter sets), ``latency_params``,
+    ``link_latency_class`` and ``link_latency_share`` (latency = share x the parameter; links no parameter
+    sets are in class ``len(latency_params)``); ``param_values``: the values it was built with (Gb/s, us).
+    Routes are rows of ``route_links`` (link ids padded with -1), with ``route_latency_s`` (sum over links,
+    paid once per message) and ``route_bottleneck_Bps``.
     These arrays grow as new routes are computed: call ``route_ids`` first, then index them.
     """
 
@@ -124,7 +152,8 @@ class Fabric:
         self.is_switch = np.array([graph.nodes[n].get("kind") != "host" for n in graph.nodes], dtype=bool)
         self.is_switch[self.host_nodes] = False
 
-        src, dst, gbps, lat_us = [], [], [], []
+        src, dst, gbps, lat_us, rate_from, latency_from, share = [], [], [], [], [], [], []
+        params = graph.graph.get("params") or {}  # a builder's: its edges name the ones they come from
         directed = graph.is_directed()
         for u, v, attrs in graph.edges(data=True):
             bandwidth, latency = attrs.get("link_gbps"), attrs.get("latency_us", 0.0)
@@ -138,11 +167,23 @@ class Fabric:
                 dst.append(index[b])
                 gbps.append(float(bandwidth))
                 lat_us.append(float(latency))
+                rate_from.append(attrs.get("gbps_param") if params.get(attrs.get("gbps_param")) is not None else None)
+                tagged = params.get(attrs.get("latency_param")) is not None
+                latency_from.append(attrs["latency_param"] if tagged else None)
+                share.append(float(attrs.get("latency_share", 1.0)) if tagged else 0.0)
         self.link_src = np.array(src, dtype=np.int64)
         self.link_dst = np.array(dst, dtype=np.int64)
         self.capacity_Bps = gbps_to_Bps(np.array(gbps, dtype=np.float64))
         self.latency_s = us_to_s(np.array(lat_us, dtype=np.float64))
         self.n_links = len(self.link_src)
+        self.rate_params = tuple(dict.fromkeys(p for p in rate_from if p is not None))
+        self.link_rate_class = np.array([self.rate_params.index(p) if p else len(self.rate_params) for p in rate_from],
+                                        dtype=np.int64)
+        self.latency_params = tuple(dict.fromkeys(p for p in latency_from if p is not None))
+        self.link_latency_class = np.array([self.latency_params.index(p) if p else len(self.latency_params)
+                                            for p in latency_from], dtype=np.int64)
+        self.link_latency_share = np.array(share, dtype=np.float64)
+        self.param_values = {p: float(params[p]) for p in self.rate_params + self.latency_params}
 
         to_switch = np.nonzero(self.is_switch[self.link_dst])[0]
         order = to_switch[np.argsort(self.link_src[to_switch], kind="stable")]
@@ -167,6 +208,22 @@ class Fabric:
         self.route_bottleneck_Bps = np.zeros(0)
         self.n_routes = 0
         self._check_connected()
+
+    def grid(self, values: Sequence[Mapping[str, Any]]) -> LinkGrid:
+        """The fabric's links under each configuration of ``values`` (a mapping per configuration from rate
+        parameters, Gb/s, and latency parameters, us, to their values; one it leaves out keeps the value the
+        fabric was built with)."""
+        def table(params: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+            """(configurations x params, the built values)."""
+            built = [self.param_values[p] for p in params]
+            rows = [[float(v.get(p, b)) for p, b in zip(params, built, strict=True)] for v in values]
+            return np.array(rows).reshape(len(values), len(params)), np.array(built)
+
+        gbps, built_gbps = table(self.rate_params)
+        latency_us, built_us = table(self.latency_params)
+        ratio = np.ones((len(values), len(self.rate_params) + 1))
+        ratio[:, :-1] = built_gbps / gbps
+        return LinkGrid(ratio, us_to_s(latency_us - built_us))
 
     @property
     def ranks_per_node(self) -> int | None:

@@ -1,4 +1,7 @@
-"""Analytical steps over arrays of batch sizes, in closed form: one evaluation for a whole sweep axis.
+"""Analytical steps over arrays of configurations, in closed form: one evaluation for a whole sweep axis.
+
+A configuration is a batch size and, optionally, the fabric's link rates and latencies (a ``LinkGrid`` row:
+routes do not depend on them, so one fabric's profiles price every row).
 
 For the strategies whose analytical critical path is a fixed chain (each rank: a compute, a communication
 and a PS-server stream, ops in program order; where ranks differ, one chain per rank and the latest one), the
@@ -10,14 +13,16 @@ the registry, for one step at analytical fidelity (recommenders: expected IDs).
 
 Bytes on the wire are the workload's ``comm_bytes`` per value (fc: 2 with ``fp16_comm``), as the strategies
 send them (stored values ``dtype_bytes``, GEMMs at ``compute_dtype``'s peak: ``workloads.precision``). The
-result equals ``simulate_step(..., "analytical")`` per batch size (``tests/test_closed_form.py``), at a small
-fraction of the cost per configuration (``benchmarks/sweep.py``).
+result equals ``simulate_step(..., "analytical")`` per configuration, on the fabric built at its link rates
+and latencies (``tests/test_closed_form.py``), at a small fraction of the cost per configuration
+(``benchmarks/sweep.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from simulator.network.fabric import LinkGrid
 from simulator.strategies import REGISTRY, StrategyOptions
 from simulator.strategies.base import Cluster
 from simulator.strategies.closed import Terms
@@ -40,8 +45,9 @@ def supports(workload: object, strategy: str, fidelity: str, steps: int = 1,
 
 
 def step_times(workload: AnyWorkload, cluster: Cluster, strategy: str, batches: np.ndarray,
-               options: StrategyOptions | None = None) -> dict[str, np.ndarray]:
-    """Per batch size (samples per worker): step_time_s, samples_per_s, bytes_on_wire,
+               options: StrategyOptions | None = None, grid: LinkGrid | None = None) -> dict[str, np.ndarray]:
+    """Per configuration, batch size ``batches[i]`` (samples per worker) on the cluster's fabric at the link
+    rates and latencies of ``grid`` row i (default: as built): step_time_s, samples_per_s, bytes_on_wire,
     bytes_per_worker_mean, compute_s, exposed_comm_s, memory_worker_bytes and fits_memory (ps, ps-fc: and
     memory_server_bytes; des, des-rs and des-a2a: des_partial and partial_width), as the engine's summary
     reports them."""
@@ -51,7 +57,9 @@ def step_times(workload: AnyWorkload, cluster: Cluster, strategy: str, batches: 
                          f"not {strategy} on {workload.name}")
     if cluster.collective_costs:
         raise ValueError("the closed form does not model per-call collective costs (a calibration's): use the engine")
+    if grid is not None and len(grid) != len(batches):
+        raise ValueError(f"{len(batches)} batch sizes but {len(grid)} link configurations")
     check_device(workload.precision, cluster.device)
     closed_form = REGISTRY[strategy].closed_form
     assert closed_form is not None
-    return closed_form(Terms(workload, cluster, opts, np.asarray(batches, dtype=np.float64)))
+    return closed_form(Terms(workload, cluster, opts, np.asarray(batches, dtype=np.float64), grid))

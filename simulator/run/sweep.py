@@ -240,44 +240,66 @@ BATCH = "workload.batch_per_worker"
 
 def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[str, Any]], list[tuple[int, dict, dict]]]:
     """Rows of the points the closed form covers (``simulator.run.closed_form``), one evaluation per group of
-    points that differ only in their batch size; and the points left for the engine."""
+    points that differ only in their batch size and their topology's link rates and latencies (one fabric's
+    routes and profiles serve them all: ``Fabric.grid``); and the points left for the engine."""
     from simulator.run.closed_form import step_times, supports
     from simulator.strategies import needs_servers
 
-    groups: dict[str, list[tuple[int, dict, dict]]] = {}
-    for point in points:
-        groups.setdefault(run_key({k: v for k, v in point[1].items() if k != BATCH}), []).append(point)
+    groups: dict[str, list[tuple[tuple[int, dict, dict], str | None, dict[str, float]]]] = {}
     rows, left = [], []
+    for point in points:
+        try:
+            topology, shape, link_values = _link_shape(point[1])
+        except (SpecError, ValueError, ValidationError):
+            left.append(point)  # the engine path records the error
+            continue
+        shared = {k: v for k, v in point[1].items() if k != BATCH and not k.startswith("topology.")}
+        groups.setdefault(run_key({**shared, "topology": shape}), []).append((point, topology, link_values))
     for group in groups.values():
-        shared = {k: v for k, v in group[0][1].items() if k != BATCH}
+        shared = {k: v for k, v in group[0][0][1].items() if k != BATCH}
         try:
             scenario, strategy = _resolve(shared)
         except (SpecError, ValueError, ValidationError):
-            left += group  # the engine path records the error of each point
+            left += [point for point, _, _ in group]  # the engine path records the error of each point
             continue
         spec, workload = scenario.spec, scenario.workload
         if (spec.stragglers or spec.rank_devices or spec.network_model != "maxmin"
                 or not supports(workload, strategy, spec.fidelity, spec.steps, spec.options)):
-            left += group
+            left += [point for point, _, _ in group]
             continue
-        batches = np.array([p[1].get(BATCH, workload.batch_per_worker) for p in group], dtype=np.float64)
+        batches = np.array([p[1].get(BATCH, workload.batch_per_worker) for p, _, _ in group], dtype=np.float64)
         try:
             cluster = scenario.cluster(strategy)
-            values = step_times(workload, cluster, strategy, batches, spec.options)
+            grid = cluster.fabric.grid([link_values for _, _, link_values in group])
+            values = step_times(workload, cluster, strategy, batches, spec.options, grid)
         except (SpecError, ValueError, ValidationError) as exc:
             rows += [_failed({"run": i, "key": run_key(params), **inputs, "evaluation": "closed form"}, exc)
-                     for i, params, inputs in group]
+                     for (i, params, inputs), _, _ in group]
             continue
-        summary = workload.name, workload.model, str(cluster.fabric.graph.graph.get("spec", "custom"))
+        topology = str(cluster.fabric.graph.graph.get("spec", "custom"))
         servers = len(cluster.servers) if needs_servers(strategy) else 0
-        for j, (index, params, inputs) in enumerate(group):
-            row = {"strategy": strategy, "workload": summary[0], "model": summary[1], "topology": summary[2],
-                   "fidelity": "analytical", "fidelity_reason": "requested", "workers": cluster.n_workers,
-                   "servers": servers, "batch_per_worker": int(batches[j]), "steps": 1,
+        for j, ((index, params, inputs), point_topology, _) in enumerate(group):
+            row = {"strategy": strategy, "workload": workload.name, "model": workload.model,
+                   "topology": point_topology or topology, "fidelity": "analytical", "fidelity_reason": "requested",
+                   "workers": cluster.n_workers, "servers": servers, "batch_per_worker": int(batches[j]), "steps": 1,
                    **{k: v[j].item() for k, v in values.items()}}
             rows.append({"run": index, "key": run_key(params), **inputs, "evaluation": "closed form",
                          **{k: v for k, v in row.items() if k not in inputs}, "error": ""})
     return rows, left
+
+
+def _link_shape(params: dict[str, Any]) -> tuple[str | None, str, dict[str, float]]:
+    """A point's topology as ``topologies.spec.link_shape`` splits it: (its spec, its shape, its link rates and
+    latencies); a preset or a file is a shape of its own, without link values."""
+    from topologies import BUILDERS
+    from topologies.spec import link_shape
+
+    topology = _topology(params["topology"], {k.split(".", 1)[1]: v for k, v in params.items()
+                                              if k.startswith("topology.")})
+    if ":" not in topology and topology not in BUILDERS:
+        return None, topology, {}
+    spec, shape, values = link_shape(topology)
+    return spec, shape, dict(values)
 
 
 def _journal(out: Path) -> Path:
