@@ -27,9 +27,11 @@ they say otherwise, as commands do: each row's ``fidelity`` is the one it ran at
 With ``closed_form: true`` the points the closed form covers (``simulator.run.closed_form``: every strategy,
 ps synchronous only, recommenders with expected IDs; at ``fidelity: analytical``, maxmin sharing) are
 evaluated together, one numpy evaluation per group of points that differ only in
-``workload.batch_per_worker``; their rows (``evaluation``: ``closed form``) hold the step time, samples/s,
-bytes on the wire and per worker (mean), compute, exposed communication and memory, equal to the engine's.
-Other points run on the engine (``evaluation``: ``engine``).
+``workload.batch_per_worker`` and in their inline topology's link rates and latencies
+(``topology.host_gbps``, ``topology.latency_us``, ...: one fabric's routes serve them all); their rows
+(``evaluation``: ``closed form``) hold the step time, samples/s, bytes on the wire and per worker (mean),
+compute, exposed communication and memory, equal to the engine's. Other points run on the engine
+(``evaluation``: ``engine``).
 
 Rows are appended and flushed to ``<out>.journal.jsonl`` as runs finish (fsynced at most every half
 second); the table (Parquet, or CSV for ``.csv``) is written atomically at the end, sorted by ``run``.
@@ -104,9 +106,10 @@ class SweepSpec(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict,
                                        description="key: [values]; every combination, the first key slowest")
     sample: Sample | None = Field(None, description="points drawn in ranges, times every grid point")
-    closed_form: bool = Field(False, description="evaluate points in closed form over whole batch-size axes "
-                                                 "(analytical, maxmin; every strategy, ps synchronous only; "
-                                                 "recommenders: expected IDs); others go to the engine")
+    closed_form: bool = Field(False, description="evaluate points in closed form over whole axes of batch sizes "
+                                                 "and link rates and latencies (analytical, maxmin; every "
+                                                 "strategy, ps synchronous only; recommenders: expected IDs); "
+                                                 "others go to the engine")
 
     @field_validator("base", "grid")
     @classmethod
