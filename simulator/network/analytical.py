@@ -126,14 +126,16 @@ def step_profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray,
         return StepProfile(np.zeros(1), np.zeros(1), np.zeros(fabric.n_links), np.array([len(fabric.rate_params)]),
                            np.zeros((1, len(fabric.latency_params))))
     scale = float(pattern.size_bytes.max())
-    key = hashlib.blake2b(b"".join((model.name.encode(), pattern.src.tobytes(), pattern.dst.tobytes(),
-                                    (pattern.size_bytes / scale).tobytes(), hosts.tobytes())),
-                          digest_size=16).digest()
+    one_size = scale == pattern.size_bytes.min()  # then every relative size is 1: nothing to divide or hash
+    sizes = np.broadcast_to(1.0, len(pattern)) if one_size else pattern.size_bytes / scale
+    key = hashlib.blake2b(model.name.encode(), digest_size=16)
+    for part in (pattern.src, pattern.dst, b"one size" if one_size else sizes, hosts):
+        key.update(np.ascontiguousarray(part).data if isinstance(part, np.ndarray) else part)
+    key = key.digest()
     cache = _PROFILES.setdefault(fabric, OrderedDict())
     unit = cache.get(key)
     if unit is None:
-        unit = _profile(fabric, Pattern(pattern.n_ranks, pattern.src, pattern.dst, pattern.size_bytes / scale), hosts,
-                        model)
+        unit = _profile(fabric, Pattern(pattern.n_ranks, pattern.src, pattern.dst, sizes), hosts, model)
         cache[key] = unit
         if len(cache) > PROFILE_CACHE_ENTRIES:
             cache.popitem(last=False)
@@ -156,8 +158,9 @@ def _profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray, model: Network
     payload = np.zeros(fabric.n_links)
     acks = np.zeros(fabric.n_links)
     routes = _RouteLatencies(fabric)
-    width = fabric.n_links + 1
-    longest_s = np.full((0, width), -np.inf)  # per (route class, 1 + link): the longest fixed latency; 0: padding
+    width = fabric.n_links + 1  # cells: (route class, 1 + link), 0 for padding
+    crossed = np.zeros((0, width), dtype=np.int64)  # messages per cell
+    longest_s = np.zeros((0, width))  # per cell, the longest latency of links no parameter sets (if any)
     window = []  # (latency, drain) pairs of messages held back by their TCP window
     for start in range(0, len(pattern), STREAM_MESSAGES):
         part = slice(start, start + STREAM_MESSAGES)
@@ -165,23 +168,28 @@ def _profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray, model: Network
         links = _links(fabric, src, dst, cached)
         size = pattern.size_bytes[part]
         route, fixed_s = routes.classify(links)
-        payload += _link_sums(links, size, fabric.n_links)
+        grown = (len(routes.built_s) - len(crossed), width)
+        crossed = np.vstack([crossed, np.zeros(grown, dtype=np.int64)])
+        longest_s = np.vstack([longest_s, np.zeros(grown)])
+        cell = (route * width)[:, None] + links + 1
+        counts = np.bincount(cell.ravel(), minlength=crossed.size).reshape(crossed.shape)
+        one_size = size.min() == size.max()  # then bytes are counts x size (summed as integers: exact)
+        payload += counts[:, 1:].sum(axis=0) * size[0] if one_size else _link_sums(links, size, fabric.n_links)
         if model.ack_fraction > 0:  # the reverse route carries the ACK stream
             back = _links(fabric, dst, src, cached)
             acks += _link_sums(back, size, fabric.n_links)
-            links = np.concatenate([links, back], axis=1)
-        longest_s = np.vstack([longest_s, np.full((len(routes.built_s) - len(longest_s), width), -np.inf)])
-        cell = ((route * width)[:, None] + links + 1).ravel()
+            back_cell = (route * width)[:, None] + back + 1
+            counts += np.bincount(back_cell.ravel(), minlength=crossed.size).reshape(crossed.shape)
+            cell = np.concatenate([cell, back_cell], axis=1)
+        crossed += counts
         if routes.fixed:
-            np.maximum.at(longest_s.reshape(-1), cell, np.repeat(fixed_s, links.shape[1]))
-        else:
-            longest_s.reshape(-1)[cell] = 0.0
+            np.maximum.at(longest_s.reshape(-1), cell.ravel(), np.repeat(fixed_s, cell.shape[1]))
         if model.tcp_gamma_bytes > 0:  # a message moves at most gamma / (2 x route latency)
             latency_s = routes.built_s[route] + fixed_s
             window.append(_slowest_per_latency(latency_s, size * 2 * latency_s / (model.tcp_gamma_bytes
                                                                                   * model.rate_factor)))
     drain_per_byte = (payload + model.ack_fraction * acks) / (fabric.capacity_Bps * model.rate_factor)
-    route, link = np.nonzero(np.isfinite(longest_s[:, 1:]))
+    route, link = np.nonzero(crossed[:, 1:])
     fixed_s, rate_class = longest_s[route, link + 1], fabric.link_rate_class[link]
     order = np.lexsort((fixed_s, rate_class, route))
     route, fixed_s, rate_class = route[order], fixed_s[order], rate_class[order]
@@ -227,16 +235,18 @@ class _RouteLatencies:
             raise ValueError(f"routes of {links.shape[1]} links: too long to class by latency")
         weight = np.where(self.digit >= 0, base ** np.maximum(self.digit, 0), 0)
         code = weight[links].sum(axis=1)
-        if n_codes <= 1 << 22:  # few possible codes: count them
-            present = np.nonzero(np.bincount(code, minlength=n_codes))[0]
-            inverse = np.searchsorted(present, code)
-        else:
-            present, inverse = np.unique(code, return_inverse=True)
+        few = n_codes <= 1 << 22  # then count the codes and look their ids up in a table
+        present, inverse = (np.nonzero(np.bincount(code, minlength=n_codes))[0], None) if few else np.unique(
+            code, return_inverse=True)
         counts = present[:, None] // base ** np.arange(n_pairs) % base
         hops = np.zeros((len(present), len(self.param_s)))
         np.add.at(hops.T, self.pair_param, (counts * self.pair_share).T)
         ids = np.array([self._id(row) for row in hops], dtype=np.int64)
-        return ids[inverse], fixed_s
+        if not few:
+            return ids[inverse], fixed_s
+        lookup = np.zeros(n_codes, dtype=np.int64)
+        lookup[present] = ids
+        return lookup[code], fixed_s
 
     def _id(self, hops: np.ndarray) -> int:
         key = hops.tobytes()

@@ -198,6 +198,8 @@ class Fabric:
         pair_keys = self.link_src * self.n_nodes + self.link_dst
         self._pair_order = np.argsort(pair_keys, kind="stable")
         self._pair_keys = pair_keys[self._pair_order]
+        into = np.diff(self._in_ptr)[self.host_nodes] == 1
+        self._into_host = np.where(into, self._in_link[self._in_ptr[self.host_nodes]], -1).astype(np.int32)
 
         self._seed = np.uint64(ecmp_seed)
         self._dist: dict[int, np.ndarray] = {}
@@ -365,46 +367,37 @@ class Fabric:
 
         Inner hops choose among switch neighbours one hop closer (in the order of ``_out_sw_link``); the last
         hop is the direct link. With the next-hop table a hop is a lookup; without it (huge multi-homed
-        fabrics) the candidates are gathered per flow. Both choose the same links.
+        fabrics) the candidates are gathered per flow. Both choose the same links. Flows are walked longest
+        route first, so those still walking are a prefix and those on their last hop the end of it; a hop
+        where every flow has one candidate hashes nothing.
         """
         pair, _ = np.divmod(keys, 65536)
         src_rank, dst_rank = np.divmod(pair, self.n_hosts)
-        cur = self.host_nodes[src_rank]
-        dst = self.host_nodes[dst_rank]
-        flow_hash = _mix64(keys.astype(np.uint64) ^ self._seed)
-        digits = dst_rank.copy()
+        cur, dst = self.host_nodes[src_rank], self.host_nodes[dst_rank]
         table = self._hops()
         if table is not None:
-            dst_row, offset, dist = table.row[dst_rank], table.offset[dst_rank], table.dist
+            dst_row, dist = table.row[dst_rank], table.dist
+            hops = dist[dst_row, cur]
         else:
             dst_unique, dst_row = np.unique(dst, return_inverse=True)
-            offset, dist = 0, self._distance_rows(dst_unique)
-
-        def remaining(flows: np.ndarray | slice, node: np.ndarray) -> np.ndarray:
-            """Hops left from ``node`` to each flow's destination (valid once every route is known to exist)."""
-            return dist[dst_row[flows], node] + (offset if table is None else offset[flows])
-
-        hops_needed = dist[dst_row, cur]
-        if np.any(hops_needed == _UNREACHED):
-            bad = int(np.argmax(hops_needed == _UNREACHED))
+            dist = self._distance_rows(dst_unique)
+            hops = dist[dst_row, cur]
+        if np.any(hops == _UNREACHED):
+            bad = int(np.argmax(hops == _UNREACHED))
             raise SpecError("topology", self.graph.graph.get("spec", "graph"),
                             f"has no path from {self.node_names[cur[bad]]} to {self.node_names[dst[bad]]}")
-        hops_needed = np.where(cur == dst, 0, remaining(slice(None), cur))
-        max_hops = int(hops_needed.max()) if len(keys) else 0
-        links = np.full((len(keys), max(max_hops, 1)), -1, dtype=np.int32)
-
-        active = np.nonzero(cur != dst)[0]
-        hop = 0
-        while len(active):
-            node = cur[active]
-            last = remaining(active, node) == 1
-            chosen = np.empty(len(active), dtype=np.int32)
-            if np.any(last):
-                pos = np.searchsorted(self._pair_keys, node[last] * self.n_nodes + dst[active[last]])
-                chosen[last] = self._pair_order[pos]
-            inner = active[~last]
-            if len(inner):
-                node = node[~last]
+        hops = np.where(cur == dst, 0, hops + (table.offset[dst_rank] if table is not None else 0)).astype(np.int16)
+        order = np.argsort(-hops, kind="stable")  # longest routes first
+        hops, cur, dst, dst_rank, dst_row = hops[order], cur[order], dst[order], dst_rank[order], dst_row[order]
+        flow_hash = _mix64(keys[order].astype(np.uint64) ^ self._seed) if self.ecmp == "hash" else None
+        digits = dst_rank.copy()
+        max_hops = int(hops[0]) if len(keys) else 0
+        walking = np.searchsorted(-hops, -np.arange(max_hops + 1), side="left")  # flows with more than h hops
+        walked = np.full((len(keys), max(max_hops, 1)), -1, dtype=np.int32)
+        for hop in range(max_hops):
+            inner, last = slice(0, walking[hop + 1]), slice(walking[hop + 1], walking[hop])
+            if walking[hop + 1]:
+                node = cur[inner]
                 if table is not None:
                     cell = dst_row[inner] * self.n_nodes + node
                     first, n_cand = table.ptr[cell], table.ptr[cell + 1] - table.ptr[cell]
@@ -412,23 +405,30 @@ class Fabric:
                 else:
                     positions, owner = gather_ranges(self._out_sw_ptr, node)
                     cand_link = self._out_sw_link[positions]
-                    row = dst_row[inner[owner]]
+                    row = dst_row[owner]
                     ok = dist[row, self.link_dst[cand_link]] == dist[row, node[owner]] - 1
                     cand_link, owner = cand_link[ok], owner[ok]
-                    n_cand = np.bincount(owner, minlength=len(inner))
+                    n_cand = np.bincount(owner, minlength=len(node))
                     first = np.cumsum(n_cand) - n_cand
-                if self.ecmp == "dmodk":
+                if n_cand.max() == 1:  # no choice to make (a dmodk digit divided by 1 is unchanged)
+                    choice = 0
+                elif self.ecmp == "dmodk":
                     choice = digits[inner] % n_cand
                     digits[inner] //= n_cand
                 else:
                     salt = _mix64(flow_hash[inner] + np.uint64(0x9E3779B97F4A7C15) * node.astype(np.uint64))
                     choice = (salt % n_cand.astype(np.uint64)).astype(np.int64)
-                chosen[~last] = cand_link[first + choice]
-            links[active, hop] = chosen
-            moved = self.link_dst[chosen]
-            cur[active] = moved
-            active = active[moved != dst[active]]
-            hop += 1
+                chosen = cand_link[first + choice]
+                walked[inner, hop] = chosen
+                cur[inner] = self.link_dst[chosen]
+            into = self._into_host[dst_rank[last]]  # a host with one link in: that link
+            several = np.nonzero(into < 0)[0]
+            if len(several):
+                into[several] = self._pair_order[np.searchsorted(
+                    self._pair_keys, cur[last][several] * self.n_nodes + dst[last][several])]
+            walked[last, hop] = into
+        links = np.empty_like(walked)
+        links[order] = walked
         return links
 
     def min_route_latency_s(self) -> float:
