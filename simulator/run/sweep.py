@@ -42,6 +42,7 @@ second); the table (Parquet, or CSV for ``.csv``) is written atomically at the e
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -248,12 +249,12 @@ def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[st
     from simulator.run.closed_form import step_times, supports
     from simulator.strategies import needs_servers
 
-    groups: dict[str, list[tuple[tuple[int, dict, dict], str | None, dict[str, float]]]] = {}
+    groups: dict[str, list[tuple[tuple[int, dict, dict], str | None, tuple[tuple[str, float], ...]]]] = {}
     rows, left = [], []
     for point in points:
         try:
             topology, shape, link_values = _link_shape(point[1])
-        except (SpecError, ValueError, ValidationError):
+        except (SpecError, ValueError, ValidationError, TypeError):
             left.append(point)  # the engine path records the error
             continue
         shared = {k: v for k, v in point[1].items() if k != BATCH and not k.startswith("topology.")}
@@ -273,7 +274,7 @@ def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[st
         batches = np.array([p[1].get(BATCH, workload.batch_per_worker) for p, _, _ in group], dtype=np.float64)
         try:
             cluster = scenario.cluster(strategy)
-            grid = cluster.fabric.grid([link_values for _, _, link_values in group])
+            grid = cluster.fabric.grid([dict(link_values) for _, _, link_values in group])
             values = step_times(workload, cluster, strategy, batches, spec.options, grid)
         except (SpecError, ValueError, ValidationError) as exc:
             rows += [_failed({"run": i, "key": run_key(params), **inputs, "evaluation": "closed form"}, exc)
@@ -291,18 +292,25 @@ def closed_form_rows(points: list[tuple[int, dict, dict]]) -> tuple[list[dict[st
     return rows, left
 
 
-def _link_shape(params: dict[str, Any]) -> tuple[str | None, str, dict[str, float]]:
+def _link_shape(params: dict[str, Any]) -> tuple[str | None, str, tuple[tuple[str, float], ...]]:
     """A point's topology as ``topologies.spec.link_shape`` splits it: (its spec, its shape, its link rates and
-    latencies); a preset or a file is a shape of its own, without link values."""
+    latencies); a preset or a file is a shape of its own, without link values. A TypeError for unhashable
+    ``topology.<param>`` values."""
+    changes = tuple((k.split(".", 1)[1], v) for k, v in params.items() if k.startswith("topology."))
+    return _topology_shape(params["topology"], changes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _topology_shape(base: str, changes: tuple[tuple[str, Any], ...]) -> tuple[str | None, str,
+                                                                             tuple[tuple[str, float], ...]]:
+    """``_link_shape`` of topology ``base`` with ``changes`` to its parameters, once per process."""
     from topologies import BUILDERS
     from topologies.spec import link_shape
 
-    topology = _topology(params["topology"], {k.split(".", 1)[1]: v for k, v in params.items()
-                                              if k.startswith("topology.")})
+    topology = _topology(base, dict(changes))
     if ":" not in topology and topology not in BUILDERS:
-        return None, topology, {}
-    spec, shape, values = link_shape(topology)
-    return spec, shape, dict(values)
+        return None, topology, ()
+    return link_shape(topology)
 
 
 def _journal(out: Path) -> Path:

@@ -158,7 +158,8 @@ def collective_s(cluster: Cluster, op: str, sizes: np.ndarray, ranks: np.ndarray
         op, len(ranks), per_node)
     times, wire = np.full((len(algos), len(sizes)), np.inf), np.zeros((len(algos), len(sizes)))
     for a, algo in enumerate(algos):
-        chunks = np.array([pipeline_chunks(op, algo, s) or 0 for s in sizes])
+        distinct, inverse = np.unique(sizes, return_inverse=True)
+        chunks = np.array([pipeline_chunks(op, algo, s) or 0 for s in distinct])[inverse.reshape(-1)]
         for c in np.unique(chunks):
             sel = np.nonzero((chunks == c) & (sizes > 0))[0]
             if not len(sel):
