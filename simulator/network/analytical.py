@@ -221,6 +221,7 @@ class _RouteLatencies:
         self.digit[:-1][tagged] = digit.reshape(-1)
         self.fixed_link_s = np.append(np.where(tagged, 0.0, fabric.latency_s), 0.0)
         self.fixed = bool(np.any(self.fixed_link_s > 0))
+        self.one_pair = bool(np.all(self.digit[:-1] == 0))  # then a route's code is its number of links
         self.param_s = us_to_s(np.array([fabric.param_values[p] for p in fabric.latency_params]))
         self.hops = np.zeros((0, len(self.param_s)))
         self.built_s = np.zeros(0)
@@ -233,8 +234,10 @@ class _RouteLatencies:
         n_codes = base ** n_pairs  # a route's code: its count of links of pair p as digit p in base ``base``
         if n_codes >= 1 << 62:
             raise ValueError(f"routes of {links.shape[1]} links: too long to class by latency")
-        weight = np.where(self.digit >= 0, base ** np.maximum(self.digit, 0), 0)
-        code = weight[links].sum(axis=1)
+        if self.one_pair:
+            code = np.count_nonzero(links >= 0, axis=1)
+        else:
+            code = np.where(self.digit >= 0, base ** np.maximum(self.digit, 0), 0)[links].sum(axis=1)
         few = n_codes <= 1 << 22  # then count the codes and look their ids up in a table
         present, inverse = (np.nonzero(np.bincount(code, minlength=n_codes))[0], None) if few else np.unique(
             code, return_inverse=True)

@@ -400,7 +400,8 @@ class Fabric:
                 node = cur[inner]
                 if table is not None:
                     cell = dst_row[inner] * self.n_nodes + node
-                    first, n_cand = table.ptr[cell], table.ptr[cell + 1] - table.ptr[cell]
+                    first = table.ptr[cell]
+                    n_cand = table.ptr[cell + 1] - first
                     cand_link = table.links
                 else:
                     positions, owner = gather_ranges(self._out_sw_ptr, node)
