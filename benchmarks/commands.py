@@ -10,6 +10,7 @@ the largest process, and the fidelity each strategy ran at.
 
     .venv/bin/python benchmarks/commands.py                  # about 10 minutes on 2 cores
     .venv/bin/python benchmarks/commands.py --ranks 64 256   # a subset
+    .venv/bin/python benchmarks/commands.py --ecmp dmodk     # static fat-tree routing instead of hashing
 """
 
 from __future__ import annotations
@@ -34,22 +35,23 @@ TOPOLOGIES = {64: "fattree:k=8,pods=4,link_gbps=400,latency_us=1",
 COMMANDS = ("compare", "run", "collective", "trace", "sweep", "jobs")
 
 
-def command_args(command: str, ranks: int, folder: Path) -> list[str]:
-    """The ``dessim`` arguments of ``command`` on the ``ranks``-host fat-tree (spec files written to ``folder``)."""
+def command_args(command: str, ranks: int, folder: Path, ecmp: str = "hash") -> list[str]:
+    """The ``dessim`` arguments of ``command`` on the ``ranks``-host fat-tree routed by ``ecmp`` (spec files
+    written to ``folder``)."""
     topology = TOPOLOGIES[ranks]
     if command == "trace":
-        return ["trace", "--topology", topology, "--out", str(folder / "trace.json")]
+        return ["trace", "--topology", topology, "--ecmp", ecmp, "--out", str(folder / "trace.json")]
     if command == "sweep":
-        spec = {"base": {"topology": topology},
+        spec = {"base": {"topology": topology, "ecmp": ecmp},
                 "grid": {"strategy": ["ps", "des"], "workload.batch_per_worker": [1024, 4096]}}
         (folder / "sweep.yaml").write_text(yaml.safe_dump(spec))
         return ["sweep", str(folder / "sweep.yaml"), "--out", str(folder / "rows.parquet"), "--jobs", "2"]
     if command == "jobs":
         jobs = [{"name": "rec", "workload": "dlrm-criteo-tb", "strategy": "des", "workers": ranks // 2},
                 {"name": "ctr", "workload": "dlrm-criteo-tb", "strategy": "dp", "workers": ranks // 2}]
-        (folder / "jobs.yaml").write_text(yaml.safe_dump({"topology": topology, "jobs": jobs}))
+        (folder / "jobs.yaml").write_text(yaml.safe_dump({"topology": topology, "ecmp": ecmp, "jobs": jobs}))
         return ["jobs", str(folder / "jobs.yaml")]
-    return [command, "--topology", topology]
+    return [command, "--topology", topology, "--ecmp", ecmp]
 
 
 def measure(args: list[str], timeout_s: float) -> dict:
@@ -92,13 +94,14 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, nargs="*", default=list(TOPOLOGIES))
     parser.add_argument("--commands", nargs="*", default=list(COMMANDS), choices=COMMANDS)
     parser.add_argument("--timeout-s", type=float, default=600)
+    parser.add_argument("--ecmp", default="hash", choices=("hash", "dmodk"), help="how fat-tree hops are chosen")
     options = parser.parse_args()
     print("| command | ranks | CPU s | wall s | peak MiB | ran at |")
     print("|---|---|---|---|---|---|")
     for command in options.commands:
         for ranks in options.ranks:
             with tempfile.TemporaryDirectory() as folder:
-                got = measure(command_args(command, ranks, Path(folder)), options.timeout_s)
+                got = measure(command_args(command, ranks, Path(folder), options.ecmp), options.timeout_s)
                 if "error" in got:
                     print(f"| {command} | {ranks:,} | | | | {got['error']} |", flush=True)
                     continue
