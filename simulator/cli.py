@@ -74,7 +74,7 @@ def collective(
     report, links = run_collective(op, algo, size, topology, fault or [], ecmp, fidelity, servers, rate_tolerance,
                                    network_model, budget_s)
     if links_out:
-        ui.write_table(links, links_out, "links-out")
+        ui.write_table(links.table(), links_out, "links-out")
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

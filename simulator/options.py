@@ -21,6 +21,8 @@ DEFAULT_BUDGET_S = 60.0  # --fidelity auto: the most wall seconds flow level may
 MAX_BUDGET_S = 86_400.0
 PARTIALS = ("fields", "first-layer", "auto")  # DES's partial sums (``strategies.des``)
 NetworkModelName = Literal["maxmin", "cm02", "lv08"]  # how flows share links (``network.models.MODELS``)
+Precision = Literal["fp32", "tf32", "bf16", "fp16"]  # the GEMMs' dtype (``workloads.precision``)
+CommDtype = Literal["fp32", "bf16", "fp16"]  # the wire's dtype (``workloads.precision``)
 DEFAULT_NETWORK_MODEL: NetworkModelName = "maxmin"
 EcmpName = Literal["hash", "dmodk"]  # how a multi-way hop picks its next hop (``network.fabric.Fabric``)
 

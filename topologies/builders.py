@@ -1,4 +1,6 @@
-"""Topology builders: each returns an ``nx.Graph`` whose edges are full-duplex cables.
+"""Topology builders: each makes plain ``Cables`` (``CABLES[name]``, what ``Fabric`` compiles without networkx)
+and, called by name (``fattree(k=4)``, ``BUILDERS[name]``), returns them as an ``nx.Graph``; edges are full-duplex
+cables.
 
 Conventions every builder follows (other packages depend on them):
 
@@ -16,18 +18,23 @@ Parameters are keyword-only and validated by a pydantic model generated from eac
 (``PARAMS[name]``); bad input raises :class:`~simulator.errors.SpecError` naming ``topology.<param>``.
 """
 
+from __future__ import annotations
+
 import functools
 import inspect
 import itertools
 import math
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import networkx as nx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from simulator.errors import SpecError, from_validation
+from topologies.cables import Cables
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Count = Annotated[int, Field(strict=True, gt=0)]
 NonNegCount = Annotated[int, Field(strict=True, ge=0)]
@@ -59,6 +66,7 @@ def _dims_text(value: object) -> object:
 Dims = Annotated[str | list[int], BeforeValidator(_dims_text)]
 
 BUILDERS: dict[str, Callable[..., nx.Graph]] = {}
+CABLES: dict[str, Callable[..., Cables]] = {}
 PARAMS: dict[str, type[BaseModel]] = {}
 LINK_PARAMS: dict[str, tuple[str, ...]] = {}  # per builder: its Gbps and Micros parameters
 
@@ -89,8 +97,9 @@ def validate_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
         raise from_validation(exc, model, prefix="topology.", noun="parameter") from None
 
 
-def _builder(func: Callable[..., nx.Graph]) -> Callable[..., nx.Graph]:
-    """Register ``func`` in BUILDERS, derive its parameter model and validate every call through it."""
+def _builder(func: Callable[..., Cables]) -> Callable[..., nx.Graph]:
+    """Register ``func`` in CABLES (plain) and BUILDERS (a networkx graph), derive its parameter model and
+    validate every call through it."""
     name = func.__name__
     hints = typing.get_type_hints(func, include_extras=True)
     fields: dict[str, Any] = {
@@ -101,17 +110,21 @@ def _builder(func: Callable[..., nx.Graph]) -> Callable[..., nx.Graph]:
     LINK_PARAMS[name] = tuple(key for key, (hint, _) in fields.items()
                               if hint in (Gbps, Micros) or {Gbps, Micros} & set(typing.get_args(hint)))
 
-    @functools.wraps(func)
-    def build(**params: Any) -> nx.Graph:
+    def cables(**params: Any) -> Cables:
         checked = validate_params(name, params)
         elements = _elements(name, checked)
         if elements > MAX_ELEMENTS:
             raise SpecError("topology", format_spec(name, checked), f"about {elements:.3g} nodes and links; "
                             f"allowed: up to {MAX_ELEMENTS:,}")
-        graph = func(**checked)
-        graph.graph.update(name=name, spec=format_spec(name, checked), params=checked)
-        return graph
+        net = func(**checked)
+        net.graph.update(name=name, spec=format_spec(name, checked), params=checked)
+        return net
 
+    @functools.wraps(func)
+    def build(**params: Any) -> nx.Graph:
+        return cables(**params).to_networkx()
+
+    CABLES[name] = cables
     BUILDERS[name] = build
     return build
 
@@ -145,39 +158,40 @@ def _from(gbps: str, latency: str = "latency_us", share: float = 1.0) -> dict[st
     return {"gbps_param": gbps, "latency_param": latency, **({"latency_share": share} if share != 1.0 else {})}
 
 
-def _add_hosts(graph: nx.Graph, hosts: list[str]) -> None:
+def _add_hosts(graph: Cables, hosts: list[str]) -> None:
     graph.add_nodes_from(hosts, kind="host")
     graph.graph["hosts"] = hosts
 
 
 @_builder
-def star(*, hosts: Count = 8, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0) -> nx.Graph:
+def star(*, hosts: Count = 8, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0) -> Cables:
     """Hosts ``h0..`` on one switch ``sw0``; each cable ``link_gbps`` (1e9 bits/s), ``latency_us`` (µs).
 
     >>> G = star(hosts=4, link_gbps=100)
     >>> G.graph["hosts"], G.degree["sw0"], G.graph["spec"]
     (['h0', 'h1', 'h2', 'h3'], 4, 'star:hosts=4,link_gbps=100,latency_us=1')
     """
-    graph = nx.Graph()
+    graph = Cables()
     _add_hosts(graph, [f"h{i}" for i in range(hosts)])
-    graph.add_node("sw0", kind="switch")
+    graph.add_nodes_from(["sw0"], kind="switch")
     graph.add_edges_from(((h, "sw0") for h in graph.graph["hosts"]), link_gbps=link_gbps, latency_us=latency_us,
                          **_from("link_gbps"))
     return graph
 
 
 @_builder
-def ring(*, hosts: Count = 8, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0) -> nx.Graph:
+def ring(*, hosts: Count = 8, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0) -> Cables:
     """Host ``h{i}`` on its own switch ``r{i}``; switches in a ring (``r{i}`` -- ``r{i+1 mod n}``).
 
     Every cable (host and ring) has ``link_gbps`` (1e9 bits/s) and ``latency_us`` (µs). With 2 hosts the
     ring is one cable.
 
+    >>> import networkx as nx
     >>> G = ring(hosts=4, link_gbps=100)
     >>> G.number_of_edges(), nx.shortest_path(G, "h0", "h2")
     (8, ['h0', 'r0', 'r1', 'r2', 'h2'])
     """
-    graph = nx.Graph()
+    graph = Cables()
     _add_hosts(graph, [f"h{i}" for i in range(hosts)])
     switches = [f"r{i}" for i in range(hosts)]
     graph.add_nodes_from(switches, kind="switch")
@@ -190,7 +204,7 @@ def ring(*, hosts: Count = 8, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0)
 
 @_builder
 def leafspine(*, leaves: Count = 4, hosts_per_leaf: Count = 4, spines: NonNegCount = 2, host_gbps: Gbps = 100.0,
-              uplink_gbps: Gbps = 200.0, latency_us: Micros = 1.0) -> nx.Graph:
+              uplink_gbps: Gbps = 200.0, latency_us: Micros = 1.0) -> Cables:
     """Two-tier Clos: hosts on leaves ``leaf{l}`` (``host_gbps``), every leaf to every spine ``spine{s}``.
 
     Uplinks carry ``uplink_gbps`` (1e9 bits/s); all cables ``latency_us`` (µs). Hosts ``h{i}`` leaf-major.
@@ -203,7 +217,7 @@ def leafspine(*, leaves: Count = 4, hosts_per_leaf: Count = 4, spines: NonNegCou
     """
     if spines == 0 and leaves > 1:
         raise SpecError("topology.spines", spines, f"must be >= 1 when there is more than one leaf ({leaves})")
-    graph = nx.Graph()
+    graph = Cables()
     _add_hosts(graph, [f"h{i}" for i in range(leaves * hosts_per_leaf)])
     leaf_names = [f"leaf{i}" for i in range(leaves)]
     spine_names = [f"spine{i}" for i in range(spines)]
@@ -217,7 +231,7 @@ def leafspine(*, leaves: Count = 4, hosts_per_leaf: Count = 4, spines: NonNegCou
 
 
 @_builder
-def fattree(*, k: Count = 4, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0, pods: Count | None = None) -> nx.Graph:
+def fattree(*, k: Count = 4, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0, pods: Count | None = None) -> Cables:
     """Classic k-ary three-level fat-tree (k even); every cable ``link_gbps`` (1e9 bits/s), ``latency_us`` (µs).
 
     k pods of k/2 edge switches ``pod{p}/edge{e}`` (k/2 hosts each) and k/2 aggregation switches
@@ -237,7 +251,7 @@ def fattree(*, k: Count = 4, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0, 
     if pods > k:
         raise SpecError("topology.pods", pods, f"must be between 1 and k={k}")
     half = k // 2
-    graph = nx.Graph()
+    graph = Cables()
     _add_hosts(graph, [f"h{i}" for i in range(pods * half * half)])
     cores = [f"core{c}" for c in range(half * half)]
     graph.add_nodes_from(cores, kind="switch")
@@ -256,7 +270,7 @@ def fattree(*, k: Count = 4, link_gbps: Gbps = 100.0, latency_us: Micros = 1.0, 
 @_builder
 def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.0, nic_gbps: Gbps = 400.0,
         rails: Flag = True, spines: NonNegCount | None = None, spine_gbps: Gbps | None = None,
-        latency_us: Micros = 1.0, nvlink_latency_us: Micros = 0.5, nodes_per_leaf: Count | None = None) -> nx.Graph:
+        latency_us: Micros = 1.0, nvlink_latency_us: Micros = 0.5, nodes_per_leaf: Count | None = None) -> Cables:
     """GPU cluster: GPUs ``n{n}/gpu{g}`` on an NVSwitch ``n{n}/nvswitch``, one NIC ``n{n}/nic{g}`` per GPU to a leaf.
 
     NVLink cables: ``nvlink_gbps`` (1e9 bits/s), ``nvlink_latency_us`` (µs). A NIC is its own node on its GPU's PCIe
@@ -290,7 +304,7 @@ def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.
     if spine_gbps is None and spines:
         spine_gbps = nic_gbps * ports_per_leaf / spines
 
-    graph = nx.Graph()
+    graph = Cables()
     gpus = [[f"n{n}/gpu{g}" for g in range(gpus_per_node)] for n in range(nodes)]
     _add_hosts(graph, [gpu for node in gpus for gpu in node])
     spine_names = [f"spine{s}" for s in range(spines)]
@@ -315,7 +329,7 @@ def dgx(*, nodes: Count = 2, gpus_per_node: Count = 8, nvlink_gbps: Gbps = 3600.
 
 
 @_builder
-def torus(*, dims: Dims = "4x4", link_gbps: Gbps = 100.0, latency_us: Micros = 1.0) -> nx.Graph:
+def torus(*, dims: Dims = "4x4", link_gbps: Gbps = 100.0, latency_us: Micros = 1.0) -> Cables:
     """2-D or 3-D torus: a router ``t{i}_{j}[_{k}]`` per coordinate with wraparound links to its neighbours.
 
     ``dims`` is ``"4x4"``, ``"4x4x4"`` or a list of sizes (each >= 2; a size-2 ring is one cable). One host
@@ -329,7 +343,7 @@ def torus(*, dims: Dims = "4x4", link_gbps: Gbps = 100.0, latency_us: Micros = 1
     sizes = [int(s) for s in str(dims).split("x")]
     coords = list(itertools.product(*(range(s) for s in sizes)))
     router = {c: "t" + "_".join(map(str, c)) for c in coords}
-    graph = nx.Graph()
+    graph = Cables()
     _add_hosts(graph, [f"h{i}" for i in range(len(coords))])
     graph.add_nodes_from(router.values(), kind="switch")
     cables = list(zip(graph.graph["hosts"], router.values(), strict=True))
@@ -384,7 +398,7 @@ def _global_cables(groups: int, ports: int) -> dict[int, list[tuple[int, int]]]:
 @_builder
 def dragonfly(*, groups: Count = 5, routers_per_group: Count = 4, hosts_per_router: Count = 2,
               global_links_per_router: Count = 1, link_gbps: Gbps = 100.0, global_gbps: Gbps | None = None,
-              latency_us: Micros = 1.0, global_latency_us: Micros | None = None) -> nx.Graph:
+              latency_us: Micros = 1.0, global_latency_us: Micros | None = None) -> Cables:
     """Dragonfly: routers ``g{g}/r{r}`` all-to-all inside a group, global cables between groups.
 
     Local and host cables: ``link_gbps`` (1e9 bits/s), ``latency_us`` (µs). Global cables: ``global_gbps``
@@ -408,7 +422,7 @@ def dragonfly(*, groups: Count = 5, routers_per_group: Count = 4, hosts_per_rout
     global_gbps = link_gbps if global_gbps is None else global_gbps
     global_latency_us = latency_us if global_latency_us is None else global_latency_us
     routers = [[f"g{g}/r{r}" for r in range(routers_per_group)] for g in range(groups)]
-    graph = nx.Graph()
+    graph = Cables()
     _add_hosts(graph, [f"h{i}" for i in range(groups * routers_per_group * hosts_per_router)])
     graph.add_nodes_from((r for group in routers for r in group), kind="switch")
     flat = [r for group in routers for r in group]
@@ -425,6 +439,6 @@ def dragonfly(*, groups: Count = 5, routers_per_group: Count = 4, hosts_per_rout
             key = (routers[g][p % routers_per_group], routers[partner][q % routers_per_group])
             bundle[key] = bundle.get(key, 0) + 1
     for (u, v), m in bundle.items():
-        graph.add_edge(u, v, link_gbps=m * global_gbps, latency_us=global_latency_us, **global_from)
+        graph.add_edges_from([(u, v)], link_gbps=m * global_gbps, latency_us=global_latency_us, **global_from)
     graph.graph["global_cables"] = sum(bundle.values())
     return graph

@@ -21,12 +21,18 @@ import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 
 from simulator.errors import SpecError
 from topologies.builders import MIN_GBPS
+from topologies.cables import Cables
+from topologies.spec import as_graph, load_plain, validate_graph
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 _FAULT = re.compile(r"^(?P<src>[^=<>]+?)(?P<arrow>-|>)(?P<dst>[^=<>]+?)=(?P<factor>[^=]+)$")
 _SHOWN = 3
@@ -123,14 +129,12 @@ def apply_faults(graph: nx.Graph, faults: Iterable[str | LinkFault]) -> nx.Graph
     Faults apply in order; a cable degraded twice keeps the product of the factors. The copy records the
     fault texts in ``graph.graph["faults"]`` (its ``spec`` stays the healthy topology's).
     """
-    from topologies.spec import validate_graph
-
     parsed = [f if isinstance(f, LinkFault) else parse_fault(f) for f in faults]
     if not parsed:
         return graph
     out = graph.copy()
     if any(f.one_way for f in parsed) and not out.is_directed():
-        out = nx.DiGraph(out)  # each cable becomes two directed links with the same attributes
+        out = out.to_directed()  # each cable becomes two directed links with the same attributes
     for fault in parsed:
         edges = _matches(out, fault)
         if not edges:
@@ -155,3 +159,15 @@ def apply_faults(graph: nx.Graph, faults: Iterable[str | LinkFault]) -> nx.Graph
         raise SpecError("fault", "; ".join(f.text for f in parsed),
                         f"leaves no path between some hosts ({error.allowed})") from None
     return out
+
+
+def load_cables(text: str | Path, faults: Iterable[str | LinkFault] = ()) -> Cables | nx.Graph:
+    """The topology ``text`` (any string ``load_topology`` reads) with link ``faults``, as ``Fabric`` takes it:
+    plain ``Cables`` where a builder makes it and no fault applies (no networkx), else a graph.
+
+    >>> type(load_cables("torus-4x4x4")).__name__, type(load_cables("star", ["h0-sw0=0.5"])).__name__
+    ('Cables', 'Graph')
+    """
+    faults = list(faults)
+    topology = load_plain(text)
+    return apply_faults(as_graph(topology), faults) if faults else topology

@@ -12,7 +12,12 @@ Custom YAML graphs::
 
 A link is a full-duplex cable unless ``directed: true`` (then the graph is an ``nx.DiGraph`` and undirected
 links become two directed ones); ``latency_us`` defaults to 0 in custom files.
+
+Builder strings, presets and preset-format files are built as plain ``Cables``; ``load_plain`` returns them as
+they are (``Fabric`` takes them), so networkx loads only for custom graphs, faults and callers that want a graph.
 """
+
+from __future__ import annotations
 
 import functools
 import json
@@ -21,14 +26,23 @@ import numbers
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
-from xml.etree.ElementTree import ParseError
-
-import networkx as nx
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from simulator.errors import SpecError, check_keys, read_text
-from topologies.builders import BUILDERS, LINK_PARAMS, MAX_GBPS, MAX_US, MIN_GBPS, format_spec, validate_params
+from topologies.builders import (
+    BUILDERS,
+    CABLES,
+    LINK_PARAMS,
+    MAX_GBPS,
+    MAX_US,
+    MIN_GBPS,
+    format_spec,
+    validate_params,
+)
+from topologies.cables import Cables
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 PRESET_DIR = Path(__file__).parent / "presets"
 FILE_SUFFIXES = (".yaml", ".yml", ".json", ".graphml")
@@ -45,9 +59,14 @@ def list_presets() -> list[str]:
 
 def build(name: str, **params: Any) -> nx.Graph:
     """Build topology ``name`` from keyword parameters (validated; SpecError on unknown names or values)."""
+    return as_graph(build_cables(name, **params))
+
+
+def build_cables(name: str, **params: Any) -> Cables:
+    """``build`` as plain ``Cables`` (no networkx)."""
     if name not in BUILDERS:
         raise SpecError("topology", name, f"unknown builder; known builders: {', '.join(BUILDERS)}")
-    return BUILDERS[name](**params)
+    return CABLES[name](**params)
 
 
 def parse_value(text: str) -> bool | int | float | str:
@@ -113,17 +132,27 @@ def load_topology(text: str | Path) -> nx.Graph:
     >>> load_topology("fattree-4096-400g").number_of_edges()
     12288
     """
+    return as_graph(load_plain(text))
+
+
+def as_graph(topology: Cables | nx.Graph) -> nx.Graph:
+    """``topology`` as a networkx graph (``Cables`` converted, a graph as it is)."""
+    return topology.to_networkx() if isinstance(topology, Cables) else topology
+
+
+def load_plain(text: str | Path) -> Cables | nx.Graph:
+    """``load_topology``'s topology, as plain ``Cables`` where a builder makes it (no networkx)."""
     text = str(text).strip()
     path = Path(text)
     if path.suffix.lower() in FILE_SUFFIXES or "/" in text or "\\" in text:
-        return load_file(path)
+        return _read_file(path)
     if ":" in text or text in BUILDERS:
         name, params = parse_inline(text)
-        return build(name, **params)
+        return build_cables(name, **params)
     if text in list_presets():
-        graph = load_file(PRESET_DIR / f"{text}.yaml")
-        graph.graph["preset"] = text
-        return graph
+        topology = _read_file(PRESET_DIR / f"{text}.yaml")
+        topology.graph["preset"] = text
+        return topology
     raise SpecError("topology", text, f"unknown topology; give a builder ({', '.join(BUILDERS)}), "
                     f"a preset ({', '.join(list_presets())}), name:key=value,... or a "
                     f"{'/'.join(FILE_SUFFIXES)} file")
@@ -131,6 +160,13 @@ def load_topology(text: str | Path) -> nx.Graph:
 
 def load_file(path: Path) -> nx.Graph:
     """Load a preset-format or custom-graph YAML, a node-link JSON or a GraphML file, and validate it."""
+    return as_graph(_read_file(path))
+
+
+def _read_file(path: Path) -> Cables | nx.Graph:
+    """``load_file``'s topology, as builder ``Cables`` for a preset-format file."""
+    import yaml
+
     source = str(path)
     content = read_text(path, "topology")
     suffix = path.suffix.lower()
@@ -149,10 +185,10 @@ def load_file(path: Path) -> nx.Graph:
         params = doc.get("params") or {}
         if not isinstance(params, dict):
             raise SpecError(f"{source}:params", params, "must be a mapping of builder parameters")
-        graph = build(str(doc["builder"]), **params)
+        topology = build_cables(str(doc["builder"]), **params)
         if "description" in doc:
-            graph.graph["description"] = str(doc["description"])
-        return graph
+            topology.graph["description"] = str(doc["description"])
+        return topology
     check_keys(doc, _CUSTOM_KEYS, f"{source}:")
     return _finish(_from_mapping(doc, source), source)
 
@@ -177,6 +213,8 @@ def _entries(doc: dict[str, Any], key: str, source: str, required: tuple[str, ..
 
 def _from_mapping(doc: dict[str, Any], source: str) -> nx.Graph:
     """Custom graph from a YAML mapping of ``nodes``, ``links`` and optional ``hosts``."""
+    import networkx as nx
+
     nodes = _entries(doc, "nodes", source, ("name", "kind"), ("name", "kind"))
     links = _entries(doc, "links", source, ("src", "dst"), ("src", "dst", "link_gbps", "latency_us", "directed"))
     for i, link in enumerate(links):
@@ -207,6 +245,8 @@ def _from_mapping(doc: dict[str, Any], source: str) -> nx.Graph:
 
 
 def _from_node_link(content: str, source: str) -> nx.Graph:
+    import networkx as nx
+
     try:
         data = json.loads(content)
     except json.JSONDecodeError as exc:
@@ -223,6 +263,10 @@ def _from_node_link(content: str, source: str) -> nx.Graph:
 
 
 def _from_graphml(path: Path, source: str) -> nx.Graph:
+    from xml.etree.ElementTree import ParseError
+
+    import networkx as nx
+
     try:
         graph = nx.read_graphml(path)
     except (ParseError, nx.NetworkXError) as exc:
@@ -237,6 +281,8 @@ def _from_graphml(path: Path, source: str) -> nx.Graph:
 
 def _finish(graph: nx.Graph, source: str) -> nx.Graph:
     """Normalize a custom graph (string names, default latency 0 and rank order), validate, return it."""
+    import networkx as nx
+
     if any(not isinstance(node, str) for node in graph):
         graph = nx.relabel_nodes(graph, str)
         if isinstance(graph.graph.get("hosts"), list):
@@ -308,6 +354,8 @@ def _unreachable(graph: nx.Graph, hosts: list[str]) -> tuple[str, list[str]] | N
         return None
     if graph.is_directed():
         return _unreachable_directed(graph, hosts)
+    import networkx as nx
+
     switches = [n for n, kind in graph.nodes(data="kind") if kind == "switch"]
     component: dict[str, int] = {}
     for i, members in enumerate(nx.connected_components(graph.subgraph(switches))):

@@ -28,8 +28,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from simulator.errors import SpecError
+from simulator.options import CommDtype, Precision
 from workloads.models import _builder
-from workloads.precision import CommDtype, MixedPrecision, Precision, check_precision
+from workloads.precision import MixedPrecision, check_precision
 from workloads.spec import Count, NonNegInt, PosFloat, _number, spec_error
 
 #: Backbone presets: forward FLOPs per sample, parameters (without the classifier), output width, activation

@@ -18,7 +18,7 @@ Three fields of both workload kinds decide the bytes and the peak FLOP/s of a st
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from simulator.errors import SpecError
 
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 COMM_DTYPES = ("fp32", "bf16", "fp16")
-Precision = Literal["fp32", "tf32", "bf16", "fp16"]
-CommDtype = Literal["fp32", "bf16", "fp16"]
 #: Bytes per value of each dtype.
 DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2}
 #: The dtype of a full-precision (``precision: fp32``) workload's GEMMs, by ``dtype_bytes``.

@@ -48,8 +48,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from simulator.errors import SpecError, check_choice, from_validation
-from simulator.options import PARTIALS
-from workloads.precision import CommDtype, MixedPrecision, Precision, check_precision
+from simulator.options import PARTIALS, CommDtype, Precision
+from workloads.precision import MixedPrecision, check_precision
 
 ModelName = Literal["lr", "fm", "widedeep", "deepfm", "dnn", "dlrm", "dcn"]
 Interaction = Literal["none", "sum", "dot", "concat", "fm", "cross"]

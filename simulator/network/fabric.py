@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 
 from simulator.errors import SpecError
 from simulator.units import gbps_to_Bps, us_to_s
+from topologies.cables import Cables
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 _UNREACHED = np.iinfo(np.int16).max
 _ROUTE_CHUNK = 1 << 16
@@ -118,8 +121,34 @@ class KeyCache:
         return self._id_of_key[np.searchsorted(self._keys, keys)]
 
 
+def _graph_links(graph: nx.Graph | nx.DiGraph) -> tuple[list, list, tuple]:
+    """(nodes, their kinds, directed links as ``Cables.links`` gives them) of a networkx graph, in its node and
+    edge order (a cable is two links); a link's bandwidth or latency out of range is a SpecError."""
+    nodes = list(graph.nodes)
+    index = {n: i for i, n in enumerate(nodes)}
+    src, dst, gbps, lat_us, link_attrs = [], [], [], [], []
+    directed = graph.is_directed()
+    for u, v, attrs in graph.edges(data=True):
+        bandwidth, latency = attrs.get("link_gbps"), attrs.get("latency_us", 0.0)
+        if bandwidth is None or not float(bandwidth) > 0:
+            raise SpecError(f"link {u}-{v}.link_gbps", bandwidth, "every link needs a bandwidth > 0")
+        if not float(latency) >= 0:
+            raise SpecError(f"link {u}-{v}.latency_us", latency, "latency must be >= 0")
+        pairs = [(u, v)] if directed else [(u, v), (v, u)]
+        for a, b in pairs:
+            src.append(index[a])
+            dst.append(index[b])
+            gbps.append(float(bandwidth))
+            lat_us.append(float(latency))
+            link_attrs.append(attrs)
+    links = (np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), np.array(gbps, dtype=np.float64),
+             np.array(lat_us, dtype=np.float64), link_attrs)
+    return nodes, [graph.nodes[n].get("kind") for n in nodes], links
+
+
 class Fabric:
-    """Directed links, hosts and cached ECMP routes of one topology graph.
+    """Directed links, hosts and cached ECMP routes of one topology: a networkx graph, or a builder's plain
+    ``Cables`` (the same links in the same order, without networkx).
 
     Attributes (arrays indexed by link id): ``link_src``, ``link_dst`` (node ids), ``capacity_Bps``
     (bytes/s), ``latency_s``; for a builder's topology, the parameters links take their rates and latencies
@@ -132,7 +161,7 @@ class Fabric:
     These arrays grow as new routes are computed: call ``route_ids`` first, then index them.
     """
 
-    def __init__(self, graph: nx.Graph | nx.DiGraph, ecmp: str | None = None, ecmp_seed: int = 0) -> None:
+    def __init__(self, graph: nx.Graph | nx.DiGraph | Cables, ecmp: str | None = None, ecmp_seed: int = 0) -> None:
         """``ecmp``: ``hash`` (per-flow hashing, the default) or ``dmodk`` (each multi-way hop picks
         ``digit`` of the destination rank in mixed radix: the deterministic fat-tree spread of InfiniBand
         static routing, collision-free for permutations and all-to-all on fat-trees). The graph attribute
@@ -142,40 +171,26 @@ class Fabric:
             raise SpecError("ecmp", ecmp, "allowed: hash, dmodk")
         self.ecmp = ecmp
         self.graph = graph
-        self.node_names: list[str] = [str(n) for n in graph.nodes]
-        index = {n: i for i, n in enumerate(graph.nodes)}
-        hosts = graph.graph.get("hosts") or [n for n, d in graph.nodes(data=True) if d.get("kind") == "host"]
+        nodes, kinds, (self.link_src, self.link_dst, gbps, lat_us, link_attrs) = (
+            (graph.nodes, graph.kinds, graph.links()) if isinstance(graph, Cables) else _graph_links(graph))
+        self.node_names: list[str] = [str(n) for n in nodes]
+        index = {n: i for i, n in enumerate(nodes)}
+        hosts = graph.graph.get("hosts") or [n for n, kind in zip(nodes, kinds, strict=True) if kind == "host"]
         if not hosts:
             raise SpecError("topology", graph.graph.get("spec", "graph"), "needs at least one host (kind: host)")
         self.host_nodes = np.array([index[h] for h in hosts], dtype=np.int64)
         self.n_nodes = len(index)
-        self.is_switch = np.array([graph.nodes[n].get("kind") != "host" for n in graph.nodes], dtype=bool)
+        self.is_switch = np.array([kind != "host" for kind in kinds], dtype=bool)
         self.is_switch[self.host_nodes] = False
-
-        src, dst, gbps, lat_us, rate_from, latency_from, share = [], [], [], [], [], [], []
-        params = graph.graph.get("params") or {}  # a builder's: its edges name the ones they come from
-        directed = graph.is_directed()
-        for u, v, attrs in graph.edges(data=True):
-            bandwidth, latency = attrs.get("link_gbps"), attrs.get("latency_us", 0.0)
-            if bandwidth is None or not float(bandwidth) > 0:
-                raise SpecError(f"link {u}-{v}.link_gbps", bandwidth, "every link needs a bandwidth > 0")
-            if not float(latency) >= 0:
-                raise SpecError(f"link {u}-{v}.latency_us", latency, "latency must be >= 0")
-            pairs = [(u, v)] if directed else [(u, v), (v, u)]
-            for a, b in pairs:
-                src.append(index[a])
-                dst.append(index[b])
-                gbps.append(float(bandwidth))
-                lat_us.append(float(latency))
-                rate_from.append(attrs.get("gbps_param") if params.get(attrs.get("gbps_param")) is not None else None)
-                tagged = params.get(attrs.get("latency_param")) is not None
-                latency_from.append(attrs["latency_param"] if tagged else None)
-                share.append(float(attrs.get("latency_share", 1.0)) if tagged else 0.0)
-        self.link_src = np.array(src, dtype=np.int64)
-        self.link_dst = np.array(dst, dtype=np.int64)
-        self.capacity_Bps = gbps_to_Bps(np.array(gbps, dtype=np.float64))
-        self.latency_s = us_to_s(np.array(lat_us, dtype=np.float64))
+        self.capacity_Bps = gbps_to_Bps(gbps)
+        self.latency_s = us_to_s(lat_us)
         self.n_links = len(self.link_src)
+
+        params = graph.graph.get("params") or {}  # a builder's: its edges name the ones they come from
+        rate_from = [a.get("gbps_param") if params.get(a.get("gbps_param")) is not None else None for a in link_attrs]
+        tagged = [params.get(a.get("latency_param")) is not None for a in link_attrs]
+        latency_from = [a["latency_param"] if t else None for a, t in zip(link_attrs, tagged, strict=True)]
+        share = [float(a.get("latency_share", 1.0)) if t else 0.0 for a, t in zip(link_attrs, tagged, strict=True)]
         self.rate_params = tuple(dict.fromkeys(p for p in rate_from if p is not None))
         self.link_rate_class = np.array([self.rate_params.index(p) if p else len(self.rate_params) for p in rate_from],
                                         dtype=np.int64)

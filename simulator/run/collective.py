@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from simulator.collectives.algorithms import DEFAULT_ALGO, OPS, build_schedule, busbw_factor, check_request
 from simulator.collectives.tuner import choose_algorithm, profiled
@@ -22,11 +22,12 @@ from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowBudgetExceeded
 from simulator.network.models import network_model as network_model_named
 from simulator.options import DEFAULT_BUDGET_S
-from simulator.results.tables import link_table, network_links
 from simulator.run.fidelity import choose, over_budget_reason
 from simulator.units import parse_size_bytes
-from topologies import load_topology
-from topologies.faults import apply_faults
+from topologies import load_cables
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -57,17 +58,35 @@ class CollectiveReport:
         return asdict(self)
 
 
+@dataclass
+class CollectiveLinks:
+    """What each directed link of ``fabric`` (by link id) carried in one collective: ``bytes``, ``busy_s`` (s) and
+    ``peak_util`` (NaN at analytical fidelity) over ``horizon_s`` (s, the collective's time); ``table()`` makes
+    them the link table (pandas, loaded only then)."""
+
+    fabric: Fabric
+    bytes: np.ndarray
+    busy_s: np.ndarray
+    peak_util: np.ndarray
+    horizon_s: float
+
+    def table(self) -> pd.DataFrame:
+        from simulator.results.tables import link_table
+
+        return link_table(self.fabric, self.bytes, self.busy_s, self.peak_util, self.horizon_s)
+
+
 def run_collective(op: str, algo: str | None, size: str | float, topology: str, faults: list[str] | None = None,
                    ecmp: str = "hash", fidelity: str = "auto", servers: int = 0,
                    rate_tolerance: float = DEFAULT_RATE_TOLERANCE, network_model: str = DEFAULT_NETWORK_MODEL,
-                   budget_s: float = DEFAULT_BUDGET_S) -> tuple[CollectiveReport, pd.DataFrame]:
+                   budget_s: float = DEFAULT_BUDGET_S) -> tuple[CollectiveReport, CollectiveLinks]:
     """What ``dessim collective`` runs, from what a user types: ``op`` by ``algo`` (default: the op's usual one)
     at ``size`` (``64MiB``, ``1e9``: bytes per rank as nccl-tests counts them) over every host of ``topology``
     with link ``faults``; each input is checked and named as the command line names it."""
     check_choice("op", op, OPS)
     size_bytes = parse_size_bytes(size, "size")
     network_model_named(network_model, "--network-model")
-    fabric = Fabric(apply_faults(load_topology(topology), faults or []), ecmp=ecmp)
+    fabric = Fabric(load_cables(topology, faults or []), ecmp=ecmp)
     return simulate_collective(op, algo or DEFAULT_ALGO[op], size_bytes, fabric, fidelity, servers, rate_tolerance,
                                network_model, budget_s)
 
@@ -75,9 +94,9 @@ def run_collective(op: str, algo: str | None, size: str | float, topology: str, 
 def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, fidelity: str = "flow",
                         servers: int = 0, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
                         network_model: str = DEFAULT_NETWORK_MODEL,
-                        budget_s: float = DEFAULT_BUDGET_S) -> tuple[CollectiveReport, pd.DataFrame]:
+                        budget_s: float = DEFAULT_BUDGET_S) -> tuple[CollectiveReport, CollectiveLinks]:
     """Simulate ``op`` over all hosts of ``fabric``, links shared by ``network_model``; returns the report
-    and the per-link table. ``fidelity``: flow, analytical or auto (flow level if it fits ``budget_s`` wall
+    and what the links carried. ``fidelity``: flow, analytical or auto (flow level if it fits ``budget_s`` wall
     seconds: ``run.fidelity``).
 
     ``rate_tolerance`` is the flow backend's (see ``make_network``); the report records it.
@@ -113,13 +132,11 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
         time_s, link_bytes = entry.time_s(size_bytes), entry.link_bytes(size_bytes, fabric.n_links)
         wire_bytes = entry.total_bytes * size_bytes / entry.size_bytes
         steps, messages = entry.steps, entry.messages
-        links = link_table(fabric, link_bytes, link_bytes / fabric.capacity_Bps, np.full(fabric.n_links, np.nan),
-                           time_s)
+        busy_s, peak_util = link_bytes / fabric.capacity_Bps, np.full(fabric.n_links, np.nan)
     else:
         time_s, wire_bytes = done.value.time_s, float(done.value.sent_bytes.sum())
         steps, messages = schedule.n_steps, schedule.n_messages()
-        links = network_links(network, time_s)
-        link_bytes = links["bytes"].to_numpy()
+        link_bytes, (busy_s, peak_util) = network.link_bytes(), network.link_stats()
     algbw = size_bytes / time_s / 1e9
     report = CollectiveReport(
         op=op, algo=algo, ranks=n, size_bytes=float(size_bytes), time_s=time_s, bytes_on_wire=wire_bytes,
@@ -129,4 +146,4 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
         wall_s=time.perf_counter() - started, auto_times_s=auto_times, network_model=network_model,
         fidelity_reason=reason,
         rate_tolerance=None if analytical else rate_tolerance)
-    return report, links
+    return report, CollectiveLinks(fabric, link_bytes, busy_s, peak_util, time_s)

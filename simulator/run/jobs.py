@@ -44,9 +44,8 @@ from simulator.run.training import StepReport, step_report
 from simulator.strategies import lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
 from simulator.units import parse_ranges
-from topologies import load_topology
+from topologies import load_cables
 from topologies.builders import MAX_ELEMENTS
-from topologies.faults import apply_faults
 from workloads import AnyWorkload, load_workload
 from workloads.load import override
 
@@ -254,7 +253,7 @@ def simulate_jobs(spec: str | Path | dict | JobsSpec,
     """Run the jobs together on one network and each alone on its own (see the module's docstring).
     ``progress(label, done, total)`` follows each run's (op, rank) pairs."""
     spec = load_jobs(spec)
-    fabric = Fabric(apply_faults(load_topology(spec.topology), spec.faults), ecmp=spec.ecmp)
+    fabric = Fabric(load_cables(spec.topology, spec.faults), ecmp=spec.ecmp)
     placed = place(spec, fabric.n_hosts)
     jobs = [_prepare(i, job, fabric, hosts) for i, (job, hosts) in enumerate(zip(spec.jobs, placed, strict=True))]
 

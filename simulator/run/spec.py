@@ -35,15 +35,16 @@ from simulator.options import (
     MAX_BUDGET_S,
     MAX_RATE_TOLERANCE,
     MAX_STEPS,
+    CommDtype,
     DESOptions,
     EcmpName,
     FCOptions,
     NetworkModelName,
+    Precision,
     PSOptions,
     ShardingOptions,
     StrategyOptions,
 )
-from workloads.precision import CommDtype, Precision
 
 if typing.TYPE_CHECKING:
     import pandas as pd
@@ -340,10 +341,9 @@ def _device(name: str) -> Device:
 @_cached
 def _fabric(topology: str, faults: tuple[str, ...] = (), ecmp: str = "hash") -> Fabric:
     from simulator.network.fabric import Fabric
-    from topologies import load_topology
-    from topologies.faults import apply_faults
+    from topologies import load_cables
 
-    return Fabric(apply_faults(load_topology(topology), list(faults)), ecmp=ecmp)
+    return Fabric(load_cables(topology, faults), ecmp=ecmp)
 
 
 def simulate_all(spec: RunSpec, names: list[str] | None = None, single: bool = False, record_rates: bool = False,
