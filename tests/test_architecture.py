@@ -114,3 +114,20 @@ def test_the_command_line_loads_no_pandas_networkx_or_simpy_until_a_command_need
     code = "import sys, simulator.cli; print(sorted(m for m in ('pandas', 'networkx', 'simpy') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_collective_on_64_hosts_loads_no_pandas_networkx_or_plotly() -> None:
+    """``dessim collective`` on the 64-host preset, at flow level (the table) and analytically (--json), in one
+    process: the builder's cables go to the fabric without networkx and no link table is made, so neither
+    pandas, networkx nor plotly is imported (issue 18 item 5)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom simulator.cli import main\n"
+            "for extra in (['--fidelity', 'flow'], ['--fidelity', 'analytical', '--json']):\n"
+            "    try:\n        main(['collective', '--topology', 'torus-4x4x4', *extra])\n"
+            "    except SystemExit as done:\n        assert done.code == 0, done.code\n"
+            "print(sorted(m for m in ('pandas', 'networkx', 'plotly') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    lines = done.stdout.strip().splitlines()
+    assert "64 ranks" in done.stdout and '"ranks": 64' in lines[-2] and lines[-1] == "[]"

@@ -6,7 +6,7 @@ import pytest
 from simulator.collectives.algorithms import build_schedule
 from simulator.network import make_network
 from simulator.network.fabric import Fabric, KeyCache, pad_columns
-from topologies import load_topology
+from topologies import Cables, load_cables, load_topology
 
 
 def test_the_key_cache_builds_each_key_once_and_keeps_ids() -> None:
@@ -29,6 +29,24 @@ def test_pad_columns_widens_with_the_fill_and_keeps_the_dtype() -> None:
     assert wide.dtype == np.int32 and wide.tolist() == [[1, 2, -1, -1], [3, -1, -1, -1]]
     assert pad_columns(np.ones((1, 1)), 2, 0.0).tolist() == [[1.0, 0.0]]
     assert pad_columns(links, 2) is links
+
+
+@pytest.mark.parametrize("text", ["star", "ring:hosts=2", "leafspine16-oversub", "fattree:k=4,pods=3", "dgx-h100-4node",
+                                  "dgx:nodes=3,gpus_per_node=2,rails=false,nodes_per_leaf=2", "torus:dims=2x3x4",
+                                  "dragonfly:groups=9,routers_per_group=4,hosts_per_router=2,global_links_per_router=2"])
+def test_builder_cables_compile_to_the_fabric_of_their_graph(text: str) -> None:
+    """A builder's plain Cables (no networkx) give the fabric of its networkx graph, link for link in the same order
+    (the order decides ECMP's choices): cables given twice (a 2-ring, a torus side of 2) and parallel global cables
+    merged as networkx merges them."""
+    plain = load_cables(text)
+    assert isinstance(plain, Cables)
+    a, b = Fabric(plain), Fabric(load_topology(text))
+    assert a.node_names == b.node_names and a.n_links == b.n_links
+    for name in ("link_src", "link_dst", "capacity_Bps", "latency_s", "host_nodes", "is_switch"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    ranks = np.arange(a.n_hosts)
+    routes = [fabric.route_ids(ranks, ranks[::-1], 3) for fabric in (a, b)]
+    assert np.array_equal(a.route_links[routes[0]], b.route_links[routes[1]])
 
 
 @pytest.mark.parametrize("text", ["dgx:nodes=1,rails=false", "dgx:nodes=2,rails=false", "dgx:nodes=1,rails=true",
