@@ -2,9 +2,10 @@
 
 Each case runs ``python -m simulator.cli ARGS`` (what the ``dessim`` script runs) as its own process, output to a
 pipe, once to warm the caches and then ``--runs`` times; it prints the median wall seconds and the median CPU
-seconds (user + system of the child) as a Markdown table. Cases: a 64 MiB ring all-reduce on the 64-host fat-tree
-of ``benchmarks/commands.py`` and on the 64-host preset ``torus-4x4x4``, at flow level and analytically;
-``dessim --help``; ``dessim compare`` on its defaults.
+seconds (user + system of the child, all its threads) as a Markdown table. Cases: a 64 MiB ring all-reduce on the
+64-host fat-tree of ``benchmarks/commands.py`` and on the 64-host preset ``torus-4x4x4``, at flow level and
+analytically; ``dessim --help``; ``dessim compare`` on its defaults; and, as the floor of a collective on this
+machine, a process that only imports the libraries it needs (``libraries``).
 
 Python's compiled modules are cached in a temporary folder (``PYTHONPYCACHEPREFIX``), as an installed package
 caches them; ``--no-bytecode-cache`` compiles every module in every run instead (``PYTHONDONTWRITEBYTECODE=1``).
@@ -24,21 +25,23 @@ import tempfile
 import time
 
 FATTREE_64 = "fattree:k=8,pods=4,link_gbps=400,latency_us=1"
-CASES = {
-    "fattree-flow": ["collective", "--topology", FATTREE_64, "--fidelity", "flow"],
-    "fattree-analytical": ["collective", "--topology", FATTREE_64, "--fidelity", "analytical"],
-    "torus-flow": ["collective", "--topology", "torus-4x4x4", "--fidelity", "flow"],
-    "torus-analytical": ["collective", "--topology", "torus-4x4x4", "--fidelity", "analytical"],
-    "help": ["--help"],
-    "compare": ["compare"],
+DESSIM = ["-m", "simulator.cli"]
+CASES = {  # python's arguments
+    "libraries": ["-c", "import numpy, pydantic, rich.console, rich.table, simpy, typer, yaml"],
+    "fattree-flow": [*DESSIM, "collective", "--topology", FATTREE_64, "--fidelity", "flow"],
+    "fattree-analytical": [*DESSIM, "collective", "--topology", FATTREE_64, "--fidelity", "analytical"],
+    "torus-flow": [*DESSIM, "collective", "--topology", "torus-4x4x4", "--fidelity", "flow"],
+    "torus-analytical": [*DESSIM, "collective", "--topology", "torus-4x4x4", "--fidelity", "analytical"],
+    "help": [*DESSIM, "--help"],
+    "compare": [*DESSIM, "compare"],
 }
 
 
 def measure(args: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall s, CPU s) of one ``python -m simulator.cli ARGS`` process."""
+    """(wall s, CPU s) of one ``python ARGS`` process."""
     before = os.times()
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "simulator.cli", *args], env=env, capture_output=True, check=True)
+    subprocess.run([sys.executable, *args], env=env, capture_output=True, check=True)
     wall_s = time.perf_counter() - started
     after = os.times()
     return wall_s, (after.children_user - before.children_user) + (after.children_system - before.children_system)
@@ -58,7 +61,9 @@ def main() -> None:
         for name in options.cases:
             measure(CASES[name], env)
             walls, cpus = zip(*(measure(CASES[name], env) for _ in range(options.runs)), strict=True)
-            print(f"| {name} | `dessim {' '.join(CASES[name])}` | {statistics.median(walls):.3f} | "
+            args = CASES[name]
+            shown = f'python -c "{args[1]}"' if args[0] == "-c" else " ".join(["dessim", *args[len(DESSIM):]])
+            print(f"| {name} | `{shown}` | {statistics.median(walls):.3f} | "
                   f"{statistics.median(cpus):.3f} |", flush=True)
 
 
