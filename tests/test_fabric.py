@@ -32,17 +32,20 @@ def test_pad_columns_widens_with_the_fill_and_keeps_the_dtype() -> None:
 
 
 @pytest.mark.parametrize("text", ["star", "ring:hosts=2", "leafspine16-oversub", "fattree:k=4,pods=3", "dgx-h100-4node",
-                                  "dgx:nodes=3,gpus_per_node=2,rails=false,nodes_per_leaf=2", "torus:dims=2x3x4",
-                                  "dragonfly:groups=9,routers_per_group=4,hosts_per_router=2,global_links_per_router=2"])
+                                  "dgx:nodes=3,gpus_per_node=2,rails=false,nodes_per_leaf=2,spines=2,spine_gbps=800",
+                                  "torus:dims=2x3x4", "dragonfly:groups=9,routers_per_group=4,hosts_per_router=2,"
+                                  "global_links_per_router=2,global_gbps=300,global_latency_us=3"])
 def test_builder_cables_compile_to_the_fabric_of_their_graph(text: str) -> None:
     """A builder's plain Cables (no networkx) give the fabric of its networkx graph, link for link in the same order
     (the order decides ECMP's choices): cables given twice (a 2-ring, a torus side of 2) and parallel global cables
-    merged as networkx merges them."""
+    merged as networkx merges them; each link's rate and latency classes (the parameters they come from) alike."""
     plain = load_cables(text)
     assert isinstance(plain, Cables)
     a, b = Fabric(plain), Fabric(load_topology(text))
     assert a.node_names == b.node_names and a.n_links == b.n_links
-    for name in ("link_src", "link_dst", "capacity_Bps", "latency_s", "host_nodes", "is_switch"):
+    assert (a.rate_params, a.latency_params, a.param_values) == (b.rate_params, b.latency_params, b.param_values)
+    for name in ("link_src", "link_dst", "capacity_Bps", "latency_s", "host_nodes", "is_switch", "link_rate_class",
+                 "link_latency_class", "link_latency_share"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     ranks = np.arange(a.n_hosts)
     routes = [fabric.route_ids(ranks, ranks[::-1], 3) for fabric in (a, b)]
