@@ -7,7 +7,8 @@ is removed. ``SRC>DST=FACTOR`` touches one direction only (the graph becomes dir
 of them, drawn with seed S): ``leaf*-spine*=fail,fraction=0.05,seed=3`` fails 5% of the uplinks. Routing is
 computed on what remains, so traffic takes the other shortest paths (ECMP spreads over the survivors)
 or, where none is left at the old length, longer ones; a fault that leaves a host unable to reach
-another is one error naming it.
+another is one error naming it. ``load_cables`` loads a topology with its faults as ``Fabric`` takes it
+(networkx only where a fault applies).
 
 >>> from topologies import load_topology
 >>> g = apply_faults(load_topology("leafspine:leaves=2,spines=2,hosts_per_leaf=2"), ["leaf0-spine1=0"])
