@@ -44,7 +44,7 @@ def _local_link_ids(entries: np.ndarray, n_links: int) -> tuple[np.ndarray, np.n
     """The distinct link ids in ``entries`` (sorted) and each entry's index among them; no sort needed."""
     count = np.bincount(entries, minlength=n_links)
     links = np.nonzero(count)[0]
-    local = (np.cumsum(count > 0, dtype=np.int32) - 1)[entries]  # int32: half the memory of the big solves
+    local = (np.cumsum(count > 0, dtype=np.int32) - 1)[entries]
     return links, local
 
 
