@@ -9,9 +9,10 @@ estimates flow level's cost from the step's messages before running it:
   receives more than one message, those messages share its host link, so every flow is coupled to others and
   takes part in rate solves: ``PER_SHARED_MESSAGE_S`` more per message. A pattern costs most of its time in
   lookahead windows (about 150 us each), one per distinct event time. A lone collective's ranks move in step
-  (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step they
-  drift apart, since routes of different lengths finish at different times and ops overlap: a DES or DP step
-  on 256 hosts runs about 85 windows per pattern step;
+  (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step under
+  per-flow hashing they drift apart, since hops that collide on an uplink and routes of different lengths
+  finish at different times, and ops overlap: a DES or DP step on 256 hosts runs about 85 windows per pattern
+  step;
 - with routing that spreads traffic evenly (``ecmp: dmodk`` on a fat-tree), flows get equal rates by symmetry:
   rate solves settle in a few levels, ranks stay in step, and a shared message costs
   ``PER_SHARED_MESSAGE_SPREAD_S`` more, a pattern step ``STEP_ALONE_S``. Per-flow hashing instead collides flows
@@ -19,14 +20,14 @@ estimates flow level's cost from the step's messages before running it:
 - under ``cm02``/``lv08`` the ACK streams couple every flow, so every pattern needs weighted rate solves: each
   costs ``WEIGHTED_STEP_S`` + ``WEIGHTED_MESSAGE_S`` x m.
 
-The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): a
-64 MiB direct all-to-all on 1,024 fat-tree hosts (1 M messages sharing host links, 40 s) and the window counts
-above. ``benchmarks/fidelity.py`` compares the estimate with held-out runs of lone collectives and default
-training steps on 64 to 1,024 hosts. It can still err either way, so a flow run chosen by ``auto`` also gets a
-deadline: past the budget it stops and the step runs at analytical fidelity instead, and the result says so.
-Every result names the fidelity it ran at and why (``StepSummary.fidelity_reason``). When flow level was
-cheap (under ``SAMPLE_FRACTION`` of the budget), the analytical model runs too and ``analytical_difference``
-says how far its step time is from flow level's.
+The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): a 64
+MiB direct all-to-all on 1,024 fat-tree hosts (1 M messages sharing host links, 40 s), the window counts above
+and, for ``dmodk``, the 1,024-host ps step (5.2 M messages, 13-18 s). ``benchmarks/fidelity.py`` compares the
+estimate with held-out runs of lone collectives and default training steps on 64 to 1,024 hosts. It can still
+err either way, so a flow run chosen by ``auto`` also gets a deadline: past the budget it stops and the step
+runs at analytical fidelity instead, and the result says so. Every result names the fidelity it ran at and why
+(``StepSummary.fidelity_reason``). When flow level was cheap (under ``SAMPLE_FRACTION`` of the budget), the
+analytical model runs too and ``analytical_difference`` says how far its step time is from flow level's.
 """
 
 from __future__ import annotations
