@@ -11,7 +11,7 @@ from simulator.collectives.algorithms import build_schedule
 from simulator.network.analytical import AnalyticalNetwork
 from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
-from simulator.network.fluid import TOLERANCE_BOUND
+from simulator.network.fluid import TOLERANCE_BOUND, _Table
 from simulator.network.maxmin import by_candidate_minima, by_local_minima
 from simulator.network.models import MODELS, NetworkModel
 from simulator.network.schedule import Pattern, Schedule
@@ -385,3 +385,17 @@ def test_a_step_profile_keeps_the_slowest_message_of_every_latency() -> None:
     for scale in (0.0, 0.3, 1.0, 50.0):
         assert profile.time_s(scale) == pytest.approx((latency + scale * drain).max(), rel=1e-12)
     assert np.allclose(profile.link_bytes, load, rtol=1e-12)
+
+
+def test_a_flow_table_keeps_only_its_columns_and_gives_capacity_back() -> None:
+    """A million flows arriving at once must not leave a million-row table behind once they have started."""
+    table = _Table("route", "size", "t_act", "owner", "tag")
+    n = 10_000
+    rows = table.append(route=np.arange(n), size=np.full(n, 2.0), t_act=np.linspace(0, 1, n),
+                        owner=np.zeros(n), tag=np.arange(n))
+    assert sorted(table.cols) == ["owner", "route", "size", "t_act", "tag"] and table.route.dtype == np.int32
+    table.kill(rows[:-10])
+    assert np.isinf(table.t_act[:-10]).all()  # scans skip dead rows without a mask
+    old = table.compact()
+    assert old.tolist() == rows[-10:].tolist() and table.route.tolist() == list(range(n - 10, n))
+    assert len(table.alive) == 2 * _Table.MIN_CAPACITY  # was 10,000 rows
