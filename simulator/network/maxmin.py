@@ -139,7 +139,10 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
         flows = link_flows[positions]
         live = ~frozen[flows]
         flows, owner = flows[live], owner[live]
-        flow_min = share[local_links[flows]].min(axis=1)
+        shares = share[local_links[flows]]
+        flow_min = shares[:, 0].copy()  # each flow's lowest share, a column at a time (faster than min(axis=1))
+        for hop in range(1, width):
+            np.minimum(flow_min, shares[:, hop], out=flow_min)
         starts = np.searchsorted(owner, np.arange(len(cand)))
         link_floor = np.minimum.reduceat(flow_min, starts)
         ok = share[cand] <= link_floor * (1 + REL_TOL)
