@@ -20,8 +20,8 @@ estimates flow level's cost from the step's messages before running it:
 - under ``cm02``/``lv08`` the ACK streams couple every flow, so every pattern needs weighted rate solves: each
   costs ``WEIGHTED_STEP_S`` + ``WEIGHTED_MESSAGE_S`` x m.
 
-The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): a 64
-MiB direct all-to-all on 1,024 fat-tree hosts (1 M messages sharing host links, 40 s), the window counts above
+The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): a
+64 MiB direct all-to-all on 1,024 fat-tree hosts (1 M messages sharing host links, 40 s), the window counts above
 and, for ``dmodk``, the 1,024-host ps step (5.2 M messages, 13-18 s). ``benchmarks/fidelity.py`` compares the
 estimate with held-out runs of lone collectives and default training steps on 64 to 1,024 hosts. It can still
 err either way, so a flow run chosen by ``auto`` also gets a deadline: past the budget it stops and the step
