@@ -8,7 +8,7 @@ the analytical backend's: the fastest candidate algorithm (as ``tuner.choose_alg
 steps of repeat x max(latency + size / size_ref x drain)``, each algorithm's profile built once per fabric
 (and pipeline shape) and evaluated for every configuration at once. Link rates and latencies enter in one
 place, the profile's evaluation (``StepProfile.times_s`` with the configurations' ``LinkGrid``): a network
-term built on ``collective_s``, ``exchange_s`` or ``exchange_profile`` passes ``Terms.grid`` on.
+term built on ``collective_s`` or ``exchange_profile`` passes ``Terms.grid`` on.
 """
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ class Terms:
         return collective_s(self.cluster, op, sizes, ranks, self.grid)
 
     def exchange(self, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(time s, bytes) of a one-round exchange of one-size messages at each of ``sizes``, as ``exchange_s``."""
-        return exchange_s(self.cluster, src, dst, sizes, self.grid)
+        """(time s, bytes) of a one-round exchange ``src[i] -> dst[i]`` of messages that all have one size, at
+        each of ``sizes`` (bytes per message): ``exchange_scaled`` with unit sizes."""
+        return self.exchange_scaled(src, dst, np.ones(len(src)), sizes)
 
     def exchange_time_s(self, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """Time (s) per configuration of one exchange of messages ``src[i] -> dst[i]`` of ``sizes[i]`` bytes
@@ -172,19 +173,6 @@ def collective_s(cluster: Cluster, op: str, sizes: np.ndarray, ranks: np.ndarray
     columns = np.arange(len(sizes))
     empty = sizes <= 0
     return np.where(empty, 0.0, times[best, columns]), np.where(empty, 0.0, wire[best, columns])
-
-
-def exchange_s(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray,
-               grid: LinkGrid | None) -> tuple[np.ndarray, np.ndarray]:
-    """(time s, bytes) of a one-round exchange ``src[i] -> dst[i]`` of messages that all have one size, at
-    each of ``sizes`` (bytes per message; with ``grid``, one or one per configuration), as
-    ``strategies.base.exchange`` lowers it (self-messages dropped)."""
-    sizes = np.asarray(sizes, dtype=np.float64)
-    keep = src != dst
-    if not keep.any():
-        return np.zeros_like(sizes), np.zeros_like(sizes)
-    time_s = exchange_profile(cluster, src[keep], dst[keep], np.ones(int(keep.sum()))).times_s(sizes, grid)
-    return np.where(sizes > 0, time_s, 0.0), sizes * int(keep.sum())
 
 
 def exchange_profile(cluster: Cluster, src: np.ndarray, dst: np.ndarray, sizes: np.ndarray) -> StepProfile:
