@@ -230,16 +230,22 @@ def sweep(
 def jobs_command(
     spec: Annotated[str, typer.Argument(help="jobs spec (YAML): topology, fidelity, jobs (docs/examples/jobs.yaml)")],
     out: Annotated[str | None, typer.Option(help="write the table (.csv/.parquet), one row per job")] = None,
+    fidelity: Annotated[str | None, typer.Option(help="auto | flow | analytical (default: the file's fidelity, "
+                                                      "auto; see dessim list keys)")] = None,
+    budget_s: Annotated[float | None, typer.Option(help="fidelity auto: the most wall seconds flow level may take "
+                                                        "for all the runs (default: the file's budget_s, 60)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run several training jobs at once on one topology, each on its own hosts and sharing links; per job,
     its step time alone and shared, and the interference it suffers."""
-    from simulator.run.jobs import simulate_jobs
+    from simulator.run.jobs import load_jobs, simulate_jobs
 
     if out is not None and not out.endswith((".parquet", ".csv")):
         raise SpecError("out", out, "must end in .csv or .parquet")
+    given = {"fidelity": fidelity, "budget_s": budget_s}
+    loaded = load_jobs(spec, {key: value for key, value in given.items() if value is not None})
     with ui.progress_bar(ui.bars_wanted(as_json)) as update:
-        result = simulate_jobs(spec, progress=update)
+        result = simulate_jobs(loaded, progress=update)
     table = result.table
     if out is not None:
         ui.write_table(table, out, "out")
@@ -247,8 +253,11 @@ def jobs_command(
         typer.echo(json.dumps(result.to_dict()))
         return
     console = Console()
-    console.print(f"Ran {len(table)} jobs together on [bold]{result.spec.topology}[/bold] at {result.spec.fidelity} "
-                  "fidelity, and each alone on the same hosts (per step).")
+    console.print(f"Ran {len(table)} jobs together on [bold]{result.spec.topology}[/bold] at {result.fidelity} "
+                  f"fidelity ({result.fidelity_reason}), and each alone on the same hosts (per step).")
+    if result.fidelity == "analytical":
+        console.print("Shared, each link's capacity is split max-min among the jobs crossing it, as if their traffic "
+                      "on it always coincided (an upper estimate where their phases interleave).")
     shown = Table(show_header=True)
     for column in ("job", "strategy", "hosts", "alone", "shared", "slowdown", "interference"):
         shown.add_column(column)

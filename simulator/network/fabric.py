@@ -17,6 +17,7 @@ in vectorized batches, one breadth-first search per destination host, and cached
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -219,12 +220,24 @@ class Fabric:
         self._seed = np.uint64(ecmp_seed)
         self._dist: dict[int, np.ndarray] = {}
         self._hop_table: _HopTable | bool | None = False  # False: not built yet
+        self._clear_routes()
+        self._check_connected()
+
+    def _clear_routes(self) -> None:
+        """Empty the route cache."""
         self._route_cache = KeyCache()
         self.route_links = np.zeros((0, 1), dtype=np.int32)
         self.route_latency_s = np.zeros(0)
         self.route_bottleneck_Bps = np.zeros(0)
         self.n_routes = 0
-        self._check_connected()
+
+    def with_capacity(self, capacity_Bps: np.ndarray) -> Fabric:
+        """The same fabric with link ``i`` at ``capacity_Bps[i]`` (bytes/s): the same hosts and the same
+        routes (they never depend on rates), cached apart since each route's bottleneck does."""
+        other = copy.copy(self)
+        other.capacity_Bps = np.asarray(capacity_Bps, dtype=np.float64)
+        other._clear_routes()
+        return other
 
     def grid(self, values: Sequence[Mapping[str, Any]]) -> LinkGrid:
         """The fabric's links under each configuration of ``values`` (a mapping per configuration from rate
