@@ -1,5 +1,5 @@
 """Several jobs on one fabric (simulator.run.jobs): engines sharing a network, placement, interference against
-closed forms, one-line spec errors, and ``dessim jobs``."""
+closed forms at flow and analytical fidelity, auto's choice, one-line spec errors, and ``dessim jobs``."""
 
 import json
 from pathlib import Path
@@ -17,7 +17,8 @@ from simulator.errors import SpecError
 from simulator.network import make_network
 from simulator.network.fabric import Fabric
 from simulator.network.schedule import Pattern, Schedule
-from simulator.run.jobs import hosts_text, load_jobs, parse_hosts, place, simulate_jobs
+from simulator.run.fidelity import FidelityChoice
+from simulator.run.jobs import hosts_text, link_shares, load_jobs, parse_hosts, place, simulate_jobs
 from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies.base import Cluster
 from topologies import load_topology
@@ -28,7 +29,7 @@ GBPS, L = 100.0, 1e-6
 B = GBPS * 1e9 / 8  # bytes/s of every link below
 # Two leaves joined by one spine: a dumbbell whose leaf<->spine links are the only way across.
 DUMBBELL = "leafspine:leaves=2,hosts_per_leaf={h},spines=1,host_gbps=100,uplink_gbps=100,latency_us=1"
-TABLE_COLUMNS = ["name", "workload", "strategy", "workers", "servers", "hosts", "start_s", "steps",
+TABLE_COLUMNS = ["name", "workload", "strategy", "workers", "servers", "hosts", "start_s", "steps", "fidelity",
                  "step_time_alone_s", "step_time_shared_s", "slowdown", "interference_s", "end_shared_s",
                  "exposed_comm_alone_s", "exposed_comm_shared_s", "samples_per_s_alone", "samples_per_s_shared",
                  "bytes_on_wire", "bytes_per_worker_max", "fits_memory"]
@@ -128,6 +129,94 @@ def test_two_jobs_across_one_bottleneck_each_get_half_of_it() -> None:
         assert table.step_time_shared_s[name] == pytest.approx(table.step_time_alone_s[name] + s / B, rel=1e-9)
 
 
+# ----- analytical fidelity: each link's capacity shared among the jobs crossing it ---------------------------
+def test_link_shares_are_max_min_between_jobs_and_exact_for_one_flow_each() -> None:
+    """1 MB and 0.1 MB across one link: equal shares until the small one is done (0.2 MB drained), then the big
+    one alone, so they drain in 1.1 MB / B and 0.2 MB / B: shares 1 / 1.1 and 1 / 2. Flow level gives exactly
+    that to two messages started together (h0 -> h2 and h1 -> h2 on a star share the link into h2)."""
+    np.testing.assert_allclose(link_shares(np.array([[1e6, 0.0, 5.0], [1e5, 3.0, 5.0]])),
+                               [[1 / 1.1, 1.0, 0.5], [0.5, 1.0, 0.5]], rtol=1e-15)
+    star = Fabric(load_topology("star:hosts=4,link_gbps=100,latency_us=1"))
+    sends = [(0, 1e6), (1, 1e5)]
+    network = make_network(star, "flow")
+    engines = [Engine(send(4, src, 2, size), network) for src, size in sends]
+    for engine in engines:
+        engine.start()
+    network.env.run(until=network.env.all_of([engine.all_done for engine in engines]))
+    flow_s = [engine.finish().makespan_s for engine in engines]
+    assert flow_s == pytest.approx([2 * L + 1.1e6 / B, 2 * L + 2e5 / B], rel=1e-12)
+    alone = [Engine(send(4, src, 2, size), make_network(star, "analytical")).run().link_bytes for src, size in sends]
+    for (src, size), share, expected_s in zip(sends, link_shares(np.array(alone)), flow_s, strict=True):
+        shared = make_network(star.with_capacity(star.capacity_Bps * share), "analytical")
+        assert Engine(send(4, src, 2, size), shared).run().makespan_s == pytest.approx(expected_s, rel=1e-12)
+
+
+def test_analytical_jobs_sharing_no_link_keep_their_step_alone_exactly() -> None:
+    """The leaf-separated pair above at analytical fidelity: every share is 1, and shared == alone exactly,
+    each the job's own analytical step (simulate_step)."""
+    topology = "leafspine:leaves=2,hosts_per_leaf=4,spines=1,host_gbps=100,uplink_gbps=25,latency_us=1"
+    result = simulate_jobs({"topology": topology, "fidelity": "analytical",
+                            "jobs": [{"name": "rec", "workload": "dlrm-small", "strategy": "des", "hosts": "0-3"},
+                                     {"name": "ctr", "workload": "dlrm-small", "strategy": "tw", "hosts": "4-7"}]})
+    assert result.fidelity == "analytical" and result.fidelity_reason == "requested"
+    per_step = np.array([result.alone[name].result.link_bytes for name in ("rec", "ctr")])
+    assert (per_step > 0).any(axis=1).all() and (link_shares(per_step) == 1).all()
+    table = result.table.set_index("name")
+    assert (table.step_time_shared_s == table.step_time_alone_s).all() and (table.slowdown == 1).all()
+    fabric = Fabric(load_topology(topology))
+    for name, strategy, hosts in (("rec", "des", np.arange(4)), ("ctr", "tw", np.arange(4, 8))):
+        cluster = Cluster(fabric, hosts, load_device("h100"), np.zeros(0, dtype=np.int64), load_device("cpu-server"))
+        expected = simulate_step(load_workload("dlrm-small"), cluster, strategy, "analytical").summary
+        assert table.step_time_alone_s[name] == pytest.approx(expected["step_time_s"], rel=1e-12)
+
+
+def test_two_jobs_across_one_bottleneck_at_analytical_fidelity_get_half_of_it_as_at_flow_level() -> None:
+    """The dumbbell pair of dp jobs: each job alone has every link to itself; shared, the leaf <-> spine links
+    carry both jobs' equal bytes (share 1/2), host links one job's (share 1). The all-reduce's bandwidth term
+    is the core's drain time, S / B alone and 2 S / B shared, so the analytical step's exposed communication is
+    S / B + 16 us alone and 2 S / B + 16 us shared, as at flow level, which agrees to 1e-9 (relative)."""
+    s = allreduce_bytes("dlrm-small")
+    spec = {"topology": DUMBBELL.format(h=2), "jobs": [job("a", hosts=[0, 2]), job("b", hosts=[1, 3])]}
+    analytical = simulate_jobs({**spec, "fidelity": "analytical"})
+    flow = simulate_jobs({**spec, "fidelity": "flow"}).table.set_index("name")
+    fabric = analytical.shared["a"].network.fabric  # the fabric as job a's share of it
+    core = np.array(["spine" in fabric.node_names[n] for n in fabric.link_src]) | np.array(
+        ["spine" in fabric.node_names[n] for n in fabric.link_dst])
+    np.testing.assert_allclose(fabric.capacity_Bps, np.where(core, B / 2, B), rtol=1e-15)
+    table = analytical.table.set_index("name")
+    assert (table.fidelity == "analytical").all() and (flow.fidelity == "flow").all()
+    for name in ("a", "b"):
+        assert table.exposed_comm_alone_s[name] == pytest.approx(s / B + 16 * L, rel=1e-9)
+        assert table.exposed_comm_shared_s[name] == pytest.approx(2 * s / B + 16 * L, rel=1e-9)
+        assert table.interference_s[name] == pytest.approx(s / B, rel=1e-9)
+        for column in ("step_time_alone_s", "step_time_shared_s"):
+            assert table[column][name] == pytest.approx(flow[column][name], rel=1e-9)
+
+
+def test_auto_runs_flow_level_within_its_budget_and_analytical_past_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto's estimate is twice the jobs' flow-level estimates summed (every job alone, then all together):
+    within the default 60 s budget it runs flow level; with a 1 us budget analytical, saying why; and a flow
+    run that passes its budget stops and runs analytical instead."""
+    from simulator.run import jobs as jobs_module
+
+    spec = {"topology": DUMBBELL.format(h=2), "jobs": [job("a", hosts=[0, 2]), job("b", hosts=[1, 3])]}
+    within = simulate_jobs(spec)
+    estimate = float(within.fidelity_reason.split(" estimated at ")[1].split(" s,")[0])
+    assert within.fidelity == "flow" and within.fidelity_reason.endswith("within the 60 s budget")
+    over = simulate_jobs({**spec, "budget_s": 1e-6})
+    assert over.fidelity == "analytical"
+    assert over.fidelity_reason == f"auto: flow level estimated at {estimate:.3g} s, over the 1e-06 s budget"
+    assert over.table.step_time_shared_s.tolist() == simulate_jobs({**spec, "fidelity": "analytical"}
+                                                                   ).table.step_time_shared_s.tolist()
+    for report in (*over.alone.values(), *over.shared.values()):
+        assert report.summary.fidelity == "analytical" and report.summary.fidelity_reason == over.fidelity_reason
+    # an estimate that fits a budget the run cannot keep
+    monkeypatch.setattr(jobs_module, "choose", lambda *args, **kwargs: FidelityChoice("flow", 1e-9, 1e-6))
+    stopped = simulate_jobs({**spec, "budget_s": 1e-6})
+    assert stopped.fidelity == "analytical" and stopped.fidelity_reason.startswith("auto: flow level passed the")
+    assert (stopped.table.fidelity == "analytical").all()
+
+
 def test_two_rings_with_half_their_hosts_on_each_side_double_their_bandwidth_time() -> None:
     """4 ranks per job, 2 on each leaf (a: 0,1 | 4,5; b: 2,3 | 6,7): each ring step has one flow of each job
     on each direction of the bottleneck, so the ring's bandwidth time 2 (n - 1) / n x S / B doubles.
@@ -190,7 +279,9 @@ STAR8 = "star:hosts=8"
     ({"topology": STAR8, "jobs": [job("a", hosts="0-x")]}, "jobs[0].hosts"),
     ({"topology": STAR8, "jobs": [job("a", hosts=[0, 0])]}, "jobs[0].hosts"),
     ({"topology": STAR8, "jobs": [job("a", hosts="4-11")]}, "jobs[0].hosts: got '4-11'; allowed: hosts 0 to 7"),
-    ({"topology": STAR8, "fidelity": "analytical", "jobs": [job("a")]}, "fidelity: got 'analytical'"),
+    ({"topology": STAR8, "fidelity": "exact", "jobs": [job("a")]}, "fidelity: got 'exact'"),
+    ({"topology": STAR8, "budget_s": 0, "jobs": [job("a")]}, "budget_s: got 0"),
+    ({"topology": STAR8, "jobs": [job("a", budget_s=5)]}, "jobs[0].budget_s: got 5.0; not a job's key"),
     ({"topology": STAR8, "jobs": [job("a"), job("a")]}, "jobs[1].name: got 'a'; used by jobs[0]"),
     ({"topology": STAR8, "jobs": []}, "jobs: "),
     ({"topology": STAR8, "jobs": [job("a", workers=6), job("b", workers=3)]}, "jobs[1].workers: got 3"),
@@ -246,7 +337,7 @@ def test_cli_prints_the_table_and_writes_it(capsys, tmp_path) -> None:
 
 @pytest.mark.parametrize(("doc", "needle"), [
     ({"topology": STAR8, "jobs": [job("a", hosts="0-3"), job("b", hosts="2-5")]}, "jobs[1].hosts"),
-    ({"topology": STAR8, "fidelity": "analytical", "jobs": [job("a")]}, "fidelity"),
+    ({"topology": STAR8, "fidelity": "exact", "jobs": [job("a")]}, "fidelity"),
     ({"topology": STAR8, "jobs": [job("a", colour="red")]}, "jobs[0].colour"),
     ("- just\n- a list\n", "must be a mapping"),
     ("topology: [unclosed\n", "invalid YAML"),
@@ -257,6 +348,23 @@ def test_cli_bad_spec_is_one_line_and_exit_2(capsys, tmp_path, doc: object, need
     code, _, err = cli(capsys, "jobs", str(path))
     assert code == 2 and needle in err
     assert err.startswith("dessim: error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_cli_states_the_fidelity_and_takes_fidelity_and_budget_options(capsys, tmp_path) -> None:
+    """--fidelity and --budget-s replace the file's keys; the JSON, the table written and the printed header
+    say which fidelity ran and why."""
+    csv = tmp_path / "jobs.csv"
+    code, out, _ = cli(capsys, "jobs", str(EXAMPLE), "--fidelity", "analytical", "--json", "--out", str(csv))
+    doc = json.loads(out)
+    assert code == 0 and doc["fidelity"] == "analytical" and doc["fidelity_reason"] == "requested"
+    assert [row["fidelity"] for row in doc["jobs"]] == ["analytical"] * 2
+    assert pd.read_csv(csv).fidelity.tolist() == ["analytical"] * 2
+    code, printed, _ = cli(capsys, "jobs", str(EXAMPLE), "--budget-s", "1e-6")
+    assert code == 0
+    assert "at analytical fidelity (auto: flow level estimated at" in " ".join(printed.split())
+    assert "over the 1e-06 s budget)" in " ".join(printed.split())
+    code, _, err = cli(capsys, "jobs", str(EXAMPLE), "--fidelity", "fast")
+    assert code == 2 and err.startswith("dessim: error: fidelity: got 'fast'") and len(err.strip().splitlines()) == 1
 
 
 def test_cli_refuses_a_bad_out_suffix_before_running(capsys) -> None:

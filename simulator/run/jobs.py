@@ -20,9 +20,9 @@ job alone on the fabric with its hosts, and shared, at the file's ``fidelity``:
   job (tested against flow level). What it cannot capture is timing: it assumes every job's traffic on a link
   coincides with the others' in every step (their communication phases overlap fully, whatever their compute,
   step lengths and ``start_s``), so it overstates the interference where their phases interleave or their runs
-  do not overlap; and within a job the analytical model's own assumptions hold (docs/NETWORK_MODEL.md). A job that shares no link with
-  another keeps its step alone exactly. A shared report's ``links`` table holds the job's own bytes, over its
-  share of each link's capacity.
+  do not overlap; and within a job the analytical model's own assumptions hold (docs/NETWORK_MODEL.md). A job
+  that shares no link with another keeps its step alone exactly. A shared report's ``links`` table holds the
+  job's own bytes, over its share of each link's capacity.
 - ``auto`` (the default): flow level if its estimated cost fits ``budget_s`` wall seconds, analytical
   otherwise (``simulator.run.fidelity``): the jobs alone and then together each cost at least the sum of the
   jobs' estimates, so the estimate is twice that sum. Past the budget a flow run stops and every job runs at
