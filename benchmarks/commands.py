@@ -4,7 +4,8 @@ Each command runs as its own process (``dessim ... --json``) on a fat-tree of th
 links; the topologies of ``benchmarks/scale.py``), with every other option at its default: ``compare`` (the
 default workload, ps and des, ``--fidelity auto`` with its 60 s budget per strategy), ``run`` (des),
 ``collective`` (64 MiB ring all-reduce), ``trace`` (des, a Perfetto file), ``sweep`` (ps and des at two batch
-sizes, 2 processes) and ``jobs`` (two jobs, des and dp, on half the hosts each: flow level, as jobs require).
+sizes, 2 processes) and ``jobs`` (two jobs, des and dp, on half the hosts each, ``fidelity: auto`` with its 60 s
+budget for every job alone and all together).
 Prints a Markdown table: CPU seconds (user + system, the process and its children), wall seconds, peak RSS of
 the largest process, and the fidelity each strategy ran at.
 
