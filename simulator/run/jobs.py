@@ -20,8 +20,10 @@ job alone on the fabric with its hosts, and shared, at the file's ``fidelity``:
   job (tested against flow level). What it cannot capture is timing: it assumes every job's traffic on a link
   coincides with the others' in every step (their communication phases overlap fully, whatever their compute,
   step lengths and ``start_s``), so it overstates the interference where their phases interleave or their runs
-  do not overlap; and within a job the analytical model's own assumptions hold (docs/NETWORK_MODEL.md). A job
-  that shares no link with another keeps its step alone exactly. A shared report's ``links`` table holds the
+  do not overlap. Nor does it see flows: flow level shares per flow, so a job with many flows on a link (an
+  all-to-all) gets more than an equal share against one with few (a ring). Within a job the analytical model's
+  own assumptions hold (docs/NETWORK_MODEL.md). A job that shares no link with another keeps its step alone
+  exactly. A shared report's ``links`` table holds the
   job's own bytes, over its share of each link's capacity.
 - ``auto`` (the default): flow level if its estimated cost fits ``budget_s`` wall seconds, analytical
   otherwise (``simulator.run.fidelity``): the jobs alone and then together each cost at least the sum of the
