@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -87,6 +88,56 @@ def test_a_sweep_killed_midway_resumes_to_exactly_the_uninterrupted_rows(tmp_pat
     pd.testing.assert_frame_equal(stable(resumed), stable(sweep(spec, jobs=1)))
     again = subprocess.run([*command, "--resume", "--json"], capture_output=True, text=True, check=True)
     assert json.loads(again.stdout)["runs"] == 24  # a finished sweep resumes to itself, running nothing
+
+
+def live_children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` and that have not exited (zombies count as exited), from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+        except OSError:
+            continue  # exited while listed
+        if int(fields[1]) == pid and fields[0] not in "ZX":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_pool_workers_die_with_a_sweep_killed_with_sigkill(tmp_path) -> None:
+    """kill -9 of ``dessim sweep --jobs 2`` while its two pool workers run: within seconds neither is left."""
+    spec = {"base": {"workload": "dlrm-small", "topology": TOPOLOGY, "fidelity": "flow"},
+            "grid": {"strategy": ["ps", "des"], "workload.batch_per_worker": list(range(64, 64 * 41, 64))}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    process = subprocess.Popen([sys.executable, "-m", "simulator.cli", "sweep", str(path), "--out",
+                                str(tmp_path / "rows.parquet"), "--jobs", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(workers) < 2 and process.poll() is None:
+            time.sleep(0.05)
+            workers = live_children(process.pid)
+        assert len(workers) == 2 and process.poll() is None  # the pool is up, the sweep still running
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+            time.sleep(0.05)
+        assert [pid for pid in workers if alive(pid)] == []
+    finally:
+        process.kill()
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_run_keys_follow_the_resolved_parameters() -> None:

@@ -42,12 +42,16 @@ second); the table (Parquet, or CSV for ``.csv``) is written atomically at the e
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import itertools
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -70,6 +74,8 @@ DEFAULTS: dict[str, Any] = {"workload": "dlrm-small", "topology": "leafspine16",
 BACKENDS = ("local", "dask")
 FSYNC_EVERY_S = 0.5
 MAX_POINTS = 10_000_000
+PR_SET_PDEATHSIG = 1  # prctl option (<linux/prctl.h>): a signal the kernel sends this process when its parent dies
+PARENT_CHECK_S = 1.0  # elsewhere: how often a pool worker checks that its parent is alive
 
 
 def _key(name: str) -> str:
@@ -334,12 +340,32 @@ def _done_rows(out: Path) -> list[dict[str, Any]]:
     return list(unique.values())
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """A pool worker's initializer: the worker ends when the sweep's process (``parent_pid``) does, even killed
+    with -9 (a worker waits on the task queue, whose pipe it holds open itself, so it would live on). On Linux
+    the kernel kills it (prctl PR_SET_PDEATHSIG, SIGKILL); elsewhere, or where prctl fails, a thread checks
+    every ``PARENT_CHECK_S`` that its parent process is unchanged."""
+    if sys.platform == "linux" and ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
+        try:
+            os.kill(parent_pid, 0)  # the parent died before prctl: no signal will come
+        except ProcessLookupError:
+            os._exit(1)
+        return
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
+
+
 def _local(points: list[tuple[int, dict, dict]], jobs: int) -> Iterator[dict[str, Any]]:
     jobs = min(jobs, len(points))
     if jobs <= 1:
         yield from (run_point(*p) for p in points)
         return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(run_point, *p) for p in points]
         for future in as_completed(futures):
             yield future.result()
