@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from simulator import console as ui
-from simulator.errors import ExecutorError, SpecError
+from simulator.errors import ExecutorError, SpecError, torch_missing
 
 
 def _names(text: str, option: str, allowed: tuple[str, ...]) -> list[str]:
@@ -39,7 +39,7 @@ def _executor() -> None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise SpecError("executor", "torch", "not installed; install the extra: pip install -e '.[torch]'") from None
+        raise torch_missing() from None
 
 
 BackendOpt = Annotated[str, typer.Option(help="gloo (CPU) | nccl (CUDA GPUs)")]

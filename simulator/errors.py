@@ -51,6 +51,14 @@ class ExecutorError(RuntimeError):
     """A distributed run failed: which rank, and why."""
 
 
+TORCH_INSTALL = "pip install -e '.[torch]' 'torch==2.13.0'"  # the README's; the pin keeps pip on the CPU build
+
+
+def torch_missing() -> SpecError:
+    """The error of a command that needs the executor's ``torch`` extra where torch does not import."""
+    return SpecError("executor", "torch", f"not installed; install the extra (CPU build): {TORCH_INSTALL}")
+
+
 def read_text(path: Path, field: str) -> str:
     """The text of a user's file, or a SpecError naming ``field`` when it cannot be read."""
     try:
@@ -158,8 +166,10 @@ def from_validation(exc: ValidationError, model: type | None, prefix: str = "", 
     """The first error of validating ``model`` as one SpecError line, the one way every spec reads a pydantic
     error: ``<prefix><where>: got <value>; allowed: ...``. ``where`` is ``label(loc)`` (``default`` at the top),
     and what is allowed is the declared choices or range, the fields of an unknown or missing ``noun``, or a
-    validator's own SpecError (kept whole, under ``where``)."""
-    err = exc.errors()[0]
+    validator's own SpecError (kept whole, under ``where``). An unknown key comes first (a misspelt key is also a
+    missing one), with the others unknown beside it."""
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc, kind, ctx, value = tuple(err["loc"]), err["type"], err.get("ctx", {}), err.get("input")
     where = prefix + (label(loc) or default)
     inner = ctx.get("error")
@@ -167,7 +177,10 @@ def from_validation(exc: ValidationError, model: type | None, prefix: str = "", 
         return SpecError(f"{where}.{inner.field}" if loc else prefix + inner.field, inner.value, inner.allowed)
     owner = owner_at(model, loc)
     if kind == "extra_forbidden" and owner is not None:
-        allowed = f"unknown {noun}; allowed: {', '.join(owner.model_fields)}"
+        others = [str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden" and e is not err
+                  and tuple(e["loc"][:-1]) == loc[:-1]]
+        also = f" (unknown too: {', '.join(others)})" if others else ""
+        allowed = f"unknown {noun}{also}; allowed: {', '.join(owner.model_fields)}"
     elif kind == "missing" and owner is not None:
         required = [name for name, field in owner.model_fields.items() if field.is_required()]
         value, allowed = None, f"required; required {noun}s: {', '.join(required)}"

@@ -67,12 +67,23 @@ def test_run_json_and_overrides(capsys) -> None:
     (["--steps", "0"], "steps: got 0"),
     (["--fidelity", "packet"], "fidelity: got 'packet'"),
     (["--trace-out", "trace.txt"], "trace-out"),
+    (["--servers", "4"], "--servers: got 4; allowed only for ps and ps-fc (omit it); not used by des"),
 ])
 def test_bad_step_input_is_one_line_and_exit_2(capsys, args: list[str], needle: str) -> None:
     code, _out, err = run(capsys, "run", *SMALL, *args)
     assert code == 2, err
     assert needle in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_servers_apply_to_ps_strategies_only(capsys) -> None:
+    """--servers where no strategy has servers is refused, naming the option; beside ps, it applies to ps."""
+    code, _, err = run(capsys, "compare", *SMALL, "--strategies", "des,dp", "--servers", "2")
+    assert code == 2 and err == ("dessim: error: --servers: got 2; allowed only for ps and ps-fc (omit it); not used "
+                                 "by des, dp\n")
+    code, out, _ = run(capsys, "compare", *SMALL, "--strategies", "ps,des", "--servers", "2", "--fidelity",
+                       "analytical", "--json")
+    assert code == 0 and [s["servers"] for s in json.loads(out)["strategies"]] == [2, 0]
 
 
 def test_hotness_above_rows_without_replacement_is_refused(capsys, tmp_path) -> None:

@@ -47,6 +47,8 @@ def error_of(data: dict, **kwargs: object) -> SpecError:
      "by_name.x.share: got 0; allowed: a number > 0 and <= 1"),
     ({"leaves": [{"name": "a"}], "by_name": {"x": {"name": "b", "shar": 0}}},
      "by_name.x.shar: got 0; unknown field; allowed: name, steps, share, mode"),
+    ({"leafs": [{"name": "a"}], "rat": 2}, "leafs: got [{'name': 'a'}]; unknown field (unknown too: rat); allowed: "
+                                          "leaves, by_name, rate"),  # before the missing field it misspells
 ])
 def test_an_error_names_where_it_points_and_what_is_allowed_there(data: dict, text: str) -> None:
     assert str(error_of(data)) == text

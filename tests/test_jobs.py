@@ -275,6 +275,7 @@ STAR8 = "star:hosts=8"
      "jobs[1].hosts: got '3-5'; overlaps job 'a' on hosts 3"),
     ({"topology": STAR8, "jobs": [job("a", gpus=4)]}, "jobs[0].gpus"),
     ({"topology": STAR8, "jobs": [job("a")], "priority": 1}, "priority"),
+    ({"foo": 1}, "foo: got 1; unknown field; allowed: topology, "),  # the unknown key, not the missing ones
     ({"topology": STAR8, "jobs": [job("a", hosts="5-2")]}, "jobs[0].hosts"),
     ({"topology": STAR8, "jobs": [job("a", hosts="0-x")]}, "jobs[0].hosts"),
     ({"topology": STAR8, "jobs": [job("a", hosts=[0, 0])]}, "jobs[0].hosts"),

@@ -24,8 +24,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.distributed as dist
+
+from simulator.errors import torch_missing
+
+try:
+    import torch
+    import torch.distributed as dist
+except ImportError:  # run as a program without the torch extra: one line, exit status 2
+    if __name__ != "__main__":
+        raise
+    print(f"error: {torch_missing()}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 from simulator.executor import EXECUTOR_KNN, fc_models, ps, tensors
 from simulator.executor import train as loops

@@ -10,7 +10,7 @@ import numpy as np
 
 from simulator.collectives.algorithms import DEFAULT_ALGO, OPS, build_schedule, busbw_factor, check_request
 from simulator.collectives.tuner import choose_algorithm, profiled
-from simulator.errors import check_choice
+from simulator.errors import SpecError, check_choice
 from simulator.network import (
     DEFAULT_NETWORK_MODEL,
     DEFAULT_RATE_TOLERANCE,
@@ -28,6 +28,10 @@ from topologies import load_cables
 
 if TYPE_CHECKING:
     import pandas as pd
+
+# --size per rank: at least one byte (a message), at most 1 PiB (thousands of times any device's memory: larger
+# sizes are typos, and their times, in years, mean nothing)
+MAX_SIZE_BYTES = 2**50
 
 
 @dataclass
@@ -84,7 +88,10 @@ def run_collective(op: str, algo: str | None, size: str | float, topology: str, 
     at ``size`` (``64MiB``, ``1e9``: bytes per rank as nccl-tests counts them) over every host of ``topology``
     with link ``faults``; each input is checked and named as the command line names it."""
     check_choice("op", op, OPS)
-    size_bytes = parse_size_bytes(size, "size")
+    size_bytes = parse_size_bytes(size, "--size")
+    if not 1 <= size_bytes <= MAX_SIZE_BYTES:
+        raise SpecError("--size", size, "allowed: 1 B to 1 PiB per rank (1 PiB: thousands of times any device's "
+                                        "memory)")
     network_model_named(network_model, "--network-model")
     fabric = Fabric(load_cables(topology, faults or []), ecmp=ecmp)
     return simulate_collective(op, algo or DEFAULT_ALGO[op], size_bytes, fabric, fidelity, servers, rate_tolerance,

@@ -12,7 +12,7 @@ runs one strategy of it.
 
 >>> spec = RunSpec.from_flat({"strategy": "ps", "ps_mode": "ssp", "staleness": 2})
 >>> spec.ps.mode, spec.ps.staleness, spec.fidelity
-('ssp', 2, 'flow')
+('ssp', 2, 'auto')
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
+from simulator.compute import list_devices
 from simulator.errors import SpecError, allowed_text, check_choice, choices, value_range
 from simulator.options import (
     DEFAULT_BUDGET_S,
@@ -87,8 +88,8 @@ class RunSpec(BaseModel):
         "x0.97; for TCP/Ethernet clusters)"))
     rate_tolerance: float = Field(DEFAULT_RATE_TOLERANCE, ge=0.0, le=MAX_RATE_TOLERANCE,
                                   description="flow: completion batching tolerance (0 = exact)")
-    device: str = Field("h100", description="worker device preset (v100, a100, h100, h200) or YAML file")
-    server_device: str = Field("cpu-server", description="PS server device preset or YAML file")
+    device: str = Field("h100", description=f"worker device: a preset ({', '.join(list_devices())}) or a YAML file")
+    server_device: str = Field("cpu-server", description="PS server device: a preset (as --device) or a YAML file")
     workers: int | None = Field(None, ge=1, description="workers (default: every host not a dedicated server)")
     servers: int | None = Field(None, ge=1, description="PS servers (default: one per worker co-located, or "
                                                          "hosts/8 dedicated)")
@@ -350,11 +351,19 @@ def simulate_all(spec: RunSpec, names: list[str] | None = None, single: bool = F
                  progress: Callable[[str, float, float], None] | None = None) -> list[StepReport]:
     """Simulate the strategies ``names`` of ``spec`` (default: its strategy, or the workload kind's; with
     ``single`` just one); ``progress(label, done, total)`` follows each. Errors about the run keys the workload
-    checks name them as the command line spells them."""
+    checks name them as the command line spells them, as does a ``servers`` count that none of the strategies
+    uses (rather than ignoring it)."""
+    from simulator.strategies import REGISTRY, needs_servers
+
     with named_as_options(spec):
         scenario = resolve(spec)
+        names = scenario.strategies(names, single)
+        if spec.servers is not None and not any(map(needs_servers, names)):
+            served = " and ".join(name for name in REGISTRY if needs_servers(name))
+            raise SpecError(cli_name("servers"), spec.servers, f"allowed only for {served} (omit it); not "
+                                                               f"used by {', '.join(names)}")
         reports = []
-        for name in scenario.strategies(names, single):
+        for name in names:
             follow = (lambda done, total, name=name: progress(f"simulating {name}", done, total)) if progress else None
             reports.append(scenario.simulate(name, record_rates, follow))
     return reports
