@@ -9,6 +9,7 @@ import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -79,6 +80,29 @@ def write_table(frame: pd.DataFrame, path: str, field: str) -> None:
     from simulator.results.tables import write_table as write
 
     write(frame, path, field)
+
+
+class _Help:
+    """Help pages as people read them: a flag shows no value type (typer's rich help writes ``--json <bool>``, as if
+    it took one), and the usage line names a required argument ``SPEC``, not ``{SPEC}``."""
+
+    def get_params(self, ctx: typer.Context) -> list:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        return params
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]  # type: ignore[misc]
+
+
+class HelpCommand(_Help, typer.core.TyperCommand):
+    """A ``dessim`` command, with ``_Help``'s help page."""
+
+
+class HelpGroup(_Help, typer.core.TyperGroup):
+    """The ``dessim`` command group, with ``_Help``'s help page."""
 
 
 def seconds(value: float) -> str:

@@ -40,10 +40,10 @@ import yaml
 from numpy.typing import ArrayLike
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from simulator.compute import PRESET_DIR, list_devices
 from simulator.errors import SpecError, from_validation, read_text
 from simulator.units import format_bytes, parse_size_bytes
 
-PRESET_DIR = Path(__file__).parent / "presets"
 FILE_SUFFIXES = (".yaml", ".yml", ".json")
 DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8")
 DEFAULT_BACKWARD_FACTOR = 2.0
@@ -198,11 +198,6 @@ class CalibrationProfile(BaseModel):
         if len(lowered) != len(devices):
             raise ValueError("device names must be unique ignoring case")
         return lowered
-
-
-def list_devices() -> list[str]:
-    """Names of the device presets shipped in ``simulator/devices``."""
-    return sorted(path.stem for path in PRESET_DIR.glob("*.yaml"))
 
 
 def load_device(spec: str | Path) -> Device:
