@@ -13,9 +13,6 @@ from typing import Annotated
 
 import pydantic
 import typer
-
-if typing.TYPE_CHECKING:
-    pass
 from rich.console import Console
 from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
@@ -26,14 +23,24 @@ from simulator.errors import ExecutorError, SpecError, from_validation
 from simulator.options import DEFAULT_BUDGET_S, DEFAULT_NETWORK_MODEL, DEFAULT_RATE_TOLERANCE
 from simulator.run.spec import simulate_all
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, help="dessim: simulate distributed-training "
-                  "communication (PS vs DES and friends) over cluster topologies.")
+app = typer.Typer(cls=ui.HelpGroup, add_completion=False, no_args_is_help=False, context_settings={
+    "help_option_names": ["-h", "--help"]}, help="dessim: simulate distributed-training communication (PS vs DES "
+    "and friends) over cluster topologies.")
 
 DEFAULT_TOPOLOGY = "fattree:k=8,link_gbps=400,latency_us=1"
 
 
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"dessim {version('dessim')}")
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
-def _root(ctx: typer.Context) -> None:
+def _root(ctx: typer.Context, version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="print the version and exit")] = False) -> None:
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
 
@@ -201,7 +208,9 @@ for _command in (run, compare, trace):
 
 @app.command()
 def sweep(
-    spec: Annotated[str, typer.Argument(help="the sweep spec (YAML): base, grid, sample; see simulator/run/sweep.py")],
+    spec: Annotated[str, typer.Argument(metavar="SPEC", help=(
+        "the sweep spec (YAML): base, grid, sample, closed_form; its keys are in docs/KEYS.md (the run keys: "
+        "dessim list keys)"))],
     out: Annotated[str, typer.Option(help="the results table (.parquet, or .csv), one row per run")] = (
         "results.parquet"),
     backend: Annotated[str, typer.Option(help="local (process pool) | dask (dask.distributed)")] = "local",
@@ -218,17 +227,22 @@ def sweep(
         table = run_sweep(spec, out, backend, jobs, resume, scheduler,
                           progress=lambda done, total: update("runs", done, total))
     failed = table[table.error != ""] if "error" in table else table.iloc[:0]
+    valid = table.drop(failed.index)
+    fidelity = {str(name): int(n) for name, n in valid["fidelity"].value_counts().items()} if len(valid) else {}
     if as_json:
-        typer.echo(json.dumps({"out": out, "runs": len(table), "failed": len(failed)}))
+        typer.echo(json.dumps({"out": out, "runs": len(table), "failed": len(failed), "fidelity": fidelity}))
         return
-    typer.echo(f"wrote {out}: {len(table)} runs, {len(failed)} invalid")
+    ran = "".join(f", {n} at {name} fidelity" for name, n in fidelity.items())
+    typer.echo(f"wrote {out}: {len(table)} runs{ran}, {len(failed)} invalid")
     for row in failed.head(5).itertuples():
         typer.echo(f"  run {row.run}: {row.error}")
 
 
 @app.command("jobs")
 def jobs_command(
-    spec: Annotated[str, typer.Argument(help="jobs spec (YAML): topology, fidelity, jobs (docs/examples/jobs.yaml)")],
+    spec: Annotated[str, typer.Argument(metavar="SPEC", help=(
+        "the jobs spec (YAML): topology, fidelity, jobs, as docs/examples/jobs.yaml; its keys are in docs/KEYS.md "
+        "(a job's run keys: dessim list keys)"))],
     out: Annotated[str | None, typer.Option(help="write the table (.csv/.parquet), one row per job")] = None,
     fidelity: Annotated[str | None, typer.Option(help="auto | flow | analytical (default: the file's fidelity, "
                                                       "auto; see dessim list keys)")] = None,
@@ -275,8 +289,8 @@ def jobs_command(
 
 @app.command()
 def report(
-    results: Annotated[str, typer.Argument(help="a directory saved by dessim run/compare --save, or a sweep table "
-                                                "(.parquet/.csv)")],
+    results: Annotated[str, typer.Argument(metavar="RESULTS", help="a directory saved by dessim run/compare --save, "
+                                                                   "or a sweep table (.parquet/.csv)")],
     out: Annotated[str, typer.Option(help="the HTML file to write (self-contained, works offline)")] = "report.html",
 ) -> None:
     """One self-contained HTML report (summary table and figures) of saved results."""
@@ -343,6 +357,8 @@ def list_things(what: Annotated[str, typer.Argument(
 
 
 cli_executor.register(app)
+for _info in app.registered_commands:
+    _info.cls = ui.HelpCommand
 
 
 def _app_for(args: list[str]) -> typer.Typer:

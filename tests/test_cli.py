@@ -1,12 +1,19 @@
 """The ``dessim`` command: defaults, JSON contract, tables, and one-line errors with exit status 2."""
 
+import importlib.metadata
 import json
+import runpy
 import subprocess
 import sys
+import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import run_cli as run
+
+from simulator.compute import list_devices
+from simulator.errors import TORCH_INSTALL
 
 
 def test_default_run_says_what_it_ran() -> None:
@@ -69,6 +76,8 @@ def test_list(capsys) -> None:
     (["--algo", "bogus"], "algo: got 'bogus'"),
     (["--size", "0"], "size: got '0'"),
     (["--size", "-4KB"], "size: got '-4KB'"),
+    (["--size", "1e30"], "--size: got '1e30'; allowed: 1 B to 1 PiB per rank"),
+    (["--size", "0.4", "--fidelity", "analytical"], "--size: got '0.4'; allowed: 1 B to 1 PiB per rank"),
     (["--topology", "star:hosts"], "malformed"),
     (["--topology", "leafspine:leaves=2,host_gbps=-5"], "topology.host_gbps"),
     (["--op", "pushpull", "--servers", "8", "--topology", "star8"], "servers: got 8"),
@@ -125,3 +134,57 @@ def test_des_partial_is_chosen_reported_and_refused_where_not_exact(capsys) -> N
     jobs = load_jobs({"topology": "leafspine16", "jobs": [{"name": "a", "workload": "deepfm-criteo",
                                                            "strategy": "des", "des": {"partial": "first-layer"}}]})
     assert jobs.jobs[0].des.partial == "first-layer"
+
+
+@pytest.mark.parametrize("size", ["1", "1PiB"])
+def test_the_size_bounds_themselves_run(capsys, size: str) -> None:
+    """1 B and 1 PiB per rank: a ring all-reduce on 8 hosts of one switch, 2 (n - 1) steps of S/n over 100 Gb/s
+    with 2 us of latency (two 1 us hops)."""
+    code, out, _ = run(capsys, "collective", "--size", size, "--topology", "star8", "--fidelity", "analytical",
+                       "--json")
+    doc, size_bytes, n = json.loads(out), {"1": 1, "1PiB": 2**50}[size], 8
+    assert code == 0 and doc["size_bytes"] == size_bytes
+    assert doc["time_s"] == pytest.approx(2 * (n - 1) * (2e-6 + size_bytes / n / 12.5e9), rel=1e-9)
+
+
+COMMANDS = ["collective", "run", "compare", "trace", "sweep", "jobs", "report", "list", "calibrate", "validate"]
+
+
+def test_version_and_h_for_help(capsys) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out == f"dessim {importlib.metadata.version('dessim')}\n"
+    assert run(capsys, "-h") == run(capsys, "--help") and "Commands" in run(capsys, "-h")[1]
+    assert run(capsys, "sweep", "-h") == run(capsys, "sweep", "--help")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_pages_read_as_typed(capsys, monkeypatch, command: str) -> None:
+    """Flags show no value type (``--json``, not ``--json <bool>``); usage lines name arguments as metavars
+    (``SPEC``), without typer's braces."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(capsys, command, "--help")
+    usage = next(line for line in out.splitlines() if "Usage:" in line)
+    assert code == 0 and "<bool>" not in out and "{" not in usage
+    assert usage.split()[-1] == {"sweep": "SPEC", "jobs": "SPEC", "report": "RESULTS"}.get(command, usage.split()[-1])
+
+
+def test_device_help_lists_every_preset_and_file_formats_point_to_the_docs(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    out = " ".join(run(capsys, "run", "--help")[1].split())
+    assert f"a preset ({', '.join(list_devices())})" in out and "cpu-server" in list_devices()
+    for command in ("sweep", "jobs"):
+        out = " ".join(run(capsys, command, "--help")[1].split())
+        assert "docs/KEYS.md" in out and "dessim list keys" in out and ".py" not in out
+
+
+def test_without_torch_the_executor_says_how_to_install_it(capsys, monkeypatch) -> None:
+    """``python -m simulator.executor.run`` and ``dessim calibrate`` where torch does not import: one line, exit
+    status 2, with the README's install command (the CPU pin included)."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # ``import torch`` raises ImportError
+    line = f"executor: got 'torch'; not installed; install the extra (CPU build): {TORCH_INSTALL}\n"
+    with pytest.raises(SystemExit) as done, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # runpy's, when the module was imported already
+        runpy.run_module("simulator.executor.run", run_name="__main__")
+    assert done.value.code == 2 and capsys.readouterr().err == f"error: {line}"
+    assert run(capsys, "calibrate", "--worlds", "1") == (2, "", f"dessim: error: {line}")
+    assert f"`{TORCH_INSTALL}`" in (Path(__file__).resolve().parent.parent / "README.md").read_text()

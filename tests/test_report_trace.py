@@ -52,8 +52,10 @@ def test_report_of_a_comparison_is_self_contained_and_has_every_figure(capsys, t
                         "ps: link utilization", "des: per-rank timeline", "des: link utilization", "Topology"]
     assert text.count("Plotly.newPlot(") == len(headings) - 1  # every figure, plotly.js inlined once
     assert fetched(text) == []  # no script, style or image from elsewhere: works offline
-    for s in summary["strategies"]:
-        assert f"<td>{s['strategy']}</td>" in text
+    for s in summary["strategies"]:  # each row says the fidelity its strategy ran at, as does the title
+        assert re.search(rf"<td>{s['strategy']}</td>\s*<td>{s['fidelity']}</td>", text)
+    fidelities = " and ".join(dict.fromkeys(s["fidelity"] for s in summary["strategies"]))
+    assert f"({fidelities} fidelity)</title>" in text
 
 
 def test_report_of_a_sweep_table_draws_the_scaling_curves(capsys, tmp_path) -> None:

@@ -82,7 +82,7 @@ def test_a_sweep_killed_midway_resumes_to_exactly_the_uninterrupted_rows(tmp_pat
     written = journal.read_text().count("\n")
     assert 3 <= written < 24 and not out.exists()  # killed midway: some rows kept, no table yet
     done = subprocess.run([*command, "--resume", "--json"], capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout) == {"out": str(out), "runs": 24, "failed": 0}
+    assert json.loads(done.stdout) == {"out": str(out), "runs": 24, "failed": 0, "fidelity": {"flow": 24}}
     resumed = pd.read_parquet(out)
     assert list(resumed.run) == list(range(24)) and resumed.key.is_unique and not journal.exists()
     pd.testing.assert_frame_equal(stable(resumed), stable(sweep(spec, jobs=1)))
@@ -160,7 +160,8 @@ def test_bad_sweep_specs_are_one_line_and_exit_2(capsys, tmp_path, spec: dict, m
 def test_an_existing_table_needs_resume_and_a_bad_backend_is_refused(capsys, tmp_path) -> None:
     path, out = tmp_path / "s.yaml", tmp_path / "r.csv"
     path.write_text(yaml.safe_dump({"base": {"topology": TOPOLOGY, "workers": 4}, "grid": {"strategy": ["ps"]}}))
-    assert run_cli(capsys, "sweep", str(path), "--out", str(out), "--jobs", "1")[0] == 0
+    code, printed, _ = run_cli(capsys, "sweep", str(path), "--out", str(out), "--jobs", "1")
+    assert code == 0 and printed == f"wrote {out}: 1 runs, 1 at {pd.read_csv(out).fidelity[0]} fidelity, 0 invalid\n"
     assert pd.read_csv(out).strategy.tolist() == ["ps"]
     code, _, err = run_cli(capsys, "sweep", str(path), "--out", str(out))
     assert code == 2 and "exists" in err and "--resume" in err

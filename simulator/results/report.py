@@ -23,7 +23,7 @@ from simulator.errors import SpecError, read_text
 from simulator.results import plots
 from simulator.results.tables import flat_summary
 
-SUMMARY_COLUMNS = ["strategy", "step_time_s", "samples_per_s", "bytes_on_wire", "bytes_per_worker_max",
+SUMMARY_COLUMNS = ["strategy", "fidelity", "step_time_s", "samples_per_s", "bytes_on_wire", "bytes_per_worker_max",
                    "compute_s", "exposed_comm_s", "fits_memory"]
 SWEEP_KEYS = ("workers", "batch_per_worker", "link_gbps", "oversubscription", "hotness", "classes")
 
@@ -63,7 +63,8 @@ def _run_report(directory: Path) -> str:
         raise SpecError("results", str(directory / "summary.json"), "needs a strategies list (dessim ... --save)")
     trace = _table(directory / "trace.parquet")
     first = summaries[0]
-    title = f"{first['workload']} on {first['workers']} workers of {first['topology']} ({first['fidelity']})"
+    fidelity = " and ".join(dict.fromkeys(s["fidelity"] for s in summaries))  # auto may run strategies at both
+    title = f"{first['workload']} on {first['workers']} workers of {first['topology']} ({fidelity} fidelity)"
     colors = plots.category_colors([*trace.category.astype(str),
                                     *(c for s in summaries for c in s["bytes_by_category"])])
     figures: list[tuple[str, go.Figure]] = [
