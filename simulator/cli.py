@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import inspect
 import json
 import sys
@@ -32,9 +33,7 @@ DEFAULT_TOPOLOGY = "fattree:k=8,link_gbps=400,latency_us=1"
 
 def _version(show: bool) -> None:
     if show:
-        from importlib.metadata import version
-
-        typer.echo(f"dessim {version('dessim')}")
+        typer.echo(f"dessim {importlib.metadata.version('dessim')}")
         raise typer.Exit()
 
 
@@ -226,16 +225,7 @@ def sweep(
     with ui.progress_bar(ui.bars_wanted(as_json)) as update:
         table = run_sweep(spec, out, backend, jobs, resume, scheduler,
                           progress=lambda done, total: update("runs", done, total))
-    failed = table[table.error != ""] if "error" in table else table.iloc[:0]
-    valid = table.drop(failed.index)
-    fidelity = {str(name): int(n) for name, n in valid["fidelity"].value_counts().items()} if len(valid) else {}
-    if as_json:
-        typer.echo(json.dumps({"out": out, "runs": len(table), "failed": len(failed), "fidelity": fidelity}))
-        return
-    ran = "".join(f", {n} at {name} fidelity" for name, n in fidelity.items())
-    typer.echo(f"wrote {out}: {len(table)} runs{ran}, {len(failed)} invalid")
-    for row in failed.head(5).itertuples():
-        typer.echo(f"  run {row.run}: {row.error}")
+    ui.print_sweep(table, out, as_json)
 
 
 @app.command("jobs")

@@ -165,6 +165,21 @@ def print_collective(report: object, size: str) -> None:
                       soft_wrap=True)
 
 
+def print_sweep(table: pd.DataFrame, out: str, as_json: bool) -> None:
+    """``dessim sweep``'s result (``table``, written to ``out``): its runs, how many ran at each fidelity and how
+    many are invalid (the first five with their errors); with ``as_json``, those counts as one JSON document."""
+    failed = table[table.error != ""] if "error" in table else table.iloc[:0]
+    valid = table.drop(failed.index)
+    fidelity = {str(name): int(n) for name, n in valid["fidelity"].value_counts().items()} if len(valid) else {}
+    if as_json:
+        typer.echo(json.dumps({"out": out, "runs": len(table), "failed": len(failed), "fidelity": fidelity}))
+        return
+    ran = "".join(f", {n} at {name} fidelity" for name, n in fidelity.items())
+    typer.echo(f"wrote {out}: {len(table)} runs{ran}, {len(failed)} invalid")
+    for row in failed.head(5).itertuples():
+        typer.echo(f"  run {row.run}: {row.error}")
+
+
 def write_step_outputs(reports: list, trace_out: str | None, links_out: str | None, save: str | None = None,
                        document: dict | None = None) -> None:
     """A run's files: ``--save`` (the JSON ``document``, default every summary; trace and link tables),
