@@ -303,10 +303,7 @@ def list_things(what: Annotated[str, typer.Argument(
     """List topologies, collectives, workloads, hardware presets, strategies, a topology's links, or the run
     keys (options of run, compare and trace; keys of sweeps and jobs)."""
     if what == "topologies":
-        from topologies import BUILDERS, list_presets
-
-        typer.echo("builders: " + ", ".join(BUILDERS))
-        typer.echo("presets:  " + ", ".join(list_presets()))
+        ui.print_topologies()
     elif what == "collectives":
         from simulator.collectives.algorithms import SUPPORTED
 
@@ -337,10 +334,7 @@ def list_things(what: Annotated[str, typer.Argument(
         for u, v, gbps in load_topology(topology or DEFAULT_TOPOLOGY).edges(data="link_gbps"):
             typer.echo(f"{u}-{v} {gbps:g} Gb/s")
     elif what == "keys":
-        from simulator.run.spec import key_table
-
-        for row in key_table().itertuples(index=False):
-            typer.echo(f"{row.key} ({row.option}; {row.type}, default {row.default}): {row.help}")
+        ui.print_keys()
     else:
         raise SpecError("list", what, "allowed: topologies, collectives, workloads, hardware, strategies, links, "
                                       "keys")

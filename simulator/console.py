@@ -74,6 +74,82 @@ def print_summary(reports: list, title: str) -> None:
         console.print(f"{row['strategy']} vs {base['strategy']}: " + ", ".join(ratios))
 
 
+def key_sections() -> list[tuple[str, str, pd.DataFrame]]:
+    """Every key of a run, a workload, a device, a sweep file and a jobs file: (title, how they are given, one row
+    per key: ``key``, run keys' ``option``, ``type`` (allowed values), ``unit``, ``default``, ``help``), from the
+    models that validate them; ``dessim list keys`` prints them and docs/KEYS.md shows them."""
+    from simulator.compute.roofline import Device
+    from simulator.run.jobs import NOT_IN_JOBS, SHARED, JobSpec, JobsSpec
+    from simulator.run.spec import KEYS, RunSpec, field_table, key_table
+    from simulator.run.sweep import DEFAULTS, Sample, SweepSpec
+    from workloads import ClassificationWorkload, Table, Workload
+
+    job_only = field_table(JobSpec)
+    not_in_jobs = "; ".join(f"{k} ({why})" for k, why in NOT_IN_JOBS.items())
+    return [
+        ("Run keys", f"the {len(KEYS)} keys of one run: the options of dessim run, compare and trace (compare takes "
+         "--strategies for --strategy), the keys of a sweep's base, grid and sample.ranges and of a job (with "
+         "underscores or dashes)", key_table()),
+        ("Workload keys", "--set KEY=VALUE (run, compare, trace), workload.KEY in sweeps, set: [KEY=VALUE] in jobs, "
+         "BUILDER:KEY=VALUE inline (dlrm:batch=2048), and the fields of a workload file", field_table(Workload)),
+        ("Table keys", "a recommender's embedding tables: --set KEY=VALUE sets every table, --set "
+         "tables.NAME.KEY=VALUE one (tables are t0, t1, ... in the builders)", field_table(Table)),
+        ("Extreme-classification workload keys", "the workload keys of xc-1e6, xc-1e7, xc-1e8 and classification:...",
+         field_table(ClassificationWorkload)),
+        ("Device keys", "device.KEY in sweeps (the worker device), and the fields of a device YAML file (--device "
+         "FILE.yaml)", field_table(Device)),
+        ("Sweep files (dessim sweep SPEC.yaml)", "the file's keys; base, grid and sample.ranges take the run keys, "
+         "workload.KEY (workload and table keys), topology.PARAM (a parameter of the topology's builder, dessim list "
+         "topologies; the topology must be a builder string or a preset of one) and device.KEY (device keys). A "
+         "sweep's defaults differ from the command line's: " + ", ".join(f"{k}: {v}" for k, v in DEFAULTS.items()),
+         field_table(SweepSpec)),
+        ("Sweep sample", "the keys of a sweep file's sample", field_table(Sample)),
+        ("Jobs files (dessim jobs SPEC.yaml)", "the file's keys", field_table(JobsSpec)),
+        ("Job keys", "each job takes the run keys but the file's own (" + ", ".join(SHARED) + ") and "
+         f"{not_in_jobs}; workload and strategy are required; and these",
+         job_only[~job_only.key.isin(list(RunSpec.model_fields))]),
+    ]
+
+
+def print_keys() -> None:
+    """``dessim list keys``: each section of ``key_sections``, a line per key."""
+    for title, given, rows in key_sections():
+        print(f"{title} -- {given}:")
+        for row in rows.itertuples(index=False):
+            option = f"{row.option}; " if "option" in rows else ""
+            unit = f", in {row.unit}" if row.unit else ""
+            print(f"  {row.key} ({option}{row.type}{unit}, default {row.default}): {row.help}")
+
+
+def builder_table(name: str) -> pd.DataFrame:
+    """Topology builder ``name``'s parameters: ``key``, ``type``, ``unit``, ``default`` (``derived``: computed from
+    the others, as the builder's description says), from its signature."""
+    import pandas as pd
+
+    from simulator.run.spec import field_table
+    from topologies import PARAMS
+
+    rows = field_table(PARAMS[name]).drop(columns="help")
+    rows["default"] = pd.Series(["derived" if v is None else v for v in rows.default], index=rows.index, dtype=object)
+    return rows
+
+
+def print_topologies() -> None:
+    """``dessim list topologies``: every builder with its parameters, the presets, the custom-graph format."""
+    from topologies import BUILDERS, CUSTOM_FORMAT, describe, preset_descriptions
+
+    print("builders (inline: NAME:PARAM=VALUE,..., such as fattree:k=8,link_gbps=400; topology.PARAM in sweeps):")
+    for name in BUILDERS:
+        print(f"{name}: {' '.join(describe(name).split(chr(10) * 2)[0].split())}")
+        for row in builder_table(name).itertuples(index=False):
+            unit = f", in {row.unit}" if row.unit else ""
+            print(f"  {row.key} ({row.type}{unit}, default {row.default})")
+    print("presets:")
+    for name, text in preset_descriptions().items():
+        print(f"  {name}: {text}")
+    print(f"custom graphs: {CUSTOM_FORMAT}; example: docs/examples/custom-graph.yaml")
+
+
 def write_table(frame: pd.DataFrame, path: str, field: str) -> None:
     """``results.tables.write_table``, imported only when a table is written: commands that print need no
     pandas."""

@@ -16,6 +16,20 @@ _SIZE_UNITS = {
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
+#: The unit each name suffix stands for (docs/ARCHITECTURE.md, "Names carry units"); the first match counts.
+SUFFIX_UNITS = {"_gbps": "Gb/s", "_GBps": "GB/s", "_Bps": "bytes/s", "_tflops": "TFLOP/s", "_bytes": "bytes",
+                "_us": "µs", "_ns": "ns", "_per_s": "per s", "_s": "s"}
+
+
+def unit_of(name: str) -> str:
+    """The unit a name's suffix gives it, ``""`` for none.
+
+    >>> unit_of("link_gbps"), unit_of("budget_s"), unit_of("latency_us"), unit_of("workers")
+    ('Gb/s', 's', 'µs', '')
+    """
+    return next((unit for suffix, unit in SUFFIX_UNITS.items() if name.endswith(suffix)), "")
+
+
 def gbps_to_Bps(link_gbps: float) -> float:
     """Convert 1e9 bits/s to bytes/s."""
     return link_gbps * 1e9 / 8.0

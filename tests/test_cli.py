@@ -67,8 +67,68 @@ def test_dmodk_removes_alltoall_contention_on_a_fat_tree(capsys) -> None:
 def test_list(capsys) -> None:
     code, out, _ = run(capsys, "list", "topologies")
     assert code == 0 and "fattree" in out and "dgx-h100-4node" in out
+    assert "custom graphs: a YAML file of nodes [{name, kind: host|switch}]" in out and "link_gbps" in out
     code, out, _ = run(capsys, "list", "collectives")
     assert "alltoall: direct, ring, hierarchical, auto" in out
+
+
+def test_list_topologies_shows_every_builder_parameter_with_its_unit_and_signature_default(capsys) -> None:
+    """Each builder's block lists its keyword parameters in signature order, each with the default the signature
+    gives (``derived`` for None) and the unit its name carries."""
+    import inspect
+
+    from topologies import BUILDERS
+
+    out = run(capsys, "list", "topologies")[1]
+    blocks = {line.split(":")[0]: [] for line in out.splitlines() if line.split(":")[0] in BUILDERS}
+    name = None
+    for line in out.splitlines():
+        name = line.split(":")[0] if line.split(":")[0] in BUILDERS else name if line.startswith("  ") else None
+        if name and line.startswith("  "):
+            blocks[name].append(line.strip())
+    assert list(blocks) == list(BUILDERS)
+    for builder, lines in blocks.items():
+        params = inspect.signature(BUILDERS[builder]).parameters
+        assert [line.split(" (")[0] for line in lines] == list(params), builder
+        for line, (param, p) in zip(lines, params.items(), strict=True):
+            default = "derived" if p.default is None else str(p.default)
+            assert line.endswith(f", default {default})"), line
+            unit = {"_gbps": "in Gb/s", "_us": "in µs"}.get(param[param.rfind("_"):], "")
+            assert (unit in line) if unit else (", in " not in line), line
+    assert "  link_gbps (a number >= 1e-06 and <= 1e+07, in Gb/s, default 100.0)" in out
+
+
+def test_list_keys_covers_run_workload_table_device_sweep_and_job_keys(capsys) -> None:
+    """Every field of every spec model a person writes appears once in its section, with its type; units are in
+    a field's line where its name carries one."""
+    from simulator.compute.roofline import Device
+    from simulator.run.jobs import JobsSpec
+    from simulator.run.spec import KEYS
+    from simulator.run.sweep import Sample, SweepSpec
+    from workloads import ClassificationWorkload, Table, Workload
+
+    out = run(capsys, "list", "keys")[1]
+    sections = {}
+    for line in out.splitlines():
+        if not line.startswith("  "):
+            title = line.split(" -- ")[0]
+            sections[title] = []
+        else:
+            sections[title].append(line.strip().split(" (")[0])
+    expected = {"Run keys": list(KEYS), "Workload keys": list(Workload.model_fields),
+                "Table keys": list(Table.model_fields),
+                "Extreme-classification workload keys": list(ClassificationWorkload.model_fields),
+                "Device keys": list(Device.model_fields),
+                "Sweep files (dessim sweep SPEC.yaml)": list(SweepSpec.model_fields),
+                "Sweep sample": list(Sample.model_fields),
+                "Jobs files (dessim jobs SPEC.yaml)": list(JobsSpec.model_fields),
+                "Job keys": ["name", "hosts", "start_s"]}
+    assert sections == expected
+    assert "  budget_s (--budget-s; a number > 0 and <= 86400, in s, default 60.0): " in out
+    assert "  hotness (an integer >= 1, default 1): IDs per sample per field" in out
+    assert "  popularity (uniform | zipf, default uniform): " in out
+    assert "  mem_bandwidth_GBps (a number > 0, in GB/s, default required): " in out
+    assert "closed_form (bool, default False): " in out and "topology.PARAM" in out and "workload.KEY" in out
 
 
 @pytest.mark.parametrize(("args", "needle"), [

@@ -93,7 +93,7 @@ print(json.dumps({
     "sweep": "tuning_knob" in RUN_KEYS,
     "job": JobSpec.model_validate({"name": "j", "workload": "w", "strategy": "s", "tuning_knob": 3}).tuning_knob,
     "listed": "tuning_knob (--tuning-knob; an integer >= 0, default 7)" in runner.invoke(app, ["list", "keys"]).output,
-    "documented": "| tuning_knob | --tuning-knob | an integer >= 0 | `7` | a test knob |" in render(),
+    "documented": "| tuning_knob | --tuning-knob | an integer >= 0 |  | `7` | a test knob |" in render(),
 }))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,

@@ -217,6 +217,24 @@ def test_the_closed_form_gives_the_engines_rows_for_the_points_it_covers() -> No
     assert quick.key.tolist() == engine.key.tolist()
 
 
+def test_the_readmes_sweep_file_runs_in_closed_form_as_the_engine_runs_its_points(capsys) -> None:
+    """docs/examples/sweep.yaml (the README's spec): its 2 x 3 x 2 grid times 20 drawn host rates, at analytical
+    fidelity in closed form, gives 240 valid rows; the fastest and slowest of them equal ``dessim run`` of the same
+    point (the engine)."""
+    from pathlib import Path
+
+    spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "docs" / "examples" / "sweep.yaml").read_text())
+    table = sweep({**spec, "base": {**spec["base"], "fidelity": "analytical"}, "closed_form": True}, jobs=1)
+    assert len(table) == 2 * 3 * 2 * 20 and (table.error == "").all() and (table.evaluation == "closed form").all()
+    assert table["topology.host_gbps"].between(50, 400).all()
+    for row in (table.loc[table.step_time_s.idxmin()], table.loc[table.step_time_s.idxmax()]):
+        code, out, err = run_cli(capsys, "run", "--workload", "dlrm-small", "--topology", row.topology, "--strategy",
+                                 row.strategy, "--workers", str(row.workers), "--set",
+                                 f"batch={row['workload.batch_per_worker']}", "--fidelity", "analytical", "--json")
+        assert code == 0, err
+        assert json.loads(out)["step_time_s"] == pytest.approx(row.step_time_s, rel=1e-9)
+
+
 def test_report_draws_a_sweep_over_a_topology_field(capsys, tmp_path) -> None:
     spec = {"base": {"topology": TOPOLOGY, "workload": "dlrm-small"},
             "grid": {"strategy": ["ps", "des"], "topology.host_gbps": [50, 100, 400]}}

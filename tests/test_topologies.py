@@ -360,6 +360,26 @@ def test_custom_yaml(tmp_path: Path) -> None:
     assert default_order.graph["hosts"] == ["a", "b"]
 
 
+def test_the_shipped_custom_graph_example_runs_as_the_builder_it_copies(capsys) -> None:
+    """docs/examples/custom-graph.yaml (the format the docs show) loads and runs one step with the routes, rates and
+    latencies of the leaf-spine its comment names: the same step time and bytes, through the command line."""
+    from conftest import run_cli
+
+    example = str(Path(__file__).resolve().parent.parent / "docs" / "examples" / "custom-graph.yaml")
+    graph = load_topology(example)
+    assert graph.graph["hosts"] == ["gpu0", "gpu1", "gpu2", "gpu3"] and counts(graph) == (4, 3, 6)
+    docs = []
+    copied = "leafspine:leaves=2,hosts_per_leaf=2,spines=1,host_gbps=100,uplink_gbps=100,latency_us=1"
+    for topology in (example, copied):
+        code, out, err = run_cli(capsys, "run", "--workload", "dlrm-small", "--strategy", "des", "--fidelity", "flow",
+                                 "--topology", topology, "--json")
+        assert code == 0, err
+        docs.append(json.loads(out))
+    assert docs[0]["workers"] == 4 and docs[0]["topology"] == example
+    for key in ("step_time_s", "bytes_on_wire", "exposed_comm_s"):
+        assert docs[0][key] == pytest.approx(docs[1][key], rel=1e-12), key
+
+
 def test_custom_yaml_directed(tmp_path: Path) -> None:
     doc = ("nodes: [{name: a, kind: host}, {name: b, kind: host}, {name: s, kind: switch}]\n"
            "links:\n"

@@ -70,6 +70,12 @@ CABLES: dict[str, Callable[..., Cables]] = {}
 PARAMS: dict[str, type[BaseModel]] = {}
 LINK_PARAMS: dict[str, tuple[str, ...]] = {}  # per builder: its Gbps and Micros parameters
 
+def describe(name: str) -> str:
+    """Builder ``name``'s docstring without its examples, as plain text (inline-code marks removed)."""
+    paragraphs = (inspect.getdoc(BUILDERS[name]) or "").split("\n\n")
+    return "\n\n".join(p for p in paragraphs if not p.lstrip().startswith(">>>")).replace("``", "")
+
+
 def format_value(value: object) -> str:
     """Format one parameter value the way the inline parser reads it back (``true``, ``100``, ``0.5``)."""
     if isinstance(value, bool):

@@ -52,9 +52,25 @@ _CUSTOM_KEYS = ("nodes", "links", "hosts", "description")
 _SHOWN = 5
 
 
+#: The custom-graph file format, as ``dessim list topologies`` and docs/KEYS.md state it.
+CUSTOM_FORMAT = ("a YAML file of nodes [{name, kind: host|switch}] (hosts compute and never forward; switches "
+                 "forward), links [{src, dst, link_gbps: 1e9 bits/s each way, required; latency_us: µs, default "
+                 "0; directed: default false, a full-duplex cable}] and optional hosts [names in rank order; "
+                 "default: the host nodes as listed]; or a networkx node-link .json or a .graphml file with the "
+                 "same attributes")
+
+
 def list_presets() -> list[str]:
     """Names of the YAML presets shipped in ``topologies/presets``."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_descriptions() -> dict[str, str]:
+    """Each preset's name and description (read from its file, nothing built)."""
+    import yaml
+
+    return {name: str(yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text()).get("description", ""))
+            for name in list_presets()}
 
 
 def build(name: str, **params: Any) -> nx.Graph:

@@ -45,32 +45,31 @@ Classes = Annotated[int, BeforeValidator(_number), Field(ge=2, le=MAX_CLASSES)]
 
 
 class ClassificationWorkload(MixedPrecision, BaseModel):
-    """A backbone plus a ``classes``-way FC softmax and its training configuration (see module doc).
-
-    ``backbone_flops_per_sample``: forward FLOPs (projection included). ``backbone_params``: parameters
-    (projection included). ``backbone_activation_bytes_per_sample``: activations kept for backward, at
-    ``dtype_bytes`` (``activation_bytes_per_sample``: at the activations' dtype). ``feature_dim``: D, the FC
-    input width. ``dtype_bytes``: bytes per stored value (weights, gradients, optimizer state, logits;
-    activations too unless ``precision`` is bf16/fp16). ``precision``, ``comm_dtype``: the GEMMs' dtype and
-    the wire's (``workloads.precision``). Constructing one with a bad field raises one SpecError line.
+    """A backbone plus a ``classes``-way FC softmax and its training configuration (see module doc); each field's
+    description says what it means and in what unit (``dessim list keys``, docs/KEYS.md). ``precision``,
+    ``comm_dtype``: ``workloads.precision``. Constructing one with a bad field raises one SpecError line.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1)
-    model: Literal["classification"] = "classification"
-    backbone: str = Field("custom", min_length=1)
-    backbone_flops_per_sample: PosFloat
-    backbone_params: Count
-    backbone_activation_bytes_per_sample: float = Field(0.0, ge=0, allow_inf_nan=False)
-    feature_dim: Count
-    classes: Classes
-    batch_per_worker: Count
-    dtype_bytes: Literal[2, 4] = 4
-    precision: Precision = "fp32"
-    comm_dtype: CommDtype | None = None
-    optimizer: Literal["sgd", "momentum", "adagrad", "adam"] = "momentum"
-    seed: NonNegInt = 0
+    name: str = Field(min_length=1, description="the workload's name")
+    model: Literal["classification"] = Field("classification", description="the model family")
+    backbone: str = Field("custom", min_length=1, description="the backbone preset (resnet50, resnet152) or custom")
+    backbone_flops_per_sample: PosFloat = Field(description="the backbone's forward FLOPs per sample, projection "
+                                                            "included")
+    backbone_params: Count = Field(description="the backbone's parameters, projection included")
+    backbone_activation_bytes_per_sample: float = Field(0.0, ge=0, allow_inf_nan=False, description=(
+        "bytes of activations kept per sample for backward, at dtype_bytes"))
+    feature_dim: Count = Field(description="D, the FC layer's input width (values per sample)")
+    classes: Classes = Field(description="C, the softmax's classes")
+    batch_per_worker: Count = Field(description="samples per worker per step (alias batch)")
+    dtype_bytes: Literal[2, 4] = Field(4, description="bytes per stored value: weights, gradients, optimizer state, "
+                                                      "logits; activations too unless precision is bf16/fp16")
+    precision: Precision = Field("fp32", description="the GEMMs' dtype (bf16/fp16: mixed precision)")
+    comm_dtype: CommDtype | None = Field(None, description="dtype of values on the wire (default: the activations')")
+    optimizer: Literal["sgd", "momentum", "adagrad", "adam"] = Field("momentum", description=(
+        "the optimizer; its state per parameter: sgd none, momentum and adagrad 1 value, adam 2"))
+    seed: NonNegInt = Field(0, description="the seed of the labels")
 
     def __init__(self, **data: object) -> None:
         try:

@@ -90,27 +90,23 @@ def params_per_id_for(model: str, dim: int) -> int:
 
 
 class Table(BaseModel):
-    """One embedding table (or LR weight vector) and how samples look it up.
-
-    ``rows``: vocabulary size (IDs 0..rows-1; a Python int, may be 1e12). ``dim``: embedding width k.
-    ``params_per_id``: values stored per ID (k, 1 for LR, k+1 for FM-like models). ``fields``: sparse
-    fields sharing this table. ``hotness``: IDs per sample per field. ``popularity``: ID distribution
-    (Zipf: P(rank i) ∝ i^-zipf_alpha, ID = rank - 1). ``replacement``: whether the ``hotness`` IDs of one
-    (sample, field) may repeat; if false, ``hotness`` <= ``rows``.
-    """
+    """One embedding table (or LR weight vector) and how samples look it up; each field's description says
+    what it means and in what unit (``dessim list keys``, docs/KEYS.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
-    rows: Count
-    dim: Count
-    params_per_id: Count
-    fields: Count = 1
-    hotness: Count = 1
-    popularity: Literal["uniform", "zipf"] = "uniform"
-    zipf_alpha: PosFloat = 1.05
-    pooling: Literal["sum", "mean"] = "sum"
-    replacement: bool = True
+    name: str = Field(min_length=1, description="the table's name (tables.<name>.<field> sets one table)")
+    rows: Count = Field(description="vocabulary size in IDs: IDs 0 to rows - 1 (alias vocab; may be 1e12)")
+    dim: Count = Field(description="embedding width k: values per pooled vector (sets params_per_id too)")
+    params_per_id: Count = Field(description="values stored per ID: k, 1 for lr, k + 1 for fm, widedeep, deepfm")
+    fields: Count = Field(1, description="sparse fields sharing this table")
+    hotness: Count = Field(1, description="IDs per sample per field")
+    popularity: Literal["uniform", "zipf"] = Field("uniform", description=(
+        "the IDs' distribution: uniform, or zipf (P(rank i) proportional to i^-zipf_alpha, ID = rank - 1)"))
+    zipf_alpha: PosFloat = Field(1.05, description="Zipf exponent (alias alpha), for popularity zipf")
+    pooling: Literal["sum", "mean"] = Field("sum", description="how a field's hotness rows make one vector")
+    replacement: bool = Field(True, description="whether one (sample, field)'s IDs may repeat; false needs "
+                                                "hotness <= rows")
 
     @model_validator(mode="after")
     def _hotness_fits(self) -> Table:
@@ -125,37 +121,36 @@ class Table(BaseModel):
 
 
 class Workload(MixedPrecision, BaseModel):
-    """A recommender model plus its training configuration; derived sizes are properties (see module doc).
-
-    ``batch_per_worker``: samples per worker per step. ``dtype_bytes``: bytes per stored value (parameters,
-    gradients, optimizer state; activations and partials too unless ``precision`` is bf16/fp16).
-    ``precision``: the GEMMs' dtype; ``comm_dtype``: the dtype values travel in (``workloads.precision``).
-    ``embedding_update``: ``unfused`` (a lookup's backward, then the optimizer: PyTorch's sparse gradients,
-    the executor) or ``fused`` (one kernel, FBGEMM's; ``strategies.costs.embedding_backward_s``), on the
-    workers that own rows (DES, TorchRec sharding). ``id_bytes``: bytes per ID key on the wire. ``ids``:
-    ``expected`` (expected distinct-ID counts) or ``sampled`` (draw IDs with ``workloads.ids``, seeded by
-    ``seed`` >= 0).
-    """
+    """A recommender model plus its training configuration; derived sizes are properties (see module doc), and
+    each field's description says what it means and in what unit (``dessim list keys``, docs/KEYS.md).
+    ``embedding_update`` ``fused``: ``strategies.costs.embedding_backward_s``; ``precision``, ``comm_dtype``:
+    ``workloads.precision``; ``ids: sampled``: ``workloads.ids``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
-    model: ModelName
-    tables: list[Table] = Field(min_length=1)
-    dense_features: NonNegInt = 0
-    bottom_mlp: list[Count] = []
-    top_mlp: list[Count] = []
-    interaction: Interaction
-    cross_layers: NonNegInt = 0
-    batch_per_worker: Count
-    dtype_bytes: Literal[2, 4, 8] = 4
-    precision: Precision = "fp32"
-    comm_dtype: CommDtype | None = None
-    id_bytes: Literal[4, 8] = 8
-    optimizer: Literal["sgd", "adagrad", "adam"] = "adagrad"
-    embedding_update: Literal["unfused", "fused"] = "unfused"
-    ids: Literal["expected", "sampled"] = "expected"
-    seed: NonNegInt = 0
+    name: str = Field(min_length=1, description="the workload's name")
+    model: ModelName = Field(description="the model family")
+    tables: list[Table] = Field(min_length=1, description="the embedding tables (their fields below)")
+    dense_features: NonNegInt = Field(0, description="dense (continuous) input features per sample")
+    bottom_mlp: list[Count] = Field([], description="bottom MLP widths in order, such as [512,256,128]; [] for none")
+    top_mlp: list[Count] = Field([], description="top MLP widths in order; [] for none")
+    interaction: Interaction = Field(description="how the pooled vectors and the dense vector combine (each model "
+                                                 "allows some: workloads/spec.py)")
+    cross_layers: NonNegInt = Field(0, description="DCN cross layers (interaction cross)")
+    batch_per_worker: Count = Field(description="samples per worker per step (alias batch)")
+    dtype_bytes: Literal[2, 4, 8] = Field(4, description="bytes per stored value: parameters, gradients, optimizer "
+                                                         "state; activations too unless precision is bf16/fp16")
+    precision: Precision = Field("fp32", description="the GEMMs' dtype (bf16/fp16: mixed precision)")
+    comm_dtype: CommDtype | None = Field(None, description="dtype of values on the wire (default: the activations')")
+    id_bytes: Literal[4, 8] = Field(8, description="bytes per ID key on the wire")
+    optimizer: Literal["sgd", "adagrad", "adam"] = Field("adagrad", description=(
+        "the optimizer; its state per parameter: sgd none, adagrad 1 value, adam 2"))
+    embedding_update: Literal["unfused", "fused"] = Field("unfused", description=(
+        "on row owners (DES, TorchRec sharding): unfused (a lookup's backward, then the optimizer: PyTorch's sparse "
+        "gradients, the executor) | fused (one kernel, FBGEMM's)"))
+    ids: Literal["expected", "sampled"] = Field("expected", description=(
+        "expected (expected distinct-ID counts) | sampled (IDs drawn, seeded by seed)"))
+    seed: NonNegInt = Field(0, description="the seed of sampled IDs")
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:

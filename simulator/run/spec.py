@@ -46,6 +46,7 @@ from simulator.options import (
     ShardingOptions,
     StrategyOptions,
 )
+from simulator.units import unit_of
 
 if typing.TYPE_CHECKING:
     import pandas as pd
@@ -188,25 +189,31 @@ KEYS = _keys()
 
 
 def key_table() -> pd.DataFrame:
-    """One row per run key: ``key`` (sweeps, jobs), ``option`` (command line), ``type``, ``default``, ``help``."""
+    """One row per run key: ``key`` (sweeps, jobs), ``option`` (command line), ``type``, ``unit``, ``default``,
+    ``help``."""
     import pandas as pd
 
-    rows = [{"key": name, "option": key.cli, **_field_row(key.field)} for name, key in KEYS.items()]
-    return pd.DataFrame(rows)
+    rows = [{"key": name, "option": key.cli, **_field_row(name, key.field)} for name, key in KEYS.items()]
+    return pd.DataFrame(rows, dtype=object)
 
 
 def field_table(model: type[BaseModel]) -> pd.DataFrame:
-    """One row per field of a spec model (a sweep file, a jobs file): ``key``, ``type``, ``default`` (``required``
-    where there is none), ``help``."""
+    """One row per field of a spec model (a sweep file, a jobs file, a workload, a device, a topology builder's
+    parameters): ``key``, ``type``, ``unit``, ``default`` (``required`` where there is none), ``help``."""
     import pandas as pd
 
-    return pd.DataFrame([{"key": name, **_field_row(field)} for name, field in model.model_fields.items()])
+    return pd.DataFrame([{"key": name, **_field_row(name, field)} for name, field in model.model_fields.items()],
+                        dtype=object)
 
 
-def _field_row(field: FieldInfo) -> dict[str, Any]:
-    kind = " | ".join(choices(field)) or value_range(field) or _type_name(field.annotation)
+def _field_row(name: str, field: FieldInfo) -> dict[str, Any]:
+    """A field's type (its allowed values or range, where it has them), unit (from its name's suffix), default and
+    help."""
+    kinds = (field.annotation, *typing.get_args(field.annotation))
+    bounded = all(typing.get_origin(a) not in (list, dict, tuple) for a in kinds)  # a container's bounds: its items'
+    kind = " | ".join(choices(field)) or (bounded and value_range(field)) or _type_name(field.annotation)
     default = "required" if field.is_required() else field.get_default(call_default_factory=True)
-    return {"type": kind, "default": default, "help": field.description or ""}
+    return {"type": kind, "unit": unit_of(name), "default": default, "help": field.description or ""}
 
 
 def _type_name(annotation: Any) -> str:
@@ -219,6 +226,8 @@ def _type_name(annotation: Any) -> str:
         return f"list of {_type_name(args[0])}"
     if origin is dict:
         return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}"
+    if origin is tuple and args[-1:] == (Ellipsis,):
+        return f"list of {_type_name(args[0])}"
     if origin is tuple:
         return f"pair of {' and '.join(_type_name(a) for a in args)}" if len(args) == 2 else "tuple"
     if args:  # a union
