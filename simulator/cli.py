@@ -160,13 +160,13 @@ def run(as_json: bool = False, trace_out: str | None = None, links_out: str | No
 
 
 @_run_options(skip=("strategy",), extra=[("strategies", str | None, None, typer.Option(
-    help="comma-separated; savings are against the first (default: ps,des, or dp-fc,ps-fc,mp-fc,mp-fc-knn for "
+    help="comma-separated; changes are against the first (default: ps,des, or dp-fc,ps-fc,mp-fc,mp-fc-knn for "
          "extreme classification)")), *OUTPUTS])
 def compare(strategies: str | None = None, as_json: bool = False, trace_out: str | None = None,
             links_out: str | None = None, save: str | None = None, **options: object) -> None:
     """Simulate one training step under several strategies side by side (default: PS vs DES, or every
     extreme-classification strategy)."""
-    from simulator.run.training import SAVING_KEYS, comparison_table
+    from simulator.run.training import comparison_document
 
     names = [name.strip() for name in strategies.split(",") if name.strip()] if strategies is not None else None
     if names == []:
@@ -174,10 +174,7 @@ def compare(strategies: str | None = None, as_json: bool = False, trace_out: str
     with ui.progress_bar(ui.bars_wanted(as_json)) as update:
         reports = simulate_all(_spec(options), names, record_rates=save is not None, progress=update)
     names = [r.summary.strategy for r in reports]
-    table = comparison_table(reports)
-    savings = {row["strategy"]: {key: float(row[f"saving_{key}"]) for key in SAVING_KEYS}
-               for _, row in table.iterrows()}
-    document = {"baseline": names[0], "strategies": [r.summary.document() for r in reports], "savings": savings}
+    document = comparison_document(reports)
     ui.write_step_outputs(reports, trace_out, links_out, save, document)
     if as_json:
         typer.echo(json.dumps(document))
@@ -257,8 +254,9 @@ def jobs_command(
         typer.echo(json.dumps(result.to_dict()))
         return
     console = Console()
-    console.print(f"Ran {len(table)} jobs together on [bold]{result.spec.topology}[/bold] at {result.fidelity} "
-                  f"fidelity ({result.fidelity_reason}), and each alone on the same hosts (per step).")
+    ui.print_header(console, f"Ran {len(table)} jobs together at {result.fidelity} fidelity "
+                             f"({result.fidelity_reason}), and each alone on the same hosts (per step):",
+                    {"topology": result.spec.topology})
     if result.fidelity == "analytical":
         console.print("Shared, each link's capacity is split max-min among the jobs crossing it, as if their traffic "
                       "on it always coincided (an upper estimate where their phases interleave).")

@@ -19,20 +19,31 @@ if typing.TYPE_CHECKING:
     import pandas as pd
 
 
-def print_summary(reports: list, title: str) -> None:
+def print_header(console: Console, text: str, specs: dict[str, str]) -> None:
+    """``text`` (prose, wrapped at the console's width), then each machine-readable string of ``specs`` (name ->
+    a topology or workload spec) on a line of its own, never wrapped, so that it copies whole at any width."""
+    from rich.markup import escape
+
+    console.print(text)
+    for name, spec in specs.items():
+        console.print(f"  {name}: [bold]{escape(spec)}[/bold]", soft_wrap=True)
+
+
+def print_summary(reports: list, title: str, console: Console | None = None) -> None:
+    """``dessim run`` and ``compare``'s report: the header, a line per strategy, what the byte columns count, and
+    the notes of each strategy (fidelity, DES partials, paces and staleness, memory)."""
     from simulator.run.training import comparison_table
 
     table = comparison_table(reports)
-    console = Console()
+    console = console or Console()
     first = reports[0].summary
     servers = max(r.summary.servers for r in reports)
     with_servers = f" (ps: {servers} servers)" if servers else ""
     fidelities = {r.summary.fidelity for r in reports}
     fidelity = f"at {first.fidelity} fidelity" if len(fidelities) == 1 else "at the fidelities below"
-    console.print(f"{title}: [bold]{first.workload}[/bold] ({first.model}) on {first.workers} workers"
-                  f"{with_servers} of [bold]{first.topology}[/bold] {fidelity} "
-                  f"({first.network_model} sharing), batch "
-                  f"{first.batch_per_worker} per worker.")
+    print_header(console, f"{title}: {first.workers} workers{with_servers} {fidelity} ({first.network_model} "
+                          f"sharing), batch {first.batch_per_worker} per worker, per step:",
+                 {"workload": f"{first.workload} ({first.model})", "topology": first.topology})
     out = Table(show_header=True)
     for column in ("strategy", "step", "samples/s", "on wire", "per worker", "exposed comm", "memory"):
         out.add_column(column)
@@ -41,6 +52,9 @@ def print_summary(reports: list, title: str) -> None:
                     format_bytes(row["bytes_on_wire"]), format_bytes(row["bytes_per_worker_max"]),
                     seconds(row["exposed_comm_s"]), "fits" if row["fits_memory"] else "DOES NOT FIT")
     console.print(out)
+    hops = ", ".join(f"{row['strategy']} {format_bytes(row['bytes_on_links'])}" for _, row in table.iterrows())
+    console.print(f"on wire: bytes all ranks send, each message once; counted on every link it crosses (the sum of "
+                  f"--links-out): {hops}. per worker: the busiest worker's bytes sent plus received.")
     whatif = {key: getattr(first, key) for key in ("faults", "stragglers", "rank_devices") if getattr(first, key)}
     if whatif:
         console.print("what if: " + "; ".join(f"{key} {value}" for key, value in whatif.items()))
@@ -59,8 +73,8 @@ def print_summary(reports: list, title: str) -> None:
             console.print(f"{summary.strategy}: each worker's own step {seconds(pace.min)} to "
                           f"{seconds(pace.max)}; at those paces all workers together "
                           f"{summary.worker_samples_per_s:.3g} samples/s (the table's samples/s: every worker's "
-                          f"batch per step of the whole run); staleness mean {summary.staleness_mean:.3g}, max "
-                          f"{summary.staleness_max:.0f} updates by other workers between a read and its apply; "
+                          f"batch per step of the whole run); staleness (updates by other workers between a gradient's "
+                          f"read and its apply) mean {summary.staleness_mean:.3g}, max {summary.staleness_max:.0f}; "
                           f"a read at most {summary.clock_gap_max:.0f} steps ahead of the slowest worker "
                           f"(SSP's bound)", soft_wrap=True)
         for role, used in report.summary.memory.items():
@@ -217,8 +231,8 @@ def bars_wanted(as_json: bool) -> bool:
 def print_collective(report: object, size: str) -> None:
     """``dessim collective``'s report (a ``run.collective.CollectiveReport``; ``size`` as the user gave it)."""
     console = Console()
-    console.print(f"Ran {report.op} ({report.algo}) of {size} on {report.ranks} ranks of "
-                  f"[bold]{report.topology}[/bold] at {report.fidelity} fidelity, {report.network_model} sharing.")
+    print_header(console, f"Ran {report.op} ({report.algo}) of {size} on {report.ranks} ranks at {report.fidelity} "
+                          f"fidelity, {report.network_model} sharing:", {"topology": report.topology})
     table = Table(show_header=True)
     for column in ("quantity", "value"):
         table.add_column(column)

@@ -26,9 +26,46 @@ def test_default_compare_is_ps_vs_des_on_a_16_gpu_leaf_spine() -> None:
             assert key in summary
         assert summary["workers"] == 16 and "leafspine" in summary["topology"]
     ps, des = doc["strategies"]
-    saving = doc["savings"]["des"]["bytes_on_wire"]
-    assert saving == pytest.approx(1 - des["bytes_on_wire"] / ps["bytes_on_wire"])
-    assert doc["savings"]["ps"]["step_time_s"] == 0
+    versus = doc["versus_baseline"]
+    assert versus["des"]["speedup_x"] == pytest.approx(ps["step_time_s"] / des["step_time_s"], rel=1e-12)
+    assert versus["des"]["step_time_change_pct"] == pytest.approx(100 * (des["step_time_s"] / ps["step_time_s"] - 1))
+    assert versus["des"]["bytes_on_wire_change_pct"] == pytest.approx(
+        100 * (des["bytes_on_wire"] / ps["bytes_on_wire"] - 1))
+    assert versus["des"]["bytes_per_worker_max_change_pct"] == pytest.approx(
+        100 * (des["bytes_per_worker"]["max"] / ps["bytes_per_worker"]["max"] - 1))
+    assert versus["ps"] == {"speedup_x": 1.0, "step_time_change_pct": 0.0, "bytes_on_wire_change_pct": 0.0,
+                            "bytes_per_worker_max_change_pct": 0.0, "bytes_on_links_change_pct": 0.0}
+    assert "savings" not in doc  # unlabelled fractions, replaced by the labelled figures above
+    described = doc["descriptions"]
+    assert set(ps) | set(versus["des"]) | {"bytes_on_links"} <= set(described)
+    assert all(described[key] for key in set(ps) | set(versus["des"]))
+    assert "in %" in described["step_time_change_pct"] and "updates" in described["staleness_mean"]
+    assert "sends plus receives" in described["bytes_per_worker"] and "not once per link" in described["bytes_on_wire"]
+
+
+def test_on_wire_counts_a_message_once_and_bytes_on_links_once_per_hop(capsys, tmp_path) -> None:
+    """On a star every message crosses two links (host -> switch -> host): ``bytes_on_links`` is twice
+    ``bytes_on_wire`` and the link table's bytes summed over links, per step; the table's note prints it."""
+    from simulator.units import format_bytes
+
+    links = tmp_path / "links.csv"
+    args = ["compare", *SMALL, "--strategies", "ps,des,dp", "--fidelity", "analytical", "--steps", "2"]
+    code, out, err = run(capsys, *args, "--json", "--links-out", str(links))
+    assert code == 0, err
+    doc = json.loads(out)
+    per_link = pd.read_csv(links).groupby("strategy")["bytes"].sum()
+    for summary in doc["strategies"]:
+        name = summary["strategy"]
+        assert doc["bytes_on_links"][name] == pytest.approx(2 * summary["bytes_on_wire"], rel=1e-12)
+        assert doc["bytes_on_links"][name] == pytest.approx(per_link[name] / 2, rel=1e-12)
+    ps = doc["bytes_on_links"]["ps"]
+    assert doc["versus_baseline"]["dp"]["bytes_on_links_change_pct"] == pytest.approx(
+        100 * (doc["bytes_on_links"]["dp"] / ps - 1))
+    code, out, _ = run(capsys, *args)
+    note = " ".join(out.split())
+    assert code == 0 and "on wire: bytes all ranks send, each message once; counted on every link it crosses" in note
+    assert ", ".join(f"{name} {format_bytes(value)}" for name, value in doc["bytes_on_links"].items()) in note
+    assert "per worker: the busiest worker's bytes sent plus received" in note
 
 
 def test_compare_table_and_trace_and_links_files(capsys, tmp_path) -> None:

@@ -136,48 +136,60 @@ class MemoryUse(BaseModel):
 
 class StepSummary(BaseModel):
     """One training step's figures (per step, over the run's steps), as ``dessim run --json`` prints them
-    (``document()``); docs/ARCHITECTURE.md, "The result contract", says what each means. Units are in the
-    names: ``_s`` seconds, bytes for every ``bytes`` field, ``samples_per_s`` samples per second."""
+    (``document()``); each field's description (``descriptions()``) says what it means and in what unit, as
+    docs/ARCHITECTURE.md's "The result contract" does. Units are in the names: ``_s`` seconds, bytes for every
+    ``bytes`` field, ``samples_per_s`` samples per second."""
 
     model_config = ConfigDict(extra="forbid")
-    strategy: str
-    workload: str
-    model: str
-    topology: str
-    faults: str
+    strategy: str = Field(description="the strategy that ran")
+    workload: str = Field(description="the workload as given (preset, file or builder string)")
+    model: str = Field(description="the workload's model family")
+    topology: str = Field(description="the canonical string that rebuilds the topology (or its file)")
+    faults: str = Field(description="the link faults applied, '; '-joined (empty: none)")
     fidelity: str = Field(description="the fidelity the step ran at: flow or analytical")
     fidelity_reason: str = Field("requested", description="why: requested, or what --fidelity auto estimated")
     analytical_difference: float | None = Field(
-        None, description="auto, when flow level was cheap: (analytical - flow) / flow step time")
-    network_model: str
-    workers: int
-    servers: int
-    batch_per_worker: int
-    precision: str
-    steps: int
-    step_time_s: float = Field(description="wall-clock time of one step of the whole job")
-    bytes_on_wire: float = Field(description="bytes every rank sends in one step, counted once per message "
-                                             "(not once per link it crosses)")
-    bytes_per_worker: WorkerBytes
-    bytes_by_category: dict[str, float] = Field(description="bytes on the wire per op category")
-    compute_s: float = Field(description="the critical worker's time computing")
-    exposed_comm_s: float = Field(description="the critical worker's time with its compute stream idle")
-    overlap_s: float = Field(description="the critical worker's time communicating while computing")
-    critical_worker: int = Field(description="the host of the worker that ends last")
-    worker_step_time_s: Spread = Field(description="each worker's own time per step")
-    worker_samples_per_s: float = Field(description="all workers together at their own paces")
-    staleness_mean: float = Field(description="updates by other workers between a read and its apply (PS)")
-    staleness_max: float
-    clock_gap_max: float = Field(description="steps a read runs ahead of the slowest worker (SSP bounds it)")
-    memory_per_device_bytes: dict[str, float]
-    fits_memory: bool
-    memory: dict[str, MemoryUse]
-    wall_s: float = Field(description="the simulator's own run time (not simulated time)")
-    samples_per_s: float = Field(description="every worker's batch per step of the whole job")
-    stragglers: str = ""
-    rank_devices: str = ""
+        None, description="fraction: auto, when flow level was cheap: (analytical - flow) / flow step time")
+    network_model: str = Field(description="how flows shared links: maxmin, cm02 or lv08")
+    workers: int = Field(description="ranks that train")
+    servers: int = Field(description="PS servers (0 for other strategies)")
+    batch_per_worker: int = Field(description="samples per worker per step")
+    precision: str = Field(description="the GEMMs' dtype")
+    steps: int = Field(description="steps simulated; every figure is per step")
+    step_time_s: float = Field(description="s: wall-clock time of one step of the whole job (the makespan / steps)")
+    bytes_on_wire: float = Field(description="bytes per step sent by every rank (workers and servers), each message "
+                                             "counted once, at its sender, not once per link it crosses (the link "
+                                             "table's bytes count every hop: compare's bytes_on_links)")
+    bytes_per_worker: WorkerBytes = Field(description="bytes per step a worker's host sends plus receives (a "
+                                                      "co-located server's traffic included): max, the busiest "
+                                                      "worker's; mean, over workers")
+    bytes_by_category: dict[str, float] = Field(description="bytes per step sent, per op category")
+    compute_s: float = Field(description="s per step: the critical worker's time computing")
+    exposed_comm_s: float = Field(description="s per step: the critical worker's time with its compute stream idle")
+    overlap_s: float = Field(description="s per step: the critical worker's time communicating while computing")
+    critical_worker: int = Field(description="host index of the worker that ends last")
+    worker_step_time_s: Spread = Field(description="s: each worker's own time per step (min, mean, max over workers)")
+    worker_samples_per_s: float = Field(description="samples/s: all workers together at their own paces")
+    staleness_mean: float = Field(description="updates (each one other worker's step, applied) between a gradient's "
+                                              "read and its apply, mean over gradients (PS async/ssp; 0 when "
+                                              "synchronous)")
+    staleness_max: float = Field(description="updates: the most between a gradient's read and its apply")
+    clock_gap_max: float = Field(description="steps a read runs ahead of the slowest worker, the most (SSP bounds "
+                                             "it)")
+    memory_per_device_bytes: dict[str, float] = Field(description="bytes per device of each role (worker, server)")
+    fits_memory: bool = Field(description="every role fits its device's memory")
+    memory: dict[str, MemoryUse] = Field(description="per role: bytes, parts (component: bytes), device, fits, reason")
+    wall_s: float = Field(description="s: the simulator's own run time (not simulated time)")
+    samples_per_s: float = Field(description="samples/s: every worker's batch per step of the whole job")
+    stragglers: str = Field("", description="the straggler specs applied, '; '-joined")
+    rank_devices: str = Field("", description="the mixed-device specs applied, '; '-joined")
     des_partial: str | None = Field(None, description="DES: what owners summed (fields or first-layer)")
     partial_width: int | None = Field(None, description="DES: values summed per sample")
+
+    @classmethod
+    def descriptions(cls) -> dict[str, str]:
+        """Each figure's name and what it means, with its unit."""
+        return {name: field.description or "" for name, field in cls.model_fields.items()}
 
     def document(self) -> dict[str, Any]:
         """The summary as ``--json`` prints it (DES's two fields only for DES)."""

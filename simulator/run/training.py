@@ -48,6 +48,12 @@ class StepReport:
         """One row per directed link: bytes carried, busy time, peak and mean utilization."""
         return network_links(self.network, self.result.makespan_s)
 
+    @property
+    def bytes_on_links(self) -> float:
+        """Bytes per step summed over every link (the link table's ``bytes`` / steps): a message counts once per
+        hop, where ``bytes_on_wire`` counts it once, at its sender."""
+        return float(self.network.link_bytes().sum()) / self.summary.steps
+
     def link_timeline(self, bins: int = 100) -> pd.DataFrame:
         """Each used link's utilization over ``bins`` time bins of the run (``results.link_timeline``); needs a
         flow-level run with ``record_rates=True``."""
@@ -166,14 +172,44 @@ def step_report(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity
     return StepReport(summary, result, network)
 
 
-SAVING_KEYS = ("step_time_s", "bytes_on_wire", "bytes_per_worker_max")
+#: What compare adds to each strategy's summary (``dessim compare --json``): name -> meaning, with its unit.
+COMPARISON_FIELDS = {
+    "bytes_on_links": "bytes per step summed over every link each message crosses (the link table's bytes / steps); "
+                      "bytes_on_wire counts a message once, at its sender",
+    "speedup_x": "the baseline's step time / this strategy's (x; above 1: faster than the baseline)",
+    "step_time_change_pct": "100 x (step_time_s / the baseline's - 1), in % (negative: faster than the baseline)",
+    "bytes_on_wire_change_pct": "100 x (bytes_on_wire / the baseline's - 1), in % (negative: fewer bytes; null where "
+                                "the baseline's is 0)",
+    "bytes_per_worker_max_change_pct": "100 x (bytes_per_worker.max / the baseline's - 1), in % (null where the "
+                                       "baseline's is 0)",
+    "bytes_on_links_change_pct": "100 x (bytes_on_links / the baseline's - 1), in % (null where the baseline's is 0)",
+}
+CHANGED = ("step_time_s", "bytes_on_wire", "bytes_per_worker_max", "bytes_on_links")  # *_change_pct
 
 
 def comparison_table(reports: list[StepReport]) -> pd.DataFrame:
-    """One row per strategy: the scalar summary figures and each one's saving against the first strategy
-    (``saving_<key>`` = 1 - value / first's value; positive = better than the first)."""
-    rows = pd.DataFrame([flat_summary(r.summary) for r in reports])
-    for key in SAVING_KEYS:
-        base = float(rows[key].iloc[0])
-        rows[f"saving_{key}"] = 1 - rows[key] / base if base > 0 else 0.0
+    """One row per strategy: the scalar summary figures, ``bytes_on_links``, and against the first strategy
+    ``speedup_x`` and ``<figure>_change_pct`` (``COMPARISON_FIELDS``; NaN where the first's figure is 0)."""
+    rows = pd.DataFrame([{**flat_summary(r.summary), "bytes_on_links": r.bytes_on_links} for r in reports])
+    base = rows.iloc[0]
+    rows["speedup_x"] = base["step_time_s"] / rows["step_time_s"]
+    for key in CHANGED:
+        change = f"{key.removesuffix('_s')}_change_pct"
+        rows[change] = 100 * (rows[key] / base[key] - 1) if base[key] > 0 else np.nan
     return rows
+
+
+def comparison_document(reports: list[StepReport]) -> dict:
+    """``dessim compare --json``: the ``baseline`` (the first strategy), every strategy's summary, and per strategy
+    ``bytes_on_links`` and ``versus_baseline`` (``speedup_x``, ``*_change_pct``), with ``descriptions`` of every
+    figure (``StepSummary.descriptions`` and ``COMPARISON_FIELDS``)."""
+    rows = comparison_table(reports).set_index("strategy")
+    versus = [name for name in COMPARISON_FIELDS if name != "bytes_on_links"]
+    return {
+        "baseline": reports[0].summary.strategy,
+        "strategies": [r.summary.document() for r in reports],
+        "bytes_on_links": rows["bytes_on_links"].astype(float).to_dict(),
+        "versus_baseline": {name: {key: None if np.isnan(value) else float(value) for key, value in row.items()}
+                            for name, row in rows[versus].astype(float).iterrows()},
+        "descriptions": {**StepSummary.descriptions(), **COMPARISON_FIELDS},
+    }
