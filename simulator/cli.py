@@ -144,7 +144,8 @@ def _spec(options: dict[str, object]) -> object:
 def _one_step(show_progress: bool = False, record_rates: bool = False, **options: object) -> object:
     """The StepReport of one strategy (default: the workload kind's), as ``dessim run`` and ``trace`` run it."""
     with ui.progress_bar(show_progress) as update:
-        return simulate_all(_spec(options), single=True, record_rates=record_rates, progress=update)[0]
+        return simulate_all(_spec(options), single=True, record_rates=record_rates, progress=update,
+                            notice=update.note)[0]
 
 
 @_run_options(extra=OUTPUTS)
@@ -172,7 +173,8 @@ def compare(strategies: str | None = None, as_json: bool = False, trace_out: str
     if names == []:
         raise SpecError("strategies", strategies, "allowed: a comma-separated list such as ps,des")
     with ui.progress_bar(ui.bars_wanted(as_json)) as update:
-        reports = simulate_all(_spec(options), names, record_rates=save is not None, progress=update)
+        reports = simulate_all(_spec(options), names, record_rates=save is not None, progress=update,
+                               notice=update.note)
     names = [r.summary.strategy for r in reports]
     document = comparison_document(reports)
     ui.write_step_outputs(reports, trace_out, links_out, save, document)

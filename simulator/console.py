@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -199,29 +201,104 @@ def seconds(value: float) -> str:
     return f"{value * 1e3:.4g} ms" if value < 1 else f"{value:.4g} s"
 
 
-ProgressUpdate = typing.Callable[[str, float, float], None]
+PROGRESS_INTERVAL_S = 10.0  # off a terminal: a progress line this often
+
+
+class Progress(typing.Protocol):
+    """What ``progress_bar`` yields: ``update(label, done, total)``, and ``note(text)``, said at once."""
+
+    def __call__(self, label: str, done: float, total: float) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+class _Bars:
+    """Rich progress bars, one per label; notes print above them."""
+
+    def __init__(self, bar: typing.Any) -> None:
+        self.bar = bar
+        self.tasks: dict[str, typing.Any] = {}
+
+    def __call__(self, label: str, done: float, total: float) -> None:
+        if label not in self.tasks:
+            self.tasks[label] = self.bar.add_task(label, total=total)
+        self.bar.update(self.tasks[label], completed=done, total=total)
+
+    def note(self, text: str) -> None:
+        self.bar.console.print(f"dessim: {text}", soft_wrap=True, markup=False, highlight=False)
+
+
+class ProgressLines:
+    """Progress off a terminal: ``tick()`` writes one line on ``stream`` saying where the latest update stands,
+    with an estimate of the label's whole time (``progress_line``; a label's time starts at its first update,
+    or at the start for the first label); notes are written at once. ``clock``: seconds, ``time.monotonic`` or
+    a test's."""
+
+    def __init__(self, stream: typing.TextIO, clock: typing.Callable[[], float] = time.monotonic) -> None:
+        self.stream, self.clock = stream, clock
+        self.latest: tuple[str, float, float] | None = None
+        self.started_s: dict[str, float] = {}
+        self.updated_s = clock()
+
+    def __call__(self, label: str, done: float, total: float) -> None:
+        self.started_s.setdefault(label, self.updated_s)  # a label's work starts when the previous one's ended
+        self.latest, self.updated_s = (label, done, total), self.clock()
+
+    def note(self, text: str) -> None:
+        print(f"dessim: {text}", file=self.stream, flush=True)
+
+    def tick(self) -> None:
+        if self.latest is None:
+            line = f"dessim: preparing, {self.clock() - self.updated_s:.0f} s so far (nothing to count yet)"
+        else:
+            label, done, total = self.latest
+            line = progress_line(label, done, total, self.clock() - self.started_s[label])
+        print(line, file=self.stream, flush=True)
+
+
+def progress_line(label: str, done: float, total: float, elapsed_s: float) -> str:
+    """One progress line: how far ``label`` is after ``elapsed_s`` seconds and, once under way, an estimate of
+    its whole time (the time so far scaled by total / done: the work left as fast as the work done).
+
+    >>> progress_line("simulating des", 250, 1000, 10.0)
+    'dessim: simulating des: 250 of 1,000 (25%) after 10 s; about 40 s in all, 30 s to go'
+    """
+    if not done > 0 or not total > 0:
+        return f"dessim: {label}: 0 of {total:,.0f} after {elapsed_s:.0f} s"
+    whole_s = elapsed_s * total / done
+    return (f"dessim: {label}: {done:,.0f} of {total:,.0f} ({done / total:.0%}) after {elapsed_s:.0f} s; about "
+            f"{whole_s:.0f} s in all, {max(whole_s - elapsed_s, 0.0):.0f} s to go")
 
 
 @contextmanager
-def progress_bar(enabled: bool, console: Console | None = None) -> Iterator[ProgressUpdate]:
-    """Progress bars (rich, on stderr) when ``enabled``: yields ``update(label, done, total)``, one bar per
-    label. Disabled (a no-op) under --json or when stderr is not a terminal."""
-    if not enabled:
-        yield lambda label, done, total: None
+def progress_bar(enabled: bool, console: Console | None = None, stream: typing.TextIO | None = None,
+                 interval_s: float = PROGRESS_INTERVAL_S) -> Iterator[Progress]:
+    """Progress as work goes: yields ``update(label, done, total)`` (with ``.note(text)``). ``enabled`` (a
+    terminal, not --json): rich bars on stderr, one per label. Otherwise a line on ``stream`` (default stderr)
+    every ``interval_s`` seconds while the work lasts (``ProgressLines``, from a timer thread), so a short run
+    prints nothing and a long one is never silent."""
+    if enabled:
+        from rich import progress as rp
+
+        columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                   rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn())
+        with rp.Progress(*columns, console=console or Console(stderr=True), transient=True) as bar:
+            yield _Bars(bar)
         return
-    from rich import progress as rp
+    lines = ProgressLines(stream or sys.stderr)
+    stop = threading.Event()
 
-    columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
-               rp.TextColumn("ETA"), rp.TimeRemainingColumn())
-    with rp.Progress(*columns, console=console or Console(stderr=True), transient=True) as bar:
-        tasks: dict[str, typing.Any] = {}
+    def tick() -> None:
+        while not stop.wait(interval_s):
+            lines.tick()
 
-        def update(label: str, done: float, total: float) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
-        yield update
+    timer = threading.Thread(target=tick, name="dessim-progress", daemon=True)
+    timer.start()
+    try:
+        yield lines
+    finally:
+        stop.set()
+        timer.join()
 
 
 def bars_wanted(as_json: bool) -> bool:

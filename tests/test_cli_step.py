@@ -173,8 +173,97 @@ def test_progress_bars_draw_on_a_terminal_and_stay_silent_otherwise(capsys) -> N
     screen = io.StringIO()
     with progress_bar(True, Console(file=screen, force_terminal=True, width=100)) as update:
         update("simulating des", 5, 10)
+        update.note("des: flow level is estimated at 40 s")
     assert "simulating des" in screen.getvalue() and "5/10" in screen.getvalue()  # drawn when the bar stops
+    assert "dessim: des: flow level is estimated at 40 s" in screen.getvalue()  # above the bar
     with progress_bar(False) as update:
         update("simulating des", 5, 10)
-    code, out, err = run(capsys, "compare", *SMALL)  # not a terminal: no bar, stderr empty
+    code, out, err = run(capsys, "compare", *SMALL)  # not a terminal, shorter than 10 s: stderr empty
     assert code == 0 and err == "" and "simulating" not in out
+
+
+def test_off_a_terminal_a_progress_line_tells_how_far_and_estimates_the_total() -> None:
+    """A fake clock: before any update a line says so; then each line scales the label's time so far by total /
+    done; a label's time starts when the previous label's last update came."""
+    import io
+
+    from simulator.console import ProgressLines
+
+    now = [100.0]
+    out = io.StringIO()
+    lines = ProgressLines(out, clock=lambda: now[0])
+    now[0] = 105.0
+    lines.tick()
+    for t, label, done, total in ((102.0, "simulating ps", 0, 1000), (112.0, "simulating ps", 250, 1000)):
+        now[0] = t
+        lines(label, done, total)
+    lines.tick()
+    for t, label, done, total in ((148.0, "simulating ps", 1000, 1000), (150.0, "simulating des", 100, 400)):
+        now[0] = t
+        lines(label, done, total)
+    lines.tick()
+    lines.note("des: flow level is estimated at 40 s")
+    assert out.getvalue().splitlines() == [
+        "dessim: preparing, 5 s so far (nothing to count yet)",
+        "dessim: simulating ps: 250 of 1,000 (25%) after 12 s; about 48 s in all, 36 s to go",  # 12 x 1000 / 250
+        "dessim: simulating des: 100 of 400 (25%) after 2 s; about 8 s in all, 6 s to go",  # from 148 s: 2 x 4
+        "dessim: des: flow level is estimated at 40 s"]
+
+
+def test_progress_lines_come_every_interval_while_the_work_lasts_and_stop_with_it() -> None:
+    import io
+    import time
+
+    from simulator.console import progress_bar
+
+    out = io.StringIO()
+    with progress_bar(False, stream=out, interval_s=0.02) as update:
+        update("runs", 3, 12)
+        time.sleep(0.2)
+    written = out.getvalue()
+    time.sleep(0.1)
+    assert out.getvalue() == written  # the timer stopped with the work
+    assert written and all(line.startswith("dessim: runs: 3 of 12 (25%) after ") for line in written.splitlines())
+
+
+def test_a_run_estimated_long_says_so_at_its_start_and_names_the_faster_option(capsys, monkeypatch) -> None:
+    """With the threshold at 0 s every flow-level run is long: its estimate (``flow_cost_s`` of the lowered step's
+    schedules, computed here apart) goes to stderr before the run, naming --fidelity analytical; stdout's JSON is
+    untouched, and an analytical run says nothing."""
+    import simulator.run.fidelity as fidelity
+    from simulator.run.spec import RunSpec, resolve
+    from simulator.strategies import lower
+
+    monkeypatch.setattr(fidelity, "LONG_RUN_S", 0.0)
+    spec = RunSpec.from_flat({"workload": "dlrm-small", "topology": SMALL[3], "strategy": "des"})
+    scenario = resolve(spec)
+    graph = lower("des", scenario.workload, scenario.cluster("des"), 1, spec.options).graph
+    estimate_s = fidelity.flow_cost_s([op.schedule for op in graph.ops if op.schedule is not None])
+    code, out, err = run(capsys, "run", *SMALL, "--strategy", "des", "--fidelity", "flow", "--json")
+    assert code == 0 and json.loads(out)["fidelity"] == "flow"
+    assert err == (f"dessim: des: flow level (as --fidelity flow asks) is estimated at {estimate_s:.3g} s on a "
+                   "2-core machine; --fidelity analytical takes seconds at most, with equal shares on each link\n")
+    code, out, err = run(capsys, "compare", *SMALL, "--strategies", "des")
+    assert code == 0 and "within --fidelity auto's 60 s budget" in err and "(or --budget-s 0, for auto" in err
+    assert "dessim:" not in out
+    code, _, err = run(capsys, "run", *SMALL, "--strategy", "des", "--fidelity", "analytical")
+    assert code == 0 and err == ""
+
+
+def test_headers_keep_machine_readable_strings_whole_at_80_columns() -> None:
+    """The default topology's spec (84 characters) is one line of its own in an 80-column console; the prose
+    and the table fit the width."""
+    import io
+
+    from rich.console import Console
+
+    from simulator.console import print_summary
+    from simulator.run.spec import DEFAULT_TOPOLOGY, RunSpec, simulate_all
+
+    reports = simulate_all(RunSpec.from_flat({"workload": "dlrm-small", "fidelity": "analytical"}))
+    screen = io.StringIO()
+    print_summary(reports, "Compared ps, des", Console(file=screen, width=80))
+    lines = screen.getvalue().splitlines()
+    assert len(DEFAULT_TOPOLOGY) > 80 and f"  topology: {DEFAULT_TOPOLOGY}" in lines
+    assert "  workload: dlrm-small (dlrm)" in lines
+    assert all(len(line) <= 80 for line in lines if DEFAULT_TOPOLOGY not in line)

@@ -27,7 +27,9 @@ estimate with held-out runs of lone collectives and default training steps on 64
 err either way, so a flow run chosen by ``auto`` also gets a deadline: past the budget it stops and the step
 runs at analytical fidelity instead, and the result says so. Every result names the fidelity it ran at and why
 (``StepSummary.fidelity_reason``). When flow level was cheap (under ``SAMPLE_FRACTION`` of the budget), the
-analytical model runs too and ``analytical_difference`` says how far its step time is from flow level's.
+analytical model runs too and ``analytical_difference`` says how far its step time is from flow level's. A
+flow-level run, chosen or forced, estimated at more than ``LONG_RUN_S`` is announced before it starts, with
+the faster option (``long_run_note``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ PER_SHARED_MESSAGE_SPREAD_S = 2.5e-6
 WEIGHTED_STEP_S = 0.05
 WEIGHTED_MESSAGE_S = 4e-4
 SAMPLE_FRACTION = 0.1
+LONG_RUN_S = 30.0  # a flow-level run estimated longer is announced at its start, with the faster option
 
 
 def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = False, spread: bool = False) -> float:
@@ -91,3 +94,15 @@ def over_budget_reason(budget_s: float, estimate_s: float) -> str:
     """Why a step chosen for flow level ran at analytical fidelity after all."""
     return (f"auto: flow level passed the {budget_s:g} s budget (estimated at {estimate_s:.3g} s) and was "
             "stopped; analytical instead")
+
+
+def long_run_note(estimate_s: float, fidelity: str, budget_s: float = DEFAULT_BUDGET_S) -> str | None:
+    """What to say before a flow-level run whose estimated cost (``flow_cost_s``, wall seconds) passes
+    ``LONG_RUN_S``: the estimate and the faster option; None for a shorter run. ``fidelity``: what was asked
+    for, ``flow``, or ``auto`` (which chose flow level within ``budget_s``)."""
+    if estimate_s <= LONG_RUN_S:
+        return None
+    why = "as --fidelity flow asks" if fidelity == "flow" else f"within --fidelity auto's {budget_s:g} s budget"
+    other = "" if fidelity == "flow" else f" (or --budget-s {LONG_RUN_S:g}, for auto to choose it)"
+    return (f"flow level ({why}) is estimated at {estimate_s:.3g} s on a 2-core machine; --fidelity analytical "
+            f"takes seconds at most{other}, with equal shares on each link")

@@ -293,16 +293,17 @@ class Scenario:
         return make_cluster(self.fabric, strategy, self.device, self.server_device, spec.workers, spec.servers,
                             spec.placement)
 
-    def simulate(self, strategy: str, record_rates: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> StepReport:
-        """One training step (``spec.steps`` of them) of ``strategy``."""
+    def simulate(self, strategy: str, record_rates: bool = False, progress: Callable[[int, int], None] | None = None,
+                 notice: Callable[[str], None] | None = None) -> StepReport:
+        """One training step (``spec.steps`` of them) of ``strategy`` (``progress``, ``notice``: as
+        ``run.training.simulate_step`` takes them)."""
         from simulator.run.training import simulate_step
 
         spec = self.spec
         return simulate_step(self.workload, self.cluster(strategy), strategy, spec.fidelity, spec.steps, spec.options,
                              spec.rate_tolerance, record_rates=record_rates and spec.fidelity != "analytical",
                              progress=progress, stragglers=spec.stragglers, rank_devices=spec.rank_devices,
-                             network_model=spec.network_model, budget_s=spec.budget_s)
+                             network_model=spec.network_model, budget_s=spec.budget_s, notice=notice)
 
 
 def resolve(spec: RunSpec, device_changes: Mapping[str, Any] | None = None) -> Scenario:
@@ -357,11 +358,12 @@ def _fabric(topology: str, faults: tuple[str, ...] = (), ecmp: str = "hash") -> 
 
 
 def simulate_all(spec: RunSpec, names: list[str] | None = None, single: bool = False, record_rates: bool = False,
-                 progress: Callable[[str, float, float], None] | None = None) -> list[StepReport]:
+                 progress: Callable[[str, float, float], None] | None = None,
+                 notice: Callable[[str], None] | None = None) -> list[StepReport]:
     """Simulate the strategies ``names`` of ``spec`` (default: its strategy, or the workload kind's; with
-    ``single`` just one); ``progress(label, done, total)`` follows each. Errors about the run keys the workload
-    checks name them as the command line spells them, as does a ``servers`` count that none of the strategies
-    uses (rather than ignoring it)."""
+    ``single`` just one); ``progress(label, done, total)`` follows each, ``notice(text)`` hears when one is
+    estimated to be long. Errors about the run keys the workload checks name them as the command line spells
+    them, as does a ``servers`` count that none of the strategies uses (rather than ignoring it)."""
     from simulator.strategies import REGISTRY, needs_servers
 
     with named_as_options(spec):
@@ -374,7 +376,7 @@ def simulate_all(spec: RunSpec, names: list[str] | None = None, single: bool = F
         reports = []
         for name in names:
             follow = (lambda done, total, name=name: progress(f"simulating {name}", done, total)) if progress else None
-            reports.append(scenario.simulate(name, record_rates, follow))
+            reports.append(scenario.simulate(name, record_rates, follow, notice))
     return reports
 
 

@@ -22,7 +22,14 @@ from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowBudgetExceeded
 from simulator.options import MAX_STEPS
 from simulator.results.tables import StepSummary, flat_summary, link_timeline, network_links, step_summary
-from simulator.run.fidelity import DEFAULT_BUDGET_S, SAMPLE_FRACTION, choose, over_budget_reason
+from simulator.run.fidelity import (
+    DEFAULT_BUDGET_S,
+    SAMPLE_FRACTION,
+    choose,
+    flow_cost_s,
+    long_run_note,
+    over_budget_reason,
+)
 from simulator.strategies import StrategyOptions, lower, needs_servers
 from simulator.strategies.base import Cluster, Lowered
 from workloads import AnyWorkload
@@ -94,13 +101,15 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
                   options: StrategyOptions | None = None, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
                   record_rates: bool = False, progress: Callable[[int, int], None] | None = None,
                   stragglers: Sequence[str] = (), rank_devices: Sequence[str] = (),
-                  network_model: str = DEFAULT_NETWORK_MODEL, budget_s: float = DEFAULT_BUDGET_S) -> StepReport:
+                  network_model: str = DEFAULT_NETWORK_MODEL, budget_s: float = DEFAULT_BUDGET_S,
+                  notice: Callable[[str], None] | None = None) -> StepReport:
     """Simulate ``steps`` training steps, links shared by ``network_model``; the summary is per step.
     ``fidelity``: flow, analytical or auto (flow level if it fits ``budget_s`` wall seconds: ``run.fidelity``).
     ``record_rates`` (flow fidelity) keeps every link's rate over time for ``StepReport.link_timeline``;
-    ``progress(done, total)`` follows the engine's (op, rank) pairs. ``stragglers`` (``3=2``,
-    ``bernoulli:p=0.05,factor=3,seed=1``) and ``rank_devices`` (``0-7=a100``) vary compute speed per rank
-    (``simulator.core.stragglers``)."""
+    ``progress(done, total)`` follows the engine's (op, rank) pairs; ``notice(text)`` hears, before a flow-level
+    run estimated to be long, its estimate and the faster option (``run.fidelity.long_run_note``).
+    ``stragglers`` (``3=2``, ``bernoulli:p=0.05,factor=3,seed=1``) and ``rank_devices`` (``0-7=a100``) vary
+    compute speed per rank (``simulator.core.stragglers``)."""
     if not 1 <= steps <= MAX_STEPS:
         raise SpecError("steps", steps, f"allowed: 1 to {MAX_STEPS:,}")
     started = time.perf_counter()
@@ -121,9 +130,14 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
         return Engine(lowered.graph, network).run(progress if follow else None), network
 
     reason, difference = "requested", None
-    if fidelity == "auto":
-        schedules = [op.schedule for op in lowered.graph.ops if op.schedule is not None]
-        choice = choose(schedules, budget_s, maxmin=network_model == "maxmin", spread=cluster.fabric.ecmp == "dmodk")
+    schedules = [op.schedule for op in lowered.graph.ops if op.schedule is not None]
+    cost = {"maxmin": network_model == "maxmin", "spread": cluster.fabric.ecmp == "dmodk"}
+    choice = choose(schedules, budget_s, **cost) if fidelity == "auto" else None
+    if notice is not None and (choice.fidelity if choice else fidelity) == "flow":
+        note = long_run_note(choice.estimate_s if choice else flow_cost_s(schedules, **cost), fidelity, budget_s)
+        if note:
+            notice(f"{strategy}: {note}")
+    if choice is not None:
         fidelity, reason = choice.fidelity, choice.reason
         try:
             result, network = run(fidelity, started + budget_s if fidelity == "flow" else None)
