@@ -75,8 +75,9 @@ def print_summary(reports: list, title: str, console: Console | None = None) -> 
             console.print(f"{summary.strategy}: each worker's own step {seconds(pace.min)} to "
                           f"{seconds(pace.max)}; at those paces all workers together "
                           f"{summary.worker_samples_per_s:.3g} samples/s (the table's samples/s: every worker's "
-                          f"batch per step of the whole run); staleness (updates by other workers between a gradient's "
-                          f"read and its apply) mean {summary.staleness_mean:.3g}, max {summary.staleness_max:.0f}; "
+                          f"batch per step of the whole run); staleness mean {summary.staleness_mean:.3g}, max "
+                          f"{summary.staleness_max:.0f} updates (other workers' steps applied between a gradient's "
+                          "read and its apply); "
                           f"a read at most {summary.clock_gap_max:.0f} steps ahead of the slowest worker "
                           f"(SSP's bound)", soft_wrap=True)
         for role, used in report.summary.memory.items():
