@@ -55,8 +55,8 @@ def print_summary(reports: list, title: str, console: Console | None = None) -> 
                     seconds(row["exposed_comm_s"]), "fits" if row["fits_memory"] else "DOES NOT FIT")
     console.print(out)
     hops = ", ".join(f"{row['strategy']} {format_bytes(row['bytes_on_links'])}" for _, row in table.iterrows())
-    console.print(f"on wire: bytes all ranks send, each message once; counted on every link it crosses (the sum of "
-                  f"--links-out): {hops}. per worker: the busiest worker's bytes sent plus received.")
+    console.print(f"on wire: bytes all ranks send, each message once; counted on every link it crosses (--links-out's "
+                  f"bytes summed, per step): {hops}. per worker: the busiest worker's bytes sent plus received.")
     whatif = {key: getattr(first, key) for key in ("faults", "stragglers", "rank_devices") if getattr(first, key)}
     if whatif:
         console.print("what if: " + "; ".join(f"{key} {value}" for key, value in whatif.items()))
