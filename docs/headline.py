@@ -46,6 +46,8 @@ CASES: dict[str, dict[str, Any]] = {
 
 def topology(workers: int) -> str:
     """The main job's leaf-spine with ``workers`` / 4 leaves of 4 hosts (below 4: one leaf of ``workers``)."""
+    if workers > 4 and workers % 4:
+        raise ValueError(f"workers: got {workers}; allowed: 1 to 4, or a multiple of 4 (whole leaves)")
     return (f"leafspine:leaves={max(1, workers // 4)},hosts_per_leaf={min(4, workers)},spines=2,host_gbps=100,"
             "uplink_gbps=200,latency_us=1")
 
@@ -53,8 +55,8 @@ def topology(workers: int) -> str:
 def ratios(keys: dict[str, Any], workers: Sequence[int] = WORKERS,
            grid: dict[str, Sequence[Any]] | None = None) -> pd.DataFrame:
     """PS's step time over DES's (``ps_over_des``: > 1 where DES is faster) at each worker count of
-    ``workers``, for the sweep keys ``keys`` (and every point of ``grid``), with both step times (s) and
-    bytes per worker (mean, bytes) and DES's partial width (values per sample)."""
+    ``workers``, for the sweep keys ``keys`` (and every point of ``grid``), with both step times (s) and DES's
+    partial width (values per sample)."""
     spec = {"base": {"fidelity": "analytical", **keys}, "closed_form": True,
             "grid": {"topology": [topology(n) for n in workers], "strategy": ["ps", "des"], **(grid or {})}}
     table = sweep(spec, jobs=1)
@@ -64,17 +66,17 @@ def ratios(keys: dict[str, Any], workers: Sequence[int] = WORKERS,
     axes = ["workers", *(grid or {})]
     ps, des = (table[table.strategy == s].set_index(axes) for s in ("ps", "des"))
     return pd.DataFrame({"ps_over_des": ps.step_time_s / des.step_time_s, "step_time_s_ps": ps.step_time_s,
-                         "step_time_s_des": des.step_time_s, "bytes_per_worker_ps": ps.bytes_per_worker_mean,
-                         "bytes_per_worker_des": des.bytes_per_worker_mean,
-                         "partial_width": des.partial_width}).reset_index()
+                         "step_time_s_des": des.step_time_s, "partial_width": des.partial_width}).reset_index()
 
 
 def crossover(frame: pd.DataFrame) -> float | None:
-    """The worker count below which DES is faster (``plots.crossover`` of a ``ratios`` frame), or None where
-    one strategy is faster at every count of the frame."""
+    """The worker count below which DES is faster (``plots.crossover`` of a ``ratios`` frame, interpolated on
+    log N), or None where one strategy is faster at every count of the frame."""
     steps = pd.concat([frame.assign(strategy="ps", step_time_s=frame.step_time_s_ps),
                        frame.assign(strategy="des", step_time_s=frame.step_time_s_des)])
     found = plots.crossover(steps, "ps", "des")
+    if found and found[1] != "des":
+        raise ValueError(f"PS is faster below {found[0]:.3g} workers and DES above: not a crossover this figure draws")
     return found[0] if found else None
 
 
@@ -129,6 +131,7 @@ def figure(cases: pd.DataFrame, crossovers: pd.DataFrame) -> go.Figure:
 
 
 def main() -> None:
+    """Print the figure's numbers and write it to docs/img/ps_vs_des.png and .svg."""
     cases, crossovers = data()
     fig = figure(cases, crossovers)
     print(cases.pivot_table(index="workers", columns="case", values="ps_over_des").round(4).to_string())
