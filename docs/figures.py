@@ -1,4 +1,5 @@
-"""Regenerate the static images of the README and docs (docs/img/*.png and .svg) from real simulations.
+"""Regenerate the static images of the docs (docs/img/*.png and .svg) from real simulations; the README's headline
+figure is docs/headline.py's.
 
 Needs the images extra and a Chromium (``pip install -e '.[images]'``; ``apt-get install -y chromium``)::
 
@@ -9,13 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from simulator.compute.roofline import load_device
 from simulator.network.fabric import Fabric
 from simulator.results import plots
-from simulator.results.tables import flat_summary
-from simulator.run.training import make_cluster, simulate_step
+from simulator.run.training import StepReport, make_cluster, simulate_step
 from topologies import load_topology
 from workloads import load_workload
 
@@ -25,18 +23,10 @@ SMALL = "leafspine16-oversub"  # 16 hosts on 4 leaves, one 100G spine uplink per
 COMPARED = ["ps", "des", "des-rs", "des-a2a", "dp", "tw", "rw"]
 
 
-def step(workload: str, topology: str, strategy: str, fidelity: str = "flow", workers: int | None = None,
-         record_rates: bool = False, overrides: tuple[str, ...] = ()):
-    cluster = make_cluster(Fabric(load_topology(topology)), strategy, load_device("h100"), load_device("cpu-server"),
-                           workers=workers)
-    return simulate_step(load_workload(workload, overrides), cluster, strategy, fidelity, record_rates=record_rates)
-
-
-def scaling_frame(workers: tuple[int, ...] = (2, 4, 8, 16, 32, 64)) -> pd.DataFrame:
-    """DCN (Criteo) with 32 IDs per field under PS and DES, analytical, on a 64-host 100G leaf-spine."""
-    topology = "leafspine:leaves=4,hosts_per_leaf=16,spines=4,host_gbps=100,uplink_gbps=400,latency_us=1"
-    return pd.DataFrame([flat_summary(step("dcn-criteo", topology, s, "analytical", n, overrides=("hotness=32",))
-                                      .summary) for n in workers for s in ("ps", "des")])
+def step(workload: str, topology: str, strategy: str, record_rates: bool = False) -> StepReport:
+    """One flow-level step of ``strategy`` on every host of ``topology`` (H100 workers, co-located CPU servers)."""
+    cluster = make_cluster(Fabric(load_topology(topology)), strategy, load_device("h100"), load_device("cpu-server"))
+    return simulate_step(load_workload(workload), cluster, strategy, "flow", record_rates=record_rates)
 
 
 def figures() -> dict[str, object]:
@@ -53,8 +43,6 @@ def figures() -> dict[str, object]:
         "traffic": plots.traffic_by_category(compared, "dlrm-small on 16 GPUs: bytes per step by category",
                                              colors=colors),
         "breakdown": plots.step_breakdown(compared, "dlrm-small on 16 GPUs: where the step time goes"),
-        "scaling": plots.scaling(scaling_frame(), title="DCN (Criteo, 32 IDs per field): PS vs DES as workers "
-                                                        "grow, 100G leaf-spine"),
         "topology": plots.topology(load_topology(SMALL), "leafspine16-oversub: 16 hosts, 4 leaves, 1 spine"),
     }
 
