@@ -3,7 +3,8 @@
 Semantics (docs/NETWORK_MODEL.md, "Semantics"): a cable is two directed links; switches forward, hosts never do;
 a flow follows one shortest path (fewest links); among equal-cost paths each switch picks a next hop by
 hashing (src, dst, flow_index, switch), so the spread is deterministic and per flow. Routes are computed
-in vectorized batches, one breadth-first search per destination host, and cached.
+in vectorized batches, one breadth-first search per chain base (an edge switch, a rail: ``_chain_parent_links``)
+rather than per destination host, and cached.
 
 >>> import networkx as nx
 >>> g = nx.Graph(hosts=["h0", "h1"])
@@ -293,11 +294,12 @@ class Fabric:
     def _chain_parent_links(self) -> np.ndarray:
         """Per node, the link from its chain parent, or -1 where it has none (it is a chain base).
 
-        A node's parent is the one switch linking into it other than switches only hosts link into ("host-fed",
-        as a DGX node's NVSwitch): then, from any node but a few next to it, its routes are its parent's plus that
-        link, so its distances are its parent's + 1 and its next hops its parent's (``_one_down``, ``_near_groups``).
-        A GPU's parent is its NIC, whose parent is its rail; a fat-tree host's is its edge switch. Where parents
-        form a cycle (a directed ring), the nodes reached after following parents n times lose theirs.
+        A node's parent is the one switch linking into it (by one link) once switches only hosts link into
+        ("host-fed", as a DGX node's NVSwitch) are set aside, or its only switch if that one is host-fed (a star's).
+        Then from any node but a few next to it (``_near_groups``) its routes are its parent's plus that link: its
+        distances are its parent's + 1 (``_one_down``) and its next hops its parent's. A GPU's parent is its NIC,
+        whose parent is its rail; a fat-tree host's is its edge switch. Where parents form a cycle (a directed ring),
+        the nodes reached after following parents n times lose theirs.
         """
         from_switch = self.is_switch[self.link_src]
         n_from_switch = np.bincount(self.link_dst[from_switch], minlength=self.n_nodes)
