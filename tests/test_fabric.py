@@ -1,5 +1,6 @@
 """Fabric: compiled links, ECMP routes and their cache."""
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -103,3 +104,81 @@ def test_the_next_hop_table_chooses_the_links_the_per_flow_walk_chooses(text: st
     assert gathered._hops() is None
     ids = gathered.route_ids(src, dst, flow)
     assert np.array_equal(gathered.route_links[ids], by_table)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """splitmix64's finalizer on a Python int (docs/NETWORK_MODEL.md: the ECMP hash)."""
+    x &= _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _brute_force_route(fabric: Fabric, graph: nx.DiGraph, src: int, dst: int) -> list[int]:
+    """The links of flow 0 from host rank src to dst, one pair at a time: networkx distances over switch-forwarded
+    links, and at each node the closer switch neighbours in link order, chosen by the ECMP rule."""
+    target = fabric.node_names[fabric.host_nodes[dst]]
+    dist = nx.single_source_shortest_path_length(graph.reverse(copy=False), target)  # over links out of switches
+    node, route = fabric.node_names[fabric.host_nodes[src]], []
+    out = {}  # node name -> its links in id order
+    for link, (u, v) in enumerate(zip(fabric.link_src, fabric.link_dst, strict=True)):
+        out.setdefault(fabric.node_names[u], []).append((link, fabric.node_names[v], bool(fabric.is_switch[v])))
+    left = 1 + min(dist.get(v, np.inf) if switch else (0 if v == target else np.inf) for _, v, switch in out[node])
+    flow_hash, digits = _splitmix64((src * fabric.n_hosts + dst) * 65536), dst
+    while left > 1:
+        closer = [(link, v) for link, v, switch in out[node] if switch and dist.get(v) == left - 1]
+        if fabric.ecmp == "dmodk":
+            choice, digits = digits % len(closer), digits // len(closer)
+        else:
+            choice = _splitmix64(flow_hash + 0x9E3779B97F4A7C15 * fabric.node_names.index(node)) % len(closer)
+        link, node = closer[choice]
+        route.append(link)
+        left -= 1
+    route.append(next(link for link, v, _ in out[node] if v == target))
+    return route
+
+
+def _islands() -> nx.Graph:
+    """12 hosts, each on its island's host-fed switch (as GPUs on an NVSwitch) and on a NIC of its own up to one of
+    three leaves, which two spines join; one host-to-host cable."""
+    graph = nx.Graph(hosts=[f"h{i}" for i in range(12)])
+    graph.add_nodes_from(graph.graph["hosts"], kind="host")
+    cables = [(f"h{i}", f"island{i // 4}", 300) for i in range(12)] + [("h0", "h5", 50)]
+    cables += [(f"h{i}", f"nic{i}", 100) for i in range(12)] + [(f"nic{i}", f"leaf{i % 3}", 100) for i in range(12)]
+    cables += [(f"leaf{leaf}", f"spine{spine}", 100) for leaf in range(3) for spine in range(2)]
+    for u, v, gbps in cables:
+        graph.add_edge(u, v, link_gbps=gbps, latency_us=0.5)
+    nx.set_node_attributes(graph, {n: "switch" for n in graph if n not in graph.graph["hosts"]}, "kind")
+    return graph
+
+
+@pytest.mark.parametrize(("text", "ecmp", "rows"), [
+    ("dgx:nodes=4,gpus_per_node=8,nvlink_gbps=3600,nic_gbps=400,rails=true", "hash", 8),
+    ("dgx:nodes=4,gpus_per_node=4,nvlink_gbps=3600,nic_gbps=400,rails=true", "dmodk", 4),
+    ("leafspine:leaves=3,hosts_per_leaf=4,spines=1", "hash", 1),
+    ("islands", "hash", 3),
+])
+def test_the_analytical_all_to_all_routes_every_pair_as_a_brute_force_walk(text: str, ecmp: str, rows: int) -> None:
+    """The next-hop table has a row per chain base (a rail's leaf, the one spine, a leaf above NICs), not one per
+    host: a GPU routes as its NIC, its NIC as its rail, and GPUs of one node (hosts of one leaf under one spine, of
+    one island, or cabled together) route on their own distances. The analytical all-to-all's bytes per link equal
+    those of every pair walked on its own (networkx distances, splitmix64 among closer switches or dmodk digits),
+    and its time is the slowest message's route latency plus its busiest link's load over capacity."""
+    fabric = Fabric(_islands() if text == "islands" else load_topology(text), ecmp=ecmp)
+    assert fabric._hops().dist.shape[0] == rows
+    n = fabric.n_hosts
+    schedule = build_schedule("alltoall", "direct", 64 * 2**20, n)
+    time_s, link_bytes = make_network(fabric, "analytical").schedule_time_s(schedule)
+    switched = nx.DiGraph([(fabric.node_names[u], fabric.node_names[v])
+                           for u, v in zip(fabric.link_src, fabric.link_dst, strict=True) if fabric.is_switch[u]])
+    (step,) = schedule.steps
+    routes = [_brute_force_route(fabric, switched, int(s), int(d))
+              for s, d in zip(step.pattern.src, step.pattern.dst, strict=True)]
+    (size,) = set(step.pattern.size_bytes)  # every message S / n: a link carries (messages crossing it) x that
+    load = np.bincount(np.concatenate(routes), minlength=fabric.n_links) * size
+    assert np.array_equal(link_bytes, load)
+    slowest = max(fabric.latency_s[route].sum() + (load[route] / fabric.capacity_Bps[route]).max() for route in routes)
+    assert time_s == pytest.approx(slowest, rel=1e-12)

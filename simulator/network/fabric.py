@@ -3,7 +3,8 @@
 Semantics (docs/NETWORK_MODEL.md, "Semantics"): a cable is two directed links; switches forward, hosts never do;
 a flow follows one shortest path (fewest links); among equal-cost paths each switch picks a next hop by
 hashing (src, dst, flow_index, switch), so the spread is deterministic and per flow. Routes are computed
-in vectorized batches, one breadth-first search per destination host, and cached.
+in vectorized batches, one breadth-first search per chain base (an edge switch, a rail: ``_chain_parent_links``)
+rather than per destination host, and cached.
 
 >>> import networkx as nx
 >>> g = nx.Graph(hosts=["h0", "h1"])
@@ -64,14 +65,19 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _HopTable:
-    """Next hops toward every destination host, for ECMP walks. A host reached through a single switch is
-    reached through that switch's row (one hop more), so a fat-tree's table has a row per edge switch.
+    """Next hops toward every destination host, for ECMP walks, with a row per chain base (``Fabric._chains``): a
+    host's route is the walk toward its base, then down its chain (a fat-tree: a row per edge switch; a rail cluster:
+    a row per rail). ``near``, where some sources do not route through the base, says which flows walk on distance
+    rows of their own (``Fabric._near_groups``).
 
-    ``row``/``offset``: per host rank, its distance row and the hops it adds to it; ``dist``: (rows, nodes) hop
-    counts; candidate links one hop closer from node n toward row r: ``links[ptr[r * n_nodes + n]:...+1]``."""
+    ``row``/``depth``: per host rank, its base's row and its chain's length in hops; ``down[rank, j]``: the link into
+    its chain's node j (0: the host) from node j + 1; ``dist``: (rows, nodes) hop counts; candidate links one hop
+    closer from node n toward row r: ``links[ptr[r * n_nodes + n]:...+1]``."""
 
     row: np.ndarray
-    offset: np.ndarray
+    depth: np.ndarray
+    down: np.ndarray
+    near: np.ndarray | None
     dist: np.ndarray
     ptr: np.ndarray
     links: np.ndarray
@@ -218,6 +224,7 @@ class Fabric:
         self._into_host = np.where(into, self._in_link[self._in_ptr[self.host_nodes]], -1).astype(np.int32)
 
         self._seed = np.uint64(ecmp_seed)
+        self._parent_link = self._chain_parent_links()
         self._dist: dict[int, np.ndarray] = {}
         self._hop_table: _HopTable | bool | None = False  # False: not built yet
         self._clear_routes()
@@ -284,26 +291,75 @@ class Fabric:
         """Hop count from every node to ``dst_node`` over paths whose inner nodes are switches (cached)."""
         return self._distance_rows(np.array([dst_node]))[0]
 
-    def _distance_rows(self, dst_nodes: np.ndarray) -> np.ndarray:
-        """Stacked distance rows for ``dst_nodes``; computes missing ones in batched searches.
+    def _chain_parent_links(self) -> np.ndarray:
+        """Per node, the link from its chain parent, or -1 where it has none (it is a chain base).
 
-        A host with a single incoming link reuses its switch's row (+1), so a fat-tree needs one search
-        per edge switch, not per host.
+        A node's parent is the one switch linking into it (by one link) once switches only hosts link into
+        ("host-fed", as a DGX node's NVSwitch) are set aside, or its only switch if that one is host-fed (a star's).
+        Then from any node but a few next to it (``_near_groups``) its routes are its parent's plus that link: its
+        distances are its parent's + 1 (``_one_down``) and its next hops its parent's. A GPU's parent is its NIC,
+        whose parent is its rail; a fat-tree host's is its edge switch. Where parents form a cycle (a directed ring),
+        the nodes reached after following parents n times lose theirs.
         """
-        missing = [int(d) for d in np.unique(dst_nodes) if int(d) not in self._dist]
-        if missing:
-            single = {d: int(self.link_src[self._in_link[self._in_ptr[d]]]) for d in missing
-                      if self._in_ptr[d + 1] - self._in_ptr[d] == 1 and not self.is_switch[d]}
-            searched = sorted({single.get(d, d) for d in missing} - set(self._dist))
+        from_switch = self.is_switch[self.link_src]
+        n_from_switch = np.bincount(self.link_dst[from_switch], minlength=self.n_nodes)
+        host_fed = self.is_switch & (n_from_switch == 0)
+        core = from_switch & ~host_fed[self.link_src]
+        n_core = np.bincount(self.link_dst[core], minlength=self.n_nodes)[self.link_dst]
+        chosen = (core & (n_core == 1)) | ((n_core == 0) & (n_from_switch[self.link_dst] == 1) & from_switch)
+        parent_link = np.full(self.n_nodes, -1, dtype=np.int64)
+        parent_link[self.link_dst[chosen]] = np.nonzero(chosen)[0]
+        parent = np.where(parent_link >= 0, self.link_src[parent_link], np.arange(self.n_nodes))
+        up = parent
+        for _ in range(self.n_nodes.bit_length()):  # 2^bits > n_nodes parents up: a base, or a node on a cycle
+            up = up[up]
+        parent_link[up[parent[up] != up]] = -1
+        return parent_link
+
+    def _chains(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each node's chain up to its base: columns the node, its parent, ... (-1 past the base); and its depth."""
+        columns = [np.asarray(nodes, dtype=np.int64)]
+        while True:
+            link = np.where(columns[-1] >= 0, self._parent_link[columns[-1]], -1)
+            up = np.where(link >= 0, self.link_src[link], -1)
+            if np.all(up < 0):
+                chain = np.stack(columns, axis=1)
+                return chain, np.count_nonzero(chain >= 0, axis=1) - 1
+            columns.append(up)
+
+    def _one_down(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Distance rows toward each target's parent made rows toward the target: every node one hop more, but the
+        target 0, the nodes linking into it 1, and the hosts of its host-fed in-switches at most 2."""
+        rows = np.where(rows == _UNREACHED, rows, rows + 1)
+        positions, owner = gather_ranges(self._in_ptr, targets)
+        in_links = self._in_link[positions]
+        into = self.link_src[in_links]
+        fed = self.is_switch[into] & (in_links != self._parent_link[targets[owner]])
+        positions, fed_owner = gather_ranges(self._in_ptr, into[fed])
+        owner_of_host, host = owner[fed][fed_owner], self.link_src[self._in_link[positions]]
+        rows[owner_of_host, host] = np.minimum(rows[owner_of_host, host], 2)
+        rows[owner, into] = 1
+        rows[np.arange(len(targets)), targets] = 0
+        return rows
+
+    def _distance_rows(self, dst_nodes: np.ndarray) -> np.ndarray:
+        """Stacked distance rows for ``dst_nodes`` (cached). Chain bases' rows come from batched searches; a node on a
+        chain takes its base's row down the chain, so a fat-tree needs a search per edge switch and a rail cluster
+        one per rail, not one per host.
+        """
+        missing = np.array([d for d in np.unique(dst_nodes).tolist() if d not in self._dist], dtype=np.int64)
+        if len(missing):
+            chain, depth = self._chains(missing)
+            base = chain[np.arange(len(missing)), depth]
+            searched = np.array(sorted(set(base.tolist()) - self._dist.keys()), dtype=np.int64)
             for i in range(0, len(searched), _BFS_CHUNK):
-                chunk = np.array(searched[i : i + _BFS_CHUNK])
-                for node, row in zip(chunk, self._bfs_rows(chunk), strict=True):
-                    self._dist[int(node)] = row
-            for d, switch in single.items():
-                via = self._dist[switch]
-                row = np.where(via == _UNREACHED, _UNREACHED, via + 1).astype(np.int16)
-                row[d] = 0
-                self._dist[d] = row
+                chunk = searched[i : i + _BFS_CHUNK]
+                self._dist.update(zip(chunk.tolist(), self._bfs_rows(chunk), strict=True))
+            rows = np.stack([self._dist[b] for b in base.tolist()])
+            for level in range(chain.shape[1] - 2, -1, -1):
+                on = np.nonzero(depth > level)[0]
+                rows[on] = self._one_down(rows[on], chain[on, level])
+            self._dist.update(zip(missing.tolist(), rows, strict=True))
         return np.stack([self._dist[int(d)] for d in dst_nodes])
 
     def _bfs_rows(self, targets: np.ndarray) -> np.ndarray:
@@ -363,18 +419,30 @@ class Fabric:
         return self._walk_chunked(keys)
 
     def _walk_chunked(self, keys: np.ndarray) -> np.ndarray:
-        """``_walk`` in bounded-memory chunks, rows padded to a common width."""
-        chunks = [self._walk(keys[i : i + _ROUTE_CHUNK]) for i in range(0, len(keys), _ROUTE_CHUNK)]
-        width = max(c.shape[1] for c in chunks)
-        return np.concatenate([pad_columns(c, width) for c in chunks])
+        """``_walk`` in bounded-memory chunks, rows padded to a common width: flows within a near group
+        (``_near_groups``) on their destinations' distance rows, the others on the next-hop table."""
+        table = self._hops()
+        near = None
+        if table is not None and table.near is not None:
+            pair = keys >> 16  # keys are (src x n + dst) x 65536 + flow: a shift divides them
+            src_rank = pair // self.n_hosts
+            near = table.near[src_rank] == table.near[pair - src_rank * self.n_hosts]
+        chunks = [self._walk(keys[i : i + _ROUTE_CHUNK], table, None if near is None else near[i : i + _ROUTE_CHUNK])
+                  for i in range(0, max(len(keys), 1), _ROUTE_CHUNK)]
+        rows = np.nonzero(near)[0] if near is not None else np.zeros(0, dtype=np.int64)
+        starts = range(0, len(rows), _ROUTE_CHUNK)
+        near_chunks = [self._walk(keys[rows[i : i + _ROUTE_CHUNK]], None) for i in starts]
+        width = max(c.shape[1] for c in chunks + near_chunks)
+        links = np.concatenate([pad_columns(c, width) for c in chunks])
+        for i, chunk in zip(starts, near_chunks, strict=True):
+            links[rows[i : i + _ROUTE_CHUNK]] = pad_columns(chunk, width)
+        return links
 
     def _hops(self) -> _HopTable | None:
         """The next-hop table (built once), or None where it would exceed ``_HOP_TABLE_ENTRIES``."""
         if self._hop_table is False:
-            anchor = np.arange(self.n_nodes)
-            single = (np.diff(self._in_ptr) == 1) & ~self.is_switch  # reached only through one switch
-            anchor[single] = self.link_src[self._in_link[self._in_ptr[:-1][single]]]
-            targets, row = np.unique(anchor[self.host_nodes], return_inverse=True)
+            chain, depth = self._chains(self.host_nodes)
+            targets, row = np.unique(chain[np.arange(self.n_hosts), depth], return_inverse=True)
             links = self._out_sw_link
             if len(targets) * max(len(links), self.n_nodes) > _HOP_TABLE_ENTRIES:
                 self._hop_table = None
@@ -386,23 +454,59 @@ class Fabric:
                 count = counted[:, self._out_sw_ptr[1:]] - counted[:, self._out_sw_ptr[:-1]]
                 ptr = np.zeros(count.size + 1, dtype=np.int64)
                 np.cumsum(count.ravel(), out=ptr[1:])
-                self._hop_table = _HopTable(row, (anchor[self.host_nodes] != self.host_nodes).astype(np.int32),
-                                            dist, ptr, links[np.nonzero(closer)[1]].astype(np.int32))
+                above = chain[:, : max(chain.shape[1] - 1, 1)]  # a column at least: the host's own link in
+                down = np.where(above >= 0, self._parent_link[above], -1).astype(np.int32)
+                self._hop_table = _HopTable(row, depth, down, self._near_groups(chain, depth), dist, ptr,
+                                            links[np.nonzero(closer)[1]].astype(np.int32))
         return self._hop_table
 
-    def _walk(self, keys: np.ndarray) -> np.ndarray:
-        """Walk each (src, dst, flow) key hop by hop from source to destination, hashing among next hops.
+    def _near_groups(self, chain: np.ndarray, depth: np.ndarray) -> np.ndarray | None:
+        """Per host rank, a group; a flow within a group may not route through its destination's chain base.
+
+        A host's distances and next hops are its base's (plus its chain) from every node but those next to its chain
+        below the base (``_chain_parent_links``): its chain's nodes and their host-fed in-switches, and the hosts
+        linking into them. So a source linking into one of those nodes (a GPU into its NVSwitch, which feeds every GPU
+        of its node) walks on the destination's own distance row. Groups are the connected parts of those links;
+        None where no source is next to another host's chain (a fat-tree).
+        """
+        host, level = np.nonzero(np.arange(chain.shape[1]) < depth[:, None])
+        node = chain[host, level]
+        positions, owner = gather_ranges(self._in_ptr, node)
+        in_links = self._in_link[positions]
+        fed = self.is_switch[self.link_src[in_links]] & (in_links != self._parent_link[node[owner]])
+        local_host = np.concatenate([host[level > 0], host[owner[fed]]])
+        local = np.concatenate([node[level > 0], self.link_src[in_links[fed]]])
+        joins = ~self.is_switch  # a host linking to a host or to a node next to a chain joins its group
+        joins[local] = True
+        from_host = np.nonzero(~self.is_switch[self.link_src] & joins[self.link_dst])[0]
+        if not len(local) and not len(from_host):
+            return None
+        a = np.concatenate([self.host_nodes[local_host], self.link_src[from_host]])
+        b = np.concatenate([local, self.link_dst[from_host]])
+        label = np.arange(self.n_nodes)
+        while True:
+            spread = label.copy()
+            np.minimum.at(spread, a, label[b])
+            np.minimum.at(spread, b, label[a])
+            spread = spread[spread]
+            if np.array_equal(spread, label):
+                return label[self.host_nodes]
+            label = spread
+
+    def _walk(self, keys: np.ndarray, table: _HopTable | None, skip: np.ndarray | None = None) -> np.ndarray:
+        """Walk each (src, dst, flow) key hop by hop from source to destination, hashing among next hops; flows
+        ``skip`` marks get no links.
 
         Inner hops choose among switch neighbours one hop closer (in the order of ``_out_sw_link``); the last
-        hop is the direct link. With the next-hop table a hop is a lookup; without it (huge multi-homed
-        fabrics) the candidates are gathered per flow. Both choose the same links. Flows are walked longest
-        route first, so those still walking are a prefix and those on their last hop the end of it; a hop
-        where every flow has one candidate hashes nothing.
+        hop is the direct link. With the next-hop table a hop is a lookup toward the destination's chain base, then
+        the links down its chain; without it (huge multi-homed fabrics, near flows) the candidates are gathered per
+        flow. Both choose the same links. Flows are walked longest route first, so those still walking are a prefix
+        and those on their last hop the end of it; a hop where every flow has one candidate hashes nothing.
         """
-        pair, _ = np.divmod(keys, 65536)
-        src_rank, dst_rank = np.divmod(pair, self.n_hosts)
+        src_rank, dst_rank = np.divmod(keys >> 16, self.n_hosts)
         cur, dst = self.host_nodes[src_rank], self.host_nodes[dst_rank]
-        table = self._hops()
+        if skip is not None:
+            cur[skip] = dst[skip]  # as if there already
         if table is not None:
             dst_row, dist = table.row[dst_rank], table.dist
             hops = dist[dst_row, cur]
@@ -410,11 +514,12 @@ class Fabric:
             dst_unique, dst_row = np.unique(dst, return_inverse=True)
             dist = self._distance_rows(dst_unique)
             hops = dist[dst_row, cur]
-        if np.any(hops == _UNREACHED):
-            bad = int(np.argmax(hops == _UNREACHED))
+        unreached = (hops == _UNREACHED) & (cur != dst)
+        if np.any(unreached):
+            bad = int(np.argmax(unreached))
             raise SpecError("topology", self.graph.graph.get("spec", "graph"),
                             f"has no path from {self.node_names[cur[bad]]} to {self.node_names[dst[bad]]}")
-        hops = np.where(cur == dst, 0, hops + (table.offset[dst_rank] if table is not None else 0)).astype(np.int16)
+        hops = np.where(cur == dst, 0, hops + (table.depth[dst_rank] if table is not None else 0)).astype(np.int16)
         order = np.argsort(-hops, kind="stable")  # longest routes first
         hops, cur, dst, dst_rank, dst_row = hops[order], cur[order], dst[order], dst_rank[order], dst_row[order]
         flow_hash = _mix64(keys[order].astype(np.uint64) ^ self._seed) if self.ecmp == "hash" else None
@@ -422,10 +527,23 @@ class Fabric:
         max_hops = int(hops[0]) if len(keys) else 0
         walking = np.searchsorted(-hops, -np.arange(max_hops + 1), side="left")  # flows with more than h hops
         walked = np.full((len(keys), max(max_hops, 1)), -1, dtype=np.int32)
+        chained = table is not None and table.down.shape[1] > 1  # some chain is longer than the last hop
+        if chained:
+            at_base = hops - table.depth[dst_rank]  # the hop a flow reaches its destination's chain base
+        into_host = self._into_host if table is None else table.down[:, 0]  # -1: several links in
         for hop in range(max_hops):
             inner, last = slice(0, walking[hop + 1]), slice(walking[hop + 1], walking[hop])
-            if walking[hop + 1]:
-                node = cur[inner]
+            if chained and walking[hop + 1]:  # at or below the base: down the chain
+                on_chain = at_base[inner] <= hop
+                tail = np.nonzero(on_chain)[0]
+                if len(tail):
+                    chosen = table.down[dst_rank[tail], hops[tail] - hop - 1]
+                    walked[tail, hop] = chosen
+                    cur[tail] = self.link_dst[chosen]
+                    # flows on a chain are usually the shortest, the end of those walking
+                    inner = slice(0, tail[0]) if tail[0] == len(on_chain) - len(tail) else np.nonzero(~on_chain)[0]
+            node = cur[inner]
+            if len(node):
                 if table is not None:
                     cell = dst_row[inner] * self.n_nodes + node
                     first = table.ptr[cell]
@@ -450,7 +568,7 @@ class Fabric:
                 chosen = cand_link[first + choice]
                 walked[inner, hop] = chosen
                 cur[inner] = self.link_dst[chosen]
-            into = self._into_host[dst_rank[last]]  # a host with one link in: that link
+            into = into_host[dst_rank[last]]  # a host with one link in, or at the end of its chain: that link
             several = np.nonzero(into < 0)[0]
             if len(several):
                 into[several] = self._pair_order[np.searchsorted(
