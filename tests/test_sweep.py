@@ -103,6 +103,16 @@ def live_children(pid: int) -> list[int]:
     return children
 
 
+def pool_workers(pid: int) -> list[int]:
+    """``pid``'s live children that are spawned pool workers (not multiprocessing's resource tracker)."""
+    def spawned(child: int) -> bool:
+        try:
+            return b"spawn_main" in (Path("/proc") / str(child) / "cmdline").read_bytes()
+        except OSError:
+            return False
+    return [child for child in live_children(pid) if spawned(child)]
+
+
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
@@ -125,7 +135,7 @@ def test_pool_workers_die_with_a_sweep_killed_with_sigkill(tmp_path) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(workers) < 2 and process.poll() is None:
             time.sleep(0.05)
-            workers = live_children(process.pid)
+            workers = pool_workers(process.pid)
         assert len(workers) == 2 and process.poll() is None  # the pool is up, the sweep still running
         os.kill(process.pid, signal.SIGKILL)
         process.wait()

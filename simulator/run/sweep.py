@@ -48,6 +48,7 @@ import hashlib
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import signal
 import sys
@@ -365,7 +366,9 @@ def _local(points: list[tuple[int, dict, dict]], jobs: int) -> Iterator[dict[str
     if jobs <= 1:
         yield from (run_point(*p) for p in points)
         return
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+    # spawned, not forked: a fork while the progress timer's thread holds a lock could leave a worker hung
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(run_point, *p) for p in points]
         for future in as_completed(futures):
             yield future.result()
