@@ -38,6 +38,29 @@ _BFS_CHUNK = 256
 _HOP_TABLE_ENTRIES = 50_000_000  # (distance rows) x (links into switches): beyond it, walks gather per flow
 
 
+COLUMNWISE_ENTRIES = 1 << 20  # link sums over more entries than this go a hop column at a time
+
+
+def link_sums(links: np.ndarray, weights: np.ndarray | None, n_links: int) -> np.ndarray:
+    """Per link, the sum of ``weights`` over the real entries of a padded link matrix: ``weights[f]`` per row, or
+    ``weights[f, h]`` per entry, or a count when None.
+
+    Past ``COLUMNWISE_ENTRIES`` a hop column at a time: one flat bincount over millions of flows copies its
+    entries to int64 and its weights to one per entry, the largest arrays of a big rate solve.
+    """
+    if weights is not None and weights.ndim == 1:
+        weights = np.broadcast_to(weights[:, None], links.shape)
+    if links.size <= COLUMNWISE_ENTRIES:
+        valid = links >= 0
+        return np.bincount(links[valid], None if weights is None else weights[valid], minlength=n_links)
+    total = np.zeros(n_links, dtype=np.int64 if weights is None else np.float64)
+    for hop in range(links.shape[1]):
+        column = links[:, hop]
+        real = column >= 0
+        total += np.bincount(column[real], None if weights is None else weights[real, hop], minlength=n_links)
+    return total
+
+
 def gather_ranges(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate CSR segments ``ptr[r]:ptr[r+1]`` for each r in ``rows``.
 

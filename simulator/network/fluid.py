@@ -39,7 +39,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from simulator.network.fabric import Fabric
+from simulator.network.fabric import Fabric, link_sums
 from simulator.network.maxmin import max_min_rates, weighted_max_min_rates
 from simulator.network.models import ModelRoutes
 from simulator.options import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE  # noqa: F401 (re-exported)
@@ -226,9 +226,7 @@ class FluidCore:
         used = np.nonzero(self._route_bytes)[0]
         model = self._model_routes
         links = self.fabric.route_links[used] if model is None else model.fabric.route_links[model.route_fwd[used]]
-        valid = links >= 0
-        weights = _entries(self._route_bytes[used], valid)
-        return np.bincount(links[valid], weights=weights, minlength=self.fabric.n_links)
+        return link_sums(links, self._route_bytes[used], self.fabric.n_links)
 
     # ----- the window ---------------------------------------------------------------------------------
     def run_window(self, t0: float, horizon: float) -> Completions:
@@ -248,6 +246,13 @@ class FluidCore:
         """Padded link matrix of ``routes`` and the mask of its real (non-padding) entries."""
         links = self.fabric.route_links[routes]
         return links, links >= 0
+
+    def _per_link(self, routes: np.ndarray, links: np.ndarray, per_flow: np.ndarray | None) -> np.ndarray:
+        """Per link, the sum over flows on ``routes`` (link matrix ``links``) of ``per_flow`` (a rate in bytes/s;
+        under a model x each entry's ACK coefficient), or the count of flows when None."""
+        if self._model_routes is not None and per_flow is not None:
+            return link_sums(links, per_flow[:, None] * self._model_routes.route_coef[routes], self.fabric.n_links)
+        return link_sums(links, per_flow, self.fabric.n_links)
 
     def _entry_Bps(self, routes: np.ndarray, valid: np.ndarray, rate_Bps: np.ndarray) -> np.ndarray:
         """Bytes/s each real entry of ``routes``' link matrix carries at these flow rates (ACK entries less)."""
@@ -311,8 +316,7 @@ class FluidCore:
         self.cpl.append(route=route, size=iso.size[rows], owner=iso.owner[rows], tag=iso.tag[rows],
                         t_act=iso.t_act[rows], t_fin=t_fin, rem=cap * (t_fin - t0), t_upd=np.full(len(rows), t0),
                         rate=cap)
-        self.coupled_load_Bps += np.bincount(links[valid], weights=self._entry_Bps(route, valid, cap),
-                                             minlength=self.fabric.n_links)
+        self.coupled_load_Bps += self._per_link(route, links, cap)
         iso.kill(rows)
 
     def _finish_isolated(self, limit: float, done: list) -> None:
@@ -402,23 +406,20 @@ class FluidCore:
         route = cpl.route[rows]
         links, valid = self._links_of(route)
         self._count(route, links, valid, -1)
-        rate = self._entry_Bps(route, valid, cpl.rate[rows])
-        self.coupled_load_Bps -= np.bincount(links[valid], weights=rate, minlength=self.fabric.n_links)
+        self.coupled_load_Bps -= self._per_link(route, links, cpl.rate[rows])
         self._record_done(route, cpl.size[rows])
         done.append((cpl.owner[rows].copy(), cpl.tag[rows].copy(), cpl.t_fin[rows].copy()))
         cpl.kill(rows)
 
     def _count(self, route: np.ndarray, links: np.ndarray, valid: np.ndarray, sign: int) -> None:
         """Flows on ``route`` join (+1) or leave (-1) their links' counts and demands."""
-        flat = links[valid]
-        if 8 * len(flat) < len(self.link_count):
-            np.add.at(self.link_count, flat, sign)
+        if 8 * links.size < len(self.link_count):
+            np.add.at(self.link_count, links[valid], sign)
         else:
-            self.link_count += sign * np.bincount(flat, minlength=len(self.link_count))
+            self.link_count += sign * self._per_link(route, links, None)
         model = self._model_routes
         if model is not None:
-            demand = self._entry_Bps(route, valid, model.route_weight[route])
-            self.link_demand += sign * np.bincount(links[valid], weights=demand, minlength=self.fabric.n_links)
+            self.link_demand += sign * self._per_link(route, links, model.route_weight[route])
 
     def _share_level(self, links: np.ndarray) -> np.ndarray:
         """No flow on these links freezes below this level: capacity / the flows' demand (count, equal shares)."""
@@ -446,20 +447,17 @@ class FluidCore:
         cpl.rem[redo] -= cpl.rate[redo] * (t_e - cpl.t_upd[redo])
         cpl.t_upd[redo] = t_e
         route = cpl.route[redo]
-        links, valid = self._links_of(route)
-        n_links = self.fabric.n_links
+        links = self.fabric.route_links[route]
         if len(redo) == cpl.n_alive:
             self.coupled_load_Bps[:] = 0.0
         else:
-            old_Bps = self._entry_Bps(route, valid, cpl.rate[redo])
-            self.coupled_load_Bps -= np.bincount(links[valid], weights=old_Bps, minlength=n_links)
+            self.coupled_load_Bps -= self._per_link(route, links, cpl.rate[redo])
         np.maximum(self.coupled_load_Bps, 0.0, out=self.coupled_load_Bps)
         with np.errstate(divide="ignore"):
             rate = self._solve(route, links, self.fabric.capacity_Bps - self.coupled_load_Bps)
             cpl.t_fin[redo] = t_e + np.maximum(cpl.rem[redo], 0.0) / rate
         cpl.rate[redo] = rate
-        new_Bps = self._entry_Bps(route, valid, rate)
-        self.coupled_load_Bps += np.bincount(links[valid], weights=new_Bps, minlength=n_links)
+        self.coupled_load_Bps += self._per_link(route, links, rate)
         util = self.coupled_load_Bps / self.fabric.capacity_Bps
         np.maximum(self.link_peak_util, util, out=self.link_peak_util)
         if self.check_capacity and np.any(util > 1 + 1e-9):

@@ -20,7 +20,7 @@ Two exact implementations, picked by size (measured on a 2-core machine):
 
 import numpy as np
 
-from simulator.network.fabric import gather_ranges
+from simulator.network.fabric import gather_ranges, link_sums
 
 REL_TOL = 1e-12
 LARGE_SOLVE_ENTRIES = 15_000
@@ -86,6 +86,26 @@ def by_local_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndar
     return rate
 
 
+def _flows_by_link(local_links: np.ndarray, link_ptr: np.ndarray) -> np.ndarray:
+    """The flows crossing each link, link after link (link l's from ``link_ptr[l]``), as int32: a counting sort
+    a hop column at a time, so that no temporary holds an int64 per entry."""
+    link_flows = np.empty(link_ptr[-1], dtype=np.int32)
+    free = link_ptr[:-1].copy()  # each link's next free slot
+    n_links = len(link_ptr) - 1
+    for hop in range(local_links.shape[1]):
+        column = local_links[:, hop]
+        flows = np.nonzero(column >= 0)[0]
+        links = column[flows]
+        order = np.argsort(links.astype(np.uint16) if n_links <= 1 << 16 else links, kind="stable")
+        links = links[order]
+        count = np.bincount(links, minlength=n_links)
+        slot = np.arange(len(links)) - (np.cumsum(count) - count)[links]  # rank among the column's on its link
+        slot += free[links]
+        link_flows[slot] = flows[order]
+        free += count
+    return link_flows
+
+
 def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
                         demand: np.ndarray | None = None) -> np.ndarray:
     """``max_min_rates`` freezing, per iteration, every locally minimal link among the lowest shares.
@@ -96,7 +116,7 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
     """
     n_flows, width = flow_links.shape
     rate = np.full(n_flows, np.inf)
-    used = np.bincount(flow_links.ravel() + 1, minlength=len(capacity_Bps) + 1)[1:]  # entries per link
+    used = link_sums(flow_links, None, len(capacity_Bps))  # entries per link
     links = np.nonzero(used)[0]
     n_links = len(links)
     if not n_links:
@@ -106,21 +126,12 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
     lookup = np.full(len(capacity_Bps) + 1, -1, dtype=np.int32)
     lookup[links] = np.arange(n_links, dtype=np.int32)
     local_links = lookup[flow_links]
-    key = local_links.ravel() + 1  # 0: padding
     link_ptr = np.zeros(n_links + 1, dtype=np.int64)
     np.cumsum(used[links], out=link_ptr[1:])
     remaining_Bps = np.maximum(capacity_Bps[links].astype(np.float64), 0.0)
     alive = np.diff(link_ptr).astype(np.float64)  # unfrozen flows per link
-    if demand is None:
-        load = alive
-    else:
-        demand = np.where(local_links >= 0, demand, 0.0)
-        load = np.bincount(key, weights=demand.ravel(), minlength=n_links + 1)[1:]
-    order = np.argsort(key.astype(np.uint16) if n_links < 1 << 16 else key, kind="stable")  # entries by link
-    entries = order[len(key) - link_ptr[-1]:]  # the real entries, by link
-    entries //= width  # each entry's flow, in place
-    link_flows = entries.astype(np.int32)
-    del key, order, entries
+    load = alive if demand is None else link_sums(local_links, demand, n_links)
+    link_flows = _flows_by_link(local_links, link_ptr)
     frozen = np.zeros(n_flows, dtype=bool)
     stamp = np.zeros(n_flows, dtype=np.int64)
     share = np.full(n_links + 1, np.inf)  # the last entry is read by padding (-1)
