@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.collectives.algorithms import build_schedule
-from simulator.network.analytical import AnalyticalNetwork
 from simulator.network import fabric as fabric_module
+from simulator.network import maxmin
+from simulator.network.analytical import AnalyticalNetwork
 from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
 from simulator.network.fluid import TOLERANCE_BOUND, _Table
@@ -317,9 +318,13 @@ def test_max_min_matches_reference(data: st.DataObject) -> None:
         assert np.all(load <= np.array(capacity) * (1 + 1e-9))
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_max_min_solvers_agree_on_instances_larger_than_a_candidate_batch(seed: int) -> None:
-    """60 links and 200 flows: by_candidate_minima freezes batches of the lowest shares, not all links."""
+@pytest.mark.parametrize(("seed", "chunk_entries"), [(0, maxmin.CHUNK_ENTRIES), (1, maxmin.CHUNK_ENTRIES),
+                                                   (2, 7), (3, 1)])
+def test_max_min_solvers_agree_on_instances_larger_than_a_candidate_batch(monkeypatch, seed: int,
+                                                                          chunk_entries: int) -> None:
+    """60 links and 200 flows: by_candidate_minima freezes batches of the lowest shares, not all links; its
+    candidate test gathers the flows of at most ``CHUNK_ENTRIES`` entries at a time (a link's all at once)."""
+    monkeypatch.setattr(maxmin, "CHUNK_ENTRIES", chunk_entries)
     rng = np.random.default_rng(seed)
     n_links = 60
     capacity = rng.uniform(1.0, 100.0, n_links).round(1).tolist()

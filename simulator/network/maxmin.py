@@ -24,6 +24,7 @@ from simulator.network.fabric import gather_ranges, link_sums
 
 REL_TOL = 1e-12
 LARGE_SOLVE_ENTRIES = 15_000
+CHUNK_ENTRIES = 1 << 22  # flow entries a candidate test gathers at once
 
 
 def max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
@@ -106,6 +107,38 @@ def _flows_by_link(local_links: np.ndarray, link_ptr: np.ndarray) -> np.ndarray:
     return link_flows
 
 
+def _test_candidates(cand: np.ndarray, share: np.ndarray, link_ptr: np.ndarray, link_flows: np.ndarray,
+                     local_links: np.ndarray, frozen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which candidate links are locally minimal (no live flow on them crosses a link of lower share), and the
+    live flows on those, each with its link's share (a flow on two such links twice). Candidates go in chunks of
+    at most ``CHUNK_ENTRIES`` flow entries, so that a batch of every link of a million-flow solve gathers a
+    chunk of its flows at a time."""
+    entries = np.cumsum(link_ptr[cand + 1] - link_ptr[cand])
+    ends = np.searchsorted(entries, np.arange(CHUNK_ENTRIES, entries[-1], CHUNK_ENTRIES), side="right")
+    ok_parts, flow_parts, rate_parts = [], [], []
+    lo = 0
+    for hi in [*np.unique(ends[ends > 0]).tolist(), len(cand)]:
+        if hi <= lo:
+            continue
+        links = cand[lo:hi]
+        positions, owner = gather_ranges(link_ptr, links)
+        flows = link_flows[positions]
+        del positions
+        live = ~frozen[flows]
+        flows, owner = flows[live], owner[live]
+        flow_min = share[local_links[flows, 0]]  # each flow's lowest share, a hop column at a time
+        for hop in range(1, local_links.shape[1]):
+            np.minimum(flow_min, share[local_links[flows, hop]], out=flow_min)
+        link_floor = np.minimum.reduceat(flow_min, np.searchsorted(owner, np.arange(len(links))))
+        ok = share[links] <= link_floor * (1 + REL_TOL)
+        sel = ok[owner]
+        ok_parts.append(ok)
+        flow_parts.append(flows[sel])
+        rate_parts.append(share[links][owner[sel]])
+        lo = hi
+    return np.concatenate(ok_parts), np.concatenate(flow_parts), np.concatenate(rate_parts)
+
+
 def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
                         demand: np.ndarray | None = None) -> np.ndarray:
     """``max_min_rates`` freezing, per iteration, every locally minimal link among the lowest shares.
@@ -114,7 +147,7 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
     the flow's level, and the result is each flow's level (``weighted_max_min_rates`` on large solves); without
     it every entry loads its link with the flow's rate, as in ``max_min_rates``.
     """
-    n_flows, width = flow_links.shape
+    n_flows = len(flow_links)
     rate = np.full(n_flows, np.inf)
     used = link_sums(flow_links, None, len(capacity_Bps))  # entries per link
     links = np.nonzero(used)[0]
@@ -146,19 +179,7 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
             cand = np.nonzero(share[:-1] < np.inf)[0]
         if not len(cand):
             return rate
-        positions, owner = gather_ranges(link_ptr, cand)
-        flows = link_flows[positions]
-        live = ~frozen[flows]
-        flows, owner = flows[live], owner[live]
-        shares = share[local_links[flows]]
-        flow_min = shares[:, 0].copy()  # each flow's lowest share, a column at a time (faster than min(axis=1))
-        for hop in range(1, width):
-            np.minimum(flow_min, shares[:, hop], out=flow_min)
-        starts = np.searchsorted(owner, np.arange(len(cand)))
-        link_floor = np.minimum.reduceat(flow_min, starts)
-        ok = share[cand] <= link_floor * (1 + REL_TOL)
-        sel = ok[owner]
-        newly, newly_rate = flows[sel], share[cand][owner[sel]]
+        ok, newly, newly_rate = _test_candidates(cand, share, link_ptr, link_flows, local_links, frozen)
         seq = np.arange(len(newly))
         stamp[newly] = seq
         keep = stamp[newly] == seq
@@ -166,16 +187,15 @@ def by_candidate_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray,
         rate[newly] = newly_rate
         frozen[newly] = True
         touched = local_links[newly]
-        tv = touched >= 0
-        counts = np.bincount(touched[tv], minlength=n_links)
+        counts = link_sums(touched, None, n_links)
         if demand is None:  # load is alive: the counts update both
-            used = np.bincount(touched[tv], weights=np.broadcast_to(newly_rate[:, None], touched.shape)[tv],
-                               minlength=n_links)
+            used = link_sums(touched, newly_rate, n_links)
         else:
             entry = demand[newly]
-            used = np.bincount(touched[tv], weights=(entry * newly_rate[:, None])[tv], minlength=n_links)
-            load -= np.bincount(touched[tv], weights=entry[tv], minlength=n_links)
+            used = link_sums(touched, entry * newly_rate[:, None], n_links)
+            load -= link_sums(touched, entry, n_links)
             load[cand[ok]] = 0
+        del touched
         remaining_Bps = np.maximum(remaining_Bps - used, 0.0)
         alive -= counts
         alive[cand[ok]] = 0
