@@ -39,6 +39,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from simulator.network import fabric as fabric_module
 from simulator.network.fabric import Fabric, link_sums
 from simulator.network.maxmin import max_min_rates, weighted_max_min_rates
 from simulator.network.models import ModelRoutes
@@ -56,6 +57,14 @@ def time_eps(t: float) -> float:
 def _entries(per_row: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """``per_row[f]`` for each real entry (f, h) of a padded link matrix whose mask is ``valid``."""
     return per_row[:, None].repeat(valid.shape[1], axis=1)[valid]
+
+
+def _links_in(links: np.ndarray, n_links: int) -> np.ndarray:
+    """The link ids a padded link matrix holds: each real entry's, or past ``COLUMNWISE_ENTRIES`` each distinct one
+    once (no copy per entry of millions of arriving flows)."""
+    if links.size <= fabric_module.COLUMNWISE_ENTRIES:
+        return links[links >= 0]
+    return np.nonzero(link_sums(links, None, n_links))[0]
 
 
 def _extended(array: np.ndarray, size: int) -> np.ndarray:
@@ -381,9 +390,11 @@ class FluidCore:
                                       t_act=arrivals["t_act"][sl], t_fin=np.full(count, np.inf),
                                       rem=arrivals["size"][sl] * self._work_per_byte, t_upd=np.full(count, t_e),
                                       rate=np.zeros(count))
-                links, valid = self._links_of(arrivals["route"][sl])
-                restart = min(restart, float(self._share_level(links[valid]).min(initial=np.inf)))
-                del links, valid  # before the solve: the largest arrays when millions of flows arrive at once
+                links = _links_in(self.fabric.route_links[arrivals["route"][sl]], self.fabric.n_links)
+                restart = min(restart, float(self._share_level(links).min(initial=np.inf)))
+                del links
+                if next_arrival == n_arr:  # all in the coupled table now: free them before the solve
+                    arrivals.clear()
             if restart < np.inf:
                 self._resolve_rates(restart if self.incremental else 0.0, new_rows, t_e)
             cpl.compact()
