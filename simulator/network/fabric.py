@@ -48,11 +48,13 @@ def link_sums(links: np.ndarray, weights: np.ndarray | None, n_links: int) -> np
     Past ``COLUMNWISE_ENTRIES`` a hop column at a time: one flat bincount over millions of flows copies its
     entries to int64 and its weights to one per entry, the largest arrays of a big rate solve.
     """
-    if weights is not None and weights.ndim == 1:
-        weights = np.broadcast_to(weights[:, None], links.shape)
     if links.size <= COLUMNWISE_ENTRIES:
         valid = links >= 0
-        return np.bincount(links[valid], None if weights is None else weights[valid], minlength=n_links)
+        if weights is not None:
+            weights = (weights[:, None].repeat(links.shape[1], axis=1) if weights.ndim == 1 else weights)[valid]
+        return np.bincount(links[valid], weights, minlength=n_links)
+    if weights is not None and weights.ndim == 1:
+        weights = np.broadcast_to(weights[:, None], links.shape)
     total = np.zeros(n_links, dtype=np.int64 if weights is None else np.float64)
     for hop in range(links.shape[1]):
         column = links[:, hop]

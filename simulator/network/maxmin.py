@@ -20,7 +20,7 @@ Two exact implementations, picked by size (measured on a 2-core machine):
 
 import numpy as np
 
-from simulator.network.fabric import gather_ranges, link_sums
+from simulator.network.fabric import COLUMNWISE_ENTRIES, gather_ranges, link_sums
 
 REL_TOL = 1e-12
 LARGE_SOLVE_ENTRIES = 15_000
@@ -88,11 +88,16 @@ def by_local_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndar
 
 
 def _flows_by_link(local_links: np.ndarray, link_ptr: np.ndarray) -> np.ndarray:
-    """The flows crossing each link, link after link (link l's from ``link_ptr[l]``), as int32: a counting sort
-    a hop column at a time, so that no temporary holds an int64 per entry."""
+    """The flows crossing each link, link after link (link l's from ``link_ptr[l]``), as int32; past
+    ``COLUMNWISE_ENTRIES`` by a counting sort a hop column at a time, so that no temporary holds an int64 per
+    entry. Within a link, flows in increasing order (small) or by hop column, then flow (large)."""
+    n_links = len(link_ptr) - 1
+    if local_links.size <= COLUMNWISE_ENTRIES:  # small: one sort of every entry, padding (key 0) first
+        key = local_links.ravel() + 1
+        order = np.argsort(key.astype(np.uint16) if n_links < 1 << 16 else key, kind="stable")
+        return (order[len(key) - link_ptr[-1]:] // local_links.shape[1]).astype(np.int32)
     link_flows = np.empty(link_ptr[-1], dtype=np.int32)
     free = link_ptr[:-1].copy()  # each link's next free slot
-    n_links = len(link_ptr) - 1
     for hop in range(local_links.shape[1]):
         column = local_links[:, hop]
         flows = np.nonzero(column >= 0)[0]
@@ -110,14 +115,17 @@ def _flows_by_link(local_links: np.ndarray, link_ptr: np.ndarray) -> np.ndarray:
 def _test_candidates(cand: np.ndarray, share: np.ndarray, link_ptr: np.ndarray, link_flows: np.ndarray,
                      local_links: np.ndarray, frozen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which candidate links are locally minimal (no live flow on them crosses a link of lower share), and the
-    live flows on those, each with its link's share (a flow on two such links twice). Candidates go in chunks of
-    at most ``CHUNK_ENTRIES`` flow entries, so that a batch of every link of a million-flow solve gathers a
-    chunk of its flows at a time."""
-    entries = np.cumsum(link_ptr[cand + 1] - link_ptr[cand])
-    ends = np.searchsorted(entries, np.arange(CHUNK_ENTRIES, entries[-1], CHUNK_ENTRIES), side="right")
+    live flows on those, each with its link's share (a flow on two such links twice). Past ``CHUNK_ENTRIES`` flow
+    entries, candidates go in chunks of about that many, so that a batch of every link of a million-flow solve
+    gathers a chunk of its flows at a time."""
+    ends = [len(cand)]
+    if link_ptr[-1] > CHUNK_ENTRIES:
+        entries = np.cumsum(link_ptr[cand + 1] - link_ptr[cand])
+        cuts = np.searchsorted(entries, np.arange(CHUNK_ENTRIES, entries[-1], CHUNK_ENTRIES), side="right")
+        ends = [*np.unique(cuts[cuts > 0]).tolist(), len(cand)]
     ok_parts, flow_parts, rate_parts = [], [], []
     lo = 0
-    for hi in [*np.unique(ends[ends > 0]).tolist(), len(cand)]:
+    for hi in ends:
         if hi <= lo:
             continue
         links = cand[lo:hi]
@@ -126,9 +134,11 @@ def _test_candidates(cand: np.ndarray, share: np.ndarray, link_ptr: np.ndarray, 
         del positions
         live = ~frozen[flows]
         flows, owner = flows[live], owner[live]
-        flow_min = share[local_links[flows, 0]]  # each flow's lowest share, a hop column at a time
-        for hop in range(1, local_links.shape[1]):
-            np.minimum(flow_min, share[local_links[flows, hop]], out=flow_min)
+        shares = share[local_links[flows]]
+        flow_min = shares[:, 0].copy()  # each flow's lowest share, a column at a time (faster than min(axis=1))
+        for hop in range(1, shares.shape[1]):
+            np.minimum(flow_min, shares[:, hop], out=flow_min)
+        del shares
         link_floor = np.minimum.reduceat(flow_min, np.searchsorted(owner, np.arange(len(links))))
         ok = share[links] <= link_floor * (1 + REL_TOL)
         sel = ok[owner]
@@ -136,6 +146,8 @@ def _test_candidates(cand: np.ndarray, share: np.ndarray, link_ptr: np.ndarray, 
         flow_parts.append(flows[sel])
         rate_parts.append(share[links][owner[sel]])
         lo = hi
+    if len(ok_parts) == 1:
+        return ok_parts[0], flow_parts[0], rate_parts[0]
     return np.concatenate(ok_parts), np.concatenate(flow_parts), np.concatenate(rate_parts)
 
 
