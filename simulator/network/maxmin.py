@@ -24,7 +24,7 @@ from simulator.network.fabric import COLUMNWISE_ENTRIES, gather_ranges, link_sum
 
 REL_TOL = 1e-12
 LARGE_SOLVE_ENTRIES = 15_000
-CHUNK_ENTRIES = 1 << 22  # flow entries a candidate test gathers at once
+CHUNK_ENTRIES = 1 << 20  # flow entries a candidate test gathers at once
 
 
 def max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
