@@ -14,6 +14,7 @@ jitter (per worker count); CPU ranks share the machine's cores (processor sharin
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,8 +49,14 @@ def local_fabric(hosts: int, profile: CalibrationProfile | None = None) -> Fabri
     efficiency = profile.link_efficiency if profile and profile.link_efficiency else 1.0
     extra_us = profile.latency_us_extra if profile and profile.latency_us_extra else 0.0
     # a star path has two hops: half the extra per-message latency on each
-    return Fabric(star(hosts=hosts, link_gbps=LOOPBACK_GBPS * efficiency,
-                       latency_us=LOOPBACK_LATENCY_US + extra_us / 2))
+    return _star(hosts, LOOPBACK_GBPS * efficiency, LOOPBACK_LATENCY_US + extra_us / 2)
+
+
+@functools.lru_cache(maxsize=16)
+def _star(hosts: int, link_gbps: float, latency_us: float) -> Fabric:
+    """The star fabric, built once per process for its (hosts, Gb/s, us): nothing changes a Fabric once built but
+    its own caches of routes and profiles, so every prediction shares it (a calibration fit makes thousands)."""
+    return Fabric(star(hosts=hosts, link_gbps=link_gbps, latency_us=latency_us))
 
 
 def simulator_strategy(strategy: str) -> tuple[str, StrategyOptions]:
@@ -113,9 +120,15 @@ def executor_step(workload: AnyWorkload, strategy: str, workers: int, servers: i
     graph.serial = cluster.workers if strategy == "ps-async" else np.concatenate([cluster.workers, graph.servers])
     graph.cores = cores
     if profile and profile.jitter_sigma:
-        rng = np.random.default_rng(seed)
-        slow_down(graph, np.exp(profile.jitter_sigma * rng.standard_normal((graph.n_ranks, steps))))
+        jitter(graph, profile.jitter_sigma, steps, seed)
     return graph, cluster
+
+
+def jitter(graph: StepGraph, sigma: float, steps: int, seed: int) -> None:
+    """Each rank's compute ops of each of ``steps`` steps take exp(sigma Z) times as long (Z standard normal,
+    drawn with ``seed``): ``executor_step``'s compute jitter."""
+    rng = np.random.default_rng(seed)
+    slow_down(graph, np.exp(sigma * rng.standard_normal((graph.n_ranks, steps))))
 
 
 def predict(workload: AnyWorkload, strategy: str, workers: int, servers: int, steps: int, device: Device,
@@ -125,46 +138,104 @@ def predict(workload: AnyWorkload, strategy: str, workers: int, servers: int, st
     analytical backend. A step's time is from the end of the previous one on the slowest worker to its own
     end there (each worker's own, for ``ps-async``, whose workers never wait for each other), the median
     over steps after warm-up, as measured. With compute jitter (the profile's ``jitter_sigma``), over the
-    steps of ``JITTER_DRAWS`` seeded draws, the breakdown their mean."""
+    steps of ``JITTER_DRAWS`` seeded draws, the breakdown their mean (the step is lowered once: a draw only
+    scales its compute ops' durations)."""
+    sigma = profile.jitter_sigma if profile else None
+    graph, cluster = executor_step(workload, strategy, workers, servers, steps, device,
+                                   profile.model_copy(update={"jitter_sigma": None}) if sigma else profile,
+                                   server_device, cores)
+    durations = [op.duration_s for op in graph.ops]
+    worker = np.full(graph.n_ranks, -1)  # rank -> index among the workers
+    worker[cluster.workers] = np.arange(cluster.n_workers)
     step_s, breakdowns = [], []
-    for seed in range(JITTER_DRAWS if profile and profile.jitter_sigma else 1):
-        graph, cluster = executor_step(workload, strategy, workers, servers, steps, device, profile, server_device,
-                                       cores, seed)
-        trace = Engine(graph, make_network(cluster.fabric, "analytical")).run().trace
-        on_workers = trace[trace["rank"].isin(cluster.workers)]
-        ends = on_workers.pivot_table(index="rank", columns="step", values="end_s", aggfunc="max").to_numpy()
+    for seed in range(JITTER_DRAWS if sigma else 1):
+        if sigma:
+            for op, duration_s in zip(graph.ops, durations, strict=True):
+                op.duration_s = duration_s
+            jitter(graph, sigma, steps, seed)
+        result = Engine(graph, make_network(cluster.fabric, "analytical")).run()
+        rows = result.rows
+        times = op_times(graph, rows["op"], rows["rank"], rows["end_s"] - rows["start_s"])
+        on = worker[times.rank] >= 0
+        ends = np.full((cluster.n_workers, steps), -np.inf)  # each worker's last end in each step
+        np.maximum.at(ends, (worker[times.rank[on]], times.step[on]), rows["end_s"][on])
         if strategy == "ps-async":
             step_s.append(np.diff(ends, axis=1, prepend=0.0)[:, WARMUP_STEPS:].ravel())
         else:
             step_s.append(np.diff(ends.max(axis=0), prepend=0.0)[WARMUP_STEPS:])
-        timed = trace.assign(time_s=trace.end_s - trace.start_s, category=trace.category.astype(str))
-        breakdowns.append(per_step(timed, cluster, steps))
+        breakdowns.append(per_step(times, cluster, steps))
+    trace = result.trace
     comm = trace[trace.kind != "compute"]  # bytes do not depend on the draw
     sent = comm.groupby(["category", "rank"], observed=True).bytes_sent.sum() / steps
     breakdown = pd.concat(breakdowns, axis=1).fillna(0.0).mean(axis=1)
     return Prediction(sent[sent > 0], float(np.median(np.concatenate(step_s))), breakdown)
 
 
-def compute_times(graph: StepGraph) -> pd.DataFrame:
-    """Every compute op's seconds on each of its ranks (rank, category, step, time_s): what the engine's trace
-    would time them, without running it (a calibration fit evaluates many devices)."""
+@dataclass
+class OpTimes:
+    """Seconds ops took on ranks, one entry per (op, rank): the ``rank``, the op's ``step`` and category
+    (``category``: an index into ``categories``), and the seconds (``time_s``)."""
+
+    rank: np.ndarray
+    step: np.ndarray
+    category: np.ndarray
+    categories: list[str]
+    time_s: np.ndarray
+
+
+def op_times(graph: StepGraph, op: np.ndarray, rank: np.ndarray, time_s: np.ndarray) -> OpTimes:
+    """The ``OpTimes`` of entries given as arrays of (op: an index into ``graph.ops``, rank, seconds)."""
+    categories = list(dict.fromkeys(o.category for o in graph.ops))
+    code = {c: i for i, c in enumerate(categories)}
+    category = np.array([code[o.category] for o in graph.ops], dtype=np.int64)
+    step = np.array([o.step for o in graph.ops], dtype=np.int64)
+    return OpTimes(rank, step[op], category[op], categories, time_s)
+
+
+def compute_times(graph: StepGraph) -> OpTimes:
+    """Every compute op's seconds on each of its ranks: what the engine's trace would time them, without running
+    it (a calibration fit evaluates many devices)."""
     ops = [op for op in graph.ops if op.kind == "compute"]
-    return pd.DataFrame({"rank": np.concatenate([op.ranks for op in ops]),
-                         "category": np.repeat([op.category for op in ops], [len(op.ranks) for op in ops]),
-                         "step": np.repeat([op.step for op in ops], [len(op.ranks) for op in ops]),
-                         "time_s": np.concatenate([op.duration_s for op in ops])})
+    return op_times(graph, np.repeat([op.index for op in ops], [len(op.ranks) for op in ops]),
+                    np.concatenate([op.ranks for op in ops]), np.concatenate([op.duration_s for op in ops]))
 
 
-def per_step(times: pd.DataFrame, cluster: Cluster, steps: int) -> pd.Series:
-    """Seconds per step after warm-up by category, as ``Measurement.breakdown`` measures them, from ops' times
-    (rank, category, step, time_s): a worker's (summed over its ops, averaged over workers) and a server's
-    own categories (``server.*``)."""
-    timed = times[times.step >= WARMUP_STEPS]
+def per_step(times: OpTimes, cluster: Cluster, steps: int) -> pd.Series:
+    """Seconds per step after warm-up by category (sorted), as ``Measurement.breakdown`` measures them, from
+    ops' times: a worker's (summed over its ops, averaged over workers) and a server's own categories
+    (``server.*``)."""
+    after = times.step >= WARMUP_STEPS
     per = steps - WARMUP_STEPS
-    worker = timed[timed["rank"].isin(cluster.workers)]
-    server = timed[timed["rank"].isin(cluster.servers) & timed.category.str.startswith("server.")]
-    return pd.concat([worker.groupby("category").time_s.sum() / per / cluster.n_workers,
-                      server.groupby("category").time_s.sum() / per / max(len(cluster.servers), 1)]).sort_index()
+    n = len(times.categories)
+    own = np.array([c.startswith("server.") for c in times.categories], dtype=bool)[times.category]
+    names, values = [], []
+    for keep, ranks in ((after & np.isin(times.rank, cluster.workers), cluster.n_workers),
+                        (after & own & np.isin(times.rank, cluster.servers), max(len(cluster.servers), 1))):
+        total, count = group_sums(times.category[keep], times.time_s[keep], n)
+        present = np.nonzero(count)[0]
+        names += [times.categories[i] for i in present]
+        values += (total[present] / per / ranks).tolist()
+    order = sorted(range(len(names)), key=names.__getitem__)
+    return pd.Series([values[i] for i in order], index=[names[i] for i in order], dtype=np.float64)
+
+
+def group_sums(groups: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (0 .. n_groups - 1), the sum of its ``values`` in their order, compensated (Kahan's summation,
+    as pandas' groupby sums), and how many there are. One pass per position within a group, vectorized over
+    the groups."""
+    count = np.bincount(groups, minlength=n_groups)
+    order = np.argsort(groups, kind="stable")
+    nth = np.empty(len(groups), dtype=np.int64)  # each entry's position among its group's
+    nth[order] = np.arange(len(groups)) - np.repeat(np.cumsum(count) - count, count)
+    total, compensation = np.zeros(n_groups), np.zeros(n_groups)
+    for k in range(count.max(initial=0)):
+        at = nth == k
+        group = groups[at]
+        y = values[at] - compensation[group]
+        t = total[group] + y
+        compensation[group] = t - total[group] - y
+        total[group] = t
+    return total, count
 
 
 def bytes_error(predicted: pd.Series, measured: pd.Series) -> float:
