@@ -23,13 +23,22 @@ layer's backward over its forward) and ``step_overhead_us`` (a step's host time 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from simulator.calibration.validation import WARMUP_STEPS, compute_times, executor_step, per_step, predict
+from simulator.calibration.validation import (
+    WARMUP_STEPS,
+    category_seconds,
+    compute_times,
+    executor_step,
+    predict,
+    simulator_strategy,
+)
 from simulator.compute.roofline import CalibrationProfile, CollectiveCost, Device
+from simulator.strategies import needs_servers
 from workloads import AnyWorkload
 
 FITTED = ("launch_overhead_us", "eff_flops", "eff_mem", "eff_gather", "lookup_ns", "id_ns", "dedup_ns",
@@ -64,10 +73,16 @@ def own_categories(breakdown: pd.Series) -> pd.Series:
 def predicted_breakdown(observed: Observed, device: Device, server: Device | None = None) -> pd.Series:
     """The simulator's seconds per step by (own) category of ``observed``'s configuration on ``device`` (PS
     servers on ``server``, default the same)."""
+    categories, seconds = _compute_seconds(observed, device, server)
+    return own_categories(pd.Series(seconds, index=categories, dtype=np.float64))
+
+
+def _compute_seconds(observed: Observed, device: Device, server: Device | None) -> tuple[list[str], list[float]]:
+    """The categories and seconds per step of ``observed``'s configuration's compute ops (``category_seconds``)."""
     steps = min(observed.steps, WARMUP_STEPS + 1)  # one step after warm-up: three times fewer ops to price
     graph, cluster = executor_step(observed.workload, observed.strategy, observed.workers, observed.servers, steps,
                                    device, server_device=server)
-    return own_categories(per_step(compute_times(graph), cluster, steps))
+    return category_seconds(compute_times(graph), cluster, steps)
 
 
 def relative_lstsq(columns: np.ndarray, target: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
@@ -193,6 +208,35 @@ def _devices(device: Device, x: np.ndarray) -> tuple[Device, Device]:
     return worker, worker.model_copy(update=_fields(FITTED_SERVER, x[len(FITTED):]))
 
 
+def _predictor(observed: list[Observed], keys: list[pd.Index],
+               device: Device) -> Callable[[np.ndarray], np.ndarray]:
+    """``fit_device``'s model: from the fitted fields' logarithms x (``_devices``), every configuration's
+    ``predicted_breakdown`` on its (own) categories ``keys``, 0 where it has none, concatenated (seconds per
+    step). A configuration is priced once per distinct value of the fields it reads: the worker's, and the
+    server's only where its strategy has servers (no other lowers an op on them); so the Jacobian's server
+    columns of the others, and a fraction's column once it is capped at 1, cost no lowering."""
+    serves = [needs_servers(simulator_strategy(o.strategy)[0]) for o in observed]
+    positions = [{c: j for j, c in enumerate(k)} for k in keys]
+    known: dict[tuple, np.ndarray] = {}  # (configuration, worker fields, server fields or None) -> seconds
+
+    def predicted(x: np.ndarray) -> np.ndarray:
+        worker_fields = tuple(_fields(FITTED, x[:len(FITTED)]).values())
+        server_fields = tuple(_fields(FITTED_SERVER, x[len(FITTED):]).values())
+        devices = None
+        for i, (o, k) in enumerate(zip(observed, keys, strict=True)):
+            key = (i, worker_fields, server_fields if serves[i] else None)
+            if key not in known:
+                devices = devices or _devices(device, x)
+                known[key] = np.zeros(len(k))
+                for category, seconds in zip(*_compute_seconds(o, *devices), strict=True):
+                    if category in positions[i]:
+                        known[key][positions[i][category]] = seconds
+        return np.concatenate([known[(i, worker_fields, server_fields if serves[i] else None)]
+                               for i in range(len(observed))])
+
+    return predicted
+
+
 def fit_device(observed: list[Observed], device: Device,
                iterations: int = 40) -> tuple[Device, dict[str, float], pd.DataFrame]:
     """The Device fields of ``FITTED`` (workers) and ``FITTED_SERVER`` (PS servers, over the workers' device)
@@ -203,11 +247,7 @@ def fit_device(observed: list[Observed], device: Device,
                                for o, k in zip(observed, keys, strict=True)])
     scale = np.concatenate([np.full(len(k), o.step_s) for o, k in zip(observed, keys, strict=True)])
 
-    def predicted(x: np.ndarray) -> np.ndarray:
-        worker, server = _devices(device, x)
-        return np.concatenate([predicted_breakdown(o, worker, server).reindex(k, fill_value=0.0).to_numpy()
-                               for o, k in zip(observed, keys, strict=True)])
-
+    predicted = _predictor(observed, keys, device)
     names = FITTED + FITTED_SERVER
     low, high = math.log(SMALLEST), np.array([0.0 if f in FRACTIONS else math.log(LARGEST) for f in names])
     x = np.clip(np.log([max(float(getattr(device, f)), SMALLEST) for f in names]), low, high)

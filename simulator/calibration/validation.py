@@ -204,6 +204,12 @@ def per_step(times: OpTimes, cluster: Cluster, steps: int) -> pd.Series:
     """Seconds per step after warm-up by category (sorted), as ``Measurement.breakdown`` measures them, from
     ops' times: a worker's (summed over its ops, averaged over workers) and a server's own categories
     (``server.*``)."""
+    categories, seconds = category_seconds(times, cluster, steps)
+    return pd.Series(seconds, index=categories, dtype=np.float64)
+
+
+def category_seconds(times: OpTimes, cluster: Cluster, steps: int) -> tuple[list[str], list[float]]:
+    """``per_step``'s categories (sorted) and seconds per step, as lists (a calibration fit makes thousands)."""
     after = times.step >= WARMUP_STEPS
     per = steps - WARMUP_STEPS
     n = len(times.categories)
@@ -216,7 +222,7 @@ def per_step(times: OpTimes, cluster: Cluster, steps: int) -> pd.Series:
         names += [times.categories[i] for i in present]
         values += (total[present] / per / ranks).tolist()
     order = sorted(range(len(names)), key=names.__getitem__)
-    return pd.Series([values[i] for i in order], index=[names[i] for i in order], dtype=np.float64)
+    return [names[i] for i in order], [values[i] for i in order]
 
 
 def group_sums(groups: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
