@@ -154,6 +154,98 @@ def test_the_step_fit_recovers_known_per_op_costs() -> None:
     assert np.allclose(rows.predicted_s, rows.measured_s, rtol=1e-3, atol=1e-9)
 
 
+def _pandas_per_step(times: pd.DataFrame, cluster, steps: int) -> pd.Series:
+    """``validation.per_step`` as a pandas groupby over a table of (rank, category, step, time_s): the
+    straightforward computation the numpy one must equal."""
+    from simulator.calibration.validation import WARMUP_STEPS
+
+    timed = times[times.step >= WARMUP_STEPS]
+    worker = timed[timed["rank"].isin(cluster.workers)]
+    server = timed[timed["rank"].isin(cluster.servers) & timed.category.str.startswith("server.")]
+    per = steps - WARMUP_STEPS
+    return pd.concat([worker.groupby("category").time_s.sum() / per / cluster.n_workers,
+                      server.groupby("category").time_s.sum() / per / max(len(cluster.servers), 1)]).sort_index()
+
+
+def test_the_step_fit_equals_the_straightforward_fit_with_fewer_lowerings(monkeypatch) -> None:
+    """The fit's model, priced without pandas and once per distinct device a configuration reads, against the
+    straightforward one (every residual re-lowers every configuration and sums its compute ops by a pandas
+    groupby): the same fitted fields and rows, bit for bit, from fewer lowerings (PS-less configurations never
+    read the server's fields; eff_mem starts capped at 1)."""
+    from simulator.calibration import stepfit
+    from simulator.calibration.validation import executor_step
+    from simulator.executor.run import small_workload
+
+    preset = load_device("cpu-server")
+    truth = preset.model_copy(update={"launch_overhead_us": 40.0, "eff_flops": 0.01, "eff_mem": 0.05, "id_ns": 15.0,
+                                      "dedup_ns": 60.0, "step_overhead_us": 300.0, "request_us": 150.0})
+    observed = []
+    for model, strategy, servers in (("dlrm", "des", 0), ("lr", "ps", 1)):
+        o = stepfit.Observed(small_workload(model, 64), strategy, 2, servers, 2, pd.Series(dtype=float), 1.0)
+        o.breakdown = stepfit.predicted_breakdown(o, truth)
+        o.step_s = float(o.breakdown.sum())
+        observed.append(o)
+    start = preset.model_copy(update={"launch_overhead_us": 10.0, "eff_mem": 1.0, "id_ns": 1.0, "dedup_ns": 5.0,
+                                      "step_overhead_us": 50.0, "request_us": 10.0})
+
+    def breakdown(o: stepfit.Observed, worker: object, server: object) -> pd.Series:
+        steps = min(o.steps, 2)
+        graph, cluster = executor_step(o.workload, o.strategy, o.workers, o.servers, steps, worker,
+                                       server_device=server)
+        ops = [op for op in graph.ops if op.kind == "compute"]
+        counts = [len(op.ranks) for op in ops]
+        times = pd.DataFrame({"rank": np.concatenate([op.ranks for op in ops]),
+                              "category": np.repeat([op.category for op in ops], counts),
+                              "step": np.repeat([op.step for op in ops], counts),
+                              "time_s": np.concatenate([op.duration_s for op in ops])})
+        return stepfit.own_categories(_pandas_per_step(times, cluster, steps))
+
+    def straightforward(observed: list, keys: list, device: object) -> object:
+        def predicted(x: np.ndarray) -> np.ndarray:
+            worker, server = stepfit._devices(device, x)
+            calls.append(len(observed))
+            return np.concatenate([breakdown(o, worker, server).reindex(k, fill_value=0.0).to_numpy()
+                                   for o, k in zip(observed, keys, strict=True)])
+        return predicted
+
+    real, calls, priced = stepfit._compute_seconds, [], []
+    monkeypatch.setattr(stepfit, "_compute_seconds", lambda *args: priced.append(1) or real(*args))
+    fast = stepfit.fit_device(observed, start, iterations=2)
+    monkeypatch.setattr(stepfit, "_predictor", straightforward)
+    plain = stepfit.fit_device(observed, start, iterations=2)
+    assert fast[0] == plain[0] and fast[1] == plain[1]
+    assert fast[2].equals(plain[2])
+    assert len(priced) < 0.9 * sum(calls)
+
+
+def test_a_jittered_prediction_equals_its_draws_lowered_and_timed_one_by_one() -> None:
+    """``predict`` lowers a step once for all its jitter draws and times them from the engine's arrays: the same
+    step time and breakdown, bit for bit, as lowering each draw apart (``executor_step``'s seed) and timing it
+    from the engine's trace with pandas."""
+    from simulator.calibration.validation import JITTER_DRAWS, WARMUP_STEPS, executor_step, predict
+    from simulator.core.engine import Engine
+    from simulator.executor.run import small_workload
+    from simulator.network import make_network
+
+    device = load_device("cpu-server").model_copy(update={"id_ns": 10.0})
+    profile = CalibrationProfile(collectives={"allgather": {"call_us": 500.0, "ns_per_byte": 1.0}}, jitter_sigma=0.3)
+    workload = small_workload("dlrm", 16)
+    for strategy, servers in (("des", 0), ("ps-async", 1)):
+        step_s, breakdowns = [], []
+        for seed in range(JITTER_DRAWS):
+            graph, cluster = executor_step(workload, strategy, 2, servers, 3, device, profile, cores=2, seed=seed)
+            trace = Engine(graph, make_network(cluster.fabric, "analytical")).run().trace
+            ends = trace[trace["rank"].isin(cluster.workers)].pivot_table(index="rank", columns="step", values="end_s",
+                                                                          aggfunc="max").to_numpy()
+            step_s.append(np.diff(ends, axis=1, prepend=0.0)[:, WARMUP_STEPS:].ravel() if strategy == "ps-async"
+                          else np.diff(ends.max(axis=0), prepend=0.0)[WARMUP_STEPS:])
+            timed = trace.assign(time_s=trace.end_s - trace.start_s, category=trace.category.astype(str))
+            breakdowns.append(_pandas_per_step(timed, cluster, 3))
+        predicted = predict(workload, strategy, 2, servers, 3, device, profile, cores=2)
+        assert predicted.step_s == float(np.median(np.concatenate(step_s))), strategy
+        assert predicted.breakdown.equals(pd.concat(breakdowns, axis=1).fillna(0.0).mean(axis=1)), strategy
+
+
 def test_the_in_step_collective_fit_recovers_known_per_call_costs() -> None:
     """A synthetic executor whose collectives cost known amounts per call and per byte on top of the nominal
     loopback (the unwaited times the simulator itself predicts with them). The fit, started from other
