@@ -213,8 +213,8 @@ def _predictor(observed: list[Observed], keys: list[pd.Index],
     """``fit_device``'s model: from the fitted fields' logarithms x (``_devices``), every configuration's
     ``predicted_breakdown`` on its (own) categories ``keys``, 0 where it has none, concatenated (seconds per
     step). A configuration is priced once per distinct value of the fields it reads: the worker's, and the
-    server's only where its strategy has servers (no other lowers an op on them); so the Jacobian's server
-    columns of the others, and a fraction's column once it is capped at 1, cost no lowering."""
+    server's only where its strategy has servers (no other strategy reads the server device); so the Jacobian's
+    server columns of the others, and a fraction's column once it is capped at 1, cost no lowering."""
     serves = [needs_servers(simulator_strategy(o.strategy)[0]) for o in observed]
     positions = [{c: j for j, c in enumerate(k)} for k in keys]
     known: dict[tuple, np.ndarray] = {}  # (configuration, worker fields, server fields or None) -> seconds

@@ -226,9 +226,9 @@ def category_seconds(times: OpTimes, cluster: Cluster, steps: int) -> tuple[list
 
 
 def group_sums(groups: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per group (0 .. n_groups - 1), the sum of its ``values`` in their order, compensated (Kahan's summation,
-    as pandas' groupby sums), and how many there are. One pass per position within a group, vectorized over
-    the groups."""
+    """Per group (0 .. n_groups - 1), the sum of its ``values`` in their order with Kahan's compensation (what
+    pandas' groupby sums do where groups interleave, as a step's categories do), and how many there are. One
+    pass per position within a group, vectorized over the groups."""
     count = np.bincount(groups, minlength=n_groups)
     order = np.argsort(groups, kind="stable")
     nth = np.empty(len(groups), dtype=np.int64)  # each entry's position among its group's
