@@ -180,7 +180,8 @@ def from_validation(exc: ValidationError, model: type | None, prefix: str = "", 
         others = [str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden" and e is not err
                   and tuple(e["loc"][:-1]) == loc[:-1]]
         also = f" (unknown too: {', '.join(others)})" if others else ""
-        allowed = f"unknown {noun}{also}; allowed: {', '.join(owner.model_fields)}"
+        keys = [key for key in owner.model_fields if key not in getattr(owner, "refused_keys", ())]
+        allowed = f"unknown {noun}{also}; allowed: {', '.join(keys)}"
     elif kind == "missing" and owner is not None:
         required = [name for name, field in owner.model_fields.items() if field.is_required()]
         value, allowed = None, f"required; required {noun}s: {', '.join(required)}"

@@ -273,7 +273,9 @@ STAR8 = "star:hosts=8"
 @pytest.mark.parametrize(("spec", "needle"), [
     ({"topology": STAR8, "jobs": [job("a", hosts="0-3"), job("b", hosts="3-5")]},
      "jobs[1].hosts: got '3-5'; overlaps job 'a' on hosts 3"),
-    ({"topology": STAR8, "jobs": [job("a", gpus=4)]}, "jobs[0].gpus"),
+    ({"topology": STAR8, "jobs": [job("a", gpus=4)]},  # a job's keys, not the file's (topology, fidelity, ...)
+     "jobs[0].gpus: got 4; unknown field; allowed: workload, set, strategy, device, server_device, workers, servers,"
+     " steps,"),
     ({"topology": STAR8, "jobs": [job("a")], "priority": 1}, "priority"),
     ({"foo": 1}, "foo: got 1; unknown field; allowed: topology, "),  # the unknown key, not the missing ones
     ({"topology": STAR8, "jobs": [job("a", hosts="5-2")]}, "jobs[0].hosts"),

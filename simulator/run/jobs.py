@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -95,6 +95,10 @@ def hosts_text(hosts: np.ndarray) -> str:
     return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in np.split(hosts, cuts))
 
 
+SHARED = ("topology", "faults", "ecmp", "fidelity", "budget_s", "network_model", "rate_tolerance")  # the file's
+NOT_IN_JOBS = {"placement": "servers sit on the job's own hosts", "rank_devices": "give each job its own device"}
+
+
 class JobSpec(RunSpec):
     """One job: a run (``simulator.run.spec.RunSpec``: workload, ``set`` overrides such as ``precision=bf16``,
     strategy and every strategy option, devices, calibration, steps, stragglers) on ``hosts`` or on the next
@@ -102,6 +106,7 @@ class JobSpec(RunSpec):
     fidelity and how links are shared are the file's, the same for every job (``SHARED``); servers sit on the
     job's first ``servers`` hosts."""
 
+    refused_keys: ClassVar[frozenset[str]] = frozenset({*SHARED, *NOT_IN_JOBS})  # a run's, not a job's
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="unique; letters, digits, _ . -")
     workload: str
     strategy: str
@@ -214,10 +219,6 @@ class _Job:
     workload: AnyWorkload
     cluster: Cluster
     lowered: Lowered
-
-
-SHARED = ("topology", "faults", "ecmp", "fidelity", "budget_s", "network_model", "rate_tolerance")  # the file's
-NOT_IN_JOBS = {"placement": "servers sit on the job's own hosts", "rank_devices": "give each job its own device"}
 
 
 def _prepare(i: int, job: JobSpec, fabric: Fabric, hosts: np.ndarray) -> _Job:
