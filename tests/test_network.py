@@ -180,7 +180,6 @@ def test_link_sums_a_hop_column_at_a_time_equal_the_flat_sums(monkeypatch, seed:
     flat, network = run_flow(fabric, schedule, model=model)
     flat_bytes = network.link_bytes()
     monkeypatch.setattr(fabric_module, "COLUMNWISE_ENTRIES", 0)
-    monkeypatch.setattr(maxmin, "COLUMNWISE_ENTRIES", 0)
     columns, network = run_flow(fabric, schedule, model=model)
     assert np.allclose(columns.rank_end_s, flat.rank_end_s, rtol=1e-12, atol=0)
     assert np.allclose(network.link_bytes(), flat_bytes, rtol=1e-12, atol=0)
@@ -328,7 +327,7 @@ def test_max_min_solvers_agree_on_instances_larger_than_a_candidate_batch(monkey
     past ``COLUMNWISE_ENTRIES`` it indexes flows by link with a counting sort per hop column."""
     monkeypatch.setattr(maxmin, "CHUNK_ENTRIES", chunk_entries)
     if chunk_entries < 100:  # and the flows-by-link index by its counting sort per hop column
-        monkeypatch.setattr(maxmin, "COLUMNWISE_ENTRIES", 0)
+        monkeypatch.setattr(fabric_module, "COLUMNWISE_ENTRIES", 0)
     rng = np.random.default_rng(seed)
     n_links = 60
     capacity = rng.uniform(1.0, 100.0, n_links).round(1).tolist()

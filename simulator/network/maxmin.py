@@ -20,7 +20,8 @@ Two exact implementations, picked by size (measured on a 2-core machine):
 
 import numpy as np
 
-from simulator.network.fabric import COLUMNWISE_ENTRIES, gather_ranges, link_sums
+from simulator.network import fabric
+from simulator.network.fabric import gather_ranges, link_sums
 
 REL_TOL = 1e-12
 LARGE_SOLVE_ENTRIES = 15_000
@@ -92,7 +93,7 @@ def _flows_by_link(local_links: np.ndarray, link_ptr: np.ndarray) -> np.ndarray:
     ``COLUMNWISE_ENTRIES`` by a counting sort a hop column at a time, so that no temporary holds an int64 per
     entry. Within a link, flows in increasing order (small) or by hop column, then flow (large)."""
     n_links = len(link_ptr) - 1
-    if local_links.size <= COLUMNWISE_ENTRIES:  # small: one sort of every entry, padding (key 0) first
+    if local_links.size <= fabric.COLUMNWISE_ENTRIES:  # small: one sort of every entry, padding (key 0) first
         key = local_links.ravel() + 1
         order = np.argsort(key.astype(np.uint16) if n_links < 1 << 16 else key, kind="stable")
         return (order[len(key) - link_ptr[-1]:] // local_links.shape[1]).astype(np.int32)
