@@ -41,6 +41,11 @@ _HOP_TABLE_ENTRIES = 50_000_000  # (distance rows) x (links into switches): beyo
 COLUMNWISE_ENTRIES = 1 << 20  # link sums over more entries than this go a hop column at a time
 
 
+def entries(per_row: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``per_row[f]`` for each real entry (f, h) of a padded link matrix whose mask is ``valid``."""
+    return per_row[:, None].repeat(valid.shape[1], axis=1)[valid]
+
+
 def link_sums(links: np.ndarray, weights: np.ndarray | None, n_links: int) -> np.ndarray:
     """Per link, the sum of ``weights`` over the real entries of a padded link matrix: ``weights[f]`` per row, or
     ``weights[f, h]`` per entry, or a count when None.
@@ -51,7 +56,7 @@ def link_sums(links: np.ndarray, weights: np.ndarray | None, n_links: int) -> np
     if links.size <= COLUMNWISE_ENTRIES:
         valid = links >= 0
         if weights is not None:
-            weights = (weights[:, None].repeat(links.shape[1], axis=1) if weights.ndim == 1 else weights)[valid]
+            weights = entries(weights, valid) if weights.ndim == 1 else weights[valid]
         return np.bincount(links[valid], weights, minlength=n_links)
     if weights is not None and weights.ndim == 1:
         weights = np.broadcast_to(weights[:, None], links.shape)

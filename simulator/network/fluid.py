@@ -40,7 +40,7 @@ from typing import ClassVar
 import numpy as np
 
 from simulator.network import fabric as fabric_module
-from simulator.network.fabric import Fabric, link_sums
+from simulator.network.fabric import Fabric, entries, link_sums
 from simulator.network.maxmin import max_min_rates, weighted_max_min_rates
 from simulator.network.models import ModelRoutes
 from simulator.options import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE  # noqa: F401 (re-exported)
@@ -52,11 +52,6 @@ TOLERANCE_BOUND = 2.0  # a rank's end moves by at most this x rate_tolerance, re
 def time_eps(t: float) -> float:
     """Times closer than this to t are the same instant."""
     return TIME_REL_EPS * abs(t) + 1e-18
-
-
-def _entries(per_row: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``per_row[f]`` for each real entry (f, h) of a padded link matrix whose mask is ``valid``."""
-    return per_row[:, None].repeat(valid.shape[1], axis=1)[valid]
 
 
 def _links_in(links: np.ndarray, n_links: int) -> np.ndarray:
@@ -226,7 +221,7 @@ class FluidCore:
         """Isolated flows moved at their route's bottleneck rate from ``t0`` to ``t1``."""
         if self._segments is not None:
             links, valid = self._links_of(route)
-            per_link = [_entries(v, valid) for v in (t0, t1)]
+            per_link = [entries(v, valid) for v in (t0, t1)]
             rate = self._entry_Bps(route, valid, self.fabric.route_bottleneck_Bps[route])
             self._segments.append((links[valid].astype(np.int64), *per_link, rate))
 
@@ -266,7 +261,7 @@ class FluidCore:
     def _entry_Bps(self, routes: np.ndarray, valid: np.ndarray, rate_Bps: np.ndarray) -> np.ndarray:
         """Bytes/s each real entry of ``routes``' link matrix carries at these flow rates (ACK entries less)."""
         if self._model_routes is None:
-            return _entries(rate_Bps, valid)
+            return entries(rate_Bps, valid)
         return (rate_Bps[:, None] * self._model_routes.route_coef[routes])[valid]
 
     def _classify_arrivals(self, t0: float, limit: float) -> dict[str, np.ndarray]:
@@ -295,7 +290,7 @@ class FluidCore:
             cap = self.fabric.route_bottleneck_Bps[iso["route"]]
             duration = iso["size"] * self._work_per_byte / cap
             new_rows = self.iso.append(**iso, t_fin=iso["t_act"] + duration)
-            self.link_owner[il[iv]] = _entries(new_rows, iv)
+            self.link_owner[il[iv]] = entries(new_rows, iv)
             self._account_isolated(iso["route"], il, iv, cap, duration)
         if every:
             return {}
@@ -307,7 +302,7 @@ class FluidCore:
                           duration: np.ndarray) -> None:
         """Busy time and peak utilization of links carrying isolated flows (``duration`` may be negative)."""
         flat = links[valid]
-        np.add.at(self.link_busy_s, flat, _entries(duration, valid))
+        np.add.at(self.link_busy_s, flat, entries(duration, valid))
         util = self._entry_Bps(route, valid, rate) / self.fabric.capacity_Bps[flat]
         np.maximum.at(self.link_peak_util, flat, util)
 
@@ -345,7 +340,7 @@ class FluidCore:
         if old_rows is not None:
             live = np.arange(len(old_rows))
             links, valid = self._links_of(iso.route[live])
-            self.link_owner[links[valid]] = _entries(live, valid)
+            self.link_owner[links[valid]] = entries(live, valid)
 
     def _record_done(self, route: np.ndarray, size: np.ndarray) -> None:
         if len(self._route_bytes) < self.fabric.n_routes:
