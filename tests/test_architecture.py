@@ -105,21 +105,22 @@ def test_the_command_line_module_is_thin() -> None:
     assert len(source.read_text().splitlines()) < 400
 
 
-def test_the_command_line_loads_no_pandas_networkx_or_simpy_until_a_command_needs_them() -> None:
+def test_the_command_line_loads_no_pandas_networkx_simpy_or_numba_until_a_command_needs_them() -> None:
     """``dessim --help``, ``list`` and bad-input errors start fast (issue 18 item 5): importing the command line
     pulls in none of the heavy libraries; commands import them when they run."""
     import subprocess
     import sys
 
-    code = "import sys, simulator.cli; print(sorted(m for m in ('pandas', 'networkx', 'simpy') if m in sys.modules))"
+    code = ("import sys, simulator.cli\n"
+            "print(sorted(m for m in ('pandas', 'networkx', 'simpy', 'numba') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
 
 
-def test_a_collective_on_64_hosts_loads_no_pandas_networkx_or_plotly() -> None:
+def test_a_collective_on_64_hosts_loads_no_pandas_networkx_plotly_or_numba() -> None:
     """``dessim collective`` on the 64-host preset, at flow level (the table) and analytically (--json), in one
     process: the builder's cables go to the fabric without networkx and no link table is made, so neither
-    pandas, networkx nor plotly is imported (issue 18 item 5)."""
+    pandas, networkx nor plotly is imported; no solve is large enough to load numba (issue 18 item 5)."""
     import subprocess
     import sys
 
@@ -127,7 +128,7 @@ def test_a_collective_on_64_hosts_loads_no_pandas_networkx_or_plotly() -> None:
             "for extra in (['--fidelity', 'flow'], ['--fidelity', 'analytical', '--json']):\n"
             "    try:\n        main(['collective', '--topology', 'torus-4x4x4', *extra])\n"
             "    except SystemExit as done:\n        assert done.code == 0, done.code\n"
-            "print(sorted(m for m in ('pandas', 'networkx', 'plotly') if m in sys.modules))")
+            "print(sorted(m for m in ('pandas', 'networkx', 'plotly', 'numba') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     lines = done.stdout.strip().splitlines()
     assert "64 ranks" in done.stdout and '"ranks": 64' in lines[-2] and lines[-1] == "[]"

@@ -1,5 +1,7 @@
 """The flow and analytical backends against the closed forms of docs/NETWORK_MODEL.md and fluid-model invariants."""
 
+import sys
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -11,10 +13,11 @@ from simulator.collectives.algorithms import build_schedule
 from simulator.network import fabric as fabric_module
 from simulator.network import maxmin
 from simulator.network.analytical import AnalyticalNetwork
+from simulator.network.compiled import fill_levels
 from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
 from simulator.network.fluid import TOLERANCE_BOUND, _Table
-from simulator.network.maxmin import by_candidate_minima, by_local_minima
+from simulator.network.maxmin import by_local_minima
 from simulator.network.models import MODELS, NetworkModel
 from simulator.network.schedule import Pattern, Schedule
 
@@ -172,17 +175,64 @@ def _random_traffic(seed: int) -> tuple[Fabric, Schedule]:
 
 
 @pytest.mark.parametrize(("seed", "model"), [(1, MODELS["maxmin"]), (2, MODELS["cm02"])])
-def test_link_sums_a_hop_column_at_a_time_equal_the_flat_sums(monkeypatch, seed: int, model: NetworkModel) -> None:
-    """Past ``COLUMNWISE_ENTRIES`` the fluid core sums counts, loads and bytes per link a hop column at a time (to
-    keep big solves small); forced on for every sum, every rank ends and every link carries what the flat sums
-    give."""
+def test_compiled_link_sums_equal_the_bincounts(monkeypatch, seed: int, model: NetworkModel) -> None:
+    """Past ``COMPILED_ENTRIES`` the fluid core sums counts, loads and bytes per link in one compiled pass (to keep
+    big solves small and fast); forced on for every sum, every rank ends and every link carries what numpy's
+    bincounts give, to the bit (both add in flow-then-hop order)."""
     fabric, schedule = _random_traffic(seed)
+    _numpy_link_sums(monkeypatch)
     flat, network = run_flow(fabric, schedule, model=model)
     flat_bytes = network.link_bytes()
-    monkeypatch.setattr(fabric_module, "COLUMNWISE_ENTRIES", 0)
-    columns, network = run_flow(fabric, schedule, model=model)
-    assert np.allclose(columns.rank_end_s, flat.rank_end_s, rtol=1e-12, atol=0)
-    assert np.allclose(network.link_bytes(), flat_bytes, rtol=1e-12, atol=0)
+    monkeypatch.setattr(fabric_module, "COMPILED_ENTRIES", 0)
+    compiled, network = run_flow(fabric, schedule, model=model)
+    assert np.array_equal(compiled.rank_end_s, flat.rank_end_s)
+    assert np.array_equal(network.link_bytes(), flat_bytes)
+
+
+def _numpy_link_sums(monkeypatch) -> None:
+    """Make ``fabric.link_sums`` use numpy's bincount: below ``COMPILED_ENTRIES`` it does until numba is loaded."""
+    monkeypatch.setattr(fabric_module, "COMPILED_ENTRIES", 10**12)
+    monkeypatch.delitem(sys.modules, "simulator.network.compiled", raising=False)
+
+
+@pytest.mark.parametrize("rows_dtype", [None, np.int32, np.int64])
+def test_link_sums_compiled_and_by_bincount_equal_a_loop(monkeypatch, rows_dtype: type | None) -> None:
+    """``fabric.link_sums`` over rows of a route table (or all of it), counts, per-flow weights and per-entry
+    coefficients: the compiled pass and numpy's bincount both equal a plain loop."""
+    rng = np.random.default_rng(7)
+    table = rng.integers(-1, 9, (30, 4)).astype(np.int32)
+    rows = None if rows_dtype is None else rng.integers(0, 30, 50).astype(rows_dtype)
+    picked = np.arange(30) if rows is None else rows
+    per_flow, coef = rng.uniform(1, 2, len(picked)), rng.uniform(0, 1, table.shape)
+    for weights, scale in ((None, None), (per_flow, None), (per_flow, coef)):
+        expected = np.zeros(9)
+        for f, row in enumerate(picked):
+            for h, link in enumerate(table[row]):
+                if link >= 0:
+                    expected[link] += 1 if weights is None else weights[f] * (1 if scale is None else scale[row, h])
+        for numpy in (False, True):
+            if numpy:
+                _numpy_link_sums(monkeypatch)
+            else:
+                monkeypatch.setattr(fabric_module, "COMPILED_ENTRIES", 0)
+            got = fabric_module.link_sums(table, weights, 9, rows=rows, coef=scale)
+            assert np.allclose(got, expected, rtol=1e-12, atol=0)
+            assert (got.dtype.kind == "i") == (weights is None)
+
+
+@pytest.mark.parametrize(("seed", "model"), [(3, MODELS["maxmin"]), (4, MODELS["cm02"]), (5, MODELS["lv08"])])
+def test_every_solve_by_heap_filling_equals_every_solve_by_local_minima(monkeypatch, seed: int,
+                                                                         model: NetworkModel) -> None:
+    """The compiled heap filling (past ``LARGE_SOLVE_ENTRIES``) forced on every rate solve of random traffic, and
+    then forbidden: every rank ends at the same time and every link carries the same bytes."""
+    fabric, schedule = _random_traffic(seed)
+    monkeypatch.setattr(maxmin, "LARGE_SOLVE_ENTRIES", 0)
+    heap, network = run_flow(fabric, schedule, model=model)
+    heap_bytes = network.link_bytes()
+    monkeypatch.setattr(maxmin, "LARGE_SOLVE_ENTRIES", 10**12)
+    local, network = run_flow(fabric, schedule, model=model)
+    assert np.allclose(heap.rank_end_s, local.rank_end_s, rtol=1e-9, atol=0)
+    assert np.allclose(network.link_bytes(), heap_bytes, rtol=1e-12, atol=0)
 
 
 @settings(max_examples=25, deadline=None)
@@ -308,7 +358,7 @@ def test_max_min_matches_reference(data: st.DataObject) -> None:
     width = max(1, max(len(r) for r in routes))
     matrix = np.array([r + [-1] * (width - len(r)) for r in routes])
     expected = _reference_max_min(routes, capacity)
-    for solver in (by_candidate_minima, by_local_minima):
+    for solver in (fill_levels, by_local_minima):
         got = solver(matrix, np.array(capacity))
         assert np.allclose(got, expected, rtol=1e-7)
         load = np.zeros(n_links)
@@ -318,23 +368,17 @@ def test_max_min_matches_reference(data: st.DataObject) -> None:
         assert np.all(load <= np.array(capacity) * (1 + 1e-9))
 
 
-@pytest.mark.parametrize(("seed", "chunk_entries"), [(0, maxmin.CHUNK_ENTRIES), (1, maxmin.CHUNK_ENTRIES),
-                                                   (2, 7), (3, 1)])
-def test_max_min_solvers_agree_on_instances_larger_than_a_candidate_batch(monkeypatch, seed: int,
-                                                                          chunk_entries: int) -> None:
-    """60 links and 200 flows: by_candidate_minima freezes batches of the lowest shares, not all links; its
-    candidate test gathers the flows of at most ``CHUNK_ENTRIES`` entries at a time (a link's all at once), and
-    past ``COLUMNWISE_ENTRIES`` it indexes flows by link with a counting sort per hop column."""
-    monkeypatch.setattr(maxmin, "CHUNK_ENTRIES", chunk_entries)
-    if chunk_entries < 100:  # and the flows-by-link index by its counting sort per hop column
-        monkeypatch.setattr(fabric_module, "COLUMNWISE_ENTRIES", 0)
+@pytest.mark.parametrize("seed", range(4))
+def test_max_min_solvers_agree_on_instances_with_many_levels(seed: int) -> None:
+    """60 links and 200 flows (shares tied to 0.1 so that some links fill together): the compiled heap filling
+    pops one bottleneck at a time and re-pushes links whose share grew; both solvers give the reference's rates."""
     rng = np.random.default_rng(seed)
     n_links = 60
     capacity = rng.uniform(1.0, 100.0, n_links).round(1).tolist()
     routes = [rng.choice(n_links, int(rng.integers(1, 6)), replace=False).tolist() for _ in range(200)]
     matrix = np.array([r + [-1] * (5 - len(r)) for r in routes])
     expected = _reference_max_min(routes, capacity)
-    for solver in (by_candidate_minima, by_local_minima):
+    for solver in (fill_levels, by_local_minima):
         assert np.allclose(solver(matrix, np.array(capacity)), expected, rtol=1e-7)
 
 

@@ -238,10 +238,10 @@ def test_sweeps_vary_the_model_and_leave_the_closed_form_to_maxmin(tmp_path) -> 
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_large_weighted_solves_by_candidate_minima_equal_local_minima(seed: int,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past ``LARGE_SOLVE_ENTRIES`` the weighted solver fills levels by candidate minima, each flow's bound a link of
-    its own; on random instances (ACK coefficients, RTT weights, some window bounds, links shared by many) it
+def test_large_weighted_solves_by_heap_filling_equal_local_minima(seed: int,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``LARGE_SOLVE_ENTRIES`` the weighted solver fills levels from a heap (compiled), each flow's bound an
+    item of its own; on random instances (ACK coefficients, RTT weights, some window bounds, links shared by many) it
     gives the local-minima solver's rates."""
     import simulator.network.maxmin as maxmin
 
@@ -259,6 +259,6 @@ def test_large_weighted_solves_by_candidate_minima_equal_local_minima(seed: int,
     monkeypatch.setattr(maxmin, "LARGE_SOLVE_ENTRIES", 10**9)
     local = weighted_max_min_rates(links, capacity, coef, weight, bound)
     monkeypatch.setattr(maxmin, "LARGE_SOLVE_ENTRIES", 0)
-    candidates = weighted_max_min_rates(links, capacity, coef, weight, bound)
-    np.testing.assert_allclose(candidates, local, rtol=1e-9)
-    assert np.isfinite(candidates).all() and (candidates <= bound * (1 + 1e-12)).all()
+    heap = weighted_max_min_rates(links, capacity, coef, weight, bound)
+    np.testing.assert_allclose(heap, local, rtol=1e-9)
+    assert np.isfinite(heap).all() and (heap <= bound * (1 + 1e-12)).all()

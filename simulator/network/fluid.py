@@ -55,9 +55,9 @@ def time_eps(t: float) -> float:
 
 
 def _links_in(links: np.ndarray, n_links: int) -> np.ndarray:
-    """The link ids a padded link matrix holds: each real entry's, or past ``COLUMNWISE_ENTRIES`` each distinct one
+    """The link ids a padded link matrix holds: each real entry's, or past ``COMPILED_ENTRIES`` each distinct one
     once (no copy per entry of millions of arriving flows)."""
-    if links.size <= fabric_module.COLUMNWISE_ENTRIES:
+    if links.size <= fabric_module.COMPILED_ENTRIES:
         return links[links >= 0]
     return np.nonzero(link_sums(links, None, n_links))[0]
 
@@ -229,8 +229,10 @@ class FluidCore:
         """Bytes carried by each directed link so far (completed flows)."""
         used = np.nonzero(self._route_bytes)[0]
         model = self._model_routes
-        links = self.fabric.route_links[used] if model is None else model.fabric.route_links[model.route_fwd[used]]
-        return link_sums(links, self._route_bytes[used], self.fabric.n_links)
+        if model is None:
+            return link_sums(self.fabric.route_links, self._route_bytes[used], self.fabric.n_links, rows=used)
+        return link_sums(model.fabric.route_links, self._route_bytes[used], self.fabric.n_links,
+                         rows=model.route_fwd[used])
 
     # ----- the window ---------------------------------------------------------------------------------
     def run_window(self, t0: float, horizon: float) -> Completions:
@@ -251,12 +253,11 @@ class FluidCore:
         links = self.fabric.route_links[routes]
         return links, links >= 0
 
-    def _per_link(self, routes: np.ndarray, links: np.ndarray, per_flow: np.ndarray | None) -> np.ndarray:
-        """Per link, the sum over flows on ``routes`` (link matrix ``links``) of ``per_flow`` (a rate in bytes/s;
-        under a model x each entry's ACK coefficient), or the count of flows when None."""
-        if self._model_routes is not None and per_flow is not None:
-            return link_sums(links, per_flow[:, None] * self._model_routes.route_coef[routes], self.fabric.n_links)
-        return link_sums(links, per_flow, self.fabric.n_links)
+    def _per_link(self, routes: np.ndarray, per_flow: np.ndarray | None) -> np.ndarray:
+        """Per link, the sum over flows on ``routes`` of ``per_flow`` (a rate in bytes/s; under a model x each
+        entry's ACK coefficient), or the count of flows when None."""
+        coef = None if self._model_routes is None or per_flow is None else self._model_routes.route_coef
+        return link_sums(self.fabric.route_links, per_flow, self.fabric.n_links, rows=routes, coef=coef)
 
     def _entry_Bps(self, routes: np.ndarray, valid: np.ndarray, rate_Bps: np.ndarray) -> np.ndarray:
         """Bytes/s each real entry of ``routes``' link matrix carries at these flow rates (ACK entries less)."""
@@ -275,7 +276,7 @@ class FluidCore:
         pend.compact()
 
         links, valid = self._links_of(arr["route"])
-        self._count(arr["route"], links, valid, +1)
+        self._count(arr["route"], +1)
         touched = np.where(valid, links, 0)
         owners = self.link_owner[links[valid]]
         owned = owners >= 0
@@ -320,7 +321,7 @@ class FluidCore:
         self.cpl.append(route=route, size=iso.size[rows], owner=iso.owner[rows], tag=iso.tag[rows],
                         t_act=iso.t_act[rows], t_fin=t_fin, rem=cap * (t_fin - t0), t_upd=np.full(len(rows), t0),
                         rate=cap)
-        self.coupled_load_Bps += self._per_link(route, links, cap)
+        self.coupled_load_Bps += self._per_link(route, cap)
         iso.kill(rows)
 
     def _finish_isolated(self, limit: float, done: list) -> None:
@@ -330,7 +331,7 @@ class FluidCore:
             return
         route = iso.route[rows]
         links, valid = self._links_of(route)
-        self._count(route, links, valid, -1)
+        self._count(route, -1)
         self.link_owner[links[valid]] = -1
         self._record_done(route, iso.size[rows])
         self._log_isolated(route, iso.t_act[rows], iso.t_fin[rows])
@@ -410,22 +411,22 @@ class FluidCore:
     def _remove_coupled(self, rows: np.ndarray, done: list) -> None:
         cpl = self.cpl
         route = cpl.route[rows]
-        links, valid = self._links_of(route)
-        self._count(route, links, valid, -1)
-        self.coupled_load_Bps -= self._per_link(route, links, cpl.rate[rows])
+        self._count(route, -1)
+        self.coupled_load_Bps -= self._per_link(route, cpl.rate[rows])
         self._record_done(route, cpl.size[rows])
         done.append((cpl.owner[rows].copy(), cpl.tag[rows].copy(), cpl.t_fin[rows].copy()))
         cpl.kill(rows)
 
-    def _count(self, route: np.ndarray, links: np.ndarray, valid: np.ndarray, sign: int) -> None:
+    def _count(self, route: np.ndarray, sign: int) -> None:
         """Flows on ``route`` join (+1) or leave (-1) their links' counts and demands."""
-        if 8 * links.size < len(self.link_count):
-            np.add.at(self.link_count, links[valid], sign)
+        if 8 * len(route) * self.fabric.route_links.shape[1] < len(self.link_count):
+            links = self.fabric.route_links[route]
+            np.add.at(self.link_count, links[links >= 0], sign)
         else:
-            self.link_count += sign * self._per_link(route, links, None)
+            self.link_count += sign * self._per_link(route, None)
         model = self._model_routes
         if model is not None:
-            self.link_demand += sign * self._per_link(route, links, model.route_weight[route])
+            self.link_demand += sign * self._per_link(route, model.route_weight[route])
 
     def _share_level(self, links: np.ndarray) -> np.ndarray:
         """No flow on these links freezes below this level: capacity / the flows' demand (count, equal shares)."""
@@ -453,30 +454,29 @@ class FluidCore:
         cpl.rem[redo] -= cpl.rate[redo] * (t_e - cpl.t_upd[redo])
         cpl.t_upd[redo] = t_e
         route = cpl.route[redo]
-        links = self.fabric.route_links[route]
         if len(redo) == cpl.n_alive:
             self.coupled_load_Bps[:] = 0.0
         else:
-            self.coupled_load_Bps -= self._per_link(route, links, cpl.rate[redo])
+            self.coupled_load_Bps -= self._per_link(route, cpl.rate[redo])
         np.maximum(self.coupled_load_Bps, 0.0, out=self.coupled_load_Bps)
         with np.errstate(divide="ignore"):
-            rate = self._solve(route, links, self.fabric.capacity_Bps - self.coupled_load_Bps)
+            rate = self._solve(route, self.fabric.capacity_Bps - self.coupled_load_Bps)
             cpl.t_fin[redo] = t_e + np.maximum(cpl.rem[redo], 0.0) / rate
         cpl.rate[redo] = rate
-        self.coupled_load_Bps += self._per_link(route, links, rate)
+        self.coupled_load_Bps += self._per_link(route, rate)
         util = self.coupled_load_Bps / self.fabric.capacity_Bps
         np.maximum(self.link_peak_util, util, out=self.link_peak_util)
         if self.check_capacity and np.any(util > 1 + 1e-9):
             worst = int(np.argmax(util))
             raise AssertionError(f"link {worst} carries {util[worst]:.12f} of its capacity")
 
-    def _solve(self, route: np.ndarray, links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
-        """Rates of flows on ``route`` (link matrix ``links``) given what the links have left."""
+    def _solve(self, route: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
+        """Rates of flows on ``route`` given what the links have left."""
         model = self._model_routes
         if model is None:
-            return max_min_rates(links, capacity_Bps)
-        return weighted_max_min_rates(links, capacity_Bps, model.route_coef[route], model.route_weight[route],
-                                      model.route_bound_Bps[route])
+            return max_min_rates(self.fabric.route_links, capacity_Bps, rows=route)
+        return weighted_max_min_rates(self.fabric.route_links, capacity_Bps, model.route_coef,
+                                      model.route_weight[route], model.route_bound_Bps[route], rows=route)
 
     def _account_coupled(self, t_e: float) -> None:
         """Busy time of links used by coupled flows since the previous coupled event."""

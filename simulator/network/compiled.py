@@ -1,0 +1,220 @@
+"""The flow level's compiled kernels (numba): max-min filling and per-link sums over millions of flow entries.
+
+Modules import this one only for large inputs (``maxmin.LARGE_SOLVE_ENTRIES``, ``fabric.COMPILED_ENTRIES``), so
+small runs never load numba: its import and the cached machine code take about 0.4 s; the first compile,
+cached in ``__pycache__``, about 2 s.
+
+**Filling** (``fill_levels``): the same allocation as ``maxmin.by_local_minima`` (progressive filling),
+computed one bottleneck at a time in O(entries + pops x log links). A heap holds each link's fair share
+(capacity left / demand of its unfrozen flows); the least share is the next bottleneck, and its unfrozen
+flows freeze at that level. Freezing a flow at level s takes s x demand from each of its links and never
+lowers their shares (every share is >= s), so a share in the heap is a lower bound of the link's current
+one: a popped link whose share has grown is pushed back at the new value (lazy keys, no decrease-key). A
+flow's bound enters the heap as an item of its own, at its bound level.
+
+Why compiled: under hash ECMP a million-flow solve has thousands of distinct levels; in numpy each level (or
+batch of levels) is a round of array operations over many links and flows, 30-450 ms a solve, and a
+1,024-host ps step makes hundreds of them; a bincount over a million flows' entries makes copies of them,
+10x slower than one compiled pass (docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, inline="always")
+def _push(keys: np.ndarray, items: np.ndarray, n: int, key: float, item: int) -> int:
+    """Add ``item`` at ``key`` to the binary min-heap in ``keys[:n]``/``items[:n]``; the new size."""
+    i = n
+    while i > 0:
+        parent = (i - 1) >> 1
+        if keys[parent] <= key:
+            break
+        keys[i], items[i] = keys[parent], items[parent]
+        i = parent
+    keys[i], items[i] = key, item
+    return n + 1
+
+
+@numba.njit(cache=True, inline="always")
+def _pop(keys: np.ndarray, items: np.ndarray, n: int) -> int:
+    """Remove the heap's least item (read ``keys[0]``/``items[0]`` first); the new size."""
+    n -= 1
+    key, item = keys[n], items[n]
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= n:
+            break
+        if child + 1 < n and keys[child + 1] < keys[child]:
+            child += 1
+        if key <= keys[child]:
+            break
+        keys[i], items[i] = keys[child], items[child]
+        i = child
+    keys[i], items[i] = key, item
+    return n
+
+
+@numba.njit(cache=True, inline="always")
+def _demand(coef: np.ndarray, weight: np.ndarray, row: int, f: int, h: int) -> float:
+    """Bytes/s entry (f, h) puts on its link per unit of level: ``coef[row, h] x weight[f]`` (empty arrays: 1)."""
+    return (coef[row, h] if coef.size else 1.0) * (weight[f] if weight.size else 1.0)
+
+
+@numba.njit(cache=True)
+def _fill(
+    table: np.ndarray,
+    rows: np.ndarray,
+    capacity: np.ndarray,
+    coef: np.ndarray,
+    weight: np.ndarray,
+    bound_level: np.ndarray,
+) -> np.ndarray:
+    """``fill_levels`` on prepared arrays; an empty ``rows`` means every row of ``table``, in order."""
+    direct = rows.size == 0
+    n_flows = len(table) if direct else len(rows)
+    width = table.shape[1]
+    n_links = len(capacity)
+    # The flows' rows side by side, in flow order: a link's flows are then read from nearby rows (consecutive
+    # flows mostly share a source), 2.5x faster on a million flows than reading them from the whole table.
+    flow_links = table if direct else np.empty((n_flows, width), table.dtype)
+    if not direct:
+        for f in range(n_flows):
+            flow_links[f] = table[rows[f]]
+    ptr = np.zeros(n_links + 1, np.int64)  # CSR of the flows on each link
+    load = np.zeros(n_links)
+    for f in range(n_flows):
+        row = f if direct else rows[f]
+        for h in range(width):
+            link = flow_links[f, h]
+            if link >= 0:
+                ptr[link + 1] += 1
+                load[link] += _demand(coef, weight, row, f, h)
+    for link in range(n_links):
+        ptr[link + 1] += ptr[link]
+    free = ptr[:-1].copy()
+    link_flows = np.empty(ptr[-1], np.int32)
+    for f in range(n_flows):
+        for h in range(width):
+            link = flow_links[f, h]
+            if link >= 0:
+                link_flows[free[link]] = f
+                free[link] += 1
+    left = np.maximum(capacity, 0.0)
+    level = np.full(n_flows, np.inf)
+    frozen = np.zeros(n_flows, np.bool_)
+    unfrozen = ptr[1:] - ptr[:-1]
+    size = n_links + ptr[-1] + bound_level.size + 1
+    keys = np.empty(size)
+    items = np.empty(size, np.int64)  # a link id, or n_links + f for flow f's bound
+    n = 0
+    for link in range(n_links):
+        if unfrozen[link] > 0 and load[link] > 0:
+            n = _push(keys, items, n, left[link] / load[link], link)
+    for f in range(bound_level.size):
+        if bound_level[f] < np.inf:
+            n = _push(keys, items, n, bound_level[f], n_links + f)
+    while n > 0:
+        key, item = keys[0], items[0]
+        n = _pop(keys, items, n)
+        if item >= n_links:  # a bound: no link of the flow fills below it
+            first = last = item - n_links
+            share = key
+        else:
+            if unfrozen[item] == 0 or load[item] <= 0:
+                continue
+            share = left[item] / load[item]
+            if share > key:  # grew since it was pushed: not yet the least
+                n = _push(keys, items, n, share, item)
+                continue
+            first, last = ptr[item], ptr[item + 1] - 1
+        for i in range(first, last + 1):
+            f = i if item >= n_links else link_flows[i]
+            if frozen[f]:
+                continue
+            frozen[f] = True
+            level[f] = share
+            row = f if direct else rows[f]
+            for h in range(width):
+                link = flow_links[f, h]
+                if link >= 0:
+                    d = _demand(coef, weight, row, f, h)
+                    left[link] = max(left[link] - d * share, 0.0)
+                    load[link] -= d
+                    unfrozen[link] -= 1
+    return level
+
+
+def _array(values: np.ndarray | None, dtype: type | None, ndim: int) -> np.ndarray:
+    """``values`` as a contiguous array of ``dtype`` (None: keep an integer dtype, int32 or int64, so that row ids
+    are not copied); None as an empty one (the kernels' "absent")."""
+    if values is None:
+        return np.zeros((0,) * ndim, dtype=dtype or np.int32)
+    return np.ascontiguousarray(values, dtype=dtype if dtype or values.dtype == np.int32 else np.int64)
+
+
+def fill_levels(
+    table: np.ndarray,
+    capacity_Bps: np.ndarray,
+    rows: np.ndarray | None = None,
+    coef: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    bound_level: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each flow's max-min fair level. Flow f crosses the links of ``table[rows[f]]`` (padded with -1; every
+    row in order when ``rows`` is None); at level s, its entry h loads that link with ``coef[rows[f], h] x
+    weight[f] x s`` bytes/s (1 x s when None, so the level is the rate); it stops at ``bound_level[f]``.
+    ``capacity_Bps``: what each link has left. A flow with no links and no bound gets ``inf``.
+
+    >>> fill_levels(np.array([[0, 1], [1, -1], [2, -1]]), np.array([10.0, 4.0, 6.0])).tolist()
+    [2.0, 2.0, 6.0]
+    """
+    return _fill(
+        _array(table, np.int32, 2),
+        _array(rows, None, 1),
+        _array(capacity_Bps, np.float64, 1),
+        _array(coef, np.float64, 2),
+        _array(weight, np.float64, 1),
+        _array(bound_level, np.float64, 1),
+    )
+
+
+@numba.njit(cache=True)
+def _sums(table: np.ndarray, rows: np.ndarray, per_flow: np.ndarray, coef: np.ndarray, n_links: int) -> np.ndarray:
+    """``link_sums`` on prepared arrays (empty arrays: absent)."""
+    direct = rows.size == 0
+    n_flows = len(table) if direct else len(rows)
+    total = np.zeros(n_links)
+    for f in range(n_flows):
+        row = f if direct else rows[f]
+        for h in range(table.shape[1]):
+            link = table[row, h]
+            if link >= 0:
+                total[link] += _demand(coef, per_flow, row, f, h) if per_flow.size else 1.0
+    return total
+
+
+def link_sums(
+    table: np.ndarray,
+    per_flow: np.ndarray | None,
+    n_links: int,
+    rows: np.ndarray | None = None,
+    coef: np.ndarray | None = None,
+) -> np.ndarray:
+    """``fabric.link_sums`` in one pass, without temporaries: per link, the sum over flows f (the links of
+    ``table[rows[f]]``) of ``per_flow[f] x coef[rows[f], h]``; a count (int64) when ``per_flow`` is None.
+
+    >>> link_sums(np.array([[0, 1], [1, -1]]), np.array([2.0, 3.0]), 3).tolist()
+    [2.0, 5.0, 0.0]
+    """
+    total = _sums(
+        _array(table, np.int32, 2),
+        _array(rows, None, 1),
+        _array(per_flow, np.float64, 1),
+        _array(coef if per_flow is not None else None, np.float64, 2),
+        n_links,
+    )
+    return total if per_flow is not None else total.astype(np.int64)
