@@ -34,6 +34,10 @@ def test_the_estimate_is_its_stated_formula() -> None:
     weighted = 3 * fidelity.WEIGHTED_STEP_S + fidelity.WEIGHTED_MESSAGE_S * (2 * 3 + 5)
     assert flow_cost_s([a], maxmin=False) == pytest.approx(weighted, rel=1e-12)
     estimate = flow_cost_s([a])
+    bigger = (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_S * (5 / 2) ** 0.5) * 5 + fidelity.STEP_IN_TRAINING_S
+    with pytest.MonkeyPatch.context() as patch:  # patterns past SHARED_REF_MESSAGES: x sqrt(m / SHARED_REF_MESSAGES)
+        patch.setattr(fidelity, "SHARED_REF_MESSAGES", 2)
+        assert flow_cost_s([a, a]) == pytest.approx(2 * (2 * m3 + bigger), rel=1e-12)
     assert choose([a], budget_s=estimate).fidelity == "flow"
     assert choose([a], budget_s=estimate * 0.999).fidelity == "analytical"
     assert "over the" in choose([a], budget_s=estimate * 0.999).reason

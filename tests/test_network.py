@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.collectives.algorithms import build_schedule
+from simulator.network import compiled, maxmin
 from simulator.network import fabric as fabric_module
-from simulator.network import maxmin
 from simulator.network.analytical import AnalyticalNetwork
 from simulator.network.compiled import fill_levels
 from simulator.network.fabric import Fabric
@@ -184,8 +184,8 @@ def test_compiled_link_sums_equal_the_bincounts(monkeypatch, seed: int, model: N
     flat, network = run_flow(fabric, schedule, model=model)
     flat_bytes = network.link_bytes()
     monkeypatch.setattr(fabric_module, "COMPILED_ENTRIES", 0)
-    compiled, network = run_flow(fabric, schedule, model=model)
-    assert np.array_equal(compiled.rank_end_s, flat.rank_end_s)
+    fast, network = run_flow(fabric, schedule, model=model)
+    assert np.array_equal(fast.rank_end_s, flat.rank_end_s)
     assert np.array_equal(network.link_bytes(), flat_bytes)
 
 
@@ -218,6 +218,16 @@ def test_link_sums_compiled_and_by_bincount_equal_a_loop(monkeypatch, rows_dtype
             got = fabric_module.link_sums(table, weights, 9, rows=rows, coef=scale)
             assert np.allclose(got, expected, rtol=1e-12, atol=0)
             assert (got.dtype.kind == "i") == (weights is None)
+
+
+def test_compiled_kernels_over_no_rows_are_empty_not_the_whole_table() -> None:
+    """Zero flows (an empty ``rows``) is not "every row of the table"."""
+    table = np.array([[0, 1], [1, -1]], dtype=np.int32)
+    none = np.zeros(0, dtype=np.int32)
+    assert compiled.link_sums(table, None, 3, rows=none).tolist() == [0, 0, 0]
+    assert compiled.link_sums(table, np.zeros(0), 3, rows=none).tolist() == [0.0, 0.0, 0.0]
+    assert fill_levels(table, np.ones(2), rows=none).size == 0
+    assert fill_levels(table, np.ones(2)).tolist() == [0.5, 0.5]
 
 
 @pytest.mark.parametrize(("seed", "model"), [(3, MODELS["maxmin"]), (4, MODELS["cm02"]), (5, MODELS["lv08"])])

@@ -68,13 +68,13 @@ def _demand(coef: np.ndarray, weight: np.ndarray, row: int, f: int, h: int) -> f
 def _fill(
     table: np.ndarray,
     rows: np.ndarray,
+    direct: bool,
     capacity: np.ndarray,
     coef: np.ndarray,
     weight: np.ndarray,
     bound_level: np.ndarray,
 ) -> np.ndarray:
-    """``fill_levels`` on prepared arrays; an empty ``rows`` means every row of ``table``, in order."""
-    direct = rows.size == 0
+    """``fill_levels`` on prepared arrays; ``direct``: every row of ``table``, in order (``rows`` unused)."""
     n_flows = len(table) if direct else len(rows)
     width = table.shape[1]
     n_links = len(capacity)
@@ -175,6 +175,7 @@ def fill_levels(
     return _fill(
         _array(table, np.int32, 2),
         _array(rows, None, 1),
+        rows is None,
         _array(capacity_Bps, np.float64, 1),
         _array(coef, np.float64, 2),
         _array(weight, np.float64, 1),
@@ -183,9 +184,10 @@ def fill_levels(
 
 
 @numba.njit(cache=True)
-def _sums(table: np.ndarray, rows: np.ndarray, per_flow: np.ndarray, coef: np.ndarray, n_links: int) -> np.ndarray:
-    """``link_sums`` on prepared arrays (empty arrays: absent)."""
-    direct = rows.size == 0
+def _sums(
+    table: np.ndarray, rows: np.ndarray, direct: bool, per_flow: np.ndarray, coef: np.ndarray, n_links: int
+) -> np.ndarray:
+    """``link_sums`` on prepared arrays (``direct``: every row of ``table``; empty arrays: absent)."""
     n_flows = len(table) if direct else len(rows)
     total = np.zeros(n_links)
     for f in range(n_flows):
@@ -213,6 +215,7 @@ def link_sums(
     total = _sums(
         _array(table, np.int32, 2),
         _array(rows, None, 1),
+        rows is None,
         _array(per_flow, np.float64, 1),
         _array(coef if per_flow is not None else None, np.float64, 2),
         n_links,

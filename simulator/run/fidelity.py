@@ -7,7 +7,10 @@ estimates flow level's cost from the step's messages before running it:
 - under max-min sharing, each message costs ``PER_MESSAGE_S`` and each pattern (a step of concurrent messages)
   ``STEP_IN_TRAINING_S``, or ``STEP_ALONE_S`` in a lone collective; in a pattern where some rank sends or
   receives more than one message, those messages share its host link, so every flow is coupled to others and
-  takes part in rate solves: ``PER_SHARED_MESSAGE_S`` more per message. A pattern costs most of its time in
+  takes part in rate solves: ``PER_SHARED_MESSAGE_S`` more per message, x sqrt(m / ``SHARED_REF_MESSAGES``) in
+  a pattern of m > ``SHARED_REF_MESSAGES`` messages (a larger pattern has more distinct rates, so more completion
+  waves, each re-solving most of its flows: a shared message of the 1,024-host ps step costs 3.5 x one of the
+  256-host step, with 16 x the messages per pattern). A pattern costs most of its time in
   lookahead windows (about 150 us each), one per distinct event time. A lone collective's ranks move in step
   (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step under
   per-flow hashing they drift apart, since hops that collide on an uplink and routes of different lengths
@@ -20,9 +23,10 @@ estimates flow level's cost from the step's messages before running it:
 - under ``cm02``/``lv08`` the ACK streams couple every flow, so every pattern needs weighted rate solves: each
   costs ``WEIGHTED_STEP_S`` + ``WEIGHTED_MESSAGE_S`` x m.
 
-The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): a
-64 MiB direct all-to-all on 1,024 fat-tree hosts (1 M messages sharing host links, 40 s), the window counts above
-and, for ``dmodk``, the 1,024-host ps step (5.2 M messages, 13-18 s). ``benchmarks/fidelity.py`` compares the
+The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): the
+default ps step on 256 and 1,024 fat-tree hosts under hashing (5 patterns of 65,280 and 1.05 M shared messages:
+3.7 s and 192 s, large rate solves compiled), the window counts above and, for ``dmodk``, the 1,024-host ps step
+(5.2 M messages, 13-18 s). ``benchmarks/fidelity.py`` compares the
 estimate with held-out runs of lone collectives and default training steps on 64 to 1,024 hosts. It can still
 err either way, so a flow run chosen by ``auto`` also gets a deadline: past the budget it stops and the step
 runs at analytical fidelity instead, and the result says so. Every result names the fidelity it ran at and why
@@ -44,7 +48,8 @@ from simulator.options import DEFAULT_BUDGET_S
 PER_MESSAGE_S = 1.2e-6
 STEP_IN_TRAINING_S = 0.013
 STEP_ALONE_S = 0.0015
-PER_SHARED_MESSAGE_S = 4e-5
+PER_SHARED_MESSAGE_S = 1e-5
+SHARED_REF_MESSAGES = 65_536
 PER_SHARED_MESSAGE_SPREAD_S = 2.5e-6
 WEIGHTED_STEP_S = 0.05
 WEIGHTED_MESSAGE_S = 4e-4
@@ -56,13 +61,14 @@ def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = Fa
     """Estimated wall seconds of running ``schedules`` at flow level (this project's 2-core machine): the ops of
     a training step, or one collective ``alone``; ``spread``: routed by ``dmodk`` rather than hashed."""
     step_s = STEP_ALONE_S if alone or spread else STEP_IN_TRAINING_S
-    per_shared_s = PER_SHARED_MESSAGE_SPREAD_S if spread else PER_SHARED_MESSAGE_S
     total = 0.0
     for schedule in schedules:
         for step in schedule.steps:
             m = len(step.pattern)
             if maxmin:
                 shared = m and max(np.bincount(step.pattern.src).max(), np.bincount(step.pattern.dst).max()) > 1
+                per_shared_s = (PER_SHARED_MESSAGE_SPREAD_S if spread
+                                else PER_SHARED_MESSAGE_S * max(1.0, m / SHARED_REF_MESSAGES) ** 0.5)
                 total += step.repeat * ((PER_MESSAGE_S + shared * per_shared_s) * m + step_s)
             else:
                 total += step.repeat * (WEIGHTED_STEP_S + WEIGHTED_MESSAGE_S * m)
