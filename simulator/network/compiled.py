@@ -107,7 +107,7 @@ def _fill(
     level = np.full(n_flows, np.inf)
     frozen = np.zeros(n_flows, np.bool_)
     unfrozen = ptr[1:] - ptr[:-1]
-    size = n_links + ptr[-1] + bound_level.size + 1
+    size = n_links + bound_level.size + 1  # every push after the first ones follows a pop: the heap never grows
     keys = np.empty(size)
     items = np.empty(size, np.int64)  # a link id, or n_links + f for flow f's bound
     n = 0
