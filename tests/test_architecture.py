@@ -132,3 +132,17 @@ def test_a_collective_on_64_hosts_loads_no_pandas_networkx_plotly_or_numba() -> 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     lines = done.stdout.strip().splitlines()
     assert "64 ranks" in done.stdout and '"ranks": 64' in lines[-2] and lines[-1] == "[]"
+
+
+def test_a_64_host_training_step_at_flow_level_loads_no_numba() -> None:
+    """The 64-host DLRM ps step makes a few solves of up to 24,000 flow entries (7 at the default batch): it keeps
+    them in numpy (``maxmin.SolverTier``) rather than pay numba's 0.4 s load."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom simulator.cli import main\ntry:\n"
+            "    main(['run', '--strategy', 'ps', '--topology', 'fattree:k=8,pods=4,link_gbps=400,latency_us=1',"
+            " '--fidelity', 'flow', '--json'])\nexcept SystemExit as done:\n    assert done.code == 0, done.code\n"
+            "print('numba' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert '"step_time_s"' in done.stdout and done.stdout.strip().splitlines()[-1] == "False"

@@ -233,16 +233,31 @@ def test_compiled_kernels_over_no_rows_are_empty_not_the_whole_table() -> None:
 @pytest.mark.parametrize(("seed", "model"), [(3, MODELS["maxmin"]), (4, MODELS["cm02"]), (5, MODELS["lv08"])])
 def test_every_solve_by_heap_filling_equals_every_solve_by_local_minima(monkeypatch, seed: int,
                                                                          model: NetworkModel) -> None:
-    """The compiled heap filling (past ``LARGE_SOLVE_ENTRIES``) forced on every rate solve of random traffic, and
-    then forbidden: every rank ends at the same time and every link carries the same bytes."""
+    """The compiled heap filling forced on every rate solve of random traffic (no warm-up in numpy), and then
+    forbidden: every rank ends at the same time and every link carries the same bytes."""
     fabric, schedule = _random_traffic(seed)
     monkeypatch.setattr(maxmin, "LARGE_SOLVE_ENTRIES", 0)
+    monkeypatch.setattr(maxmin, "WARMUP_ENTRIES", 0)
     heap, network = run_flow(fabric, schedule, model=model)
     heap_bytes = network.link_bytes()
     monkeypatch.setattr(maxmin, "LARGE_SOLVE_ENTRIES", 10**12)
+    monkeypatch.setattr(maxmin, "HEAVY_SOLVE_ENTRIES", 10**12)
     local, network = run_flow(fabric, schedule, model=model)
     assert np.allclose(heap.rank_end_s, local.rank_end_s, rtol=1e-9, atol=0)
     assert np.allclose(network.link_bytes(), heap_bytes, rtol=1e-12, atol=0)
+
+
+def test_a_simulation_tiers_its_solves_numpy_first_then_compiled() -> None:
+    """``SolverTier``: numpy up to LARGE_SOLVE_ENTRIES, compiled past HEAVY_SOLVE_ENTRIES, and in between numpy
+    until such solves sum WARMUP_ENTRIES entries (numba's load is paid only where it pays back), compiled after;
+    small and heavy solves do not count toward the warm-up."""
+    tier = maxmin.SolverTier()
+    mid = maxmin.HEAVY_SOLVE_ENTRIES
+    assert not tier.compiled(maxmin.LARGE_SOLVE_ENTRIES) and tier.compiled(maxmin.HEAVY_SOLVE_ENTRIES + 1)
+    warmup = maxmin.WARMUP_ENTRIES // mid
+    assert [tier.compiled(mid) for _ in range(warmup)] == [False] * warmup
+    assert tier.compiled(mid) and tier.compiled(maxmin.LARGE_SOLVE_ENTRIES + 1)
+    assert not tier.compiled(10) and not maxmin.SolverTier().compiled(mid)
 
 
 @settings(max_examples=25, deadline=None)

@@ -41,7 +41,7 @@ import numpy as np
 
 from simulator.network import fabric as fabric_module
 from simulator.network.fabric import Fabric, entries, link_sums
-from simulator.network.maxmin import max_min_rates, weighted_max_min_rates
+from simulator.network.maxmin import SolverTier, entries_of, max_min_rates, weighted_max_min_rates
 from simulator.network.models import ModelRoutes
 from simulator.options import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE  # noqa: F401 (re-exported)
 
@@ -186,6 +186,7 @@ class FluidCore:
         self.n_windows = 0
         self.n_rate_solves = 0
         self.n_rate_flows = 0
+        self._tier = SolverTier()
 
     # ----- input and queries -------------------------------------------------------------------------
     def add(self, route: np.ndarray, size: np.ndarray, t_act: np.ndarray, owner: np.ndarray,
@@ -473,10 +474,12 @@ class FluidCore:
     def _solve(self, route: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
         """Rates of flows on ``route`` given what the links have left."""
         model = self._model_routes
+        compiled = self._tier.compiled(entries_of(self.fabric.route_links, route))
         if model is None:
-            return max_min_rates(self.fabric.route_links, capacity_Bps, rows=route)
+            return max_min_rates(self.fabric.route_links, capacity_Bps, rows=route, compiled=compiled)
         return weighted_max_min_rates(self.fabric.route_links, capacity_Bps, model.route_coef,
-                                      model.route_weight[route], model.route_bound_Bps[route], rows=route)
+                                      model.route_weight[route], model.route_bound_Bps[route], rows=route,
+                                      compiled=compiled)
 
     def _account_coupled(self, t_e: float) -> None:
         """Busy time of links used by coupled flows since the previous coupled event."""

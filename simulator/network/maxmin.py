@@ -4,42 +4,67 @@ All flows start at rate 0 and rise together; when a link fills, the flows crossi
 rate and the rest keep rising. The result is the unique max-min fair allocation: no flow can get more
 without taking from a flow that has no more than it.
 
-Two exact implementations, picked by size:
+Two exact implementations, picked by size (``SolverTier``):
 
 - ``by_local_minima`` (numpy, small solves): each iteration freezes every *locally minimal* link at once,
   i.e. a link whose fair share (capacity left / unfrozen flows) is no larger than the share of any other
   link its flows cross. Such a link saturates exactly at its share (none of its flows can freeze earlier,
   since shares only grow as flows freeze elsewhere), and two such links share no unfrozen flow unless their
   shares are equal. Iterations = depth of the bottleneck chain; each costs O(entries).
-- ``compiled.fill_levels`` (numba, past ``LARGE_SOLVE_ENTRIES``): one bottleneck at a time from a heap of
-  shares, O(entries + pops x log links) whatever the number of distinct rates. Imported on first use, so
-  runs without large solves never load numba.
+- ``compiled.fill_levels`` (numba, large solves): one bottleneck at a time from a heap of shares,
+  O(entries + pops x log links) whatever the number of distinct rates. Imported on first use, so runs
+  without large solves never load numba.
 """
 
 import numpy as np
 
 REL_TOL = 1e-12
-LARGE_SOLVE_ENTRIES = 15_000
+LARGE_SOLVE_ENTRIES = 15_000  # past it the compiled heap is faster per solve (4 ms vs 1 ms at 24,000 entries)
+HEAVY_SOLVE_ENTRIES = 60_000  # past it always compiled (numpy: 27 ms at 96,000 entries with 2,000 levels)
+WARMUP_ENTRIES = 2_000_000  # mid-size entries a simulation solves in numpy first: about numba's 0.4 s load
 
 
-def max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+class SolverTier:
+    """Which solver each of one simulation's solves uses, tiered as a JIT is: numpy up to
+    ``LARGE_SOLVE_ENTRIES``, compiled past ``HEAVY_SOLVE_ENTRIES``, and in between numpy until such solves have
+    summed ``WARMUP_ENTRIES`` flow entries, compiled after. Loading numba costs 0.4 s and 100 MB once, which a
+    few mid-size solves never pay back (a 64-host DLRM step makes 7-45 of up to 24,000 entries; a 128-host ps
+    step 1,233 of up to 97,536). Deterministic: a simulation's solves take the same path on every run.
+    """
+
+    def __init__(self) -> None:
+        self.mid_entries = 0
+
+    def compiled(self, entries: int) -> bool:
+        """Whether a solve over ``entries`` flow entries runs compiled."""
+        if entries <= LARGE_SOLVE_ENTRIES or entries > HEAVY_SOLVE_ENTRIES:
+            return entries > HEAVY_SOLVE_ENTRIES
+        self.mid_entries += entries
+        return self.mid_entries > WARMUP_ENTRIES
+
+
+def max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray, rows: np.ndarray | None = None,
+                  compiled: bool | None = None) -> np.ndarray:
     """Max-min fair rate (bytes/s) of each flow.
 
     ``flow_links`` is an (F, H) int array: row f lists the link ids flow f crosses, padded with -1; with ``rows``
     (a route table's rows), flow f crosses row ``rows[f]``. ``capacity_Bps`` gives each link's capacity (or what
-    is left of it). A flow with no links gets ``inf``.
+    is left of it). A flow with no links gets ``inf``. ``compiled``: which solver (None: compiled past
+    ``LARGE_SOLVE_ENTRIES``; a simulation asks its ``SolverTier``).
 
     >>> max_min_rates(np.array([[0, 1], [1, -1], [2, -1]]), np.array([10.0, 4.0, 6.0])).tolist()
     [2.0, 2.0, 6.0]
     """
-    if _entries(flow_links, rows) > LARGE_SOLVE_ENTRIES:
-        from simulator.network import compiled
+    if compiled is None:
+        compiled = entries_of(flow_links, rows) > LARGE_SOLVE_ENTRIES
+    if compiled:
+        from simulator.network.compiled import fill_levels
 
-        return compiled.fill_levels(flow_links, capacity_Bps, rows)
+        return fill_levels(flow_links, capacity_Bps, rows)
     return by_local_minima(flow_links if rows is None else flow_links[rows], capacity_Bps)
 
 
-def _entries(flow_links: np.ndarray, rows: np.ndarray | None) -> int:
+def entries_of(flow_links: np.ndarray, rows: np.ndarray | None) -> int:
     """Entries (flows x width) of a solve over ``flow_links`` or its ``rows``."""
     return (len(flow_links) if rows is None else len(rows)) * flow_links.shape[1]
 
@@ -91,7 +116,8 @@ def by_local_minima(flow_links: np.ndarray, capacity_Bps: np.ndarray) -> np.ndar
 
 
 def weighted_max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray, coef: np.ndarray,
-                           weight: np.ndarray, bound_Bps: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+                           weight: np.ndarray, bound_Bps: np.ndarray, rows: np.ndarray | None = None,
+                           compiled: bool | None = None) -> np.ndarray:
     """Weighted max-min fair rates (bytes/s) with per-entry consumption and per-flow bounds, as SimGrid's
     lmm solver defines them.
 
@@ -100,16 +126,19 @@ def weighted_max_min_rates(flow_links: np.ndarray, capacity_Bps: np.ndarray, coe
     stops at ``bound_Bps[f]`` (inf: none). A link freezes its flows when full, as in ``by_local_minima``:
     link l is full at level ``remaining_l / sum(coef * weight)`` over its unfrozen flows, and a flow whose
     bound level ``bound / weight`` is below every share of its links freezes at its bound. With ``rows``, flow f
-    crosses row ``rows[f]`` of ``flow_links`` with that row's ``coef``, as in ``max_min_rates``.
+    crosses row ``rows[f]`` of ``flow_links`` with that row's ``coef``, and ``compiled`` picks the solver, as in
+    ``max_min_rates``.
 
     >>> weighted_max_min_rates(np.array([[0], [0]]), np.array([9.0]), np.ones((2, 1)), np.array([2.0, 1.0]),
     ...                        np.full(2, np.inf)).tolist()
     [6.0, 3.0]
     """
-    if _entries(flow_links, rows) > LARGE_SOLVE_ENTRIES:
-        from simulator.network import compiled
+    if compiled is None:
+        compiled = entries_of(flow_links, rows) > LARGE_SOLVE_ENTRIES
+    if compiled:
+        from simulator.network.compiled import fill_levels
 
-        return compiled.fill_levels(flow_links, capacity_Bps, rows, coef, weight, bound_Bps / weight) * weight
+        return fill_levels(flow_links, capacity_Bps, rows, coef, weight, bound_Bps / weight) * weight
     if rows is not None:
         flow_links, coef = flow_links[rows], coef[rows]
     n_flows, width = flow_links.shape
