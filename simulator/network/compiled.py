@@ -1,8 +1,8 @@
 """The flow level's compiled kernels (numba): max-min filling and per-link sums over millions of flow entries.
 
-Modules import this one only for large inputs (``maxmin.LARGE_SOLVE_ENTRIES``, ``fabric.COMPILED_ENTRIES``), so
-small runs never load numba: its import and the cached machine code take about 0.4 s; the first compile,
-cached in ``__pycache__``, about 2 s.
+Modules import this one only for large inputs (``maxmin.SolverTier``, ``fabric.COMPILED_ENTRIES``), so small
+runs never load numba: its import and the cached machine code take about 0.4 s; the first compile, cached in
+``__pycache__``, about 2 s.
 
 **Filling** (``fill_levels``): the same allocation as ``maxmin.by_local_minima`` (progressive filling),
 computed one bottleneck at a time in O(entries + pops x log links). A heap holds each link's fair share
