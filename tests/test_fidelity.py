@@ -13,6 +13,7 @@ from simulator.compute.roofline import load_device
 from simulator.network.fabric import Fabric
 from simulator.network.schedule import Pattern, Schedule
 from simulator.run import fidelity
+from simulator.run.collective import ORDERED_REASON
 from simulator.run.fidelity import FidelityChoice, choose, flow_cost_s
 from simulator.run.training import make_cluster, simulate_step
 from topologies import load_topology
@@ -95,14 +96,17 @@ def test_commands_default_to_auto_and_print_what_they_chose(capsys: pytest.Captu
 
 
 def test_a_collective_chooses_too(capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run_cli(capsys, "collective", "--topology", "star8", "--size", "1MiB", "--json")
-    flow = json.loads(out)
-    assert code == 0 and flow["fidelity"] == "flow" and "within" in flow["fidelity_reason"]
-    code, out, _ = run_cli(capsys, "collective", "--topology", "star8", "--size", "1MiB", "--budget-s", "1e-9",
-                           "--json")
-    analytical = json.loads(out)
+    def run(*args: str) -> dict:
+        code, out, _ = run_cli(capsys, "collective", "--topology", "star8", "--size", "1MiB", "--json", *args)
+        assert code == 0
+        return json.loads(out)
+
+    flow, analytical = run("--op", "alltoall"), run("--op", "alltoall", "--budget-s", "1e-9")
+    assert flow["fidelity"] == "flow" and "within" in flow["fidelity_reason"]
     assert analytical["fidelity"] == "analytical" and "over the" in analytical["fidelity_reason"]
-    assert analytical["time_s"] == pytest.approx(flow["time_s"], rel=1e-9)  # a contention-free ring: equal
+    ring = run("--budget-s", "1e-9")  # no two messages ever meet: flow level in closed form, whatever the budget
+    assert ring["fidelity"] == "flow" and ring["fidelity_reason"] == ORDERED_REASON
+    assert run("--fidelity", "analytical")["time_s"] == pytest.approx(ring["time_s"], rel=1e-9)  # contention-free
 
 
 def test_sweep_rows_say_the_fidelity_each_point_ran_at() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from simulator.network.alone import ordered_routes, run_ordered
 from simulator.network.fabric import Fabric
 from simulator.network.fluid import DEFAULT_RATE_TOLERANCE, FluidCore, time_eps
 from simulator.network.models import MODELS, ModelRoutes, NetworkModel
@@ -79,6 +80,27 @@ class FlowNetwork:
         now_ranks = np.nonzero(np.isfinite(ready_s))[0]
         self.release(run.event, now_ranks, ready_s[now_ranks])
         return run.event
+
+    def run_alone(self, schedule: Schedule, hosts: np.ndarray | None = None) -> RunResult:
+        """Run ``schedule`` from now to its end with nothing else on the network (the clock moves to its end).
+
+        When no two of its messages can ever share a link while moving (``alone.ordered_routes``: a ring on a
+        fat-tree, say), in closed form, with no events; otherwise as ``start`` runs it. Either way the same
+        result and link figures, to rounding.
+        """
+        hosts = np.arange(schedule.n_ranks) if hosts is None else np.asarray(hosts, dtype=np.int64)
+        idle = not self._runs and self.core.next_event_time() == np.inf and self.core.link_segments() is None
+        route_ids = ordered_routes(self.routes, schedule, hosts) if idle else None
+        if route_ids is None:
+            done = self.start(schedule, hosts)
+            self.env.run(until=done)
+            return done.value
+        result = run_ordered(self.routes, schedule, route_ids, self.env.now, self.core.work_per_byte)
+        for step in schedule.steps:
+            self.core.add_moved_alone(route_ids[id(step.pattern)], step.pattern.size_bytes, step.repeat)
+        if result.end_s > self.env.now:
+            self.env.run(until=result.end_s)
+        return result
 
     def release(self, run_event: simpy.Event, ranks: np.ndarray, ready_s: np.ndarray) -> None:
         """Ranks of a started run join at ``ready_s`` (>= now), each exactly once."""

@@ -163,7 +163,7 @@ class FluidCore:
         self.fabric = fabric
         self._model_routes = fabric if isinstance(fabric, ModelRoutes) else None
         self.incremental = incremental
-        self._work_per_byte = 1.0 / fabric.model.rate_factor if self._model_routes is not None else 1.0
+        self.work_per_byte = 1.0 / fabric.model.rate_factor if self._model_routes is not None else 1.0
         self.rate_tolerance = rate_tolerance
         self.arrival_slack_s = rate_tolerance * fabric.min_route_latency_s()
         n_links = fabric.n_links
@@ -290,7 +290,7 @@ class FluidCore:
             iso = arr if every else {name: col[alone] for name, col in arr.items()}
             il, iv = (links, valid) if every else (links[alone], valid[alone])
             cap = self.fabric.route_bottleneck_Bps[iso["route"]]
-            duration = iso["size"] * self._work_per_byte / cap
+            duration = iso["size"] * self.work_per_byte / cap
             new_rows = self.iso.append(**iso, t_fin=iso["t_act"] + duration)
             self.link_owner[il[iv]] = entries(new_rows, iv)
             self._account_isolated(iso["route"], il, iv, cap, duration)
@@ -324,6 +324,14 @@ class FluidCore:
                         rate=cap)
         self.coupled_load_Bps += self._per_link(route, cap)
         iso.kill(rows)
+
+    def add_moved_alone(self, route: np.ndarray, size: np.ndarray, repeat: int = 1) -> None:
+        """Count flows that moved alone at their route's bottleneck rate, ``repeat`` times each, outside the
+        event loop (``FlowNetwork.run_alone``): their bytes, links' busy time and peak utilization."""
+        self._record_done(route, size * repeat)
+        links, valid = self._links_of(route)
+        cap = self.fabric.route_bottleneck_Bps[route]
+        self._account_isolated(route, links, valid, cap, repeat * (size * self.work_per_byte / cap))
 
     def _finish_isolated(self, limit: float, done: list) -> None:
         iso = self.iso
@@ -385,7 +393,7 @@ class FluidCore:
                 new_rows = cpl.append(route=arrivals["route"][sl], size=arrivals["size"][sl],
                                       owner=arrivals["owner"][sl], tag=arrivals["tag"][sl],
                                       t_act=arrivals["t_act"][sl], t_fin=np.full(count, np.inf),
-                                      rem=arrivals["size"][sl] * self._work_per_byte, t_upd=np.full(count, t_e),
+                                      rem=arrivals["size"][sl] * self.work_per_byte, t_upd=np.full(count, t_e),
                                       rate=np.zeros(count))
                 links = _links_in(self.fabric.route_links[arrivals["route"][sl]], self.fabric.n_links)
                 restart = min(restart, float(self._share_level(links).min(initial=np.inf)))

@@ -18,6 +18,7 @@ from simulator.network import (
     AnalyticalNetwork,
     make_network,
 )
+from simulator.network.alone import ordered_routes
 from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowBudgetExceeded
 from simulator.network.models import network_model as network_model_named
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 # --size per rank: at least one byte (a message), at most 1 PiB (thousands of times any device's memory: larger
 # sizes are typos, and their times, in years, mean nothing)
 MAX_SIZE_BYTES = 2**50
+ORDERED_REASON = ("auto: no two messages ever share a link, so every message moves alone: flow level, exact and "
+                  "without events")
 
 
 @dataclass
@@ -119,17 +122,22 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
     schedule = build_schedule(op, algo, size_bytes, n, servers, per_node) if fidelity != "analytical" else None
     reason = "requested"
     deadline = None
+    network = make_network(fabric, "analytical" if fidelity == "analytical" else "flow",
+                           rate_tolerance=rate_tolerance, model=network_model)
     if fidelity == "auto":
-        choice = choose([schedule], budget_s, maxmin=network_model == "maxmin", alone=True,
-                        spread=fabric.ecmp == "dmodk")
-        fidelity, reason = choice.fidelity, choice.reason
-        deadline = started + budget_s
-    network = make_network(fabric, fidelity, rate_tolerance=rate_tolerance, model=network_model)
+        if ordered_routes(network.routes, schedule, np.arange(n)) is not None:
+            fidelity, reason = "flow", ORDERED_REASON
+        else:
+            choice = choose([schedule], budget_s, maxmin=network_model == "maxmin", alone=True,
+                            spread=fabric.ecmp == "dmodk")
+            fidelity, reason = choice.fidelity, choice.reason
+            deadline = started + budget_s
+            if fidelity == "analytical":
+                network = make_network(fabric, fidelity, model=network_model)
     if fidelity == "flow":
         network.deadline = deadline
         try:
-            done = network.start(schedule)
-            network.env.run(until=done)
+            result = network.run_alone(schedule)
         except FlowBudgetExceeded:
             fidelity, reason = "analytical", over_budget_reason(budget_s, choice.estimate_s)
             network = make_network(fabric, fidelity, model=network_model)
@@ -141,7 +149,7 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
         steps, messages = entry.steps, entry.messages
         busy_s, peak_util = link_bytes / fabric.capacity_Bps, np.full(fabric.n_links, np.nan)
     else:
-        time_s, wire_bytes = done.value.time_s, float(done.value.sent_bytes.sum())
+        time_s, wire_bytes = result.time_s, float(result.sent_bytes.sum())
         steps, messages = schedule.n_steps, schedule.n_messages()
         link_bytes, (busy_s, peak_util) = network.link_bytes(), network.link_stats()
     algbw = size_bytes / time_s / 1e9
