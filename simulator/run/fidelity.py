@@ -23,6 +23,9 @@ estimates flow level's cost from the step's messages before running it:
 - under ``cm02``/``lv08`` the ACK streams couple every flow, so every pattern needs weighted rate solves: each
   costs ``WEIGHTED_STEP_S`` + ``WEIGHTED_MESSAGE_S`` x m.
 
+A lone collective whose messages never share a link (a ring on a fat-tree) runs at flow level in closed form
+(``network.alone``) without asking: exact, and as cheap as the analytical model (``run.collective``).
+
 The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): the
 default ps step on 256 and 1,024 fat-tree hosts under hashing (5 patterns of 65,280 and 1.05 M shared messages:
 3.7 s and 192 s, large rate solves compiled), the window counts above and, for ``dmodk``, the 1,024-host ps step
