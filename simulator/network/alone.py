@@ -8,7 +8,7 @@ sender only, at most one per step, no two messages ever move together on any lin
 then takes its route latency plus ``size / bottleneck`` exactly, as the fluid core's isolated flows do, and a
 run is a recurrence over steps with no events at all (``run_ordered``): rank r ends step k at the latest of its
 previous end and the arrivals of the step-k messages it sends or receives, each sent at its sender's previous
-end. The result equals the event-driven flow level to rounding (tests/test_network.py), in one vectorized update
+end. The result equals the event-driven flow level to rounding (tests/test_alone.py), in one vectorized update
 per step: a 64 MiB ring all-reduce over 4,096 fat-tree hosts takes well under a second instead of tens.
 
 Which schedules qualify: a ring (all-reduce, all-gather, reduce-scatter) on fabrics where neighbours' routes

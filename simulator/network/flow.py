@@ -89,8 +89,9 @@ class FlowNetwork:
         result and link figures, to rounding.
         """
         hosts = np.arange(schedule.n_ranks) if hosts is None else np.asarray(hosts, dtype=np.int64)
-        idle = not self._runs and self.core.next_event_time() == np.inf and self.core.link_segments() is None
-        route_ids = ordered_routes(self.routes, schedule, hosts) if idle else None
+        idle = not self._runs and self.core.next_event_time() == np.inf
+        recording = self.core.link_segments() is not None  # rate segments come from the event loop
+        route_ids = ordered_routes(self.routes, schedule, hosts) if idle and not recording else None
         if route_ids is None:
             done = self.start(schedule, hosts)
             self.env.run(until=done)
