@@ -128,3 +128,16 @@ def test_auto_runs_ordered_collectives_at_flow_level_and_says_why(op: str, algo:
     result, network = run_flow(fabric, build_schedule(op, algo, SIZE, fabric.n_hosts))
     assert report.time_s == pytest.approx(result.time_s, rel=1e-12)
     np.testing.assert_allclose(links.bytes, network.link_bytes(), rtol=1e-12, atol=1e-3)
+
+
+def test_a_network_recording_link_rates_runs_alone_through_the_event_loop() -> None:
+    """Each link's rate over time comes from the event loop's segments, so a recording network never skips it."""
+    fabric = Fabric(fattree_graph(4))
+    ring = build_schedule("allreduce", "ring", 16e6, fabric.n_hosts)
+    recording = FlowNetwork(fabric, record_rates=True)
+    result = recording.run_alone(ring)
+    segments = recording.link_segments()
+    moved = np.bincount(segments["link"].astype(np.int64), segments["rate"] * (segments["t1"] - segments["t0"]),
+                        minlength=fabric.n_links)
+    np.testing.assert_allclose(moved, recording.link_bytes(), rtol=1e-9, atol=1e-3)
+    assert result.time_s == pytest.approx(FlowNetwork(fabric).run_alone(ring).time_s, rel=1e-12)
