@@ -1,8 +1,13 @@
-"""The flow level's compiled kernels (numba): max-min filling and per-link sums over millions of flow entries.
+"""The flow level's compiled kernels (numba): max-min filling and per-link sums over millions of flow entries,
+and per-rank schedule progress over many lookahead windows.
 
-Modules import this one only for large inputs (``maxmin.SolverTier``, ``fabric.COMPILED_ENTRIES``), so small
-runs never load numba: its import and the cached machine code take about 0.4 s; the first compile, cached in
-``__pycache__``, about 2 s.
+Modules import this one only for large inputs (``maxmin.SolverTier``, ``fabric.COMPILED_ENTRIES``) or long runs
+(``flow.COMPILED_PROGRESS_WINDOWS``), so small runs never load numba: its import and the cached machine code take
+about 0.4 s; the first compile, cached in ``__pycache__``, about 2 s a kernel.
+
+**Progress** (``complete_progress``, ``advance_progress``, ``release_progress``): ``progress.ScheduleProgress``'s
+updates, rank by rank in the order numpy's vectorized waves take them, so they release the same messages in the
+same order (tests/test_progress.py compares every call).
 
 **Filling** (``fill_levels``): the same allocation as ``maxmin.by_local_minima`` (progressive filling),
 computed one bottleneck at a time in O(entries + pops x log links). A heap holds each link's fair share
@@ -221,3 +226,185 @@ def link_sums(
         n_links,
     )
     return total if per_flow is not None else total.astype(np.int64)
+
+
+@numba.njit(cache=True, inline="always")
+def _append(buffer: np.ndarray, n: int, value: float) -> np.ndarray:
+    """``buffer`` with ``value`` at ``n`` (a copy of twice the size when full)."""
+    if n == len(buffer):
+        grown = np.empty(2 * len(buffer), buffer.dtype)
+        grown[:n] = buffer
+        buffer = grown
+    buffer[n] = value
+    return buffer
+
+
+@numba.njit(cache=True)
+def _entry_of(step_ends: np.ndarray, step: int) -> int:
+    """Index of the schedule entry holding (expanded) step ``step``."""
+    return np.searchsorted(step_ends, step, side="right")
+
+
+@numba.njit(cache=True)
+def _resident(steps: np.ndarray, n_new: int, state: tuple, flat: tuple) -> tuple:
+    """``ScheduleProgress._resident``: ring-buffer slots for ``steps[:n_new]``, grown when they would wrap."""
+    cursor, outstanding, last_arrival, slot_step = state
+    if n_new == 0:
+        return state
+    width = len(slot_step)
+    highest = steps[:n_new].max()
+    lowest = cursor.min()
+    if highest - lowest >= width:
+        new_width = width
+        while new_width < highest - lowest + 1:
+            new_width *= 2
+        grown_out = np.zeros((new_width, outstanding.shape[1]), outstanding.dtype)
+        grown_last = np.zeros((new_width, outstanding.shape[1]))
+        grown_slot = np.full(new_width, -1, slot_step.dtype)
+        for slot in range(width):
+            k = slot_step[slot]
+            if k >= lowest:
+                grown_out[k % new_width] = outstanding[slot]
+                grown_last[k % new_width] = last_arrival[slot]
+                grown_slot[k % new_width] = k
+        outstanding, last_arrival, slot_step, width = grown_out, grown_last, grown_slot, new_width
+    for i in range(n_new):
+        k = steps[i]
+        slot = k % width
+        if slot_step[slot] != k:
+            outstanding[slot] = flat.involvement[flat.entry_pattern[_entry_of(flat.step_ends, k)]]
+            last_arrival[slot] = -np.inf
+            slot_step[slot] = k
+    return cursor, outstanding, last_arrival, slot_step
+
+
+@numba.njit(cache=True)
+def _release(ranks: np.ndarray, steps: np.ndarray, n: int, rank_time: np.ndarray, flat: tuple,
+             out: tuple, n_out: int) -> tuple:
+    """``ScheduleProgress._release`` for ``ranks[:n]`` entering ``steps[:n]``: their sends, grouped by schedule entry
+    (ranks in order within one), appended to the ``out`` buffers (step, message, ready time) at ``n_out``."""
+    out_step, out_msg, out_ready = out
+    entries = np.empty(n, np.int64)
+    for i in range(n):
+        entries[i] = _entry_of(flat.step_ends, steps[i])
+    for i in np.argsort(entries, kind="mergesort"):
+        r, p = ranks[i], flat.entry_pattern[entries[i]]
+        for pos in range(flat.sender_ptr[p, r], flat.sender_ptr[p, r + 1]):
+            out_step = _append(out_step, n_out, steps[i])
+            out_msg = _append(out_msg, n_out, flat.sender_order[flat.msg_off[p] + pos])
+            out_ready = _append(out_ready, n_out, rank_time[r])
+            n_out += 1
+    return (out_step, out_msg, out_ready), n_out
+
+
+@numba.njit(cache=True)
+def _buffers() -> tuple:
+    """Empty (step, message, ready time) buffers for ``_release``."""
+    return np.empty(16, np.int64), np.empty(16, np.int64), np.empty(16)
+
+
+@numba.njit(cache=True)
+def release_progress(ranks: np.ndarray, rank_time: np.ndarray, state: tuple, flat: tuple) -> tuple:
+    """The first sends of ranks that just joined (``ScheduleProgress.release``): (state, steps, messages, ready)."""
+    steps = state[0][ranks]
+    state = _resident(steps, len(ranks), state, flat)
+    out, n_out = _release(ranks, steps, len(ranks), rank_time, flat, _buffers(), 0)
+    return state, out[0][:n_out], out[1][:n_out], out[2][:n_out]
+
+
+@numba.njit(cache=True)
+def advance_progress(
+    ranks: np.ndarray,
+    released: np.ndarray,
+    rank_time: np.ndarray,
+    n_steps: int,
+    state: tuple,
+    flat: tuple,
+) -> tuple:
+    """``ScheduleProgress._advance`` (``progress.py``), in the same order, so the same messages come out in the
+    same order: move ``ranks`` past every step they completed, releasing the sends of each step entered.
+
+    ``state``: (cursor, outstanding, last_arrival, slot_step), the ring buffer possibly grown (returned);
+    ``flat``: the schedule as arrays (``progress.FlatSchedule``). Returns (state, released steps, messages,
+    ready times, finished ranks).
+    """
+    out, n_out = _buffers(), 0
+    finished = np.empty(16, np.int64)
+    n_done = 0
+    wave = ranks.copy()
+    n_wave = len(wave)
+    steps = np.empty(len(wave), np.int64)
+    going = np.empty(len(wave), np.int64)
+    while True:
+        cursor = state[0]
+        n = 0
+        for i in range(n_wave):  # ranks with steps left
+            r = wave[i]
+            if released[r] and cursor[r] < n_steps:
+                wave[n] = r
+                steps[n] = cursor[r]
+                n += 1
+        if n == 0:
+            break
+        state = _resident(steps, n, state, flat)
+        cursor, outstanding, last_arrival, slot_step = state
+        n_wave = 0
+        for i in range(n):  # those whose current step is complete move on
+            r = wave[i]
+            slot = steps[i] % len(slot_step)
+            if outstanding[slot, r] == 0:
+                rank_time[r] = max(rank_time[r], last_arrival[slot, r])
+                cursor[r] += 1
+                wave[n_wave] = r
+                n_wave += 1
+        if n_wave == 0:
+            break
+        n_going = 0
+        for i in range(n_wave):
+            r = wave[i]
+            if cursor[r] < n_steps:
+                going[n_going] = r
+                steps[n_going] = cursor[r]
+                n_going += 1
+            else:
+                finished = _append(finished, n_done, r)
+                n_done += 1
+        if n_going:
+            state = _resident(steps, n_going, state, flat)
+            out, n_out = _release(going, steps, n_going, rank_time, flat, out, n_out)
+    return state, out[0][:n_out], out[1][:n_out], out[2][:n_out], finished[:n_done]
+
+
+@numba.njit(cache=True)
+def complete_progress(
+    step: np.ndarray,
+    message: np.ndarray,
+    arrival: np.ndarray,
+    released: np.ndarray,
+    rank_time: np.ndarray,
+    sent: np.ndarray,
+    received: np.ndarray,
+    n_steps: int,
+    state: tuple,
+    flat: tuple,
+) -> tuple:
+    """``ScheduleProgress.complete`` (``progress.py``): count the arrived messages, then ``advance_progress``."""
+    outstanding, last_arrival, slot_step = state[1], state[2], state[3]
+    width = len(slot_step)
+    n_ranks = len(released)
+    touched = np.zeros(n_ranks, np.bool_)
+    ends = np.empty(2 * len(step), np.int64)
+    for i in range(len(step)):
+        at = flat.msg_off[flat.entry_pattern[_entry_of(flat.step_ends, step[i])]] + message[i]
+        ends[i], ends[len(step) + i] = flat.src[at], flat.dst[at]
+        sent[flat.src[at]] += flat.size[at]
+    for i in range(len(step)):
+        received[ends[len(step) + i]] += flat.size[flat.msg_off[flat.entry_pattern[_entry_of(flat.step_ends, step[i])]]
+                                                   + message[i]]
+    for i in range(2 * len(step)):
+        j = i % len(step)
+        slot, r = step[j] % width, ends[i]
+        outstanding[slot, r] -= 1
+        last_arrival[slot, r] = max(last_arrival[slot, r], arrival[j])
+        touched[r] = True
+    return advance_progress(np.nonzero(touched)[0], released, rank_time, n_steps, state, flat)
