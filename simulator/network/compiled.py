@@ -2,7 +2,7 @@
 and per-rank schedule progress over many lookahead windows.
 
 Modules import this one only for large inputs (``maxmin.SolverTier``, ``fabric.COMPILED_ENTRIES``) or long runs
-(``flow.COMPILED_PROGRESS_WINDOWS``), so small runs never load numba: its import and the cached machine code take
+(``flow.COMPILED_WINDOWS``), so small runs never load numba: its import and the cached machine code take
 about 0.4 s; the first compile, cached in ``__pycache__``, about 2 s a kernel.
 
 **Progress** (``complete_progress``, ``advance_progress``, ``release_progress``): ``progress.ScheduleProgress``'s
@@ -408,3 +408,83 @@ def complete_progress(
         last_arrival[slot, r] = max(last_arrival[slot, r], arrival[j])
         touched[r] = True
     return advance_progress(np.nonzero(touched)[0], released, rank_time, n_steps, state, flat)
+
+
+@numba.njit(cache=True)
+def isolated_window(
+    limit: float,
+    pending: tuple,
+    pending_alive: np.ndarray,
+    n_pending: int,
+    iso: tuple,
+    iso_alive: np.ndarray,
+    n_iso: int,
+    cpl_t_fin: np.ndarray,
+    route_links: np.ndarray,
+    bottleneck_Bps: np.ndarray,
+    capacity_Bps: np.ndarray,
+    link_count: np.ndarray,
+    link_owner: np.ndarray,
+    link_busy_s: np.ndarray,
+    link_peak_util: np.ndarray,
+    route_bytes: np.ndarray,
+) -> tuple:
+    """``FluidCore.run_window`` for a window where every arrival is alone on its links and no coupled flow
+    finishes (almost every window of a training step's collectives): the same updates, in the same order.
+
+    ``pending``: (route, size, t_act, owner, tag) columns at full capacity, ``iso`` the same plus t_fin, with room
+    for every pending flow after row ``n_iso``. Returns (moved, finished rows' owner, tag, t_fin, new ``n_iso``);
+    ``moved`` is -1, and nothing changed, when the window is not of that kind (an arrival shares a link, or a
+    coupled flow finishes before ``limit``).
+    """
+    p_route, p_size, p_t_act, p_owner, p_tag = pending
+    i_route, i_size, i_t_act, i_owner, i_tag, i_t_fin = iso
+    empty_owner, empty = np.zeros(0, p_owner.dtype), np.zeros(0, np.int64)
+    for t in cpl_t_fin:
+        if t < limit:
+            return -1, empty_owner, empty, np.zeros(0), n_iso
+    rows = np.nonzero(p_t_act[:n_pending] < limit)[0]
+    width = route_links.shape[1]
+    shared = False
+    for sign in (1, -1):  # count the arrivals in; out again if one shares a link
+        for r in rows:
+            for h in range(width):
+                link = route_links[p_route[r], h]
+                if link >= 0:
+                    link_count[link] += sign
+                    shared |= link_count[link] > 1
+        if not shared:
+            break
+    if shared:
+        return -1, empty_owner, empty, np.zeros(0), n_iso
+    for r in rows:  # start them, alone at their route's bottleneck rate
+        route = p_route[r]
+        rate = bottleneck_Bps[route]
+        duration = p_size[r] / rate
+        i_route[n_iso], i_size[n_iso], i_t_act[n_iso] = route, p_size[r], p_t_act[r]
+        i_owner[n_iso], i_tag[n_iso], i_t_fin[n_iso] = p_owner[r], p_tag[r], p_t_act[r] + duration
+        iso_alive[n_iso] = True
+        for h in range(width):
+            link = route_links[route, h]
+            if link >= 0:
+                link_owner[link] = n_iso
+                link_busy_s[link] += duration
+                link_peak_util[link] = max(link_peak_util[link], rate / capacity_Bps[link])
+        pending_alive[r] = False
+        p_t_act[r] = np.inf
+        n_iso += 1
+    finished = np.nonzero(i_t_fin[:n_iso] < limit)[0]
+    for i in finished:  # finish those done before the window's end
+        route = i_route[i]
+        for h in range(width):
+            link = route_links[route, h]
+            if link >= 0:
+                link_count[link] -= 1
+                link_owner[link] = -1
+        route_bytes[route] += i_size[i]
+    owner, tag, t_fin = i_owner[finished], i_tag[finished], i_t_fin[finished]
+    for i in finished:
+        iso_alive[i] = False
+        i_t_act[i] = np.inf
+        i_t_fin[i] = np.inf
+    return len(rows), owner, tag, t_fin, n_iso

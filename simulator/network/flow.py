@@ -23,7 +23,7 @@ from simulator.network.progress import TAG_SHIFT, Released, ScheduleProgress
 from simulator.network.result import RankCallback, RunResult
 from simulator.network.schedule import Pattern, Schedule, group_by
 
-COMPILED_PROGRESS_WINDOWS = 20_000  # past this many windows, runs advance compiled (``ScheduleProgress.use_compiled``)
+COMPILED_WINDOWS = 20_000  # past this many windows, compiled progress and lone windows (``use_compiled``)
 
 
 class FlowBudgetExceeded(RuntimeError):
@@ -62,9 +62,9 @@ class FlowNetwork:
         self._next_id = 0
         self._wakeup = self.env.event()
         self.deadline: float | None = None  # a time.perf_counter() value: past it, the next window raises
-        # Progress runs in numpy until the windows are many, then compiled (numba's 0.4 s load, paid only then:
-        # a 64-host training step takes up to 5,000 windows, a 256-host des step 87,000 at 126 us each).
-        self._compiled_progress = False
+        # Windows and progress run in numpy until the windows are many, then compiled (numba's 0.4 s load, paid
+        # only then: a 64-host training step takes up to 5,000 windows, a 256-host des step 87,000 at 126 us each).
+        self._compiled = False
         self.env.process(self._loop())
 
     def start(self, schedule: Schedule, hosts: np.ndarray | None = None, ready_s: np.ndarray | None = None,
@@ -78,7 +78,7 @@ class FlowNetwork:
         n = schedule.n_ranks
         hosts = np.arange(n) if hosts is None else np.asarray(hosts, dtype=np.int64)
         run = _Run(self._next_id, ScheduleProgress(schedule), hosts, self.env.event(), self.env.now, on_rank_done)
-        if self._compiled_progress:
+        if self._compiled:
             run.progress.use_compiled()
         self._next_id += 1
         self._runs[run.run_id] = run
@@ -153,8 +153,9 @@ class FlowNetwork:
                 raise FlowBudgetExceeded(f"flow level passed its deadline at t = {env.now:.6g} s simulated")
             now = env.now
             done = self.core.run_window(now, now + self.lookahead_s)
-            if not self._compiled_progress and self.core.n_windows > COMPILED_PROGRESS_WINDOWS:
-                self._compiled_progress = True
+            if not self._compiled and self.core.n_windows > COMPILED_WINDOWS:
+                self._compiled = True
+                self.core.use_compiled()
                 for run in self._runs.values():
                     run.progress.use_compiled()
             for owner, sel in group_by(done.owner):

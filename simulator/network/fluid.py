@@ -46,6 +46,7 @@ from simulator.network.models import ModelRoutes
 from simulator.options import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE  # noqa: F401 (re-exported)
 
 TIME_REL_EPS = 1e-12
+ARRIVING = ("route", "size", "t_act", "owner", "tag")  # the columns of a pending flow
 TOLERANCE_BOUND = 2.0  # a rank's end moves by at most this x rate_tolerance, relative (tested, not proven)
 
 
@@ -94,8 +95,7 @@ class _Table:
     def append(self, **values: np.ndarray) -> np.ndarray:
         k = len(next(iter(values.values())))
         need = self.n + k
-        if need > len(self.alive):
-            self._resize(max(need, 2 * len(self.alive)))
+        self.reserve(need)
         for name, value in values.items():
             self.cols[name][self.n : need] = value
         self.alive[self.n : need] = True
@@ -103,6 +103,11 @@ class _Table:
         self.n = need
         self.n_alive += k
         return rows
+
+    def reserve(self, rows: int) -> None:
+        """Room for ``rows`` rows in all, without appending (at least double, as appends grow)."""
+        if rows > len(self.alive):
+            self._resize(max(rows, 2 * len(self.alive)))
 
     def _resize(self, capacity: int) -> None:
         """Copy the first ``n`` rows into arrays of ``capacity`` rows."""
@@ -174,9 +179,8 @@ class FluidCore:
         self.coupled_load_Bps = np.zeros(n_links)
         self.link_busy_s = np.zeros(n_links)
         self.link_peak_util = np.zeros(n_links)
-        arriving = ("route", "size", "t_act", "owner", "tag")
-        self.pending = _Table(*arriving)
-        self.iso = _Table(*arriving, "t_fin")
+        self.pending = _Table(*ARRIVING)
+        self.iso = _Table(*ARRIVING, "t_fin")
         self.cpl = _Table(*_Table.FIELDS)
         self._route_bytes = np.zeros(0)
         self._segments: list[tuple[np.ndarray, ...]] | None = [] if record_rates else None
@@ -187,6 +191,7 @@ class FluidCore:
         self.n_rate_solves = 0
         self.n_rate_flows = 0
         self._tier = SolverTier()
+        self._compiled_windows = False  # ``use_compiled``
 
     # ----- input and queries -------------------------------------------------------------------------
     def add(self, route: np.ndarray, size: np.ndarray, t_act: np.ndarray, owner: np.ndarray,
@@ -236,11 +241,22 @@ class FluidCore:
                          rows=model.route_fwd[used])
 
     # ----- the window ---------------------------------------------------------------------------------
+    def use_compiled(self) -> None:
+        """From now on, run windows whose arrivals are all alone on their links and in which no coupled flow
+        finishes (nearly all of a training step's) in one compiled call, ``compiled.isolated_window``: the same
+        updates in the same order, about 10x faster than numpy's small array operations, for numba's 0.4 s load.
+        Max-min sharing without rate recording only (the others keep numpy's path)."""
+        self._compiled_windows = self._model_routes is None and self._segments is None
+
     def run_window(self, t0: float, horizon: float) -> Completions:
         """Process every event at time t0 or in [t0, horizon); return the flows that finished."""
         self.n_windows += 1
         self._next_event_s = None
         limit = max(horizon, t0 + time_eps(t0) * 2)
+        if self._compiled_windows:
+            completions = self._isolated_window(limit)
+            if completions is not None:
+                return completions
         done: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         arrivals = self._classify_arrivals(t0, limit)
         self._finish_isolated(limit, done)
@@ -248,6 +264,30 @@ class FluidCore:
         if not done:
             return Completions(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
         return Completions(*(np.concatenate([d[i] for d in done]) for i in range(3)))
+
+    def _isolated_window(self, limit: float) -> Completions | None:
+        """``run_window`` compiled when every arrival is alone and no coupled flow finishes; None otherwise."""
+        from simulator.network.compiled import isolated_window
+
+        pend, iso = self.pending, self.iso
+        if iso.n + pend.n_alive > len(iso.alive):
+            iso.reserve(iso.n + pend.n_alive)
+        if len(self._route_bytes) < self.fabric.n_routes:
+            self._route_bytes = _extended(self._route_bytes, self.fabric.n_routes)
+        moved, owner, tag, t_fin, n_iso = isolated_window(
+            limit, tuple(pend.cols[name] for name in ARRIVING), pend.alive, pend.n,
+            tuple(iso.cols[name] for name in (*ARRIVING, "t_fin")), iso.alive, iso.n, self.cpl.t_fin,
+            self.fabric.route_links, self.fabric.route_bottleneck_Bps, self.fabric.capacity_Bps, self.link_count,
+            self.link_owner, self.link_busy_s, self.link_peak_util, self._route_bytes)
+        if moved < 0:
+            return None
+        if moved:
+            pend.n_alive -= moved
+            pend.compact()
+        iso.n, iso.n_alive = n_iso, iso.n_alive + moved - len(owner)
+        if len(owner):
+            self._compact_isolated()
+        return Completions(owner, tag, t_fin)
 
     def _links_of(self, routes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Padded link matrix of ``routes`` and the mask of its real (non-padding) entries."""
@@ -272,7 +312,7 @@ class FluidCore:
         rows = np.nonzero(pend.t_act < limit)[0]
         if not len(rows):
             return {}
-        arr = {name: getattr(pend, name)[rows] for name in ("route", "size", "t_act", "owner", "tag")}
+        arr = {name: getattr(pend, name)[rows] for name in ARRIVING}
         pend.kill(rows)
         pend.compact()
 
@@ -346,10 +386,14 @@ class FluidCore:
         self._log_isolated(route, iso.t_act[rows], iso.t_fin[rows])
         done.append((iso.owner[rows].copy(), iso.tag[rows].copy(), iso.t_fin[rows].copy()))
         iso.kill(rows)
-        old_rows = iso.compact()
+        self._compact_isolated()
+
+    def _compact_isolated(self) -> None:
+        """Compact the isolated table when mostly dead, pointing links at their flows' new rows."""
+        old_rows = self.iso.compact()
         if old_rows is not None:
             live = np.arange(len(old_rows))
-            links, valid = self._links_of(iso.route[live])
+            links, valid = self._links_of(self.iso.route[live])
             self.link_owner[links[valid]] = entries(live, valid)
 
     def _record_done(self, route: np.ndarray, size: np.ndarray) -> None:

@@ -1,4 +1,5 @@
-"""Per-rank progress through a schedule: the compiled kernels (``use_compiled``) against numpy's, call for call."""
+"""Long flow-level runs go compiled (``flow.COMPILED_WINDOWS``): per-rank progress and windows of lone arrivals.
+Both must give numpy's results to the bit: progress call for call, windows run for run."""
 
 import json
 
@@ -7,10 +8,10 @@ import pytest
 from conftest import fattree_graph, run_cli, run_flow
 
 from simulator.collectives.algorithms import build_schedule
-from simulator.network import flow
+from simulator.network import compiled, flow
 from simulator.network.fabric import Fabric
 from simulator.network.progress import Released, ScheduleProgress
-from simulator.network.schedule import Schedule
+from simulator.network.schedule import Pattern, Schedule
 
 CASES = [("allreduce", "ring"), ("allreduce", "halving-doubling"), ("alltoall", "direct"), ("allgather", "ring"),
          ("broadcast", "tree"), ("reducescatter", "ring")]
@@ -74,9 +75,9 @@ def test_a_flow_network_switches_to_compiled_progress_past_its_window_count(monk
     fabric = Fabric(fattree_graph(4))
     schedule = build_schedule("allreduce", "ring", 16e6, fabric.n_hosts)
     plain, plain_network = run_flow(fabric, schedule)
-    monkeypatch.setattr(flow, "COMPILED_PROGRESS_WINDOWS", 10)
+    monkeypatch.setattr(flow, "COMPILED_WINDOWS", 10)
     switched, network = run_flow(fabric, schedule)
-    assert network._compiled_progress and not plain_network._compiled_progress and network.core.n_windows > 10
+    assert network._compiled and not plain_network._compiled and network.core.n_windows > 10
     np.testing.assert_array_equal(switched.rank_end_s, plain.rank_end_s)
     np.testing.assert_array_equal(network.link_bytes(), plain_network.link_bytes())
 
@@ -90,7 +91,43 @@ def test_training_steps_with_compiled_progress_from_the_first_window_are_bit_ide
         return json.loads(out)
 
     plain = step()
-    monkeypatch.setattr(flow, "COMPILED_PROGRESS_WINDOWS", 0)
+    monkeypatch.setattr(flow, "COMPILED_WINDOWS", 0)
     compiled = step()
     for key in ("step_time_s", "bytes_on_wire", "exposed_comm_s"):
         assert compiled[key] == plain[key], key
+
+
+def _traffic(seed: int) -> tuple[Fabric, Schedule, np.ndarray]:
+    """Random messages on a 16-host fat-tree, ranks joining up to 20 us apart: windows of every kind."""
+    rng = np.random.default_rng(seed)
+    fabric = Fabric(fattree_graph(4, latency_us=float(rng.uniform(0.1, 2.0))))
+    n = fabric.n_hosts
+    schedule = Schedule(n)
+    for _ in range(int(rng.integers(2, 6))):
+        m = int(rng.integers(1, 24))
+        schedule.add(Pattern.of(n, rng.integers(0, n, m), rng.integers(0, n, m), rng.uniform(1e3, 1e6, m)),
+                     repeat=int(rng.integers(1, 4)))
+    schedule.add(Pattern.of(n, np.arange(n), (np.arange(n) + 1) % n, 2e5), repeat=3)  # a ring: lone flows
+    return fabric, schedule, rng.uniform(0, 2e-5, n)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_compiled_windows_give_numpy_results_to_the_bit(monkeypatch, seed: int) -> None:
+    fabric, schedule, ready_s = _traffic(seed)
+    plain, plain_network = run_flow(fabric, schedule, ready_s=ready_s)
+    kernel, taken = compiled.isolated_window, []
+
+    def counted(*args: object) -> tuple:
+        out = kernel(*args)
+        taken.append(out[0] >= 0)
+        return out
+
+    monkeypatch.setattr(compiled, "isolated_window", counted)
+    monkeypatch.setattr(flow, "COMPILED_WINDOWS", 0)
+    fast, network = run_flow(fabric, schedule, ready_s=ready_s)
+    assert any(taken) and not all(taken)  # both paths ran: lone windows compiled, the others in numpy
+    np.testing.assert_array_equal(fast.rank_end_s, plain.rank_end_s)
+    np.testing.assert_array_equal(fast.sent_bytes, plain.sent_bytes)
+    np.testing.assert_array_equal(network.link_bytes(), plain_network.link_bytes())
+    for mine, theirs in zip(network.link_stats(), plain_network.link_stats(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
