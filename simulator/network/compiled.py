@@ -433,16 +433,18 @@ def isolated_window(
     finishes (almost every window of a training step's collectives): the same updates, in the same order.
 
     ``pending``: (route, size, t_act, owner, tag) columns at full capacity, ``iso`` the same plus t_fin, with room
-    for every pending flow after row ``n_iso``. Returns (moved, finished rows' owner, tag, t_fin, new ``n_iso``);
-    ``moved`` is -1, and nothing changed, when the window is not of that kind (an arrival shares a link, or a
-    coupled flow finishes before ``limit``).
+    for every pending flow after row ``n_iso``. Returns (moved, finished rows' owner, tag, t_fin, new ``n_iso``,
+    the next event time after the window); ``moved`` is -1, and nothing changed, when the window is not of that
+    kind (an arrival shares a link, or a coupled flow finishes before ``limit``).
     """
     p_route, p_size, p_t_act, p_owner, p_tag = pending
     i_route, i_size, i_t_act, i_owner, i_tag, i_t_fin = iso
     empty_owner, empty = np.zeros(0, p_owner.dtype), np.zeros(0, np.int64)
+    next_s = np.inf
     for t in cpl_t_fin:
         if t < limit:
-            return -1, empty_owner, empty, np.zeros(0), n_iso
+            return -1, empty_owner, empty, np.zeros(0), n_iso, next_s
+        next_s = min(next_s, t)
     rows = np.nonzero(p_t_act[:n_pending] < limit)[0]
     width = route_links.shape[1]
     shared = False
@@ -456,7 +458,7 @@ def isolated_window(
         if not shared:
             break
     if shared:
-        return -1, empty_owner, empty, np.zeros(0), n_iso
+        return -1, empty_owner, empty, np.zeros(0), n_iso, next_s
     for r in rows:  # start them, alone at their route's bottleneck rate
         route = p_route[r]
         rate = bottleneck_Bps[route]
@@ -473,6 +475,8 @@ def isolated_window(
         pending_alive[r] = False
         p_t_act[r] = np.inf
         n_iso += 1
+    for t in p_t_act[:n_pending]:
+        next_s = min(next_s, t)
     finished = np.nonzero(i_t_fin[:n_iso] < limit)[0]
     for i in finished:  # finish those done before the window's end
         route = i_route[i]
@@ -487,4 +491,6 @@ def isolated_window(
         iso_alive[i] = False
         i_t_act[i] = np.inf
         i_t_fin[i] = np.inf
-    return len(rows), owner, tag, t_fin, n_iso
+    for t in i_t_fin[:n_iso]:
+        next_s = min(next_s, t)
+    return len(rows), owner, tag, t_fin, n_iso, next_s

@@ -191,7 +191,7 @@ class FluidCore:
         self.n_rate_solves = 0
         self.n_rate_flows = 0
         self._tier = SolverTier()
-        self._compiled_windows = False  # ``use_compiled``
+        self._isolated_kernel = None  # ``use_compiled``
 
     # ----- input and queries -------------------------------------------------------------------------
     def add(self, route: np.ndarray, size: np.ndarray, t_act: np.ndarray, owner: np.ndarray,
@@ -200,7 +200,8 @@ class FluidCore:
         if len(route):
             self.pending.append(route=route, size=size, t_act=t_act, owner=owner, tag=tag)
             self.n_flows += len(route)
-            self._next_event_s = None
+            if self._next_event_s is not None:
+                self._next_event_s = min(self._next_event_s, float(t_act.min()))
 
     def next_event_time(self) -> float:
         """The earliest pending arrival or completion (s); inf when none."""
@@ -246,14 +247,17 @@ class FluidCore:
         finishes (nearly all of a training step's) in one compiled call, ``compiled.isolated_window``: the same
         updates in the same order, about 10x faster than numpy's small array operations, for numba's 0.4 s load.
         Max-min sharing without rate recording only (the others keep numpy's path)."""
-        self._compiled_windows = self._model_routes is None and self._segments is None
+        if self._model_routes is None and self._segments is None:
+            from simulator.network.compiled import isolated_window
+
+            self._isolated_kernel = isolated_window
 
     def run_window(self, t0: float, horizon: float) -> Completions:
         """Process every event at time t0 or in [t0, horizon); return the flows that finished."""
         self.n_windows += 1
         self._next_event_s = None
         limit = max(horizon, t0 + time_eps(t0) * 2)
-        if self._compiled_windows:
+        if self._isolated_kernel is not None:
             completions = self._isolated_window(limit)
             if completions is not None:
                 return completions
@@ -267,19 +271,18 @@ class FluidCore:
 
     def _isolated_window(self, limit: float) -> Completions | None:
         """``run_window`` compiled when every arrival is alone and no coupled flow finishes; None otherwise."""
-        from simulator.network.compiled import isolated_window
-
         pend, iso = self.pending, self.iso
         if iso.n + pend.n_alive > len(iso.alive):
             iso.reserve(iso.n + pend.n_alive)
         if len(self._route_bytes) < self.fabric.n_routes:
             self._route_bytes = _extended(self._route_bytes, self.fabric.n_routes)
-        moved, owner, tag, t_fin, n_iso = isolated_window(
+        moved, owner, tag, t_fin, n_iso, self._next_event_s = self._isolated_kernel(
             limit, tuple(pend.cols[name] for name in ARRIVING), pend.alive, pend.n,
             tuple(iso.cols[name] for name in (*ARRIVING, "t_fin")), iso.alive, iso.n, self.cpl.t_fin,
             self.fabric.route_links, self.fabric.route_bottleneck_Bps, self.fabric.capacity_Bps, self.link_count,
             self.link_owner, self.link_busy_s, self.link_peak_util, self._route_bytes)
         if moved < 0:
+            self._next_event_s = None
             return None
         if moved:
             pend.n_alive -= moved

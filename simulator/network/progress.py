@@ -89,17 +89,21 @@ class ScheduleProgress:
         self._slot_step = np.full(self._width, -1, dtype=np.int64)
         self._out: list[Released] = []
         self._finished: list[np.ndarray] = []
+        self.n_finished = 0
         self._flat: FlatSchedule | None = None  # set by ``use_compiled``
 
     def use_compiled(self) -> None:
         """From now on, advance ranks with the compiled kernels (numba; same results, same order): worth it
         over many calls, since loading numba costs 0.4 s once."""
         if self._flat is None:
+            from simulator.network import compiled
+
             self._flat = FlatSchedule.of(self.schedule)
+            self._kernels = compiled.complete_progress, compiled.advance_progress, compiled.release_progress
 
     @property
     def done(self) -> bool:
-        return bool(np.all(self.released) and np.all(self.cursor >= self.n_steps))
+        return self.n_finished == self.schedule.n_ranks
 
     @property
     def end_s(self) -> float:
@@ -113,13 +117,18 @@ class ScheduleProgress:
         self.released[ranks] = True
         self.rank_time_s[ranks] = ready_s
         if not self.n_steps:
-            self._finished.append(ranks)
+            self._finish(ranks)
         elif self._flat is not None:
             return self._join_compiled(ranks)
         else:
             self._release(self.cursor[ranks], ranks)
         self._advance(ranks)
         return self._flush()
+
+    def _finish(self, ranks: np.ndarray) -> None:
+        """Ranks past their last step (each once)."""
+        self._finished.append(ranks)
+        self.n_finished += len(ranks)
 
     def take_finished(self) -> np.ndarray:
         """Ranks that finished their last step since the previous call (their end: ``rank_time_s``)."""
@@ -129,9 +138,7 @@ class ScheduleProgress:
     def complete(self, step: np.ndarray, message: np.ndarray, arrival_s: np.ndarray) -> Released:
         """Record that messages arrived; return the messages this releases."""
         if self._flat is not None:
-            from simulator.network.compiled import complete_progress
-
-            state, *out = complete_progress(
+            state, *out = self._kernels[0](
                 np.asarray(step, dtype=np.int64), np.asarray(message, dtype=np.int64),
                 np.asarray(arrival_s, dtype=np.float64), self.released, self.rank_time_s, self.sent_bytes,
                 self.received_bytes, self.n_steps, self._state(), self._flat)
@@ -214,7 +221,7 @@ class ScheduleProgress:
             self.cursor[ranks] += 1
             going = self.cursor[ranks] < self.n_steps
             if not going.all():
-                self._finished.append(ranks[~going])
+                self._finish(ranks[~going])
             if going.any():
                 self._release(self.cursor[ranks[going]], ranks[going])
 
@@ -223,11 +230,10 @@ class ScheduleProgress:
 
     def _join_compiled(self, ranks: np.ndarray) -> Released:
         """``release``'s ``_release`` and ``_advance`` of ranks that just joined, compiled."""
-        from simulator.network.compiled import advance_progress, release_progress
-
-        state, *first = release_progress(ranks, self.rank_time_s, self._state(), self._flat)
+        _, advance, release = self._kernels
+        state, *first = release(ranks, self.rank_time_s, self._state(), self._flat)
         self._out.append(Released(*first))
-        state, *out = advance_progress(ranks, self.released, self.rank_time_s, self.n_steps, state, self._flat)
+        state, *out = advance(ranks, self.released, self.rank_time_s, self.n_steps, state, self._flat)
         return self._take(state, *out)
 
     def _take(self, state: tuple, step: np.ndarray, message: np.ndarray, ready_s: np.ndarray,
@@ -236,7 +242,7 @@ class ScheduleProgress:
         _, self._outstanding, self._last_arrival_s, self._slot_step = state
         self._width = len(self._slot_step)
         if len(finished):
-            self._finished.append(finished)
+            self._finish(finished)
         if len(step):
             self._out.append(Released(step, message, ready_s))
         return self._flush()
