@@ -228,12 +228,13 @@ def link_sums(
     return total if per_flow is not None else total.astype(np.int64)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _append(buffer: np.ndarray, n: int, value: float) -> np.ndarray:
     """``buffer`` with ``value`` at ``n`` (a copy of twice the size when full)."""
     if n == len(buffer):
         grown = np.empty(2 * len(buffer), buffer.dtype)
-        grown[:n] = buffer
+        for i in range(n):  # loops, not slices or array expressions: numba compiles those for seconds each
+            grown[i] = buffer[i]
         buffer = grown
     buffer[n] = value
     return buffer
@@ -241,8 +242,15 @@ def _append(buffer: np.ndarray, n: int, value: float) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _entry_of(step_ends: np.ndarray, step: int) -> int:
-    """Index of the schedule entry holding (expanded) step ``step``."""
-    return np.searchsorted(step_ends, step, side="right")
+    """Index of the schedule entry holding (expanded) step ``step``: the first whose end is past it."""
+    low, high = 0, len(step_ends)
+    while low < high:
+        middle = (low + high) // 2
+        if step_ends[middle] <= step:
+            low = middle + 1
+        else:
+            high = middle
+    return low
 
 
 @numba.njit(cache=True)
@@ -251,29 +259,35 @@ def _resident(steps: np.ndarray, n_new: int, state: tuple, flat: tuple) -> tuple
     cursor, outstanding, last_arrival, slot_step = state
     if n_new == 0:
         return state
-    width = len(slot_step)
-    highest = steps[:n_new].max()
-    lowest = cursor.min()
+    width, n_ranks = outstanding.shape
+    highest, lowest = steps[0], cursor[0]
+    for i in range(n_new):
+        highest = max(highest, steps[i])
+    for r in range(n_ranks):
+        lowest = min(lowest, cursor[r])
     if highest - lowest >= width:
         new_width = width
         while new_width < highest - lowest + 1:
             new_width *= 2
-        grown_out = np.zeros((new_width, outstanding.shape[1]), outstanding.dtype)
-        grown_last = np.zeros((new_width, outstanding.shape[1]))
+        grown_out = np.zeros((new_width, n_ranks), outstanding.dtype)
+        grown_last = np.zeros((new_width, n_ranks))
         grown_slot = np.full(new_width, -1, slot_step.dtype)
         for slot in range(width):
             k = slot_step[slot]
             if k >= lowest:
-                grown_out[k % new_width] = outstanding[slot]
-                grown_last[k % new_width] = last_arrival[slot]
                 grown_slot[k % new_width] = k
+                for r in range(n_ranks):
+                    grown_out[k % new_width, r] = outstanding[slot, r]
+                    grown_last[k % new_width, r] = last_arrival[slot, r]
         outstanding, last_arrival, slot_step, width = grown_out, grown_last, grown_slot, new_width
     for i in range(n_new):
         k = steps[i]
         slot = k % width
         if slot_step[slot] != k:
-            outstanding[slot] = flat.involvement[flat.entry_pattern[_entry_of(flat.step_ends, k)]]
-            last_arrival[slot] = -np.inf
+            p = flat.entry_pattern[_entry_of(flat.step_ends, k)]
+            for r in range(n_ranks):
+                outstanding[slot, r] = flat.involvement[p, r]
+                last_arrival[slot, r] = -np.inf
             slot_step[slot] = k
     return cursor, outstanding, last_arrival, slot_step
 
@@ -285,15 +299,22 @@ def _release(ranks: np.ndarray, steps: np.ndarray, n: int, rank_time: np.ndarray
     (ranks in order within one), appended to the ``out`` buffers (step, message, ready time) at ``n_out``."""
     out_step, out_msg, out_ready = out
     entries = np.empty(n, np.int64)
+    entry, last = len(flat.step_ends), -1
     for i in range(n):
         entries[i] = _entry_of(flat.step_ends, steps[i])
-    for i in np.argsort(entries, kind="mergesort"):
-        r, p = ranks[i], flat.entry_pattern[entries[i]]
-        for pos in range(flat.sender_ptr[p, r], flat.sender_ptr[p, r + 1]):
-            out_step = _append(out_step, n_out, steps[i])
-            out_msg = _append(out_msg, n_out, flat.sender_order[flat.msg_off[p] + pos])
-            out_ready = _append(out_ready, n_out, rank_time[r])
-            n_out += 1
+        entry, last = min(entry, entries[i]), max(last, entries[i])
+    while entry <= last:  # each entry in turn, from the lowest: a wave spans few of them
+        p = flat.entry_pattern[entry]
+        for i in range(n):
+            if entries[i] != entry:
+                continue
+            r = ranks[i]
+            for pos in range(flat.sender_ptr[p, r], flat.sender_ptr[p, r + 1]):
+                out_step = _append(out_step, n_out, steps[i])
+                out_msg = _append(out_msg, n_out, flat.sender_order[flat.msg_off[p] + pos])
+                out_ready = _append(out_ready, n_out, rank_time[r])
+                n_out += 1
+        entry += 1
     return (out_step, out_msg, out_ready), n_out
 
 
@@ -306,7 +327,9 @@ def _buffers() -> tuple:
 @numba.njit(cache=True)
 def release_progress(ranks: np.ndarray, rank_time: np.ndarray, state: tuple, flat: tuple) -> tuple:
     """The first sends of ranks that just joined (``ScheduleProgress.release``): (state, steps, messages, ready)."""
-    steps = state[0][ranks]
+    steps = np.empty(len(ranks), np.int64)
+    for i in range(len(ranks)):
+        steps[i] = state[0][ranks[i]]
     state = _resident(steps, len(ranks), state, flat)
     out, n_out = _release(ranks, steps, len(ranks), rank_time, flat, _buffers(), 0)
     return state, out[0][:n_out], out[1][:n_out], out[2][:n_out]
@@ -331,8 +354,10 @@ def advance_progress(
     out, n_out = _buffers(), 0
     finished = np.empty(16, np.int64)
     n_done = 0
-    wave = ranks.copy()
-    n_wave = len(wave)
+    n_wave = len(ranks)
+    wave = np.empty(n_wave, np.int64)
+    for i in range(n_wave):
+        wave[i] = ranks[i]
     steps = np.empty(len(wave), np.int64)
     going = np.empty(len(wave), np.int64)
     while True:
@@ -407,7 +432,13 @@ def complete_progress(
         outstanding[slot, r] -= 1
         last_arrival[slot, r] = max(last_arrival[slot, r], arrival[j])
         touched[r] = True
-    return advance_progress(np.nonzero(touched)[0], released, rank_time, n_steps, state, flat)
+    ranks = np.empty(n_ranks, np.int64)
+    n = 0
+    for r in range(n_ranks):
+        if touched[r]:
+            ranks[n] = r
+            n += 1
+    return advance_progress(ranks[:n], released, rank_time, n_steps, state, flat)
 
 
 @numba.njit(cache=True)
@@ -445,7 +476,13 @@ def isolated_window(
         if t < limit:
             return -1, empty_owner, empty, np.zeros(0), n_iso, next_s
         next_s = min(next_s, t)
-    rows = np.nonzero(p_t_act[:n_pending] < limit)[0]
+    rows = np.empty(n_pending, np.int64)
+    n_rows = 0
+    for r in range(n_pending):
+        if p_t_act[r] < limit:
+            rows[n_rows] = r
+            n_rows += 1
+    rows = rows[:n_rows]
     width = route_links.shape[1]
     shared = False
     for sign in (1, -1):  # count the arrivals in; out again if one shares a link
@@ -475,10 +512,14 @@ def isolated_window(
         pending_alive[r] = False
         p_t_act[r] = np.inf
         n_iso += 1
-    for t in p_t_act[:n_pending]:
-        next_s = min(next_s, t)
-    finished = np.nonzero(i_t_fin[:n_iso] < limit)[0]
-    for i in finished:  # finish those done before the window's end
+    for r in range(n_pending):
+        next_s = min(next_s, p_t_act[r])
+    owner, tag, t_fin = np.empty(n_iso, i_owner.dtype), np.empty(n_iso, np.int64), np.empty(n_iso)
+    n_done = 0
+    for i in range(n_iso):  # finish those done before the window's end
+        if not i_t_fin[i] < limit:
+            next_s = min(next_s, i_t_fin[i])
+            continue
         route = i_route[i]
         for h in range(width):
             link = route_links[route, h]
@@ -486,11 +527,9 @@ def isolated_window(
                 link_count[link] -= 1
                 link_owner[link] = -1
         route_bytes[route] += i_size[i]
-    owner, tag, t_fin = i_owner[finished], i_tag[finished], i_t_fin[finished]
-    for i in finished:
+        owner[n_done], tag[n_done], t_fin[n_done] = i_owner[i], i_tag[i], i_t_fin[i]
+        n_done += 1
         iso_alive[i] = False
         i_t_act[i] = np.inf
         i_t_fin[i] = np.inf
-    for t in i_t_fin[:n_iso]:
-        next_s = min(next_s, t)
-    return len(rows), owner, tag, t_fin, n_iso, next_s
+    return len(rows), owner[:n_done], tag[:n_done], t_fin[:n_done], n_iso, next_s
