@@ -8,7 +8,7 @@ import pytest
 from conftest import fattree_graph, run_cli, run_flow
 
 from simulator.collectives.algorithms import build_schedule
-from simulator.network import compiled, flow
+from simulator.network import compiled, flow, maxmin
 from simulator.network.fabric import Fabric
 from simulator.network.progress import Released, ScheduleProgress
 from simulator.network.schedule import Pattern, Schedule
@@ -70,8 +70,15 @@ def test_compiled_progress_answers_every_call_as_numpy_does(op: str, algo: str, 
         assert max(widths) > 8  # ranks drifted past the initial ring buffer: its growth was exercised
 
 
+def _compiled_solves(monkeypatch) -> None:
+    """Every rate solve compiled from the first, as after the switch (which also moves small solves to the heap,
+    equal to numpy's to rounding only): runs then differ only in how windows and progress are computed."""
+    monkeypatch.setattr(maxmin, "HEAVY_SOLVE_ENTRIES", -1)
+
+
 def test_a_flow_network_switches_to_compiled_progress_past_its_window_count(monkeypatch) -> None:
     """The switch happens mid-run (between windows) and changes no result, not even in the last bit."""
+    _compiled_solves(monkeypatch)
     fabric = Fabric(fattree_graph(4))
     schedule = build_schedule("allreduce", "ring", 16e6, fabric.n_hosts)
     plain, plain_network = run_flow(fabric, schedule)
@@ -90,6 +97,7 @@ def test_training_steps_with_compiled_progress_from_the_first_window_are_bit_ide
         assert code == 0
         return json.loads(out)
 
+    _compiled_solves(monkeypatch)
     plain = step()
     monkeypatch.setattr(flow, "COMPILED_WINDOWS", 0)
     compiled = step()
@@ -113,6 +121,7 @@ def _traffic(seed: int) -> tuple[Fabric, Schedule, np.ndarray]:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_compiled_windows_give_numpy_results_to_the_bit(monkeypatch, seed: int) -> None:
+    _compiled_solves(monkeypatch)
     fabric, schedule, ready_s = _traffic(seed)
     plain, plain_network = run_flow(fabric, schedule, ready_s=ready_s)
     kernel, taken = compiled.isolated_window, []
@@ -131,3 +140,15 @@ def test_compiled_windows_give_numpy_results_to_the_bit(monkeypatch, seed: int) 
     np.testing.assert_array_equal(network.link_bytes(), plain_network.link_bytes())
     for mine, theirs in zip(network.link_stats(), plain_network.link_stats(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_past_the_switch_every_solve_is_compiled_and_model_windows_stay_in_numpy() -> None:
+    from simulator.network.models import MODELS
+
+    fabric = Fabric(fattree_graph(4))
+    plain, weighted = flow.FlowNetwork(fabric), flow.FlowNetwork(fabric, model=MODELS["cm02"])
+    assert not plain.core._tier.compiled(100)
+    for network in (plain, weighted):
+        network.core.use_compiled()
+        assert network.core._tier.compiled(100)
+    assert plain.core._isolated_kernel is not None and weighted.core._isolated_kernel is None

@@ -247,6 +247,7 @@ class FluidCore:
         finishes (nearly all of a training step's) in one compiled call, ``compiled.isolated_window``: the same
         updates in the same order, about 10x faster than numpy's small array operations, for numba's 0.4 s load.
         Max-min sharing without rate recording only (the others keep numpy's path)."""
+        self._tier.always = True
         if self._model_routes is None and self._segments is None:
             from simulator.network.compiled import isolated_window
 

@@ -34,9 +34,12 @@ class SolverTier:
 
     def __init__(self) -> None:
         self.mid_entries = 0
+        self.always = False  # set once the simulation runs compiled anyway (``FluidCore.use_compiled``)
 
     def compiled(self, entries: int) -> bool:
         """Whether a solve over ``entries`` flow entries runs compiled."""
+        if self.always:
+            return True
         if entries <= LARGE_SOLVE_ENTRIES or entries > HEAVY_SOLVE_ENTRIES:
             return entries > HEAVY_SOLVE_ENTRIES
         self.mid_entries += entries
