@@ -10,6 +10,7 @@ from conftest import run_cli
 
 import simulator.run.training as training
 from simulator.compute.roofline import load_device
+from simulator.network import flow
 from simulator.network.fabric import Fabric
 from simulator.network.schedule import Pattern, Schedule
 from simulator.run import fidelity
@@ -39,6 +40,12 @@ def test_the_estimate_is_its_stated_formula() -> None:
     with pytest.MonkeyPatch.context() as patch:  # patterns past SHARED_REF_MESSAGES: x sqrt(m / SHARED_REF_MESSAGES)
         patch.setattr(fidelity, "SHARED_REF_MESSAGES", 2)
         assert flow_cost_s([a, a]) == pytest.approx(2 * (2 * m3 + bigger), rel=1e-12)
+    many = Schedule(8)  # past the compiled switch, pattern steps cost less, after numba's load
+    numpy_steps = flow.COMPILED_WINDOWS // fidelity.WINDOWS_PER_STEP
+    many.add(Pattern.of(8, [0], [1], 1.0), repeat=numpy_steps + 10)
+    assert flow_cost_s([many]) == pytest.approx(
+        (numpy_steps + 10) * fidelity.PER_MESSAGE_S + numpy_steps * fidelity.STEP_IN_TRAINING_S
+        + 10 * fidelity.STEP_COMPILED_S + fidelity.NUMBA_LOAD_S, rel=1e-12)
     assert choose([a], budget_s=estimate).fidelity == "flow"
     assert choose([a], budget_s=estimate * 0.999).fidelity == "analytical"
     assert "over the" in choose([a], budget_s=estimate * 0.999).reason

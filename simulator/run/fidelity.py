@@ -14,8 +14,10 @@ estimates flow level's cost from the step's messages before running it:
   lookahead windows (about 150 us each), one per distinct event time. A lone collective's ranks move in step
   (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step under
   per-flow hashing they drift apart, since hops that collide on an uplink and routes of different lengths
-  finish at different times, and ops overlap: a DES or DP step on 256 hosts runs about 85 windows per pattern
-  step;
+  finish at different times, and ops overlap: a DES or DP step on 256 hosts runs about ``WINDOWS_PER_STEP``
+  (85) windows per pattern step. Past ``flow.COMPILED_WINDOWS`` windows the flow backend runs them compiled, and
+  a pattern step then costs ``STEP_COMPILED_S``, after numba's ``NUMBA_LOAD_S`` (``drifting_steps_s``; fitted
+  on the des step on 1,024 hosts: 15.6 s measured, 16.3 s estimated);
 - with routing that spreads traffic evenly (``ecmp: dmodk`` on a fat-tree), flows get equal rates by symmetry:
   rate solves settle in a few levels, ranks stay in step, and a shared message costs
   ``PER_SHARED_MESSAGE_SPREAD_S`` more, a pattern step ``STEP_ALONE_S``. Per-flow hashing instead collides flows
@@ -45,11 +47,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.network.flow import COMPILED_WINDOWS
 from simulator.network.schedule import Schedule
 from simulator.options import DEFAULT_BUDGET_S
 
 PER_MESSAGE_S = 1.2e-6
 STEP_IN_TRAINING_S = 0.013
+WINDOWS_PER_STEP = 85
+STEP_COMPILED_S = 0.002
+NUMBA_LOAD_S = 0.4
 STEP_ALONE_S = 0.0015
 PER_SHARED_MESSAGE_S = 1e-5
 SHARED_REF_MESSAGES = 65_536
@@ -63,8 +69,8 @@ LONG_RUN_S = 30.0  # a flow-level run estimated longer is announced at its start
 def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = False, spread: bool = False) -> float:
     """Estimated wall seconds of running ``schedules`` at flow level (this project's 2-core machine): the ops of
     a training step, or one collective ``alone``; ``spread``: routed by ``dmodk`` rather than hashed."""
-    step_s = STEP_ALONE_S if alone or spread else STEP_IN_TRAINING_S
-    total = 0.0
+    in_step = alone or spread  # ranks in step: a pattern step takes a few windows
+    total, drifting_steps = 0.0, 0
     for schedule in schedules:
         for step in schedule.steps:
             m = len(step.pattern)
@@ -72,10 +78,19 @@ def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = Fa
                 shared = m and max(np.bincount(step.pattern.src).max(), np.bincount(step.pattern.dst).max()) > 1
                 per_shared_s = (PER_SHARED_MESSAGE_SPREAD_S if spread
                                 else PER_SHARED_MESSAGE_S * max(1.0, m / SHARED_REF_MESSAGES) ** 0.5)
-                total += step.repeat * ((PER_MESSAGE_S + shared * per_shared_s) * m + step_s)
+                total += step.repeat * ((PER_MESSAGE_S + shared * per_shared_s) * m + in_step * STEP_ALONE_S)
+                drifting_steps += 0 if in_step else step.repeat
             else:
                 total += step.repeat * (WEIGHTED_STEP_S + WEIGHTED_MESSAGE_S * m)
-    return total
+    return total + drifting_steps_s(drifting_steps)
+
+
+def drifting_steps_s(steps: int) -> float:
+    """Wall seconds of ``steps`` pattern steps whose ranks drift apart (``WINDOWS_PER_STEP`` windows each): numpy
+    windows up to the compiled switch (``flow.COMPILED_WINDOWS``), compiled ones after it, plus numba's load."""
+    numpy_steps = min(steps, COMPILED_WINDOWS // WINDOWS_PER_STEP)
+    compiled = steps - numpy_steps
+    return numpy_steps * STEP_IN_TRAINING_S + (compiled * STEP_COMPILED_S + NUMBA_LOAD_S if compiled else 0.0)
 
 
 @dataclass(frozen=True)
