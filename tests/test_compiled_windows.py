@@ -57,7 +57,6 @@ def _drive(schedule: Schedule, seed: int, ahead: bool) -> int:
     for x, y in ((fast.rank_time_s, plain.rank_time_s), (fast.sent_bytes, plain.sent_bytes),
                  (fast.received_bytes, plain.received_bytes), (fast.cursor, plain.cursor)):
         np.testing.assert_array_equal(x, y)
-    assert fast._width == plain._width
     return fast._width
 
 

@@ -260,11 +260,15 @@ def _resident(steps: np.ndarray, n_new: int, state: tuple, flat: tuple) -> tuple
     if n_new == 0:
         return state
     width, n_ranks = outstanding.shape
-    highest, lowest = steps[0], cursor[0]
+    highest, clash = steps[0], False
     for i in range(n_new):
         highest = max(highest, steps[i])
-    for r in range(n_ranks):
-        lowest = min(lowest, cursor[r])
+        held = slot_step[steps[i] % width]
+        clash |= held != steps[i] and held >= 0  # the slot held an older step: is that one still live?
+    lowest = highest
+    if clash:  # the least step a rank is at, found only then (O(ranks))
+        for r in range(n_ranks):
+            lowest = min(lowest, cursor[r])
     if highest - lowest >= width:
         new_width = width
         while new_width < highest - lowest + 1:
@@ -417,7 +421,6 @@ def complete_progress(
     outstanding, last_arrival, slot_step = state[1], state[2], state[3]
     width = len(slot_step)
     n_ranks = len(released)
-    touched = np.zeros(n_ranks, np.bool_)
     ends = np.empty(2 * len(step), np.int64)
     for i in range(len(step)):
         at = flat.msg_off[flat.entry_pattern[_entry_of(flat.step_ends, step[i])]] + message[i]
@@ -431,14 +434,37 @@ def complete_progress(
         slot, r = step[j] % width, ends[i]
         outstanding[slot, r] -= 1
         last_arrival[slot, r] = max(last_arrival[slot, r], arrival[j])
-        touched[r] = True
-    ranks = np.empty(n_ranks, np.int64)
+    return advance_progress(_distinct(ends, n_ranks), released, rank_time, n_steps, state, flat)
+
+
+@numba.njit(cache=True)
+def _distinct(values: np.ndarray, bound: int) -> np.ndarray:
+    """The distinct ``values`` (in 0..bound-1), ascending: by insertion when few (a window's completions touch
+    a handful of ranks), by a pass over 0..bound-1 when many."""
+    if len(values) * len(values) > bound:
+        seen = np.zeros(bound, np.bool_)
+        for v in values:
+            seen[v] = True
+        out = np.empty(len(values), np.int64)
+        n = 0
+        for v in range(bound):
+            if seen[v]:
+                out[n] = v
+                n += 1
+        return out[:n]
+    out = np.empty(len(values), np.int64)
     n = 0
-    for r in range(n_ranks):
-        if touched[r]:
-            ranks[n] = r
-            n += 1
-    return advance_progress(ranks[:n], released, rank_time, n_steps, state, flat)
+    for v in values:
+        i = n
+        while i > 0 and out[i - 1] > v:
+            i -= 1
+        if i > 0 and out[i - 1] == v:
+            continue
+        for j in range(n, i, -1):
+            out[j] = out[j - 1]
+        out[i] = v
+        n += 1
+    return out[:n]
 
 
 @numba.njit(cache=True)
@@ -514,7 +540,10 @@ def isolated_window(
         n_iso += 1
     for r in range(n_pending):
         next_s = min(next_s, p_t_act[r])
-    owner, tag, t_fin = np.empty(n_iso, i_owner.dtype), np.empty(n_iso, np.int64), np.empty(n_iso)
+    n_done = 0
+    for i in range(n_iso):
+        n_done += i_t_fin[i] < limit
+    owner, tag, t_fin = np.empty(n_done, i_owner.dtype), np.empty(n_done, np.int64), np.empty(n_done)
     n_done = 0
     for i in range(n_iso):  # finish those done before the window's end
         if not i_t_fin[i] < limit:
@@ -532,4 +561,4 @@ def isolated_window(
         iso_alive[i] = False
         i_t_act[i] = np.inf
         i_t_fin[i] = np.inf
-    return len(rows), owner[:n_done], tag[:n_done], t_fin[:n_done], n_iso, next_s
+    return len(rows), owner, tag, t_fin, n_iso, next_s
