@@ -141,3 +141,14 @@ def test_a_network_recording_link_rates_runs_alone_through_the_event_loop() -> N
                         minlength=fabric.n_links)
     np.testing.assert_allclose(moved, recording.link_bytes(), rtol=1e-9, atol=1e-3)
     assert result.time_s == pytest.approx(FlowNetwork(fabric).run_alone(ring).time_s, rel=1e-12)
+
+
+def test_the_64_host_collective_of_item_5s_benchmark_runs_without_a_single_window() -> None:
+    """``benchmarks/startup.py``'s flow-level case (a 64 MiB ring all-reduce on a 64-host fat-tree) never enters
+    the event loop: no lookahead window, no rate solve; its time equals the event loop's."""
+    fabric = Fabric(load_cables("fattree:k=8,pods=4,link_gbps=400,latency_us=1", []))
+    schedule = build_schedule("allreduce", "ring", 64 * 2**20, fabric.n_hosts)
+    network = FlowNetwork(fabric)
+    result = network.run_alone(schedule)
+    assert network.core.n_windows == 0 and network.core.n_rate_solves == 0
+    assert result.time_s == pytest.approx(run_flow(fabric, schedule)[0].time_s, rel=1e-12)
