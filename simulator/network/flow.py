@@ -129,12 +129,13 @@ class FlowNetwork:
         return routes
 
     def _submit(self, run: _Run, released: Released) -> None:
+        if not len(released.step):  # most completions release nothing: the rank still waits for others
+            return
         for pattern, sel in run.progress.schedule.by_entry(released.step):
             msgs = released.message[sel]
             route = self._routes(run, pattern)[msgs]
             t_act = released.ready_s[sel] + self.routes.route_latency_s[route]
-            self.core.add(route, pattern.size_bytes[msgs], t_act, np.full(len(msgs), run.run_id),
-                          (released.step[sel] << TAG_SHIFT) | msgs)
+            self.core.add(route, pattern.size_bytes[msgs], t_act, run.run_id, (released.step[sel] << TAG_SHIFT) | msgs)
 
     def _loop(self):  # simpy process
         env = self.env

@@ -195,9 +195,10 @@ class FluidCore:
         self._isolated_kernel = None  # ``use_compiled``
 
     # ----- input and queries -------------------------------------------------------------------------
-    def add(self, route: np.ndarray, size: np.ndarray, t_act: np.ndarray, owner: np.ndarray,
+    def add(self, route: np.ndarray, size: np.ndarray, t_act: np.ndarray, owner: np.ndarray | int,
             tag: np.ndarray) -> None:
-        """Queue flows that start moving at ``t_act`` (ready time + route latency)."""
+        """Queue flows that start moving at ``t_act`` (ready time + route latency); ``owner``: one per flow, or
+        one for all."""
         if len(route):
             self.pending.append(route=route, size=size, t_act=t_act, owner=owner, tag=tag)
             self.n_flows += len(route)
