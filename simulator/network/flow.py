@@ -23,7 +23,7 @@ from simulator.network.progress import TAG_SHIFT, Released, ScheduleProgress
 from simulator.network.result import RankCallback, RunResult
 from simulator.network.schedule import Pattern, Schedule, group_by
 
-COMPILED_WINDOWS = 20_000  # past this many windows, compiled progress and lone windows (``use_compiled``)
+COMPILED_WINDOWS = 10_000  # past this many windows, compiled progress and lone windows (``use_compiled``)
 
 
 class FlowBudgetExceeded(RuntimeError):
@@ -62,8 +62,9 @@ class FlowNetwork:
         self._next_id = 0
         self._wakeup = self.env.event()
         self.deadline: float | None = None  # a time.perf_counter() value: past it, the next window raises
-        # Windows and progress run in numpy until the windows are many, then compiled (numba's 0.4 s load, paid
-        # only then: a 64-host training step takes up to 5,000 windows, a 256-host des step 87,000 at 126 us each).
+        # Windows and progress run in numpy until the windows are many, then compiled: numba's load (about 0.5 s
+        # with the cached kernels) is paid only then, and pays back in about 5,000 windows; a 64-host training step
+        # takes at most 5,000 windows, a 256-host des step 87,000.
         self._compiled = False
         self.env.process(self._loop())
 
