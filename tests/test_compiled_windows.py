@@ -151,3 +151,15 @@ def test_past_the_switch_every_solve_is_compiled_and_model_windows_stay_in_numpy
         network.core.use_compiled()
         assert network.core._tier.compiled(100)
     assert plain.core._isolated_kernel is not None and weighted.core._isolated_kernel is None
+
+
+def test_a_run_without_steps_started_after_the_switch_ends_at_once(monkeypatch) -> None:
+    monkeypatch.setattr(flow, "COMPILED_WINDOWS", 0)
+    fabric = Fabric(fattree_graph(4))
+    network = flow.FlowNetwork(fabric)
+    ring = network.start(build_schedule("allreduce", "ring", 16e6, fabric.n_hosts))
+    network.env.run(until=ring)
+    assert network._compiled
+    empty = network.start(Schedule(fabric.n_hosts))
+    network.env.run(until=empty)
+    assert empty.value.time_s == 0.0

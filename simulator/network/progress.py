@@ -60,7 +60,7 @@ class FlatSchedule(NamedTuple):
                 patterns.append(step.pattern)
         counts = [len(p) for p in patterns]
         return FlatSchedule(
-            step_ends=np.cumsum([s.repeat for s in schedule.steps], dtype=np.int64),
+            step_ends=schedule.step_ends,
             entry_pattern=np.array([index[id(s.pattern)] for s in schedule.steps], dtype=np.int64),
             msg_off=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             sender_ptr=np.array([p.by_sender[1] for p in patterns], dtype=np.int64),
@@ -95,7 +95,7 @@ class ScheduleProgress:
     def use_compiled(self) -> None:
         """From now on, advance ranks with the compiled kernels (numba; same results, same order): worth it
         over many calls, since loading numba costs 0.4 s once."""
-        if self._flat is None:
+        if self._flat is None and self.n_steps:  # a schedule without steps has nothing to advance
             from simulator.network import compiled
 
             self._flat = FlatSchedule.of(self.schedule)

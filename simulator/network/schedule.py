@@ -82,17 +82,18 @@ class Schedule:
             self.steps.append(Step(pattern, repeat))
 
     @cached_property
-    def _step_ends(self) -> np.ndarray:
+    def step_ends(self) -> np.ndarray:
+        """Entry e of ``steps`` holds the (expanded) steps below ``step_ends[e]``."""
         return np.cumsum([s.repeat for s in self.steps], dtype=np.int64)
 
     @property
     def n_steps(self) -> int:
         """Total number of steps, repeats expanded."""
-        return int(self._step_ends[-1]) if self.steps else 0
+        return int(self.step_ends[-1]) if self.steps else 0
 
     def entry_of(self, step: np.ndarray) -> np.ndarray:
         """Index into ``steps`` of each (expanded) step number."""
-        return np.searchsorted(self._step_ends, step, side="right")
+        return np.searchsorted(self.step_ends, step, side="right")
 
     def by_entry(self, step: np.ndarray) -> list[tuple[Pattern, np.ndarray | slice]]:
         """Group step numbers by the schedule entry they belong to: (pattern, selector) pairs."""
