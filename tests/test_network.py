@@ -16,7 +16,7 @@ from simulator.network.analytical import AnalyticalNetwork
 from simulator.network.compiled import fill_levels
 from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
-from simulator.network.fluid import TOLERANCE_BOUND, _Table
+from simulator.network.fluid import TOLERANCE_BOUND, FluidCore, _Table
 from simulator.network.maxmin import by_local_minima
 from simulator.network.models import MODELS, NetworkModel
 from simulator.network.schedule import Pattern, Schedule
@@ -288,6 +288,33 @@ def test_rate_tolerance_batches_completions_closed_form() -> None:
     assert 0 < batched.time_s / exact.time_s - 1 < 1e-3
     below, _ = run_flow(fabric, schedule, rate_tolerance=1e-4)  # d > t: not batched, exact again
     assert below.time_s == pytest.approx(exact.time_s, rel=1e-12)
+
+
+@pytest.mark.parametrize(("d", "batched"), [(3e-3, True), (8e-3, False)])
+def test_rate_tolerance_batches_later_completions_that_leave_little_capacity_idle(monkeypatch, d: float,
+                                                                                  batched: bool) -> None:
+    """N = 20 flows into one host at B/N each: A of size S, C of S(1 + d), 18 of 10 S. A ends at
+    t_A = 2L + N S/B, its age N S/B; C would end d N S/B later, past the first rule's reach (tolerance t x age,
+    d > t). Kept at B/N until then, A's share stays idle: d S bytes on each of A's links, under
+    ``IDLE_SHARE`` x t x age x B = 0.3 t N S when d <= 0.3 N t = 6e-3. Then one rate solve serves both
+    completions and C ends at t_A + d S N/B, not t_A + d S (N - 1)/B: d S/B late, about d/N of its time, within
+    t. Links of 10 us: a batch stays within its lookahead window (the least route latency, 20 us)."""
+    n, size, tolerance, latency_s = 20, 1e6, 1e-3, 10e-6
+    fabric = Fabric(star_graph(n + 1, GBPS, latency_s * 1e6))
+    schedule = Schedule(n + 1)
+    sizes = np.array([size, size * (1 + d), *[10 * size] * (n - 2)])
+    schedule.add(Pattern.of(n + 1, np.arange(n), np.full(n, n), sizes))
+    t_a = 2 * latency_s + n * size / B
+    batch, network = run_flow(fabric, schedule, rate_tolerance=tolerance)
+    expected = t_a + d * size * (n if batched else n - 1) / B
+    assert batch.rank_end_s[1] == pytest.approx(expected, rel=1e-12)
+    monkeypatch.setattr(FluidCore, "IDLE_SHARE", 0.0)  # the first rule alone: C is too late for it
+    first_rule, first_network = run_flow(fabric, schedule, rate_tolerance=tolerance)
+    assert first_rule.rank_end_s[1] == pytest.approx(t_a + d * size * (n - 1) / B, rel=1e-12)
+    assert network.core.n_rate_solves == first_network.core.n_rate_solves - batched
+    late_s = batch.rank_end_s[1] - first_rule.rank_end_s[1]
+    assert late_s == pytest.approx(batched * d * size / B, rel=1e-6, abs=1e-18)
+    assert late_s / first_rule.rank_end_s[1] < tolerance
 
 
 def test_rate_tolerance_batches_arrivals_within_its_share_of_the_route_latency() -> None:

@@ -228,6 +228,54 @@ def link_sums(
     return total if per_flow is not None else total.astype(np.int64)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def resolve_rates(
+    table: np.ndarray,
+    redo: np.ndarray,
+    every: bool,
+    route: np.ndarray,
+    rate: np.ndarray,
+    rem: np.ndarray,
+    t_upd: np.ndarray,
+    t_fin: np.ndarray,
+    t_e: float,
+    capacity_Bps: np.ndarray,
+    load_Bps: np.ndarray,
+    peak_util: np.ndarray,
+) -> None:
+    """``FluidCore._resolve_rates`` under max-min sharing for coupled-table rows ``redo`` (``every``: all the alive
+    ones), in place: their progress up to ``t_e``, their old rates out of the links' load ``load_Bps``, their
+    max-min rates on what is left, their finish times, their new rates in, and each link's peak utilization.
+    The same operations in the same order as the numpy path (``fill_levels`` and ``link_sums`` between array
+    updates), so the same bits, without the copies and passes in between.
+    """
+    n_links = len(capacity_Bps)
+    routes = np.empty(len(redo), route.dtype)
+    old = np.empty(len(redo))
+    for j in range(len(redo)):
+        i = redo[j]
+        routes[j] = route[i]
+        old[j] = rate[i]
+        rem[i] -= rate[i] * (t_e - t_upd[i])
+        t_upd[i] = t_e
+    if every:
+        load_Bps[:] = 0.0
+    else:
+        load_Bps -= _sums(table, routes, False, old, np.zeros((0, 0)), n_links)
+    left = np.empty(n_links)
+    for link in range(n_links):
+        load_Bps[link] = max(load_Bps[link], 0.0)
+        left[link] = capacity_Bps[link] - load_Bps[link]
+    new = _fill(table, routes, False, left, np.zeros((0, 0)), np.zeros(0), np.zeros(0))
+    for j in range(len(redo)):
+        i = redo[j]
+        t_fin[i] = t_e + max(rem[i], 0.0) / new[j]
+        rate[i] = new[j]
+    load_Bps += _sums(table, routes, False, new, np.zeros((0, 0)), n_links)
+    for link in range(n_links):
+        peak_util[link] = max(peak_util[link], load_Bps[link] / capacity_Bps[link])
+
+
 @numba.njit(cache=True)
 def _append(buffer: np.ndarray, n: int, value: float) -> np.ndarray:
     """``buffer`` with ``value`` at ``n`` (a copy of twice the size when full)."""

@@ -160,6 +160,9 @@ class FluidCore:
     left, arrivals at capacity / (sum of coef x weight of the link's flows).
     """
 
+    IDLE_SHARE: ClassVar[float] = 0.3  # completion batching: idle capacity a batch may add (``_completion_batch``)
+    BATCH_REACH: ClassVar[float] = 10.0  # ... and how far past the tolerance it may reach
+
     def __init__(self, fabric: Fabric | ModelRoutes, check_capacity: bool = False, incremental: bool = True,
                  rate_tolerance: float = DEFAULT_RATE_TOLERANCE, record_rates: bool = False) -> None:
         """``check_capacity`` asserts after every rate change that no link exceeds its capacity;
@@ -454,17 +457,40 @@ class FluidCore:
             cpl.compact()
 
     def _completion_batch(self, finished: np.ndarray, t_e: float, before: float) -> np.ndarray:
-        """Flows finishing at t_e plus those finishing within ``rate_tolerance`` x their age after it.
+        """Flows finishing at t_e plus those finishing soon after, whose completions share one rate recomputation.
 
-        They all finish at their own exact times; the others' rates are recomputed once, at the last of
-        them, instead of at each. So capacity they free stays idle for at most that fraction of their
-        age: the approximation. No link ever exceeds capacity and every byte is still counted. A batch
-        never reaches past ``before`` (the next arrival or the window's end).
+        Always those within ``rate_tolerance`` x the age of the first finisher (``budget``) after it; then, in
+        order of finish time, later ones while the capacity the batch's finishers leave idle until its last one
+        stays, on every link, under ``IDLE_SHARE`` x ``budget`` seconds of the link's full capacity (the first rule
+        idles at most one full ``budget``), and none is more than ``BATCH_REACH`` x ``budget`` after t_e. They all
+        finish at their own exact times; the others' rates are recomputed once, at the last of them. So the
+        capacity the early ones free stays idle that long: the approximation. No link ever exceeds capacity and
+        every byte is still counted. A batch never reaches past ``before`` (the next arrival or the window's end).
         """
         cpl = self.cpl
-        age = t_e - float(cpl.t_act[finished].min())
-        until = min(t_e + self.rate_tolerance * age, before - time_eps(before))
-        return np.nonzero(cpl.t_fin <= max(until, t_e + time_eps(t_e)))[0]
+        budget_s = self.rate_tolerance * (t_e - float(cpl.t_act[finished].min()))
+        last_s = before - time_eps(before)
+        floor_s = t_e + time_eps(t_e)
+        batch = np.nonzero(cpl.t_fin <= max(min(t_e + budget_s, last_s), floor_s))[0]
+        more = np.nonzero(cpl.t_fin <= max(min(t_e + self.BATCH_REACH * budget_s, last_s), floor_s))[0]
+        if len(more) == len(batch):
+            return batch
+        more = more[np.argsort(cpl.t_fin[more], kind="stable")]  # ``batch`` first
+        t_fin, route, rate = cpl.t_fin[more], cpl.route[more], cpl.rate[more]
+        allowed_B = self.IDLE_SHARE * budget_s * self.fabric.capacity_Bps  # bytes of capacity idle, per link
+
+        def fits(k: int) -> bool:  # the first k finishers of ``more`` in one batch
+            idle_B = self._per_link(route[:k], rate[:k] * (t_fin[k - 1] - t_fin[:k]))
+            return bool(np.all(idle_B <= allowed_B))
+
+        good, step = len(batch), 1  # galloping, then bisection: cost grows with the batch, not with ``more``
+        while good + step <= len(more) and fits(good + step):
+            good, step = good + step, 2 * step
+        bad = min(good + step, len(more) + 1)
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            good, bad = (mid, bad) if fits(mid) else (good, mid)
+        return more[:good]
 
     def _remove_coupled(self, rows: np.ndarray, done: list) -> None:
         cpl = self.cpl
@@ -509,6 +535,15 @@ class FluidCore:
             return
         self.n_rate_solves += 1
         self.n_rate_flows += len(redo)
+        compiled = self._tier.compiled(entries_of(self.fabric.route_links, redo))
+        if compiled and self._model_routes is None:
+            from simulator.network.compiled import resolve_rates
+
+            resolve_rates(self.fabric.route_links, redo, len(redo) == cpl.n_alive, *(
+                cpl.cols[name] for name in ("route", "rate", "rem", "t_upd", "t_fin")), t_e,
+                self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util)
+            self._check_capacity()
+            return
         cpl.rem[redo] -= cpl.rate[redo] * (t_e - cpl.t_upd[redo])
         cpl.t_upd[redo] = t_e
         route = cpl.route[redo]
@@ -518,20 +553,24 @@ class FluidCore:
             self.coupled_load_Bps -= self._per_link(route, cpl.rate[redo])
         np.maximum(self.coupled_load_Bps, 0.0, out=self.coupled_load_Bps)
         with np.errstate(divide="ignore"):
-            rate = self._solve(route, self.fabric.capacity_Bps - self.coupled_load_Bps)
+            rate = self._solve(route, self.fabric.capacity_Bps - self.coupled_load_Bps, compiled)
             cpl.t_fin[redo] = t_e + np.maximum(cpl.rem[redo], 0.0) / rate
         cpl.rate[redo] = rate
         self.coupled_load_Bps += self._per_link(route, rate)
-        util = self.coupled_load_Bps / self.fabric.capacity_Bps
-        np.maximum(self.link_peak_util, util, out=self.link_peak_util)
-        if self.check_capacity and np.any(util > 1 + 1e-9):
-            worst = int(np.argmax(util))
-            raise AssertionError(f"link {worst} carries {util[worst]:.12f} of its capacity")
+        np.maximum(self.link_peak_util, self.coupled_load_Bps / self.fabric.capacity_Bps, out=self.link_peak_util)
+        self._check_capacity()
 
-    def _solve(self, route: np.ndarray, capacity_Bps: np.ndarray) -> np.ndarray:
-        """Rates of flows on ``route`` given what the links have left."""
+    def _check_capacity(self) -> None:
+        """With ``check_capacity``: no link carries more than its capacity (to rounding)."""
+        if self.check_capacity:
+            util = self.coupled_load_Bps / self.fabric.capacity_Bps
+            if np.any(util > 1 + 1e-9):
+                worst = int(np.argmax(util))
+                raise AssertionError(f"link {worst} carries {util[worst]:.12f} of its capacity")
+
+    def _solve(self, route: np.ndarray, capacity_Bps: np.ndarray, compiled: bool) -> np.ndarray:
+        """Rates of flows on ``route`` given what the links have left, by the compiled solver or numpy's."""
         model = self._model_routes
-        compiled = self._tier.compiled(entries_of(self.fabric.route_links, route))
         if model is None:
             return max_min_rates(self.fabric.route_links, capacity_Bps, rows=route, compiled=compiled)
         return weighted_max_min_rates(self.fabric.route_links, capacity_Bps, model.route_coef,
