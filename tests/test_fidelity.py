@@ -36,8 +36,9 @@ def test_the_estimate_is_its_stated_formula() -> None:
     weighted = 3 * fidelity.WEIGHTED_STEP_S + fidelity.WEIGHTED_MESSAGE_S * (2 * 3 + 5)
     assert flow_cost_s([a], maxmin=False) == pytest.approx(weighted, rel=1e-12)
     estimate = flow_cost_s([a])
-    bigger = (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_S * (5 / 2) ** 0.5) * 5 + fidelity.STEP_IN_TRAINING_S
-    with pytest.MonkeyPatch.context() as patch:  # patterns past SHARED_REF_MESSAGES: x sqrt(m / SHARED_REF_MESSAGES)
+    growth = (5 / 2) ** fidelity.SHARED_GROWTH
+    bigger = (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_S * growth) * 5 + fidelity.STEP_IN_TRAINING_S
+    with pytest.MonkeyPatch.context() as patch:  # past SHARED_REF_MESSAGES: x (m / SHARED_REF_MESSAGES)^SHARED_GROWTH
         patch.setattr(fidelity, "SHARED_REF_MESSAGES", 2)
         assert flow_cost_s([a, a]) == pytest.approx(2 * (2 * m3 + bigger), rel=1e-12)
     many = Schedule(8)  # past the compiled switch, pattern steps cost less, after numba's load

@@ -16,7 +16,8 @@ Exact semantics of docs/NETWORK_MODEL.md ("Semantics"), made fast by three obser
 4. Completion batching (the one approximation, ``rate_tolerance``, default 1e-3; 0 turns it off). Exact
    max-min under hash-ECMP collisions gives nearly every flow its own completion time: an alltoall on 1,024
    hosts has ~10^5 distinct ones, each a rate recomputation over ~10^5 flows. So completions within
-   ``rate_tolerance`` x (age of the first finisher) after it share one recomputation, at the last of them.
+   ``rate_tolerance`` x (age of the first finisher) after it share one recomputation, at the last of them;
+   so do later ones while the capacity the batch leaves idle stays small on every link (``IDLE_SHARE``).
    Each flow still ends at its own time at the rates it had, no link exceeds capacity and all bytes are
    counted; the capacity the early finishers free stays idle for that sliver. The bound: a rank's end moves
    by at most ``TOLERANCE_BOUND`` (2) x the tolerance, relative. It is tested (random traffic on fat-trees;

@@ -7,10 +7,10 @@ estimates flow level's cost from the step's messages before running it:
 - under max-min sharing, each message costs ``PER_MESSAGE_S`` and each pattern (a step of concurrent messages)
   ``STEP_IN_TRAINING_S``, or ``STEP_ALONE_S`` in a lone collective; in a pattern where some rank sends or
   receives more than one message, those messages share its host link, so every flow is coupled to others and
-  takes part in rate solves: ``PER_SHARED_MESSAGE_S`` more per message, x sqrt(m / ``SHARED_REF_MESSAGES``) in
-  a pattern of m > ``SHARED_REF_MESSAGES`` messages (a larger pattern has more distinct rates, so more completion
-  waves, each re-solving most of its flows: a shared message of the 1,024-host ps step costs 3.5 x one of the
-  256-host step, with 16 x the messages per pattern). A pattern costs most of its time in
+  takes part in rate solves: ``PER_SHARED_MESSAGE_S`` more per message, x (m / ``SHARED_REF_MESSAGES``) **
+  ``SHARED_GROWTH`` in a pattern of m > ``SHARED_REF_MESSAGES`` messages (a larger pattern has more distinct
+  rates, so more completion waves, each re-solving most of its flows: a shared message of the 1,024-host ps step
+  costs 1.7 x one of the 256-host step, with 16 x the messages per pattern). A pattern costs most of its time in
   lookahead windows (about 150 us each), one per distinct event time. A lone collective's ranks move in step
   (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step under
   per-flow hashing they drift apart, since hops that collide on an uplink and routes of different lengths
@@ -30,7 +30,7 @@ A lone collective whose messages never share a link (a ring on a fat-tree) runs 
 
 The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): the
 default ps step on 256 and 1,024 fat-tree hosts under hashing (5 patterns of 65,280 and 1.05 M shared messages:
-3.7 s and 192 s, large rate solves compiled), the window counts above and, for ``dmodk``, the 1,024-host ps step
+3.2 s and 83 s, large rate solves compiled), the window counts above and, for ``dmodk``, the 1,024-host ps step
 and all-to-all (5.2 M messages in 4.5 s; 1 M in 2.2 s: the constant lies between). ``benchmarks/fidelity.py``
 compares the estimate with held-out runs of lone collectives and default training steps on 64 to 1,024 hosts. It
 can still err either way, so a flow run chosen by ``auto`` also gets a deadline: past the budget it stops and the step
@@ -57,8 +57,9 @@ WINDOWS_PER_STEP = 85
 STEP_COMPILED_S = 0.002
 NUMBA_LOAD_S = 0.4
 STEP_ALONE_S = 0.0015
-PER_SHARED_MESSAGE_S = 1e-5
+PER_SHARED_MESSAGE_S = 8.4e-6
 SHARED_REF_MESSAGES = 65_536
+SHARED_GROWTH = 0.2
 PER_SHARED_MESSAGE_SPREAD_S = 5e-7
 WEIGHTED_STEP_S = 0.05
 WEIGHTED_MESSAGE_S = 4e-4
@@ -77,7 +78,7 @@ def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = Fa
             if maxmin:
                 shared = m and max(np.bincount(step.pattern.src).max(), np.bincount(step.pattern.dst).max()) > 1
                 per_shared_s = (PER_SHARED_MESSAGE_SPREAD_S if spread
-                                else PER_SHARED_MESSAGE_S * max(1.0, m / SHARED_REF_MESSAGES) ** 0.5)
+                                else PER_SHARED_MESSAGE_S * max(1.0, m / SHARED_REF_MESSAGES) ** SHARED_GROWTH)
                 total += step.repeat * ((PER_MESSAGE_S + shared * per_shared_s) * m + in_step * STEP_ALONE_S)
                 drifting_steps += 0 if in_step else step.repeat
             else:
