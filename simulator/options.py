@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_STEPS = 1_000  # steps simulated in one run (enough for staleness to settle; more only takes longer)
 # Completions within this fraction of a flow's age share one rate recomputation (``network.fluid``).
 DEFAULT_RATE_TOLERANCE = 1e-3
+COARSE_RATE_TOLERANCE = 1e-2  # --fidelity auto's flow level when the default's would not fit the budget
 MAX_RATE_TOLERANCE = 0.1
 DEFAULT_BUDGET_S = 60.0  # --fidelity auto: the most wall seconds flow level may take (``run.fidelity``)
 MAX_BUDGET_S = 86_400.0

@@ -10,9 +10,10 @@ from conftest import run_cli
 
 import simulator.run.training as training
 from simulator.compute.roofline import load_device
-from simulator.network import flow
+from simulator.network import flow, make_network
 from simulator.network.fabric import Fabric
 from simulator.network.schedule import Pattern, Schedule
+from simulator.options import COARSE_RATE_TOLERANCE
 from simulator.run import fidelity
 from simulator.run.collective import ORDERED_REASON
 from simulator.run.fidelity import FidelityChoice, choose, flow_cost_s
@@ -52,6 +53,28 @@ def test_the_estimate_is_its_stated_formula() -> None:
     assert "over the" in choose([a], budget_s=estimate * 0.999).reason
 
 
+def test_auto_tries_the_coarse_tolerance_before_the_analytical_model() -> None:
+    """Unset, the tolerance is the default, or the coarse one where only that fits the budget; a tolerance the user
+    set is kept; where no message shares a hashed link, the tolerance changes nothing and is not tried."""
+    a = Schedule(8)
+    a.add(Pattern.of(8, list(range(5)), [5, 6, 7, 5, 6], 1.0))  # ranks 5 and 6 receive twice: shared links
+    default, coarse = flow_cost_s([a]), flow_cost_s([a], rate_tolerance=COARSE_RATE_TOLERANCE)
+    assert default - coarse == pytest.approx(5 * (fidelity.PER_SHARED_MESSAGE_S - fidelity.PER_SHARED_MESSAGE_COARSE_S),
+                                             rel=1e-12)
+    budget = (default + coarse) / 2
+    middle = choose([a], budget_s=budget)
+    assert (middle.fidelity, middle.rate_tolerance, middle.estimate_s) == ("flow", COARSE_RATE_TOLERANCE, coarse)
+    assert middle.reason == (f"auto: flow level at rate tolerance 0.01, estimated at {coarse:.3g} s, within the "
+                             f"{budget:g} s budget (at the default 0.001: {default:.3g} s)")
+    below = choose([a], budget_s=coarse * 0.999)
+    assert below.fidelity == "analytical" and f"{default:.3g} s ({coarse:.3g} s at rate tolerance 0.01), over" in (
+        below.reason)
+    assert choose([a], budget_s=budget, rate_tolerance=1e-3).fidelity == "analytical"  # set by the user: kept
+    assert choose([a], budget_s=budget, rate_tolerance=0.05) == FidelityChoice("flow", coarse, budget, 0.05)
+    spread = choose([a], budget_s=flow_cost_s([a], spread=True) * 0.999, spread=True)
+    assert spread.fidelity == "analytical" and spread.default_estimate_s is None
+
+
 @pytest.fixture(scope="module")
 def small() -> tuple:
     fabric = Fabric(load_topology("leafspine16"))
@@ -69,6 +92,21 @@ def test_auto_runs_flow_level_when_it_fits_and_says_how_far_the_analytical_model
     expected = (analytical.step_time_s - flow.step_time_s) / flow.step_time_s
     assert auto.analytical_difference == pytest.approx(expected, rel=1e-9, abs=1e-15)
     assert flow.analytical_difference is None and "analytical_difference" not in flow.document()
+
+
+def test_auto_runs_flow_level_at_the_coarse_tolerance_when_only_that_fits(small: tuple,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    workload, cluster = small
+    monkeypatch.setattr(fidelity, "PER_SHARED_MESSAGE_S", 1.0)  # the default tolerance far over the budget
+    made = []
+    monkeypatch.setattr(training, "make_network", lambda *args, **kwargs: made.append(kwargs) or make_network(
+        *args, **kwargs))
+    auto = simulate_step(workload, cluster, "des", "auto").summary
+    assert made[0]["rate_tolerance"] == COARSE_RATE_TOLERANCE
+    coarse = simulate_step(workload, cluster, "des", "flow", rate_tolerance=COARSE_RATE_TOLERANCE).summary
+    assert auto.fidelity == "flow" and "at rate tolerance 0.01" in auto.fidelity_reason
+    assert auto.step_time_s == coarse.step_time_s
+    assert simulate_step(workload, cluster, "des", "auto", rate_tolerance=1e-3).summary.fidelity == "analytical"
 
 
 def test_auto_runs_analytical_when_the_estimate_is_over_budget(small: tuple) -> None:

@@ -49,7 +49,7 @@ import numpy as np
 
 from simulator.network.flow import COMPILED_WINDOWS
 from simulator.network.schedule import Schedule
-from simulator.options import DEFAULT_BUDGET_S
+from simulator.options import COARSE_RATE_TOLERANCE, DEFAULT_BUDGET_S, DEFAULT_RATE_TOLERANCE
 
 PER_MESSAGE_S = 1.2e-6
 STEP_IN_TRAINING_S = 0.013
@@ -60,6 +60,7 @@ STEP_ALONE_S = 0.0015
 PER_SHARED_MESSAGE_S = 8.4e-6
 SHARED_REF_MESSAGES = 65_536
 SHARED_GROWTH = 0.2
+PER_SHARED_MESSAGE_COARSE_S = 4.8e-6
 PER_SHARED_MESSAGE_SPREAD_S = 5e-7
 WEIGHTED_STEP_S = 0.05
 WEIGHTED_MESSAGE_S = 4e-4
@@ -67,17 +68,21 @@ SAMPLE_FRACTION = 0.1
 LONG_RUN_S = 30.0  # a flow-level run estimated longer is announced at its start, with the faster option
 
 
-def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = False, spread: bool = False) -> float:
+def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = False, spread: bool = False,
+                rate_tolerance: float = DEFAULT_RATE_TOLERANCE) -> float:
     """Estimated wall seconds of running ``schedules`` at flow level (this project's 2-core machine): the ops of
-    a training step, or one collective ``alone``; ``spread``: routed by ``dmodk`` rather than hashed."""
+    a training step, or one collective ``alone``; ``spread``: routed by ``dmodk`` rather than hashed; at
+    ``rate_tolerance`` >= ``COARSE_RATE_TOLERANCE`` a hashed shared message costs ``PER_SHARED_MESSAGE_COARSE_S``
+    whatever the pattern's size (completion waves are fewer and batched wider)."""
     in_step = alone or spread  # ranks in step: a pattern step takes a few windows
+    coarse = rate_tolerance >= COARSE_RATE_TOLERANCE
     total, drifting_steps = 0.0, 0
     for schedule in schedules:
         for step in schedule.steps:
             m = len(step.pattern)
             if maxmin:
                 shared = m and max(np.bincount(step.pattern.src).max(), np.bincount(step.pattern.dst).max()) > 1
-                per_shared_s = (PER_SHARED_MESSAGE_SPREAD_S if spread
+                per_shared_s = (PER_SHARED_MESSAGE_SPREAD_S if spread else PER_SHARED_MESSAGE_COARSE_S if coarse
                                 else PER_SHARED_MESSAGE_S * max(1.0, m / SHARED_REF_MESSAGES) ** SHARED_GROWTH)
                 total += step.repeat * ((PER_MESSAGE_S + shared * per_shared_s) * m + in_step * STEP_ALONE_S)
                 drifting_steps += 0 if in_step else step.repeat
@@ -96,23 +101,45 @@ def drifting_steps_s(steps: int) -> float:
 
 @dataclass(frozen=True)
 class FidelityChoice:
-    """What ``auto`` chose (``fidelity``: flow or analytical), its estimate of flow level's cost and why."""
+    """What ``auto`` chose (``fidelity``: flow or analytical), at which ``rate_tolerance`` flow level runs, its
+    estimate of flow level's cost and why; ``default_estimate_s``: the estimate at the default tolerance, when
+    ``auto`` tried the coarse one after it."""
 
     fidelity: str
     estimate_s: float
     budget_s: float
+    rate_tolerance: float = DEFAULT_RATE_TOLERANCE
+    default_estimate_s: float | None = None
 
     @property
     def reason(self) -> str:
         verdict = "within" if self.fidelity == "flow" else "over"
-        return f"auto: flow level estimated at {self.estimate_s:.3g} s, {verdict} the {self.budget_s:g} s budget"
+        budget = f"{verdict} the {self.budget_s:g} s budget"
+        if self.default_estimate_s is None:
+            return f"auto: flow level estimated at {self.estimate_s:.3g} s, {budget}"
+        coarse = f"at rate tolerance {self.rate_tolerance:g}"
+        if self.fidelity == "flow":
+            return (f"auto: flow level {coarse}, estimated at {self.estimate_s:.3g} s, {budget} (at the default "
+                    f"{DEFAULT_RATE_TOLERANCE:g}: {self.default_estimate_s:.3g} s)")
+        return (f"auto: flow level estimated at {self.default_estimate_s:.3g} s ({self.estimate_s:.3g} s {coarse}), "
+                f"{budget}")
 
 
 def choose(schedules: list[Schedule], budget_s: float = DEFAULT_BUDGET_S, maxmin: bool = True,
-           alone: bool = False, spread: bool = False) -> FidelityChoice:
-    """Flow level if its estimated cost (``flow_cost_s``) fits ``budget_s`` (wall seconds), analytical otherwise."""
-    estimate = flow_cost_s(schedules, maxmin, alone, spread)
-    return FidelityChoice("flow" if estimate <= budget_s else "analytical", estimate, budget_s)
+           alone: bool = False, spread: bool = False, rate_tolerance: float | None = None) -> FidelityChoice:
+    """Flow level if its estimated cost (``flow_cost_s``) fits ``budget_s`` (wall seconds), analytical otherwise.
+    ``rate_tolerance`` None (not set by the user): the default tolerance, or ``COARSE_RATE_TOLERANCE`` when only
+    that fits (a stated error bound of 2% on a rank's end, measured effects of 1e-5 to 1e-4: docs/BENCHMARKS.md),
+    which flow level at a tolerance bounds and the analytical model does not."""
+    tolerance = DEFAULT_RATE_TOLERANCE if rate_tolerance is None else rate_tolerance
+    estimate = flow_cost_s(schedules, maxmin, alone, spread, tolerance)
+    if estimate <= budget_s or rate_tolerance is not None:
+        return FidelityChoice("flow" if estimate <= budget_s else "analytical", estimate, budget_s, tolerance)
+    coarse = flow_cost_s(schedules, maxmin, alone, spread, COARSE_RATE_TOLERANCE)
+    if coarse >= estimate:  # no hashed shared messages: the tolerance changes nothing there
+        return FidelityChoice("analytical", estimate, budget_s, tolerance)
+    return FidelityChoice("flow" if coarse <= budget_s else "analytical", coarse, budget_s, COARSE_RATE_TOLERANCE,
+                          estimate)
 
 
 def over_budget_reason(budget_s: float, estimate_s: float) -> str:

@@ -136,8 +136,7 @@ class JobsSpec(BaseModel):
     budget_s: float = Field(DEFAULT_BUDGET_S, gt=0.0, le=MAX_BUDGET_S, allow_inf_nan=False, description=(
         "fidelity auto: the most wall seconds flow level may take for every job alone and all together; past "
         "it, analytical"))
-    rate_tolerance: float = Field(DEFAULT_RATE_TOLERANCE, ge=0.0, le=MAX_RATE_TOLERANCE,
-                                  description="as --rate-tolerance")
+    rate_tolerance: float | None = Field(None, ge=0.0, le=MAX_RATE_TOLERANCE, description="as --rate-tolerance")
     network_model: NetworkModelName = Field(DEFAULT_NETWORK_MODEL, description="as --network-model")
     jobs: list[JobSpec] = Field(min_length=1, description="the jobs: each a run's keys plus name, hosts, start_s")
 
@@ -382,8 +381,11 @@ def simulate_jobs(spec: str | Path | dict | JobsSpec,
     if fidelity == "auto":  # every job alone, then all together: each pass costs at least the jobs' estimates
         schedules = [op.schedule for job in jobs for op in job.lowered.graph.ops if op.schedule is not None]
         choice = choose(2 * schedules, spec.budget_s, maxmin=spec.network_model == "maxmin",
-                        spread=fabric.ecmp == "dmodk")
+                        spread=fabric.ecmp == "dmodk", rate_tolerance=spec.rate_tolerance)
         fidelity, reason, deadline = choice.fidelity, choice.reason, started + spec.budget_s
+        spec = spec.model_copy(update={"rate_tolerance": choice.rate_tolerance})
+    elif spec.rate_tolerance is None:
+        spec = spec.model_copy(update={"rate_tolerance": DEFAULT_RATE_TOLERANCE})
     try:
         alone, shared = (_flow_runs(spec, fabric, jobs, follow, deadline) if fidelity == "flow"
                          else _analytical_runs(spec, fabric, jobs, follow))

@@ -31,6 +31,7 @@ from pydantic.fields import FieldInfo
 from simulator.compute import list_devices
 from simulator.errors import SpecError, allowed_text, check_choice, choices, value_range
 from simulator.options import (
+    COARSE_RATE_TOLERANCE,
     DEFAULT_BUDGET_S,
     DEFAULT_RATE_TOLERANCE,
     MAX_BUDGET_S,
@@ -87,8 +88,9 @@ class RunSpec(BaseModel):
         "how flows share links, as SimGrid names it: maxmin (equal shares, ideal capacity) | cm02 (shares by "
         "1/RTT, TCP window cap, ACK load) | lv08 (cm02 with SimGrid's TCP corrections: latency x13.01, rate "
         "x0.97; for TCP/Ethernet clusters)"))
-    rate_tolerance: float = Field(DEFAULT_RATE_TOLERANCE, ge=0.0, le=MAX_RATE_TOLERANCE,
-                                  description="flow: completion batching tolerance (0 = exact)")
+    rate_tolerance: float | None = Field(None, ge=0.0, le=MAX_RATE_TOLERANCE, description=(
+        f"flow: completion batching tolerance (0 = exact); default {DEFAULT_RATE_TOLERANCE:g}, or "
+        f"{COARSE_RATE_TOLERANCE:g} where fidelity auto needs it to fit --budget-s"))
     device: str = Field("h100", description=f"worker device: a preset ({', '.join(list_devices())}) or a YAML file")
     server_device: str = Field("cpu-server", description="PS server device: a preset (as --device) or a YAML file")
     workers: int | None = Field(None, ge=1, description="workers (default: every host not a dedicated server)")

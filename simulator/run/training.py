@@ -98,13 +98,15 @@ def make_cluster(fabric: Fabric, strategy: str, device: Device, server_device: D
 
 
 def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fidelity: str = "flow", steps: int = 1,
-                  options: StrategyOptions | None = None, rate_tolerance: float = DEFAULT_RATE_TOLERANCE,
+                  options: StrategyOptions | None = None, rate_tolerance: float | None = None,
                   record_rates: bool = False, progress: Callable[[int, int], None] | None = None,
                   stragglers: Sequence[str] = (), rank_devices: Sequence[str] = (),
                   network_model: str = DEFAULT_NETWORK_MODEL, budget_s: float = DEFAULT_BUDGET_S,
                   notice: Callable[[str], None] | None = None) -> StepReport:
     """Simulate ``steps`` training steps, links shared by ``network_model``; the summary is per step.
     ``fidelity``: flow, analytical or auto (flow level if it fits ``budget_s`` wall seconds: ``run.fidelity``).
+    ``rate_tolerance``: flow level's completion batching; None: the default, or the coarse one where ``auto``
+    needs it to fit the budget.
     ``record_rates`` (flow fidelity) keeps every link's rate over time for ``StepReport.link_timeline``;
     ``progress(done, total)`` follows the engine's (op, rank) pairs; ``notice(text)`` hears, before a flow-level
     run estimated to be long, its estimate and the faster option (``run.fidelity.long_run_note``).
@@ -123,7 +125,7 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
         slow_down(lowered.graph, slowdown_factors(stragglers, cluster.fabric.n_hosts, steps))
 
     def run(at: str, deadline: float | None = None, follow: bool = True) -> tuple[EngineResult, Network]:
-        network = make_network(cluster.fabric, at, rate_tolerance=rate_tolerance,
+        network = make_network(cluster.fabric, at, rate_tolerance=tolerance,
                                record_rates=record_rates and at == "flow", model=network_model)
         if deadline is not None:
             network.deadline = deadline  # type: ignore[union-attr]  (flow level only)
@@ -132,9 +134,12 @@ def simulate_step(workload: AnyWorkload, cluster: Cluster, strategy: str, fideli
     reason, difference = "requested", None
     schedules = [op.schedule for op in lowered.graph.ops if op.schedule is not None]
     cost = {"maxmin": network_model == "maxmin", "spread": cluster.fabric.ecmp == "dmodk"}
-    choice = choose(schedules, budget_s, **cost) if fidelity == "auto" else None
+    choice = choose(schedules, budget_s, rate_tolerance=rate_tolerance, **cost) if fidelity == "auto" else None
+    tolerance = (choice.rate_tolerance if choice else rate_tolerance if rate_tolerance is not None
+                 else DEFAULT_RATE_TOLERANCE)
     if notice is not None and (choice.fidelity if choice else fidelity) == "flow":
-        note = long_run_note(choice.estimate_s if choice else flow_cost_s(schedules, **cost), fidelity, budget_s)
+        note = long_run_note(choice.estimate_s if choice else flow_cost_s(schedules, rate_tolerance=tolerance, **cost),
+                             fidelity, budget_s)
         if note:
             notice(f"{strategy}: {note}")
     if choice is not None:
