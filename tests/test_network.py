@@ -234,12 +234,16 @@ def test_compiled_kernels_over_no_rows_are_empty_not_the_whole_table() -> None:
 def test_every_solve_by_heap_filling_equals_every_solve_by_local_minima(monkeypatch, seed: int,
                                                                          model: NetworkModel) -> None:
     """The compiled heap filling forced on every rate solve of random traffic (no warm-up in numpy), and then
-    forbidden: every rank ends at the same time and every link carries the same bytes."""
+    forbidden: every rank ends at the same time and every link carries the same bytes. Under maxmin the heap
+    runs inside ``compiled.resolve_rates``, on buffers kept from solve to solve (the largest solve's size)."""
     fabric, schedule = _random_traffic(seed)
     monkeypatch.setattr(maxmin, "LARGE_SOLVE_ENTRIES", 0)
     monkeypatch.setattr(maxmin, "WARMUP_ENTRIES", 0)
     heap, network = run_flow(fabric, schedule, model=model)
     heap_bytes = network.link_bytes()
+    work = network.core._work
+    assert (work is not None) == (model is MODELS["maxmin"])
+    assert work is None or len(work.rows) < network.core.n_rate_flows  # reused: smaller than all solves together
     monkeypatch.setattr(maxmin, "LARGE_SOLVE_ENTRIES", 10**12)
     monkeypatch.setattr(maxmin, "HEAVY_SOLVE_ENTRIES", 10**12)
     local, network = run_flow(fabric, schedule, model=model)

@@ -78,15 +78,21 @@ def _fill(
     coef: np.ndarray,
     weight: np.ndarray,
     bound_level: np.ndarray,
+    work: tuple,
 ) -> np.ndarray:
-    """``fill_levels`` on prepared arrays; ``direct``: every row of ``table``, in order (``rows`` unused)."""
+    """``fill_levels`` on prepared arrays; ``direct``: every row of ``table``, in order (``rows`` unused).
+    ``work``: (rows' links, link-to-flow index, levels, frozen) buffers to use when large enough (``Workspace``),
+    else new arrays; the levels returned are then a view of the buffer."""
     n_flows = len(table) if direct else len(rows)
     width = table.shape[1]
     n_links = len(capacity)
+    work_links, work_index, work_level, work_frozen = work
     # The flows' rows side by side, in flow order: a link's flows are then read from nearby rows (consecutive
     # flows mostly share a source), 2.5x faster on a million flows than reading them from the whole table.
-    flow_links = table if direct else np.empty((n_flows, width), table.dtype)
-    if not direct:
+    if direct:
+        flow_links = table
+    else:
+        flow_links = work_links[:n_flows] if len(work_links) >= n_flows else np.empty((n_flows, width), table.dtype)
         for f in range(n_flows):
             flow_links[f] = table[rows[f]]
     ptr = np.zeros(n_links + 1, np.int64)  # CSR of the flows on each link
@@ -101,7 +107,7 @@ def _fill(
     for link in range(n_links):
         ptr[link + 1] += ptr[link]
     free = ptr[:-1].copy()
-    link_flows = np.empty(ptr[-1], np.int32)
+    link_flows = work_index[: ptr[-1]] if len(work_index) >= ptr[-1] else np.empty(ptr[-1], np.int32)
     for f in range(n_flows):
         for h in range(width):
             link = flow_links[f, h]
@@ -109,8 +115,11 @@ def _fill(
                 link_flows[free[link]] = f
                 free[link] += 1
     left = np.maximum(capacity, 0.0)
-    level = np.full(n_flows, np.inf)
-    frozen = np.zeros(n_flows, np.bool_)
+    level = work_level[:n_flows] if len(work_level) >= n_flows else np.empty(n_flows)
+    frozen = work_frozen[:n_flows] if len(work_frozen) >= n_flows else np.empty(n_flows, np.bool_)
+    for f in range(n_flows):
+        level[f] = np.inf
+        frozen[f] = False
     unfrozen = ptr[1:] - ptr[:-1]
     size = n_links + bound_level.size + 1  # every push after the first ones follows a pop: the heap never grows
     keys = np.empty(size)
@@ -185,6 +194,7 @@ def fill_levels(
         _array(coef, np.float64, 2),
         _array(weight, np.float64, 1),
         _array(bound_level, np.float64, 1),
+        Workspace(0, 0).fill,
     )
 
 
@@ -228,10 +238,27 @@ def link_sums(
     return total if per_flow is not None else total.astype(np.int64)
 
 
+class Workspace:
+    """Buffers for the large re-solves of one simulation (``resolve_rates``), kept from one solve to the next:
+    a million-flow solve would otherwise take about 100 MB of fresh pages from the system, and the kernel's
+    zeroing of them showed up as a quarter of a 4,096-host all-to-all's time (docs/BENCHMARKS.md)."""
+
+    def __init__(self, flows: int, width: int) -> None:
+        self.fill = (np.empty((flows, width), np.int32), np.empty(flows * width, np.int32), np.empty(flows),
+                     np.empty(flows, np.bool_))
+        self.rows = np.empty(flows, np.int64)
+        self.routes = np.empty(flows, np.int32)  # the coupled table's route column's dtype
+        self.old = np.empty(flows)
+
+    def fits(self, flows: int) -> bool:
+        return len(self.rows) >= flows
+
+
 @numba.njit(cache=True, error_model="numpy")
 def resolve_rates(
     table: np.ndarray,
-    redo: np.ndarray,
+    redo_mask: np.ndarray,
+    n_redo: int,
     every: bool,
     route: np.ndarray,
     rate: np.ndarray,
@@ -242,16 +269,27 @@ def resolve_rates(
     capacity_Bps: np.ndarray,
     load_Bps: np.ndarray,
     peak_util: np.ndarray,
+    work_rows: np.ndarray,
+    work_routes: np.ndarray,
+    work_old: np.ndarray,
+    work_fill: tuple,
 ) -> None:
-    """``FluidCore._resolve_rates`` under max-min sharing for coupled-table rows ``redo`` (``every``: all the alive
-    ones), in place: their progress up to ``t_e``, their old rates out of the links' load ``load_Bps``, their
-    max-min rates on what is left, their finish times, their new rates in, and each link's peak utilization.
-    The same operations in the same order as the numpy path (``fill_levels`` and ``link_sums`` between array
-    updates), so the same bits, without the copies and passes in between.
+    """``FluidCore._resolve_rates`` under max-min sharing for the ``n_redo`` coupled-table rows of ``redo_mask``
+    (``every``: all the alive ones), in place: their progress up to ``t_e``, their old rates out of the links'
+    load ``load_Bps``, their max-min rates on what is left, their finish times, their new rates in, and each
+    link's peak utilization. The same operations in the same order as the numpy path (``fill_levels`` and
+    ``link_sums`` between array updates), so the same bits, without the copies and passes in between; its
+    arrays in a ``Workspace`` (``work_*``) that holds ``n_redo`` flows.
     """
     n_links = len(capacity_Bps)
-    routes = np.empty(len(redo), route.dtype)
-    old = np.empty(len(redo))
+    redo = work_rows[:n_redo]
+    j = 0
+    for i in range(len(redo_mask)):
+        if redo_mask[i]:
+            redo[j] = i
+            j += 1
+    routes = work_routes[:n_redo]
+    old = work_old[:n_redo]
     for j in range(len(redo)):
         i = redo[j]
         routes[j] = route[i]
@@ -266,7 +304,7 @@ def resolve_rates(
     for link in range(n_links):
         load_Bps[link] = max(load_Bps[link], 0.0)
         left[link] = capacity_Bps[link] - load_Bps[link]
-    new = _fill(table, routes, False, left, np.zeros((0, 0)), np.zeros(0), np.zeros(0))
+    new = _fill(table, routes, False, left, np.zeros((0, 0)), np.zeros(0), np.zeros(0), work_fill)
     for j in range(len(redo)):
         i = redo[j]
         t_fin[i] = t_e + max(rem[i], 0.0) / new[j]

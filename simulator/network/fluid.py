@@ -43,7 +43,7 @@ import numpy as np
 
 from simulator.network import fabric as fabric_module
 from simulator.network.fabric import Fabric, entries, link_sums
-from simulator.network.maxmin import SolverTier, entries_of, max_min_rates, weighted_max_min_rates
+from simulator.network.maxmin import SolverTier, max_min_rates, weighted_max_min_rates
 from simulator.network.models import ModelRoutes
 from simulator.options import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE  # noqa: F401 (re-exported)
 
@@ -197,6 +197,7 @@ class FluidCore:
         self.n_rate_flows = 0
         self._tier = SolverTier()
         self._isolated_kernel = None  # ``use_compiled``
+        self._work = None  # ``compiled.Workspace`` of the large re-solves
 
     # ----- input and queries -------------------------------------------------------------------------
     def add(self, route: np.ndarray, size: np.ndarray, t_act: np.ndarray, owner: np.ndarray | int,
@@ -531,20 +532,26 @@ class FluidCore:
         cpl = self.cpl
         redo_mask = self._level(slice(None)) >= restart_level * (1 - 1e-9)
         redo_mask[new_rows] = True
-        redo = np.nonzero(redo_mask)[0]
-        if not len(redo):
+        n_redo = int(np.count_nonzero(redo_mask))
+        if not n_redo:
             return
         self.n_rate_solves += 1
-        self.n_rate_flows += len(redo)
-        compiled = self._tier.compiled(entries_of(self.fabric.route_links, redo))
+        self.n_rate_flows += n_redo
+        compiled = self._tier.compiled(n_redo * self.fabric.route_links.shape[1])
         if compiled and self._model_routes is None:
-            from simulator.network.compiled import resolve_rates
+            from simulator.network.compiled import Workspace, resolve_rates
 
-            resolve_rates(self.fabric.route_links, redo, len(redo) == cpl.n_alive, *(
+            if self._work is None or not self._work.fits(n_redo):
+                self._work = None  # give the old buffers back first
+                self._work = Workspace(n_redo, self.fabric.route_links.shape[1])
+            work = self._work
+            resolve_rates(self.fabric.route_links, redo_mask, n_redo, n_redo == cpl.n_alive, *(
                 cpl.cols[name] for name in ("route", "rate", "rem", "t_upd", "t_fin")), t_e,
-                self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util)
+                self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util, work.rows, work.routes,
+                work.old, work.fill)
             self._check_capacity()
             return
+        redo = np.nonzero(redo_mask)[0]
         cpl.rem[redo] -= cpl.rate[redo] * (t_e - cpl.t_upd[redo])
         cpl.t_upd[redo] = t_e
         route = cpl.route[redo]
