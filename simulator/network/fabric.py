@@ -72,6 +72,19 @@ def link_sums(links: np.ndarray, per_flow: np.ndarray | None, n_links: int, rows
     return np.bincount(links[valid], weights, minlength=n_links)
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` by a sort: numpy 2.4's ``unique`` hashes, 12x slower on millions of distinct int64
+    keys (16.7 M: 18.5 s against 1.5 s).
+
+    >>> distinct(np.array([3, 1, 3, 2])).tolist()
+    [1, 2, 3]
+    """
+    ordered = np.sort(values)
+    first = np.ones(len(ordered), dtype=bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return ordered[first]
+
+
 def gather_ranges(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate CSR segments ``ptr[r]:ptr[r+1]`` for each r in ``rows``.
 
@@ -153,12 +166,15 @@ class KeyCache:
             pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
             known = self._keys[pos] == keys
         if not np.all(known):
-            new_keys = np.unique(keys[~known])
+            new_keys = distinct(keys[~known])
             new_ids = build(new_keys)
-            merged = np.concatenate([self._keys, new_keys])
-            order = np.argsort(merged, kind="stable")
-            self._keys = merged[order]
-            self._id_of_key = np.concatenate([self._id_of_key, new_ids])[order]
+            if len(self._keys):
+                merged = np.concatenate([self._keys, new_keys])
+                order = np.argsort(merged, kind="stable")
+                self._keys = merged[order]
+                self._id_of_key = np.concatenate([self._id_of_key, new_ids])[order]
+            else:  # already sorted
+                self._keys, self._id_of_key = new_keys, np.asarray(new_ids, dtype=np.int64)
         return self._id_of_key[np.searchsorted(self._keys, keys)]
 
 
