@@ -4,7 +4,9 @@ One simpy process owns the network. It sleeps until the next network event, proc
 window in one batch (see ``fluid``), hands completed messages to each run's per-rank progress, queues
 what they release, and fires each run's simpy event at the exact time the run ends. Other simpy
 processes (the training engine) start runs at any time; a run started at t has no message moving
-before t + L_min, so it never disturbs a window already processed.
+before t + L_min, so it never disturbs a window already processed. A run alone on the network
+(``run_alone``) whose ranks have released their last messages can add nothing: its windows then span
+``CLOSED_WINDOW`` x L_min, and completion batches reach further (``FluidCore._completion_batch``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from simulator.network.result import RankCallback, RunResult
 from simulator.network.schedule import Pattern, Schedule, group_by
 
 COMPILED_WINDOWS = 10_000  # past this many windows, compiled progress and lone windows (``use_compiled``)
+# A lone run that releases nothing more needs no lookahead: its windows grow to this many L_min (still bounded,
+# so that the deadline is checked and completions reach their ranks in order of windows).
+CLOSED_WINDOW = 5
 
 
 class FlowBudgetExceeded(RuntimeError):
@@ -66,6 +71,7 @@ class FlowNetwork:
         # with the cached kernels) is paid only then, and pays back in about 5,000 windows; a 64-host training step
         # takes at most 5,000 windows, a 256-host des step 87,000.
         self._compiled = False
+        self._closed = False  # ``run_alone``: no traffic but its run's; windows grow once that releases no more
         self.env.process(self._loop())
 
     def start(self, schedule: Schedule, hosts: np.ndarray | None = None, ready_s: np.ndarray | None = None,
@@ -101,8 +107,12 @@ class FlowNetwork:
         recording = self.core.link_segments() is not None  # rate segments come from the event loop
         route_ids = ordered_routes(self.routes, schedule, hosts) if idle and not recording else None
         if route_ids is None:
-            done = self.start(schedule, hosts)
-            self.env.run(until=done)
+            self._closed = idle  # nothing but this run's own releases can add traffic
+            try:
+                done = self.start(schedule, hosts)
+                self.env.run(until=done)
+            finally:
+                self._closed = False
             return done.value
         result = run_ordered(self.routes, schedule, route_ids, self.env.now, self.core.work_per_byte)
         for step in schedule.steps:
@@ -154,7 +164,10 @@ class FlowNetwork:
             if self.deadline is not None and time.perf_counter() > self.deadline:
                 raise FlowBudgetExceeded(f"flow level passed its deadline at t = {env.now:.6g} s simulated")
             now = env.now
-            done = self.core.run_window(now, now + self.lookahead_s)
+            horizon = now + self.lookahead_s
+            if self._closed and not any(run.progress.releases_more for run in self._runs.values()):
+                horizon = now + CLOSED_WINDOW * self.lookahead_s  # nothing can arrive: lookahead is not needed
+            done = self.core.run_window(now, horizon)
             if not self._compiled and self.core.n_windows > COMPILED_WINDOWS:
                 self._compiled = True
                 self.core.use_compiled()

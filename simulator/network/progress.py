@@ -106,6 +106,11 @@ class ScheduleProgress:
         return self.n_finished == self.schedule.n_ranks
 
     @property
+    def releases_more(self) -> bool:
+        """Whether a rank may still release messages: one not yet joined, or one before its last step."""
+        return self.n_steps > 0 and not (self.released.all() and self.cursor.min() >= self.n_steps - 1)
+
+    @property
     def end_s(self) -> float:
         return float(self.rank_time_s.max())
 
