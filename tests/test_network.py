@@ -522,3 +522,15 @@ def test_a_flow_table_keeps_only_its_columns_and_gives_capacity_back() -> None:
     old = table.compact()
     assert old.tolist() == rows[-10:].tolist() and table.route.tolist() == list(range(n - 10, n))
     assert len(table.alive) == 2 * _Table.MIN_CAPACITY  # was 10,000 rows
+
+
+def test_arrivals_join_the_coupled_table_in_chunks_with_the_same_result(monkeypatch) -> None:
+    """Millions of flows arriving at once enter the coupled table ``ARRIVALS_CHUNK`` at a time (bounded
+    temporaries): chunks of 3 give every rank the same end and every link the same bytes."""
+    fabric = Fabric(fattree_graph(4))
+    schedule = build_schedule("alltoall", "direct", 8e6, fabric.n_hosts)  # 240 flows arrive together
+    whole, network = run_flow(fabric, schedule)
+    monkeypatch.setattr(FluidCore, "ARRIVALS_CHUNK", 3)
+    chunked, chunked_network = run_flow(fabric, schedule)
+    np.testing.assert_array_equal(chunked.rank_end_s, whole.rank_end_s)
+    np.testing.assert_array_equal(chunked_network.link_bytes(), network.link_bytes())

@@ -246,9 +246,8 @@ class Workspace:
     def __init__(self, flows: int, width: int) -> None:
         self.fill = (np.empty((flows, width), np.int32), np.empty(flows * width, np.int32), np.empty(flows),
                      np.empty(flows, np.bool_))
-        self.rows = np.empty(flows, np.int64)
+        self.rows = np.empty(flows, np.int32)
         self.routes = np.empty(flows, np.int32)  # the coupled table's route column's dtype
-        self.old = np.empty(flows)
 
     def fits(self, flows: int) -> bool:
         return len(self.rows) >= flows
@@ -271,7 +270,6 @@ def resolve_rates(
     peak_util: np.ndarray,
     work_rows: np.ndarray,
     work_routes: np.ndarray,
-    work_old: np.ndarray,
     work_fill: tuple,
 ) -> None:
     """``FluidCore._resolve_rates`` under max-min sharing for the ``n_redo`` coupled-table rows of ``redo_mask``
@@ -289,7 +287,7 @@ def resolve_rates(
             redo[j] = i
             j += 1
     routes = work_routes[:n_redo]
-    old = work_old[:n_redo]
+    old = work_fill[2][:n_redo]  # the levels' buffer: the old rates are summed out before the filling writes it
     for j in range(len(redo)):
         i = redo[j]
         routes[j] = route[i]

@@ -163,6 +163,7 @@ class FluidCore:
 
     IDLE_SHARE: ClassVar[float] = 0.3  # completion batching: idle capacity a batch may add (``_completion_batch``)
     BATCH_REACH: ClassVar[float] = 10.0  # ... and how far past the tolerance it may reach
+    ARRIVALS_CHUNK: ClassVar[int] = 1 << 20  # arrivals enter the coupled table this many at a time
 
     def __init__(self, fabric: Fabric | ModelRoutes, check_capacity: bool = False, incremental: bool = True,
                  rate_tolerance: float = DEFAULT_RATE_TOLERANCE, record_rates: bool = False) -> None:
@@ -441,22 +442,33 @@ class FluidCore:
             new_rows = np.zeros(0, dtype=np.int64)
             if next_arrival < n_arr and t_a <= t_e + eps:
                 end = int(np.searchsorted(arrivals["t_act"], t_e + eps, side="right"))
-                sl = slice(next_arrival, end)
+                new_rows, level = self._start_coupled(arrivals, next_arrival, end, t_e)
+                restart = min(restart, level)
                 next_arrival = end
-                count = end - sl.start
-                new_rows = cpl.append(route=arrivals["route"][sl], size=arrivals["size"][sl],
-                                      owner=arrivals["owner"][sl], tag=arrivals["tag"][sl],
-                                      t_act=arrivals["t_act"][sl], t_fin=np.full(count, np.inf),
-                                      rem=arrivals["size"][sl] * self.work_per_byte, t_upd=np.full(count, t_e),
-                                      rate=np.zeros(count))
-                links = _links_in(self.fabric.route_links[arrivals["route"][sl]], self.fabric.n_links)
-                restart = min(restart, float(self._share_level(links).min(initial=np.inf)))
-                del links
                 if next_arrival == n_arr:  # all in the coupled table now: free them before the solve
                     arrivals.clear()
             if restart < np.inf:
                 self._resolve_rates(restart if self.incremental else 0.0, new_rows, t_e)
             cpl.compact()
+
+    def _start_coupled(self, arrivals: dict[str, np.ndarray], start: int, end: int, t_e: float
+                       ) -> tuple[np.ndarray, float]:
+        """Arrivals ``start:end`` join the coupled table at t_e, ``ARRIVALS_CHUNK`` at a time (a column's
+        temporaries stay small when millions arrive at once); their rows and the level no flow on their links
+        freezes below."""
+        cpl = self.cpl
+        cpl.reserve(cpl.n + end - start)
+        first, restart = cpl.n, np.inf
+        for lo in range(start, end, self.ARRIVALS_CHUNK):
+            part = slice(lo, min(lo + self.ARRIVALS_CHUNK, end))
+            count = part.stop - lo
+            cpl.append(route=arrivals["route"][part], size=arrivals["size"][part], owner=arrivals["owner"][part],
+                       tag=arrivals["tag"][part], t_act=arrivals["t_act"][part], t_fin=np.full(count, np.inf),
+                       rem=arrivals["size"][part] * self.work_per_byte, t_upd=np.full(count, t_e),
+                       rate=np.zeros(count))
+            links = _links_in(self.fabric.route_links[arrivals["route"][part]], self.fabric.n_links)
+            restart = min(restart, float(self._share_level(links).min(initial=np.inf)))
+        return np.arange(first, cpl.n), restart
 
     def _completion_batch(self, finished: np.ndarray, t_e: float, before: float) -> np.ndarray:
         """Flows finishing at t_e plus those finishing soon after, whose completions share one rate recomputation.
@@ -548,7 +560,7 @@ class FluidCore:
             resolve_rates(self.fabric.route_links, redo_mask, n_redo, n_redo == cpl.n_alive, *(
                 cpl.cols[name] for name in ("route", "rate", "rem", "t_upd", "t_fin")), t_e,
                 self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util, work.rows, work.routes,
-                work.old, work.fill)
+                work.fill)
             self._check_capacity()
             return
         redo = np.nonzero(redo_mask)[0]
