@@ -525,8 +525,9 @@ def test_a_flow_table_keeps_only_its_columns_and_gives_capacity_back() -> None:
 
 
 def test_arrivals_join_the_coupled_table_in_chunks_with_the_same_result(monkeypatch) -> None:
-    """Millions of flows arriving at once enter the coupled table ``ARRIVALS_CHUNK`` at a time (bounded
-    temporaries): chunks of 3 give every rank the same end and every link the same bytes."""
+    """Flows arriving at once are copied into the coupled table in place and their links looked up
+    ``ARRIVALS_CHUNK`` at a time (bounded temporaries when millions arrive): chunks of 3 give every rank the same
+    end and every link the same bytes."""
     fabric = Fabric(fattree_graph(4))
     schedule = build_schedule("alltoall", "direct", 8e6, fabric.n_hosts)  # 240 flows arrive together
     whole, network = run_flow(fabric, schedule)
