@@ -240,7 +240,7 @@ def link_sums(
 
 class Workspace:
     """Buffers for the large re-solves of one simulation (``resolve_rates``), kept from one solve to the next:
-    a million-flow solve would otherwise take about 100 MB of fresh pages from the system, and the kernel's
+    a million-flow solve would otherwise take about 70 MB of fresh pages from the system, and the kernel's
     zeroing of them showed up as a quarter of a 4,096-host all-to-all's time (docs/BENCHMARKS.md)."""
 
     def __init__(self, flows: int, width: int) -> None:
