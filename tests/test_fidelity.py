@@ -155,6 +155,17 @@ def test_a_collective_chooses_too(capsys: pytest.CaptureFixture) -> None:
     assert run("--fidelity", "analytical")["time_s"] == pytest.approx(ring["time_s"], rel=1e-9)  # contention-free
 
 
+def test_a_collective_keeps_its_tolerance_when_auto_chooses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lone collective's network is built at its tolerance: ``auto`` estimates at that one, never the coarse."""
+    from simulator.run import collective
+
+    asked = []
+    monkeypatch.setattr(collective, "choose", lambda *args, **kwargs: asked.append(kwargs) or choose(*args, **kwargs))
+    report, _ = collective.simulate_collective("alltoall", "direct", 2**20, Fabric(load_topology("star8")), "auto")
+    assert asked[0]["rate_tolerance"] == report.rate_tolerance == 1e-3
+    assert "rate tolerance" not in report.fidelity_reason
+
+
 def test_sweep_rows_say_the_fidelity_each_point_ran_at() -> None:
     from simulator.run.sweep import sweep
 

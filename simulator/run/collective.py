@@ -129,7 +129,7 @@ def simulate_collective(op: str, algo: str, size_bytes: float, fabric: Fabric, f
             fidelity, reason = "flow", ORDERED_REASON
         else:
             choice = choose([schedule], budget_s, maxmin=network_model == "maxmin", alone=True,
-                            spread=fabric.ecmp == "dmodk")
+                            spread=fabric.ecmp == "dmodk", rate_tolerance=rate_tolerance)  # kept: the network has it
             fidelity, reason = choice.fidelity, choice.reason
             deadline = started + budget_s
             if fidelity == "analytical":
