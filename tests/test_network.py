@@ -522,16 +522,25 @@ def test_a_flow_table_keeps_only_its_columns_and_gives_capacity_back() -> None:
     old = table.compact()
     assert old.tolist() == rows[-10:].tolist() and table.route.tolist() == list(range(n - 10, n))
     assert len(table.alive) == 2 * _Table.MIN_CAPACITY  # was 10,000 rows
+    some = table.take(np.array([1, 3]))
+    assert some["route"].tolist() == [n - 9, n - 7] and table.n_alive == 8
+    table = _Table("route", "t_act")
+    table.append(route=np.arange(n), t_act=np.ones(n))
+    route = table.cols["route"]
+    every = table.take(np.arange(n))  # all of them: the columns themselves, and an empty table
+    assert np.shares_memory(every["route"], route) and every["route"].tolist() == list(range(n))
+    assert table.n == table.n_alive == 0 and len(table.alive) == _Table.MIN_CAPACITY
 
 
 def test_arrivals_join_the_coupled_table_in_chunks_with_the_same_result(monkeypatch) -> None:
-    """Flows arriving at once are copied into the coupled table in place and their links looked up
-    ``ARRIVALS_CHUNK`` at a time (bounded temporaries when millions arrive): chunks of 3 give every rank the same
-    end and every link the same bytes."""
+    """Flows arriving at once are checked for shared links ``ARRIVALS_CHUNK`` at a time, their links counted in
+    place past ``COMPILED_ENTRIES`` and their columns handed over or copied once (bounded temporaries when millions
+    arrive): chunks of 3 and counting from 10 entries give every rank the same end and every link the same bytes."""
     fabric = Fabric(fattree_graph(4))
     schedule = build_schedule("alltoall", "direct", 8e6, fabric.n_hosts)  # 240 flows arrive together
     whole, network = run_flow(fabric, schedule)
     monkeypatch.setattr(FluidCore, "ARRIVALS_CHUNK", 3)
+    monkeypatch.setattr(fabric_module, "COMPILED_ENTRIES", 10)
     chunked, chunked_network = run_flow(fabric, schedule)
     np.testing.assert_array_equal(chunked.rank_end_s, whole.rank_end_s)
     np.testing.assert_array_equal(chunked_network.link_bytes(), network.link_bytes())

@@ -152,7 +152,7 @@ def _profile(fabric: Fabric, pattern: Pattern, hosts: np.ndarray, model: Network
     link rates and latencies that still holds per latency class of routes, and a class's links drain in
     proportion per rate class: the profile is a row per (route latency class, rate class), never per
     message. Small patterns use the fabric's route cache; huge ones (an all-to-all on thousands of ranks) are
-    routed chunk by chunk without caching, keeping only int32 link rows, so memory stays bounded.
+    routed chunk by chunk without caching, keeping only link rows (int16 or int32), so memory stays bounded.
     """
     cached = len(pattern) <= CACHED_MESSAGES
     payload = np.zeros(fabric.n_links)

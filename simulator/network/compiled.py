@@ -162,6 +162,11 @@ def _fill(
     return level
 
 
+def _links(table: np.ndarray) -> np.ndarray:
+    """A link table as the kernels take it: int16 (``fabric.link_dtype``) as it is, anything else as int32."""
+    return np.ascontiguousarray(table, dtype=np.int16 if table.dtype == np.int16 else np.int32)
+
+
 def _array(values: np.ndarray | None, dtype: type | None, ndim: int) -> np.ndarray:
     """``values`` as a contiguous array of ``dtype`` (None: keep an integer dtype, int32 or int64, so that row ids
     are not copied); None as an empty one (the kernels' "absent")."""
@@ -186,15 +191,16 @@ def fill_levels(
     >>> fill_levels(np.array([[0, 1], [1, -1], [2, -1]]), np.array([10.0, 4.0, 6.0])).tolist()
     [2.0, 2.0, 6.0]
     """
+    table = _links(np.asarray(table))
     return _fill(
-        _array(table, np.int32, 2),
+        table,
         _array(rows, None, 1),
         rows is None,
         _array(capacity_Bps, np.float64, 1),
         _array(coef, np.float64, 2),
         _array(weight, np.float64, 1),
         _array(bound_level, np.float64, 1),
-        Workspace(0, 0).fill,
+        Workspace(0, 0, table.dtype).fill,
     )
 
 
@@ -228,7 +234,7 @@ def link_sums(
     [2.0, 5.0, 0.0]
     """
     total = _sums(
-        _array(table, np.int32, 2),
+        _links(table),
         _array(rows, None, 1),
         rows is None,
         _array(per_flow, np.float64, 1),
@@ -243,8 +249,8 @@ class Workspace:
     a million-flow solve would otherwise take about 70 MB of fresh pages from the system, and the kernel's
     zeroing of them showed up as a quarter of a 4,096-host all-to-all's time (docs/BENCHMARKS.md)."""
 
-    def __init__(self, flows: int, width: int) -> None:
-        self.fill = (np.empty((flows, width), np.int32), np.empty(flows * width, np.int32), np.empty(flows),
+    def __init__(self, flows: int, width: int, link_dtype: type = np.int32) -> None:
+        self.fill = (np.empty((flows, width), link_dtype), np.empty(flows * width, np.int32), np.empty(flows),
                      np.empty(flows, np.bool_))
         self.rows = np.empty(flows, np.int32)
         self.routes = np.empty(flows, np.int32)  # the coupled table's route column's dtype

@@ -57,14 +57,6 @@ def time_eps(t: float) -> float:
     return TIME_REL_EPS * abs(t) + 1e-18
 
 
-def _links_in(links: np.ndarray, n_links: int) -> np.ndarray:
-    """The link ids a padded link matrix holds: each real entry's, or past ``COMPILED_ENTRIES`` each distinct one
-    once (no copy per entry of millions of arriving flows)."""
-    if links.size <= fabric_module.COMPILED_ENTRIES:
-        return links[links >= 0]
-    return np.nonzero(link_sums(links, None, n_links))[0]
-
-
 def _extended(array: np.ndarray, size: int) -> np.ndarray:
     """A copy of ``array`` zero-extended to ``size`` elements."""
     out = np.zeros(size, dtype=array.dtype)
@@ -119,6 +111,18 @@ class _Table:
             self.cols[name] = _extended(col[: self.n], capacity)
         self.alive = _extended(self.alive[: self.n], capacity)
 
+    def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Remove ``rows`` (ascending) and return their columns; when they are every row, the columns themselves
+        (no copy of millions of rows)."""
+        if len(rows) == self.n == self.n_alive:
+            taken = {name: col[: self.n] for name, col in self.cols.items()}
+            self.__init__(*taken)  # empty again
+            return taken
+        taken = {name: col[rows] for name, col in self.cols.items()}
+        self.kill(rows)
+        self.compact()
+        return taken
+
     def live_rows(self) -> np.ndarray:
         return np.nonzero(self.alive[: self.n])[0]
 
@@ -165,7 +169,7 @@ class FluidCore:
 
     IDLE_SHARE: ClassVar[float] = 0.3  # completion batching: idle capacity a batch may add (``_completion_batch``)
     BATCH_REACH: ClassVar[float] = 10.0  # ... and how far past the tolerance it may reach
-    ARRIVALS_CHUNK: ClassVar[int] = 1 << 20  # arrivals' links are looked up this many at a time
+    ARRIVALS_CHUNK: ClassVar[int] = 1 << 20  # arrivals are checked for links they share this many at a time
 
     def __init__(self, fabric: Fabric | ModelRoutes, check_capacity: bool = False, incremental: bool = True,
                  rate_tolerance: float = DEFAULT_RATE_TOLERANCE, record_rates: bool = False) -> None:
@@ -307,6 +311,14 @@ class FluidCore:
         links = self.fabric.route_links[routes]
         return links, links >= 0
 
+    def _links_under(self, routes: np.ndarray) -> np.ndarray:
+        """The link ids under ``routes``: each real entry's, or past ``COMPILED_ENTRIES`` each distinct one once
+        (counted in place: no copy of millions of flows' entries)."""
+        if len(routes) * self.fabric.route_links.shape[1] <= fabric_module.COMPILED_ENTRIES:
+            links = self.fabric.route_links[routes]
+            return links[links >= 0]
+        return np.nonzero(self._per_link(routes, None))[0]
+
     def _per_link(self, routes: np.ndarray, per_flow: np.ndarray | None) -> np.ndarray:
         """Per link, the sum over flows on ``routes`` of ``per_flow`` (a rate in bytes/s; under a model x each
         entry's ACK coefficient), or the count of flows when None."""
@@ -320,38 +332,42 @@ class FluidCore:
         return (rate_Bps[:, None] * self._model_routes.route_coef[routes])[valid]
 
     def _classify_arrivals(self, t0: float, limit: float) -> dict[str, np.ndarray]:
-        """Start this window's arrivals: alone on their links -> isolated; otherwise coupled, later."""
+        """Start this window's arrivals: alone on their links -> isolated; otherwise coupled, later (in order of
+        ``t_act``). Millions arriving at once are looked at ``ARRIVALS_CHUNK`` at a time, each column copied once
+        at most (16.7 M flows hold 536 MB of them)."""
         pend = self.pending
         rows = np.nonzero(pend.t_act < limit)[0]
         if not len(rows):
             return {}
-        arr = {name: getattr(pend, name)[rows] for name in ARRIVING}
-        pend.kill(rows)
-        pend.compact()
-
-        links, valid = self._links_of(arr["route"])
-        self._count(arr["route"], +1)
-        touched = np.where(valid, links, 0)
-        owners = self.link_owner[links[valid]]
-        owned = owners >= 0
-        if owned.any():
-            self._isolated_to_coupled(np.unique(owners[owned]), t0)
-        alone = np.all(~valid | (self.link_count[touched] == 1), axis=1)
-
+        arr = pend.take(rows)
+        route = arr["route"]
+        self._count(route, +1)
+        owners = self.link_owner[self._links_under(route)]
+        owners = owners[owners >= 0]
+        if len(owners):
+            self._isolated_to_coupled(np.unique(owners), t0)
+        alone = np.empty(len(route), dtype=bool)
+        for lo in range(0, len(route), self.ARRIVALS_CHUNK):
+            links = self.fabric.route_links[route[lo : lo + self.ARRIVALS_CHUNK]]
+            np.all((links < 0) | (self.link_count[links] == 1), axis=1, out=alone[lo : lo + self.ARRIVALS_CHUNK])
         every = bool(alone.all())
         if every or alone.any():
             iso = arr if every else {name: col[alone] for name, col in arr.items()}
-            il, iv = (links, valid) if every else (links[alone], valid[alone])
+            links, valid = self._links_of(iso["route"])
             cap = self.fabric.route_bottleneck_Bps[iso["route"]]
             duration = iso["size"] * self.work_per_byte / cap
             new_rows = self.iso.append(**iso, t_fin=iso["t_act"] + duration)
-            self.link_owner[il[iv]] = entries(new_rows, iv)
-            self._account_isolated(iso["route"], il, iv, cap, duration)
+            self.link_owner[links[valid]] = entries(new_rows, valid)
+            self._account_isolated(iso["route"], links, valid, cap, duration)
         if every:
             return {}
-        coupled = ~alone
-        order = np.argsort(arr["t_act"][coupled], kind="stable")
-        return {name: col[coupled][order] for name, col in arr.items()}
+        coupled = np.nonzero(~alone)[0]
+        del alone
+        order = coupled[np.argsort(arr["t_act"][coupled], kind="stable")]
+        del coupled
+        for name in ARRIVING:  # one column at a time: one extra column at most
+            arr[name] = arr[name][order]
+        return arr
 
     def _account_isolated(self, route: np.ndarray, links: np.ndarray, valid: np.ndarray, rate: np.ndarray,
                           duration: np.ndarray) -> None:
@@ -455,14 +471,9 @@ class FluidCore:
                        ) -> tuple[np.ndarray, float]:
         """Arrivals ``start:end`` join the coupled table at t_e; their rows and the level no flow on their links
         freezes below. Written into the table's columns in place, each arrival column freed once copied when
-        these are the last arrivals (16.7 M flows arriving at once hold 536 MB of them), their links looked up
-        ``ARRIVALS_CHUNK`` at a time."""
+        these are the last arrivals (16.7 M flows arriving at once hold 536 MB of them)."""
         last = end == len(arrivals["t_act"])
-        restart = np.inf
-        for lo in range(start, end, self.ARRIVALS_CHUNK):
-            route = arrivals["route"][lo : min(lo + self.ARRIVALS_CHUNK, end)]
-            links = _links_in(self.fabric.route_links[route], self.fabric.n_links)
-            restart = min(restart, float(self._share_level(links).min(initial=np.inf)))
+        restart = float(self._share_level(self._links_under(arrivals["route"][start:end])).min(initial=np.inf))
         rows, part, cols = self.cpl.grow(end - start), slice(start, end), self.cpl.cols
         np.multiply(arrivals["size"][part], self.work_per_byte, out=cols["rem"][rows])
         for name in ARRIVING:
@@ -557,7 +568,7 @@ class FluidCore:
 
             if self._work is None or not self._work.fits(n_redo):
                 self._work = None  # give the old buffers back first
-                self._work = Workspace(n_redo, self.fabric.route_links.shape[1])
+                self._work = Workspace(n_redo, self.fabric.route_links.shape[1], self.fabric.route_links.dtype)
             work = self._work
             resolve_rates(self.fabric.route_links, redo_mask, n_redo, n_redo == cpl.n_alive, *(
                 cpl.cols[name] for name in ("route", "rate", "rem", "t_upd", "t_fin")), t_e,

@@ -80,7 +80,7 @@ class ModelRoutes:
         self.n_links = fabric.n_links
         self.n_routes = 0
         self._cache = KeyCache()
-        self.route_links = np.zeros((0, 1), dtype=np.int32)
+        self.route_links = np.zeros((0, 1), dtype=fabric.route_links.dtype)
         self.route_coef = np.zeros((0, 1))
         for name in ("route_latency_s", "route_weight", "route_bound_Bps", "route_bottleneck_Bps"):
             setattr(self, name, np.zeros(0))
