@@ -572,8 +572,7 @@ class FluidCore:
             work = self._work
             resolve_rates(self.fabric.route_links, redo_mask, n_redo, n_redo == cpl.n_alive, *(
                 cpl.cols[name] for name in ("route", "rate", "rem", "t_upd", "t_fin")), t_e,
-                self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util, work.rows, work.routes,
-                work.fill)
+                self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util, work.rows, work.fill)
             self._check_capacity()
             return
         redo = np.nonzero(redo_mask)[0]
