@@ -205,7 +205,7 @@ def test_auto_runs_flow_level_within_its_budget_and_analytical_past_it(monkeypat
     assert within.fidelity == "flow" and within.fidelity_reason.endswith("within the 60 s budget")
     over = simulate_jobs({**spec, "budget_s": 1e-6})
     assert over.fidelity == "analytical"
-    assert over.fidelity_reason == f"auto: flow level estimated at {estimate:.3g} s, over the 1e-06 s budget"
+    assert over.fidelity_reason == f"auto: flow level estimated at {estimate:.3g} s, over 0.8 x the 1e-06 s budget"
     assert over.table.step_time_shared_s.tolist() == simulate_jobs({**spec, "fidelity": "analytical"}
                                                                    ).table.step_time_shared_s.tolist()
     for report in (*over.alone.values(), *over.shared.values()):
@@ -365,7 +365,7 @@ def test_cli_states_the_fidelity_and_takes_fidelity_and_budget_options(capsys, t
     code, printed, _ = cli(capsys, "jobs", str(EXAMPLE), "--budget-s", "1e-6")
     assert code == 0
     assert "at analytical fidelity (auto: flow level estimated at" in " ".join(printed.split())
-    assert "over the 1e-06 s budget)" in " ".join(printed.split())
+    assert "over 0.8 x the 1e-06 s budget)" in " ".join(printed.split())
     code, _, err = cli(capsys, "jobs", str(EXAMPLE), "--fidelity", "fast")
     assert code == 2 and err.startswith("dessim: error: fidelity: got 'fast'") and len(err.strip().splitlines()) == 1
 

@@ -10,7 +10,7 @@ estimates flow level's cost from the step's messages before running it:
   takes part in rate solves: ``PER_SHARED_MESSAGE_S`` more per message, x (m / ``SHARED_REF_MESSAGES``) **
   ``SHARED_GROWTH`` in a pattern of m > ``SHARED_REF_MESSAGES`` messages (a larger pattern has more distinct
   rates, so more completion waves, each re-solving most of its flows: a shared message of the 1,024-host ps step
-  costs 1.7 x one of the 256-host step, with 16 x the messages per pattern). A pattern costs most of its time in
+  costs 2 x one of the 256-host step, with 16 x the messages per pattern). A pattern costs most of its time in
   lookahead windows (about 150 us each), one per distinct event time. A lone collective's ranks move in step
   (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step under
   per-flow hashing they drift apart, since hops that collide on an uplink and routes of different lengths
@@ -30,11 +30,12 @@ A lone collective whose messages never share a link (a ring on a fat-tree) runs 
 
 The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): the
 default ps step on 256 and 1,024 fat-tree hosts under hashing (5 patterns of 65,280 and 1.05 M shared messages:
-3.2 s and 83 s, large rate solves compiled), the window counts above and, for ``dmodk``, the 1,024-host ps step
-and all-to-all (5.2 M messages in 4.5 s; 1 M in 2.2 s: the constant lies between). ``benchmarks/fidelity.py``
-compares the estimate with held-out runs of lone collectives and default training steps on 64 to 1,024 hosts. It
-can still err either way, so a flow run chosen by ``auto`` also gets a deadline: past the budget it stops and the step
-runs at analytical fidelity instead, and the result says so. Every result names the fidelity it ran at and why
+2.2 s and 58 s, large rate solves compiled; at ``COARSE_RATE_TOLERANCE`` 1.3 s and 22 s), the window counts
+above and, for ``dmodk``, the 1,024-host ps step and all-to-all (5.2 M messages in 4.5 s; 1 M in 2.2 s: the
+constant lies between). ``benchmarks/fidelity.py`` compares the estimate with held-out runs of lone collectives
+and default training steps on 64 to 1,024 hosts. It can still err either way, so ``auto`` runs flow level only
+when estimated within ``ESTIMATE_MARGIN`` of the budget, and the run gets a deadline: past the budget it stops and
+the step runs at analytical fidelity instead, and the result says so. Every result names the fidelity it ran at and why
 (``StepSummary.fidelity_reason``). When flow level was cheap (under ``SAMPLE_FRACTION`` of the budget), the
 analytical model runs too and ``analytical_difference`` says how far its step time is from flow level's. A
 flow-level run, chosen or forced, estimated at more than ``LONG_RUN_S`` is announced before it starts, with
@@ -57,14 +58,15 @@ WINDOWS_PER_STEP = 85
 STEP_COMPILED_S = 0.002
 NUMBA_LOAD_S = 0.4
 STEP_ALONE_S = 0.0015
-PER_SHARED_MESSAGE_S = 8.4e-6
+PER_SHARED_MESSAGE_S = 5.1e-6
 SHARED_REF_MESSAGES = 65_536
-SHARED_GROWTH = 0.2
-PER_SHARED_MESSAGE_COARSE_S = 4.8e-6
+SHARED_GROWTH = 0.25
+PER_SHARED_MESSAGE_COARSE_S = 2.9e-6
 PER_SHARED_MESSAGE_SPREAD_S = 5e-7
 WEIGHTED_STEP_S = 0.05
 WEIGHTED_MESSAGE_S = 4e-4
 SAMPLE_FRACTION = 0.1
+ESTIMATE_MARGIN = 0.8  # flow level is chosen when estimated within this share of the budget
 LONG_RUN_S = 30.0  # a flow-level run estimated longer is announced at its start, with the faster option
 
 
@@ -113,8 +115,8 @@ class FidelityChoice:
 
     @property
     def reason(self) -> str:
-        verdict = "within" if self.fidelity == "flow" else "over"
-        budget = f"{verdict} the {self.budget_s:g} s budget"
+        budget = (f"within the {self.budget_s:g} s budget" if self.fidelity == "flow"
+                  else f"over {ESTIMATE_MARGIN:g} x the {self.budget_s:g} s budget")
         if self.default_estimate_s is None:
             return f"auto: flow level estimated at {self.estimate_s:.3g} s, {budget}"
         coarse = f"at rate tolerance {self.rate_tolerance:g}"
@@ -127,18 +129,22 @@ class FidelityChoice:
 
 def choose(schedules: list[Schedule], budget_s: float = DEFAULT_BUDGET_S, maxmin: bool = True,
            alone: bool = False, spread: bool = False, rate_tolerance: float | None = None) -> FidelityChoice:
-    """Flow level if its estimated cost (``flow_cost_s``) fits ``budget_s`` (wall seconds), analytical otherwise.
+    """Flow level if its estimated cost (``flow_cost_s``) fits ``budget_s`` (wall seconds) with a margin
+    (``ESTIMATE_MARGIN``), analytical otherwise. The margin: the estimate errs by up to a third either way
+    (docs/BENCHMARKS.md), and a flow run chosen here stops at the budget and runs again analytically, so a run
+    estimated just under the budget would as likely waste the whole budget as fit it.
     ``rate_tolerance`` None (not set by the user): the default tolerance, or ``COARSE_RATE_TOLERANCE`` when only
     that fits (a stated error bound of 2% on a rank's end, measured effects of 1e-5 to 1e-4: docs/BENCHMARKS.md),
     which flow level at a tolerance bounds and the analytical model does not."""
+    limit_s = ESTIMATE_MARGIN * budget_s
     tolerance = DEFAULT_RATE_TOLERANCE if rate_tolerance is None else rate_tolerance
     estimate = flow_cost_s(schedules, maxmin, alone, spread, tolerance)
-    if estimate <= budget_s or rate_tolerance is not None:
-        return FidelityChoice("flow" if estimate <= budget_s else "analytical", estimate, budget_s, tolerance)
+    if estimate <= limit_s or rate_tolerance is not None:
+        return FidelityChoice("flow" if estimate <= limit_s else "analytical", estimate, budget_s, tolerance)
     coarse = flow_cost_s(schedules, maxmin, alone, spread, COARSE_RATE_TOLERANCE)
     if coarse >= estimate:  # no hashed shared messages: the tolerance changes nothing there
         return FidelityChoice("analytical", estimate, budget_s, tolerance)
-    return FidelityChoice("flow" if coarse <= budget_s else "analytical", coarse, budget_s, COARSE_RATE_TOLERANCE,
+    return FidelityChoice("flow" if coarse <= limit_s else "analytical", coarse, budget_s, COARSE_RATE_TOLERANCE,
                           estimate)
 
 
