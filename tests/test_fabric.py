@@ -6,7 +6,8 @@ import pytest
 
 from simulator.collectives.algorithms import build_schedule
 from simulator.network import make_network
-from simulator.network.fabric import Fabric, KeyCache, pad_columns
+from simulator.network.compiled import fill_levels
+from simulator.network.fabric import Fabric, KeyCache, link_dtype, pad_columns
 from topologies import Cables, load_cables, load_topology
 
 
@@ -30,6 +31,22 @@ def test_pad_columns_widens_with_the_fill_and_keeps_the_dtype() -> None:
     assert wide.dtype == np.int32 and wide.tolist() == [[1, 2, -1, -1], [3, -1, -1, -1]]
     assert pad_columns(np.ones((1, 1)), 2, 0.0).tolist() == [[1.0, 0.0]]
     assert pad_columns(links, 2) is links
+
+
+def test_route_tables_hold_int16_link_ids_while_they_fit() -> None:
+    """Link ids are int16 below 32,767 links (half the memory of route tables, and of what large solves read),
+    int32 from there; the compiled kernels take either and give the same levels."""
+    assert link_dtype(32_766) == np.int16 and link_dtype(32_767) == np.int32
+    fabric = Fabric(load_topology("fattree:k=4"))
+    src = np.arange(fabric.n_hosts)
+    ids = fabric.route_ids(src, np.roll(src, 3))
+    assert fabric.route_links.dtype == np.int16 and fabric.uncached_routes(src, src[::-1]).dtype == np.int16
+    levels = fill_levels(fabric.route_links, fabric.capacity_Bps / 7, rows=ids)
+    wide = fill_levels(fabric.route_links.astype(np.int64), fabric.capacity_Bps / 7, rows=ids)
+    np.testing.assert_array_equal(wide, levels)
+    big = Fabric(load_topology("star:hosts=16384"))  # 32,768 directed links
+    big.route_ids(np.array([0, 16383]), np.array([16383, 0]))
+    assert big.n_links == 32_768 and big.route_links.dtype == np.int32
 
 
 @pytest.mark.parametrize("text", ["star", "ring:hosts=2", "leafspine16-oversub", "fattree:k=4,pods=3", "dgx-h100-4node",
