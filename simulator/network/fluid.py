@@ -498,19 +498,21 @@ class FluidCore:
         budget_s = self.rate_tolerance * (t_e - float(cpl.t_act[finished].min()))
         last_s = before - time_eps(before)
         floor_s = t_e + time_eps(t_e)
-        batch = np.nonzero(cpl.t_fin <= max(min(t_e + budget_s, last_s), floor_s))[0]
         more = np.nonzero(cpl.t_fin <= max(min(t_e + self.BATCH_REACH * budget_s, last_s), floor_s))[0]
-        if len(more) == len(batch):
-            return batch
-        more = more[np.argsort(cpl.t_fin[more], kind="stable")]  # ``batch`` first
-        t_fin, route, rate = cpl.t_fin[more], cpl.route[more], cpl.rate[more]
+        t_fin = cpl.t_fin[more]
+        n_batch = int(np.count_nonzero(t_fin <= max(min(t_e + budget_s, last_s), floor_s)))  # the first rule's
+        if n_batch == len(more):
+            return more
+        order = np.argsort(t_fin, kind="stable")  # the first rule's batch first
+        more, t_fin = more[order], t_fin[order]
+        route, rate = cpl.route[more], cpl.rate[more]
         allowed_B = self.IDLE_SHARE * budget_s * self.fabric.capacity_Bps  # bytes of capacity idle, per link
 
         def fits(k: int) -> bool:  # the first k finishers of ``more`` in one batch
             idle_B = self._per_link(route[:k], rate[:k] * (t_fin[k - 1] - t_fin[:k]))
             return bool(np.all(idle_B <= allowed_B))
 
-        good, step = len(batch), 1  # galloping, then bisection: cost grows with the batch, not with ``more``
+        good, step = n_batch, 1  # galloping, then bisection: cost grows with the batch, not with ``more``
         while good + step <= len(more) and fits(good + step):
             good, step = good + step, 2 * step
         bad = min(good + step, len(more) + 1)
