@@ -118,24 +118,73 @@ def _traffic(seed: int) -> tuple[Fabric, Schedule, np.ndarray]:
     return fabric, schedule, rng.uniform(0, 2e-5, n)
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_compiled_windows_give_numpy_results_to_the_bit(monkeypatch, seed: int) -> None:
-    _compiled_solves(monkeypatch)
-    fabric, schedule, ready_s = _traffic(seed)
-    plain, plain_network = run_flow(fabric, schedule, ready_s=ready_s)
-    kernel, taken = compiled.isolated_window, []
+def _counting(monkeypatch, name: str, ran: list[int], count) -> None:
+    """Record ``count(result)`` of every call to the compiled kernel ``name``."""
+    kernel = getattr(compiled, name)
 
     def counted(*args: object) -> tuple:
         out = kernel(*args)
-        taken.append(out[0] >= 0)
+        ran.append(count(out))
         return out
 
-    monkeypatch.setattr(compiled, "isolated_window", counted)
+    monkeypatch.setattr(compiled, name, counted)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_compiled_windows_give_numpy_results_to_the_bit(monkeypatch, seed: int) -> None:
+    """Windows run compiled one at a time (``isolated_window``), many in one call (``lone_windows``, the one run's
+    lone messages) or in numpy (the others): the same results as numpy's alone, to the bit."""
+    _compiled_solves(monkeypatch)
+    fabric, schedule, ready_s = _traffic(seed)
+    plain, plain_network = run_flow(fabric, schedule, ready_s=ready_s)
+    single, fused = [], []
+    _counting(monkeypatch, "isolated_window", single, lambda out: out[0] >= 0)
+    _counting(monkeypatch, "lone_windows", fused, lambda out: out[0])
     monkeypatch.setattr(flow, "COMPILED_WINDOWS", 0)
     fast, network = run_flow(fabric, schedule, ready_s=ready_s)
-    assert any(taken) and not all(taken)  # both paths ran: lone windows compiled, the others in numpy
+    assert sum(fused) > 1 and not all(single)  # windows ran fused, and some in numpy
     np.testing.assert_array_equal(fast.rank_end_s, plain.rank_end_s)
     np.testing.assert_array_equal(fast.sent_bytes, plain.sent_bytes)
+    np.testing.assert_array_equal(network.link_bytes(), plain_network.link_bytes())
+    for mine, theirs in zip(network.link_stats(), plain_network.link_stats(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def _two_runs(fabric: Fabric, second_at_s: float) -> tuple[flow.FlowNetwork, list]:
+    """A ring all-reduce from 0, and another process starting an all-to-all at ``second_at_s``: the first run's
+    lone windows must stop for it."""
+    network = flow.FlowNetwork(fabric, check_capacity=True)
+    n = fabric.n_hosts
+    ends = []
+
+    def second():
+        yield network.env.timeout(second_at_s)
+        ends.append((yield network.start(build_schedule("alltoall", "direct", 4e5, n))))
+
+    network.env.process(second())
+    first = network.start(build_schedule("allreduce", "ring", 16e6, n))
+    network.env.run(until=first)
+    network.env.run()
+    return network, [first.value, *ends]
+
+
+@pytest.mark.parametrize("room", [1024, 0])
+def test_lone_windows_stop_for_other_runs_and_full_tables_and_change_no_bit(monkeypatch, room: int) -> None:
+    """Runs that overlap (the second one started by another simpy process mid-way) and tables with no room to
+    spare (``LONE_ROOM`` 0: released messages left to Python's submit, windows left to numpy): the same bits."""
+    _compiled_solves(monkeypatch)
+    fabric = Fabric(fattree_graph(4))
+    plain_network, plain = _two_runs(fabric, 3e-4)
+    fused, left = [], []
+    _counting(monkeypatch, "lone_windows", fused, lambda out: out[0])
+    _counting(monkeypatch, "lone_windows", left, lambda out: len(out[-1][0]))
+    monkeypatch.setattr(flow, "COMPILED_WINDOWS", 0)
+    monkeypatch.setattr(flow.FluidCore, "LONE_ROOM", room)
+    network, runs = _two_runs(fabric, 3e-4)
+    assert sum(fused) > 10 and (sum(left) > 0) == (room == 0)
+    for mine, theirs in zip(runs, plain, strict=True):
+        assert mine.start_s == theirs.start_s
+        np.testing.assert_array_equal(mine.rank_end_s, theirs.rank_end_s)
     np.testing.assert_array_equal(network.link_bytes(), plain_network.link_bytes())
     for mine, theirs in zip(network.link_stats(), plain_network.link_stats(), strict=True):
         np.testing.assert_array_equal(mine, theirs)

@@ -563,6 +563,85 @@ def _distinct(values: np.ndarray, bound: int) -> np.ndarray:
 
 
 @numba.njit(cache=True)
+def _start_lone(limit: float, pending: tuple, pending_alive: np.ndarray, n_pending: int, iso: tuple,
+                iso_alive: np.ndarray, n_iso: int, cpl_t_fin: np.ndarray, route_links: np.ndarray,
+                bottleneck_Bps: np.ndarray, capacity_Bps: np.ndarray, link_count: np.ndarray, link_owner: np.ndarray,
+                link_busy_s: np.ndarray, link_peak_util: np.ndarray) -> tuple:
+    """``isolated_window``'s first half: move the window's arrivals into the isolated table (rows from ``n_iso``),
+    if every one is alone and no coupled flow finishes before ``limit``. Returns (arrivals moved, or -1 when the
+    window is not of that kind and nothing changed; new ``n_iso``; the least coupled finish and pending arrival
+    time left)."""
+    p_route, p_size, p_t_act, p_owner, p_tag = pending
+    i_route, i_size, i_t_act, i_owner, i_tag, i_t_fin = iso
+    next_s = np.inf
+    for t in cpl_t_fin:
+        if t < limit:
+            return -1, n_iso, next_s
+        next_s = min(next_s, t)
+    rows = np.empty(n_pending, np.int64)
+    n_rows = 0
+    for r in range(n_pending):
+        if p_t_act[r] < limit:
+            rows[n_rows] = r
+            n_rows += 1
+    rows = rows[:n_rows]
+    width = route_links.shape[1]
+    shared = False
+    for sign in (1, -1):  # count the arrivals in; out again if one shares a link
+        for r in rows:
+            for h in range(width):
+                link = route_links[p_route[r], h]
+                if link >= 0:
+                    link_count[link] += sign
+                    shared |= link_count[link] > 1
+        if not shared:
+            break
+    if shared:
+        return -1, n_iso, next_s
+    for r in rows:  # start them, alone at their route's bottleneck rate
+        route = p_route[r]
+        rate = bottleneck_Bps[route]
+        duration = p_size[r] / rate
+        i_route[n_iso], i_size[n_iso], i_t_act[n_iso] = route, p_size[r], p_t_act[r]
+        i_owner[n_iso], i_tag[n_iso], i_t_fin[n_iso] = p_owner[r], p_tag[r], p_t_act[r] + duration
+        iso_alive[n_iso] = True
+        for h in range(width):
+            link = route_links[route, h]
+            if link >= 0:
+                link_owner[link] = n_iso
+                link_busy_s[link] += duration
+                link_peak_util[link] = max(link_peak_util[link], rate / capacity_Bps[link])
+        pending_alive[r] = False
+        p_t_act[r] = np.inf
+        n_iso += 1
+    for r in range(n_pending):
+        next_s = min(next_s, p_t_act[r])
+    return n_rows, n_iso, next_s
+
+
+@numba.njit(cache=True)
+def _finish_lone(rows: np.ndarray, iso: tuple, iso_alive: np.ndarray, route_links: np.ndarray,
+                 link_count: np.ndarray, link_owner: np.ndarray, route_bytes: np.ndarray) -> tuple:
+    """``isolated_window``'s second half: isolated ``rows`` (ascending) finish; their (owner, tag, finish time)."""
+    i_route, i_size, i_t_act, i_owner, i_tag, i_t_fin = iso
+    owner, tag, t_fin = np.empty(len(rows), i_owner.dtype), np.empty(len(rows), np.int64), np.empty(len(rows))
+    for k in range(len(rows)):
+        i = rows[k]
+        route = i_route[i]
+        for h in range(route_links.shape[1]):
+            link = route_links[route, h]
+            if link >= 0:
+                link_count[link] -= 1
+                link_owner[link] = -1
+        route_bytes[route] += i_size[i]
+        owner[k], tag[k], t_fin[k] = i_owner[i], i_tag[i], i_t_fin[i]
+        iso_alive[i] = False
+        i_t_act[i] = np.inf
+        i_t_fin[i] = np.inf
+    return owner, tag, t_fin
+
+
+@numba.njit(cache=True)
 def isolated_window(
     limit: float,
     pending: tuple,
@@ -589,71 +668,195 @@ def isolated_window(
     the next event time after the window); ``moved`` is -1, and nothing changed, when the window is not of that
     kind (an arrival shares a link, or a coupled flow finishes before ``limit``).
     """
-    p_route, p_size, p_t_act, p_owner, p_tag = pending
-    i_route, i_size, i_t_act, i_owner, i_tag, i_t_fin = iso
-    empty_owner, empty = np.zeros(0, p_owner.dtype), np.zeros(0, np.int64)
-    next_s = np.inf
-    for t in cpl_t_fin:
-        if t < limit:
-            return -1, empty_owner, empty, np.zeros(0), n_iso, next_s
-        next_s = min(next_s, t)
-    rows = np.empty(n_pending, np.int64)
-    n_rows = 0
-    for r in range(n_pending):
-        if p_t_act[r] < limit:
-            rows[n_rows] = r
-            n_rows += 1
-    rows = rows[:n_rows]
-    width = route_links.shape[1]
-    shared = False
-    for sign in (1, -1):  # count the arrivals in; out again if one shares a link
-        for r in rows:
-            for h in range(width):
-                link = route_links[p_route[r], h]
-                if link >= 0:
-                    link_count[link] += sign
-                    shared |= link_count[link] > 1
-        if not shared:
-            break
-    if shared:
-        return -1, empty_owner, empty, np.zeros(0), n_iso, next_s
-    for r in rows:  # start them, alone at their route's bottleneck rate
-        route = p_route[r]
-        rate = bottleneck_Bps[route]
-        duration = p_size[r] / rate
-        i_route[n_iso], i_size[n_iso], i_t_act[n_iso] = route, p_size[r], p_t_act[r]
-        i_owner[n_iso], i_tag[n_iso], i_t_fin[n_iso] = p_owner[r], p_tag[r], p_t_act[r] + duration
-        iso_alive[n_iso] = True
-        for h in range(width):
-            link = route_links[route, h]
-            if link >= 0:
-                link_owner[link] = n_iso
-                link_busy_s[link] += duration
-                link_peak_util[link] = max(link_peak_util[link], rate / capacity_Bps[link])
-        pending_alive[r] = False
-        p_t_act[r] = np.inf
-        n_iso += 1
-    for r in range(n_pending):
-        next_s = min(next_s, p_t_act[r])
+    moved, n_iso, next_s = _start_lone(limit, pending, pending_alive, n_pending, iso, iso_alive, n_iso, cpl_t_fin,
+                                       route_links, bottleneck_Bps, capacity_Bps, link_count, link_owner,
+                                       link_busy_s, link_peak_util)
+    if moved < 0:
+        return -1, np.zeros(0, iso[3].dtype), np.zeros(0, np.int64), np.zeros(0), n_iso, next_s
+    i_t_fin = iso[5]
+    rows = np.empty(n_iso, np.int64)
     n_done = 0
     for i in range(n_iso):
-        n_done += i_t_fin[i] < limit
-    owner, tag, t_fin = np.empty(n_done, i_owner.dtype), np.empty(n_done, np.int64), np.empty(n_done)
-    n_done = 0
-    for i in range(n_iso):  # finish those done before the window's end
-        if not i_t_fin[i] < limit:
+        if i_t_fin[i] < limit:
+            rows[n_done] = i
+            n_done += 1
+        else:
             next_s = min(next_s, i_t_fin[i])
+    owner, tag, t_fin = _finish_lone(rows[:n_done], iso, iso_alive, route_links, link_count, link_owner, route_bytes)
+    return moved, owner, tag, t_fin, n_iso, next_s
+
+
+@numba.njit(cache=True)
+def _submit(step: np.ndarray, message: np.ndarray, ready: np.ndarray, owner: int, tag_shift: int,
+            message_route: np.ndarray, route_latency_s: np.ndarray, flat: tuple, pending: tuple,
+            pending_alive: np.ndarray, n_pending: int) -> int:
+    """``FlowNetwork._submit`` of released messages into the pending table at ``n_pending`` (which has room):
+    grouped by schedule entry, in release order within one. Returns the new ``n_pending``."""
+    p_route, p_size, p_t_act, p_owner, p_tag = pending
+    entries = np.empty(len(step), np.int64)
+    entry, last = len(flat.step_ends), -1
+    for i in range(len(step)):
+        entries[i] = _entry_of(flat.step_ends, step[i])
+        entry, last = min(entry, entries[i]), max(last, entries[i])
+    while entry <= last:
+        off = flat.msg_off[flat.entry_pattern[entry]]
+        for i in range(len(step)):
+            if entries[i] != entry:
+                continue
+            route = message_route[off + message[i]]
+            p_route[n_pending], p_size[n_pending] = route, flat.size[off + message[i]]
+            p_t_act[n_pending] = ready[i] + route_latency_s[route]
+            p_owner[n_pending], p_tag[n_pending] = owner, (step[i] << tag_shift) | message[i]
+            pending_alive[n_pending] = True
+            n_pending += 1
+        entry += 1
+    return n_pending
+
+
+
+@numba.njit(cache=True)
+def _kept_rows(alive: np.ndarray, n: int) -> np.ndarray:
+    """``_Table.compact``'s first half: the alive rows of the first ``n``, in order, now the only alive ones."""
+    kept = np.empty(n, np.int64)
+    k = 0
+    for i in range(n):
+        if alive[i]:
+            kept[k] = i
+            k += 1
+    alive[:k] = True
+    alive[k:n] = False
+    return kept[:k]
+
+
+@numba.njit(cache=True)
+def _move_rows(column: np.ndarray, kept: np.ndarray) -> None:
+    """``_Table.compact``'s second half, one column: row ``kept[i]`` moves to row i."""
+    for i in range(len(kept)):
+        column[i] = column[kept[i]]
+
+
+@numba.njit(cache=True)
+def lone_windows(
+    now: float,
+    stop_s: float,
+    lookahead_s: float,
+    max_windows: int,
+    pending: tuple,
+    pending_alive: np.ndarray,
+    n_pending: int,
+    iso: tuple,
+    iso_alive: np.ndarray,
+    n_iso: int,
+    cpl_t_fin: np.ndarray,
+    fabric: tuple,
+    links: tuple,
+    owner: int,
+    tag_shift: int,
+    message_route: np.ndarray,
+    progress: tuple,
+) -> tuple:
+    """``FlowNetwork``'s loop over the windows of one run's lone messages, in one call: each window as
+    ``isolated_window`` does it, its completions through ``complete_progress``, the messages they release into the
+    pending table as ``_submit`` puts them there, the next window at the next event, on the simpy clock's
+    arithmetic (``now`` + (t - ``now``)): the same updates in the same order, without 40 us of Python and calls
+    a window. Tables are compacted as ``_Table.compact`` does it (rows keep their order; isolated flows' links
+    point at their new rows).
+
+    It stops before a window at or after ``stop_s`` (the next event of anything else: nothing can add traffic
+    before it), before one that is not lone (``isolated_window`` declines it), when a table lacks room, after
+    ``max_windows``, and after a window in which a rank finished (its owner must hear of it first).
+    ``fabric``: (route_links, route_bottleneck_Bps, capacity_Bps, route_latency_s); ``links``: (link_count,
+    link_owner, link_busy_s, link_peak_util, route_bytes); ``progress``: (released, rank_time, sent, received,
+    n_steps, state, flat) of the run (owner id ``owner``), its messages' routes ``message_route`` in flat order.
+    Returns (windows, n_pending, n_iso, now, next event time, progress state, finished ranks, (step, message,
+    ready) released but not yet in the pending table for want of room)."""
+    route_links, bottleneck_Bps, capacity_Bps, route_latency_s = fabric
+    link_count, link_owner, link_busy_s, link_peak_util, route_bytes = links
+    released, rank_time, sent, received, n_steps, state, flat = progress
+    width = route_links.shape[1]
+    finished = np.zeros(0, np.int64)
+    left = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    n_pending_alive, n_iso_alive = 0, 0
+    next_s = np.inf
+    for i in range(n_pending):
+        n_pending_alive += pending_alive[i]
+        next_s = min(next_s, pending[2][i])
+    for t in cpl_t_fin:
+        next_s = min(next_s, t)
+    # The isolated flows' finish times in a heap (rebuilt after a compaction), where ``isolated_window`` scans them
+    heap_s, heap_row = np.empty(len(iso_alive)), np.empty(len(iso_alive), np.int64)
+    n_heap = -1
+    rows = np.empty(16, np.int64)  # a window's finishers
+    windows = 0
+    while windows < max_windows:
+        if n_heap < 0 or (n_iso >= 256 and 2 * n_iso_alive <= n_iso):
+            if n_heap >= 0:
+                kept = _kept_rows(iso_alive, n_iso)
+                for column in (iso[1], iso[2], iso[5]):
+                    _move_rows(column, kept)
+                _move_rows(iso[0], kept)
+                _move_rows(iso[3], kept)
+                _move_rows(iso[4], kept)
+                n_iso = len(kept)
+                for i in range(n_iso):
+                    for h in range(width):
+                        link = route_links[iso[0][i], h]
+                        if link >= 0:
+                            link_owner[link] = i
+            n_heap, n_iso_alive = 0, 0
+            for i in range(n_iso):
+                if iso_alive[i]:
+                    n_heap = _push(heap_s, heap_row, n_heap, iso[5][i], i)
+                    n_iso_alive += 1
+        if n_heap:
+            next_s = min(next_s, heap_s[0])
+        if not next_s < stop_s or n_iso + n_pending_alive > len(iso_alive):
+            break
+        if next_s > now + (1e-12 * abs(now) + 1e-18):  # simpy's clock moves to the event, as a timeout moves it
+            now = now + (next_s - now)
+        limit = max(now + lookahead_s, now + 2 * (1e-12 * abs(now) + 1e-18))
+        start = n_iso
+        moved, n_iso, after_s = _start_lone(limit, pending, pending_alive, n_pending, iso, iso_alive, n_iso,
+                                            cpl_t_fin, route_links, bottleneck_Bps, capacity_Bps, link_count,
+                                            link_owner, link_busy_s, link_peak_util)
+        if moved < 0:  # nothing changed, nor the next event
+            break
+        next_s = after_s  # the coupled flows' and pending ones'; the heap's is taken at the loop's head or end
+        for i in range(start, n_iso):
+            n_heap = _push(heap_s, heap_row, n_heap, iso[5][i], i)
+        n_rows = 0
+        while n_heap and heap_s[0] < limit:
+            rows = _append(rows, n_rows, heap_row[0])
+            n_rows += 1
+            n_heap = _pop(heap_s, heap_row, n_heap)
+        done = np.sort(rows[:n_rows])  # ``isolated_window``'s order
+        _, tag, t_fin = _finish_lone(done, iso, iso_alive, route_links, link_count, link_owner, route_bytes)
+        windows += 1
+        n_pending_alive -= moved
+        n_iso_alive += moved - len(tag)
+        if not len(tag):
             continue
-        route = i_route[i]
-        for h in range(width):
-            link = route_links[route, h]
-            if link >= 0:
-                link_count[link] -= 1
-                link_owner[link] = -1
-        route_bytes[route] += i_size[i]
-        owner[n_done], tag[n_done], t_fin[n_done] = i_owner[i], i_tag[i], i_t_fin[i]
-        n_done += 1
-        iso_alive[i] = False
-        i_t_act[i] = np.inf
-        i_t_fin[i] = np.inf
-    return len(rows), owner, tag, t_fin, n_iso, next_s
+        state, step, message, ready, finished = complete_progress(
+            tag >> tag_shift, tag & ((1 << tag_shift) - 1), t_fin, released, rank_time, sent, received, n_steps,
+            state, flat)
+        if n_pending >= 256 and 2 * n_pending_alive <= n_pending:
+            kept = _kept_rows(pending_alive, n_pending)
+            for column in (pending[1], pending[2]):
+                _move_rows(column, kept)
+            _move_rows(pending[0], kept)
+            _move_rows(pending[3], kept)
+            _move_rows(pending[4], kept)
+            n_pending = len(kept)
+        if n_pending + len(step) > len(pending_alive):
+            left = (step, message, ready)
+            break
+        n_pending = _submit(step, message, ready, owner, tag_shift, message_route, route_latency_s, flat, pending,
+                            pending_alive, n_pending)
+        n_pending_alive += len(step)
+        for i in range(n_pending - len(step), n_pending):
+            next_s = min(next_s, pending[2][i])
+        if len(finished):
+            break
+    if n_heap > 0:
+        next_s = min(next_s, heap_s[0])
+    return windows, n_pending, n_iso, now, next_s, state, finished, left

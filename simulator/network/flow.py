@@ -29,6 +29,8 @@ COMPILED_WINDOWS = 10_000  # past this many windows, compiled progress and lone 
 # A lone run that releases nothing more needs no lookahead: its windows grow to this many L_min (still bounded,
 # so that the deadline is checked and completions reach their ranks in order of windows).
 CLOSED_WINDOW = 5
+LONE_WINDOWS = 4096  # at most this many windows in one ``lone_windows`` call (the deadline is checked between)
+LONE_MESSAGES = 1 << 22  # runs of at most this many messages (their routes listed up front) may run lone windows
 
 
 class FlowBudgetExceeded(RuntimeError):
@@ -44,6 +46,7 @@ class _Run:
     start_s: float
     on_rank_done: RankCallback | None = None
     routes: dict[int, np.ndarray] = field(default_factory=dict)
+    message_route: np.ndarray | None = None  # every pattern's routes in ``FlatSchedule`` order (``_lone_windows``)
 
 
 class FlowNetwork:
@@ -163,6 +166,8 @@ class FlowNetwork:
                     continue
             if self.deadline is not None and time.perf_counter() > self.deadline:
                 raise FlowBudgetExceeded(f"flow level passed its deadline at t = {env.now:.6g} s simulated")
+            if self._lone_windows():
+                continue
             now = env.now
             horizon = now + self.lookahead_s
             if self._closed and not any(run.progress.releases_more for run in self._runs.values()):
@@ -179,6 +184,24 @@ class FlowNetwork:
                 released = run.progress.complete(tag >> TAG_SHIFT, tag & ((1 << TAG_SHIFT) - 1), done.t_done[sel])
                 self._submit(run, released)
                 self._report(run)
+
+    def _lone_windows(self) -> bool:
+        """With one run on the network, run the windows of its lone messages in one compiled call
+        (``FluidCore.lone_windows``) up to anything else's next event; whether any window ran."""
+        if not self._compiled or self._closed or len(self._runs) != 1:
+            return False
+        run = next(iter(self._runs.values()))
+        if run.message_route is None:
+            patterns = {id(step.pattern): step.pattern for step in run.progress.schedule.steps}.values()
+            if sum(len(p) for p in patterns) > LONE_MESSAGES or run.progress.kernel_args()[-1] is None:
+                return False
+            run.message_route = np.concatenate([self._routes(run, p) for p in patterns])
+        windows, _, (state, finished, left) = self.core.lone_windows(
+            self.env.now, self.env.peek(), self.lookahead_s, LONE_WINDOWS, run.run_id, TAG_SHIFT, run.message_route,
+            run.progress.kernel_args())
+        self._submit(run, run.progress.absorb(state, finished, left))
+        self._report(run)
+        return windows > 0
 
     def link_bytes(self) -> np.ndarray:
         """Bytes carried by each directed link by completed messages."""

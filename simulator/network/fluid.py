@@ -170,6 +170,7 @@ class FluidCore:
     IDLE_SHARE: ClassVar[float] = 0.3  # completion batching: idle capacity a batch may add (``_completion_batch``)
     BATCH_REACH: ClassVar[float] = 10.0  # ... and how far past the tolerance it may reach
     ARRIVALS_CHUNK: ClassVar[int] = 1 << 20  # arrivals are checked for links they share this many at a time
+    LONE_ROOM: ClassVar[int] = 1024  # rows ``lone_windows`` makes room for in the pending and isolated tables
 
     def __init__(self, fabric: Fabric | ModelRoutes, check_capacity: bool = False, incremental: bool = True,
                  rate_tolerance: float = DEFAULT_RATE_TOLERANCE, record_rates: bool = False) -> None:
@@ -305,6 +306,30 @@ class FluidCore:
         if len(owner):
             self._compact_isolated()
         return Completions(owner, tag, t_fin)
+
+    def lone_windows(self, now: float, stop_s: float, lookahead_s: float, max_windows: int, owner: int,
+                     tag_shift: int, message_route: np.ndarray, progress: tuple) -> tuple:
+        """Run the windows of one run's lone messages from ``now`` in one compiled call (``compiled.lone_windows``:
+        its stopping rules, its ``progress`` arguments and results). Only after ``use_compiled``, with no other
+        run's flows on the network. Returns (windows run, the last one's start, the kernel's progress results)."""
+        from simulator.network.compiled import lone_windows
+
+        pend, iso = self.pending, self.iso
+        iso.reserve(iso.n + pend.n_alive + self.LONE_ROOM)
+        pend.reserve(pend.n + self.LONE_ROOM)
+        if len(self._route_bytes) < self.fabric.n_routes:
+            self._route_bytes = _extended(self._route_bytes, self.fabric.n_routes)
+        fabric = self.fabric
+        windows, pend.n, iso.n, now, self._next_event_s, *out = lone_windows(
+            now, stop_s, lookahead_s, max_windows, tuple(pend.cols[name] for name in ARRIVING), pend.alive, pend.n,
+            tuple(iso.cols[name] for name in (*ARRIVING, "t_fin")), iso.alive, iso.n, self.cpl.t_fin,
+            (fabric.route_links, fabric.route_bottleneck_Bps, fabric.capacity_Bps, fabric.route_latency_s),
+            (self.link_count, self.link_owner, self.link_busy_s, self.link_peak_util, self._route_bytes),
+            owner, tag_shift, message_route, progress)
+        pend.n_alive = int(np.count_nonzero(pend.alive[: pend.n]))
+        iso.n_alive = int(np.count_nonzero(iso.alive[: iso.n]))
+        self.n_windows += windows
+        return windows, now, out
 
     def _links_of(self, routes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Padded link matrix of ``routes`` and the mask of its real (non-padding) entries."""

@@ -233,6 +233,16 @@ class ScheduleProgress:
     def _state(self) -> tuple:
         return self.cursor, self._outstanding, self._last_arrival_s, self._slot_step
 
+    def kernel_args(self) -> tuple:
+        """The run's state as ``compiled.lone_windows`` takes it (``use_compiled`` first)."""
+        return (self.released, self.rank_time_s, self.sent_bytes, self.received_bytes, self.n_steps, self._state(),
+                self._flat)
+
+    def absorb(self, state: tuple, finished: np.ndarray, left: tuple) -> Released:
+        """Take back what ``compiled.lone_windows`` returned: its state, the ranks that finished, the messages
+        released that it did not queue."""
+        return self._take(state, *left, finished)
+
     def _join_compiled(self, ranks: np.ndarray) -> Released:
         """``release``'s ``_release`` and ``_advance`` of ranks that just joined, compiled."""
         _, advance, release = self._kernels
