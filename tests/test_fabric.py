@@ -3,8 +3,10 @@
 import networkx as nx
 import numpy as np
 import pytest
+from conftest import fattree_graph
 
 from simulator.collectives.algorithms import build_schedule
+from simulator.network import fabric as fabric_module
 from simulator.network import make_network
 from simulator.network.compiled import fill_levels
 from simulator.network.fabric import Fabric, KeyCache, link_dtype, pad_columns
@@ -199,3 +201,20 @@ def test_the_analytical_all_to_all_routes_every_pair_as_a_brute_force_walk(text:
     assert np.array_equal(link_bytes, load)
     slowest = max(fabric.latency_s[route].sum() + (load[route] / fabric.capacity_Bps[route]).max() for route in routes)
     assert time_s == pytest.approx(slowest, rel=1e-12)
+
+
+def test_first_flow_routes_come_from_a_table_per_pair_as_the_key_cache_gives_them(monkeypatch) -> None:
+    """Up to ``PAIR_TABLE_PAIRS`` host pairs, a message's first flow is looked up per pair: the same ids, in
+    the same order of creation, and the same links as the sorted key cache gives."""
+    rng = np.random.default_rng(3)
+    calls = [(rng.integers(0, 16, 40), rng.integers(0, 16, 40)) for _ in range(4)]
+    tabled, cached = Fabric(fattree_graph(4)), Fabric(fattree_graph(4))
+    monkeypatch.setattr(fabric_module, "PAIR_TABLE_PAIRS", 0)
+    want = [cached.route_ids(src, dst) for src, dst in calls]
+    monkeypatch.undo()
+    got = [tabled.route_ids(src, dst) for src, dst in calls]
+    assert tabled._pair_route is not None and cached._pair_route is None
+    for mine, theirs in zip(got, want, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(tabled.route_links, cached.route_links)
+    np.testing.assert_array_equal(tabled.route_ids([1], [2], flow_index=3), cached.route_ids([1], [2], flow_index=3))

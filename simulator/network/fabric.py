@@ -39,6 +39,7 @@ _BFS_CHUNK = 256
 _HOP_TABLE_ENTRIES = 50_000_000  # (distance rows) x (links into switches): beyond it, walks gather per flow
 
 
+PAIR_TABLE_PAIRS = 1 << 25  # up to this many host pairs (5,792 hosts), routes are looked up in a table per pair
 COMPILED_ENTRIES = 1 << 20  # link sums over more entries than this run compiled (``compiled.link_sums``)
 
 
@@ -290,6 +291,7 @@ class Fabric:
     def _clear_routes(self) -> None:
         """Empty the route cache."""
         self._route_cache = KeyCache()
+        self._pair_route: np.ndarray | None = None  # route id of each (src, dst) pair's first flow, -1: none yet
         self.route_links = np.zeros((0, 1), dtype=link_dtype(self.n_links))
         self.route_latency_s = np.zeros(0)
         self.route_bottleneck_Bps = np.zeros(0)
@@ -444,8 +446,19 @@ class Fabric:
         src = np.asarray(src_rank, dtype=np.int64)
         dst = np.asarray(dst_rank, dtype=np.int64)
         n = self.n_hosts
-        keys = (src * n + dst) * 65536 + np.asarray(flow_index, dtype=np.int64)
-        return self._route_cache.ids(keys, self._build_routes)
+        pair = src * n + dst
+        if np.ndim(flow_index) or flow_index or n * n > PAIR_TABLE_PAIRS:
+            return self._route_cache.ids(pair * 65536 + np.asarray(flow_index, dtype=np.int64), self._build_routes)
+        # A message's first flow, the common case: an array lookup rather than binary searches over the cache
+        if self._pair_route is None:
+            self._pair_route = np.full(n * n, -1, dtype=np.int32)
+        ids = self._pair_route[pair]
+        missing = ids < 0
+        if missing.any():
+            new = distinct(pair[missing])
+            self._pair_route[new] = self._build_routes(new * 65536)  # (the key cache holds other flows' only)
+            ids = self._pair_route[pair]
+        return ids.astype(np.int64)
 
     def _build_routes(self, keys: np.ndarray) -> np.ndarray:
         """Compute, store and return ids of new routes for sorted unique keys (in chunks to bound memory)."""

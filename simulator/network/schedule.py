@@ -34,11 +34,13 @@ class Pattern:
         src_a = np.asarray(src, dtype=np.int32)
         dst_a = np.asarray(dst, dtype=np.int32)
         keep = src_a != dst_a
-        src_a, dst_a = src_a[keep], dst_a[keep]
+        every = bool(keep.all())  # then no masked copies (millions of messages)
+        if not every:
+            src_a, dst_a = src_a[keep], dst_a[keep]
         if np.ndim(size_bytes) == 0:  # one size: a read-only view of one value, no array per message
             return Pattern(n_ranks, src_a, dst_a, np.broadcast_to(np.float64(size_bytes), src_a.shape))
         size_a = np.broadcast_to(np.asarray(size_bytes, dtype=np.float64), keep.shape)
-        return Pattern(n_ranks, src_a, dst_a, np.array(size_a[keep]))
+        return Pattern(n_ranks, src_a, dst_a, np.array(size_a if every else size_a[keep]))
 
     def __len__(self) -> int:
         return len(self.src)

@@ -211,7 +211,8 @@ def exchange(graph: StepGraph, name: str, category: str, src: np.ndarray, dst: n
     each rank's ``cost`` of the call (``call``; its buffer: the bytes it sends, or receives if more); ``worker``:
     the worker whose own request stream it is part of (``Op.worker``)."""
     keep = (size_bytes > 0) & (src != dst)
-    src, dst, size_bytes = src[keep], dst[keep], size_bytes[keep]
+    if not keep.all():
+        src, dst, size_bytes = src[keep], dst[keep], size_bytes[keep]
     if not len(src):
         return deps
     present = np.zeros(graph.n_ranks, dtype=bool)
