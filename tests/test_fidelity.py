@@ -42,12 +42,15 @@ def test_the_estimate_is_its_stated_formula() -> None:
     with pytest.MonkeyPatch.context() as patch:  # past SHARED_REF_MESSAGES: x (m / SHARED_REF_MESSAGES)^SHARED_GROWTH
         patch.setattr(fidelity, "SHARED_REF_MESSAGES", 2)
         assert flow_cost_s([a, a]) == pytest.approx(2 * (2 * m3 + bigger), rel=1e-12)
-    many = Schedule(8)  # past the compiled switch, pattern steps cost less, after numba's load
+    many = Schedule(8)  # past the compiled switch, lone messages cost less, after numba's load; shared ones do not
     numpy_steps = flow.COMPILED_WINDOWS // fidelity.WINDOWS_PER_STEP
-    many.add(Pattern.of(8, [0], [1], 1.0), repeat=numpy_steps + 10)
+    many.add(Pattern.of(8, [0, 1], [1, 2], 1.0), repeat=numpy_steps - 3)
+    many.add(Pattern.of(8, [0, 1], [1, 2], 1.0), repeat=13)  # straddles the switch: 3 steps before, 10 after
+    many.add(Pattern.of(8, [0, 1], [2, 2], 1.0), repeat=4)
     assert flow_cost_s([many]) == pytest.approx(
-        (numpy_steps + 10) * fidelity.PER_MESSAGE_S + numpy_steps * fidelity.STEP_IN_TRAINING_S
-        + 10 * fidelity.STEP_COMPILED_S + fidelity.NUMBA_LOAD_S, rel=1e-12)
+        (numpy_steps * 2 * fidelity.PER_MESSAGE_S + 10 * 2 * fidelity.LONE_MESSAGE_COMPILED_S
+         + 4 * 2 * (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_S))
+        + numpy_steps * fidelity.STEP_IN_TRAINING_S + fidelity.NUMBA_LOAD_S, rel=1e-12)
     assert choose([a], budget_s=estimate / fidelity.ESTIMATE_MARGIN).fidelity == "flow"  # fits, with the margin
     over = choose([a], budget_s=estimate / fidelity.ESTIMATE_MARGIN * 0.999)
     assert over.fidelity == "analytical" and f"over 0.8 x the {over.budget_s:g} s budget" in over.reason

@@ -15,9 +15,11 @@ estimates flow level's cost from the step's messages before running it:
   (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step under
   per-flow hashing they drift apart, since hops that collide on an uplink and routes of different lengths
   finish at different times, and ops overlap: a DES or DP step on 256 hosts runs about ``WINDOWS_PER_STEP``
-  (85) windows per pattern step. Past ``flow.COMPILED_WINDOWS`` windows the flow backend runs them compiled, and
-  a pattern step then costs ``STEP_COMPILED_S``, after numba's ``NUMBA_LOAD_S`` (``drifting_steps_s``; fitted
-  on the des step on 1,024 hosts: 15.6 s measured, 16.3 s estimated);
+  (85) windows per pattern step. Past ``flow.COMPILED_WINDOWS`` windows the flow backend runs them compiled, a
+  lone message's windows with its run's progress in one call (``flow.FlowNetwork._lone_windows``), so such a
+  message then costs ``LONE_MESSAGE_COMPILED_S`` in all, after numba's ``NUMBA_LOAD_S`` (``drifting_steps_s``;
+  fitted on the des step on 1,024 hosts, 5.6 s measured; held out: des on 256 and 4,096 hosts, dp on 256 and
+  1,024, estimated at 0.97, 1.37, 1.36 and 0.98 x their measured time);
 - with routing that spreads traffic evenly (``ecmp: dmodk`` on a fat-tree), flows get equal rates by symmetry:
   rate solves settle in a few levels, ranks stay in step, and a shared message costs
   ``PER_SHARED_MESSAGE_SPREAD_S`` more, a pattern step ``STEP_ALONE_S``. Per-flow hashing instead collides flows
@@ -55,7 +57,7 @@ from simulator.options import COARSE_RATE_TOLERANCE, DEFAULT_BUDGET_S, DEFAULT_R
 PER_MESSAGE_S = 1.2e-6
 STEP_IN_TRAINING_S = 0.013
 WINDOWS_PER_STEP = 85
-STEP_COMPILED_S = 0.002
+LONE_MESSAGE_COMPILED_S = 8.7e-7
 NUMBA_LOAD_S = 0.4
 STEP_ALONE_S = 0.0015
 PER_SHARED_MESSAGE_S = 5.1e-6
@@ -78,6 +80,7 @@ def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = Fa
     whatever the pattern's size (completion waves are fewer and batched wider)."""
     in_step = alone or spread  # ranks in step: a pattern step takes a few windows
     coarse = rate_tolerance >= COARSE_RATE_TOLERANCE
+    numpy_limit = COMPILED_WINDOWS // WINDOWS_PER_STEP  # drifting pattern steps before the compiled switch
     total, drifting_steps = 0.0, 0
     for schedule in schedules:
         for step in schedule.steps:
@@ -87,18 +90,21 @@ def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = Fa
                 per_shared_s = (PER_SHARED_MESSAGE_SPREAD_S if spread else PER_SHARED_MESSAGE_COARSE_S if coarse
                                 else PER_SHARED_MESSAGE_S * max(1.0, m / SHARED_REF_MESSAGES) ** SHARED_GROWTH)
                 total += step.repeat * ((PER_MESSAGE_S + shared * per_shared_s) * m + in_step * STEP_ALONE_S)
-                drifting_steps += 0 if in_step else step.repeat
+                if not in_step:
+                    compiled = step.repeat - min(step.repeat, max(0, numpy_limit - drifting_steps))
+                    if not shared:  # past the switch, a lone message's windows run fused (``flow.lone_windows``)
+                        total -= compiled * (PER_MESSAGE_S - LONE_MESSAGE_COMPILED_S) * m
+                    drifting_steps += step.repeat
             else:
                 total += step.repeat * (WEIGHTED_STEP_S + WEIGHTED_MESSAGE_S * m)
     return total + drifting_steps_s(drifting_steps)
 
 
 def drifting_steps_s(steps: int) -> float:
-    """Wall seconds of ``steps`` pattern steps whose ranks drift apart (``WINDOWS_PER_STEP`` windows each): numpy
-    windows up to the compiled switch (``flow.COMPILED_WINDOWS``), compiled ones after it, plus numba's load."""
+    """Wall seconds of ``steps`` pattern steps whose ranks drift apart (``WINDOWS_PER_STEP`` windows each) beyond
+    their messages' cost: numpy windows up to the compiled switch (``flow.COMPILED_WINDOWS``), then numba's load."""
     numpy_steps = min(steps, COMPILED_WINDOWS // WINDOWS_PER_STEP)
-    compiled = steps - numpy_steps
-    return numpy_steps * STEP_IN_TRAINING_S + (compiled * STEP_COMPILED_S + NUMBA_LOAD_S if compiled else 0.0)
+    return numpy_steps * STEP_IN_TRAINING_S + (NUMBA_LOAD_S if steps > numpy_steps else 0.0)
 
 
 @dataclass(frozen=True)
