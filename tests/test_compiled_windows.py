@@ -190,6 +190,27 @@ def test_lone_windows_stop_for_other_runs_and_full_tables_and_change_no_bit(monk
         np.testing.assert_array_equal(mine, theirs)
 
 
+@pytest.mark.parametrize("kwargs", [{"record_rates": True}, {"model": "cm02"}])
+def test_runs_that_record_rates_or_share_by_a_model_keep_their_windows_in_numpy(monkeypatch, kwargs: dict) -> None:
+    """Lone windows, one or many at a time, log no rate segments and know no model's weights: such runs keep
+    numpy's windows past the switch, with the same link timeline and results."""
+    from simulator.network.models import MODELS
+
+    kwargs = {k: MODELS[v] if k == "model" else v for k, v in kwargs.items()}
+    _compiled_solves(monkeypatch)
+    fabric = Fabric(fattree_graph(4))
+    schedule = build_schedule("allreduce", "ring", 16e6, fabric.n_hosts)
+    plain, plain_network = run_flow(fabric, schedule, **kwargs)
+    fused = []
+    _counting(monkeypatch, "lone_windows", fused, lambda out: out[0])
+    monkeypatch.setattr(flow, "COMPILED_WINDOWS", 0)
+    fast, network = run_flow(fabric, schedule, **kwargs)
+    assert network._compiled and not fused
+    np.testing.assert_array_equal(fast.rank_end_s, plain.rank_end_s)
+    for name, column in (network.link_segments() or {}).items():
+        np.testing.assert_array_equal(column, plain_network.link_segments()[name], err_msg=name)
+
+
 def test_past_the_switch_every_solve_is_compiled_and_model_windows_stay_in_numpy() -> None:
     from simulator.network.models import MODELS
 

@@ -188,7 +188,7 @@ class FlowNetwork:
     def _lone_windows(self) -> bool:
         """With one run on the network, run the windows of its lone messages in one compiled call
         (``FluidCore.lone_windows``) up to anything else's next event; whether any window ran."""
-        if not self._compiled or self._closed or len(self._runs) != 1:
+        if not self.core.compiled_windows or self._closed or len(self._runs) != 1:
             return False
         run = next(iter(self._runs.values()))
         if run.message_route is None:

@@ -307,11 +307,16 @@ class FluidCore:
             self._compact_isolated()
         return Completions(owner, tag, t_fin)
 
+    @property
+    def compiled_windows(self) -> bool:
+        """Whether lone windows run compiled (``use_compiled``, under max-min sharing without rate recording)."""
+        return self._isolated_kernel is not None
+
     def lone_windows(self, now: float, stop_s: float, lookahead_s: float, max_windows: int, owner: int,
                      tag_shift: int, message_route: np.ndarray, progress: tuple) -> tuple:
         """Run the windows of one run's lone messages from ``now`` in one compiled call (``compiled.lone_windows``:
-        its stopping rules, its ``progress`` arguments and results). Only after ``use_compiled``, with no other
-        run's flows on the network. Returns (windows run, the last one's start, the kernel's progress results)."""
+        its stopping rules, its ``progress`` arguments and results). Only where ``compiled_windows``, with no
+        other run's flows on the network. Returns (windows run, the last one's start, the kernel's progress results)."""
         from simulator.network.compiled import lone_windows
 
         pend, iso = self.pending, self.iso
