@@ -736,6 +736,16 @@ def _move_rows(column: np.ndarray, kept: np.ndarray) -> None:
 
 
 @numba.njit(cache=True)
+def _heap_of(t_fin: np.ndarray, alive: np.ndarray, n: int, heap_s: np.ndarray, heap_row: np.ndarray) -> int:
+    """A min-heap of the alive rows' finish times among the first ``n``; its size."""
+    n_heap = 0
+    for i in range(n):
+        if alive[i]:
+            n_heap = _push(heap_s, heap_row, n_heap, t_fin[i], i)
+    return n_heap
+
+
+@numba.njit(cache=True)
 def lone_windows(
     now: float,
     stop_s: float,
@@ -781,34 +791,33 @@ def lone_windows(
     for i in range(n_pending):
         n_pending_alive += pending_alive[i]
         next_s = min(next_s, pending[2][i])
+    for i in range(n_iso):
+        n_iso_alive += iso_alive[i]
+        next_s = min(next_s, iso[5][i])
     for t in cpl_t_fin:
         next_s = min(next_s, t)
-    # The isolated flows' finish times in a heap (rebuilt after a compaction), where ``isolated_window`` scans them
+    # The isolated flows' finish times in a heap, where ``isolated_window`` scans them: built once the first window
+    # turns out lone (a call that runs none costs a scan), rebuilt after a compaction
     heap_s, heap_row = np.empty(len(iso_alive)), np.empty(len(iso_alive), np.int64)
     n_heap = -1
     rows = np.empty(16, np.int64)  # a window's finishers
     windows = 0
     while windows < max_windows:
-        if n_heap < 0 or (n_iso >= 256 and 2 * n_iso_alive <= n_iso):
-            if n_heap >= 0:
-                kept = _kept_rows(iso_alive, n_iso)
-                for column in (iso[1], iso[2], iso[5]):
-                    _move_rows(column, kept)
-                _move_rows(iso[0], kept)
-                _move_rows(iso[3], kept)
-                _move_rows(iso[4], kept)
-                n_iso = len(kept)
-                for i in range(n_iso):
-                    for h in range(width):
-                        link = route_links[iso[0][i], h]
-                        if link >= 0:
-                            link_owner[link] = i
-            n_heap, n_iso_alive = 0, 0
+        if n_heap >= 0 and n_iso >= 256 and 2 * n_iso_alive <= n_iso:
+            kept = _kept_rows(iso_alive, n_iso)
+            for column in (iso[1], iso[2], iso[5]):
+                _move_rows(column, kept)
+            _move_rows(iso[0], kept)
+            _move_rows(iso[3], kept)
+            _move_rows(iso[4], kept)
+            n_iso = len(kept)
             for i in range(n_iso):
-                if iso_alive[i]:
-                    n_heap = _push(heap_s, heap_row, n_heap, iso[5][i], i)
-                    n_iso_alive += 1
-        if n_heap:
+                for h in range(width):
+                    link = route_links[iso[0][i], h]
+                    if link >= 0:
+                        link_owner[link] = i
+            n_heap = _heap_of(iso[5], iso_alive, n_iso, heap_s, heap_row)
+        if n_heap > 0:
             next_s = min(next_s, heap_s[0])
         if not next_s < stop_s or n_iso + n_pending_alive > len(iso_alive):
             break
@@ -822,8 +831,11 @@ def lone_windows(
         if moved < 0:  # nothing changed, nor the next event
             break
         next_s = after_s  # the coupled flows' and pending ones'; the heap's is taken at the loop's head or end
-        for i in range(start, n_iso):
-            n_heap = _push(heap_s, heap_row, n_heap, iso[5][i], i)
+        if n_heap < 0:
+            n_heap = _heap_of(iso[5], iso_alive, n_iso, heap_s, heap_row)
+        else:
+            for i in range(start, n_iso):
+                n_heap = _push(heap_s, heap_row, n_heap, iso[5][i], i)
         n_rows = 0
         while n_heap and heap_s[0] < limit:
             rows = _append(rows, n_rows, heap_row[0])
