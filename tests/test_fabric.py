@@ -204,15 +204,18 @@ def test_the_analytical_all_to_all_routes_every_pair_as_a_brute_force_walk(text:
 
 
 def test_first_flow_routes_come_from_a_table_per_pair_as_the_key_cache_gives_them(monkeypatch) -> None:
-    """Up to ``PAIR_TABLE_PAIRS`` host pairs, a message's first flow is looked up per pair: the same ids, in
-    the same order of creation, and the same links as the sorted key cache gives."""
+    """Up to ``PAIR_TABLE_PAIRS`` host pairs, once a call asks for a 64th of them, a message's first flow is looked
+    up per pair: the same ids, in the same order of creation, and the same links as the sorted key cache gives,
+    the routes made before the table included."""
     rng = np.random.default_rng(3)
-    calls = [(rng.integers(0, 16, 40), rng.integers(0, 16, 40)) for _ in range(4)]
+    calls = [(rng.integers(0, 16, n), rng.integers(0, 16, n)) for n in (3, 40, 3, 40)]  # 4 = 256 pairs / 64
     tabled, cached = Fabric(fattree_graph(4)), Fabric(fattree_graph(4))
     monkeypatch.setattr(fabric_module, "PAIR_TABLE_PAIRS", 0)
     want = [cached.route_ids(src, dst) for src, dst in calls]
     monkeypatch.undo()
-    got = [tabled.route_ids(src, dst) for src, dst in calls]
+    got = [tabled.route_ids(*calls[0])]
+    assert tabled._pair_route is None  # a few messages: the key cache
+    got += [tabled.route_ids(src, dst) for src, dst in calls[1:]]
     assert tabled._pair_route is not None and cached._pair_route is None
     for mine, theirs in zip(got, want, strict=True):
         np.testing.assert_array_equal(mine, theirs)

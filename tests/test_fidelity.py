@@ -51,6 +51,12 @@ def test_the_estimate_is_its_stated_formula() -> None:
         (numpy_steps * 2 * fidelity.PER_MESSAGE_S + 10 * 2 * fidelity.LONE_MESSAGE_COMPILED_S
          + 4 * 2 * (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_S))
         + numpy_steps * fidelity.STEP_IN_TRAINING_S + fidelity.NUMBA_LOAD_S, rel=1e-12)
+    assert flow_cost_s([many], fused=False) == pytest.approx(  # runs sharing the network: no fused windows
+        (numpy_steps + 10) * 2 * fidelity.PER_MESSAGE_S
+        + 4 * 2 * (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_S) + 14 * fidelity.STEP_COMPILED_S
+        + numpy_steps * fidelity.STEP_IN_TRAINING_S + fidelity.NUMBA_LOAD_S, rel=1e-12)
+    assert choose([many], shared=[many]).estimate_s == pytest.approx(
+        flow_cost_s([many]) + flow_cost_s([many], fused=False), rel=1e-12)
     assert choose([a], budget_s=estimate / fidelity.ESTIMATE_MARGIN).fidelity == "flow"  # fits, with the margin
     over = choose([a], budget_s=estimate / fidelity.ESTIMATE_MARGIN * 0.999)
     assert over.fidelity == "analytical" and f"over 0.8 x the {over.budget_s:g} s budget" in over.reason

@@ -39,7 +39,7 @@ _BFS_CHUNK = 256
 _HOP_TABLE_ENTRIES = 50_000_000  # (distance rows) x (links into switches): beyond it, walks gather per flow
 
 
-PAIR_TABLE_PAIRS = 1 << 25  # up to this many host pairs (5,792 hosts), routes are looked up in a table per pair
+PAIR_TABLE_PAIRS = 1 << 25  # up to this many host pairs (5,792 hosts), first flows' routes may go to a table per pair
 COMPILED_ENTRIES = 1 << 20  # link sums over more entries than this run compiled (``compiled.link_sums``)
 
 
@@ -185,6 +185,15 @@ class KeyCache:
                 self._keys, self._id_of_key = new_keys, np.asarray(new_ids, dtype=np.int64)
         return self._id_of_key[np.searchsorted(self._keys, keys)]
 
+    def first_flow_table(self, n_pairs: int) -> np.ndarray:
+        """Hand the ids of keys with flow index 0 (key = pair x 65,536) over to a table indexed by pair (-1: none),
+        removing them from the cache."""
+        table = np.full(n_pairs, -1, dtype=np.int32)
+        first = self._keys % 65536 == 0
+        table[self._keys[first] // 65536] = self._id_of_key[first]
+        self._keys, self._id_of_key = self._keys[~first], self._id_of_key[~first]
+        return table
+
 
 def _graph_links(graph: nx.Graph | nx.DiGraph) -> tuple[list, list, tuple]:
     """(nodes, their kinds, directed links as ``Cables.links`` gives them) of a networkx graph, in its node and
@@ -291,7 +300,8 @@ class Fabric:
     def _clear_routes(self) -> None:
         """Empty the route cache."""
         self._route_cache = KeyCache()
-        self._pair_route: np.ndarray | None = None  # route id of each (src, dst) pair's first flow, -1: none yet
+        self._pair_route: np.ndarray | None = None  # route id of each (src, dst) pair's first flow, -1: none yet;
+        # made by the first call that asks for a 64th of all pairs at once (an all-to-all, not a ring)
         self.route_links = np.zeros((0, 1), dtype=link_dtype(self.n_links))
         self.route_latency_s = np.zeros(0)
         self.route_bottleneck_Bps = np.zeros(0)
@@ -447,17 +457,19 @@ class Fabric:
         dst = np.asarray(dst_rank, dtype=np.int64)
         n = self.n_hosts
         pair = src * n + dst
-        if np.ndim(flow_index) or flow_index or n * n > PAIR_TABLE_PAIRS:
+        first = not np.ndim(flow_index) and not flow_index
+        table = self._pair_route
+        if table is None and first and n * n <= PAIR_TABLE_PAIRS and 64 * len(pair) >= n * n:
+            table = self._pair_route = self._route_cache.first_flow_table(n * n)
+        if table is None or not first:
             return self._route_cache.ids(pair * 65536 + np.asarray(flow_index, dtype=np.int64), self._build_routes)
-        # A message's first flow, the common case: an array lookup rather than binary searches over the cache
-        if self._pair_route is None:
-            self._pair_route = np.full(n * n, -1, dtype=np.int32)
-        ids = self._pair_route[pair]
+        # A message's first flow, in calls of many messages: an array lookup rather than binary searches
+        ids = table[pair]
         missing = ids < 0
         if missing.any():
             new = distinct(pair[missing])
-            self._pair_route[new] = self._build_routes(new * 65536)  # (the key cache holds other flows' only)
-            ids = self._pair_route[pair]
+            table[new] = self._build_routes(new * 65536)  # (the key cache no longer holds first flows)
+            ids = table[pair]
         return ids.astype(np.int64)
 
     def _build_routes(self, keys: np.ndarray) -> np.ndarray:

@@ -19,7 +19,9 @@ estimates flow level's cost from the step's messages before running it:
   lone message's windows with its run's progress in one call (``flow.FlowNetwork._lone_windows``), so such a
   message then costs ``LONE_MESSAGE_COMPILED_S`` in all, after numba's ``NUMBA_LOAD_S`` (``drifting_steps_s``;
   fitted on the des step on 1,024 hosts, 5.6 s measured; held out: des on 256 and 4,096 hosts, dp on 256 and
-  1,024, estimated at 0.97, 1.37, 1.36 and 0.98 x their measured time);
+  1,024, estimated at 0.97, 1.37, 1.36 and 0.98 x their measured time). Runs that share the network with others
+  (``jobs`` together) are not fused: their messages keep ``PER_MESSAGE_S`` and a compiled pattern step costs
+  ``STEP_COMPILED_S`` (fitted on the des step on 1,024 hosts before fusing: 15.6 s measured, 16.3 estimated);
 - with routing that spreads traffic evenly (``ecmp: dmodk`` on a fat-tree), flows get equal rates by symmetry:
   rate solves settle in a few levels, ranks stay in step, and a shared message costs
   ``PER_SHARED_MESSAGE_SPREAD_S`` more, a pattern step ``STEP_ALONE_S``. Per-flow hashing instead collides flows
@@ -58,6 +60,7 @@ PER_MESSAGE_S = 1.2e-6
 STEP_IN_TRAINING_S = 0.013
 WINDOWS_PER_STEP = 85
 LONE_MESSAGE_COMPILED_S = 8.7e-7
+STEP_COMPILED_S = 0.002
 NUMBA_LOAD_S = 0.4
 STEP_ALONE_S = 0.0015
 PER_SHARED_MESSAGE_S = 5.1e-6
@@ -73,11 +76,12 @@ LONG_RUN_S = 30.0  # a flow-level run estimated longer is announced at its start
 
 
 def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = False, spread: bool = False,
-                rate_tolerance: float = DEFAULT_RATE_TOLERANCE) -> float:
+                rate_tolerance: float = DEFAULT_RATE_TOLERANCE, fused: bool = True) -> float:
     """Estimated wall seconds of running ``schedules`` at flow level (this project's 2-core machine): the ops of
     a training step, or one collective ``alone``; ``spread``: routed by ``dmodk`` rather than hashed; at
     ``rate_tolerance`` >= ``COARSE_RATE_TOLERANCE`` a hashed shared message costs ``PER_SHARED_MESSAGE_COARSE_S``
-    whatever the pattern's size (completion waves are fewer and batched wider)."""
+    whatever the pattern's size (completion waves are fewer and batched wider). ``fused``: one run on the network
+    at a time, whose lone windows run fused past the compiled switch; not when several share it (``jobs``)."""
     in_step = alone or spread  # ranks in step: a pattern step takes a few windows
     coarse = rate_tolerance >= COARSE_RATE_TOLERANCE
     numpy_limit = COMPILED_WINDOWS // WINDOWS_PER_STEP  # drifting pattern steps before the compiled switch
@@ -92,8 +96,10 @@ def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = Fa
                 total += step.repeat * ((PER_MESSAGE_S + shared * per_shared_s) * m + in_step * STEP_ALONE_S)
                 if not in_step:
                     compiled = step.repeat - min(step.repeat, max(0, numpy_limit - drifting_steps))
-                    if not shared:  # past the switch, a lone message's windows run fused (``flow.lone_windows``)
+                    if fused and not shared:  # past the switch, a lone message's windows run fused
                         total -= compiled * (PER_MESSAGE_S - LONE_MESSAGE_COMPILED_S) * m
+                    elif not fused:
+                        total += compiled * STEP_COMPILED_S
                     drifting_steps += step.repeat
             else:
                 total += step.repeat * (WEIGHTED_STEP_S + WEIGHTED_MESSAGE_S * m)
@@ -134,20 +140,27 @@ class FidelityChoice:
 
 
 def choose(schedules: list[Schedule], budget_s: float = DEFAULT_BUDGET_S, maxmin: bool = True,
-           alone: bool = False, spread: bool = False, rate_tolerance: float | None = None) -> FidelityChoice:
+           alone: bool = False, spread: bool = False, rate_tolerance: float | None = None,
+           shared: list[Schedule] | None = None) -> FidelityChoice:
     """Flow level if its estimated cost (``flow_cost_s``) fits ``budget_s`` (wall seconds) with a margin
     (``ESTIMATE_MARGIN``), analytical otherwise. The margin: the estimate errs by up to a third either way
     (docs/BENCHMARKS.md), and a flow run chosen here stops at the budget and runs again analytically, so a run
     estimated just under the budget would as likely waste the whole budget as fit it.
     ``rate_tolerance`` None (not set by the user): the default tolerance, or ``COARSE_RATE_TOLERANCE`` when only
     that fits (a stated error bound of 2% on a rank's end, measured effects of 1e-5 to 1e-4: docs/BENCHMARKS.md),
-    which flow level at a tolerance bounds and the analytical model does not."""
+    which flow level at a tolerance bounds and the analytical model does not. ``shared``: schedules that also run
+    with other runs on the network at once (``fused`` False), after ``schedules`` ran one run at a time."""
+
+    def cost_s(tolerance: float) -> float:
+        return (flow_cost_s(schedules, maxmin, alone, spread, tolerance)
+                + flow_cost_s(shared or [], maxmin, alone, spread, tolerance, fused=False))
+
     limit_s = ESTIMATE_MARGIN * budget_s
     tolerance = DEFAULT_RATE_TOLERANCE if rate_tolerance is None else rate_tolerance
-    estimate = flow_cost_s(schedules, maxmin, alone, spread, tolerance)
+    estimate = cost_s(tolerance)
     if estimate <= limit_s or rate_tolerance is not None:
         return FidelityChoice("flow" if estimate <= limit_s else "analytical", estimate, budget_s, tolerance)
-    coarse = flow_cost_s(schedules, maxmin, alone, spread, COARSE_RATE_TOLERANCE)
+    coarse = cost_s(COARSE_RATE_TOLERANCE)
     if coarse >= estimate:  # no hashed shared messages: the tolerance changes nothing there
         return FidelityChoice("analytical", estimate, budget_s, tolerance)
     return FidelityChoice("flow" if coarse <= limit_s else "analytical", coarse, budget_s, COARSE_RATE_TOLERANCE,

@@ -380,8 +380,8 @@ def simulate_jobs(spec: str | Path | dict | JobsSpec,
     fidelity, reason, deadline = spec.fidelity, "requested", None
     if fidelity == "auto":  # every job alone, then all together: each pass costs at least the jobs' estimates
         schedules = [op.schedule for job in jobs for op in job.lowered.graph.ops if op.schedule is not None]
-        choice = choose(2 * schedules, spec.budget_s, maxmin=spec.network_model == "maxmin",
-                        spread=fabric.ecmp == "dmodk", rate_tolerance=spec.rate_tolerance)
+        choice = choose(schedules, spec.budget_s, maxmin=spec.network_model == "maxmin",
+                        spread=fabric.ecmp == "dmodk", rate_tolerance=spec.rate_tolerance, shared=schedules)
         fidelity, reason, deadline = choice.fidelity, choice.reason, started + spec.budget_s
         spec = spec.model_copy(update={"rate_tolerance": choice.rate_tolerance})
     elif spec.rate_tolerance is None:
