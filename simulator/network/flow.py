@@ -193,10 +193,10 @@ class FlowNetwork:
         run = next(iter(self._runs.values()))
         if run.message_route is None:
             patterns = {id(step.pattern): step.pattern for step in run.progress.schedule.steps}.values()
-            if sum(len(p) for p in patterns) > LONE_MESSAGES or run.progress.kernel_args()[-1] is None:
+            if sum(len(p) for p in patterns) > LONE_MESSAGES or not run.progress.compiled:
                 return False
             run.message_route = np.concatenate([self._routes(run, p) for p in patterns])
-        windows, _, (state, finished, left) = self.core.lone_windows(
+        windows, (state, finished, left) = self.core.lone_windows(
             self.env.now, self.env.peek(), self.lookahead_s, LONE_WINDOWS, run.run_id, TAG_SHIFT, run.message_route,
             run.progress.kernel_args())
         self._submit(run, run.progress.absorb(state, finished, left))

@@ -316,7 +316,7 @@ class FluidCore:
                      tag_shift: int, message_route: np.ndarray, progress: tuple) -> tuple:
         """Run the windows of one run's lone messages from ``now`` in one compiled call (``compiled.lone_windows``:
         its stopping rules, its ``progress`` arguments and results). Only where ``compiled_windows``, with no
-        other run's flows on the network. Returns (windows run, the last one's start, the kernel's progress results)."""
+        other run's flows on the network. Returns (windows run, the kernel's progress results)."""
         from simulator.network.compiled import lone_windows
 
         pend, iso = self.pending, self.iso
@@ -325,7 +325,7 @@ class FluidCore:
         if len(self._route_bytes) < self.fabric.n_routes:
             self._route_bytes = _extended(self._route_bytes, self.fabric.n_routes)
         fabric = self.fabric
-        windows, pend.n, iso.n, now, self._next_event_s, *out = lone_windows(
+        windows, pend.n, iso.n, _, self._next_event_s, *out = lone_windows(
             now, stop_s, lookahead_s, max_windows, tuple(pend.cols[name] for name in ARRIVING), pend.alive, pend.n,
             tuple(iso.cols[name] for name in (*ARRIVING, "t_fin")), iso.alive, iso.n, self.cpl.t_fin,
             (fabric.route_links, fabric.route_bottleneck_Bps, fabric.capacity_Bps, fabric.route_latency_s),
@@ -334,7 +334,7 @@ class FluidCore:
         pend.n_alive = int(np.count_nonzero(pend.alive[: pend.n]))
         iso.n_alive = int(np.count_nonzero(iso.alive[: iso.n]))
         self.n_windows += windows
-        return windows, now, out
+        return windows, out
 
     def _links_of(self, routes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Padded link matrix of ``routes`` and the mask of its real (non-padding) entries."""

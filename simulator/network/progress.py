@@ -102,6 +102,11 @@ class ScheduleProgress:
             self._kernels = compiled.complete_progress, compiled.advance_progress, compiled.release_progress
 
     @property
+    def compiled(self) -> bool:
+        """Whether it runs on the compiled kernels (``use_compiled`` on a schedule with steps)."""
+        return self._flat is not None
+
+    @property
     def done(self) -> bool:
         return self.n_finished == self.schedule.n_ranks
 
@@ -234,7 +239,7 @@ class ScheduleProgress:
         return self.cursor, self._outstanding, self._last_arrival_s, self._slot_step
 
     def kernel_args(self) -> tuple:
-        """The run's state as ``compiled.lone_windows`` takes it (``use_compiled`` first)."""
+        """The run's state as ``compiled.lone_windows`` takes it (once ``compiled``)."""
         return (self.released, self.rank_time_s, self.sent_bytes, self.received_bytes, self.n_steps, self._state(),
                 self._flat)
 

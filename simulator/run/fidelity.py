@@ -19,7 +19,7 @@ estimates flow level's cost from the step's messages before running it:
   lone message's windows with its run's progress in one call (``flow.FlowNetwork._lone_windows``), so such a
   message then costs ``LONE_MESSAGE_COMPILED_S`` in all, after numba's ``NUMBA_LOAD_S`` (``drifting_steps_s``;
   fitted on the des step on 1,024 hosts, 5.6 s measured; held out: des on 256 and 4,096 hosts, dp on 256 and
-  1,024, estimated at 0.97, 1.37, 1.36 and 0.98 x their measured time). Runs that share the network with others
+  1,024, estimated at 0.99, 1.36, 1.34 and 0.99 x their measured time). Runs that share the network with others
   (``jobs`` together) are not fused: their messages keep ``PER_MESSAGE_S`` and a compiled pattern step costs
   ``STEP_COMPILED_S`` (fitted on the des step on 1,024 hosts before fusing: 15.6 s measured, 16.3 estimated);
 - with routing that spreads traffic evenly (``ecmp: dmodk`` on a fat-tree), flows get equal rates by symmetry:
