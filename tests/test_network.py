@@ -321,6 +321,23 @@ def test_rate_tolerance_batches_later_completions_that_leave_little_capacity_idl
     assert late_s / first_rule.rank_end_s[1] < tolerance
 
 
+@pytest.mark.parametrize("latency_us", [10.0, 0.01])
+def test_a_completion_batch_reaches_past_its_lookahead_window(latency_us: float) -> None:
+    """The case above (d = 3e-3, batched) with links of 10 ns: C ends d N S/B = 4.8 us after A, 240 lookahead
+    windows later. The batch still holds both completions (their capacity idle until C ends, the same closed
+    form, the same rate solves): a window's end does not cut it, only an arrival would."""
+    n, size, d, tolerance = 20, 1e6, 3e-3, 1e-3
+    fabric = Fabric(star_graph(n + 1, GBPS, latency_us))
+    schedule = Schedule(n + 1)
+    sizes = np.array([size, size * (1 + d), *[10 * size] * (n - 2)])
+    schedule.add(Pattern.of(n + 1, np.arange(n), np.full(n, n), sizes))
+    batch, network = run_flow(fabric, schedule, rate_tolerance=tolerance)
+    t_a = 2 * latency_us * 1e-6 + n * size / B
+    assert latency_us > 1 or d * size * n / B > 200 * fabric.min_route_latency_s()
+    assert batch.rank_end_s[1] == pytest.approx(t_a + d * size * n / B, rel=1e-12)
+    assert network.core.n_rate_solves == 2  # the arrivals; A and C (the other 18 end together, leaving none)
+
+
 def test_rate_tolerance_batches_arrivals_within_its_share_of_the_route_latency() -> None:
     """Two flows of S into one host, the second ready d later. Exact: the first runs alone for d, both end
     by 2L + 2S/B, the first d earlier. Batched (d < tolerance x L_min, L_min = 2L): both start at 2L + d and

@@ -6,7 +6,8 @@ what they release, and fires each run's simpy event at the exact time the run en
 processes (the training engine) start runs at any time; a run started at t has no message moving
 before t + L_min, so it never disturbs a window already processed. A run alone on the network
 (``run_alone``) whose ranks have released their last messages can add nothing: its windows then span
-``CLOSED_WINDOW`` x L_min, and completion batches reach further (``FluidCore._completion_batch``).
+``CLOSED_WINDOW`` x L_min (fewer windows; completion batches reach past windows anyway:
+``FluidCore._completion_batch``).
 """
 
 from __future__ import annotations

@@ -13,22 +13,23 @@ Exact semantics of docs/NETWORK_MODEL.md ("Semantics"), made fast by three obser
    (progressive filling reaches lam unchanged), so only flows at or above lam are recomputed, on the
    capacity the others leave. A new flow on links with capacity c and n flows changes nothing below
    min(c / n). Completions of the fastest flows, the common case, therefore touch few flows.
-4. Completion batching (the one approximation, ``rate_tolerance``, default 1e-3; 0 turns it off). Exact
-   max-min under hash-ECMP collisions gives nearly every flow its own completion time: an alltoall on 1,024
-   hosts has ~10^5 distinct ones, each a rate recomputation over ~10^5 flows. So completions within
-   ``rate_tolerance`` x (age of the first finisher) after it share one recomputation, at the last of them;
-   so do later ones while the capacity the batch leaves idle stays small on every link (``IDLE_SHARE``).
-   Each flow still ends at its own time at the rates it had, no link exceeds capacity and all bytes are
-   counted; the capacity the early finishers free stays idle for that sliver. The bound: a rank's end moves
-   by at most ``TOLERANCE_BOUND`` (2) x the tolerance, relative. It is tested (random traffic on fat-trees;
-   random heterogeneous stars, links 10-100 Gb/s and latencies 1-10 us, where completions never coincide),
-   not proven: delays from successive batches can add up. The worst seen: 1.07 x the tolerance at 1e-3 and
-   1.55 x at 0.1, over 300 random stars; on uniform fabrics far less (a 64-host all-to-all moves by 2.7e-5
-   at 1e-3). Arrivals are batched the same way: flows that become ready within ``rate_tolerance`` x L_min
-   after the first of them start together, at the last one's time, with one rate recomputation: a message
-   starts at most that fraction of its own route latency late (tests check every rank's end against the same
-   bound, on random traffic with ranks joining ns apart). It matters when thousands of ranks release their
-   messages nanoseconds apart: a 4,096-rank PS exchange re-solved all 16 M flows at each release.
+4. Completion batching (the one approximation, ``rate_tolerance``, default 1e-3; 0 turns it off). Exact max-min
+   under hash-ECMP collisions gives nearly every flow its own completion time: an alltoall on 1,024 hosts has
+   ~10^5 distinct ones, each a rate recomputation over ~10^5 flows. So completions within ``rate_tolerance`` x
+   (age of the first finisher) after it share one recomputation, at the last of them; so do later ones while the
+   capacity the batch leaves idle stays small on every link (``IDLE_SHARE``), up to the next arrival known; a
+   batch carries over into the windows its flows finish in, and an arrival before its end ends it. Each flow
+   still ends at its own time at the rates it had, no link exceeds capacity and all bytes are counted; the
+   capacity the early finishers free stays idle for that sliver. The bound: a rank's end moves by at most
+   ``TOLERANCE_BOUND`` (2) x the tolerance, relative. It is tested (random traffic on fat-trees; random
+   heterogeneous stars, links 10-100 Gb/s and latencies 1-10 us, where completions never coincide), not proven:
+   delays from successive batches can add up. The worst seen: 1.07 x the tolerance at 1e-3 and 1.55 x at 0.1,
+   over 300 random stars; on uniform fabrics far less (a 64-host all-to-all moves by 2.7e-5 at 1e-3). Arrivals
+   are batched the same way: flows that become ready within ``rate_tolerance`` x L_min after the first of them
+   start together, at the last one's time, with one rate recomputation: a message starts at most that fraction of
+   its own route latency late (tests check every rank's end against the same bound, on random traffic with ranks
+   joining ns apart). It matters when thousands of ranks release their messages nanoseconds apart: a 4,096-rank
+   PS exchange re-solved all 16 M flows at each release.
 
 Times within a relative 1e-12 of each other are one event. Long runs do the common windows (lone arrivals, no
 coupled completion) in one compiled call instead of numpy's small-array operations (``use_compiled``).
@@ -206,6 +207,9 @@ class FluidCore:
         self._tier = SolverTier()
         self._isolated_kernel = None  # ``use_compiled``
         self._work = None  # ``compiled.Workspace`` of the large re-solves
+        # A completion batch reaching past its window: its last flow's end, and the least level its flows that
+        # already finished left at (their capacity stays idle until it ends, or until an arrival)
+        self._batch_end_s, self._batch_restart = -np.inf, np.inf
 
     # ----- input and queries -------------------------------------------------------------------------
     def add(self, route: np.ndarray, size: np.ndarray, t_act: np.ndarray, owner: np.ndarray | int,
@@ -481,17 +485,27 @@ class FluidCore:
             restart = np.inf
             if len(finished):
                 if self.rate_tolerance > 0 and t_a > t_e + eps:
-                    finished = self._completion_batch(finished, t_e, min(t_a, limit))
+                    if self._batch_end_s == -np.inf:  # a new batch, up to the next arrival known
+                        batch = self._completion_batch(finished, t_e, min(t_a, self._next_pending_s()))
+                        self._batch_end_s = float(cpl.t_fin[batch].max())
+                    # its flows that finish in this window leave now, together; the others in the next ones
+                    last_s = max(min(self._batch_end_s, limit - time_eps(limit)), t_e + eps)
+                    finished = np.nonzero(cpl.t_fin <= last_s)[0]
                     t_e = max(t_e, float(cpl.t_fin[finished].max()))
                     self._account_coupled(t_e)
                     eps = time_eps(t_e)
-                restart = float(self._level(finished).min())
-                self._remove_coupled(finished, done)
+                    self._batch_restart = min(self._batch_restart, float(self._level(finished).min()))
+                    self._remove_coupled(finished, done)
+                    if self._batch_end_s <= t_e + eps:  # the batch is over: one re-solve for it
+                        restart = self._end_batch()
+                else:
+                    restart = float(self._level(finished).min())
+                    self._remove_coupled(finished, done)
             new_rows = np.zeros(0, dtype=np.int64)
             if next_arrival < n_arr and t_a <= t_e + eps:
                 end = int(np.searchsorted(arrivals["t_act"], t_e + eps, side="right"))
                 new_rows, level = self._start_coupled(arrivals, next_arrival, end, t_e)  # the last ones: freed
-                restart = min(restart, level)
+                restart = min(restart, level, self._end_batch())  # an arrival ends a batch early
                 next_arrival = end
             if restart < np.inf:
                 self._resolve_rates(restart if self.incremental else 0.0, new_rows, t_e)
@@ -513,6 +527,15 @@ class FluidCore:
         cols["t_fin"][rows], cols["t_upd"][rows], cols["rate"][rows] = np.inf, t_e, 0.0
         return np.arange(rows.start, rows.stop), restart
 
+    def _end_batch(self) -> float:
+        """End the pending completion batch, if any: the least level its flows left at (inf: none)."""
+        restart, self._batch_end_s, self._batch_restart = self._batch_restart, -np.inf, np.inf
+        return restart
+
+    def _next_pending_s(self) -> float:
+        """When the next flow known but not yet in this window starts (inf: none)."""
+        return float(self.pending.t_act.min()) if self.pending.n_alive else np.inf
+
     def _completion_batch(self, finished: np.ndarray, t_e: float, before: float) -> np.ndarray:
         """Flows finishing at t_e plus those finishing soon after, whose completions share one rate recomputation.
 
@@ -522,7 +545,8 @@ class FluidCore:
         idles at most one full ``budget``), and none is more than ``BATCH_REACH`` x ``budget`` after t_e. They all
         finish at their own exact times; the others' rates are recomputed once, at the last of them. So the
         capacity the early ones free stays idle that long: the approximation. No link ever exceeds capacity and
-        every byte is still counted. A batch never reaches past ``before`` (the next arrival or the window's end).
+        every byte is still counted. A batch never reaches past ``before`` (the next arrival known); it may reach
+        past the window's end (``_run_coupled`` carries it over: ``_batch_end_s``).
         """
         cpl = self.cpl
         budget_s = self.rate_tolerance * (t_e - float(cpl.t_act[finished].min()))
