@@ -10,7 +10,7 @@ estimates flow level's cost from the step's messages before running it:
   takes part in rate solves: ``PER_SHARED_MESSAGE_S`` more per message, x (m / ``SHARED_REF_MESSAGES``) **
   ``SHARED_GROWTH`` in a pattern of m > ``SHARED_REF_MESSAGES`` messages (a larger pattern has more distinct
   rates, so more completion waves, each re-solving most of its flows: a shared message of the 1,024-host ps step
-  costs 2 x one of the 256-host step, with 16 x the messages per pattern). A pattern costs most of its time in
+  costs 1.6 x one of the 256-host step, with 16 x the messages per pattern). A pattern costs most of its time in
   lookahead windows (about 150 us each), one per distinct event time. A lone collective's ranks move in step
   (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step under
   per-flow hashing they drift apart, since hops that collide on an uplink and routes of different lengths
@@ -34,7 +34,8 @@ A lone collective whose messages never share a link (a ring on a fat-tree) runs 
 
 The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): the
 default ps step on 256 and 1,024 fat-tree hosts under hashing (5 patterns of 65,280 and 1.05 M shared messages:
-2.2 s and 58 s, large rate solves compiled; at ``COARSE_RATE_TOLERANCE`` 1.3 s and 22 s), the window counts
+2.3 s and 53 s, large rate solves compiled; at ``COARSE_RATE_TOLERANCE`` 0.72 s and 14.8 s, the coarse constant
+between the two, 1.27 and 0.92 x), the window counts
 above and, for ``dmodk``, the 1,024-host ps step and all-to-all (5.2 M messages in 4.5 s; 1 M in 2.2 s: the
 constant lies between). ``benchmarks/fidelity.py`` compares the estimate with held-out runs of lone collectives
 and default training steps on 64 to 1,024 hosts. It can still err either way, so ``auto`` runs flow level only
@@ -63,10 +64,10 @@ LONE_MESSAGE_COMPILED_S = 8.7e-7
 STEP_COMPILED_S = 0.002
 NUMBA_LOAD_S = 0.4
 STEP_ALONE_S = 0.0015
-PER_SHARED_MESSAGE_S = 5.1e-6
+PER_SHARED_MESSAGE_S = 5.7e-6
 SHARED_REF_MESSAGES = 65_536
-SHARED_GROWTH = 0.25
-PER_SHARED_MESSAGE_COARSE_S = 2.9e-6
+SHARED_GROWTH = 0.16
+PER_SHARED_MESSAGE_COARSE_S = 1.4e-6
 PER_SHARED_MESSAGE_SPREAD_S = 5e-7
 WEIGHTED_STEP_S = 0.05
 WEIGHTED_MESSAGE_S = 4e-4
