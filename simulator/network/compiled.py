@@ -715,8 +715,16 @@ def _submit(step: np.ndarray, message: np.ndarray, ready: np.ndarray, owner: int
 
 
 @numba.njit(cache=True)
-def _kept_rows(alive: np.ndarray, n: int) -> np.ndarray:
-    """``_Table.compact``'s first half: the alive rows of the first ``n``, in order, now the only alive ones."""
+def _move_rows(column: np.ndarray, kept: np.ndarray) -> None:
+    """Row ``kept[i]`` of ``column`` moves to row i."""
+    for i in range(len(kept)):
+        column[i] = column[kept[i]]
+
+
+@numba.njit(cache=True)
+def _compact(arriving: tuple, alive: np.ndarray, n: int, t_fin: np.ndarray) -> int:
+    """``_Table.compact`` in place of a table's (route, size, t_act, owner, tag) columns and ``t_fin`` (empty: none):
+    the alive rows of the first ``n`` moved to the front, in order; their count."""
     kept = np.empty(n, np.int64)
     k = 0
     for i in range(n):
@@ -725,14 +733,16 @@ def _kept_rows(alive: np.ndarray, n: int) -> np.ndarray:
             k += 1
     alive[:k] = True
     alive[k:n] = False
-    return kept[:k]
-
-
-@numba.njit(cache=True)
-def _move_rows(column: np.ndarray, kept: np.ndarray) -> None:
-    """``_Table.compact``'s second half, one column: row ``kept[i]`` moves to row i."""
-    for i in range(len(kept)):
-        column[i] = column[kept[i]]
+    kept = kept[:k]
+    route, size, t_act, owner, tag = arriving
+    for column in (size, t_act):
+        _move_rows(column, kept)
+    _move_rows(route, kept)
+    _move_rows(owner, kept)
+    _move_rows(tag, kept)
+    if t_fin.size:
+        _move_rows(t_fin, kept)
+    return k
 
 
 @numba.njit(cache=True)
@@ -804,13 +814,7 @@ def lone_windows(
     windows = 0
     while windows < max_windows:
         if n_heap >= 0 and n_iso >= 256 and 2 * n_iso_alive <= n_iso:
-            kept = _kept_rows(iso_alive, n_iso)
-            for column in (iso[1], iso[2], iso[5]):
-                _move_rows(column, kept)
-            _move_rows(iso[0], kept)
-            _move_rows(iso[3], kept)
-            _move_rows(iso[4], kept)
-            n_iso = len(kept)
+            n_iso = _compact(iso[:5], iso_alive, n_iso, iso[5])
             for i in range(n_iso):
                 for h in range(width):
                     link = route_links[iso[0][i], h]
@@ -852,13 +856,7 @@ def lone_windows(
             tag >> tag_shift, tag & ((1 << tag_shift) - 1), t_fin, released, rank_time, sent, received, n_steps,
             state, flat)
         if n_pending >= 256 and 2 * n_pending_alive <= n_pending:
-            kept = _kept_rows(pending_alive, n_pending)
-            for column in (pending[1], pending[2]):
-                _move_rows(column, kept)
-            _move_rows(pending[0], kept)
-            _move_rows(pending[3], kept)
-            _move_rows(pending[4], kept)
-            n_pending = len(kept)
+            n_pending = _compact(pending, pending_alive, n_pending, np.zeros(0))
         if n_pending + len(step) > len(pending_alive):
             left = (step, message, ready)
             break

@@ -47,7 +47,8 @@ class _Run:
     start_s: float
     on_rank_done: RankCallback | None = None
     routes: dict[int, np.ndarray] = field(default_factory=dict)
-    message_route: np.ndarray | None = None  # every pattern's routes in ``FlatSchedule`` order (``_lone_windows``)
+    message_route: np.ndarray | None = None  # every pattern's routes in ``FlatSchedule`` order (``_lone_windows``;
+    # empty: not listed)
 
 
 class FlowNetwork:
@@ -194,9 +195,11 @@ class FlowNetwork:
         run = next(iter(self._runs.values()))
         if run.message_route is None:
             patterns = {id(step.pattern): step.pattern for step in run.progress.schedule.steps}.values()
-            if sum(len(p) for p in patterns) > LONE_MESSAGES or not run.progress.compiled:
-                return False
-            run.message_route = np.concatenate([self._routes(run, p) for p in patterns])
+            listed = sum(len(p) for p in patterns) <= LONE_MESSAGES and run.progress.compiled
+            run.message_route = (np.concatenate([self._routes(run, p) for p in patterns]) if listed
+                                 else np.zeros(0, np.int64))
+        if not len(run.message_route):  # too many messages to list up front (or none): window by window
+            return False
         windows, (state, finished, left) = self.core.lone_windows(
             self.env.now, self.env.peek(), self.lookahead_s, LONE_WINDOWS, run.run_id, TAG_SHIFT, run.message_route,
             run.progress.kernel_args())
