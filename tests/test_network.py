@@ -16,7 +16,7 @@ from simulator.network.analytical import AnalyticalNetwork
 from simulator.network.compiled import fill_levels
 from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
-from simulator.network.fluid import TOLERANCE_BOUND, FluidCore, _Table
+from simulator.network.fluid import TOLERANCE_BOUND, FluidCore, _first_in_order, _Table
 from simulator.network.maxmin import by_local_minima
 from simulator.network.models import MODELS, NetworkModel
 from simulator.network.schedule import Pattern, Schedule
@@ -336,6 +336,15 @@ def test_a_completion_batch_reaches_past_its_lookahead_window(latency_us: float)
     assert latency_us > 1 or d * size * n / B > 200 * fabric.min_route_latency_s()
     assert batch.rank_end_s[1] == pytest.approx(t_a + d * size * n / B, rel=1e-12)
     assert network.core.n_rate_solves == 2  # the arrivals; A and C (the other 18 end together, leaving none)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=60), st.integers(1, 70))
+def test_a_completion_batchs_partial_order_is_the_stable_sorts_prefix(values: list[int], k: int) -> None:
+    """``_completion_batch`` sorts only the finishers it asks for: the same rows, in the same order, as the first
+    k of a stable argsort, ties (common: flows of one size on equal paths) included."""
+    array = np.array(values, dtype=float)
+    assert _first_in_order(array, k).tolist() == np.argsort(array, kind="stable")[:k].tolist()
 
 
 def test_rate_tolerance_batches_arrivals_within_its_share_of_the_route_latency() -> None:
