@@ -37,6 +37,7 @@ coupled completion) in one compiled call instead of numpy's small-array operatio
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -50,6 +51,7 @@ from simulator.options import DEFAULT_RATE_TOLERANCE, MAX_RATE_TOLERANCE  # noqa
 
 TIME_REL_EPS = 1e-12
 ARRIVING = ("route", "size", "t_act", "owner", "tag")  # the columns of a pending flow
+_LAYOUTS = itertools.count()  # ``_Table.layout``
 TOLERANCE_BOUND = 2.0  # a rank's end moves by at most this x rate_tolerance, relative (tested, not proven)
 
 
@@ -65,17 +67,22 @@ def _extended(array: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _first_in_order(values: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` least ``values`` (all when fewer) in the order of a stable argsort (ties by position),
-    sorting only those: the cost of sorting k, not ``len(values)``.
+def _least_in_order(values: np.ndarray, k: int, upto: float) -> np.ndarray:
+    """Positions of every value <= some t <= ``upto``, in the order of a stable argsort (ties by position): the k
+    least at least, when k are <= ``upto`` (else all that are). t is read from every 64th value, aiming at 2k, so
+    that this costs a few passes over ``values`` and a sort of about 2k of them, not a sort (or a partition, and its
+    copy) of millions.
 
-    >>> _first_in_order(np.array([3.0, 1.0, 2.0, 1.0]), 2).tolist()
-    [1, 3]
+    >>> _least_in_order(np.array([3.0, 1.0, 2.0, 1.0]), 2, 2.5).tolist()
+    [1, 3, 2]
     """
-    if k >= len(values):
-        return np.argsort(values, kind="stable")
-    pick = np.nonzero(values <= np.partition(values, k - 1)[k - 1])[0]  # k or more: every tie of the k-th
-    return pick[np.argsort(values[pick], kind="stable")[:k]]
+    sample, aim = values[::64], 2 * k // 64
+    while True:
+        t = upto if aim >= len(sample) else min(upto, float(np.partition(sample, aim)[aim]))
+        pick = np.nonzero(values <= t)[0]
+        if len(pick) >= k or t >= upto:
+            return pick[np.argsort(values[pick], kind="stable")]
+        aim = 4 * aim + 1
 
 
 class _Table:
@@ -91,6 +98,7 @@ class _Table:
     def __init__(self, *fields: str) -> None:
         self.n = 0
         self.n_alive = 0
+        self.layout = next(_LAYOUTS)  # changes whenever rows are added or moved (never repeats)
         self.cols = {name: np.zeros(self.MIN_CAPACITY, dtype=self.FIELDS[name]) for name in fields}
         self.alive = np.zeros(self.MIN_CAPACITY, dtype=bool)
 
@@ -112,6 +120,7 @@ class _Table:
         self.reserve(rows.stop)
         self.alive[rows] = True
         self.n, self.n_alive = rows.stop, self.n_alive + k
+        self.layout = next(_LAYOUTS)
         return rows
 
     def reserve(self, rows: int) -> None:
@@ -157,7 +166,7 @@ class _Table:
             col[: len(keep)] = col[keep]
         self.alive[: len(keep)] = True
         self.alive[len(keep) : self.n] = False
-        self.n = len(keep)
+        self.n, self.layout = len(keep), next(_LAYOUTS)
         if len(self.alive) > 4 * max(self.n, self.MIN_CAPACITY):
             self._resize(2 * max(self.n, self.MIN_CAPACITY))
         return keep
@@ -184,6 +193,7 @@ class FluidCore:
     IDLE_SHARE: ClassVar[float] = 0.3  # completion batching: idle capacity a batch may add (``_completion_batch``)
     BATCH_REACH: ClassVar[float] = 10.0  # ... and how far past the tolerance it may reach
     ARRIVALS_CHUNK: ClassVar[int] = 1 << 20  # arrivals are checked for links they share this many at a time
+    INDEXED_FLOWS: ClassVar[int] = 1 << 16  # re-solves of this many flows, half the coupled ones, use a LinkIndex
     LONE_ROOM: ClassVar[int] = 1024  # rows ``lone_windows`` makes room for in the pending and isolated tables
 
     def __init__(self, fabric: Fabric | ModelRoutes, check_capacity: bool = False, incremental: bool = True,
@@ -220,6 +230,7 @@ class FluidCore:
         self._tier = SolverTier()
         self._isolated_kernel = None  # ``use_compiled``
         self._work = None  # ``compiled.Workspace`` of the large re-solves
+        self._index = None  # ``compiled.LinkIndex`` of the largest ones
         # A completion batch reaching past its window: its last flow's end, and the least level its flows that
         # already finished left at (their capacity stays idle until it ends, or until an arrival)
         self._batch_end_s, self._batch_restart = -np.inf, np.inf
@@ -565,27 +576,27 @@ class FluidCore:
         budget_s = self.rate_tolerance * (t_e - float(cpl.t_act[finished].min()))
         last_s = before - time_eps(before)
         floor_s = t_e + time_eps(t_e)
-        more = np.nonzero(cpl.t_fin <= max(min(t_e + self.BATCH_REACH * budget_s, last_s), floor_s))[0]
-        t_fin = cpl.t_fin[more]
-        n_batch = int(np.count_nonzero(t_fin <= max(min(t_e + budget_s, last_s), floor_s)))  # the first rule's
-        if n_batch == len(more):
-            return more
+        t_fin = cpl.t_fin  # millions of rows: a few passes over them, no sort, no copy (``_least_in_order``)
+        reach_s = max(min(t_e + self.BATCH_REACH * budget_s, last_s), floor_s)
+        first_s = max(min(t_e + budget_s, last_s), floor_s)  # the first rule's
+        n_more, n_batch = int(np.count_nonzero(t_fin <= reach_s)), int(np.count_nonzero(t_fin <= first_s))
+        if n_batch == n_more:
+            return np.nonzero(t_fin <= first_s)[0]
         allowed_B = self.IDLE_SHARE * budget_s * self.fabric.capacity_Bps  # bytes of capacity idle, per link
-        first: list[np.ndarray] = []  # ``more``'s first finishers in order, the rows, routes, rates and ends
+        first: list[np.ndarray] = []  # the first finishers in order: their rows, routes, rates and ends
 
-        def fits(k: int) -> bool:  # the first k finishers of ``more`` in one batch
-            if not first or len(first[0]) < k:  # sort only as far as asked (twice that): ``more`` is millions
-                order = _first_in_order(t_fin, max(2 * k, 4096))
-                rows = more[order]
-                first[:] = rows, cpl.route[rows], cpl.rate[rows], t_fin[order]
+        def fits(k: int) -> bool:  # the first k finishers in one batch
+            if not first or len(first[0]) < k:
+                rows = _least_in_order(t_fin, max(2 * k, 4096), reach_s)
+                first[:] = rows, cpl.route[rows], cpl.rate[rows], t_fin[rows]
             _, route, rate, ends = first
             idle_B = self._per_link(route[:k], rate[:k] * (ends[k - 1] - ends[:k]))
             return bool(np.all(idle_B <= allowed_B))
 
-        good, step = n_batch, 1  # galloping, then bisection: cost grows with the batch, not with ``more``
-        while good + step <= len(more) and fits(good + step):
+        good, step = n_batch, 1  # galloping, then bisection: cost grows with the batch, not with ``n_more``
+        while good + step <= n_more and fits(good + step):
             good, step = good + step, 2 * step
-        bad = min(good + step, len(more) + 1)
+        bad = min(good + step, n_more + 1)
         while bad - good > 1:
             mid = (good + bad) // 2
             good, bad = (mid, bad) if fits(mid) else (good, mid)
@@ -636,15 +647,23 @@ class FluidCore:
         self.n_rate_flows += n_redo
         compiled = self._tier.compiled(n_redo * self.fabric.route_links.shape[1])
         if compiled and self._model_routes is None:
-            from simulator.network.compiled import Workspace, resolve_rates
+            from simulator.network import compiled as kernels
 
-            if self._work is None or not self._work.fits(n_redo):
-                self._work = None  # give the old buffers back first
-                self._work = Workspace(n_redo, self.fabric.route_links.shape[1], self.fabric.route_links.dtype)
-            work = self._work
-            resolve_rates(self.fabric.route_links, redo_mask, n_redo, n_redo == cpl.n_alive, *(
-                cpl.cols[name] for name in ("route", "rate", "rem", "t_upd", "t_fin")), t_e,
-                self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util, work.rows, work.fill)
+            columns = [cpl.cols[name] for name in ("rate", "rem", "t_upd", "t_fin")]
+            table, every = self.fabric.route_links, n_redo == cpl.n_alive
+            if n_redo >= self.INDEXED_FLOWS and 2 * n_redo >= cpl.n_alive:
+                index = self._index = self._index or kernels.LinkIndex()
+                if index.layout != cpl.layout:
+                    index.build(table, cpl.route, cpl.alive[: cpl.n], cpl.n_alive, self.fabric.n_links, cpl.layout)
+                kernels.resolve_indexed(index.ptr, index.rows, index.links, index.active, redo_mask, every, *columns,
+                                        t_e, self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util)
+            else:
+                if self._work is None or not self._work.fits(n_redo):
+                    self._work = None  # give the old buffers back first
+                    self._work = kernels.Workspace(n_redo, table.shape[1], table.dtype)
+                kernels.resolve_rates(table, redo_mask, n_redo, every, cpl.cols["route"], *columns, t_e,
+                                      self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util,
+                                      self._work.rows, self._work.fill)
             self._check_capacity()
             return
         redo = np.nonzero(redo_mask)[0]
