@@ -10,13 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.collectives.algorithms import build_schedule
-from simulator.network import compiled, maxmin
+from simulator.network import compiled, fluid, maxmin
 from simulator.network import fabric as fabric_module
 from simulator.network.analytical import AnalyticalNetwork
 from simulator.network.compiled import fill_levels
 from simulator.network.fabric import Fabric
 from simulator.network.flow import FlowNetwork
-from simulator.network.fluid import TOLERANCE_BOUND, FluidCore, _least_in_order, _Table
+from simulator.network.fluid import TOLERANCE_BOUND, FluidCore, _largest_true, _least_in_order, _Table
 from simulator.network.maxmin import by_local_minima
 from simulator.network.models import MODELS, NetworkModel
 from simulator.network.schedule import Pattern, Schedule
@@ -380,6 +380,52 @@ def test_a_completion_batchs_partial_order_is_the_stable_sorts_prefix(values: li
     assert min(k, within) <= len(got) <= within
     assert got.tolist() == np.argsort(array, kind="stable")[: len(got)].tolist()
     assert len(got) == within or array[got].max() < array[np.argsort(array, kind="stable")[len(got)]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 50), st.integers(0, 60), st.integers(0, 60))
+def test_the_largest_batch_is_found_from_any_guess(lo: int, answer: int, guess: int) -> None:
+    """``_largest_true`` galloping from a right guess, a wrong one or none: the answer of a scan, asking only
+    inside [lo, hi] and never lo itself (the first rule's batch, taken whatever its idle capacity)."""
+    hi, asked = lo + 40, []
+
+    def ok(k: int) -> bool:
+        asked.append(k)
+        return k <= answer
+
+    assert _largest_true(lo, hi, ok, guess) == max(lo, min(answer, hi))
+    assert all(lo < k <= hi for k in asked)
+    if lo < guess == answer < hi:
+        assert sorted(asked) == [answer, answer + 1]
+
+
+@pytest.mark.parametrize("seed", [6, 8])
+def test_completion_batches_from_a_compiled_guess_are_the_galloping_ones(monkeypatch, seed: int) -> None:
+    """At 1e-2 the idle-capacity rule sets most batches' ends; compiled, ``batch_guess`` guesses each from prefix
+    sums and two exact checks confirm it. Every rank's end and link's bytes: the bits of galloping from the first
+    rule's batch, as without numba, on the all-to-alls above. (Not against numpy's runs: its solves round
+    differently, and at 1e-2 that moves a batch's end, by up to the tolerance.)"""
+    rng = np.random.default_rng(seed)
+    fabric = Fabric(fattree_graph(4, latency_us=float(rng.uniform(0.1, 2.0))))
+    src, dst = np.nonzero(~np.eye(fabric.n_hosts, dtype=bool))
+    schedule = Schedule(fabric.n_hosts)
+    for _ in range(3):
+        schedule.add(Pattern.of(fabric.n_hosts, src, dst, rng.uniform(1e3, 1e6, len(src))))
+    batches, largest = [], fluid._largest_true  # each batch's first rule's size, guess and answer
+
+    def recorded(lo: int, hi: int, ok, guess: int) -> int:
+        batches.append((lo, guess, largest(lo, hi, ok, guess)))
+        return batches[-1][-1]
+
+    monkeypatch.setattr(fluid, "_largest_true", recorded)
+    monkeypatch.setattr(fabric_module, "COMPILED_ENTRIES", -1)
+    guessed, guessed_network = run_flow(fabric, schedule, rate_tolerance=1e-2)
+    assert sum(answer > lo for lo, _, answer in batches) > 5  # batches past the first rule's
+    assert all(guess == answer for _, guess, answer in batches)  # each confirmed by two exact checks
+    monkeypatch.setattr(compiled, "batch_guess", lambda *a: a[-1])  # no guess: galloping from the first rule's
+    galloping, network = run_flow(fabric, schedule, rate_tolerance=1e-2)
+    np.testing.assert_array_equal(guessed.rank_end_s, galloping.rank_end_s)
+    np.testing.assert_array_equal(guessed_network.link_bytes(), network.link_bytes())
 
 
 def test_rate_tolerance_batches_arrivals_within_its_share_of_the_route_latency() -> None:

@@ -323,6 +323,37 @@ def resolve_rates(
         peak_util[link] = max(peak_util[link], load_Bps[link] / capacity_Bps[link])
 
 
+@numba.njit(cache=True)
+def batch_guess(table: np.ndarray, route: np.ndarray, rate: np.ndarray, ends: np.ndarray, allowed: np.ndarray,
+                first: int) -> int:
+    """``FluidCore._completion_batch``'s answer from one pass: the largest k >= ``first`` such that the first k
+    finishers (on ``table[route]``, at ``rate``, ending at ``ends``: the first ``first`` in any order, then
+    ascending, none before them) leave each link idle for at most ``allowed`` bytes until the k-th of them ends;
+    ``len(route)`` when all do. With a link's sums R of rates and S of rate x end, its idle bytes at end u are
+    u R - S: past ``allowed`` once u > (allowed + S) / R, a bound that a flow ending at u before it only lowers
+    (towards u). Sums in another order than the exact check's, so a guess, which ``_largest_true`` confirms in two
+    exact checks (or corrects, when rounding differs)."""
+    n_links = len(allowed)
+    total_rate = np.zeros(n_links)
+    total_rate_s = np.zeros(n_links)
+    bound_s = np.inf
+    for i in range(len(route)):
+        u = ends[i] - ends[0]
+        for link in table[route[i]]:
+            if link >= 0:
+                total_rate[link] += rate[i]
+                total_rate_s[link] += rate[i] * u
+                if i >= first:
+                    bound_s = min(bound_s, (allowed[link] + total_rate_s[link]) / total_rate[link])
+        if i + 1 == first:  # the first ones in any order: their links' bounds once they are all in
+            for link in range(n_links):
+                if total_rate[link] > 0:
+                    bound_s = min(bound_s, (allowed[link] + total_rate_s[link]) / total_rate[link])
+        if i >= first and u > bound_s:
+            return i
+    return len(route)
+
+
 class LinkIndex:
     """The coupled table's rows on each link (CSR, rows ascending) and each row's links, kept from one large
     re-solve to the next while the table adds or moves no row (its ``layout``): between two releases of a ps

@@ -38,6 +38,8 @@ coupled completion) in one compiled call instead of numpy's small-array operatio
 from __future__ import annotations
 
 import itertools
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -67,22 +69,53 @@ def _extended(array: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _least_in_order(values: np.ndarray, k: int, upto: float) -> np.ndarray:
-    """Positions of every value <= some t <= ``upto``, in the order of a stable argsort (ties by position): the k
-    least at least, when k are <= ``upto`` (else all that are). t is read from every 64th value, aiming at 2k, so
-    that this costs a few passes over ``values`` and a sort of about 2k of them, not a sort (or a partition, and its
-    copy) of millions.
+def _least_in_order(values: np.ndarray, k: int, upto: float, above: float = -np.inf) -> np.ndarray:
+    """Positions of every value in (``above``, t] for some t <= ``upto``, in the order of a stable argsort (ties by
+    position): at least the k least of those above ``above`` when k are <= ``upto`` (else all that are). t is read
+    from every 64th value, aiming at 2k, so that this costs a few passes over ``values`` and a sort of about 2k of
+    them, not a sort (or a partition, and its copy) of millions.
 
     >>> _least_in_order(np.array([3.0, 1.0, 2.0, 1.0]), 2, 2.5).tolist()
     [1, 3, 2]
+    >>> _least_in_order(np.array([3.0, 1.0, 2.0, 1.0]), 1, 3.0, above=1.0).tolist()
+    [2, 0]
     """
-    sample, aim = values[::64], 2 * k // 64
+    sample = values[::64]
+    sample, aim = sample[sample > above], 2 * k // 64
     while True:
         t = upto if aim >= len(sample) else min(upto, float(np.partition(sample, aim)[aim]))
-        pick = np.nonzero(values <= t)[0]
+        within = values <= t
+        if above > -np.inf:
+            within &= values > above
+        pick = np.nonzero(within)[0]
         if len(pick) >= k or t >= upto:
             return pick[np.argsort(values[pick], kind="stable")]
         aim = 4 * aim + 1
+
+
+def _largest_true(lo: int, hi: int, ok: Callable[[int], bool], guess: int) -> int:
+    """The largest k in [lo, hi] where ``ok`` holds, ``ok`` true up to some k and false past it (``ok(lo)`` taken as
+    true, not asked): galloping from ``guess`` (up when ok there, down when not), then bisection. Two calls when
+    the guess is right; from ``lo``, the cost grows with the answer, not with ``hi``.
+
+    >>> _largest_true(0, 100, lambda k: k <= 37, 40), _largest_true(0, 100, lambda k: k <= 37, 0)
+    (37, 37)
+    """
+    guess, step = min(max(guess, lo), hi), 1
+    if guess > lo and not ok(guess):
+        bad = guess
+        while bad - step > lo and not ok(bad - step):
+            bad, step = bad - step, 2 * step
+        good = max(lo, bad - step)
+    else:
+        good = guess
+        while good + step <= hi and ok(good + step):
+            good, step = good + step, 2 * step
+        bad = min(good + step, hi + 1)
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if ok(mid) else (good, mid)
+    return good
 
 
 class _Table:
@@ -579,28 +612,42 @@ class FluidCore:
         t_fin = cpl.t_fin  # millions of rows: a few passes over them, no sort, no copy (``_least_in_order``)
         reach_s = max(min(t_e + self.BATCH_REACH * budget_s, last_s), floor_s)
         first_s = max(min(t_e + budget_s, last_s), floor_s)  # the first rule's
-        n_more, n_batch = int(np.count_nonzero(t_fin <= reach_s)), int(np.count_nonzero(t_fin <= first_s))
+        batch, n_more = np.nonzero(t_fin <= first_s)[0], int(np.count_nonzero(t_fin <= reach_s))
+        n_batch = len(batch)
         if n_batch == n_more:
-            return np.nonzero(t_fin <= first_s)[0]
+            return batch
         allowed_B = self.IDLE_SHARE * budget_s * self.fabric.capacity_Bps  # bytes of capacity idle, per link
-        first: list[np.ndarray] = []  # the first finishers in order: their rows, routes, rates and ends
+        # The first finishers: the first rule's batch, then the next ones in order of their ends (sorted as far as
+        # asked): rows, routes, rates, ends.
+        first = [batch, cpl.route[batch], cpl.rate[batch], t_fin[batch]]
 
-        def fits(k: int) -> bool:  # the first k finishers in one batch
-            if not first or len(first[0]) < k:
-                rows = _least_in_order(t_fin, max(2 * k, 4096), reach_s)
-                first[:] = rows, cpl.route[rows], cpl.rate[rows], t_fin[rows]
+        def sort_first(k: int) -> None:
+            if len(first[0]) < k:
+                above = first[3][-1] if len(first[0]) > n_batch else first_s
+                rows = _least_in_order(t_fin, k - len(first[0]), reach_s, above)
+                new = rows, cpl.route[rows], cpl.rate[rows], t_fin[rows]
+                first[:] = [np.concatenate(pair) for pair in zip(first, new, strict=True)]
+
+        def fits(k: int) -> bool:  # the first k finishers in one batch (k > n_batch)
+            sort_first(k)
             _, route, rate, ends = first
             idle_B = self._per_link(route[:k], rate[:k] * (ends[k - 1] - ends[:k]))
             return bool(np.all(idle_B <= allowed_B))
 
-        good, step = n_batch, 1  # galloping, then bisection: cost grows with the batch, not with ``n_more``
-        while good + step <= n_more and fits(good + step):
-            good, step = good + step, 2 * step
-        bad = min(good + step, n_more + 1)
-        while bad - good > 1:
-            mid = (good + bad) // 2
-            good, bad = (mid, bad) if fits(mid) else (good, mid)
-        return first[0][:good]
+        guess = n_batch
+        table = self.fabric.route_links
+        if self._model_routes is None and (n_batch * table.shape[1] > fabric_module.COMPILED_ENTRIES
+                                           or "simulator.network.compiled" in sys.modules):
+            from simulator.network.compiled import batch_guess
+
+            step = max(n_batch // 8, 4096)
+            while True:  # where the idle capacity first passes its share, on prefix sums: a guess (rounding differs)
+                sort_first(min(guess + step, n_more))
+                guess = batch_guess(table, first[1], first[2], first[3], allowed_B, n_batch)
+                if guess < len(first[0]) or len(first[0]) >= n_more:
+                    break
+                step *= 2
+        return first[0][: _largest_true(n_batch, n_more, fits, guess)]
 
     def _remove_coupled(self, rows: np.ndarray, done: list) -> None:
         cpl = self.cpl
@@ -647,23 +694,23 @@ class FluidCore:
         self.n_rate_flows += n_redo
         compiled = self._tier.compiled(n_redo * self.fabric.route_links.shape[1])
         if compiled and self._model_routes is None:
-            from simulator.network import compiled as kernels
+            from simulator.network.compiled import LinkIndex, Workspace, resolve_indexed, resolve_rates
 
             columns = [cpl.cols[name] for name in ("rate", "rem", "t_upd", "t_fin")]
             table, every = self.fabric.route_links, n_redo == cpl.n_alive
             if n_redo >= self.INDEXED_FLOWS and 2 * n_redo >= cpl.n_alive:
-                index = self._index = self._index or kernels.LinkIndex()
+                index = self._index = self._index or LinkIndex()
                 if index.layout != cpl.layout:
                     index.build(table, cpl.route, cpl.alive[: cpl.n], cpl.n_alive, self.fabric.n_links, cpl.layout)
-                kernels.resolve_indexed(index.ptr, index.rows, index.links, index.active, redo_mask, every, *columns,
-                                        t_e, self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util)
+                resolve_indexed(index.ptr, index.rows, index.links, index.active, redo_mask, every, *columns, t_e,
+                                self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util)
             else:
                 if self._work is None or not self._work.fits(n_redo):
                     self._work = None  # give the old buffers back first
-                    self._work = kernels.Workspace(n_redo, table.shape[1], table.dtype)
-                kernels.resolve_rates(table, redo_mask, n_redo, every, cpl.cols["route"], *columns, t_e,
-                                      self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util,
-                                      self._work.rows, self._work.fill)
+                    self._work = Workspace(n_redo, table.shape[1], table.dtype)
+                resolve_rates(table, redo_mask, n_redo, every, cpl.cols["route"], *columns, t_e,
+                              self.fabric.capacity_Bps, self.coupled_load_Bps, self.link_peak_util, self._work.rows,
+                              self._work.fill)
             self._check_capacity()
             return
         redo = np.nonzero(redo_mask)[0]
