@@ -446,24 +446,25 @@ def resolve_indexed(
         load_Bps[:] = 0.0
     else:
         load_Bps -= out
-    left = np.empty(n_links)
+    # Per link, side by side (one cache line an update): capacity left, and unfrozen flows (a flow's demand is 1
+    # under max-min, so this is both ``_fill``'s load and its unfrozen count, exact in a float)
+    state = np.empty((n_links, 2))
     for link in range(n_links):
         load_Bps[link] = max(load_Bps[link], 0.0)
-        left[link] = capacity_Bps[link] - load_Bps[link]
-    left = np.maximum(left, 0.0)
-    load = unfrozen.astype(np.float64)  # a flow's demand is 1 (max-min: the level is the rate)
+        state[link, 0] = max(capacity_Bps[link] - load_Bps[link], 0.0)
+        state[link, 1] = unfrozen[link]
     keys = np.empty(n_links + 1)
     items = np.empty(n_links + 1, np.int64)
     n_heap = 0
     for link in range(n_links):
-        if unfrozen[link] > 0:
-            n_heap = _push(keys, items, n_heap, left[link] / load[link], link)
+        if state[link, 1] > 0:
+            n_heap = _push(keys, items, n_heap, state[link, 0] / state[link, 1], link)
     while n_heap > 0:
         key, link = keys[0], items[0]
         n_heap = _pop(keys, items, n_heap)
-        if unfrozen[link] == 0 or load[link] <= 0:
+        if state[link, 1] <= 0:
             continue
-        share = left[link] / load[link]
+        share = state[link, 0] / state[link, 1]
         if share > key:  # grew since it was pushed: not yet the least
             n_heap = _push(keys, items, n_heap, share, link)
             continue
@@ -476,9 +477,8 @@ def resolve_indexed(
             rate[i] = share
             for other in links[i]:
                 if other >= 0:
-                    left[other] = max(left[other] - share, 0.0)
-                    load[other] -= 1.0
-                    unfrozen[other] -= 1
+                    state[other, 0] = max(state[other, 0] - share, 0.0)
+                    state[other, 1] -= 1.0
     into = np.zeros(n_links)
     for i in range(n):
         if redo_mask[i]:
