@@ -647,7 +647,8 @@ class FluidCore:
                 if guess < len(first[0]) or len(first[0]) >= n_more:
                     break
                 step *= 2
-        return first[0][: _largest_true(n_batch, n_more, fits, guess)]
+        good = _largest_true(n_batch, n_more, fits, guess)  # sorts further: ``first`` is read after it
+        return first[0][:good]
 
     def _remove_coupled(self, rows: np.ndarray, done: list) -> None:
         cpl = self.cpl
