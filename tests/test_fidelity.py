@@ -39,9 +39,14 @@ def test_the_estimate_is_its_stated_formula() -> None:
     estimate = flow_cost_s([a])
     growth = (5 / 2) ** fidelity.SHARED_GROWTH
     bigger = (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_S * growth) * 5 + fidelity.STEP_IN_TRAINING_S
+    coarse_growth = (5 / 2) ** fidelity.SHARED_GROWTH_COARSE
+    coarse_m5 = (fidelity.PER_MESSAGE_S + fidelity.PER_SHARED_MESSAGE_COARSE_S * coarse_growth) * 5 + (
+        fidelity.STEP_IN_TRAINING_S)
     with pytest.MonkeyPatch.context() as patch:  # past SHARED_REF_MESSAGES: x (m / SHARED_REF_MESSAGES)^SHARED_GROWTH
         patch.setattr(fidelity, "SHARED_REF_MESSAGES", 2)
         assert flow_cost_s([a, a]) == pytest.approx(2 * (2 * m3 + bigger), rel=1e-12)
+        assert flow_cost_s([a], rate_tolerance=COARSE_RATE_TOLERANCE) == pytest.approx(  # its own, slower growth
+            2 * m3 + coarse_m5, rel=1e-12)
     many = Schedule(8)  # past the compiled switch, lone messages cost less, after numba's load; shared ones do not
     numpy_steps = flow.COMPILED_WINDOWS // fidelity.WINDOWS_PER_STEP
     many.add(Pattern.of(8, [0, 1], [1, 2], 1.0), repeat=numpy_steps - 3)

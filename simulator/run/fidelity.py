@@ -5,23 +5,25 @@ costs milliseconds to seconds and assumes equal shares on each link (docs/NETWOR
 estimates flow level's cost from the step's messages before running it:
 
 - under max-min sharing, each message costs ``PER_MESSAGE_S`` and each pattern (a step of concurrent messages)
-  ``STEP_IN_TRAINING_S``, or ``STEP_ALONE_S`` in a lone collective; in a pattern where some rank sends or
-  receives more than one message, those messages share its host link, so every flow is coupled to others and
-  takes part in rate solves: ``PER_SHARED_MESSAGE_S`` more per message, x (m / ``SHARED_REF_MESSAGES``) **
-  ``SHARED_GROWTH`` in a pattern of m > ``SHARED_REF_MESSAGES`` messages (a larger pattern has more distinct
-  rates, so more completion waves, each re-solving most of its flows: a shared message of the 1,024-host ps step
-  costs 1.6 x one of the 256-host step, with 16 x the messages per pattern). A pattern costs most of its time in
-  lookahead windows (about 150 us each), one per distinct event time. A lone collective's ranks move in step
-  (3.6 windows per pattern step for a ring all-reduce on 1,024 fat-tree hosts). In a training step under
-  per-flow hashing they drift apart, since hops that collide on an uplink and routes of different lengths
-  finish at different times, and ops overlap: a DES or DP step on 256 hosts runs about ``WINDOWS_PER_STEP``
-  (85) windows per pattern step. Past ``flow.COMPILED_WINDOWS`` windows the flow backend runs them compiled, a
-  lone message's windows with its run's progress in one call (``flow.FlowNetwork._lone_windows``), so such a
-  message then costs ``LONE_MESSAGE_COMPILED_S`` in all, after numba's ``NUMBA_LOAD_S`` (``drifting_steps_s``;
-  fitted on the des step on 1,024 hosts, 5.6 s measured; held out: des on 256 and 4,096 hosts, dp on 256 and
-  1,024, estimated at 0.99, 1.36, 1.34 and 0.99 x their measured time). Runs that share the network with others
-  (``jobs`` together) are not fused: their messages keep ``PER_MESSAGE_S`` and a compiled pattern step costs
-  ``STEP_COMPILED_S`` (fitted on the des step on 1,024 hosts before fusing: 15.6 s measured, 16.3 estimated);
+  ``STEP_IN_TRAINING_S``, or ``STEP_ALONE_S`` in a lone collective; in a pattern where some rank sends or receives more
+  than one message, those messages share its host link, so every flow is coupled to others and takes part in rate
+  solves: ``PER_SHARED_MESSAGE_S`` more per message, x (m / ``SHARED_REF_MESSAGES``) ** ``SHARED_GROWTH`` in a pattern
+  of m > ``SHARED_REF_MESSAGES`` messages (a larger pattern has more distinct rates, so more completion waves, each
+  re-solving most of its flows: a shared message of the 1,024-host ps step costs 1.13 x one of the 256-host step, with
+  16 x the messages per pattern; at ``COARSE_RATE_TOLERANCE``, ``PER_SHARED_MESSAGE_COARSE_S`` x that ratio **
+  ``SHARED_GROWTH_COARSE``, 1.43 x. Fitted on the ps steps on 256 and 1,024 hosts; held out, the ps step on 4,096 hosts
+  at 1e-2 is estimated at 0.91 x its measured 217 s). A pattern costs most of its time in lookahead windows (about 150
+  us each), one per distinct event time. A lone collective's ranks move in step (3.6 windows per pattern step for a ring
+  all-reduce on 1,024 fat-tree hosts). In a training step under per-flow hashing they drift apart, since hops that
+  collide on an uplink and routes of different lengths finish at different times, and ops overlap: a DES or DP step on
+  256 hosts runs about ``WINDOWS_PER_STEP`` (85) windows per pattern step. Past ``flow.COMPILED_WINDOWS`` windows the
+  flow backend runs them compiled, a lone message's windows with its run's progress in one call
+  (``flow.FlowNetwork._lone_windows``), so such a message then costs ``LONE_MESSAGE_COMPILED_S`` in all, after numba's
+  ``NUMBA_LOAD_S`` (``drifting_steps_s``; fitted on the des step on 1,024 hosts, 5.6 s measured; held out: des on 256
+  and 4,096 hosts, dp on 256 and 1,024, estimated at 0.99, 1.36, 1.34 and 0.99 x their measured time). Runs that share
+  the network with others (``jobs`` together) are not fused: their messages keep ``PER_MESSAGE_S`` and a compiled
+  pattern step costs ``STEP_COMPILED_S`` (fitted on the des step on 1,024 hosts before fusing: 15.6 s measured, 16.3
+  estimated);
 - with routing that spreads traffic evenly (``ecmp: dmodk`` on a fat-tree), flows get equal rates by symmetry:
   rate solves settle in a few levels, ranks stay in step, and a shared message costs
   ``PER_SHARED_MESSAGE_SPREAD_S`` more, a pattern step ``STEP_ALONE_S``. Per-flow hashing instead collides flows
@@ -34,8 +36,7 @@ A lone collective whose messages never share a link (a ring on a fat-tree) runs 
 
 The constants come from measured flow-level runs on this project's 2-core machine (docs/BENCHMARKS.md): the
 default ps step on 256 and 1,024 fat-tree hosts under hashing (5 patterns of 65,280 and 1.05 M shared messages:
-2.3 s and 53 s, large rate solves compiled; at ``COARSE_RATE_TOLERANCE`` 0.72 s and 14.8 s, the coarse constant
-between the two, 1.27 and 0.92 x), the window counts
+2.34 s and 40.5 s, large rate solves compiled; at ``COARSE_RATE_TOLERANCE`` 0.64 s and 10.6 s), the window counts
 above and, for ``dmodk``, the 1,024-host ps step and all-to-all (5.2 M messages in 4.5 s; 1 M in 2.2 s: the
 constant lies between). ``benchmarks/fidelity.py`` compares the estimate with held-out runs of lone collectives
 and default training steps on 64 to 1,024 hosts. It can still err either way, so ``auto`` runs flow level only
@@ -64,10 +65,11 @@ LONE_MESSAGE_COMPILED_S = 8.7e-7
 STEP_COMPILED_S = 0.002
 NUMBA_LOAD_S = 0.4
 STEP_ALONE_S = 0.0015
-PER_SHARED_MESSAGE_S = 5.7e-6
+PER_SHARED_MESSAGE_S = 5.8e-6
 SHARED_REF_MESSAGES = 65_536
-SHARED_GROWTH = 0.16
-PER_SHARED_MESSAGE_COARSE_S = 1.4e-6
+SHARED_GROWTH = 0.045
+PER_SHARED_MESSAGE_COARSE_S = 5.6e-7
+SHARED_GROWTH_COARSE = 0.13
 PER_SHARED_MESSAGE_SPREAD_S = 5e-7
 WEIGHTED_STEP_S = 0.05
 WEIGHTED_MESSAGE_S = 4e-4
@@ -80,9 +82,10 @@ def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = Fa
                 rate_tolerance: float = DEFAULT_RATE_TOLERANCE, fused: bool = True) -> float:
     """Estimated wall seconds of running ``schedules`` at flow level (this project's 2-core machine): the ops of
     a training step, or one collective ``alone``; ``spread``: routed by ``dmodk`` rather than hashed; at
-    ``rate_tolerance`` >= ``COARSE_RATE_TOLERANCE`` a hashed shared message costs ``PER_SHARED_MESSAGE_COARSE_S``
-    whatever the pattern's size (completion waves are fewer and batched wider). ``fused``: one run on the network
-    at a time, whose lone windows run fused past the compiled switch; not when several share it (``jobs``)."""
+    ``rate_tolerance`` >= ``COARSE_RATE_TOLERANCE`` a hashed shared message costs ``PER_SHARED_MESSAGE_COARSE_S``,
+    growing more slowly with the pattern's size (completion waves are fewer and batched wider). ``fused``: one run
+    on the network at a time, whose lone windows run fused past the compiled switch; not when several share it
+    (``jobs``)."""
     in_step = alone or spread  # ranks in step: a pattern step takes a few windows
     coarse = rate_tolerance >= COARSE_RATE_TOLERANCE
     numpy_limit = COMPILED_WINDOWS // WINDOWS_PER_STEP  # drifting pattern steps before the compiled switch
@@ -92,8 +95,9 @@ def flow_cost_s(schedules: list[Schedule], maxmin: bool = True, alone: bool = Fa
             m = len(step.pattern)
             if maxmin:
                 shared = m and max(np.bincount(step.pattern.src).max(), np.bincount(step.pattern.dst).max()) > 1
-                per_shared_s = (PER_SHARED_MESSAGE_SPREAD_S if spread else PER_SHARED_MESSAGE_COARSE_S if coarse
-                                else PER_SHARED_MESSAGE_S * max(1.0, m / SHARED_REF_MESSAGES) ** SHARED_GROWTH)
+                growth = max(1.0, m / SHARED_REF_MESSAGES) ** (SHARED_GROWTH_COARSE if coarse else SHARED_GROWTH)
+                per_shared_s = (PER_SHARED_MESSAGE_SPREAD_S if spread else
+                                growth * (PER_SHARED_MESSAGE_COARSE_S if coarse else PER_SHARED_MESSAGE_S))
                 total += step.repeat * ((PER_MESSAGE_S + shared * per_shared_s) * m + in_step * STEP_ALONE_S)
                 if not in_step:
                     compiled = step.repeat - min(step.repeat, max(0, numpy_limit - drifting_steps))
