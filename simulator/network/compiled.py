@@ -17,6 +17,10 @@ lowers their shares (every share is >= s), so a share in the heap is a lower bou
 one: a popped link whose share has grown is pushed back at the new value (lazy keys, no decrease-key). A
 flow's bound enters the heap as an item of its own, at its bound level.
 
+**Re-solves** (``resolve_rates``, ``resolve_indexed``): ``FluidCore._resolve_rates`` in one call, the filling inside;
+the largest over a ``LinkIndex`` kept from solve to solve rather than an index built each time. ``batch_guess``
+guesses where a completion batch ends, for ``FluidCore._completion_batch`` to confirm.
+
 Why compiled: under hash ECMP a million-flow solve has thousands of distinct levels; in numpy each level (or
 batch of levels) is a round of array operations over many links and flows, 30-450 ms a solve, and a
 1,024-host ps step makes 5,203 of them (237,000 flows each on average); a bincount over a million flows'
