@@ -547,6 +547,28 @@ def test_max_min_solvers_agree_on_instances_with_many_levels(seed: int) -> None:
         assert np.allclose(solver(matrix, np.array(capacity)), expected, rtol=1e-7)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.booleans())
+def test_flows_on_one_route_solved_as_one_weighted_class_get_the_unreduced_rates(seed: int, compiled: bool) -> None:
+    """The one symmetry exact on any fabric: flows crossing the same links get the same max-min rate (the
+    allocation is unique), so the routes can be solved once, weighted by how many flows take each, and expanded.
+    Checked against the unreduced solve (issue 18's symmetry classes; docs/NETWORK_MODEL.md says why the engine
+    does not reduce: no default strategy ever has two coupled flows on one route)."""
+    rng = np.random.default_rng(seed)
+    n_links = int(rng.integers(2, 30))
+    table = np.full((int(rng.integers(1, 12)), 4), -1)
+    for row in table:
+        links = rng.choice(n_links, int(rng.integers(1, min(4, n_links) + 1)), replace=False)
+        row[: len(links)] = links
+    capacity = rng.uniform(1.0, 100.0, n_links)
+    flows = rng.integers(0, len(table), int(rng.integers(1, 80)))  # route row of each flow, many repeated
+    unreduced = maxmin.max_min_rates(table, capacity, rows=flows, compiled=compiled)
+    routes, flow_class, multiplicity = np.unique(flows, return_inverse=True, return_counts=True)
+    class_rate = maxmin.weighted_max_min_rates(table, capacity, np.ones(table.shape), multiplicity.astype(float),
+                                               np.full(len(routes), np.inf), rows=routes, compiled=compiled)
+    assert np.allclose(class_rate[flow_class] / multiplicity[flow_class], unreduced, rtol=1e-9)
+
+
 def test_run_started_later_by_another_process_shares_exactly() -> None:
     """A simpy process starts a second run mid-flight; the first must slow down exactly when it joins."""
     import simpy

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from conftest import star_graph
+from conftest import fattree_graph, star_graph
 
 from simulator.compute.roofline import load_device
 from simulator.network.fabric import Fabric
+from simulator.network.fluid import FluidCore
 from simulator.run.training import make_cluster, simulate_step
 from simulator.strategies import RECOMMENDER_STRATEGIES, StrategyOptions
 from simulator.strategies.des import DESOptions
@@ -162,6 +163,32 @@ def test_every_strategy_runs_at_both_fidelities(strategy: str) -> None:
         report = run(workload(), strategy, 4, fidelity=fidelity, servers=2 if strategy == "ps" else None)
         assert report.summary["step_time_s"] > 0
         assert report.summary["fits_memory"]
+
+
+@pytest.mark.parametrize("ecmp", ["hash", "dmodk"])
+def test_no_strategy_ever_couples_two_flows_on_one_route(monkeypatch, ecmp: str) -> None:
+    """Why flow level solves flow by flow, not by classes of flows on one route (issue 18): at every rate solve
+    of every recommender strategy's step (16-host fat-tree, 3 tables), the coupled flows cross pairwise distinct
+    link sets, so such classes would all have one member. If a strategy ever repeats a route, this fails and the
+    weighted class solve (tests/test_network.py) becomes worth wiring in."""
+    largest_class, solves = [], []
+    resolve = FluidCore._resolve_rates
+
+    def counting(core: FluidCore, *args) -> None:
+        cpl = core.cpl
+        links = core.fabric.route_links[cpl.route[: cpl.n][cpl.alive[: cpl.n]]]
+        largest_class.append(np.unique(np.sort(links, axis=1), axis=0, return_counts=True)[1].max(initial=0))
+        return resolve(core, *args)
+
+    monkeypatch.setattr(FluidCore, "_resolve_rates", counting)
+    fabric = Fabric(fattree_graph(4), ecmp=ecmp)
+    for strategy in RECOMMENDER_STRATEGIES:
+        cluster = make_cluster(fabric, strategy, load_device("h100"), load_device("cpu-server"))
+        simulate_step(workload(tables=3), cluster, strategy, "flow", 1,
+                      StrategyOptions(PSOptions(), DESOptions(), ShardingOptions()))
+        solves.append(len(largest_class))
+    assert min(np.diff([0, *solves])) > 0  # every strategy's step solved rates
+    assert max(largest_class) == 1
 
 
 def test_ps_with_dense_all_reduced_among_workers() -> None:
