@@ -224,19 +224,18 @@ def executor_points(world: int, models: Sequence[str], batches: Sequence[int], s
 
     gpus = torch.cuda.device_count() if backend == "nccl" else None
     observed = []
-    for batch in batches:
-        for ps in (False, True):
-            if ps and gpus is not None and world + default_servers(world) > gpus:
-                continue
-            configs = [(small_workload(m, batch), s) for m in models for s in strategies_for(m)
-                       if s.startswith("ps") == ps and _runs(check, s, backend)]
-            if not configs:
-                continue
-            measurements = execute_many(configs, world, steps, backend=backend, timeout_s=timeout_s, repeats=repeats)
-            for (workload, strategy), measured in zip(configs, measurements, strict=True):
-                observed.append(Observed(workload, strategy, world, measured.servers, steps,
-                                         measured.breakdown(WARMUP_STEPS), measured.median_step_s(WARMUP_STEPS),
-                                         measured.unwaited(WARMUP_STEPS)))
+    for ps in (False, True):  # ranks started once per family (PS adds servers), for every batch size
+        if ps and gpus is not None and world + default_servers(world) > gpus:
+            continue
+        configs = [(small_workload(m, batch), s) for batch in batches for m in models for s in strategies_for(m)
+                   if s.startswith("ps") == ps and _runs(check, s, backend)]
+        if not configs:
+            continue
+        measurements = execute_many(configs, world, steps, backend=backend, timeout_s=timeout_s, repeats=repeats)
+        for (workload, strategy), measured in zip(configs, measurements, strict=True):
+            observed.append(Observed(workload, strategy, world, measured.servers, steps,
+                                     measured.breakdown(WARMUP_STEPS), measured.median_step_s(WARMUP_STEPS),
+                                     measured.unwaited(WARMUP_STEPS)))
     return observed
 
 
