@@ -553,7 +553,7 @@ def test_flows_on_one_route_solved_as_one_weighted_class_get_the_unreduced_rates
     """The one symmetry exact on any fabric: flows crossing the same links get the same max-min rate (the
     allocation is unique), so the routes can be solved once, weighted by how many flows take each, and expanded.
     Checked against the unreduced solve (issue 18's symmetry classes; docs/NETWORK_MODEL.md says why the engine
-    does not reduce: no default strategy ever has two coupled flows on one route)."""
+    does not reduce: no recommender strategy ever has two coupled flows on one route)."""
     rng = np.random.default_rng(seed)
     n_links = int(rng.integers(2, 30))
     table = np.full((int(rng.integers(1, 12)), 4), -1)

@@ -176,7 +176,7 @@ def test_no_strategy_ever_couples_two_flows_on_one_route(monkeypatch, ecmp: str)
 
     def counting(core: FluidCore, *args) -> None:
         cpl = core.cpl
-        links = core.fabric.route_links[cpl.route[: cpl.n][cpl.alive[: cpl.n]]]
+        links = core.fabric.route_links[cpl.route[cpl.alive[: cpl.n]]]
         largest_class.append(np.unique(np.sort(links, axis=1), axis=0, return_counts=True)[1].max(initial=0))
         return resolve(core, *args)
 
