@@ -18,8 +18,9 @@ one: a popped link whose share has grown is pushed back at the new value (lazy k
 flow's bound enters the heap as an item of its own, at its bound level.
 
 **Re-solves** (``resolve_rates``, ``resolve_indexed``): ``FluidCore._resolve_rates`` in one call, the filling inside;
-the largest over a ``LinkIndex`` kept from solve to solve rather than an index built each time. ``batch_guess``
-guesses where a completion batch ends, for ``FluidCore._completion_batch`` to confirm.
+the largest over a ``LinkIndex`` kept from solve to solve rather than an index built each time. A filling reads the
+rows of the flows it freezes ``PREFETCH_AHEAD`` index entries ahead (``_prefetch``), so their cache misses overlap.
+``batch_guess`` guesses where a completion batch ends, for ``FluidCore._completion_batch`` to confirm.
 
 Why compiled: under hash ECMP a million-flow solve has thousands of distinct levels; in numpy each level (or
 batch of levels) is a round of array operations over many links and flows, 30-450 ms a solve, and a
@@ -31,6 +32,36 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+PREFETCH_AHEAD = 16  # index entries: a filling reads a flow's row this far ahead of freezing it
+
+
+@intrinsic
+def _prefetch(typingctx, array, i, j):
+    """Ask the CPU to fetch ``array[i, j]`` (``array[i]`` when 1-D: j unused) into cache, a hint that never faults
+    or changes a value. A filling reads the rows of flows in the order of a link's index, scattered over millions
+    of rows: fetching them ahead makes those misses overlap (docs/BENCHMARKS.md: a third off the largest solves)."""
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        data = context.make_array(array_type)(context, builder, args[0])
+        index = [context.cast(builder, a, t, types.intp) for a, t in zip(args[1:], signature.args[1:], strict=True)]
+        pointer = cgutils.get_item_pointer2(context, builder, data=data.data,
+                                            shape=cgutils.unpack_tuple(builder, data.shape),
+                                            strides=cgutils.unpack_tuple(builder, data.strides),
+                                            layout=array_type.layout, inds=index[: array_type.ndim], wraparound=False)
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0i8")
+        # read, keep in all cache levels, data cache
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(array, i, j), codegen
 
 
 @numba.njit(cache=True, inline="always")
@@ -153,6 +184,10 @@ def _fill(
                 continue
             first, last = ptr[item], ptr[item + 1] - 1
         for i in range(first, last + 1):
+            if item < n_links and i + PREFETCH_AHEAD < len(link_flows):
+                ahead = link_flows[i + PREFETCH_AHEAD]
+                _prefetch(flow_links, ahead, 0)
+                _prefetch(level, ahead, 0)
             f = i if item >= n_links else link_flows[i]
             bit = np.uint64(1) << np.uint64(f & 63)
             if frozen[f >> 6] & bit:
@@ -473,6 +508,10 @@ def resolve_indexed(
             n_heap = _push(keys, items, n_heap, share, link)
             continue
         for k in range(ptr[link], ptr[link + 1]):
+            if k + PREFETCH_AHEAD < len(index_rows):
+                ahead = index_rows[k + PREFETCH_AHEAD]
+                _prefetch(links, ahead, 0)
+                _prefetch(rate, ahead, 0)
             i = index_rows[k]
             bit = np.uint64(1) << np.uint64(i & 63)
             if not active[i >> 6] & bit:
