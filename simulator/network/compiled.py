@@ -508,7 +508,7 @@ def resolve_indexed(
             n_heap = _push(keys, items, n_heap, share, link)
             continue
         for k in range(ptr[link], ptr[link + 1]):
-            if k + PREFETCH_AHEAD < len(index_rows):
+            if k + PREFETCH_AHEAD < ptr[n_links]:  # past the last entry the buffer holds no row
                 ahead = index_rows[k + PREFETCH_AHEAD]
                 _prefetch(links, ahead, 0)
                 _prefetch(rate, ahead, 0)
