@@ -498,6 +498,7 @@ def resolve_indexed(
     for link in range(n_links):
         if state[link, 1] > 0:
             n_heap = _push(keys, items, n_heap, state[link, 0] / state[link, 1], link)
+    n_entries = ptr[n_links]  # past it the index buffer holds no row
     while n_heap > 0:
         key, link = keys[0], items[0]
         n_heap = _pop(keys, items, n_heap)
@@ -508,7 +509,7 @@ def resolve_indexed(
             n_heap = _push(keys, items, n_heap, share, link)
             continue
         for k in range(ptr[link], ptr[link + 1]):
-            if k + PREFETCH_AHEAD < ptr[n_links]:  # past the last entry the buffer holds no row
+            if k + PREFETCH_AHEAD < n_entries:
                 ahead = index_rows[k + PREFETCH_AHEAD]
                 _prefetch(links, ahead, 0)
                 _prefetch(rate, ahead, 0)
